@@ -1,0 +1,27 @@
+"""Dependency aliases shared by the routers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.db.session import session_scope
+from service.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    yield from session_scope(request.app.state.sessionmaker)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+# scope="function": the session is closed before the response is sent, so nothing can be written
+# after a client already saw a 2xx. Endpoints commit explicitly inside their unit of work.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

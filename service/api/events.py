@@ -1,0 +1,42 @@
+"""The audit log, read by `since` (the last seq seen)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from service.api.auth import Admin
+from service.api.deps import SessionDep, SettingsDep
+from service.api.pagination import LimitQuery
+from service.api.problems import responses
+from service.db.models import Event
+from service.schemas.common import Page
+from service.schemas.events import EventOut
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.get("", response_model=Page[EventOut], responses=responses(401, 403, 422))
+def list_events(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Admin,
+    since: Annotated[int | None, Query(ge=0, le=1 << 62, description="Last seq seen")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^\d{1,18}$", description="next_cursor of the last page")
+    ] = None,
+    subject_id: Annotated[str | None, Query(max_length=36)] = None,
+    limit: LimitQuery = None,
+) -> Page[EventOut]:
+    n = min(limit or settings.page_limit_default, settings.page_limit_max)
+    after = max(since or 0, int(cursor) if cursor else 0)
+    stmt = select(Event).where(Event.seq > after)
+    if subject_id is not None:
+        stmt = stmt.where(Event.subject_id == subject_id)
+    rows = session.scalars(stmt.order_by(Event.seq).limit(n + 1)).all()
+    items = [EventOut.model_validate(e, from_attributes=True) for e in rows[:n]]
+    return Page[EventOut](
+        items=items, next_cursor=str(items[-1].seq) if len(rows) > n and items else None
+    )

@@ -1,0 +1,256 @@
+"""Hosts: registration with SLIT validation, listing, state changes, deletion, accounting."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from service.api.auth import Admin, issue_token
+from service.api.deps import SessionDep, SettingsDep
+from service.api.etag import IfMatch, check_if_match, etag
+from service.api.idempotency import IdempotencyKey, run_create
+from service.api.pagination import CursorQuery, LimitQuery, next_cursor
+from service.api.problems import Conflict, InvalidInput, NotFound, responses
+from service.api.validation import issues_to_errors
+from service.db import hosts as repo
+from service.db.audit import record_event
+from service.db.models import Host, Pnode
+from service.engine.topology import validate_slit
+from service.schemas.common import Page
+from service.schemas.hosts import (
+    Accounting,
+    DomainBacking,
+    HostCreate,
+    HostCreated,
+    HostOut,
+    HostPatch,
+    PnodeAccounting,
+    PnodeOut,
+)
+
+router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
+HostId = Annotated[uuid.UUID, "host id"]
+
+
+def host_out(host: Host) -> HostOut:
+    return HostOut(
+        id=host.id,
+        name=host.name,
+        state=host.state,
+        pnodes=[
+            PnodeOut(
+                index=p.index,
+                memory_mib=p.memory_mib,
+                reserved_mib=p.reserved_mib,
+                capacity_mib=p.capacity_mib,
+                cpus=p.cpus,
+            )
+            for p in host.pnodes
+        ],
+        distances=host.distances,
+        drift_flagged=host.drift_flagged,
+        version=host.version,
+        created_at=host.created_at,
+    )
+
+
+def load_host(session: SessionDep, host_id: uuid.UUID, *, lock: bool = False) -> Host:
+    host = repo.get_host(session, str(host_id), lock=lock)
+    if host is None:
+        raise NotFound(f"no host with id {host_id}")
+    return host
+
+
+def _validate_topology(body: HostCreate) -> None:
+    """Every SLIT and pnode problem at once, each with its location."""
+    errors = issues_to_errors(
+        validate_slit(body.distances, len(body.pnodes), loc_prefix=("distances",))
+    )
+    errors += [
+        {
+            "loc": ["body", "pnodes", i, "reserved_mib"],
+            "msg": f"reserved_mib ({p.reserved_mib}) must be below memory_mib ({p.memory_mib})",
+        }
+        for i, p in enumerate(body.pnodes)
+        if p.reserved_mib >= p.memory_mib
+    ]
+    if errors:
+        raise InvalidInput("the host topology is not valid", errors=errors)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=HostCreated,
+    responses=responses(401, 403, 409, 413, 422),
+    summary="Register a host with its NUMA topology",
+)
+def create_host(
+    body: HostCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    _validate_topology(body)
+
+    def create() -> tuple[int, dict[str, Any], dict[str, str]]:
+        if session.scalar(repo.name_taken(body.name)):
+            raise Conflict(f"a host named {body.name!r} already exists")
+        host = Host(name=body.name, state="active", distances=body.distances)
+        host.pnodes = [
+            Pnode(
+                index=i,
+                memory_mib=p.memory_mib,
+                reserved_mib=p.reserved_mib,
+                cpus=p.cpus,
+                allocated_mib=0,
+                claimed_mib=0,
+            )
+            for i, p in enumerate(body.pnodes)
+        ]
+        session.add(host)
+        session.flush()
+        token = issue_token(session, "agent", host.id)
+        out = host_out(host)
+        record_event(session, principal.actor, "host.created", "host", host.id, after=_summary(out))
+        created = HostCreated(**out.model_dump(), agent_token=token)
+        return (
+            201,
+            created.model_dump(mode="json"),
+            {"Location": f"/v1/hosts/{host.id}", "ETag": etag(host.version)},
+        )
+
+    return run_create(
+        session,
+        actor=principal.actor,
+        key=idempotency_key,
+        method="POST",
+        path=request.url.path,
+        payload=body.model_dump(mode="json"),
+        ttl_s=settings.idempotency_ttl_s,
+        create=create,
+    )
+
+
+def _summary(out: HostOut) -> dict[str, Any]:
+    return {
+        "name": out.name,
+        "state": out.state,
+        "pnodes": len(out.pnodes),
+        "capacity_mib": [p.capacity_mib for p in out.pnodes],
+    }
+
+
+@router.get("", response_model=Page[HostOut], responses=responses(401, 403, 422))
+def list_hosts(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Admin,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[HostOut]:
+    n = min(limit or settings.page_limit_default, settings.page_limit_max)
+    rows, more = repo.list_hosts(session, cursor, n)
+    return Page[HostOut](
+        items=[host_out(h) for h in rows],
+        next_cursor=next_cursor(rows, more),
+    )
+
+
+@router.get("/{host_id}", response_model=HostOut, responses=responses(401, 403, 404, 422))
+def get_host(host_id: uuid.UUID, response: Response, session: SessionDep, _: Admin) -> HostOut:
+    host = load_host(session, host_id)
+    response.headers["ETag"] = etag(host.version)
+    return host_out(host)
+
+
+@router.patch(
+    "/{host_id}",
+    response_model=HostOut,
+    responses=responses(401, 403, 404, 412, 422),
+    summary="Change a host's state (active, maintenance, offline)",
+)
+def patch_host(
+    host_id: uuid.UUID,
+    body: HostPatch,
+    response: Response,
+    session: SessionDep,
+    principal: Admin,
+    if_match: IfMatch = None,
+) -> HostOut:
+    host = load_host(session, host_id, lock=True)
+    check_if_match(if_match, host.version)
+    before = host.state
+    if body.state != before:
+        host.state = body.state
+        record_event(
+            session,
+            principal.actor,
+            "host.state_changed",
+            "host",
+            host.id,
+            before={"state": before},
+            after={"state": body.state},
+        )
+        session.flush()
+    out = host_out(host)
+    session.commit()
+    response.headers["ETag"] = etag(out.version)
+    return out
+
+
+@router.delete(
+    "/{host_id}",
+    status_code=204,
+    responses=responses(401, 403, 404, 409, 412, 422),
+    summary="Remove a host (refused while domains, claims or migrations use it)",
+)
+def delete_host(
+    host_id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None
+) -> Response:
+    host = load_host(session, host_id, lock=True)
+    check_if_match(if_match, host.version)
+    reason = repo.host_usage_reason(session, host.id)
+    if reason is not None:
+        raise Conflict(f"host {host.name} is in use: {reason}")
+    summary = _summary(host_out(host))
+    session.delete(host)
+    repo.revoke_agent_tokens(session, host.id)
+    record_event(session, principal.actor, "host.deleted", "host", host.id, before=summary)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{host_id}/accounting",
+    response_model=Accounting,
+    responses=responses(401, 403, 404, 422),
+    summary="Per-pnode capacity, allocated, claimed and free MiB, and every domain's backing",
+)
+def get_accounting(host_id: uuid.UUID, session: SessionDep, _: Admin) -> Accounting:
+    host = load_host(session, host_id)
+    n_pnodes = len(host.pnodes)
+    counts = repo.vnode_counts_on_host(session, host.id)
+    matrices = {d: [[0] * n_pnodes for _ in range(k)] for d, k in counts.items()}
+    for row in repo.backing_rows(session, host.id):
+        matrices[row.domain_id][row.vnode][row.pnode] = row.mib
+    return Accounting(
+        host_id=host.id,
+        pnodes=[
+            PnodeAccounting(
+                index=p.index,
+                capacity_mib=p.capacity_mib,
+                allocated_mib=p.allocated_mib,
+                claimed_mib=p.claimed_mib,
+                free_mib=p.capacity_mib - p.allocated_mib - p.claimed_mib,
+                observed_free_mib=p.observed_free_mib,
+            )
+            for p in host.pnodes
+        ],
+        domains=[DomainBacking(domain_id=d, backing_mib=m) for d, m in matrices.items()],
+    )

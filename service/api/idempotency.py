@@ -1,0 +1,83 @@
+"""Run a create under an optional Idempotency-Key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.api.problems import InvalidInput
+from service.db import idempotency
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retry-safe create: the same key and body return the first response",
+    ),
+]
+
+Create = Callable[[], tuple[int, dict[str, Any], dict[str, str]]]
+
+
+def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
+    return JSONResponse(
+        stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+    )
+
+
+def run_create(
+    session: Session,
+    *,
+    actor: str,
+    key: str | None,
+    method: str,
+    path: str,
+    payload: Any,
+    ttl_s: float,
+    create: Create,
+) -> JSONResponse:
+    """Create once per key: commit the result and the idempotency record together."""
+    if key is None:
+        status, body, headers = create()
+        session.commit()
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    req_hash = idempotency.request_hash(method, path, payload)
+    try:
+        stored = idempotency.lookup(session, actor, key, req_hash)
+    except idempotency.KeyReused:
+        raise InvalidInput(
+            "this Idempotency-Key was already used with a different request body",
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "key reused with another body"}],
+        ) from None
+    if stored is not None:
+        return _replay(stored)
+
+    status, body, headers = create()
+    idempotency.store(session, actor, key, method, path, req_hash, status, body, ttl_s)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        try:
+            stored = idempotency.lookup(session, actor, key, req_hash)
+        except idempotency.KeyReused:
+            raise InvalidInput(
+                "this Idempotency-Key was already used with a different request body",
+                errors=[
+                    {"loc": ["header", "Idempotency-Key"], "msg": "key reused with another body"}
+                ],
+            ) from None
+        session.rollback()
+        if stored is not None:
+            return _replay(stored)
+        raise
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,53 @@
+"""Liveness, readiness (database reachable and migrated to head) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.api.problems import problem_response
+from service.db.migrations import current_revision, head_revision
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers and is migrated to the latest revision")
+def readyz(request: Request) -> JSONResponse:
+    engine = request.app.state.engine
+    head = head_revision()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            current = current_revision(conn)
+    except SQLAlchemyError as exc:
+        return problem_response(
+            503,
+            "unavailable",
+            "Not ready",
+            f"database unreachable: {type(exc).__name__}",
+            request,
+            headers={"Retry-After": "2"},
+        )
+    if current != head:
+        return problem_response(
+            503,
+            "not-migrated",
+            "Not ready",
+            f"database at revision {current}, code expects {head}; run the migrations",
+            request,
+            headers={"Retry-After": "5"},
+        )
+    return JSONResponse({"status": "ready", "revision": current})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

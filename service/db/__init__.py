@@ -1,0 +1,1 @@
+"""Persistence: typed ORM models, sessions with per-host locking, and repositories."""

@@ -1,0 +1,99 @@
+"""Queries about hosts. Each function issues a fixed number of statements, whatever the size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from service.db.base import utcnow
+from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Token, Vnode
+from service.db.pagination import keyset
+
+ACTIVE_MIGRATION_STATES = ("planned", "preparing", "migrating", "settling")
+
+
+def get_host(session: Session, host_id: str, *, lock: bool = False) -> Host | None:
+    stmt = select(Host).where(Host.id == host_id).options(selectinload(Host.pnodes))
+    if lock:
+        stmt = stmt.with_for_update(of=Host)
+    return session.scalars(stmt).first()
+
+
+def list_hosts(session: Session, cursor: str | None, limit: int) -> tuple[Sequence[Host], bool]:
+    stmt = keyset(
+        select(Host).options(selectinload(Host.pnodes)), Host.created_at, Host.id, cursor, limit
+    )
+    rows = session.scalars(stmt).all()
+    return rows[:limit], len(rows) > limit
+
+
+def host_usage_reason(session: Session, host_id: str) -> str | None:
+    """Why the host cannot be deleted, or None when nothing references it."""
+    domains, claims, migrations = session.execute(
+        select(
+            select(func.count())
+            .select_from(Domain)
+            .where(Domain.host_id == host_id)
+            .scalar_subquery(),
+            select(func.count())
+            .select_from(Claim)
+            .where(Claim.host_id == host_id)
+            .scalar_subquery(),
+            exists().where(
+                (Migration.source_host_id == host_id) | (Migration.destination_host_id == host_id),
+                Migration.state.in_(ACTIVE_MIGRATION_STATES),
+            ),
+        )
+    ).one()
+    if domains:
+        return f"{domains} domain(s) run on this host; migrate or delete them first"
+    if claims:
+        return f"{claims} claim(s) reserve memory on this host; wait for them or abort"
+    if migrations:
+        return "a migration in flight uses this host; let it finish or abort it"
+    return None
+
+
+def backing_rows(session: Session, host_id: str) -> Sequence[Backing]:
+    return session.scalars(
+        select(Backing)
+        .where(Backing.host_id == host_id)
+        .order_by(Backing.domain_id, Backing.vnode, Backing.pnode)
+    ).all()
+
+
+def vnode_counts_on_host(session: Session, host_id: str) -> dict[str, int]:
+    """Vnode count of every domain on the host, in creation order (one query)."""
+    rows = session.execute(
+        select(Domain.id, func.count(Vnode.index))
+        .join(Vnode, Vnode.domain_id == Domain.id)
+        .where(Domain.host_id == host_id)
+        .group_by(Domain.id, Domain.created_at)
+        .order_by(Domain.created_at, Domain.id)
+    ).all()
+    return {d: int(n) for d, n in rows}
+
+
+def pnode_totals(session: Session) -> tuple[int, int, int]:
+    cap, alloc, claimed = session.execute(
+        select(
+            func.coalesce(func.sum(Pnode.memory_mib - Pnode.reserved_mib), 0),
+            func.coalesce(func.sum(Pnode.allocated_mib), 0),
+            func.coalesce(func.sum(Pnode.claimed_mib), 0),
+        )
+    ).one()
+    return int(cap), int(alloc), int(claimed)
+
+
+def name_taken(name: str) -> Select[tuple[bool]]:
+    return select(exists().where(Host.name == name))
+
+
+def revoke_agent_tokens(session: Session, host_id: str) -> None:
+    session.execute(
+        update(Token)
+        .where(Token.kind == "agent", Token.subject_id == host_id, Token.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )

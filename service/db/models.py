@@ -1,0 +1,361 @@
+"""The whole data model: hosts and their pnodes, domains and their vnodes and backing, claims,
+migrations and their steps, tokens, events and idempotency records.
+
+Per-pnode accounting (`allocated_mib`, `claimed_mib`) is materialized on the pnode row and guarded
+by a CHECK constraint, so even a bug in the service layer cannot commit an overcommitted pnode: the
+database refuses it on PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db.base import JSONType, UUIDStr, new_id, utcnow
+
+from .base import Base
+
+HOST_STATES = ("active", "maintenance", "offline")
+DOMAIN_STATES = ("running", "migrating")
+MIGRATION_STATES = (
+    "planned",
+    "preparing",
+    "migrating",
+    "settling",
+    "completed",
+    "aborted",
+    "failed",
+)
+STEP_STATES = ("pending", "acked", "failed", "cancelled")
+TOKEN_KINDS = ("agent", "guest")
+
+
+class ClusterSettings(Base):
+    """Singleton row (id = 1): cluster-wide hotplug block size and the worst-case template."""
+
+    __tablename__ = "cluster_settings"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="singleton"),
+        CheckConstraint("block_mib > 0", name="block_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_mib: Mapped[int] = mapped_column(Integer)
+    worst_case_template: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+    __table_args__ = (
+        CheckConstraint("state IN ('active', 'maintenance', 'offline')", name="state_valid"),
+        Index("ix_hosts_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    # The ACPI SLIT as an n x n list of ints; it is one value, read and written whole.
+    distances: Mapped[list[list[int]]] = mapped_column(JSONType)
+    drift_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    observed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    pnodes: Mapped[list[Pnode]] = relationship(
+        back_populates="host",
+        order_by="Pnode.index",
+        cascade="all, delete-orphan",
+        lazy="raise",
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Pnode(Base):
+    __tablename__ = "pnodes"
+    __table_args__ = (
+        CheckConstraint("memory_mib > 0", name="memory_positive"),
+        CheckConstraint("reserved_mib >= 0 AND reserved_mib < memory_mib", name="reserved_range"),
+        CheckConstraint("cpus >= 1", name="cpus_positive"),
+        CheckConstraint("allocated_mib >= 0 AND claimed_mib >= 0", name="usage_nonnegative"),
+        CheckConstraint(
+            "allocated_mib + claimed_mib <= memory_mib - reserved_mib", name="no_overcommit"
+        ),
+    )
+
+    host_id: Mapped[str] = mapped_column(
+        UUIDStr, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    memory_mib: Mapped[int] = mapped_column(BigInteger)
+    reserved_mib: Mapped[int] = mapped_column(BigInteger)
+    cpus: Mapped[int] = mapped_column(Integer)
+    allocated_mib: Mapped[int] = mapped_column(BigInteger, default=0)
+    claimed_mib: Mapped[int] = mapped_column(BigInteger, default=0)
+    observed_free_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    host: Mapped[Host] = relationship(back_populates="pnodes", lazy="raise")
+
+    @property
+    def capacity_mib(self) -> int:
+        return self.memory_mib - self.reserved_mib
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    __table_args__ = (
+        CheckConstraint(
+            "dynamic_min_mib >= 0 AND dynamic_min_mib <= target_mib "
+            "AND target_mib <= dynamic_max_mib AND dynamic_max_mib <= static_max_mib",
+            name="memory_order",
+        ),
+        CheckConstraint("block_mib > 0", name="block_positive"),
+        Index("ix_domains_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    host_id: Mapped[str | None] = mapped_column(
+        UUIDStr, ForeignKey("hosts.id", ondelete="RESTRICT"), index=True, nullable=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    policy: Mapped[str] = mapped_column(String(16), default="proportional")
+    block_mib: Mapped[int] = mapped_column(Integer)
+    static_max_mib: Mapped[int] = mapped_column(BigInteger)
+    dynamic_min_mib: Mapped[int] = mapped_column(BigInteger)
+    dynamic_max_mib: Mapped[int] = mapped_column(BigInteger)
+    target_mib: Mapped[int] = mapped_column(BigInteger)
+    # Virtual SLIT, k x k; what the guest believes, independent of the host.
+    distances: Mapped[list[list[int]]] = mapped_column(JSONType)
+    from_template: Mapped[bool] = mapped_column(Boolean, default=False)
+    uncooperative: Mapped[bool] = mapped_column(Boolean, default=False)
+    target_set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_progress_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    vnodes: Mapped[list[Vnode]] = relationship(
+        back_populates="domain",
+        order_by="Vnode.index",
+        cascade="all, delete-orphan",
+        lazy="raise",
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Vnode(Base):
+    __tablename__ = "vnodes"
+    __table_args__ = (
+        CheckConstraint("size_mib > 0", name="size_positive"),
+        CheckConstraint("target_mib >= 0 AND target_mib <= size_mib", name="target_range"),
+    )
+
+    domain_id: Mapped[str] = mapped_column(
+        UUIDStr, ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size_mib: Mapped[int] = mapped_column(BigInteger)
+    vcpus: Mapped[list[int]] = mapped_column(JSONType)
+    target_mib: Mapped[int] = mapped_column(BigInteger)
+    # What the guest's balloon driver last reported for this pool; None until it reports.
+    actual_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    home_pnode: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    domain: Mapped[Domain] = relationship(back_populates="vnodes", lazy="raise")
+
+
+class Backing(Base):
+    """X[v, p]: MiB of vnode v backed by pnode p of the domain's current host (non-zero only)."""
+
+    __tablename__ = "backing"
+    __table_args__ = (
+        CheckConstraint("mib > 0", name="mib_positive"),
+        ForeignKeyConstraint(
+            ["domain_id", "vnode"], ["vnodes.domain_id", "vnodes.index"], ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["host_id", "pnode"], ["pnodes.host_id", "pnodes.index"], ondelete="RESTRICT"
+        ),
+    )
+
+    domain_id: Mapped[str] = mapped_column(UUIDStr, primary_key=True)
+    vnode: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    host_id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, index=True)
+    pnode: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    mib: Mapped[int] = mapped_column(BigInteger)
+
+
+class Claim(Base):
+    """Memory reserved on one pnode until released, converted into backing, or expired."""
+
+    __tablename__ = "claims"
+    __table_args__ = (
+        CheckConstraint("mib > 0", name="mib_positive"),
+        ForeignKeyConstraint(
+            ["host_id", "pnode"], ["pnodes.host_id", "pnodes.index"], ondelete="RESTRICT"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    host_id: Mapped[str] = mapped_column(UUIDStr, index=True)
+    pnode: Mapped[int] = mapped_column(Integer)
+    mib: Mapped[int] = mapped_column(BigInteger)
+    domain_id: Mapped[str | None] = mapped_column(
+        UUIDStr, ForeignKey("domains.id", ondelete="CASCADE"), nullable=True
+    )
+    migration_id: Mapped[str | None] = mapped_column(
+        UUIDStr, ForeignKey("migrations.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Migration(Base):
+    __tablename__ = "migrations"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('planned', 'preparing', 'migrating', 'settling', 'completed', "
+            "'aborted', 'failed')",
+            name="state_valid",
+        ),
+        CheckConstraint("strategy IN ('rebalance', 'replug')", name="strategy_valid"),
+        Index("ix_migrations_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    domain_id: Mapped[str] = mapped_column(
+        UUIDStr, ForeignKey("domains.id", ondelete="CASCADE"), index=True
+    )
+    # SET NULL: a finished migration outlives the hosts it ran between (history, not a lock).
+    source_host_id: Mapped[str | None] = mapped_column(
+        UUIDStr, ForeignKey("hosts.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    destination_host_id: Mapped[str | None] = mapped_column(
+        UUIDStr, ForeignKey("hosts.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    strategy: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="planned")
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="migration", order_by="Step.seq", cascade="all, delete-orphan", lazy="raise"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Step(Base):
+    """One unit of work for a host agent or a guest: claim, balloon, unplug, plug, migrate, release.
+
+    Steps come from migrations, rebalances and target changes; agents fetch the pending ones of
+    their host and acknowledge them.
+    """
+
+    __tablename__ = "steps"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'acked', 'failed', 'cancelled')", name="state_valid"),
+        Index("ix_steps_host_id_state", "host_id", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    migration_id: Mapped[str | None] = mapped_column(
+        UUIDStr, ForeignKey("migrations.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    domain_id: Mapped[str] = mapped_column(
+        UUIDStr, ForeignKey("domains.id", ondelete="CASCADE"), index=True
+    )
+    host_id: Mapped[str] = mapped_column(UUIDStr, ForeignKey("hosts.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    op: Mapped[str] = mapped_column(String(16))
+    vnode: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pnode: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    mib: Mapped[int] = mapped_column(BigInteger, default=0)
+    pfn_ranges: Mapped[list[list[int]]] = mapped_column(JSONType, default=list)
+    target_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    migration: Mapped[Migration | None] = relationship(back_populates="steps", lazy="raise")
+
+
+class Token(Base):
+    """Agent and guest bearer tokens, stored only as SHA-256 digests.
+
+    Tokens are 256-bit random strings, so a fast digest is enough: there is nothing to brute-force.
+    The admin token comes from the settings and is never stored.
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (
+        CheckConstraint("kind IN ('agent', 'guest')", name="kind_valid"),
+        Index("ix_tokens_subject", "kind", "subject_id"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[str] = mapped_column(UUIDStr)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Event(Base):
+    """Append-only audit log; `seq` orders it and serves as the `since` cursor."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(UUIDStr, nullable=True, index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The stored outcome of a create under an `Idempotency-Key`, replayed on retries."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("actor", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,47 @@
+"""Opaque cursors over (created_at, id): stable under inserts, no OFFSET scans."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+T = TypeVar("T", bound=Any)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, row_id = json.loads(raw)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None or not isinstance(row_id, str):
+            raise ValueError
+        return parsed, row_id
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BadCursor("the cursor is not one this service issued") from exc
+
+
+def keyset(
+    stmt: Select[T],
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[str],
+    cursor: str | None,
+    limit: int,
+) -> Select[T]:
+    if cursor is not None:
+        at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(or_(created_at > at, and_(created_at == at, row_id > last_id)))
+    return stmt.order_by(created_at, row_id).limit(limit + 1)

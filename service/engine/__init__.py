@@ -1,0 +1,1 @@
+"""Pure numpy engine: no SQLAlchemy, no FastAPI, no I/O."""

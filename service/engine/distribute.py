@@ -1,0 +1,402 @@
+"""Per-vnode pool targets and their backing on pnodes (``X[v, p]``) for one or many domains.
+
+Two stages, shared by every policy except ``faithful``:
+
+1. *targets*: the policy turns the domain target into per-vnode targets ``t[v] <= size[v]``;
+2. *assignment*: ``t`` is backed on pnodes within ``headroom``.  Existing backing
+   (``current_mib``) is kept where it still fits, trimmed farthest-from-home first, so a policy
+   change moves as little memory as possible; new memory goes to the vnode's home pnode and
+   spills to the pnodes nearest to it (by physical distance) only when the home is full.
+
+Spilling is done in "rounds": in round k every vnode that still needs memory asks its k-th
+nearest pnode, vnodes in index order.  That greedy fills every pnode before giving up, so it
+backs any target up to ``sum(headroom)``, which is the exact maximum because every vnode may
+use every pnode (a complete bipartite transport problem).  Rounds stop as soon as nothing is
+left, usually after round 0 (the home pnode).
+
+``faithful`` solves the seed thread's worst-case-topology matching as a transportation LP.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linprog
+
+from .errors import EngineError, InfeasibleError, InputError
+from .metrics import cost_matrix
+
+__all__ = [
+    "POLICIES",
+    "Policy",
+    "apportion",
+    "assign_many",
+    "distribute",
+    "distribute_many",
+    "max_feasible_target_mib",
+    "vnode_targets_many",
+]
+
+Policy = Literal["proportional", "round-robin", "nearest", "faithful", "explicit"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+
+
+def _i64(a: object, name: str, ndim: int) -> I64:
+    arr = np.asarray(a)
+    if arr.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name} must be integer MiB, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def apportion(total_mib: I64, weights: I64) -> I64:
+    """Split ``total[n]`` over ``weights[n, :]`` exactly by largest remainder (Hamilton).
+
+    Each share is the floor or ceiling of ``total * w / sum(w)``, so a share never exceeds its
+    weight when ``total <= sum(w)``; ties go to the lower index so results are reproducible.
+    Integer arithmetic throughout (products stay below 2**62 for MiB quantities below 2**31).
+    """
+    w = weights
+    s = w.sum(axis=1)
+    safe = np.where(s > 0, s, 1)
+    prod = total_mib[:, None] * w
+    q = prod // safe[:, None]
+    rem = prod - q * safe[:, None]
+    left = total_mib - q.sum(axis=1)
+    order = np.argsort(-rem, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(w.shape[1])[None, :], axis=1)
+    out: I64 = q + (rank < left[:, None])
+    return out
+
+
+def _round_robin(amount: I64, cap: I64, block: I64) -> I64:
+    """Hand out ``amount`` one block per pool per round, pools in index order, within ``cap``.
+
+    This is the balloon driver of the thread going "round-robin across the NUMA pools" in hotplug
+    block steps.  Full rounds are found by bisection on the round count (vectorised over domains);
+    the last, partial round goes to the lowest-indexed pools.
+    """
+    b = block[:, None]
+    kmax = (-(-cap // b)).max(axis=1, initial=0) if cap.shape[1] else np.zeros_like(amount)
+    lo = np.zeros_like(amount)
+    hi = kmax + 1
+    while True:
+        open_ = hi - lo > 1
+        if not open_.any():
+            break
+        mid = (lo + hi) // 2
+        ok = np.minimum(cap, mid[:, None] * b).sum(axis=1) <= amount
+        lo = np.where(open_ & ok, mid, lo)
+        hi = np.where(open_ & ~ok, mid, hi)
+    base = np.minimum(cap, lo[:, None] * b)
+    rest = amount - base.sum(axis=1)
+    take = np.clip(cap - base, 0, b)
+    before = np.cumsum(take, axis=1) - take
+    out: I64 = base + np.clip(rest[:, None] - before, 0, take)
+    return out
+
+
+def _fill_in_order(amount: I64, cap: I64, order: NDArray[np.intp]) -> I64:
+    """Fill pools to their cap one after another in ``order`` until ``amount`` is used up."""
+    cap_o = np.take_along_axis(cap, order, axis=1)
+    before = np.cumsum(cap_o, axis=1) - cap_o
+    got_o = np.clip(amount[:, None] - before, 0, cap_o)
+    out = np.zeros_like(cap)
+    np.put_along_axis(out, order, got_o, axis=1)
+    return out
+
+
+def vnode_targets_many(
+    target_mib: I64,
+    size_mib: I64,
+    policy: Policy,
+    current_t_mib: I64,
+    vdist: I64,
+    block_mib: I64,
+    vcpu_weight: I64,
+) -> I64:
+    """(N, V) per-vnode targets for proportional / round-robin / nearest; inputs pre-validated."""
+    if policy == "proportional":
+        return apportion(target_mib, size_mib)
+    cur = np.clip(current_t_mib, 0, size_mib)
+    delta = target_mib - cur.sum(axis=1)
+    grow = delta >= 0
+    amount = np.abs(delta)
+    cap = np.where(grow[:, None], size_mib - cur, cur)
+    if policy == "round-robin":
+        change = _round_robin(amount, cap, block_mib)
+    elif policy == "nearest":
+        home_vnode = np.argmax(vcpu_weight, axis=1)
+        key = np.take_along_axis(vdist, home_vnode[:, None, None], axis=1)[:, 0, :]
+        order = np.argsort(key, axis=1, kind="stable")
+        order = np.where(grow[:, None], order, order[:, ::-1])
+        change = _fill_in_order(amount, cap, order)
+    else:
+        raise InputError(f"policy {policy!r} has no batched vnode-target rule")
+    out: I64 = np.where(grow[:, None], cur + change, cur - change)
+    return out
+
+
+def assign_many(
+    t_mib: I64,
+    headroom_mib: I64,
+    home: I64,
+    pdist: I64,
+    current_mib: I64 | None = None,
+) -> I64:
+    """(N, V, P) backing of per-vnode targets ``t`` within per-domain ``headroom`` rows.
+
+    Raises ``EngineError`` if some ``t`` could not be placed, which cannot happen when
+    ``t.sum(1) <= max(headroom, 0).sum(1)`` (checked by callers with a proper message).
+    """
+    n, v = t_mib.shape
+    p = pdist.shape[0]
+    order = np.argsort(pdist, axis=1, kind="stable")  # home first: diagonal 10 < 11
+    ordv = order[home]  # (N, V, P) pnodes by distance from each vnode's home
+    hcap = np.maximum(headroom_mib, 0)
+    x = np.zeros((n, v, p), dtype=np.int64)
+    if current_mib is not None:
+        cur = np.maximum(current_mib, 0)
+        cur_o = np.take_along_axis(cur, ordv, axis=2)
+        before = np.cumsum(cur_o, axis=2) - cur_o
+        keep_o = np.clip(t_mib[:, :, None] - before, 0, cur_o)  # drop farthest first
+        np.put_along_axis(x, ordv, keep_o, axis=2)
+        excess = np.maximum(x.sum(axis=1) - hcap, 0)  # headroom shrank under us
+        rev = x[:, ::-1, :]
+        rb = np.cumsum(rev, axis=1) - rev
+        x -= np.clip(excess[:, None, :] - rb, 0, rev)[:, ::-1, :]
+    r = t_mib - x.sum(axis=2)
+    hrem = hcap - x.sum(axis=1)
+    for k in range(p):
+        need = r.any(axis=1)
+        if not need.any():
+            break
+        idx = np.flatnonzero(need)
+        q = ordv[idx, :, k]
+        dem = np.zeros((idx.size, v, p), dtype=np.int64)
+        np.put_along_axis(dem, q[:, :, None], r[idx][:, :, None], axis=2)
+        before = np.cumsum(dem, axis=1) - dem
+        grant = np.clip(hrem[idx][:, None, :] - before, 0, dem)
+        x[idx] += grant
+        r[idx] -= grant.sum(axis=2)
+        hrem[idx] -= grant.sum(axis=1)
+    if r.any():
+        raise EngineError("internal: assignment left memory unplaced")
+    return x
+
+
+def max_feasible_target_mib(size_mib: I64, headroom_mib: I64) -> I64:
+    """(N,) exact maximum backable target: min(sum size, sum headroom).
+
+    Max-flow of the complete bipartite network source -> vnode (cap size) -> pnode -> sink
+    (cap headroom); with every vnode allowed on every pnode its min cut is one of the two sides.
+    """
+    out: I64 = np.minimum(size_mib.sum(axis=1), np.maximum(headroom_mib, 0).sum(axis=1))
+    return out
+
+
+def _faithful_one(
+    target: int,
+    size: I64,
+    hcap: I64,
+    home: I64,
+    vdist: I64,
+    pdist: I64,
+    cw: I64,
+) -> I64:
+    """Transportation LP: minimise belief error, tie-break towards physically near memory.
+
+    The tie-break weight is small enough that it can never trade away a whole unit of belief
+    error: any improving cycle of the transport network has at most 2(V+P+2) arcs.
+    """
+    v, p = size.shape[0], hcap.shape[0]
+    if target == 0:
+        return np.zeros((v, p), dtype=np.int64)
+    c = cost_matrix(vdist, pdist, home, cw)
+    wsum = float(cw.sum())
+    near = (cw.astype(np.float64) @ pdist[home].astype(np.float64)) / (wsum if wsum else 1.0)
+    if wsum == 0:
+        near = pdist[home].astype(np.float64).mean(axis=0)
+    delta = 1.0 / (4.0 * 254.0 * (v + p + 2))
+    cost = (c + delta * near[None, :]).ravel()
+    a_ub = np.zeros((v + p, v * p))
+    for_rows = np.repeat(np.arange(v), p)
+    for_cols = np.tile(np.arange(p), v)
+    a_ub[for_rows, np.arange(v * p)] = 1.0
+    a_ub[v + for_cols, np.arange(v * p)] = 1.0
+    b_ub = np.concatenate([size, hcap]).astype(np.float64)
+    res = linprog(
+        cost, A_ub=a_ub, b_ub=b_ub, A_eq=np.ones((1, v * p)), b_eq=[float(target)],
+        bounds=(0, None), method="highs",
+    )
+    if res.status != 0 or res.x is None:
+        raise EngineError(f"internal: faithful LP failed: {res.message}")
+    x = np.maximum(np.rint(np.asarray(res.x)), 0).astype(np.int64).reshape(v, p)
+    return _repair(x, target, size, hcap, c + delta * near[None, :])
+
+
+def _repair(x: I64, target: int, size: I64, hcap: I64, cost: F64) -> I64:
+    """Make a rounded LP solution satisfy the invariants exactly (rarely does anything)."""
+    x = x.copy()
+    # Trim rows then columns back under their caps, from the most expensive entries.
+    for axis, cap in ((1, size), (0, hcap)):
+        over = x.sum(axis=axis) - cap
+        while (over > 0).any():
+            i = int(np.argmax(over))
+            line = x[i] if axis == 1 else x[:, i]
+            costs = cost[i] if axis == 1 else cost[:, i]
+            j = int(np.argmax(np.where(line > 0, costs, -np.inf)))
+            d = min(int(over[i]), int(line[j]))
+            if axis == 1:
+                x[i, j] -= d
+            else:
+                x[j, i] -= d
+            over = x.sum(axis=axis) - cap
+    gap = target - int(x.sum())
+    while gap != 0:
+        if gap > 0:
+            room = np.minimum((size - x.sum(1))[:, None], (hcap - x.sum(0))[None, :])
+            masked = np.where(room > 0, cost, np.inf)
+            u, q = np.unravel_index(int(np.argmin(masked)), cost.shape)
+            if not np.isfinite(masked[u, q]):
+                raise EngineError("internal: faithful repair found no room")
+            d = min(gap, int(room[u, q]))
+            x[u, q] += d
+        else:
+            masked = np.where(x > 0, cost, -np.inf)
+            u, q = np.unravel_index(int(np.argmax(masked)), cost.shape)
+            d = min(-gap, int(x[u, q]))
+            x[u, q] -= d
+        gap = target - int(x.sum())
+    return x
+
+
+def distribute_many(
+    target_mib: object,
+    size_mib: object,
+    headroom_mib: object,
+    home: object,
+    vdist: object,
+    pdist: object,
+    policy: Policy = "proportional",
+    current_mib: object | None = None,
+    explicit_targets_mib: object | None = None,
+    block_mib: int | object = 128,
+    vcpu_weight: object | None = None,
+) -> I64:
+    """(N, V, P) backings for N domains of one host, each with its own headroom row.
+
+    Padding: a domain with fewer vnodes pads ``size_mib`` with 0 (and ``vcpu_weight`` with 0);
+    padded vnodes get nothing.  ``block_mib`` is a scalar or one value per domain.
+    ``faithful`` solves one LP per domain; the other policies are fully vectorised.
+    Raises ``InfeasibleError`` for the first infeasible domain; its ``domains`` attribute lists
+    all of them and ``per_domain_max_mib`` gives every domain's maximum.
+    """
+    if policy not in POLICIES:
+        raise InputError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    t = _i64(target_mib, "target_mib", 1)
+    size = _i64(size_mib, "size_mib", 2)
+    head = _i64(headroom_mib, "headroom_mib", 2)
+    hm = _i64(home, "home", 2)
+    vd = _i64(vdist, "vdist", 3)
+    pd = _i64(pdist, "pdist", 2)
+    n, v = size.shape
+    p = pd.shape[0]
+    if t.shape != (n,) or head.shape != (n, p) or hm.shape != (n, v) or vd.shape != (n, v, v):
+        raise InputError("inconsistent shapes: need target (N,), size (N,V), headroom (N,P), "
+                         "home (N,V), vdist (N,V,V), pdist (P,P)")
+    if pd.shape != (p, p):
+        raise InputError("pdist must be square")
+    if (size < 0).any() or (t < 0).any():
+        raise InputError("sizes and targets must be non-negative")
+    if v and ((hm < 0) | (hm >= p)).any():
+        raise InputError("home must index a pnode")
+    blk_arr = np.asarray(block_mib)
+    blk = np.broadcast_to(_i64(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
+    if (blk <= 0).any():
+        raise InputError("block_mib must be positive")
+    cw = (size > 0).astype(np.int64) if vcpu_weight is None else _i64(vcpu_weight,
+                                                                       "vcpu_weight", 2)
+    if cw.shape != (n, v) or (cw < 0).any():
+        raise InputError("vcpu_weight must be (N,V) and non-negative")
+    cur = None
+    if current_mib is not None:
+        cur = _i64(current_mib, "current_mib", 3)
+        if cur.shape != (n, v, p) or (cur < 0).any():
+            raise InputError("current_mib must be a non-negative (N,V,P) array")
+    maxf = max_feasible_target_mib(size, head)
+    bad = np.flatnonzero(t > maxf)
+    if bad.size:
+        i = int(bad[0])
+        limit = "vnode sizes" if maxf[i] == size[i].sum() else "pnode headroom"
+        raise InfeasibleError(
+            int(maxf[i]),
+            f"domain {i}: target {int(t[i])} MiB exceeds what {limit} can back",
+            domains=tuple(int(b) for b in bad),
+            per_domain_max_mib=tuple(int(m) for m in maxf),
+        )
+    if policy == "faithful":
+        out = np.zeros((n, v, p), dtype=np.int64)
+        for i in range(n):  # one LP per domain, as allowed: domains are independent
+            out[i] = _faithful_one(int(t[i]), size[i], np.maximum(head[i], 0), hm[i], vd[i],
+                                   pd, cw[i])
+        return out
+    if policy == "explicit":
+        if explicit_targets_mib is None:
+            raise InputError("explicit policy needs explicit_targets_mib")
+        tv = _i64(explicit_targets_mib, "explicit_targets_mib", 2)
+        if tv.shape != (n, v):
+            raise InputError("explicit_targets_mib must be (N,V)")
+        if (tv < 0).any() or (tv > size).any():
+            raise InputError("explicit targets must be within 0..size_mib per vnode")
+        if (tv.sum(axis=1) != t).any():
+            raise InputError("explicit targets must sum to target_mib")
+    else:
+        cur_t = cur.sum(axis=2) if cur is not None else np.zeros_like(size)
+        tv = vnode_targets_many(t, size, policy, cur_t, vd, blk, cw)
+    return assign_many(tv, head, hm, pd, cur)
+
+
+def distribute(
+    target_mib: int,
+    size_mib: object,
+    headroom_mib: object,
+    home: object,
+    vdist: object,
+    pdist: object,
+    policy: Policy = "proportional",
+    current_mib: object | None = None,
+    explicit_targets_mib: object | None = None,
+    block_mib: int = 128,
+    vcpu_weight: object | None = None,
+) -> I64:
+    """(V, P) backing ``X`` of one domain; see the module docstring for the two stages.
+
+    ``headroom_mib[p]`` is what this domain may use on pnode p *including* what it holds now
+    (capacity minus the other domains' usage); negative values count as 0.  ``current_mib`` lets
+    round-robin / nearest move from the current pool levels and keeps existing backing in
+    place; ``faithful`` ignores it (the LP re-plans from scratch).  Invariants: X >= 0,
+    X.sum() == target, X.sum(1) <= size, X.sum(0) <= max(headroom, 0).
+    """
+    if isinstance(target_mib, bool) or not isinstance(target_mib, int | np.integer):
+        raise InputError("target_mib must be an integer")
+    size = _i64(size_mib, "size_mib", 1)
+    vd = _i64(vdist, "vdist", 2)
+    cur = None if current_mib is None else _i64(current_mib, "current_mib", 2)[None]
+    exp = None if explicit_targets_mib is None else _i64(
+        explicit_targets_mib, "explicit_targets_mib", 1)[None]
+    cw = None if vcpu_weight is None else _i64(vcpu_weight, "vcpu_weight", 1)[None]
+    out = distribute_many(
+        np.array([int(target_mib)], dtype=np.int64), size[None],
+        _i64(headroom_mib, "headroom_mib", 1)[None], _i64(home, "home", 1)[None], vd[None],
+        pdist, policy, cur, exp, block_mib, cw,
+    )
+    res: I64 = out[0]
+    return res

@@ -1,0 +1,394 @@
+"""XAPI squeezed's proportional policy, extended to NUMA: one call per host.
+
+Every active domain gets ``target = dyn_min + gamma * (dyn_max - dyn_min)`` with ONE ``gamma``
+for the whole host -- the largest in [0, 1] that keeps every pnode within
+``capacity - claimed - requested_free`` (and, for a total request, the host-wide free total).
+Sharing one gamma is what makes the policy fair: nobody is squeezed harder than anybody else
+relative to its own dynamic range.
+
+Where a domain's memory sits as its target moves (integer MiB, exact at three anchors):
+
+* ``P_mid``: the current backing moved to ``clamp(current, dyn_min, dyn_max)``;
+* ``P_0``: ``P_mid`` shrunk to ``dyn_min`` -- every (vnode, pnode) entry scaled down alike;
+* ``P_1``: ``P_mid`` grown to ``dyn_max`` -- vnodes grow in proportion to their free room
+  (so no vnode outgrows its span) and inside a vnode the pnodes keep their current shares; an
+  empty vnode grows on its home pnode.
+
+Between anchors each entry moves linearly with gamma (breakpoint ``gamma_d`` where the domain
+is back at its current size), so each pnode's usage is piecewise linear and monotone in gamma
+and the largest gamma has a closed form: sort the D breakpoints, prefix-sum the slopes, find
+the crossing segment per pnode -- O(D log D + D*P), no iteration.  Integer plans take the floor
+of every entry (so no pnode can exceed what the real-valued plan uses), then hand the few
+rounding MiB back to domains where pnodes have slack; a domain may end up to V*P MiB below its
+real-valued target, never below dyn_min nor above dyn_max.
+
+Inactive / uncooperative domains (``active`` False) are left out of the round: target held at
+``actual_mib``, backing unchanged, and their pnode usage counted as the larger of their backing
+and their actual size (grown like P_1 when actual exceeds the backing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import InfeasibleError, InputError
+
+__all__ = ["SqueezeInput", "SqueezePlan", "cumulative_round", "grow", "shrink", "squeeze"]
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+B = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, eq=False)
+class SqueezeInput:
+    """All domains of one host, padded to V vnodes (padding: size 0, backing 0).
+
+    Exactly one request form: ``free_mib`` (P,) per pnode, ``total_free_mib`` host-wide, or
+    ``balance=True`` (share all free memory out).
+    """
+
+    backing_mib: I64  # (D, V, P)
+    size_mib: I64  # (D, V)
+    home: I64  # (D, V) home pnode of each vnode (used when a vnode has no backing yet)
+    dynamic_min_mib: I64  # (D,)
+    dynamic_max_mib: I64  # (D,)
+    target_mib: I64  # (D,)
+    actual_mib: I64  # (D,)
+    active: B  # (D,)
+    capacity_mib: I64  # (P,)
+    claimed_mib: I64  # (P,)
+    free_mib: I64 | None = None
+    total_free_mib: int | None = None
+    balance: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class SqueezePlan:
+    """Result: apply ``decreases`` first, wait until that memory is really free, then
+    ``increases`` (squeezed's two phases, so the host never transiently overcommits)."""
+
+    gamma: float
+    target_mib: I64  # (D,)
+    backing_mib: I64  # (D, V, P)
+    vnode_target_mib: I64  # (D, V)
+    free_mib_after: I64  # (P,) capacity - claimed - usage after the plan
+    decreases: tuple[int, ...]
+    increases: tuple[int, ...]
+
+    @property
+    def order(self) -> tuple[int, ...]:
+        return self.decreases + self.increases
+
+
+def _seg_bounds(seg: I64, n_seg: int) -> tuple[I64, I64]:
+    ids = np.arange(n_seg)
+    start = np.searchsorted(seg, ids, side="left").astype(np.int64)
+    stop = np.searchsorted(seg, ids, side="right").astype(np.int64)
+    return start, stop
+
+
+def cumulative_round(total: I64, weights: I64, seg: I64) -> I64:
+    """Split ``total[s]`` over the entries of segment s (``seg`` sorted) by rounding cumulative
+    sums with exact integer arithmetic.
+
+    Sort-free and 1-D (cheap on big batches); each share is the floor or ceiling of
+    ``total * w / sum(w)``, so it never exceeds its weight when total <= sum(w).
+    """
+    if weights.size == 0:
+        return np.zeros_like(weights)
+    start, stop = _seg_bounds(seg, total.shape[0])
+    c0 = np.concatenate([np.zeros(1, np.int64), np.cumsum(weights)])
+    before = c0[start]
+    ssum = c0[stop] - before
+    cseg = c0[1:] - before[seg]
+    r = (total[seg] * cseg) // np.maximum(ssum, 1)[seg]
+    prev = np.concatenate([np.zeros(1, np.int64), r[:-1]])
+    prev[start[stop > start]] = 0
+    out: I64 = r - prev
+    return out
+
+
+@dataclass(frozen=True)
+class _Entries:
+    """Sparse (d, v, p) pattern of a batch of backings, sorted by (d, v, p).
+
+    Memory only ever moves along existing entries, plus the home pnode of an empty vnode, so
+    every anchor plan shares one pattern; with Xen-style one pnode per vnode that is D*V
+    entries instead of D*V*P, and every step is a 1-D segment operation.
+    """
+
+    d: I64
+    v: I64
+    p: I64
+    vid: I64  # d * V + v
+    n_dom: int
+    n_v: int
+    n_p: int
+
+    def col(self, val: I64) -> I64:
+        flat = np.bincount(self.d * self.n_p + self.p, weights=val,
+                           minlength=self.n_dom * self.n_p)
+        out: I64 = np.rint(flat).astype(np.int64).reshape(self.n_dom, self.n_p)
+        return out
+
+    def dom(self, val: I64) -> I64:
+        out: I64 = np.rint(np.bincount(self.d, weights=val, minlength=self.n_dom)).astype(
+            np.int64)
+        return out
+
+    def dense(self, val: I64) -> I64:
+        out = np.zeros((self.n_dom, self.n_v, self.n_p), dtype=np.int64)
+        out[self.d, self.v, self.p] = val
+        return out
+
+
+def _entries(x: I64, size: I64, home: I64) -> tuple[_Entries, I64]:
+    k, nv, npn = x.shape
+    mask = x > 0
+    empty = ~mask.any(axis=2) & (size > 0)
+    ed, ev = np.nonzero(empty)
+    mask[ed, ev, home[ed, ev]] = True
+    d, v, p = (a.astype(np.int64) for a in np.nonzero(mask))
+    return _Entries(d, v, p, d * nv + v, k, nv, npn), x[d, v, p]
+
+
+def shrink(e: _Entries, val: I64, amount: I64) -> I64:
+    """Remove ``amount[d]`` from domain d with every (vnode, pnode) entry scaled down alike."""
+    out: I64 = val - cumulative_round(amount, val, e.d)
+    return out
+
+
+def grow(e: _Entries, val: I64, amount: I64, size: I64) -> I64:
+    """Add ``amount[d]`` (<= free room); see the module docstring for the shares."""
+    nvid = e.n_dom * e.n_v
+    rows = np.rint(np.bincount(e.vid, weights=val, minlength=nvid)).astype(np.int64)
+    room = np.maximum(size.reshape(nvid) - rows, 0)
+    per_vnode = cumulative_round(amount, room, np.arange(nvid, dtype=np.int64) // e.n_v)
+    w = np.where(rows[e.vid] > 0, val, 1)
+    out: I64 = val + cumulative_round(per_vnode, w, e.vid)
+    return out
+
+
+def _check(inp: SqueezeInput) -> None:
+    x = inp.backing_mib
+    if x.ndim != 3:
+        raise InputError("backing_mib must be (D, V, P)")
+    d, v, p = x.shape
+    shapes = {
+        "size_mib": (inp.size_mib, (d, v)),
+        "home": (inp.home, (d, v)),
+        "dynamic_min_mib": (inp.dynamic_min_mib, (d,)),
+        "dynamic_max_mib": (inp.dynamic_max_mib, (d,)),
+        "target_mib": (inp.target_mib, (d,)),
+        "actual_mib": (inp.actual_mib, (d,)),
+        "active": (inp.active, (d,)),
+        "capacity_mib": (inp.capacity_mib, (p,)),
+        "claimed_mib": (inp.claimed_mib, (p,)),
+    }
+    for name, (arr, shape) in shapes.items():
+        if np.shape(arr) != shape:
+            raise InputError(f"{name} must have shape {shape}, got {np.shape(arr)}")
+    forms = (inp.free_mib is not None) + (inp.total_free_mib is not None) + bool(inp.balance)
+    if forms != 1:
+        raise InputError("give exactly one of free_mib, total_free_mib, balance")
+    if inp.free_mib is not None and np.shape(inp.free_mib) != (p,):
+        raise InputError(f"free_mib must have shape {(p,)}")
+    if (x < 0).any() or (inp.size_mib < 0).any() or (inp.actual_mib < 0).any():
+        raise InputError("backing, sizes and actual sizes must be non-negative")
+    if (x.sum(axis=2) > inp.size_mib).any():
+        raise InputError("a vnode is backed beyond its size")
+    if v and ((inp.home < 0) | (inp.home >= p)).any():
+        raise InputError("home must index a pnode")
+    mn, mx = inp.dynamic_min_mib, inp.dynamic_max_mib
+    if (mn < 0).any() or (mn > mx).any() or (mx > inp.size_mib.sum(axis=1)).any():
+        raise InputError("need 0 <= dynamic_min <= dynamic_max <= sum(size) per domain")
+    if (inp.free_mib is not None and (np.asarray(inp.free_mib) < 0).any()) or (
+        inp.total_free_mib is not None and inp.total_free_mib < 0
+    ):
+        raise InputError("requested free memory must be non-negative")
+
+
+def _gamma_per_pnode(
+    g: F64, col0: F64, colm: F64, col1: F64, limit: F64
+) -> F64:
+    """Largest gamma in [0, 1] per pnode with sum_d usage_d(gamma) <= limit (assumed at 0)."""
+    k = g.shape[0]
+    order = np.argsort(g, kind="stable")
+    gs = g[order]
+    c0, cm, c1 = col0[order], colm[order], col1[order]
+    gcol = gs[:, None]
+    s1 = np.divide(cm - c0, gcol, out=np.zeros_like(c0), where=gcol > 0)
+    s2 = np.divide(c1 - cm, 1.0 - gcol, out=np.zeros_like(c0), where=gcol < 1)
+    a2 = cm - gcol * s2
+    zero = np.zeros((1, col0.shape[1]))
+    pa1 = np.concatenate([zero, np.cumsum(c0, axis=0)])  # (K+1, P)
+    pb1 = np.concatenate([zero, np.cumsum(s1, axis=0)])
+    pa2 = np.concatenate([zero, np.cumsum(a2, axis=0)])
+    pb2 = np.concatenate([zero, np.cumsum(s2, axis=0)])
+    # Segment j (0..K) spans [bounds[j], bounds[j+1]]; the first j sorted domains are past
+    # their breakpoint there.
+    a = (pa1[-1] - pa1) + pa2
+    b = (pb1[-1] - pb1) + pb2
+    bounds = np.concatenate([[0.0], gs, [1.0]])
+    right = bounds[1:, None]
+    over = a + b * right > limit[None, :] + 1e-9
+    first = np.argmax(over, axis=0)  # (P,)
+    anyover = over.any(axis=0)
+    cols = np.arange(col0.shape[1])
+    aj, bj = a[first, cols], b[first, cols]
+    lo, hi = bounds[first], bounds[first + 1]
+    gam = np.divide(limit - aj, bj, out=hi.copy(), where=bj > 0)
+    gam = np.clip(gam, lo, hi)
+    out: F64 = np.where(anyover, gam, 1.0) if k else np.ones(col0.shape[1])
+    return out
+
+
+def squeeze(inp: SqueezeInput) -> SqueezePlan:
+    """Plan one squeeze / balance round for a host; see the module docstring.
+
+    Raises ``InfeasibleError`` when even gamma = 0 (every active domain at dynamic_min) cannot
+    satisfy the request.  ``max_feasible_mib`` is then, for ``total_free_mib``, the largest
+    total that could be freed; for ``free_mib``, the sum over pnodes of
+    ``min(requested, freeable)`` -- asking for ``min(requested, freeable)`` per pnode succeeds.
+    """
+    _check(inp)
+    x = np.asarray(inp.backing_mib, dtype=np.int64)
+    p = x.shape[2]
+    size = np.asarray(inp.size_mib, dtype=np.int64)
+    home = np.asarray(inp.home, dtype=np.int64)
+    mn = np.asarray(inp.dynamic_min_mib, dtype=np.int64)
+    mx = np.asarray(inp.dynamic_max_mib, dtype=np.int64)
+    act = np.asarray(inp.active, dtype=bool)
+    cap = np.asarray(inp.capacity_mib, dtype=np.int64) - np.asarray(inp.claimed_mib, np.int64)
+    cur = x.sum(axis=(1, 2))
+
+    # Inactive domains: held at max(backing, actual) per pnode.
+    ina = ~act
+    actual = np.minimum(np.asarray(inp.actual_mib, dtype=np.int64), size.sum(axis=1))
+    ei, vi = _entries(x[ina], size[ina], home[ina])
+    held = grow(ei, vi, np.maximum(actual[ina] - cur[ina], 0), size[ina])
+    fixed = ei.col(held).sum(axis=0)  # (P,)
+
+    sa, mna, mxa, cura = size[act], mn[act], mx[act], cur[act]
+    e, val = _entries(x[act], sa, home[act])
+    mid = np.clip(cura, mna, mxa)
+    pm = grow(e, shrink(e, val, np.maximum(cura - mid, 0)), np.maximum(mid - cura, 0), sa)
+    p0 = shrink(e, pm, mid - mna)
+    p1 = grow(e, pm, mxa - mid, sa)
+    rng = mxa - mna
+    g = np.divide((mid - mna).astype(np.float64), rng.astype(np.float64),
+                  out=np.zeros(mid.shape[0]), where=rng > 0)
+    col0, colm, col1 = e.col(p0), e.col(pm), e.col(p1)
+
+    req = np.zeros(p, dtype=np.int64) if inp.free_mib is None else np.asarray(
+        inp.free_mib, dtype=np.int64)
+    limit = cap - fixed - req  # per-pnode bound on active domains' usage
+    used0 = col0.sum(axis=0)
+    budget: int | None = None
+    if inp.total_free_mib is not None:
+        budget = int(cap.sum() - fixed.sum() - inp.total_free_mib)
+
+    bad = np.flatnonzero(used0 > limit)
+    if bad.size or (budget is not None and int(mna.sum()) > budget):
+        freeable = cap - fixed - used0
+        over = np.flatnonzero(freeable < 0)
+        if over.size:
+            maxf = 0
+            why = f"pnodes {over.tolist()} are over capacity even with every active domain at " \
+                  "dynamic_min"
+        elif inp.free_mib is not None:
+            maxf = int(np.minimum(req, freeable).sum())
+            why = f"pnodes {bad.tolist()} cannot free the requested memory even with every " \
+                  f"active domain at dynamic_min (freeable there: {freeable[bad].tolist()} MiB)"
+        else:
+            maxf = int(freeable.sum())
+            why = f"only {maxf} MiB can be freed on this host with every active domain at " \
+                  f"dynamic_min (requested {inp.total_free_mib} MiB)"
+        raise InfeasibleError(maxf, why)
+
+    gp = _gamma_per_pnode(g, col0.astype(np.float64), colm.astype(np.float64),
+                          col1.astype(np.float64), limit.astype(np.float64))
+    gamma = float(gp.min(initial=1.0))
+    if budget is not None and int(mxa.sum()) > budget:
+        gamma = min(gamma, (budget - int(mna.sum())) / float(rng.sum()))
+    gamma = min(max(gamma, 0.0), 1.0)
+
+    perm = np.argsort(e.d * p + e.p, kind="stable")
+    ua = _integer_plan(e, perm, gamma, g, p0, pm, p1, mna, rng, limit)
+    for i in range(6):  # float slop only: back gamma off a hair and retry
+        ucol = e.col(ua).sum(axis=0)
+        if (ucol <= limit).all() and (budget is None or int(ua.sum()) <= budget):
+            break
+        gamma = max(gamma - 1e-9 * (16**i), 0.0)
+        ua = _integer_plan(e, perm, gamma, g, p0, pm, p1, mna, rng, limit)
+    else:
+        gamma, ua = 0.0, p0
+        ucol = e.col(ua).sum(axis=0)
+
+    new_x = x.copy()
+    new_x[act] = e.dense(ua)
+    new_t = np.where(act, new_x.sum(axis=(1, 2)), np.asarray(inp.actual_mib, dtype=np.int64))
+    used = fixed + ucol
+    old_t = np.asarray(inp.target_mib, dtype=np.int64)
+    dec = tuple(np.flatnonzero(act & (new_t < old_t)).tolist())
+    inc = tuple(np.flatnonzero(act & (new_t > old_t)).tolist())
+    return SqueezePlan(
+        gamma=gamma,
+        target_mib=new_t.astype(np.int64),
+        backing_mib=new_x,
+        vnode_target_mib=new_x.sum(axis=2),
+        free_mib_after=(cap - used).astype(np.int64),
+        decreases=dec,
+        increases=inc,
+    )
+
+
+def _integer_plan(
+    e: _Entries,
+    perm: NDArray[np.intp],
+    gamma: float,
+    g: F64,
+    p0: I64,
+    pm: I64,
+    p1: I64,
+    mn: I64,
+    rng: I64,
+    limit: I64,
+) -> I64:
+    """Floor every entry of the real-valued plan, then give rounding MiB back where pnodes
+    have slack (domains in index order), never past the real-valued target."""
+    if e.n_dom == 0:
+        return p0
+    ge = g[e.d]
+    t1 = np.divide(gamma, ge, out=np.ones_like(ge), where=ge > 0)
+    t2 = np.divide(gamma - ge, 1.0 - ge, out=np.zeros_like(ge), where=ge < 1)
+    lin = np.where(gamma < ge, p0 + np.minimum(t1, 1.0) * (pm - p0),
+                   pm + np.clip(t2, 0.0, 1.0) * (p1 - pm))
+    u = np.clip(np.floor(lin).astype(np.int64), p0, p1)
+    frac = ((lin - u) > 1e-9).astype(np.int64)
+    want_t = np.floor(mn + gamma * rng + 1e-9).astype(np.int64)
+    short = np.maximum(want_t - e.dom(u), 0)
+    # k-th fractional entry of its domain (1-based), by a segmented cumulative count.
+    cf = np.cumsum(frac)
+    start, _ = _seg_bounds(e.d, e.n_dom)
+    base = np.concatenate([np.zeros(1, np.int64), cf])[start]
+    want = (frac > 0) & (cf - base[e.d] <= short[e.d])
+    dem = e.col(want.astype(np.int64))  # (K, P)
+    slack = limit - e.col(u).sum(axis=0)
+    before = np.cumsum(dem, axis=0) - dem
+    grant = np.clip(slack[None, :] - before, 0, dem).ravel()
+    # Within each (domain, pnode) group take the first ``grant`` wanted entries.
+    key = (e.d * e.n_p + e.p)[perm]
+    ws = want[perm].astype(np.int64)
+    cw = np.cumsum(ws)
+    gstart, _ = _seg_bounds(key, e.n_dom * e.n_p)
+    gbase = np.concatenate([np.zeros(1, np.int64), cw])[gstart]
+    pick_s = (ws > 0) & (cw - gbase[key] <= grant[key])
+    pick = np.zeros_like(u)
+    pick[perm] = pick_s
+    out: I64 = u + pick
+    return out

@@ -1,0 +1,81 @@
+"""Shared schema pieces: strict integer types, names, pages and the problem body."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# 2**40 MiB is one exbibyte: beyond any machine, and far inside a signed 64-bit column.
+MAX_MIB = 1 << 40
+
+MiB = Annotated[int, Field(strict=True, ge=0, le=MAX_MIB)]
+PositiveMiB = Annotated[int, Field(strict=True, ge=1, le=MAX_MIB)]
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\x00-\x1f\x7f/]+$",
+        description="1-255 characters, no control characters or '/'",
+    ),
+]
+Id = Annotated[str, Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"])]
+
+
+class StrictModel(BaseModel):
+    """Request bodies refuse unknown fields, so a misspelt field is a 422, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as ?cursor= to get the next page; null on the last page"
+    )
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "/problems/infeasible",
+                    "title": "Not enough memory to do that",
+                    "status": 409,
+                    "detail": "pnode 1 has 2048 MiB free, 4096 MiB needed",
+                    "instance": "/v1/domains",
+                    "max_feasible_mib": 2048,
+                }
+            ]
+        },
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ValidationIssue] | None = None
+    max_feasible_mib: int | None = None
+
+
+def example(value: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
+def strict_example(value: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [value]})

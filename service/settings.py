@@ -1,0 +1,52 @@
+"""Runtime settings, read only from the environment (prefix ``NUMA_BALLOON_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE_URL = f"sqlite:///{_REPO_ROOT / 'var' / 'numa-balloon.db'}"
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "admin", "token", "password"}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Units are in the names, as everywhere else."""
+
+    model_config = SettingsConfigDict(env_prefix="NUMA_BALLOON_", extra="ignore")
+
+    database_url: str = DEFAULT_SQLITE_URL
+    admin_token: SecretStr | None = None
+    default_block_mib: int = Field(default=128, ge=1, le=1 << 20)
+    claim_ttl_s: float = Field(default=300.0, gt=0)
+    inactive_after_s: float = Field(default=5.0, gt=0)
+    uncooperative_after_s: float = Field(default=20.0, gt=0)
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_json_depth: int = Field(default=32, ge=4)
+    page_limit_default: int = Field(default=50, ge=1)
+    page_limit_max: int = Field(default=500, ge=1)
+    drift_threshold_mib: int = Field(default=1024, ge=0)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        # A guessable admin token is worse than none: it opens every toolstack route.
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.lower() in _PLACEHOLDERS or len(secret) < 16:
+            raise ValueError("NUMA_BALLOON_ADMIN_TOKEN must be at least 16 random characters")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
