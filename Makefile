@@ -16,7 +16,6 @@ $(PY):
 
 $(STAMP): requirements.lock pyproject.toml | $(PY)
 	$(PY) -m pip install -q -r requirements.lock
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e . || $(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 install: $(STAMP)

@@ -91,7 +91,9 @@ def _seg_bounds(seg: I64, n_seg: int) -> tuple[I64, I64]:
     return start, stop
 
 
-def cumulative_round(total: I64, weights: I64, seg: I64) -> I64:
+def cumulative_round(
+    total: I64, weights: I64, seg: I64, bounds: tuple[I64, I64] | None = None
+) -> I64:
     """Split ``total[s]`` over the entries of segment s (``seg`` sorted) by rounding cumulative
     sums with exact integer arithmetic.
 
@@ -100,7 +102,7 @@ def cumulative_round(total: I64, weights: I64, seg: I64) -> I64:
     """
     if weights.size == 0:
         return np.zeros_like(weights)
-    start, stop = _seg_bounds(seg, total.shape[0])
+    start, stop = _seg_bounds(seg, total.shape[0]) if bounds is None else bounds
     c0 = np.concatenate([np.zeros(1, np.int64), np.cumsum(weights)])
     before = c0[start]
     ssum = c0[stop] - before
@@ -128,6 +130,8 @@ class _Entries:
     n_dom: int
     n_v: int
     n_p: int
+    d_bounds: tuple[I64, I64]
+    vid_bounds: tuple[I64, I64]
 
     def col(self, val: I64) -> I64:
         flat = np.bincount(self.d * self.n_p + self.p, weights=val,
@@ -153,12 +157,14 @@ def _entries(x: I64, size: I64, home: I64) -> tuple[_Entries, I64]:
     ed, ev = np.nonzero(empty)
     mask[ed, ev, home[ed, ev]] = True
     d, v, p = (a.astype(np.int64) for a in np.nonzero(mask))
-    return _Entries(d, v, p, d * nv + v, k, nv, npn), x[d, v, p]
+    vid = d * nv + v
+    e = _Entries(d, v, p, vid, k, nv, npn, _seg_bounds(d, k), _seg_bounds(vid, k * nv))
+    return e, x[d, v, p]
 
 
 def shrink(e: _Entries, val: I64, amount: I64) -> I64:
     """Remove ``amount[d]`` from domain d with every (vnode, pnode) entry scaled down alike."""
-    out: I64 = val - cumulative_round(amount, val, e.d)
+    out: I64 = val - cumulative_round(amount, val, e.d, e.d_bounds)
     return out
 
 
@@ -167,9 +173,11 @@ def grow(e: _Entries, val: I64, amount: I64, size: I64) -> I64:
     nvid = e.n_dom * e.n_v
     rows = np.rint(np.bincount(e.vid, weights=val, minlength=nvid)).astype(np.int64)
     room = np.maximum(size.reshape(nvid) - rows, 0)
-    per_vnode = cumulative_round(amount, room, np.arange(nvid, dtype=np.int64) // e.n_v)
+    vstart = np.arange(e.n_dom, dtype=np.int64) * e.n_v
+    per_vnode = cumulative_round(amount, room, np.arange(nvid, dtype=np.int64) // e.n_v,
+                                 (vstart, vstart + e.n_v))
     w = np.where(rows[e.vid] > 0, val, 1)
-    out: I64 = val + cumulative_round(per_vnode, w, e.vid)
+    out: I64 = val + cumulative_round(per_vnode, w, e.vid, e.vid_bounds)
     return out
 
 
@@ -199,8 +207,6 @@ def _check(inp: SqueezeInput) -> None:
         raise InputError(f"free_mib must have shape {(p,)}")
     if (x < 0).any() or (inp.size_mib < 0).any() or (inp.actual_mib < 0).any():
         raise InputError("backing, sizes and actual sizes must be non-negative")
-    if (x.sum(axis=2) > inp.size_mib).any():
-        raise InputError("a vnode is backed beyond its size")
     if v and ((inp.home < 0) | (inp.home >= p)).any():
         raise InputError("home must index a pnode")
     mn, mx = inp.dynamic_min_mib, inp.dynamic_max_mib
@@ -264,7 +270,10 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
     mx = np.asarray(inp.dynamic_max_mib, dtype=np.int64)
     act = np.asarray(inp.active, dtype=bool)
     cap = np.asarray(inp.capacity_mib, dtype=np.int64) - np.asarray(inp.claimed_mib, np.int64)
-    cur = x.sum(axis=(1, 2))
+    rows = x.sum(axis=2)
+    if (rows > size).any():
+        raise InputError("a vnode is backed beyond its size")
+    cur = rows.sum(axis=1)
 
     # Inactive domains: held at max(backing, actual) per pnode.
     ina = ~act
@@ -331,7 +340,10 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
 
     new_x = x.copy()
     new_x[act] = e.dense(ua)
-    new_t = np.where(act, new_x.sum(axis=(1, 2)), np.asarray(inp.actual_mib, dtype=np.int64))
+    vt = rows.copy()
+    vt[act] = np.bincount(e.vid, weights=ua, minlength=e.n_dom * e.n_v).astype(
+        np.int64).reshape(e.n_dom, e.n_v)
+    new_t = np.where(act, vt.sum(axis=1), np.asarray(inp.actual_mib, dtype=np.int64))
     used = fixed + ucol
     old_t = np.asarray(inp.target_mib, dtype=np.int64)
     dec = tuple(np.flatnonzero(act & (new_t < old_t)).tolist())
@@ -340,7 +352,7 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
         gamma=gamma,
         target_mib=new_t.astype(np.int64),
         backing_mib=new_x,
-        vnode_target_mib=new_x.sum(axis=2),
+        vnode_target_mib=vt,
         free_mib_after=(cap - used).astype(np.int64),
         decreases=dec,
         increases=inc,
@@ -374,7 +386,7 @@ def _integer_plan(
     short = np.maximum(want_t - e.dom(u), 0)
     # k-th fractional entry of its domain (1-based), by a segmented cumulative count.
     cf = np.cumsum(frac)
-    start, _ = _seg_bounds(e.d, e.n_dom)
+    start = e.d_bounds[0]
     base = np.concatenate([np.zeros(1, np.int64), cf])[start]
     want = (frac > 0) & (cf - base[e.d] <= short[e.d])
     dem = e.col(want.astype(np.int64))  # (K, P)
