@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from service.api import cluster, events, hosts, ops
+from service.api import cluster, domains, events, hosts, ops
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.db.session import make_engine, make_sessionmaker
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = CollectorRegistry()
 
     install_problem_handlers(app)
-    for module in (hosts, cluster, events, ops):
+    for module in (hosts, domains, cluster, events, ops):
         app.include_router(module.router)
 
     app.add_middleware(

@@ -222,6 +222,7 @@ def upgrade() -> None:
         sa.Column("index", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("size_mib", sa.BigInteger(), nullable=False),
         sa.Column("vcpus", sa.JSON(), nullable=False),
+        sa.Column("vcpu_count", sa.Integer(), nullable=False),
         sa.Column("target_mib", sa.BigInteger(), nullable=False),
         sa.Column("actual_mib", sa.BigInteger(), nullable=True),
         sa.Column("home_pnode", sa.Integer(), nullable=True),

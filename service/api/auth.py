@@ -14,13 +14,14 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.deps import SessionDep, SettingsDep
 from service.api.problems import Forbidden, Unauthorized
 from service.db.base import utcnow
 from service.db.models import Token
+from service.db.tokens import revoke_tokens
 
 Kind = Literal["admin", "agent", "guest"]
 _PREFIX = {"agent": "nbh_", "guest": "nbg_"}
@@ -43,11 +44,7 @@ def digest(token: str) -> str:
 def issue_token(session: Session, kind: Literal["agent", "guest"], subject_id: str) -> str:
     """Revoke the subject's current token of this kind and issue a new one (shown once)."""
     now = utcnow()
-    session.execute(
-        update(Token)
-        .where(Token.kind == kind, Token.subject_id == subject_id, Token.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    revoke_tokens(session, kind, subject_id)
     token = _PREFIX[kind] + secrets.token_urlsafe(32)
     session.add(Token(kind=kind, subject_id=subject_id, token_hash=digest(token), created_at=now))
     return token

@@ -7,11 +7,13 @@ from sqlalchemy import func, select
 
 from service.api.auth import Admin
 from service.api.deps import SessionDep
-from service.api.problems import Conflict, InvalidInput, responses
+from service.api.problems import Conflict, InvalidInput, NotFound, responses
+from service.core.squeezing import derive_template
 from service.db.audit import record_event
 from service.db.hosts import pnode_totals
 from service.db.models import ClusterSettings, Domain, Host
 from service.schemas.cluster import ClusterOut, ClusterPut
+from service.schemas.squeeze import WorstCaseTemplateOut
 
 router = APIRouter(prefix="/v1/cluster", tags=["cluster"])
 
@@ -44,6 +46,31 @@ def _overview(session: SessionDep, row: ClusterSettings) -> ClusterOut:
         free_mib=cap - alloc - claimed,
         version=row.version,
     )
+
+
+@router.post(
+    "/worst-case-template",
+    response_model=WorstCaseTemplateOut,
+    responses=responses(401, 403, 409, 422),
+    summary="Derive the virtual topology that can represent every host, and store it",
+)
+def post_template(session: SessionDep, principal: Admin) -> WorstCaseTemplateOut:
+    out = derive_template(session, principal.actor)
+    session.commit()
+    return out
+
+
+@router.get(
+    "/worst-case-template",
+    response_model=WorstCaseTemplateOut,
+    responses=responses(401, 403, 404),
+    summary="The stored worst-case template",
+)
+def get_template(session: SessionDep, _: Admin) -> WorstCaseTemplateOut:
+    row = cluster_row(session)
+    if row.worst_case_template is None:
+        raise NotFound("no template yet; POST /v1/cluster/worst-case-template derives one")
+    return WorstCaseTemplateOut.model_validate(row.worst_case_template)
 
 
 @router.get("", response_model=ClusterOut, responses=responses(401, 403))

@@ -15,9 +15,11 @@ from service.api.idempotency import IdempotencyKey, run_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.api.validation import issues_to_errors
+from service.core.squeezing import squeeze_host
 from service.db import hosts as repo
 from service.db.audit import record_event
 from service.db.models import Host, Pnode
+from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
 from service.schemas.common import Page
 from service.schemas.hosts import (
@@ -30,6 +32,7 @@ from service.schemas.hosts import (
     PnodeAccounting,
     PnodeOut,
 )
+from service.schemas.squeeze import SqueezeRequest, SqueezeResult
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 HostId = Annotated[uuid.UUID, "host id"]
@@ -220,10 +223,29 @@ def delete_host(
         raise Conflict(f"host {host.name} is in use: {reason}")
     summary = _summary(host_out(host))
     session.delete(host)
-    repo.revoke_agent_tokens(session, host.id)
+    revoke_tokens(session, "agent", host.id)
     record_event(session, principal.actor, "host.deleted", "host", host.id, before=summary)
     session.commit()
     return Response(status_code=204)
+
+
+@router.post(
+    "/{host_id}/squeeze",
+    response_model=SqueezeResult,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Free memory per pnode or in total, or balance, by moving every domain's target",
+)
+def post_squeeze(
+    host_id: uuid.UUID,
+    body: SqueezeRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+) -> SqueezeResult:
+    result = squeeze_host(session, str(host_id), body, principal.actor, settings)
+    if not body.dry_run:
+        session.commit()
+    return result
 
 
 @router.get(

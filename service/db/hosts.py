@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from service.db.base import utcnow
-from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Token, Vnode
+from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Vnode
 from service.db.pagination import keyset
 
 ACTIVE_MIGRATION_STATES = ("planned", "preparing", "migrating", "settling")
@@ -89,11 +88,3 @@ def pnode_totals(session: Session) -> tuple[int, int, int]:
 
 def name_taken(name: str) -> Select[tuple[bool]]:
     return select(exists().where(Host.name == name))
-
-
-def revoke_agent_tokens(session: Session, host_id: str) -> None:
-    session.execute(
-        update(Token)
-        .where(Token.kind == "agent", Token.subject_id == host_id, Token.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )

@@ -177,6 +177,8 @@ class Vnode(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     size_mib: Mapped[int] = mapped_column(BigInteger)
     vcpus: Mapped[list[int]] = mapped_column(JSONType)
+    # len(vcpus), kept as a column so per-pnode vCPU load is one aggregate query.
+    vcpu_count: Mapped[int] = mapped_column(Integer)
     target_mib: Mapped[int] = mapped_column(BigInteger)
     # What the guest's balloon driver last reported for this pool; None until it reports.
     actual_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

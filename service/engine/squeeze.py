@@ -85,10 +85,9 @@ class SqueezePlan:
 
 
 def _seg_bounds(seg: I64, n_seg: int) -> tuple[I64, I64]:
-    ids = np.arange(n_seg)
-    start = np.searchsorted(seg, ids, side="left").astype(np.int64)
-    stop = np.searchsorted(seg, ids, side="right").astype(np.int64)
-    return start, stop
+    counts = np.bincount(seg, minlength=n_seg).astype(np.int64)
+    stop = np.cumsum(counts)
+    return stop - counts, stop
 
 
 def cumulative_round(
@@ -150,26 +149,30 @@ class _Entries:
         return out
 
 
-def _entries(x: I64, size: I64, home: I64) -> tuple[_Entries, I64]:
+def _entries(x: I64, size: I64, home: I64, rows: I64) -> tuple[_Entries, I64]:
     k, nv, npn = x.shape
-    mask = x > 0
-    empty = ~mask.any(axis=2) & (size > 0)
-    ed, ev = np.nonzero(empty)
-    mask[ed, ev, home[ed, ev]] = True
-    d, v, p = (a.astype(np.int64) for a in np.nonzero(mask))
-    vid = d * nv + v
+    mask = (x > 0).ravel()
+    ed, ev = np.nonzero((rows == 0) & (size > 0))
+    mask[(ed * nv + ev) * npn + home[ed, ev]] = True
+    flat = np.flatnonzero(mask).astype(np.int64)
+    vid, p = np.divmod(flat, npn)
+    d, v = np.divmod(vid, nv)
     e = _Entries(d, v, p, vid, k, nv, npn, _seg_bounds(d, k), _seg_bounds(vid, k * nv))
-    return e, x[d, v, p]
+    return e, x.ravel()[flat]
 
 
 def shrink(e: _Entries, val: I64, amount: I64) -> I64:
     """Remove ``amount[d]`` from domain d with every (vnode, pnode) entry scaled down alike."""
+    if not amount.any():
+        return val
     out: I64 = val - cumulative_round(amount, val, e.d, e.d_bounds)
     return out
 
 
 def grow(e: _Entries, val: I64, amount: I64, size: I64) -> I64:
     """Add ``amount[d]`` (<= free room); see the module docstring for the shares."""
+    if not amount.any():
+        return val
     nvid = e.n_dom * e.n_v
     rows = np.rint(np.bincount(e.vid, weights=val, minlength=nvid)).astype(np.int64)
     room = np.maximum(size.reshape(nvid) - rows, 0)
@@ -278,12 +281,12 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
     # Inactive domains: held at max(backing, actual) per pnode.
     ina = ~act
     actual = np.minimum(np.asarray(inp.actual_mib, dtype=np.int64), size.sum(axis=1))
-    ei, vi = _entries(x[ina], size[ina], home[ina])
+    ei, vi = _entries(x[ina], size[ina], home[ina], rows[ina])
     held = grow(ei, vi, np.maximum(actual[ina] - cur[ina], 0), size[ina])
     fixed = ei.col(held).sum(axis=0)  # (P,)
 
     sa, mna, mxa, cura = size[act], mn[act], mx[act], cur[act]
-    e, val = _entries(x[act], sa, home[act])
+    e, val = _entries(x[act], sa, home[act], rows[act])
     mid = np.clip(cura, mna, mxa)
     pm = grow(e, shrink(e, val, np.maximum(cura - mid, 0)), np.maximum(mid - cura, 0), sa)
     p0 = shrink(e, pm, mid - mna)

@@ -137,7 +137,9 @@ def test_delete_host_and_refuse_while_in_use(client: ApiClient) -> None:
             distances=[[10]],
             target_set_at=utcnow(),
         )
-        d.vnodes = [Vnode(index=0, size_mib=1024, vcpus=[0], target_mib=1024, home_pnode=0)]
+        d.vnodes = [
+            Vnode(index=0, size_mib=1024, vcpus=[0], vcpu_count=1, target_mib=1024, home_pnode=0)
+        ]
         s.add(d)
         s.commit()
     r = client.delete(f"/v1/hosts/{busy['id']}")

@@ -1,0 +1,204 @@
+"""Domains (toolstack view): create and place, read, retarget, delete, placements, exports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from service.api.auth import Admin, issue_token
+from service.api.deps import SessionDep, SettingsDep
+from service.api.etag import IfMatch, check_if_match, etag
+from service.api.idempotency import IdempotencyKey, run_create
+from service.api.pagination import CursorQuery, LimitQuery, next_cursor
+from service.api.problems import Conflict, responses
+from service.core import domains as core
+from service.core.exporting import export_domain
+from service.core.views import domain_out
+from service.db.models import Domain
+from service.db.pagination import keyset
+from service.db.state import load_host_state
+from service.schemas.common import Page
+from service.schemas.domains import (
+    DomainCreate,
+    DomainCreated,
+    DomainOut,
+    PlacementOut,
+    Placements,
+    TargetPut,
+)
+
+router = APIRouter(prefix="/v1/domains", tags=["domains"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DomainCreated,
+    responses=responses(401, 403, 404, 409, 413, 422),
+    summary="Create a domain with a virtual NUMA topology and place it on a host",
+)
+def create_domain(
+    body: DomainCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    def create() -> tuple[int, dict[str, Any], dict[str, str]]:
+        domain, state, x = core.create_domain(session, body, principal.actor)
+        token = issue_token(session, "guest", domain.id)
+        session.flush()
+        out = domain_out(domain, x, state.n_pnodes)
+        created = DomainCreated(**out.model_dump(), guest_token=token)
+        return (
+            201,
+            created.model_dump(mode="json"),
+            {"Location": f"/v1/domains/{domain.id}", "ETag": etag(domain.version)},
+        )
+
+    return run_create(
+        session,
+        actor=principal.actor,
+        key=idempotency_key,
+        method="POST",
+        path=request.url.path,
+        payload=body.model_dump(mode="json"),
+        ttl_s=settings.idempotency_ttl_s,
+        create=create,
+    )
+
+
+@router.get("", response_model=Page[DomainOut], responses=responses(401, 403, 422))
+def list_domains(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Admin,
+    host_id: Annotated[uuid.UUID | None, Query(description="Only domains on this host")] = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[DomainOut]:
+    n = min(limit or settings.page_limit_default, settings.page_limit_max)
+    stmt = select(Domain).options(selectinload(Domain.vnodes))
+    if host_id is not None:
+        stmt = stmt.where(Domain.host_id == str(host_id))
+    rows = session.scalars(keyset(stmt, Domain.created_at, Domain.id, cursor, n)).all()
+    page = rows[:n]
+    backing = core.backing_of(session, page)
+    return Page[DomainOut](
+        items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
+        next_cursor=next_cursor(page, len(rows) > n),
+    )
+
+
+@router.get("/{domain_id}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
+def get_domain(
+    domain_id: uuid.UUID, response: Response, session: SessionDep, _: Admin
+) -> DomainOut:
+    domain = core.load_domain(session, str(domain_id))
+    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+    response.headers["ETag"] = etag(domain.version)
+    return domain_out(domain, x, n_pnodes)
+
+
+@router.put(
+    "/{domain_id}/target",
+    response_model=DomainOut,
+    responses=responses(401, 403, 404, 409, 412, 422),
+    summary="Set the balloon target; per-vnode targets follow the policy",
+)
+def put_target(
+    domain_id: uuid.UUID,
+    body: TargetPut,
+    response: Response,
+    session: SessionDep,
+    principal: Admin,
+    if_match: IfMatch = None,
+) -> DomainOut:
+    domain, state, x = core.set_target(
+        session, str(domain_id), body, principal.actor, lambda v: check_if_match(if_match, v)
+    )
+    session.flush()
+    out = domain_out(domain, x, state.n_pnodes)
+    session.commit()
+    response.headers["ETag"] = etag(out.version)
+    return out
+
+
+@router.delete(
+    "/{domain_id}",
+    status_code=204,
+    responses=responses(401, 403, 404, 409, 412, 422),
+    summary="Destroy a domain and free its memory",
+)
+def delete_domain(
+    domain_id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None
+) -> Response:
+    core.delete_domain(
+        session, str(domain_id), principal.actor, lambda v: check_if_match(if_match, v)
+    )
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{domain_id}/placements",
+    response_model=Placements,
+    responses=responses(401, 403, 404, 422),
+    summary="Rank every active host for this domain (capacity, then distortion, then balance)",
+)
+def get_placements(domain_id: uuid.UUID, session: SessionDep, _: Admin) -> Placements:
+    ranked = core.placements(session, str(domain_id))
+    return Placements(
+        domain_id=str(domain_id),
+        hosts=[
+            PlacementOut(
+                host_id=host_id,
+                host_name=name,
+                feasible=p.feasible,
+                score=p.score if p.feasible else None,
+                distortion=p.distortion if p.feasible else None,
+                mapping=[int(m) for m in p.mapping.tolist()],
+                spread=p.spread,
+                reason=p.reason,
+            )
+            for host_id, name, p in ranked
+        ],
+    )
+
+
+ExportFormat = Literal["xl", "libvirt", "xenstore"]
+_MEDIA = {"xl": "text/plain", "libvirt": "application/xml", "xenstore": "text/plain"}
+
+
+@router.get(
+    "/{domain_id}/export",
+    response_class=PlainTextResponse,
+    responses={
+        **responses(401, 403, 404, 409, 422),
+        200: {
+            "description": "xl.cfg fragment, libvirt XML fragment, or xenstore keys (KiB)",
+            "content": {"text/plain": {}, "application/xml": {}},
+        },
+    },
+    summary="Export the vNUMA configuration for xl, libvirt or xenstore",
+)
+def export(
+    domain_id: uuid.UUID,
+    session: SessionDep,
+    _: Admin,
+    format: Annotated[ExportFormat, Query(description="xl | libvirt | xenstore")] = "xl",
+) -> PlainTextResponse:
+    domain = core.load_domain(session, str(domain_id))
+    if domain.host_id is None:
+        raise Conflict("the domain has no host to export a placement for")
+    state = load_host_state(session, domain.host_id, lock=False)
+    if state is None:
+        raise Conflict("the domain's host is gone")
+    text = export_domain(domain, state.backing[domain.id], format)
+    return PlainTextResponse(text, media_type=_MEDIA[format])

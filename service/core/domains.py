@@ -1,0 +1,507 @@
+"""Domains: create and place, retarget, delete, rank placements.
+
+Every write locks the host row first (PostgreSQL `FOR UPDATE`; SQLite holds the write lock from
+`BEGIN IMMEDIATE`), loads the host's whole state in a fixed number of queries, asks the engine,
+and writes backing and the materialized per-pnode accounting in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from service.api.problems import Conflict, Infeasible, InvalidInput, NotFound
+from service.api.validation import issues_to_errors
+from service.db.audit import record_event
+from service.db.base import utcnow
+from service.db.cluster import cluster_hosts, get_cluster
+from service.db.models import Backing, Domain, Pnode, Vnode
+from service.db.state import HostState, load_host_state, write_accounting, write_backing
+from service.db.tokens import revoke_tokens
+from service.engine.distribute import apportion, distribute
+from service.engine.errors import InfeasibleError, TopologyError
+from service.engine.place import HostArrays, Placement, place, rank_hosts
+from service.engine.topology import VirtualTopology, virtual_from_lists
+from service.schemas.domains import DomainCreate, TargetPut
+
+I64 = NDArray[np.int64]
+MAX_HOST_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated virtual topology and memory for a new domain."""
+
+    topology: VirtualTopology
+    vcpus: list[list[int]]
+    distances: list[list[int]]
+    dynamic_min_mib: int
+    dynamic_max_mib: int
+    target_mib: int
+    from_template: bool
+
+
+def _template_lists(
+    body: DomainCreate, template: dict[str, Any] | None, block: int
+) -> tuple[list[int], list[list[int]], list[list[int]]]:
+    if template is None:
+        raise Conflict(
+            "the cluster has no worst-case template yet; POST /v1/cluster/worst-case-template"
+        )
+    distances: list[list[int]] = template["distances"]
+    k = len(distances)
+    n = body.vcpus or 0
+    if n < k:
+        raise InvalidInput(
+            f"the worst-case template has {k} vnodes; a guest needs at least one vCPU per vnode",
+            errors=[{"loc": ["body", "vcpus"], "msg": f"must be at least {k}"}],
+        )
+    counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    starts = np.cumsum([0, *counts[:-1]]).tolist()
+    vcpus = [list(range(s, s + c)) for s, c in zip(starts, counts, strict=True)]
+    size = body.vnode_size_mib
+    if size is None:
+        per = -(-body.memory.dynamic_max_mib // k)
+        size = max(block, -(-per // block) * block)
+    return [size] * k, vcpus, distances
+
+
+def build_spec(body: DomainCreate, cluster_block: int, template: dict[str, Any] | None) -> Spec:
+    block = body.block_mib or cluster_block
+    if body.vnodes is not None:
+        sizes = [v.size_mib for v in body.vnodes]
+        vcpus = [v.vcpus for v in body.vnodes]
+        distances = [v.distances for v in body.vnodes]
+    else:
+        sizes, vcpus, distances = _template_lists(body, template, block)
+    try:
+        topo = virtual_from_lists(sizes, vcpus, distances, block)
+    except TopologyError as exc:
+        raise InvalidInput(
+            "the virtual NUMA topology is not valid", errors=issues_to_errors(exc.issues)
+        ) from None
+    mem = body.memory
+    static_max = topo.static_max_mib
+    errors: list[dict[str, Any]] = []
+    if mem.dynamic_max_mib > static_max:
+        errors.append(
+            {
+                "loc": ["body", "memory", "dynamic_max_mib"],
+                "msg": f"must not exceed static max {static_max} (the sum of vnode sizes)",
+            }
+        )
+    if not mem.dynamic_min_mib <= mem.target_mib <= mem.dynamic_max_mib:
+        errors.append(
+            {
+                "loc": ["body", "memory", "target_mib"],
+                "msg": f"must lie in [dynamic_min_mib, dynamic_max_mib] = "
+                f"[{mem.dynamic_min_mib}, {mem.dynamic_max_mib}]",
+            }
+        )
+    if body.vnode_targets_mib is not None:
+        targets = body.vnode_targets_mib
+        if len(targets) != topo.n_vnodes:
+            errors.append(
+                {
+                    "loc": ["body", "vnode_targets_mib"],
+                    "msg": f"needs one target per vnode ({topo.n_vnodes})",
+                }
+            )
+        elif sum(targets) != mem.target_mib:
+            errors.append(
+                {"loc": ["body", "vnode_targets_mib"], "msg": "must sum to memory.target_mib"}
+            )
+        else:
+            errors += [
+                {"loc": ["body", "vnode_targets_mib", v], "msg": f"exceeds vnode size {s}"}
+                for v, (t, s) in enumerate(zip(targets, sizes, strict=True))
+                if t > s
+            ]
+    if errors:
+        raise InvalidInput("the domain's memory settings are not valid", errors=errors)
+    return Spec(
+        topology=topo,
+        vcpus=vcpus,
+        distances=distances,
+        dynamic_min_mib=mem.dynamic_min_mib,
+        dynamic_max_mib=mem.dynamic_max_mib,
+        target_mib=mem.target_mib,
+        from_template=body.vnodes is None,
+    )
+
+
+def initial_demand(spec: Spec, explicit: list[int] | None) -> I64:
+    """Per-vnode MiB to place: the explicit targets, else the target in proportion to size."""
+    if explicit is not None:
+        return np.asarray(explicit, dtype=np.int64)
+    out: I64 = apportion(np.array([spec.target_mib], dtype=np.int64), spec.topology.size_mib[None])[
+        0
+    ]
+    return out
+
+
+def _place_on(state: HostState, spec: Spec, demand: I64, excluding: str | None = None) -> Placement:
+    return place(
+        demand,
+        spec.topology.vcpus_per_vnode(),
+        spec.topology.distances,
+        np.maximum(state.headroom_mib(excluding), 0),
+        state.cpus,
+        state.pdist,
+        state.load_vcpus(excluding),
+    )
+
+
+def _distribute(
+    state: HostState,
+    domain_id: str | None,
+    topo: VirtualTopology,
+    target: int,
+    home: I64,
+    policy: str,
+    explicit: list[int] | None,
+    current: I64 | None,
+) -> I64:
+    return distribute(
+        target,
+        topo.size_mib,
+        state.headroom_mib(domain_id),
+        home,
+        topo.distances,
+        state.pdist,
+        policy,  # type: ignore[arg-type]
+        current_mib=current,
+        explicit_targets_mib=None if explicit is None else np.asarray(explicit, np.int64),
+        block_mib=topo.block_mib,
+        vcpu_weight=topo.vcpus_per_vnode(),
+    )
+
+
+def _infeasible(exc: InfeasibleError, where: str) -> Infeasible:
+    return Infeasible(f"{where}: {exc.reason}", max_feasible_mib=exc.max_feasible_mib)
+
+
+def create_domain(
+    session: Session, body: DomainCreate, actor: str
+) -> tuple[Domain, HostState, I64]:
+    cluster = get_cluster(session)
+    spec = build_spec(body, cluster.block_mib, cluster.worst_case_template)
+    if session.scalar(select(exists().where(Domain.name == body.name))):
+        raise Conflict(f"a domain named {body.name!r} already exists")
+    demand = initial_demand(spec, body.vnode_targets_mib)
+
+    if body.host_id is not None:
+        candidates = [body.host_id]
+    else:
+        candidates = _rank_candidates(session, spec, demand)
+    reasons: list[str] = []
+    for host_id in candidates[:MAX_HOST_ATTEMPTS]:
+        state = load_host_state(session, host_id, lock=True)
+        if state is None:
+            raise NotFound(f"no host with id {host_id}")
+        if state.host.state != "active":
+            reasons.append(f"host {state.host.name} is {state.host.state}")
+            continue
+        placement = _place_on(state, spec, demand)
+        if not placement.feasible:
+            reasons.append(f"host {state.host.name}: {placement.reason}")
+            continue
+        try:
+            x = _distribute(
+                state,
+                None,
+                spec.topology,
+                spec.target_mib,
+                placement.mapping,
+                body.policy,
+                body.vnode_targets_mib,
+                None,
+            )
+        except InfeasibleError as exc:
+            reasons.append(f"host {state.host.name}: {exc.reason}")
+            if body.host_id is not None:
+                raise _infeasible(exc, f"host {state.host.name}") from None
+            continue
+        domain = _persist_new(session, state, spec, body, placement.mapping, x, actor)
+        return domain, state, x
+    if not candidates:
+        raise Infeasible("no active host can hold this domain", max_feasible_mib=0)
+    raise Infeasible("; ".join(reasons) or "no host can hold this domain")
+
+
+def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
+    hosts = cluster_hosts(session)
+    if not hosts:
+        return []
+    ranking = rank_hosts(
+        demand,
+        spec.topology.vcpus_per_vnode(),
+        spec.topology.distances,
+        [h.arrays for h in hosts],
+    )
+    return [hosts[i].id for i in ranking.order.tolist() if ranking.placements[i].feasible]
+
+
+def _persist_new(
+    session: Session,
+    state: HostState,
+    spec: Spec,
+    body: DomainCreate,
+    mapping: I64,
+    x: I64,
+    actor: str,
+) -> Domain:
+    now = utcnow()
+    targets = x.sum(axis=1)
+    domain = Domain(
+        name=body.name,
+        host_id=state.host.id,
+        state="running",
+        policy=body.policy,
+        block_mib=spec.topology.block_mib,
+        static_max_mib=spec.topology.static_max_mib,
+        dynamic_min_mib=spec.dynamic_min_mib,
+        dynamic_max_mib=spec.dynamic_max_mib,
+        target_mib=spec.target_mib,
+        distances=spec.distances,
+        from_template=spec.from_template,
+        target_set_at=now,
+        created_at=now,
+    )
+    domain.vnodes = [
+        Vnode(
+            index=v,
+            size_mib=int(spec.topology.size_mib[v]),
+            vcpus=spec.vcpus[v],
+            vcpu_count=len(spec.vcpus[v]),
+            target_mib=int(targets[v]),
+            home_pnode=int(mapping[v]),
+        )
+        for v in range(spec.topology.n_vnodes)
+    ]
+    session.add(domain)
+    session.flush()
+    write_backing(session, domain.id, state.host.id, x)
+    state.domains.append(domain)
+    state.backing[domain.id] = x
+    write_accounting(state)
+    record_event(
+        session,
+        actor,
+        "domain.created",
+        "domain",
+        domain.id,
+        after={
+            "name": domain.name,
+            "host_id": state.host.id,
+            "target_mib": domain.target_mib,
+            "vnode_targets_mib": targets.tolist(),
+            "home_pnodes": mapping.tolist(),
+        },
+    )
+    return domain
+
+
+def load_domain(session: Session, domain_id: str) -> Domain:
+    domain = session.scalars(
+        select(Domain).where(Domain.id == domain_id).options(selectinload(Domain.vnodes))
+    ).first()
+    if domain is None:
+        raise NotFound(f"no domain with id {domain_id}")
+    return domain
+
+
+def lock_domain_host(session: Session, domain_id: str) -> tuple[Domain, HostState]:
+    """Lock the domain's host and load its state; the domain is then read under the lock."""
+    host_id = session.scalar(select(Domain.host_id).where(Domain.id == domain_id))
+    if host_id is None:
+        if session.scalar(select(exists().where(Domain.id == domain_id))):
+            raise Conflict("the domain has no host")
+        raise NotFound(f"no domain with id {domain_id}")
+    state = load_host_state(session, host_id, lock=True)
+    domain = state.domain(domain_id) if state is not None else None
+    if state is None or domain is None:  # moved by a concurrent migration: the caller retries
+        raise Conflict("the domain moved while this request ran; retry")
+    return domain, state
+
+
+def set_target(
+    session: Session,
+    domain_id: str,
+    body: TargetPut,
+    actor: str,
+    precondition: Callable[[int], None] = lambda _version: None,
+) -> tuple[Domain, HostState, I64]:
+    domain, state = lock_domain_host(session, domain_id)
+    precondition(domain.version)
+    if domain.state != "running":
+        raise Conflict(f"the domain is {domain.state}; its target cannot change now")
+    policy = body.policy or domain.policy
+    if not domain.dynamic_min_mib <= body.target_mib <= domain.dynamic_max_mib:
+        raise InvalidInput(
+            f"target_mib {body.target_mib} is outside the domain's dynamic range "
+            f"[{domain.dynamic_min_mib}, {domain.dynamic_max_mib}]",
+            errors=[{"loc": ["body", "target_mib"], "msg": "outside [dynamic_min, dynamic_max]"}],
+        )
+    k = len(domain.vnodes)
+    explicit = body.vnode_targets_mib
+    if (policy == "explicit") != (explicit is not None):
+        raise InvalidInput(
+            "vnode_targets_mib goes with, and only with, policy 'explicit'",
+            errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "policy mismatch"}],
+        )
+    if explicit is not None:
+        sizes = [vn.size_mib for vn in domain.vnodes]
+        if (
+            len(explicit) != k
+            or sum(explicit) != body.target_mib
+            or any(t > s for t, s in zip(explicit, sizes, strict=True))
+        ):
+            raise InvalidInput(
+                f"vnode_targets_mib needs {k} values within the vnode sizes summing to target_mib",
+                errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "invalid per-vnode targets"}],
+            )
+    topo = topology_of(domain)
+    home = np.array([vn.home_pnode or 0 for vn in domain.vnodes], dtype=np.int64)
+    before = state.backing[domain.id]
+    try:
+        x = _distribute(
+            state,
+            domain.id,
+            topo,
+            body.target_mib,
+            home,
+            policy,
+            explicit,
+            before,
+        )
+    except InfeasibleError as exc:
+        raise _infeasible(exc, f"host {state.host.name}") from None
+    apply_backing(session, state, domain, x)
+    old_target, old_policy = domain.target_mib, domain.policy
+    domain.target_mib = body.target_mib
+    domain.policy = policy
+    domain.target_set_at = utcnow()
+    record_event(
+        session,
+        actor,
+        "domain.target_changed",
+        "domain",
+        domain.id,
+        before={
+            "target_mib": old_target,
+            "policy": old_policy,
+            "vnode_targets_mib": before.sum(axis=1).tolist(),
+        },
+        after={
+            "target_mib": body.target_mib,
+            "policy": policy,
+            "vnode_targets_mib": x.sum(axis=1).tolist(),
+        },
+    )
+    return domain, state, x
+
+
+def apply_backing(session: Session, state: HostState, domain: Domain, x: I64) -> None:
+    targets = x.sum(axis=1).tolist()
+    for vn in domain.vnodes:
+        vn.target_mib = int(targets[vn.index])
+    write_backing(session, domain.id, state.host.id, x)
+    state.backing[domain.id] = x
+    check_fits(state)
+    write_accounting(state)
+
+
+def check_fits(state: HostState) -> None:
+    """Refuse when charges (including memory a guest has not yet released) would overcommit."""
+    free = state.capacity_mib - state.claimed_mib - state.allocated_mib()
+    short = np.flatnonzero(free < 0)
+    if short.size:
+        p = int(short[0])
+        raise Infeasible(
+            f"pnode {p} of host {state.host.name} would be overcommitted by {-int(free[p])} MiB "
+            "(a guest has not yet released memory it was asked to give back)"
+        )
+
+
+def topology_of(domain: Domain) -> VirtualTopology:
+    return virtual_from_lists(
+        [vn.size_mib for vn in domain.vnodes],
+        [vn.vcpus for vn in domain.vnodes],
+        domain.distances,
+        domain.block_mib,
+    )
+
+
+def delete_domain(
+    session: Session,
+    domain_id: str,
+    actor: str,
+    precondition: Callable[[int], None] = lambda _version: None,
+) -> None:
+    domain, state = lock_domain_host(session, domain_id)
+    precondition(domain.version)
+    if domain.state != "running":
+        raise Conflict(f"the domain is {domain.state}; abort its migration first")
+    summary = {"name": domain.name, "host_id": domain.host_id, "target_mib": domain.target_mib}
+    session.delete(domain)
+    state.domains.remove(domain)
+    state.backing.pop(domain.id, None)
+    revoke_tokens(session, "guest", domain_id)
+    session.flush()
+    write_accounting(state)
+    record_event(session, actor, "domain.deleted", "domain", domain_id, before=summary)
+
+
+def placements(session: Session, domain_id: str) -> list[tuple[str, str, Placement]]:
+    """Rank every active host for this domain as it is now (its own host counts it as free)."""
+    domain = load_domain(session, domain_id)
+    topo = topology_of(domain)
+    demand = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
+    hosts = cluster_hosts(session, release_domain=domain)
+    if not hosts:
+        return []
+    ranking = rank_hosts(demand, topo.vcpus_per_vnode(), topo.distances, [h.arrays for h in hosts])
+    return [(hosts[i].id, hosts[i].name, ranking.placements[i]) for i in ranking.order.tolist()]
+
+
+def backing_of(session: Session, domains: Sequence[Domain]) -> dict[str, tuple[I64, int]]:
+    """Backing matrices of some domains and their hosts' pnode counts (two queries)."""
+    host_ids = {d.host_id for d in domains if d.host_id is not None}
+    if not host_ids:
+        return {}
+    n_pnodes = dict(
+        session.execute(
+            select(Pnode.host_id, func.count())
+            .where(Pnode.host_id.in_(host_ids))
+            .group_by(Pnode.host_id)
+        ).all()
+    )
+    out = {
+        d.id: (np.zeros((len(d.vnodes), n_pnodes[d.host_id]), dtype=np.int64), n_pnodes[d.host_id])
+        for d in domains
+        if d.host_id in n_pnodes
+    }
+    for row in session.execute(
+        select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib).where(
+            Backing.domain_id.in_(list(out))
+        )
+    ).all():
+        out[row.domain_id][0][row.vnode, row.pnode] = row.mib
+    return out
+
+
+__all__ = [
+    "HostArrays",
+    "create_domain",
+    "delete_domain",
+    "load_domain",
+    "placements",
+    "set_target",
+]

@@ -1,0 +1,38 @@
+"""Domain rows -> the export model -> xl.cfg, libvirt XML or xenstore keys."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.api.problems import Conflict
+from service.db.models import Domain
+from service.exports import ExportDomain, ExportError, ExportVnode, export
+
+
+def export_model(domain: Domain, backing: NDArray[np.int64]) -> ExportDomain:
+    return ExportDomain(
+        name=domain.name,
+        uuid=domain.id,
+        static_max_mib=domain.static_max_mib,
+        target_mib=domain.target_mib,
+        vnodes=tuple(
+            ExportVnode(
+                index=vn.index,
+                size_mib=vn.size_mib,
+                vcpus=tuple(vn.vcpus),
+                distances=tuple(domain.distances[vn.index]),
+                target_mib=vn.target_mib,
+                home_pnode=vn.home_pnode if vn.home_pnode is not None else 0,
+                backing_mib=tuple(int(m) for m in backing[vn.index].tolist()),
+            )
+            for vn in domain.vnodes
+        ),
+    )
+
+
+def export_domain(domain: Domain, backing: NDArray[np.int64], fmt: str) -> str:
+    try:
+        return export(export_model(domain, backing), fmt)
+    except ExportError as exc:
+        raise Conflict(f"cannot export as {fmt}: {exc.reason}") from None

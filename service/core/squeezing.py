@@ -1,0 +1,213 @@
+"""Host-wide squeeze/balance (XAPI squeezed's policy per NUMA node) and the worst-case template."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.api.problems import Infeasible, InvalidInput, NotFound
+from service.api.validation import issues_to_errors
+from service.core.domains import apply_backing
+from service.db.audit import record_event
+from service.db.base import utcnow
+from service.db.cluster import get_cluster
+from service.db.models import Domain, Host
+from service.db.state import HostState, load_host_state, write_accounting
+from service.engine.errors import InfeasibleError, TopologyError
+from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
+from service.engine.template import worst_case_template
+from service.schemas.squeeze import (
+    SqueezedDomain,
+    SqueezeRequest,
+    SqueezeResult,
+    TemplateVnode,
+    WorstCaseTemplateOut,
+)
+from service.settings import Settings
+
+
+def actual_total(domain: Domain) -> int | None:
+    reports = [vn.actual_mib for vn in domain.vnodes]
+    if any(r is None for r in reports):
+        return None
+    return sum(r for r in reports if r is not None)
+
+
+def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
+    """Squeezed's rule: a balloon driver that made no progress toward its target for
+    ``inactive_after_s`` is left out of the round; an uncooperative one always is."""
+    if domain.uncooperative:
+        return False
+    actual = actual_total(domain)
+    if actual is None or actual == domain.target_mib:
+        return True
+    since = domain.last_progress_at or domain.target_set_at
+    return now - since <= timedelta(seconds=settings.inactive_after_s)
+
+
+def _request_vector(body: SqueezeRequest, n_pnodes: int) -> np.ndarray | None:
+    if body.free_mib is None:
+        return None
+    vec = np.zeros(n_pnodes, dtype=np.int64)
+    errors = []
+    for key, mib in body.free_mib.items():
+        if not key.isdigit() or int(key) >= n_pnodes:
+            errors.append(
+                {"loc": ["body", "free_mib", key], "msg": f"not a pnode index 0..{n_pnodes - 1}"}
+            )
+            continue
+        vec[int(key)] = mib
+    if errors:
+        raise InvalidInput("free_mib names pnodes the host does not have", errors=errors)
+    return vec
+
+
+def _input(state: HostState, body: SqueezeRequest, settings: Settings) -> SqueezeInput:
+    now = utcnow()
+    doms = state.domains
+    n, p = len(doms), state.n_pnodes
+    vmax = max((len(d.vnodes) for d in doms), default=1)
+    x = np.zeros((n, vmax, p), dtype=np.int64)
+    size = np.zeros((n, vmax), dtype=np.int64)
+    home = np.zeros((n, vmax), dtype=np.int64)
+    for i, d in enumerate(doms):
+        k = len(d.vnodes)
+        x[i, :k] = state.backing[d.id]
+        size[i, :k] = [vn.size_mib for vn in d.vnodes]
+        home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
+    actual = [actual_total(d) for d in doms]
+    return SqueezeInput(
+        backing_mib=x,
+        size_mib=size,
+        home=home,
+        dynamic_min_mib=np.array([d.dynamic_min_mib for d in doms], dtype=np.int64),
+        dynamic_max_mib=np.array([d.dynamic_max_mib for d in doms], dtype=np.int64),
+        target_mib=np.array([d.target_mib for d in doms], dtype=np.int64),
+        actual_mib=np.array(
+            [d.target_mib if a is None else a for d, a in zip(doms, actual, strict=True)],
+            dtype=np.int64,
+        ),
+        active=np.array([is_active(d, now, settings) for d in doms], dtype=bool),
+        capacity_mib=state.capacity_mib,
+        claimed_mib=state.claimed_mib,
+        free_mib=_request_vector(body, p),
+        total_free_mib=body.total_free_mib,
+        balance=body.balance,
+    )
+
+
+def squeeze_host(
+    session: Session, host_id: str, body: SqueezeRequest, actor: str, settings: Settings
+) -> SqueezeResult:
+    state = load_host_state(session, host_id, lock=not body.dry_run)
+    if state is None:
+        raise NotFound(f"no host with id {host_id}")
+    inp = _input(state, body, settings)
+    try:
+        plan = squeeze(inp)
+    except InfeasibleError as exc:
+        raise Infeasible(
+            f"host {state.host.name}: {exc.reason}", max_feasible_mib=exc.max_feasible_mib
+        ) from None
+    result = _result(state, inp, plan, body.dry_run)
+    if not body.dry_run:
+        _apply(session, state, plan, actor, body)
+    return result
+
+
+def _result(state: HostState, inp: SqueezeInput, plan: SqueezePlan, dry_run: bool) -> SqueezeResult:
+    doms = state.domains
+    out = []
+    for i, d in enumerate(doms):
+        k = len(d.vnodes)
+        new, old = int(plan.target_mib[i]), d.target_mib
+        phase = "decrease" if new < old else "increase" if new > old else "unchanged"
+        out.append(
+            SqueezedDomain(
+                domain_id=d.id,
+                target_mib=new,
+                previous_target_mib=old,
+                vnode_targets_mib=[int(t) for t in plan.vnode_target_mib[i, :k].tolist()],
+                phase=phase,
+                held=not bool(inp.active[i]),
+            )
+        )
+    return SqueezeResult(
+        host_id=state.host.id,
+        dry_run=dry_run,
+        gamma=float(plan.gamma),
+        domains=out,
+        order=[doms[i].id for i in plan.order],
+        free_mib_after=[int(f) for f in plan.free_mib_after.tolist()],
+    )
+
+
+def _apply(
+    session: Session, state: HostState, plan: SqueezePlan, actor: str, body: SqueezeRequest
+) -> None:
+    changed: list[dict[str, Any]] = []
+    for i in plan.order:
+        d = state.domains[i]
+        new = int(plan.target_mib[i])
+        if new == d.target_mib:
+            continue
+        k = len(d.vnodes)
+        changed.append({"domain_id": d.id, "from": d.target_mib, "to": new})
+        apply_backing(session, state, d, plan.backing_mib[i, :k].copy())
+        d.target_mib = new
+        d.target_set_at = utcnow()
+    write_accounting(state)
+    record_event(
+        session,
+        actor,
+        "host.squeezed",
+        "host",
+        state.host.id,
+        before=None,
+        after={
+            "request": body.model_dump(exclude={"dry_run"}),
+            "gamma": float(plan.gamma),
+            "changed": changed,
+        },
+    )
+
+
+def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:
+    hosts = session.scalars(
+        select(Host).where(Host.state != "offline").order_by(Host.created_at, Host.id)
+    ).all()
+    if not hosts:
+        raise Infeasible("register at least one host before deriving the template")
+    try:
+        tpl = worst_case_template([h.distances for h in hosts])
+    except TopologyError as exc:
+        raise InvalidInput(
+            "the hosts' topologies cannot give a guest template",
+            errors=issues_to_errors(exc.issues, prefix=()),
+        ) from None
+    dist = tpl.distances.tolist()
+    out = WorstCaseTemplateOut(
+        vnode_count=tpl.vnodes,
+        vnodes=[TemplateVnode(index=i, distances=row) for i, row in enumerate(dist)],
+        distances=dist,
+        classes=list(tpl.classes),
+        source_host_id=hosts[tpl.source_host_index].id,
+        hosts_considered=len(hosts),
+    )
+    cluster = get_cluster(session, lock=True)
+    before = cluster.worst_case_template
+    cluster.worst_case_template = out.model_dump(mode="json")
+    record_event(
+        session,
+        actor,
+        "cluster.template_derived",
+        "cluster",
+        None,
+        before=before,
+        after=cluster.worst_case_template,
+    )
+    return out

@@ -1,0 +1,60 @@
+"""ORM rows + backing arrays -> toolstack response models."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.db.models import Domain
+from service.engine.topology import PAGES_PER_MIB
+from service.schemas.domains import DomainOut, MemoryOut, MemRange, VnodeOut
+
+I64 = NDArray[np.int64]
+
+
+def memranges(sizes_mib: list[int]) -> list[tuple[int, int]]:
+    """Vnodes laid out in order from PFN 0 (4 KiB pages), as in the guest's SRAT."""
+    out, start = [], 0
+    for size in sizes_mib:
+        end = start + size * PAGES_PER_MIB
+        out.append((start, end))
+        start = end
+    return out
+
+
+def domain_out(domain: Domain, backing: I64 | None, n_pnodes: int) -> DomainOut:
+    k = len(domain.vnodes)
+    x = backing if backing is not None else np.zeros((k, n_pnodes), dtype=np.int64)
+    ranges = memranges([vn.size_mib for vn in domain.vnodes])
+    return DomainOut(
+        id=domain.id,
+        name=domain.name,
+        host_id=domain.host_id,
+        state=domain.state,
+        memory=MemoryOut(
+            static_max_mib=domain.static_max_mib,
+            dynamic_min_mib=domain.dynamic_min_mib,
+            dynamic_max_mib=domain.dynamic_max_mib,
+            target_mib=domain.target_mib,
+        ),
+        vnodes=[
+            VnodeOut(
+                index=vn.index,
+                size_mib=vn.size_mib,
+                vcpus=vn.vcpus,
+                distances=domain.distances[vn.index],
+                target_mib=vn.target_mib,
+                actual_mib=vn.actual_mib,
+                home_pnode=vn.home_pnode,
+                backing_mib=[int(m) for m in x[vn.index].tolist()],
+                memranges=[MemRange(start_pfn=ranges[vn.index][0], end_pfn=ranges[vn.index][1])],
+                plugged_blocks=-(-vn.target_mib // domain.block_mib),
+            )
+            for vn in domain.vnodes
+        ],
+        policy=domain.policy,
+        block_mib=domain.block_mib,
+        uncooperative=domain.uncooperative,
+        version=domain.version,
+        created_at=domain.created_at,
+    )

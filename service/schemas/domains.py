@@ -1,0 +1,224 @@
+"""Toolstack schemas for domains (VMs) with a virtual NUMA topology.
+
+These carry pnodes and hosts; the guest's own view is `service.schemas.guest`, a separate set of
+types, so that nothing physical reaches a guest by accident.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from service.schemas.common import (
+    Id,
+    MiB,
+    Name,
+    PositiveMiB,
+    StrictModel,
+    example,
+    strict_example,
+)
+
+Policy = Literal["proportional", "round-robin", "nearest", "faithful", "explicit"]
+MAX_VNODES = 32
+MAX_VCPUS = 4096
+VcpuId = Annotated[int, Field(strict=True, ge=0, lt=MAX_VCPUS)]
+Distance = Annotated[int, Field(strict=True)]
+
+TWO_VNODE_EXAMPLE = {
+    "name": "db-01",
+    "memory": {"dynamic_min_mib": 4096, "dynamic_max_mib": 8192, "target_mib": 6144},
+    "vnodes": [
+        {"size_mib": 4096, "vcpus": [0, 1], "distances": [10, 21]},
+        {"size_mib": 4096, "vcpus": [2, 3], "distances": [21, 10]},
+    ],
+    "policy": "proportional",
+}
+
+
+class MemoryIn(StrictModel):
+    model_config = strict_example(
+        {"dynamic_min_mib": 4096, "dynamic_max_mib": 8192, "target_mib": 6144}
+    )
+
+    dynamic_min_mib: MiB
+    dynamic_max_mib: PositiveMiB
+    target_mib: MiB = Field(description="Initial balloon target; below static max = pre-ballooned")
+
+
+class VnodeIn(StrictModel):
+    model_config = strict_example({"size_mib": 4096, "vcpus": [0, 1], "distances": [10, 21]})
+
+    size_mib: PositiveMiB = Field(description="Guest-physical span (SRAT), a multiple of block_mib")
+    vcpus: list[VcpuId] = Field(max_length=MAX_VCPUS)
+    distances: list[Distance] = Field(
+        max_length=MAX_VNODES, description="This vnode's row of the virtual SLIT"
+    )
+
+
+class DomainCreate(StrictModel):
+    model_config = strict_example(TWO_VNODE_EXAMPLE)
+
+    name: Name
+    memory: MemoryIn
+    vnodes: list[VnodeIn] | None = Field(default=None, max_length=MAX_VNODES)
+    template: Literal["worst-case"] | None = Field(
+        default=None, description="Use the cluster's worst-case virtual topology instead of vnodes"
+    )
+    vcpus: int | None = Field(
+        default=None, strict=True, ge=1, le=MAX_VCPUS, description="With template: vCPU count"
+    )
+    vnode_size_mib: PositiveMiB | None = Field(
+        default=None,
+        description="With template: every vnode's span (default dynamic_max / k, block-aligned)",
+    )
+    host_id: Id | None = Field(default=None, description="Place here, or fail; else the best host")
+    policy: Policy = "proportional"
+    vnode_targets_mib: list[MiB] | None = Field(
+        default=None, max_length=MAX_VNODES, description="Per-vnode targets (policy explicit)"
+    )
+    block_mib: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=1 << 20,
+        description="The guest's memory hotplug block (power of two); default the cluster's",
+    )
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> DomainCreate:
+        if (self.vnodes is None) == (self.template is None):
+            raise ValueError("give exactly one of 'vnodes' or 'template'")
+        if self.template is not None and self.vcpus is None:
+            raise ValueError("'vcpus' is required with a template")
+        if self.template is None and (self.vcpus is not None or self.vnode_size_mib is not None):
+            raise ValueError("'vcpus' and 'vnode_size_mib' only go with a template")
+        if (self.policy == "explicit") != (self.vnode_targets_mib is not None):
+            raise ValueError("'vnode_targets_mib' goes with, and only with, policy 'explicit'")
+        return self
+
+
+class MemoryOut(BaseModel):
+    static_max_mib: int
+    dynamic_min_mib: int
+    dynamic_max_mib: int
+    target_mib: int
+
+
+class MemRange(BaseModel):
+    start_pfn: int
+    end_pfn: int
+
+
+class VnodeOut(BaseModel):
+    index: int
+    size_mib: int
+    vcpus: list[int]
+    distances: list[int]
+    target_mib: int
+    actual_mib: int | None = Field(description="Last size the guest's balloon driver reported")
+    home_pnode: int | None = Field(description="The pnode running this vnode's vCPUs")
+    backing_mib: list[int] = Field(description="MiB of this vnode on each pnode of the host")
+    memranges: list[MemRange]
+    plugged_blocks: int
+
+
+class DomainOut(BaseModel):
+    model_config = example(
+        {
+            "id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+            "name": "db-01",
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "state": "running",
+            "memory": {
+                "static_max_mib": 8192,
+                "dynamic_min_mib": 4096,
+                "dynamic_max_mib": 8192,
+                "target_mib": 6144,
+            },
+            "vnodes": [
+                {
+                    "index": 0,
+                    "size_mib": 4096,
+                    "vcpus": [0, 1],
+                    "distances": [10, 21],
+                    "target_mib": 3072,
+                    "actual_mib": None,
+                    "home_pnode": 0,
+                    "backing_mib": [3072, 0],
+                    "memranges": [{"start_pfn": 0, "end_pfn": 1048576}],
+                    "plugged_blocks": 24,
+                }
+            ],
+            "policy": "proportional",
+            "block_mib": 128,
+            "uncooperative": False,
+            "version": 1,
+            "created_at": "2026-11-26T08:00:00Z",
+        }
+    )
+
+    id: Id
+    name: str
+    host_id: Id | None
+    state: str
+    memory: MemoryOut
+    vnodes: list[VnodeOut]
+    policy: Policy
+    block_mib: int
+    uncooperative: bool
+    version: int
+    created_at: datetime
+
+
+class DomainCreated(DomainOut):
+    guest_token: str | None = Field(
+        description="The guest's bearer token for /v1/guest. Shown once; null on an "
+        "Idempotency-Key replay (rotate it with POST /v1/domains/{id}/guest-token)."
+    )
+
+
+class TargetPut(StrictModel):
+    model_config = strict_example({"target_mib": 5120, "policy": "round-robin"})
+
+    target_mib: MiB
+    policy: Policy | None = Field(default=None, description="Also switch the domain's policy")
+    vnode_targets_mib: list[MiB] | None = Field(
+        default=None, max_length=MAX_VNODES, description="Per-vnode targets (policy explicit)"
+    )
+
+
+class PlacementOut(BaseModel):
+    host_id: Id
+    host_name: str
+    feasible: bool
+    score: float | None
+    distortion: float | None
+    mapping: list[int] = Field(description="Home pnode per vnode")
+    spread: bool
+    reason: str
+
+
+class Placements(BaseModel):
+    model_config = example(
+        {
+            "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+            "hosts": [
+                {
+                    "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+                    "host_name": "compute-07",
+                    "feasible": True,
+                    "score": 0.01,
+                    "distortion": 0.0,
+                    "mapping": [0, 1],
+                    "spread": False,
+                    "reason": "",
+                }
+            ],
+        }
+    )
+
+    domain_id: Id
+    hosts: list[PlacementOut]

@@ -1,0 +1,94 @@
+"""Toolstack schemas for host squeezes and the cluster's worst-case template."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from service.schemas.common import Id, MiB, StrictModel, example, strict_example
+
+
+class SqueezeRequest(StrictModel):
+    model_config = strict_example({"free_mib": {"0": 8192}, "dry_run": True})
+
+    free_mib: dict[str, MiB] | None = Field(
+        default=None,
+        max_length=64,
+        description='MiB to free per pnode, keyed by pnode index: {"0": 8192}',
+    )
+    total_free_mib: MiB | None = Field(default=None, description="MiB to free on the whole host")
+    balance: bool = Field(
+        default=False, description="Share all free memory out (every domain toward dynamic_max)"
+    )
+    dry_run: bool = Field(default=False, description="Return the plan and change nothing")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SqueezeRequest:
+        forms = (self.free_mib is not None) + (self.total_free_mib is not None) + self.balance
+        if forms != 1:
+            raise ValueError("give exactly one of free_mib, total_free_mib or balance: true")
+        return self
+
+
+class SqueezedDomain(BaseModel):
+    domain_id: Id
+    target_mib: int
+    previous_target_mib: int
+    vnode_targets_mib: list[int]
+    phase: Literal["decrease", "increase", "unchanged"]
+    held: bool = Field(description="Left out (inactive or uncooperative): held at its actual size")
+
+
+class SqueezeResult(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "dry_run": True,
+            "gamma": 0.5,
+            "domains": [
+                {
+                    "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+                    "target_mib": 6144,
+                    "previous_target_mib": 8192,
+                    "vnode_targets_mib": [3072, 3072],
+                    "phase": "decrease",
+                    "held": False,
+                }
+            ],
+            "order": ["0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b"],
+            "free_mib_after": [10240, 8192],
+        }
+    )
+
+    host_id: Id
+    dry_run: bool
+    gamma: float = Field(description="The one fraction of every domain's dynamic range kept")
+    domains: list[SqueezedDomain]
+    order: list[Id] = Field(description="Apply in this order: all decreases, then increases")
+    free_mib_after: list[int]
+
+
+class TemplateVnode(BaseModel):
+    index: int
+    distances: list[int]
+
+
+class WorstCaseTemplateOut(BaseModel):
+    model_config = example(
+        {
+            "vnode_count": 2,
+            "vnodes": [{"index": 0, "distances": [10, 21]}, {"index": 1, "distances": [21, 10]}],
+            "distances": [[10, 21], [21, 10]],
+            "classes": [10, 21],
+            "source_host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "hosts_considered": 2,
+        }
+    )
+
+    vnode_count: int
+    vnodes: list[TemplateVnode]
+    distances: list[list[int]]
+    classes: list[int]
+    source_host_id: Id | None
+    hosts_considered: int
