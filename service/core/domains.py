@@ -25,7 +25,7 @@ from service.db.models import Backing, Domain, Pnode, Vnode
 from service.db.state import HostState, load_host_state, write_accounting, write_backing
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
-from service.engine.errors import InfeasibleError, TopologyError
+from service.engine.errors import InfeasibleError, Issue, TopologyError
 from service.engine.place import HostArrays, Placement, place, rank_hosts
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.schemas.domains import DomainCreate, TargetPut
@@ -72,6 +72,13 @@ def _template_lists(
     return [size] * k, vcpus, distances
 
 
+def _vnode_loc(issue: Issue) -> Issue:
+    """The engine locates distance errors in the k x k matrix; the request has one row per vnode."""
+    if issue.loc[:1] == ("distances",) and len(issue.loc) > 1:
+        return Issue(("vnodes", issue.loc[1], "distances", *issue.loc[2:]), issue.msg)
+    return issue
+
+
 def build_spec(body: DomainCreate, cluster_block: int, template: dict[str, Any] | None) -> Spec:
     block = body.block_mib or cluster_block
     if body.vnodes is not None:
@@ -83,8 +90,9 @@ def build_spec(body: DomainCreate, cluster_block: int, template: dict[str, Any] 
     try:
         topo = virtual_from_lists(sizes, vcpus, distances, block)
     except TopologyError as exc:
+        issues = exc.issues if body.vnodes is None else tuple(map(_vnode_loc, exc.issues))
         raise InvalidInput(
-            "the virtual NUMA topology is not valid", errors=issues_to_errors(exc.issues)
+            "the virtual NUMA topology is not valid", errors=issues_to_errors(issues)
         ) from None
     mem = body.memory
     static_max = topo.static_max_mib
@@ -383,7 +391,8 @@ def set_target(
         )
     except InfeasibleError as exc:
         raise _infeasible(exc, f"host {state.host.name}") from None
-    apply_backing(session, state, domain, x)
+    set_backing(session, state, domain, x)
+    commit_accounting(state)
     old_target, old_policy = domain.target_mib, domain.policy
     domain.target_mib = body.target_mib
     domain.policy = policy
@@ -408,12 +417,16 @@ def set_target(
     return domain, state, x
 
 
-def apply_backing(session: Session, state: HostState, domain: Domain, x: I64) -> None:
+def set_backing(session: Session, state: HostState, domain: Domain, x: I64) -> None:
+    """New backing and vnode targets for one domain; call `commit_accounting` once after."""
     targets = x.sum(axis=1).tolist()
     for vn in domain.vnodes:
         vn.target_mib = int(targets[vn.index])
     write_backing(session, domain.id, state.host.id, x)
     state.backing[domain.id] = x
+
+
+def commit_accounting(state: HostState) -> None:
     check_fits(state)
     write_accounting(state)
 

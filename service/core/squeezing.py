@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 
 from service.api.problems import Infeasible, InvalidInput, NotFound
 from service.api.validation import issues_to_errors
-from service.core.domains import apply_backing
+from service.core.domains import commit_accounting, set_backing
 from service.db.audit import record_event
 from service.db.base import utcnow
 from service.db.cluster import get_cluster
 from service.db.models import Domain, Host
-from service.db.state import HostState, load_host_state, write_accounting
+from service.db.state import HostState, load_host_state
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
 from service.engine.template import worst_case_template
@@ -157,10 +157,10 @@ def _apply(
             continue
         k = len(d.vnodes)
         changed.append({"domain_id": d.id, "from": d.target_mib, "to": new})
-        apply_backing(session, state, d, plan.backing_mib[i, :k].copy())
+        set_backing(session, state, d, plan.backing_mib[i, :k].copy())
         d.target_mib = new
         d.target_set_at = utcnow()
-    write_accounting(state)
+    commit_accounting(state)
     record_event(
         session,
         actor,
