@@ -61,9 +61,11 @@ def run_create(
     if stored is not None:
         return _replay(stored)
 
-    status, body, headers = create()
-    idempotency.store(session, actor, key, method, path, req_hash, status, body, ttl_s)
     try:
+        # A concurrent twin with the same key blocks on our inserts (unique name, unique key)
+        # until it commits, then fails here: it replays the twin's stored response.
+        status, body, headers = create()
+        idempotency.store(session, actor, key, method, path, req_hash, status, body, ttl_s)
         session.commit()
     except IntegrityError:
         session.rollback()
