@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from service.api import cluster, domains, events, hosts, ops
+from service.api import agent, cluster, domains, events, guest, hosts, ops
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
+from service.db.base import utcnow
 from service.db.session import make_engine, make_sessionmaker
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
@@ -32,7 +35,7 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="numa-balloon",
@@ -43,12 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
+    app.state.clock = clock
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.registry = CollectorRegistry()
 
     install_problem_handlers(app)
-    for module in (hosts, domains, cluster, events, ops):
+    for module in (hosts, domains, cluster, events, guest, agent, ops):
         app.include_router(module.router)
 
     app.add_middleware(

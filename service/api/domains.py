@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from service.api.auth import Admin, issue_token
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.idempotency import IdempotencyKey, run_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
@@ -19,9 +19,11 @@ from service.api.problems import Conflict, responses
 from service.core import domains as core
 from service.core.exporting import export_domain
 from service.core.views import domain_out
+from service.db.audit import record_event
 from service.db.models import Domain
 from service.db.pagination import keyset
 from service.db.state import load_host_state
+from service.schemas.agent import GuestToken
 from service.schemas.common import Page
 from service.schemas.domains import (
     DomainCreate,
@@ -118,10 +120,11 @@ def put_target(
     response: Response,
     session: SessionDep,
     principal: Admin,
+    now: Now,
     if_match: IfMatch = None,
 ) -> DomainOut:
     domain, state, x = core.set_target(
-        session, str(domain_id), body, principal.actor, lambda v: check_if_match(if_match, v)
+        session, str(domain_id), body, principal.actor, now, lambda v: check_if_match(if_match, v)
     )
     session.flush()
     out = domain_out(domain, x, state.n_pnodes)
@@ -144,6 +147,20 @@ def delete_domain(
     )
     session.commit()
     return Response(status_code=204)
+
+
+@router.post(
+    "/{domain_id}/guest-token",
+    response_model=GuestToken,
+    responses=responses(401, 403, 404, 422),
+    summary="Rotate the guest's token: the old one stops working at once",
+)
+def rotate_guest_token(domain_id: uuid.UUID, session: SessionDep, principal: Admin) -> GuestToken:
+    domain, _ = core.lock_domain_host(session, str(domain_id))  # serializes rotations
+    token = issue_token(session, "guest", domain.id)
+    record_event(session, principal.actor, "domain.guest_token_rotated", "domain", domain.id)
+    session.commit()
+    return GuestToken(domain_id=domain.id, guest_token=token)
 
 
 @router.get(

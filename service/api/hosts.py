@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import Admin, issue_token
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.idempotency import IdempotencyKey, run_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
@@ -21,6 +21,7 @@ from service.db.audit import record_event
 from service.db.models import Host, Pnode
 from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
+from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import (
     Accounting,
@@ -230,6 +231,20 @@ def delete_host(
 
 
 @router.post(
+    "/{host_id}/agent-token",
+    response_model=AgentToken,
+    responses=responses(401, 403, 404, 422),
+    summary="Rotate the host agent's token: the old one stops working at once",
+)
+def rotate_agent_token(host_id: uuid.UUID, session: SessionDep, principal: Admin) -> AgentToken:
+    host = load_host(session, host_id, lock=True)
+    token = issue_token(session, "agent", host.id)
+    record_event(session, principal.actor, "host.agent_token_rotated", "host", host.id)
+    session.commit()
+    return AgentToken(host_id=host.id, agent_token=token)
+
+
+@router.post(
     "/{host_id}/squeeze",
     response_model=SqueezeResult,
     responses=responses(401, 403, 404, 409, 422),
@@ -241,8 +256,9 @@ def post_squeeze(
     session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
+    now: Now,
 ) -> SqueezeResult:
-    result = squeeze_host(session, str(host_id), body, principal.actor, settings)
+    result = squeeze_host(session, str(host_id), body, principal.actor, settings, now)
     if not body.dry_run:
         session.commit()
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.api.problems import Conflict, Infeasible, InvalidInput, NotFound
 from service.api.validation import issues_to_errors
+from service.core.balloon import enqueue_pool_changes
 from service.db.audit import record_event
 from service.db.base import utcnow
 from service.db.cluster import cluster_hosts, get_cluster
@@ -344,6 +346,7 @@ def set_target(
     domain_id: str,
     body: TargetPut,
     actor: str,
+    now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
 ) -> tuple[Domain, HostState, I64]:
     domain, state = lock_domain_host(session, domain_id)
@@ -393,10 +396,20 @@ def set_target(
         raise _infeasible(exc, f"host {state.host.name}") from None
     set_backing(session, state, domain, x)
     commit_accounting(state)
+    enqueue_pool_changes(
+        session,
+        domain,
+        state.host.id,
+        topo,
+        before.sum(axis=1),
+        x.sum(axis=1),
+        [int(h) for h in home.tolist()],
+        now,
+    )
     old_target, old_policy = domain.target_mib, domain.policy
     domain.target_mib = body.target_mib
     domain.policy = policy
-    domain.target_set_at = utcnow()
+    domain.target_set_at = now
     record_event(
         session,
         actor,

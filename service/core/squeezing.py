@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from service.api.problems import Infeasible, InvalidInput, NotFound
 from service.api.validation import issues_to_errors
-from service.core.domains import commit_accounting, set_backing
+from service.core.balloon import actual_total, enqueue_pool_changes, is_active, sweep
+from service.core.domains import commit_accounting, set_backing, topology_of
 from service.db.audit import record_event
-from service.db.base import utcnow
 from service.db.cluster import get_cluster
-from service.db.models import Domain, Host
+from service.db.models import Host
 from service.db.state import HostState, load_host_state
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
@@ -28,25 +28,6 @@ from service.schemas.squeeze import (
     WorstCaseTemplateOut,
 )
 from service.settings import Settings
-
-
-def actual_total(domain: Domain) -> int | None:
-    reports = [vn.actual_mib for vn in domain.vnodes]
-    if any(r is None for r in reports):
-        return None
-    return sum(r for r in reports if r is not None)
-
-
-def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
-    """Squeezed's rule: a balloon driver that made no progress toward its target for
-    ``inactive_after_s`` is left out of the round; an uncooperative one always is."""
-    if domain.uncooperative:
-        return False
-    actual = actual_total(domain)
-    if actual is None or actual == domain.target_mib:
-        return True
-    since = domain.last_progress_at or domain.target_set_at
-    return now - since <= timedelta(seconds=settings.inactive_after_s)
 
 
 def _request_vector(body: SqueezeRequest, n_pnodes: int) -> np.ndarray | None:
@@ -66,8 +47,9 @@ def _request_vector(body: SqueezeRequest, n_pnodes: int) -> np.ndarray | None:
     return vec
 
 
-def _input(state: HostState, body: SqueezeRequest, settings: Settings) -> SqueezeInput:
-    now = utcnow()
+def _input(
+    state: HostState, body: SqueezeRequest, settings: Settings, now: datetime
+) -> SqueezeInput:
     doms = state.domains
     n, p = len(doms), state.n_pnodes
     vmax = max((len(d.vnodes) for d in doms), default=1)
@@ -101,12 +83,19 @@ def _input(state: HostState, body: SqueezeRequest, settings: Settings) -> Squeez
 
 
 def squeeze_host(
-    session: Session, host_id: str, body: SqueezeRequest, actor: str, settings: Settings
+    session: Session,
+    host_id: str,
+    body: SqueezeRequest,
+    actor: str,
+    settings: Settings,
+    now: datetime,
 ) -> SqueezeResult:
     state = load_host_state(session, host_id, lock=not body.dry_run)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
-    inp = _input(state, body, settings)
+    if not body.dry_run:
+        sweep(session, state.domains, now, settings, actor)
+    inp = _input(state, body, settings, now)
     try:
         plan = squeeze(inp)
     except InfeasibleError as exc:
@@ -115,7 +104,7 @@ def squeeze_host(
         ) from None
     result = _result(state, inp, plan, body.dry_run)
     if not body.dry_run:
-        _apply(session, state, plan, actor, body)
+        _apply(session, state, plan, actor, body, now)
     return result
 
 
@@ -147,7 +136,12 @@ def _result(state: HostState, inp: SqueezeInput, plan: SqueezePlan, dry_run: boo
 
 
 def _apply(
-    session: Session, state: HostState, plan: SqueezePlan, actor: str, body: SqueezeRequest
+    session: Session,
+    state: HostState,
+    plan: SqueezePlan,
+    actor: str,
+    body: SqueezeRequest,
+    now: datetime,
 ) -> None:
     changed: list[dict[str, Any]] = []
     for i in plan.order:
@@ -157,9 +151,20 @@ def _apply(
             continue
         k = len(d.vnodes)
         changed.append({"domain_id": d.id, "from": d.target_mib, "to": new})
+        before = state.backing[d.id].sum(axis=1)
         set_backing(session, state, d, plan.backing_mib[i, :k].copy())
+        enqueue_pool_changes(
+            session,
+            d,
+            state.host.id,
+            topology_of(d),
+            before,
+            plan.vnode_target_mib[i, :k],
+            [vn.home_pnode or 0 for vn in d.vnodes],
+            now,
+        )
         d.target_mib = new
-        d.target_set_at = utcnow()
+        d.target_set_at = now
     commit_accounting(state)
     record_event(
         session,

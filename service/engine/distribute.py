@@ -233,8 +233,13 @@ def _faithful_one(
     a_ub[v + for_cols, np.arange(v * p)] = 1.0
     b_ub = np.concatenate([size, hcap]).astype(np.float64)
     res = linprog(
-        cost, A_ub=a_ub, b_ub=b_ub, A_eq=np.ones((1, v * p)), b_eq=[float(target)],
-        bounds=(0, None), method="highs",
+        cost,
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=np.ones((1, v * p)),
+        b_eq=[float(target)],
+        bounds=(0, None),
+        method="highs",
     )
     if res.status != 0 or res.x is None:
         raise EngineError(f"internal: faithful LP failed: {res.message}")
@@ -310,8 +315,10 @@ def distribute_many(
     n, v = size.shape
     p = pd.shape[0]
     if t.shape != (n,) or head.shape != (n, p) or hm.shape != (n, v) or vd.shape != (n, v, v):
-        raise InputError("inconsistent shapes: need target (N,), size (N,V), headroom (N,P), "
-                         "home (N,V), vdist (N,V,V), pdist (P,P)")
+        raise InputError(
+            "inconsistent shapes: need target (N,), size (N,V), headroom (N,P), "
+            "home (N,V), vdist (N,V,V), pdist (P,P)"
+        )
     if pd.shape != (p, p):
         raise InputError("pdist must be square")
     if (size < 0).any() or (t < 0).any():
@@ -322,8 +329,7 @@ def distribute_many(
     blk = np.broadcast_to(_i64(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
     if (blk <= 0).any():
         raise InputError("block_mib must be positive")
-    cw = (size > 0).astype(np.int64) if vcpu_weight is None else _i64(vcpu_weight,
-                                                                       "vcpu_weight", 2)
+    cw = (size > 0).astype(np.int64) if vcpu_weight is None else _i64(vcpu_weight, "vcpu_weight", 2)
     if cw.shape != (n, v) or (cw < 0).any():
         raise InputError("vcpu_weight must be (N,V) and non-negative")
     cur = None
@@ -345,8 +351,9 @@ def distribute_many(
     if policy == "faithful":
         out = np.zeros((n, v, p), dtype=np.int64)
         for i in range(n):  # one LP per domain, as allowed: domains are independent
-            out[i] = _faithful_one(int(t[i]), size[i], np.maximum(head[i], 0), hm[i], vd[i],
-                                   pd, cw[i])
+            out[i] = _faithful_one(
+                int(t[i]), size[i], np.maximum(head[i], 0), hm[i], vd[i], pd, cw[i]
+            )
         return out
     if policy == "explicit":
         if explicit_targets_mib is None:
@@ -390,13 +397,24 @@ def distribute(
     size = _i64(size_mib, "size_mib", 1)
     vd = _i64(vdist, "vdist", 2)
     cur = None if current_mib is None else _i64(current_mib, "current_mib", 2)[None]
-    exp = None if explicit_targets_mib is None else _i64(
-        explicit_targets_mib, "explicit_targets_mib", 1)[None]
+    exp = (
+        None
+        if explicit_targets_mib is None
+        else _i64(explicit_targets_mib, "explicit_targets_mib", 1)[None]
+    )
     cw = None if vcpu_weight is None else _i64(vcpu_weight, "vcpu_weight", 1)[None]
     out = distribute_many(
-        np.array([int(target_mib)], dtype=np.int64), size[None],
-        _i64(headroom_mib, "headroom_mib", 1)[None], _i64(home, "home", 1)[None], vd[None],
-        pdist, policy, cur, exp, block_mib, cw,
+        np.array([int(target_mib)], dtype=np.int64),
+        size[None],
+        _i64(headroom_mib, "headroom_mib", 1)[None],
+        _i64(home, "home", 1)[None],
+        vd[None],
+        pdist,
+        policy,
+        cur,
+        exp,
+        block_mib,
+        cw,
     )
     res: I64 = out[0]
     return res

@@ -32,7 +32,9 @@ def cost_matrix(
     expects distance V[a, u] and gets D[home[a], p].
     """
     out: F64 = cost_matrix_many(
-        np.asarray(vdist)[None], np.asarray(pdist), np.asarray(home)[None],
+        np.asarray(vdist)[None],
+        np.asarray(pdist),
+        np.asarray(home)[None],
         np.asarray(vcpu_weight)[None],
     )[0]
     return out
@@ -85,23 +87,25 @@ def distortion(
     """
     return float(
         distortion_many(
-            np.asarray(backing_mib)[None], np.asarray(vdist)[None], pdist,
-            np.asarray(home)[None], np.asarray(vcpu_weight)[None],
+            np.asarray(backing_mib)[None],
+            np.asarray(vdist)[None],
+            pdist,
+            np.asarray(home)[None],
+            np.asarray(vcpu_weight)[None],
         )[0]
     )
 
 
-def remote_fraction_many(
-    backing_mib: NDArray[np.integer], home: NDArray[np.integer]
-) -> F64:
+def remote_fraction_many(backing_mib: NDArray[np.integer], home: NDArray[np.integer]) -> F64:
     """(N,) share of each domain's memory not on its vnode's home pnode."""
     x = np.asarray(backing_mib, dtype=np.int64)
     h = np.asarray(home, dtype=np.int64)
     local = np.take_along_axis(x, h[:, :, None], axis=2)[:, :, 0].sum(axis=1)
     total = x.sum(axis=(1, 2))
     out = np.zeros(x.shape[0], dtype=np.float64)
-    np.divide((total - local).astype(np.float64), total.astype(np.float64), out=out,
-              where=total > 0)
+    np.divide(
+        (total - local).astype(np.float64), total.astype(np.float64), out=out, where=total > 0
+    )
     return out
 
 

@@ -133,14 +133,12 @@ class _Entries:
     vid_bounds: tuple[I64, I64]
 
     def col(self, val: I64) -> I64:
-        flat = np.bincount(self.d * self.n_p + self.p, weights=val,
-                           minlength=self.n_dom * self.n_p)
+        flat = np.bincount(self.d * self.n_p + self.p, weights=val, minlength=self.n_dom * self.n_p)
         out: I64 = np.rint(flat).astype(np.int64).reshape(self.n_dom, self.n_p)
         return out
 
     def dom(self, val: I64) -> I64:
-        out: I64 = np.rint(np.bincount(self.d, weights=val, minlength=self.n_dom)).astype(
-            np.int64)
+        out: I64 = np.rint(np.bincount(self.d, weights=val, minlength=self.n_dom)).astype(np.int64)
         return out
 
     def dense(self, val: I64) -> I64:
@@ -177,8 +175,9 @@ def grow(e: _Entries, val: I64, amount: I64, size: I64) -> I64:
     rows = np.rint(np.bincount(e.vid, weights=val, minlength=nvid)).astype(np.int64)
     room = np.maximum(size.reshape(nvid) - rows, 0)
     vstart = np.arange(e.n_dom, dtype=np.int64) * e.n_v
-    per_vnode = cumulative_round(amount, room, np.arange(nvid, dtype=np.int64) // e.n_v,
-                                 (vstart, vstart + e.n_v))
+    per_vnode = cumulative_round(
+        amount, room, np.arange(nvid, dtype=np.int64) // e.n_v, (vstart, vstart + e.n_v)
+    )
     w = np.where(rows[e.vid] > 0, val, 1)
     out: I64 = val + cumulative_round(per_vnode, w, e.vid, e.vid_bounds)
     return out
@@ -221,9 +220,7 @@ def _check(inp: SqueezeInput) -> None:
         raise InputError("requested free memory must be non-negative")
 
 
-def _gamma_per_pnode(
-    g: F64, col0: F64, colm: F64, col1: F64, limit: F64
-) -> F64:
+def _gamma_per_pnode(g: F64, col0: F64, colm: F64, col1: F64, limit: F64) -> F64:
     """Largest gamma in [0, 1] per pnode with sum_d usage_d(gamma) <= limit (assumed at 0)."""
     k = g.shape[0]
     order = np.argsort(g, kind="stable")
@@ -292,12 +289,19 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
     p0 = shrink(e, pm, mid - mna)
     p1 = grow(e, pm, mxa - mid, sa)
     rng = mxa - mna
-    g = np.divide((mid - mna).astype(np.float64), rng.astype(np.float64),
-                  out=np.zeros(mid.shape[0]), where=rng > 0)
+    g = np.divide(
+        (mid - mna).astype(np.float64),
+        rng.astype(np.float64),
+        out=np.zeros(mid.shape[0]),
+        where=rng > 0,
+    )
     col0, colm, col1 = e.col(p0), e.col(pm), e.col(p1)
 
-    req = np.zeros(p, dtype=np.int64) if inp.free_mib is None else np.asarray(
-        inp.free_mib, dtype=np.int64)
+    req = (
+        np.zeros(p, dtype=np.int64)
+        if inp.free_mib is None
+        else np.asarray(inp.free_mib, dtype=np.int64)
+    )
     limit = cap - fixed - req  # per-pnode bound on active domains' usage
     used0 = col0.sum(axis=0)
     budget: int | None = None
@@ -310,20 +314,31 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
         over = np.flatnonzero(freeable < 0)
         if over.size:
             maxf = 0
-            why = f"pnodes {over.tolist()} are over capacity even with every active domain at " \
-                  "dynamic_min"
+            why = (
+                f"pnodes {over.tolist()} are over capacity even with every active domain at "
+                "dynamic_min"
+            )
         elif inp.free_mib is not None:
             maxf = int(np.minimum(req, freeable).sum())
-            why = f"pnodes {bad.tolist()} cannot free the requested memory even with every " \
-                  f"active domain at dynamic_min (freeable there: {freeable[bad].tolist()} MiB)"
+            why = (
+                f"pnodes {bad.tolist()} cannot free the requested memory even with every "
+                f"active domain at dynamic_min (freeable there: {freeable[bad].tolist()} MiB)"
+            )
         else:
             maxf = int(freeable.sum())
-            why = f"only {maxf} MiB can be freed on this host with every active domain at " \
-                  f"dynamic_min (requested {inp.total_free_mib} MiB)"
+            why = (
+                f"only {maxf} MiB can be freed on this host with every active domain at "
+                f"dynamic_min (requested {inp.total_free_mib} MiB)"
+            )
         raise InfeasibleError(maxf, why)
 
-    gp = _gamma_per_pnode(g, col0.astype(np.float64), colm.astype(np.float64),
-                          col1.astype(np.float64), limit.astype(np.float64))
+    gp = _gamma_per_pnode(
+        g,
+        col0.astype(np.float64),
+        colm.astype(np.float64),
+        col1.astype(np.float64),
+        limit.astype(np.float64),
+    )
     gamma = float(gp.min(initial=1.0))
     if budget is not None and int(mxa.sum()) > budget:
         gamma = min(gamma, (budget - int(mna.sum())) / float(rng.sum()))
@@ -344,8 +359,11 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
     new_x = x.copy()
     new_x[act] = e.dense(ua)
     vt = rows.copy()
-    vt[act] = np.bincount(e.vid, weights=ua, minlength=e.n_dom * e.n_v).astype(
-        np.int64).reshape(e.n_dom, e.n_v)
+    vt[act] = (
+        np.bincount(e.vid, weights=ua, minlength=e.n_dom * e.n_v)
+        .astype(np.int64)
+        .reshape(e.n_dom, e.n_v)
+    )
     new_t = np.where(act, vt.sum(axis=1), np.asarray(inp.actual_mib, dtype=np.int64))
     used = fixed + ucol
     old_t = np.asarray(inp.target_mib, dtype=np.int64)
@@ -381,8 +399,9 @@ def _integer_plan(
     ge = g[e.d]
     t1 = np.divide(gamma, ge, out=np.ones_like(ge), where=ge > 0)
     t2 = np.divide(gamma - ge, 1.0 - ge, out=np.zeros_like(ge), where=ge < 1)
-    lin = np.where(gamma < ge, p0 + np.minimum(t1, 1.0) * (pm - p0),
-                   pm + np.clip(t2, 0.0, 1.0) * (p1 - pm))
+    lin = np.where(
+        gamma < ge, p0 + np.minimum(t1, 1.0) * (pm - p0), pm + np.clip(t2, 0.0, 1.0) * (p1 - pm)
+    )
     u = np.clip(np.floor(lin).astype(np.int64), p0, p1)
     frac = ((lin - u) > 1e-9).astype(np.int64)
     want_t = np.floor(mn + gamma * rng + 1e-9).astype(np.int64)

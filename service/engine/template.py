@@ -41,15 +41,17 @@ def worst_case_template(host_distance_matrices: Sequence[object]) -> WorstCaseTe
     if issues:
         raise TopologyError(tuple(issues))
     mats = [np.asarray(m, dtype=np.int64) for m in host_distance_matrices]
-    keys = [
-        (m.shape[0], np.unique(m).size, int(m.max()), -i) for i, m in enumerate(mats)
-    ]
+    keys = [(m.shape[0], np.unique(m).size, int(m.max()), -i) for i, m in enumerate(mats)]
     best = max(range(len(mats)), key=lambda i: keys[i])
     dist = mats[best]
     if dist.shape[0] > MAX_VNODES:
         raise TopologyError(
-            (Issue(("hosts", best, "distances"),
-                   f"{dist.shape[0]} nodes exceed the {MAX_VNODES}-vnode limit of a guest"),)
+            (
+                Issue(
+                    ("hosts", best, "distances"),
+                    f"{dist.shape[0]} nodes exceed the {MAX_VNODES}-vnode limit of a guest",
+                ),
+            )
         )
     out = dist.copy()
     out.setflags(write=False)

@@ -163,9 +163,7 @@ def physical_from_lists(
         if res is not None and len(res) == n:
             r = _int_field(res[p], ("pnodes", p, "reserved_mib"), issues, 0, MAX_MIB)
             if m is not None and r is not None and r >= m:
-                issues.append(
-                    Issue(("pnodes", p, "reserved_mib"), "must be below memory_mib")
-                )
+                issues.append(Issue(("pnodes", p, "reserved_mib"), "must be below memory_mib"))
         c = None
         if cp is not None and len(cp) == n:
             c = _int_field(cp[p], ("pnodes", p, "cpus"), issues, 1, 1 << 20)

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# 2**40 MiB is one exbibyte: beyond any machine, and far inside a signed 64-bit column.
-MAX_MIB = 1 << 40
+# 2**31 MiB is 2 PiB: beyond any machine, and products of two MiB figures stay inside int64.
+MAX_MIB = 1 << 31
 
 MiB = Annotated[int, Field(strict=True, ge=0, le=MAX_MIB)]
 PositiveMiB = Annotated[int, Field(strict=True, ge=1, le=MAX_MIB)]

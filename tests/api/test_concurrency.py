@@ -72,8 +72,9 @@ def test_parallel_target_increases_race_for_the_same_free_memory(pg_client: ApiC
     ids = [
         pg_client.post(
             "/v1/domains",
-            json=domain_body(f"vm{i}", [4096], target_mib=1024, dynamic_min_mib=1024,
-                             host_id=host["id"]),
+            json=domain_body(
+                f"vm{i}", [4096], target_mib=1024, dynamic_min_mib=1024, host_id=host["id"]
+            ),
         ).json()["id"]
         for i in range(8)
     ]

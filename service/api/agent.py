@@ -1,0 +1,146 @@
+"""The host agent API: observed free memory per pnode, and the host's queue of steps.
+
+An agent token is bound to one host; every route takes that host's id and refuses any other.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from service.api.auth import Agent
+from service.api.deps import Now, SessionDep, SettingsDep
+from service.api.problems import Conflict, InvalidInput, NotFound, responses
+from service.core.balloon import sweep
+from service.db.audit import record_event
+from service.db.models import Step
+from service.db.state import load_host_state
+from service.schemas.agent import AckIn, DriftPnode, ObservedIn, ObservedOut, StepList, StepOut
+
+router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
+
+
+@router.put(
+    "/observed",
+    response_model=ObservedOut,
+    responses=responses(401, 403, 404, 422),
+    summary="Report free MiB per pnode as the hypervisor sees it; large drift is flagged",
+)
+def observed(
+    host_id: str,
+    body: ObservedIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Agent,
+    now: Now,
+) -> ObservedOut:
+    state = load_host_state(session, host_id, lock=True)
+    if state is None:
+        raise NotFound(f"no host with id {host_id}")
+    n = state.n_pnodes
+    bad = [
+        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
+        for i, p in enumerate(body.pnodes)
+        if p.index >= n
+    ]
+    if bad:
+        raise InvalidInput("observed pnodes the host does not have", errors=bad)
+    reported = {p.index: p.free_mib for p in body.pnodes}
+    accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
+    rows = []
+    for pnode in state.host.pnodes:
+        if pnode.index in reported:
+            pnode.observed_free_mib = reported[pnode.index]
+        obs = pnode.observed_free_mib
+        rows.append(
+            DriftPnode(
+                index=pnode.index,
+                accounted_free_mib=int(accounted[pnode.index]),
+                observed_free_mib=obs,
+                drift_mib=None if obs is None else obs - int(accounted[pnode.index]),
+            )
+        )
+    flagged = any(
+        r.drift_mib is not None and abs(r.drift_mib) > settings.drift_threshold_mib for r in rows
+    )
+    host = state.host
+    host.observed_at = now
+    if flagged != host.drift_flagged:
+        host.drift_flagged = flagged
+        record_event(
+            session,
+            principal.actor,
+            "host.drift_flagged" if flagged else "host.drift_cleared",
+            "host",
+            host.id,
+            before={"drift_flagged": not flagged},
+            after={"drift_mib": {str(r.index): r.drift_mib for r in rows}},
+        )
+    # The agent's report is the host's heartbeat: evaluate its balloon drivers now.
+    sweep(session, state.domains, now, settings, principal.actor)
+    out = ObservedOut(
+        host_id=host.id,
+        drift_flagged=flagged,
+        threshold_mib=settings.drift_threshold_mib,
+        pnodes=rows,
+    )
+    session.commit()
+    return out
+
+
+def _step_out(step: Step) -> StepOut:
+    return StepOut.model_validate(step, from_attributes=True)
+
+
+@router.get(
+    "/steps",
+    response_model=StepList,
+    responses=responses(401, 403, 422),
+    summary="Pending steps for this host, oldest first",
+)
+def steps(host_id: str, session: SessionDep, _: Agent) -> StepList:
+    rows = session.scalars(
+        select(Step)
+        .where(Step.host_id == host_id, Step.state == "pending")
+        .order_by(Step.created_at, Step.seq)
+        .limit(1000)
+    ).all()
+    return StepList(items=[_step_out(s) for s in rows])
+
+
+@router.post(
+    "/steps/{step_id}/ack",
+    response_model=StepOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Acknowledge a step (ok) or report that it failed",
+)
+def ack(
+    host_id: str, step_id: uuid.UUID, body: AckIn, session: SessionDep, principal: Agent, now: Now
+) -> StepOut:
+    step = session.scalars(
+        select(Step).where(Step.id == str(step_id), Step.host_id == host_id).with_for_update()
+    ).first()
+    if step is None:
+        raise NotFound(f"no step {step_id} on this host")
+    outcome = "acked" if body.ok else "failed"
+    if step.state == outcome:
+        return _step_out(step)  # a retried ack: same answer, nothing changes
+    if step.state != "pending":
+        raise Conflict(f"the step is already {step.state}")
+    step.state = outcome
+    step.detail = body.detail
+    step.acked_at = now
+    record_event(
+        session,
+        principal.actor,
+        f"step.{outcome}",
+        "step",
+        step.id,
+        after={"op": step.op, "domain_id": step.domain_id, "detail": body.detail},
+    )
+    session.flush()
+    out = _step_out(step)
+    session.commit()
+    return out

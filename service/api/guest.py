@@ -1,0 +1,137 @@
+"""The guest API: a domain's own virtual view, and its balloon driver's reports.
+
+The guest token identifies the domain; no route takes an id, so a guest cannot name anything but
+itself. Responses are built only from `service.schemas.guest` types.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from service.api.auth import Guest
+from service.api.deps import Now, SessionDep
+from service.api.problems import InvalidInput, NotFound, responses
+from service.core.balloon import GUEST_OPS, record_report
+from service.core.domains import load_domain, lock_domain_host
+from service.core.views import memranges
+from service.db.audit import record_event
+from service.db.models import Domain, Step
+from service.db.state import write_accounting
+from service.schemas.guest import (
+    BalloonReport,
+    GuestBalloon,
+    GuestMemRange,
+    GuestOperation,
+    GuestPool,
+    GuestTopology,
+    GuestVnode,
+)
+
+router = APIRouter(prefix="/v1/guest", tags=["guest"])
+
+
+def _own_domain(session: SessionDep, principal: Guest) -> Domain:
+    assert principal.subject_id is not None
+    try:
+        return load_domain(session, principal.subject_id)
+    except NotFound:
+        raise NotFound("this guest's domain no longer exists") from None
+
+
+@router.get("/topology", response_model=GuestTopology, responses=responses(401, 403))
+def topology(session: SessionDep, principal: Guest) -> GuestTopology:
+    domain = _own_domain(session, principal)
+    ranges = memranges([vn.size_mib for vn in domain.vnodes])
+    return GuestTopology(
+        block_mib=domain.block_mib,
+        vnodes=[
+            GuestVnode(
+                index=vn.index,
+                size_mib=vn.size_mib,
+                vcpus=vn.vcpus,
+                distances=domain.distances[vn.index],
+                memranges=[
+                    GuestMemRange(start_pfn=ranges[vn.index][0], end_pfn=ranges[vn.index][1])
+                ],
+            )
+            for vn in domain.vnodes
+        ],
+    )
+
+
+def _balloon_view(session: SessionDep, domain: Domain) -> GuestBalloon:
+    steps = session.scalars(
+        select(Step)
+        .where(Step.domain_id == domain.id, Step.state == "pending", Step.op.in_(GUEST_OPS))
+        .order_by(Step.seq)
+    ).all()
+    return GuestBalloon(
+        target_mib=domain.target_mib,
+        vnodes=[
+            GuestPool(
+                index=vn.index,
+                target_mib=vn.target_mib,
+                actual_mib=vn.actual_mib,
+                plugged_blocks=-(-vn.target_mib // domain.block_mib),
+            )
+            for vn in domain.vnodes
+        ],
+        pending=[
+            GuestOperation(
+                op=s.op,
+                vnode=s.vnode if s.vnode is not None else 0,
+                mib=s.mib,
+                pfn_ranges=s.pfn_ranges,
+                target_mib=s.target_mib,
+            )
+            for s in steps
+        ],
+    )
+
+
+@router.get("/balloon", response_model=GuestBalloon, responses=responses(401, 403))
+def balloon(session: SessionDep, principal: Guest) -> GuestBalloon:
+    return _balloon_view(session, _own_domain(session, principal))
+
+
+@router.put(
+    "/balloon",
+    response_model=GuestBalloon,
+    responses=responses(401, 403, 409, 422),
+    summary="The balloon driver reports each pool's actual size",
+)
+def report(body: BalloonReport, session: SessionDep, principal: Guest, now: Now) -> GuestBalloon:
+    assert principal.subject_id is not None
+    domain, state = lock_domain_host(session, principal.subject_id)
+    k = len(domain.vnodes)
+    seen: set[int] = set()
+    errors = []
+    for i, pool in enumerate(body.vnodes):
+        if pool.index >= k:
+            errors.append({"loc": ["body", "vnodes", i, "index"], "msg": f"no vnode {pool.index}"})
+        if pool.index in seen:
+            errors.append({"loc": ["body", "vnodes", i, "index"], "msg": "reported twice"})
+        seen.add(pool.index)
+    if errors:
+        raise InvalidInput("the report names pools this guest does not have", errors=errors)
+    before = {vn.index: vn.actual_mib for vn in domain.vnodes}
+    progress = record_report(
+        session, domain, {p.index: p.actual_mib for p in body.vnodes}, now, principal.actor
+    )
+    write_accounting(state)
+    after = {vn.index: vn.actual_mib for vn in domain.vnodes}
+    if after != before:
+        record_event(
+            session,
+            principal.actor,
+            "domain.balloon_reported",
+            "domain",
+            domain.id,
+            before={"actual_mib": {str(k): v for k, v in before.items()}},
+            after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
+        )
+    session.flush()
+    out = _balloon_view(session, domain)
+    session.commit()
+    return out

@@ -1,0 +1,182 @@
+"""Balloon-driver progress, stuck guests, and the steps a pool change puts on a host's queue.
+
+Squeezed's rules, with the guest's own per-vnode reports as the "actual" size:
+- a driver that made no progress toward its target for ``inactive_after_s`` is left out of
+  squeezes (it may just be slow);
+- after ``uncooperative_after_s`` it is flagged ``uncooperative`` (an event is written): squeezes
+  hold it at its actual size and never count on it to give memory back;
+- progress (a report closer to the target) clears the flag.
+
+A report can lower a vnode's charge toward its target but never raise it: memory the guest claims
+to hold beyond what it was given cannot exist, and believing it could overcommit a pnode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.db.audit import record_event
+from service.db.models import Domain, Step
+from service.engine.steps import pool_change_ops
+from service.engine.topology import VirtualTopology
+from service.settings import Settings
+
+GUEST_OPS = ("plug", "unplug", "balloon")
+
+
+def actual_total(domain: Domain) -> int | None:
+    reports = [vn.actual_mib for vn in domain.vnodes]
+    if any(r is None for r in reports):
+        return None
+    return sum(r for r in reports if r is not None)
+
+
+def stalled_for(domain: Domain, now: datetime) -> timedelta:
+    """How long the driver has gone without progress toward an unmet target."""
+    actual = actual_total(domain)
+    if actual is None or actual == domain.target_mib:
+        return timedelta(0)
+    since = max(domain.last_progress_at or domain.target_set_at, domain.target_set_at)
+    return max(now - since, timedelta(0))
+
+
+def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
+    if domain.uncooperative:
+        return False
+    return stalled_for(domain, now) <= timedelta(seconds=settings.inactive_after_s)
+
+
+def sweep(
+    session: Session, domains: Iterable[Domain], now: datetime, settings: Settings, actor: str
+) -> list[str]:
+    """Flag drivers stalled past ``uncooperative_after_s``; returns the ids flagged now."""
+    limit = timedelta(seconds=settings.uncooperative_after_s)
+    flagged = []
+    for d in domains:
+        if not d.uncooperative and stalled_for(d, now) > limit:
+            d.uncooperative = True
+            flagged.append(d.id)
+            record_event(
+                session,
+                actor,
+                "domain.uncooperative",
+                "domain",
+                d.id,
+                before={"uncooperative": False},
+                after={
+                    "uncooperative": True,
+                    "target_mib": d.target_mib,
+                    "actual_mib": actual_total(d),
+                    "stalled_s": stalled_for(d, now).total_seconds(),
+                },
+            )
+    return flagged
+
+
+def record_report(
+    session: Session,
+    domain: Domain,
+    reported: dict[int, int],
+    now: datetime,
+    actor: str,
+) -> bool:
+    """Store a guest's per-vnode actual sizes; returns whether it made progress."""
+    before = actual_total(domain)
+    gap_before = None if before is None else abs(before - domain.target_mib)
+    changes = {}
+    for vn in domain.vnodes:
+        if vn.index not in reported:
+            continue
+        ceiling = max(vn.target_mib, vn.actual_mib if vn.actual_mib is not None else vn.target_mib)
+        value = min(reported[vn.index], ceiling, vn.size_mib)
+        if vn.actual_mib != value:
+            changes[vn.index] = (vn.actual_mib, value)
+            vn.actual_mib = value
+    after = actual_total(domain)
+    gap_after = None if after is None else abs(after - domain.target_mib)
+    progress = gap_after is not None and (
+        gap_after == 0 or gap_before is None or gap_after < gap_before
+    )
+    if progress:
+        domain.last_progress_at = now
+        if domain.uncooperative:
+            domain.uncooperative = False
+            record_event(
+                session,
+                actor,
+                "domain.cooperative",
+                "domain",
+                domain.id,
+                before={"uncooperative": True},
+                after={"uncooperative": False},
+            )
+    if changes:
+        _complete_guest_steps(session, domain, now)
+    return progress
+
+
+def _complete_guest_steps(session: Session, domain: Domain, now: datetime) -> None:
+    """Pool operations whose target the guest now reports are done (no agent ack needed)."""
+    for vn in domain.vnodes:
+        if vn.actual_mib is None:
+            continue
+        session.execute(
+            update(Step)
+            .where(
+                Step.domain_id == domain.id,
+                Step.vnode == vn.index,
+                Step.state == "pending",
+                Step.op.in_(GUEST_OPS),
+                Step.migration_id.is_(None),
+                Step.target_mib == vn.actual_mib,
+            )
+            .values(state="acked", detail="guest reported the pool at its target", acked_at=now)
+        )
+
+
+def enqueue_pool_changes(
+    session: Session,
+    domain: Domain,
+    host_id: str,
+    topo: VirtualTopology,
+    before_mib: np.ndarray,
+    after_mib: np.ndarray,
+    homes: list[int],
+    now: datetime,
+) -> None:
+    """Replace the domain's pending target-change steps with the ones for the new targets."""
+    session.execute(
+        update(Step)
+        .where(
+            Step.domain_id == domain.id,
+            Step.state == "pending",
+            Step.migration_id.is_(None),
+        )
+        .values(state="cancelled", detail="superseded by a newer target")
+    )
+    base = session.scalar(
+        select(Step.seq).where(Step.domain_id == domain.id).order_by(Step.seq.desc()).limit(1)
+    )
+    seq = (base or 0) + 1
+    for op in pool_change_ops(topo, before_mib, after_mib):
+        session.add(
+            Step(
+                domain_id=domain.id,
+                host_id=host_id,
+                seq=seq,
+                phase="balloon",
+                op=op.op,
+                vnode=op.vnode,
+                pnode=homes[op.vnode],
+                mib=op.mib,
+                pfn_ranges=[list(r) for r in op.pfn_ranges],
+                target_mib=op.target_mib,
+                created_at=now,
+            )
+        )
+        seq += 1

@@ -1,0 +1,117 @@
+"""Host agent schemas: observed free memory, the step queue, acknowledgements; token rotation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from service.schemas.common import Id, MiB, StrictModel, example, strict_example
+
+
+class ObservedPnode(StrictModel):
+    model_config = strict_example({"index": 0, "free_mib": 250000})
+
+    index: int = Field(strict=True, ge=0, lt=64)
+    free_mib: MiB
+
+
+class ObservedIn(StrictModel):
+    model_config = strict_example({"pnodes": [{"index": 0, "free_mib": 250000}]})
+
+    pnodes: list[ObservedPnode] = Field(min_length=1, max_length=64)
+
+
+class DriftPnode(BaseModel):
+    index: int
+    accounted_free_mib: int
+    observed_free_mib: int | None
+    drift_mib: int | None = Field(description="observed - accounted; large values are flagged")
+
+
+class ObservedOut(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "drift_flagged": False,
+            "threshold_mib": 1024,
+            "pnodes": [
+                {
+                    "index": 0,
+                    "accounted_free_mib": 249856,
+                    "observed_free_mib": 250000,
+                    "drift_mib": 144,
+                }
+            ],
+        }
+    )
+
+    host_id: Id
+    drift_flagged: bool
+    threshold_mib: int
+    pnodes: list[DriftPnode]
+
+
+class StepOut(BaseModel):
+    model_config = example(
+        {
+            "id": "1c9a4f0e-2b3d-4e5f-8a7b-6c5d4e3f2a1b",
+            "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+            "migration_id": None,
+            "seq": 1,
+            "phase": "balloon",
+            "op": "unplug",
+            "vnode": 0,
+            "pnode": 0,
+            "mib": 1024,
+            "pfn_ranges": [[786432, 819200]],
+            "target_mib": 3072,
+            "state": "pending",
+            "detail": None,
+            "created_at": "2026-11-26T08:00:00Z",
+        }
+    )
+
+    id: Id
+    domain_id: Id
+    migration_id: Id | None
+    seq: int
+    phase: str
+    op: str
+    vnode: int | None
+    pnode: int | None
+    mib: int
+    pfn_ranges: list[list[int]]
+    target_mib: int | None
+    state: str
+    detail: str | None
+    created_at: datetime
+
+
+class StepList(BaseModel):
+    items: list[StepOut]
+
+
+class AckIn(StrictModel):
+    model_config = strict_example({"ok": True, "detail": "unplugged 8 blocks"})
+
+    ok: bool = Field(strict=True)
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class AgentToken(BaseModel):
+    model_config = example(
+        {"host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70", "agent_token": "nbh_..."}
+    )
+
+    host_id: Id
+    agent_token: str
+
+
+class GuestToken(BaseModel):
+    model_config = example(
+        {"domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b", "guest_token": "nbg_..."}
+    )
+
+    domain_id: Id
+    guest_token: str
