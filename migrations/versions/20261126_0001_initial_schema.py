@@ -313,12 +313,13 @@ def upgrade() -> None:
         sa.Column("mib", sa.BigInteger(), nullable=False),
         sa.Column("pfn_ranges", sa.JSON(), nullable=False),
         sa.Column("target_mib", sa.BigInteger(), nullable=True),
+        sa.Column("grow", sa.Boolean(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("created_at", service.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("acked_at", service.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "state IN ('pending', 'acked', 'failed', 'cancelled')",
+            "state IN ('waiting', 'pending', 'acked', 'failed', 'cancelled')",
             name=op.f("ck_steps_state_valid"),
         ),
         sa.ForeignKeyConstraint(

@@ -86,9 +86,7 @@ def put_cluster(body: ClusterPut, session: SessionDep, principal: Admin) -> Clus
             errors=[{"loc": ["body", "block_mib"], "msg": "must be a power of two"}],
         )
     row = cluster_row(session, lock=True)
-    if body.block_mib != row.block_mib and session.scalar(
-        select(func.count()).select_from(Domain)
-    ):
+    if body.block_mib != row.block_mib and session.scalar(select(func.count()).select_from(Domain)):
         raise Conflict("block_mib can only change while no domain exists")
     before = row.block_mib
     if body.block_mib != before:

@@ -15,6 +15,7 @@ from service.api.idempotency import IdempotencyKey, run_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.api.validation import issues_to_errors
+from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.db import hosts as repo
 from service.db.audit import record_event
@@ -33,6 +34,7 @@ from service.schemas.hosts import (
     PnodeAccounting,
     PnodeOut,
 )
+from service.schemas.migrations import RebalanceOut, RebalanceRequest
 from service.schemas.squeeze import SqueezeRequest, SqueezeResult
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
@@ -259,6 +261,21 @@ def post_squeeze(
     now: Now,
 ) -> SqueezeResult:
     result = squeeze_host(session, str(host_id), body, principal.actor, settings, now)
+    if not body.dry_run:
+        session.commit()
+    return result
+
+
+@router.post(
+    "/{host_id}/rebalance",
+    response_model=RebalanceOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="AutoNUMA: block moves within a MiB budget that bring memory where guests expect it",
+)
+def post_rebalance(
+    host_id: uuid.UUID, body: RebalanceRequest, session: SessionDep, principal: Admin, now: Now
+) -> RebalanceOut:
+    result = rebalance_host(session, str(host_id), body, principal.actor, now)
     if not body.dry_run:
         session.commit()
     return result

@@ -46,8 +46,8 @@ def stalled_for(domain: Domain, now: datetime) -> timedelta:
 
 
 def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
-    if domain.uncooperative:
-        return False
+    if domain.uncooperative or domain.state != "running":
+        return False  # a migrating domain's pools follow its plan, not the squeeze
     return stalled_for(domain, now) <= timedelta(seconds=settings.inactive_after_s)
 
 
@@ -115,28 +115,36 @@ def record_report(
                 before={"uncooperative": True},
                 after={"uncooperative": False},
             )
-    if changes:
-        _complete_guest_steps(session, domain, now)
+    complete_pool_steps(session, domain.id, reported, now)
     return progress
 
 
-def _complete_guest_steps(session: Session, domain: Domain, now: datetime) -> None:
-    """Pool operations whose target the guest now reports are done (no agent ack needed)."""
-    for vn in domain.vnodes:
-        if vn.actual_mib is None:
-            continue
-        session.execute(
-            update(Step)
-            .where(
-                Step.domain_id == domain.id,
-                Step.vnode == vn.index,
-                Step.state == "pending",
-                Step.op.in_(GUEST_OPS),
-                Step.migration_id.is_(None),
-                Step.target_mib == vn.actual_mib,
-            )
-            .values(state="acked", detail="guest reported the pool at its target", acked_at=now)
+def reached(step: Step, actual_mib: int) -> bool:
+    """A pool operation is done once the pool is at its target or past it in its direction."""
+    if step.target_mib is None:
+        return False
+    if step.grow is None:
+        return actual_mib == step.target_mib
+    return actual_mib >= step.target_mib if step.grow else actual_mib <= step.target_mib
+
+
+def complete_pool_steps(
+    session: Session, domain_id: str, reported: dict[int, int], now: datetime
+) -> int:
+    """Pending pool operations the guest's raw report shows done need no agent ack."""
+    steps = session.scalars(
+        select(Step).where(
+            Step.domain_id == domain_id, Step.state == "pending", Step.op.in_(GUEST_OPS)
         )
+    ).all()
+    done = 0
+    for step in steps:
+        if step.vnode in reported and reached(step, reported[step.vnode]):
+            step.state = "acked"
+            step.detail = "guest reported the pool at its target"
+            step.acked_at = now
+            done += 1
+    return done
 
 
 def enqueue_pool_changes(
@@ -176,6 +184,7 @@ def enqueue_pool_changes(
                 mib=op.mib,
                 pfn_ranges=[list(r) for r in op.pfn_ranges],
                 target_mib=op.target_mib,
+                grow=op.grow,
                 created_at=now,
             )
         )

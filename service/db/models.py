@@ -40,7 +40,7 @@ MIGRATION_STATES = (
     "aborted",
     "failed",
 )
-STEP_STATES = ("pending", "acked", "failed", "cancelled")
+STEP_STATES = ("waiting", "pending", "acked", "failed", "cancelled")
 TOKEN_KINDS = ("agent", "guest")
 
 
@@ -276,12 +276,15 @@ class Step(Base):
     """One unit of work for a host agent or a guest: claim, balloon, unplug, plug, migrate, release.
 
     Steps come from migrations, rebalances and target changes; agents fetch the pending ones of
-    their host and acknowledge them.
+    their host and acknowledge them. A migration's later phases wait ("waiting") until it
+    advances into them, so an agent never sees a step it must not carry out yet.
     """
 
     __tablename__ = "steps"
     __table_args__ = (
-        CheckConstraint("state IN ('pending', 'acked', 'failed', 'cancelled')", name="state_valid"),
+        CheckConstraint(
+            "state IN ('waiting', 'pending', 'acked', 'failed', 'cancelled')", name="state_valid"
+        ),
         Index("ix_steps_host_id_state", "host_id", "state"),
     )
 
@@ -301,6 +304,9 @@ class Step(Base):
     mib: Mapped[int] = mapped_column(BigInteger, default=0)
     pfn_ranges: Mapped[list[list[int]]] = mapped_column(JSONType, default=list)
     target_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # For pool operations: whether the pool grows to target_mib (True) or shrinks to it (False),
+    # so a guest report past the target completes the step.
+    grow: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -62,3 +62,19 @@ __all__ = [
     "vnode_targets_many",
     "worst_case_template",
 ]
+
+from .migration import MigrationPlan, PlanStep, plan_migration
+from .rebalance import BlockMove, RebalancePlan, plan_rebalance
+from .replay import ReplayError, ReplayTrace, replay
+
+__all__ += [
+    "BlockMove",
+    "MigrationPlan",
+    "PlanStep",
+    "RebalancePlan",
+    "ReplayError",
+    "ReplayTrace",
+    "plan_migration",
+    "plan_rebalance",
+    "replay",
+]

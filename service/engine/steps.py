@@ -29,6 +29,7 @@ class PoolOp:
     mib: int
     pfn_ranges: tuple[tuple[int, int], ...]
     target_mib: int  # the pool's target once this operation is done
+    grow: bool  # the pool grows to target_mib (else it shrinks to it)
 
 
 def pool_change_ops(
@@ -48,18 +49,18 @@ def pool_change_ops(
         if t1[v] < t0[v]:
             if b1[v] < b0[v]:
                 ranges = tuple(topo.block_pfn_ranges(v, int(b1[v]), int(b0[v] - b1[v])))
-                ops.append(PoolOp(v, "unplug", int(t0[v] - top1[v]), ranges, int(top1[v])))
+                ops.append(PoolOp(v, "unplug", int(t0[v] - top1[v]), ranges, int(top1[v]), False))
                 start = int(top1[v])
             else:
                 start = int(t0[v])
             if start > t1[v]:
-                ops.append(PoolOp(v, "balloon", int(start - t1[v]), (), int(t1[v])))
+                ops.append(PoolOp(v, "balloon", int(start - t1[v]), (), int(t1[v]), False))
         else:
             if b1[v] > b0[v]:
                 if top0[v] > t0[v]:
-                    ops.append(PoolOp(v, "balloon", int(top0[v] - t0[v]), (), int(top0[v])))
+                    ops.append(PoolOp(v, "balloon", int(top0[v] - t0[v]), (), int(top0[v]), True))
                 ranges = tuple(topo.block_pfn_ranges(v, int(b0[v]), int(b1[v] - b0[v])))
-                ops.append(PoolOp(v, "plug", int(t1[v] - top0[v]), ranges, int(t1[v])))
+                ops.append(PoolOp(v, "plug", int(t1[v] - top0[v]), ranges, int(t1[v]), True))
             else:
-                ops.append(PoolOp(v, "balloon", int(t1[v] - t0[v]), (), int(t1[v])))
+                ops.append(PoolOp(v, "balloon", int(t1[v] - t0[v]), (), int(t1[v]), True))
     return ops

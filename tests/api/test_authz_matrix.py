@@ -96,6 +96,43 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
         lambda w: ("GET", "/v1/cluster/worst-case-template", None),
     ),
     ("GET", "/v1/events"): (ADMIN, lambda w: ("GET", "/v1/events", None)),
+    ("POST", "/v1/hosts/{host_id}/rebalance"): (
+        ADMIN,
+        lambda w: (
+            "POST",
+            f"/v1/hosts/{w.host_a}/rebalance",
+            {"budget_mib": 1024, "dry_run": True},
+        ),
+    ),
+    ("POST", "/v1/migrations/plan"): (
+        ADMIN,
+        lambda w: (
+            "POST",
+            "/v1/migrations/plan",
+            {"domain_id": w.domain_x, "destination_host_id": w.host_b},
+        ),
+    ),
+    ("POST", "/v1/migrations"): (
+        ADMIN,
+        lambda w: (
+            "POST",
+            "/v1/migrations",
+            {"domain_id": w.domain_x, "destination_host_id": w.host_b},
+        ),
+    ),
+    ("GET", "/v1/migrations"): (ADMIN, lambda w: ("GET", "/v1/migrations", None)),
+    ("GET", "/v1/migrations/{migration_id}"): (
+        ADMIN,
+        lambda w: ("GET", f"/v1/migrations/{w.migration}", None),
+    ),
+    ("POST", "/v1/migrations/{migration_id}/advance"): (
+        ADMIN,
+        lambda w: ("POST", f"/v1/migrations/{w.migration}/advance", None),
+    ),
+    ("POST", "/v1/migrations/{migration_id}/abort"): (
+        ADMIN,
+        lambda w: ("POST", f"/v1/migrations/{w.migration}/abort", None),
+    ),
     ("GET", "/v1/guest/topology"): (GUEST, lambda w: ("GET", "/v1/guest/topology", None)),
     ("GET", "/v1/guest/balloon"): (GUEST, lambda w: ("GET", "/v1/guest/balloon", None)),
     ("PUT", "/v1/guest/balloon"): (

@@ -104,3 +104,41 @@ def test_parallel_idempotent_retries_create_once(pg_client: ApiClient) -> None:
     assert len({i for _, i in results}) == 1
     with pg_client.app.state.sessionmaker() as s:
         assert s.scalar(select(func.count()).select_from(Pnode)) == 2
+
+
+def test_20_migrations_racing_for_one_destination_never_overcommit_it(
+    pg_client: ApiClient,
+) -> None:
+    src = pg_client.post("/v1/hosts", json=host_body("src", n=2, memory_mib=32768)).json()
+    dst = pg_client.post("/v1/hosts", json=host_body("dst", n=2, memory_mib=4096)).json()
+    ids = [
+        pg_client.post(
+            "/v1/domains",
+            json=domain_body(f"vm{i}", [1024], dynamic_min_mib=1024, host_id=src["id"]),
+        ).json()["id"]
+        for i in range(20)
+    ]
+
+    def migrate(i: int) -> int:
+        r = pg_client.post(
+            "/v1/migrations", json={"domain_id": ids[i], "destination_host_id": dst["id"]}
+        )
+        return r.status_code
+
+    statuses = Counter(run_parallel(20, migrate))
+    assert statuses == {201: 8, 409: 12}, statuses
+    assert_never_overcommitted(pg_client)
+    with pg_client.app.state.sessionmaker() as s:
+        from service.db.models import Claim
+
+        claimed = dict(
+            s.execute(
+                select(Claim.pnode, func.sum(Claim.mib))
+                .where(Claim.host_id == dst["id"])
+                .group_by(Claim.pnode)
+            ).all()
+        )
+        pnodes = s.scalars(select(Pnode).where(Pnode.host_id == dst["id"])).all()
+        for pn in pnodes:
+            assert claimed.get(pn.index, 0) == pn.claimed_mib <= pn.capacity_mib
+    assert sum(claimed.values()) == 8 * 1024

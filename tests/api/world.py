@@ -16,6 +16,8 @@ class World:
     domain_x: str  # on host A
     domain_y: str  # on host B
     step_a: str  # a pending step on host A (domain X)
+    domain_z: str  # on host A, being migrated to host B
+    migration: str
     tokens: dict[str, str | None]
 
 
@@ -28,6 +30,9 @@ def build_world(client: ApiClient) -> World:
     r = client.put(f"/v1/domains/{x['id']}/target", json={"target_mib": 3072})
     assert r.status_code == 200, r.text
     assert client.post("/v1/cluster/worst-case-template").status_code == 200
+    z = client.post("/v1/domains", json=domain_body("dom-z", [1024], host_id=a["id"])).json()
+    m = client.post("/v1/migrations", json={"domain_id": z["id"], "destination_host_id": b["id"]})
+    assert m.status_code == 201, m.text
     steps = client.get(f"/v1/agent/hosts/{a['id']}/steps", token=a["agent_token"]).json()["items"]
     return World(
         host_a=a["id"],
@@ -36,6 +41,8 @@ def build_world(client: ApiClient) -> World:
         domain_x=x["id"],
         domain_y=y["id"],
         step_a=steps[0]["id"],
+        domain_z=z["id"],
+        migration=m.json()["id"],
         tokens={
             "none": None,
             "bad": "nbh_not-a-real-token-at-all-0000000000000000000",

@@ -1,0 +1,137 @@
+"""Migrations between hosts with different NUMA topologies (toolstack)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from service.api.auth import Admin
+from service.api.deps import Now, SessionDep, SettingsDep
+from service.api.etag import etag
+from service.api.idempotency import IdempotencyKey, run_create
+from service.api.pagination import CursorQuery, LimitQuery, next_cursor
+from service.api.problems import responses
+from service.core import migrations as core
+from service.db.models import Migration
+from service.db.pagination import keyset
+from service.schemas.common import Page
+from service.schemas.migrations import MigrationOut, MigrationRequest, MigrationState, PlanOut
+
+router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
+
+
+def _out(session: SessionDep, migration: Migration) -> MigrationOut:
+    return core.migration_out(migration, core.claims_of(session, migration.id))
+
+
+@router.post(
+    "/plan",
+    response_model=PlanOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Plan a migration (dry run): mapping, pool levels, ordered steps; nothing reserved",
+)
+def plan(body: MigrationRequest, session: SessionDep, _: Admin) -> PlanOut:
+    domain, src, dst, engine_plan = core.compute_plan(session, body, lock=False)
+    return core.plan_out(domain, src, dst, engine_plan)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=MigrationOut,
+    responses=responses(401, 403, 404, 409, 413, 422),
+    summary="Start a migration: claim destination memory per pnode atomically, or 409",
+)
+def start(
+    body: MigrationRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    now: Now,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    def create() -> tuple[int, dict[str, Any], dict[str, str]]:
+        migration = core.start(session, body, principal.actor, settings, now)
+        out = _out(session, migration)
+        return (
+            201,
+            out.model_dump(mode="json"),
+            {"Location": f"/v1/migrations/{migration.id}", "ETag": etag(migration.version)},
+        )
+
+    return run_create(
+        session,
+        actor=principal.actor,
+        key=idempotency_key,
+        method="POST",
+        path=request.url.path,
+        payload=body.model_dump(mode="json"),
+        ttl_s=settings.idempotency_ttl_s,
+        create=create,
+    )
+
+
+@router.get("", response_model=Page[MigrationOut], responses=responses(401, 403, 422))
+def list_migrations(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Admin,
+    domain_id: Annotated[uuid.UUID | None, Query()] = None,
+    state: Annotated[MigrationState | None, Query()] = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[MigrationOut]:
+    n = min(limit or settings.page_limit_default, settings.page_limit_max)
+    stmt = select(Migration).options(selectinload(Migration.steps))
+    if domain_id is not None:
+        stmt = stmt.where(Migration.domain_id == str(domain_id))
+    if state is not None:
+        stmt = stmt.where(Migration.state == state)
+    rows = session.scalars(keyset(stmt, Migration.created_at, Migration.id, cursor, n)).all()
+    page = rows[:n]
+    return Page[MigrationOut](
+        items=[_out(session, m) for m in page], next_cursor=next_cursor(page, len(rows) > n)
+    )
+
+
+@router.get("/{migration_id}", response_model=MigrationOut, responses=responses(401, 403, 404, 422))
+def get_migration(migration_id: uuid.UUID, session: SessionDep, _: Admin) -> MigrationOut:
+    return _out(session, core.load_migration(session, str(migration_id)))
+
+
+@router.post(
+    "/{migration_id}/advance",
+    response_model=MigrationOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Move to the next phase once the current phase's steps are acknowledged",
+)
+def advance(
+    migration_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    now: Now,
+) -> MigrationOut:
+    migration = core.advance(session, str(migration_id), principal.actor, settings, now)
+    out = _out(session, migration)
+    session.commit()
+    return out
+
+
+@router.post(
+    "/{migration_id}/abort",
+    response_model=MigrationOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Abort before the domain has moved: release claims, restore the source pools",
+)
+def abort(migration_id: uuid.UUID, session: SessionDep, principal: Admin, now: Now) -> MigrationOut:
+    migration = core.abort(session, str(migration_id), principal.actor, now)
+    out = _out(session, migration)
+    session.commit()
+    return out

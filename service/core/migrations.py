@@ -1,0 +1,536 @@
+"""Migrations between NUMA topologies: plan, claim, advance through the phases, abort, expire.
+
+State machine: planned -> preparing -> migrating -> settling -> completed, or aborted / failed.
+Every transition is one transaction that locks both hosts (in id order, so two migrations never
+deadlock), so a server killed at any point leaves a state from which `advance` or `abort` goes on,
+and claims can only leak until their expiry.
+
+Accounting through the phases:
+- create: destination claims (per pnode, covering every intermediate destination state).
+- preparing: the guest's pools are asked down to the carried levels; the source keeps the full
+  backing reserved so an abort can always restore it.
+- migrating -> settling (the migrate step is acknowledged): the domain now runs on the
+  destination; its backing there is the final one, the claims shrink to the surplus the guest
+  may still hold during settle, and the source memory is released.
+- completed: the remaining claims are released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from service.api.problems import Conflict, InvalidInput, NotFound
+from service.core.balloon import enqueue_pool_changes
+from service.core.domains import check_fits, set_backing, topology_of
+from service.db.audit import record_event
+from service.db.locks import lock_hosts
+from service.db.models import Claim, Domain, Migration, Step
+from service.db.state import HostState, load_host_state, write_accounting, write_backing
+from service.engine.migration import MigrationPlan, plan_migration
+from service.schemas.migrations import (
+    ClaimOut,
+    MigrationOut,
+    MigrationRequest,
+    MigrationStepOut,
+    PlanOut,
+    PlanStepOut,
+)
+from service.settings import Settings
+
+I64 = NDArray[np.int64]
+ACTIVE = ("planned", "preparing", "migrating", "settling")
+ABORTABLE = ("planned", "preparing", "migrating")
+NEXT = {
+    "planned": "preparing",
+    "preparing": "migrating",
+    "migrating": "settling",
+    "settling": "completed",
+}
+# The phase whose steps must all be acknowledged before leaving each state.
+GATE = {"preparing": "prepare", "migrating": "migrate", "settling": "settle"}
+
+
+def _policy(domain: Domain, body: MigrationRequest) -> str:
+    if body.policy is not None:
+        return body.policy
+    return "faithful" if domain.policy == "explicit" else domain.policy
+
+
+def _states(
+    session: Session, src_id: str, dst_id: str, *, lock: bool
+) -> tuple[HostState, HostState]:
+    if lock:
+        lock_hosts(session, [src_id, dst_id])
+    src = load_host_state(session, src_id, lock=False)
+    dst = load_host_state(session, dst_id, lock=False)
+    if src is None or dst is None:
+        raise NotFound("the source or destination host no longer exists")
+    return src, dst
+
+
+def compute_plan(
+    session: Session, body: MigrationRequest, *, lock: bool
+) -> tuple[Domain, HostState, HostState, MigrationPlan]:
+    domain = session.scalars(
+        select(Domain).where(Domain.id == body.domain_id).options(selectinload(Domain.vnodes))
+    ).first()
+    if domain is None:
+        raise NotFound(f"no domain with id {body.domain_id}")
+    if domain.host_id is None:
+        raise Conflict("the domain has no host to migrate from")
+    if domain.host_id == body.destination_host_id:
+        raise InvalidInput(
+            "the domain already runs on that host; use POST /v1/hosts/{id}/rebalance",
+            errors=[{"loc": ["body", "destination_host_id"], "msg": "same as the source"}],
+        )
+    src, dst = _states(session, domain.host_id, body.destination_host_id, lock=lock)
+    domain = src.domain(domain.id) or domain
+    if lock and domain.state != "running":
+        raise Conflict(f"the domain is {domain.state}; one migration at a time")
+    if dst.host.state != "active":
+        raise Conflict(f"destination host {dst.host.name} is {dst.host.state}")
+    topo = topology_of(domain)
+    plan = plan_migration(
+        size_mib=topo.size_mib,
+        vcpus_per_vnode=topo.vcpus_per_vnode(),
+        vdist=topo.distances,
+        block_mib=topo.block_mib,
+        dynamic_min_mib=domain.dynamic_min_mib,
+        dynamic_max_mib=domain.dynamic_max_mib,
+        backing_src=src.backing[domain.id],
+        home_src=np.array([vn.home_pnode or 0 for vn in domain.vnodes], dtype=np.int64),
+        pdist_src=src.pdist,
+        free_dst_mib=np.maximum(dst.headroom_mib(), 0),
+        cpus_dst=dst.cpus,
+        pdist_dst=dst.pdist,
+        load_vcpus_dst=dst.load_vcpus(),
+        policy=_policy(domain, body),
+        strategy=body.strategy,
+    )
+    return domain, src, dst, plan
+
+
+def plan_out(domain: Domain, src: HostState, dst: HostState, plan: MigrationPlan) -> PlanOut:
+    host_of = {"source": src.host.id, "destination": dst.host.id}
+    return PlanOut(
+        feasible=plan.feasible,
+        reason=plan.reason,
+        strategy=plan.strategy,
+        domain_id=domain.id,
+        source_host_id=src.host.id,
+        destination_host_id=dst.host.id,
+        mapping_before=plan.mapping_before.tolist(),
+        mapping_after=plan.mapping_after.tolist(),
+        target_before_mib=plan.target_before_mib,
+        target_after_mib=plan.target_after_mib,
+        claims_mib=plan.claims_mib.tolist(),
+        steps=[
+            PlanStepOut(
+                seq=s.seq,
+                phase=s.phase,
+                op=s.op,
+                host=s.host,
+                host_id=host_of[s.host],
+                vnode=s.vnode,
+                pnode=s.pnode,
+                mib=s.mib,
+                pfn_ranges=[list(r) for r in s.pfn_ranges],
+                target_mib=s.target_mib,
+            )
+            for s in plan.steps
+        ],
+        moved_mib=plan.moved_mib,
+        distortion_before=plan.distortion_before,
+        distortion_after=plan.distortion_after,
+        remote_fraction_before=plan.remote_fraction_before,
+        remote_fraction_after=plan.remote_fraction_after,
+        backing_before=plan.backing_before.tolist(),
+        backing_after=plan.backing_after.tolist(),
+    )
+
+
+def _grow_flags(plan: MigrationPlan) -> list[bool | None]:
+    """Each pool step's direction, from the pool level before it (replayed per vnode)."""
+    level = {v: int(t) for v, t in enumerate(plan.backing_before.sum(axis=1).tolist())}
+    out: list[bool | None] = []
+    for s in plan.steps:
+        if s.vnode is None or s.target_mib is None or s.op not in ("balloon", "plug", "unplug"):
+            out.append(None)
+            continue
+        out.append(s.target_mib > level[s.vnode])
+        level[s.vnode] = s.target_mib
+    return out
+
+
+def start(
+    session: Session, body: MigrationRequest, actor: str, settings: Settings, now: datetime
+) -> Migration:
+    expire_migrations(session, now, settings, actor)
+    domain, src, dst, plan = compute_plan(session, body, lock=True)
+    if not plan.feasible:
+        raise Conflict(f"the migration cannot be done: {plan.reason}", plan=None)
+    expires = now + timedelta(seconds=settings.claim_ttl_s)
+    out = plan_out(domain, src, dst, plan)
+    stored: dict[str, Any] = out.model_dump(mode="json")
+    stored["internal"] = {
+        "carried_mib": plan.carried_mib.tolist(),
+        "backing_carried_mib": plan.backing_carried_mib.tolist(),
+        "target_before_mib": plan.target_before_mib,
+    }
+    host_of = {"source": src.host.id, "destination": dst.host.id}
+    steps = [
+        Step(
+            domain_id=domain.id,
+            host_id=host_of[s.host],
+            seq=s.seq,
+            phase=s.phase,
+            op=s.op,
+            vnode=s.vnode,
+            pnode=s.pnode,
+            mib=s.mib,
+            pfn_ranges=[list(r) for r in s.pfn_ranges],
+            target_mib=s.target_mib,
+            grow=grow,
+            state="acked" if s.phase == "claim" else "waiting",
+            detail="claimed by the service" if s.phase == "claim" else None,
+            acked_at=now if s.phase == "claim" else None,
+            created_at=now,
+        )
+        for s, grow in zip(plan.steps, _grow_flags(plan), strict=True)
+    ]
+    migration = Migration(
+        domain_id=domain.id,
+        source_host_id=src.host.id,
+        destination_host_id=dst.host.id,
+        strategy=plan.strategy,
+        state="planned",
+        plan=stored,
+        expires_at=expires,
+        created_at=now,
+        steps=steps,
+    )
+    session.add(migration)
+    session.flush()
+    for pnode, mib in enumerate(plan.claims_mib.tolist()):
+        if mib > 0:
+            session.add(
+                Claim(
+                    host_id=dst.host.id,
+                    pnode=pnode,
+                    mib=int(mib),
+                    domain_id=domain.id,
+                    migration_id=migration.id,
+                    expires_at=expires,
+                    created_at=now,
+                )
+            )
+            dst.claimed_mib[pnode] += int(mib)
+    domain.state = "migrating"
+    check_fits(dst)
+    write_accounting(dst)
+    record_event(
+        session,
+        actor,
+        "migration.created",
+        "migration",
+        migration.id,
+        after={
+            "domain_id": domain.id,
+            "source_host_id": src.host.id,
+            "destination_host_id": dst.host.id,
+            "strategy": plan.strategy,
+            "claims_mib": plan.claims_mib.tolist(),
+            "moved_mib": plan.moved_mib,
+        },
+    )
+    session.flush()
+    return migration
+
+
+def load_migration(session: Session, migration_id: str, *, lock: bool = False) -> Migration:
+    stmt = (
+        select(Migration).where(Migration.id == migration_id).options(selectinload(Migration.steps))
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Migration)
+    migration = session.scalars(stmt).first()
+    if migration is None:
+        raise NotFound(f"no migration with id {migration_id}")
+    return migration
+
+
+def _locked(session: Session, migration_id: str) -> tuple[Migration, HostState, HostState, Domain]:
+    """Lock the migration's hosts first (global order), then read the migration under them."""
+    ids = session.execute(
+        select(Migration.source_host_id, Migration.destination_host_id).where(
+            Migration.id == migration_id
+        )
+    ).first()
+    if ids is None:
+        raise NotFound(f"no migration with id {migration_id}")
+    if ids[0] is None or ids[1] is None:
+        raise Conflict("a host of this migration was removed")
+    src, dst = _states(session, ids[0], ids[1], lock=True)
+    migration = load_migration(session, migration_id, lock=True)
+    domain = src.domain(migration.domain_id) or dst.domain(migration.domain_id)
+    if domain is None:
+        raise Conflict("the migrating domain is gone")
+    return migration, src, dst, domain
+
+
+def _set_phase_steps(migration: Migration, phases: Sequence[str], state: str) -> None:
+    for step in migration.steps:
+        if step.phase in phases and step.state == "waiting":
+            step.state = state
+
+
+def _blocking(migration: Migration, phase: str) -> list[Step]:
+    return [s for s in migration.steps if s.phase == phase and s.state != "acked"]
+
+
+def advance(
+    session: Session, migration_id: str, actor: str, settings: Settings, now: datetime
+) -> Migration:
+    migration, src, dst, domain = _locked(session, migration_id)
+    if _expired(migration, now):
+        _fail(session, migration, src, dst, domain, actor, now, "claims expired")
+        return migration
+    if migration.state not in NEXT:
+        raise Conflict(f"the migration is {migration.state}; nothing to advance")
+    gate = GATE.get(migration.state)
+    if gate is not None:
+        blocking = _blocking(migration, gate)
+        failed = [s for s in blocking if s.state == "failed"]
+        if failed:
+            raise Conflict(
+                f"step {failed[0].seq} ({failed[0].op}) failed: {failed[0].detail}; abort",
+                failed_steps=[s.id for s in failed],
+            )
+        if blocking:
+            raise Conflict(
+                f"{len(blocking)} {gate} step(s) not yet acknowledged",
+                pending_steps=[s.id for s in blocking],
+            )
+    before = migration.state
+    target = NEXT[before]
+    internal = migration.plan["internal"]
+    if target == "preparing":
+        _set_pool_targets(domain, internal["carried_mib"])
+        _set_phase_steps(migration, ["prepare"], "pending")
+    elif target == "migrating":
+        _set_phase_steps(migration, ["migrate"], "pending")
+    elif target == "settling":
+        _switch_host(session, migration, src, dst, domain)
+        _set_phase_steps(migration, ["settle", "release"], "pending")
+    else:
+        session.execute(delete(Claim).where(Claim.migration_id == migration.id))
+        dst.claimed_mib = _live_claims(session, dst)
+        write_accounting(dst)
+        domain.state = "running"
+    migration.state = target
+    migration.expires_at = now + timedelta(seconds=settings.claim_ttl_s)
+    session.execute(
+        update(Claim)
+        .where(Claim.migration_id == migration.id)
+        .values(expires_at=migration.expires_at)
+    )
+    record_event(
+        session,
+        actor,
+        "migration.advanced",
+        "migration",
+        migration.id,
+        before={"state": before},
+        after={"state": target},
+    )
+    session.flush()
+    return migration
+
+
+def _set_pool_targets(domain: Domain, targets: Sequence[int]) -> None:
+    for vn in domain.vnodes:
+        vn.target_mib = int(targets[vn.index])
+    domain.target_mib = int(sum(targets))
+
+
+def _live_claims(session: Session, state: HostState) -> I64:
+    fresh = load_host_state(session, state.host.id, lock=False)
+    assert fresh is not None
+    return fresh.claimed_mib
+
+
+def _switch_host(
+    session: Session, migration: Migration, src: HostState, dst: HostState, domain: Domain
+) -> None:
+    """The migrate step is done: the domain runs on the destination from now on."""
+    plan = migration.plan
+    after = np.array(plan["backing_after"], dtype=np.int64)
+    claims = np.array(plan["claims_mib"], dtype=np.int64)
+    spare = np.maximum(claims - after.sum(axis=0), 0)
+    session.execute(delete(Claim).where(Claim.migration_id == migration.id))
+    for pnode, mib in enumerate(spare.tolist()):
+        if mib > 0:
+            session.add(
+                Claim(
+                    host_id=dst.host.id,
+                    pnode=pnode,
+                    mib=int(mib),
+                    domain_id=domain.id,
+                    migration_id=migration.id,
+                    expires_at=migration.expires_at,
+                )
+            )
+    session.flush()
+    src.domains.remove(domain)
+    src.backing.pop(domain.id, None)
+    domain.host_id = dst.host.id
+    for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
+        vn.home_pnode = int(home)
+        vn.actual_mib = None  # re-reported on the new host; never trusted above the target
+    write_backing(session, domain.id, dst.host.id, after)
+    _set_pool_targets(domain, after.sum(axis=1).tolist())
+    dst.domains.append(domain)
+    dst.backing[domain.id] = after
+    dst.claimed_mib = _live_claims(session, dst)
+    write_accounting(src)
+    check_fits(dst)
+    write_accounting(dst)
+
+
+def _expired(migration: Migration, now: datetime) -> bool:
+    return migration.state in ABORTABLE and migration.expires_at <= now
+
+
+def abort(session: Session, migration_id: str, actor: str, now: datetime) -> Migration:
+    migration, src, dst, domain = _locked(session, migration_id)
+    if migration.state == "settling":
+        raise Conflict("the domain already runs on the destination; advance to complete it")
+    if migration.state not in ABORTABLE:
+        raise Conflict(f"the migration is {migration.state}; nothing to abort")
+    _rollback(session, migration, src, dst, domain, now)
+    before = migration.state
+    migration.state = "aborted"
+    migration.reason = "aborted by the toolstack"
+    record_event(
+        session,
+        actor,
+        "migration.aborted",
+        "migration",
+        migration.id,
+        before={"state": before},
+        after={"state": "aborted"},
+    )
+    session.flush()
+    return migration
+
+
+def _rollback(
+    session: Session,
+    migration: Migration,
+    src: HostState,
+    dst: HostState,
+    domain: Domain,
+    now: datetime,
+) -> None:
+    """Release the claims, cancel the steps, and ask the guest's pools back to their levels."""
+    session.execute(delete(Claim).where(Claim.migration_id == migration.id))
+    for step in migration.steps:
+        if step.state in ("waiting", "pending"):
+            step.state = "cancelled"
+            step.detail = "migration ended"
+    carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
+    x_src = src.backing[domain.id]
+    set_backing(session, src, domain, x_src)
+    domain.target_mib = int(x_src.sum())
+    domain.state = "running"
+    enqueue_pool_changes(
+        session,
+        domain,
+        src.host.id,
+        topology_of(domain),
+        carried,
+        x_src.sum(axis=1),
+        [vn.home_pnode or 0 for vn in domain.vnodes],
+        now,
+    )
+    session.flush()
+    dst.claimed_mib = _live_claims(session, dst)
+    write_accounting(dst)
+    write_accounting(src)
+
+
+def _fail(
+    session: Session,
+    migration: Migration,
+    src: HostState,
+    dst: HostState,
+    domain: Domain,
+    actor: str,
+    now: datetime,
+    reason: str,
+) -> None:
+    before = migration.state
+    _rollback(session, migration, src, dst, domain, now)
+    migration.state = "failed"
+    migration.reason = reason
+    record_event(
+        session,
+        actor,
+        "migration.failed",
+        "migration",
+        migration.id,
+        before={"state": before},
+        after={"state": "failed", "reason": reason},
+    )
+    session.flush()
+
+
+def expire_migrations(session: Session, now: datetime, settings: Settings, actor: str) -> int:
+    """Fail every migration whose claims expired before it migrated (bounded per call)."""
+    ids = session.scalars(
+        select(Migration.id)
+        .where(Migration.state.in_(ABORTABLE), Migration.expires_at <= now)
+        .order_by(Migration.expires_at)
+        .limit(20)
+    ).all()
+    for mid in ids:
+        migration, src, dst, domain = _locked(session, mid)
+        if _expired(migration, now):
+            _fail(session, migration, src, dst, domain, actor, now, "claims expired")
+    return len(ids)
+
+
+def migration_out(migration: Migration, claims: list[ClaimOut]) -> MigrationOut:
+    plan = {k: v for k, v in migration.plan.items() if k != "internal"}
+    return MigrationOut(
+        id=migration.id,
+        domain_id=migration.domain_id,
+        state=migration.state,
+        strategy=migration.strategy,
+        source_host_id=migration.source_host_id,
+        destination_host_id=migration.destination_host_id,
+        plan=PlanOut.model_validate(plan),
+        claims=claims,
+        steps=[MigrationStepOut.model_validate(s, from_attributes=True) for s in migration.steps],
+        reason=migration.reason,
+        expires_at=migration.expires_at,
+        version=migration.version,
+        created_at=migration.created_at,
+        updated_at=migration.updated_at,
+    )
+
+
+def claims_of(session: Session, migration_id: str) -> list[ClaimOut]:
+    rows = session.scalars(
+        select(Claim).where(Claim.migration_id == migration_id).order_by(Claim.pnode)
+    ).all()
+    return [
+        ClaimOut(host_id=c.host_id, pnode=c.pnode, mib=c.mib, expires_at=c.expires_at) for c in rows
+    ]

@@ -1,0 +1,219 @@
+"""Toolstack schemas for migrations between NUMA topologies and host rebalances."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from service.schemas.common import Id, MiB, StrictModel, example, strict_example
+from service.schemas.domains import Policy
+
+Strategy = Literal["rebalance", "replug"]
+MigrationState = Literal[
+    "planned", "preparing", "migrating", "settling", "completed", "aborted", "failed"
+]
+
+
+class MigrationRequest(StrictModel):
+    model_config = strict_example(
+        {
+            "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+            "destination_host_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+            "strategy": "rebalance",
+        }
+    )
+
+    domain_id: Id
+    destination_host_id: Id
+    strategy: Strategy = Field(
+        default="rebalance",
+        description="rebalance: fewest MiB moved between pools; replug: unplug every hot-pluggable "
+        "block down to a boot minimum, migrate, replug by the new topology",
+    )
+    policy: Policy | None = Field(
+        default=None,
+        description="Pool levels on the destination; default the domain's policy "
+        "(faithful when it is explicit)",
+    )
+
+
+class PlanStepOut(BaseModel):
+    seq: int
+    phase: Literal["claim", "prepare", "migrate", "settle", "release"]
+    op: Literal["claim", "balloon", "unplug", "plug", "migrate", "release"]
+    host: Literal["source", "destination"]
+    host_id: Id
+    vnode: int | None
+    pnode: int | None
+    mib: int
+    pfn_ranges: list[list[int]]
+    target_mib: int | None
+
+
+class PlanOut(BaseModel):
+    model_config = example(
+        {
+            "feasible": True,
+            "reason": "",
+            "strategy": "rebalance",
+            "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+            "source_host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "destination_host_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+            "mapping_before": [0, 0],
+            "mapping_after": [0, 1],
+            "target_before_mib": 8192,
+            "target_after_mib": 8192,
+            "claims_mib": [4096, 4096],
+            "steps": [
+                {
+                    "seq": 0,
+                    "phase": "claim",
+                    "op": "claim",
+                    "host": "destination",
+                    "host_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+                    "vnode": None,
+                    "pnode": 0,
+                    "mib": 4096,
+                    "pfn_ranges": [],
+                    "target_mib": None,
+                }
+            ],
+            "moved_mib": 0,
+            "distortion_before": 11.0,
+            "distortion_after": 0.0,
+            "remote_fraction_before": 0.0,
+            "remote_fraction_after": 0.0,
+            "backing_before": [[4096], [4096]],
+            "backing_after": [[4096, 0], [0, 4096]],
+        }
+    )
+
+    feasible: bool
+    reason: str
+    strategy: Strategy
+    domain_id: Id
+    source_host_id: Id
+    destination_host_id: Id
+    mapping_before: list[int]
+    mapping_after: list[int]
+    target_before_mib: int
+    target_after_mib: int
+    claims_mib: list[int] = Field(description="Destination MiB claimed per pnode")
+    steps: list[PlanStepOut]
+    moved_mib: int
+    distortion_before: float
+    distortion_after: float
+    remote_fraction_before: float
+    remote_fraction_after: float
+    backing_before: list[list[int]]
+    backing_after: list[list[int]]
+
+
+class ClaimOut(BaseModel):
+    host_id: Id
+    pnode: int
+    mib: int
+    expires_at: datetime
+
+
+class MigrationStepOut(BaseModel):
+    id: Id
+    seq: int
+    phase: str
+    op: str
+    host_id: Id
+    vnode: int | None
+    pnode: int | None
+    mib: int
+    target_mib: int | None
+    state: str
+    detail: str | None
+
+
+class MigrationOut(BaseModel):
+    model_config = example(
+        {
+            "id": "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c",
+            "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+            "state": "planned",
+            "strategy": "rebalance",
+            "source_host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "destination_host_id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+            "claims": [],
+            "steps": [],
+            "reason": None,
+            "expires_at": "2026-11-26T08:05:00Z",
+            "version": 1,
+            "created_at": "2026-11-26T08:00:00Z",
+            "updated_at": "2026-11-26T08:00:00Z",
+            "plan": None,
+        }
+    )
+
+    id: Id
+    domain_id: Id
+    state: MigrationState
+    strategy: Strategy
+    source_host_id: Id | None
+    destination_host_id: Id | None
+    plan: PlanOut | None
+    claims: list[ClaimOut]
+    steps: list[MigrationStepOut]
+    reason: str | None
+    expires_at: datetime
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RebalanceRequest(StrictModel):
+    model_config = strict_example({"budget_mib": 8192, "dry_run": True})
+
+    budget_mib: MiB = Field(description="At most this many MiB move between (vnode, pnode) pairs")
+    dry_run: bool = False
+
+
+class BlockMoveOut(BaseModel):
+    domain_id: Id
+    from_vnode: int
+    from_pnode: int
+    to_vnode: int
+    to_pnode: int
+    mib: int
+    pfn_ranges: list[list[int]]
+
+
+class RebalanceOut(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "dry_run": True,
+            "moves": [
+                {
+                    "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+                    "from_vnode": 0,
+                    "from_pnode": 1,
+                    "to_vnode": 0,
+                    "to_pnode": 0,
+                    "mib": 1024,
+                    "pfn_ranges": [[0, 262144]],
+                }
+            ],
+            "moved_mib": 1024,
+            "distortion_before": 2.5,
+            "distortion_after": 0.0,
+            "remote_fraction_before": 0.25,
+            "remote_fraction_after": 0.0,
+        }
+    )
+
+    host_id: Id
+    dry_run: bool
+    moves: list[BlockMoveOut]
+    moved_mib: int
+    distortion_before: float
+    distortion_after: float
+    remote_fraction_before: float
+    remote_fraction_after: float
