@@ -16,10 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from service.db.models import Backing, Claim, Pnode
 from service.db.session import make_engine, make_sessionmaker
+from tests.api.audit import audit as audit_rows
 from tests.api.factories import slit
 from tests.conftest import ADMIN_TOKEN
 
@@ -93,29 +92,7 @@ def server(db_url: str) -> Iterator[Server]:
 def audit(db_url: str) -> dict[str, int]:
     engine = make_engine(db_url)
     try:
-        with make_sessionmaker(engine)() as s:
-            backing = {
-                (h, p): int(m)
-                for h, p, m in s.execute(
-                    select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
-                        Backing.host_id, Backing.pnode
-                    )
-                ).all()
-            }
-            claims = {
-                (h, p): int(m)
-                for h, p, m in s.execute(
-                    select(Claim.host_id, Claim.pnode, func.sum(Claim.mib)).group_by(
-                        Claim.host_id, Claim.pnode
-                    )
-                ).all()
-            }
-            for pn in s.scalars(select(Pnode)).all():
-                key = (pn.host_id, pn.index)
-                assert pn.allocated_mib == backing.get(key, 0)
-                assert pn.claimed_mib == claims.get(key, 0)
-                assert pn.allocated_mib + pn.claimed_mib <= pn.capacity_mib
-            return {"claims": sum(claims.values())}
+        return audit_rows(make_sessionmaker(engine))
     finally:
         engine.dispose()
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy import event, func, select
 
-from service.db.models import Backing, Domain, Event, Pnode, Token, Vnode
+from service.db.models import Backing, Domain, Event, Token
+from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body, slit
 
@@ -30,25 +31,6 @@ def mk_domain(client: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
 def accounting(client: ApiClient, host_id: str) -> dict[str, Any]:
     out: dict[str, Any] = client.get(f"/v1/hosts/{host_id}/accounting").json()
     return out
-
-
-def audit(client: ApiClient) -> None:
-    """Recompute every pnode's allocation from the backing rows and compare with the API."""
-    with client.app.state.sessionmaker() as s:
-        sums = dict(
-            ((h, p), int(m))
-            for h, p, m in s.execute(
-                select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
-                    Backing.host_id, Backing.pnode
-                )
-            ).all()
-        )
-        for pn in s.scalars(select(Pnode)).all():
-            assert pn.allocated_mib == sums.get((pn.host_id, pn.index), 0)
-            assert pn.allocated_mib + pn.claimed_mib <= pn.capacity_mib
-        for d in s.scalars(select(Domain)).all():
-            vn_sum = s.scalar(select(func.sum(Vnode.target_mib)).where(Vnode.domain_id == d.id))
-            assert vn_sum == d.target_mib
 
 
 def test_create_two_vnode_domain_goes_one_vnode_per_socket(client: ApiClient) -> None:
@@ -76,7 +58,7 @@ def test_create_two_vnode_domain_goes_one_vnode_per_socket(client: ApiClient) ->
     got = client.get(f"/v1/domains/{d['id']}")
     assert got.status_code == 200 and "guest_token" not in got.json()
     assert got.json()["vnodes"] == d["vnodes"]
-    audit(client)
+    audit(client.app.state.sessionmaker)
 
 
 def test_without_host_id_the_host_with_room_is_chosen(client: ApiClient) -> None:
@@ -176,7 +158,7 @@ def test_target_changes_follow_the_policy_and_keep_accounting_exact(client: ApiC
     assert r.status_code == 200, r.text
     assert [v["target_mib"] for v in r.json()["vnodes"]] == [3840] * 4
     assert r.headers["etag"] == '"2"'
-    audit(client)
+    audit(client.app.state.sessionmaker)
     r = client.put(url, json={"target_mib": 2048})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "target_mib"]
     r = client.put(
@@ -191,7 +173,7 @@ def test_target_changes_follow_the_policy_and_keep_accounting_exact(client: ApiC
     ]
     stale = client.put(url, json={"target_mib": 8192}, headers={"If-Match": '"1"'})
     assert stale.status_code == 412
-    audit(client)
+    audit(client.app.state.sessionmaker)
     events = client.get("/v1/events", params={"subject_id": d["id"]}).json()["items"]
     assert [e["action"] for e in events] == [
         "domain.created",
@@ -276,7 +258,7 @@ def test_squeeze_dry_run_then_for_real(client: ApiClient) -> None:
     acc = accounting(client, host["id"])
     assert all(p["free_mib"] >= 2048 for p in acc["pnodes"])
     assert client.get(f"/v1/domains/{a['id']}").json()["memory"]["target_mib"] <= 4096
-    audit(client)
+    audit(client.app.state.sessionmaker)
     too_much = client.post(url, json={"total_free_mib": 100000})
     assert too_much.status_code == 409 and too_much.json()["max_feasible_mib"] == 8192 - 2048
     bad = client.post(url, json={"free_mib": {"7": 1}})
@@ -385,6 +367,6 @@ def test_backing_sums_match_targets_everywhere(client: ApiClient) -> None:
     for did, total in ids:
         t = int(rng.integers(total // 2, total + 1))
         client.put(f"/v1/domains/{did}/target", json={"target_mib": t})
-    audit(client)
+    audit(client.app.state.sessionmaker)
     with client.app.state.sessionmaker() as s:
         assert s.scalar(select(func.count()).select_from(Event)) >= 13

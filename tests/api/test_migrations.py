@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from service.db.models import Backing, Claim, Pnode
+from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import slit
 
@@ -26,31 +25,6 @@ def mk_host(
     assert r.status_code == 201, r.text
     out: dict[str, Any] = r.json()
     return out
-
-
-def audit(client: ApiClient) -> None:
-    with client.app.state.sessionmaker() as s:
-        backing = {
-            (h, p): int(m)
-            for h, p, m in s.execute(
-                select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
-                    Backing.host_id, Backing.pnode
-                )
-            ).all()
-        }
-        claims = {
-            (h, p): int(m)
-            for h, p, m in s.execute(
-                select(Claim.host_id, Claim.pnode, func.sum(Claim.mib)).group_by(
-                    Claim.host_id, Claim.pnode
-                )
-            ).all()
-        }
-        for pn in s.scalars(select(Pnode)).all():
-            key = (pn.host_id, pn.index)
-            assert pn.allocated_mib == backing.get(key, 0), key
-            assert pn.claimed_mib == claims.get(key, 0), key
-            assert pn.allocated_mib + pn.claimed_mib <= pn.capacity_mib
 
 
 def seed_cluster(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -106,7 +80,7 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
         [s["phase"] for s in p["steps"]],
         key=["claim", "prepare", "migrate", "settle", "release"].index,
     )
-    audit(client)  # a plan reserves nothing
+    audit(client.app.state.sessionmaker)  # a plan reserves nothing
     assert (
         client.get(f"/v1/hosts/{sixteen['id']}/accounting").json()["pnodes"][0]["claimed_mib"] == 0
     )
@@ -115,7 +89,7 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
     assert r.status_code == 201, r.text
     m = r.json()
     assert m["state"] == "planned" and sum(c["mib"] for c in m["claims"]) == sum(p["claims_mib"])
-    audit(client)
+    audit(client.app.state.sessionmaker)
     acc = client.get(f"/v1/hosts/{sixteen['id']}/accounting").json()
     assert sum(x["claimed_mib"] for x in acc["pnodes"]) == sum(p["claims_mib"])
     # One migration at a time.
@@ -139,13 +113,13 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
     assert early.status_code == 409 and early.json()["pending_steps"]
     assert ack_phase(client, one, "migrate", m["id"]) == 1
     assert client.post(f"{url}/advance").json()["state"] == "settling"
-    audit(client)
+    audit(client.app.state.sessionmaker)
     assert client.post(f"{url}/abort").status_code == 409  # it already runs on the destination
     ack_phase(client, sixteen, "settle", m["id"])
     done = client.post(f"{url}/advance").json()
     assert done["state"] == "completed"
     ack_phase(client, one, "release", m["id"])
-    audit(client)
+    audit(client.app.state.sessionmaker)
 
     moved = client.get(f"/v1/domains/{guest['id']}").json()
     assert moved["host_id"] == sixteen["id"] and moved["state"] == "running"
@@ -187,7 +161,7 @@ def test_abort_restores_the_source_and_releases_the_claims(client: ApiClient) ->
     steps = client.get(f"/v1/agent/hosts/{one['id']}/steps", token=one["agent_token"]).json()
     assert all(s["migration_id"] is None for s in steps["items"])
     assert client.post(f"{url}/abort").status_code == 409
-    audit(client)
+    audit(client.app.state.sessionmaker)
 
 
 def test_destination_too_small_shrinks_toward_dynamic_min_or_refuses(client: ApiClient) -> None:
@@ -232,7 +206,7 @@ def test_expired_claims_fail_the_migration_and_free_the_memory(client: ApiClient
     acc = client.get(f"/v1/hosts/{sixteen['id']}/accounting").json()
     assert sum(x["claimed_mib"] for x in acc["pnodes"]) == 0
     assert client.get(f"/v1/domains/{guest['id']}").json()["state"] == "running"
-    audit(client)
+    audit(client.app.state.sessionmaker)
 
 
 def test_rebalance_brings_remote_memory_home(client: ApiClient) -> None:
@@ -281,4 +255,4 @@ def test_rebalance_brings_remote_memory_home(client: ApiClient) -> None:
     assert moves == [("unplug", 1 - home), ("plug", home)]
     none = client.post(url, json={"budget_mib": 4096, "dry_run": True}).json()
     assert none["moves"] == []
-    audit(client)
+    audit(client.app.state.sessionmaker)
