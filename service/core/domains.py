@@ -212,37 +212,47 @@ def create_domain(
         candidates = _rank_candidates(session, spec, demand)
     reasons: list[str] = []
     for host_id in candidates[:MAX_HOST_ATTEMPTS]:
-        state = load_host_state(session, host_id, lock=True)
-        if state is None:
-            raise NotFound(f"no host with id {host_id}")
-        if state.host.state != "active":
-            reasons.append(f"host {state.host.name} is {state.host.state}")
-            continue
-        placement = _place_on(state, spec, demand)
-        if not placement.feasible:
-            reasons.append(f"host {state.host.name}: {placement.reason}")
-            continue
-        try:
-            x = _distribute(
-                state,
-                None,
-                spec.topology,
-                spec.target_mib,
-                placement.mapping,
-                body.policy,
-                body.vnode_targets_mib,
-                None,
-            )
-        except InfeasibleError as exc:
-            reasons.append(f"host {state.host.name}: {exc.reason}")
-            if body.host_id is not None:
-                raise _infeasible(exc, f"host {state.host.name}") from None
-            continue
-        domain = _persist_new(session, state, spec, body, placement.mapping, x, actor)
-        return domain, state, x
+        outcome = _try_host(session, host_id, spec, body, demand, actor)
+        if not isinstance(outcome, str):
+            return outcome
+        reasons.append(outcome)
+        # Nothing was written: end the transaction so this host's lock is released before the
+        # next one is taken (two creates trying hosts in different orders cannot deadlock).
+        session.rollback()
     if not candidates:
         raise Infeasible("no active host can hold this domain", max_feasible_mib=0)
     raise Infeasible("; ".join(reasons) or "no host can hold this domain")
+
+
+def _try_host(
+    session: Session, host_id: str, spec: Spec, body: DomainCreate, demand: I64, actor: str
+) -> tuple[Domain, HostState, I64] | str:
+    """Create the domain on this host, or say why not (409 at once when the host was pinned)."""
+    state = load_host_state(session, host_id, lock=True)
+    if state is None:
+        raise NotFound(f"no host with id {host_id}")
+    if state.host.state != "active":
+        return f"host {state.host.name} is {state.host.state}"
+    placement = _place_on(state, spec, demand)
+    if not placement.feasible:
+        return f"host {state.host.name}: {placement.reason}"
+    try:
+        x = _distribute(
+            state,
+            None,
+            spec.topology,
+            spec.target_mib,
+            placement.mapping,
+            body.policy,
+            body.vnode_targets_mib,
+            None,
+        )
+    except InfeasibleError as exc:
+        if body.host_id is not None:
+            raise _infeasible(exc, f"host {state.host.name}") from None
+        return f"host {state.host.name}: {exc.reason}"
+    domain = _persist_new(session, state, spec, body, placement.mapping, x, actor)
+    return domain, state, x
 
 
 def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
