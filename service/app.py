@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops
+from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.db.base import utcnow
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.registry = CollectorRegistry()
 
     install_problem_handlers(app)
-    for module in (hosts, domains, migrations, cluster, events, guest, agent, ops):
+    for module in (hosts, domains, migrations, cluster, events, guest, agent, ops, ui):
         app.include_router(module.router)
 
     app.add_middleware(

@@ -14,6 +14,7 @@ from service.api.auth import Agent
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.core.balloon import sweep
+from service.core.migrations import expire_migrations
 from service.db.audit import record_event
 from service.db.models import Step
 from service.db.state import load_host_state
@@ -36,6 +37,10 @@ def observed(
     principal: Agent,
     now: Now,
 ) -> ObservedOut:
+    # The heartbeat also sweeps migrations whose claims expired (a toolstack client that started
+    # one and vanished), in a transaction of its own taken before this host's lock (lock order).
+    expire_migrations(session, now, settings, principal.actor)
+    session.commit()
     state = load_host_state(session, host_id, lock=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")

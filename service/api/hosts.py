@@ -293,7 +293,9 @@ def get_accounting(host_id: uuid.UUID, session: SessionDep, _: Admin) -> Account
     counts = repo.vnode_counts_on_host(session, host.id)
     matrices = {d: [[0] * n_pnodes for _ in range(k)] for d, k in counts.items()}
     for row in repo.backing_rows(session, host.id):
-        matrices[row.domain_id][row.vnode][row.pnode] = row.mib
+        # Each statement reads its own snapshot: a domain created between the two has rows here.
+        if row.domain_id in matrices:
+            matrices[row.domain_id][row.vnode][row.pnode] = row.mib
     return Accounting(
         host_id=host.id,
         pnodes=[

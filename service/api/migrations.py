@@ -56,6 +56,11 @@ def start(
     now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
+    # Expired migrations free their claims first, in a transaction of their own: it locks other
+    # hosts than this request's, and one transaction taking both sets could deadlock with another.
+    core.expire_migrations(session, now, settings, principal.actor)
+    session.commit()
+
     def create() -> tuple[int, dict[str, Any], dict[str, str]]:
         migration = core.start(session, body, principal.actor, settings, now)
         out = _out(session, migration)

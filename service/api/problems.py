@@ -206,6 +206,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): invalid input, like
+            # any other undecodable JSON, so it is a 422 with a location, as the contract says.
+            return problem_response(
+                422,
+                "validation-error",
+                "The request is not valid",
+                "the body could not be decoded as JSON",
+                request,
+                errors=[{"loc": ["body"], "msg": "not valid UTF-8 JSON"}],
+            )
         slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":

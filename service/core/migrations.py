@@ -78,20 +78,25 @@ def _states(
 def compute_plan(
     session: Session, body: MigrationRequest, *, lock: bool
 ) -> tuple[Domain, HostState, HostState, MigrationPlan]:
-    domain = session.scalars(
-        select(Domain).where(Domain.id == body.domain_id).options(selectinload(Domain.vnodes))
+    # Only the host id is read before the hosts are locked: a Domain object loaded here would
+    # stay in the identity map with a pre-lock version and fail its update as stale (412).
+    row = session.execute(
+        select(Domain.id, Domain.host_id).where(Domain.id == body.domain_id)
     ).first()
-    if domain is None:
+    if row is None:
         raise NotFound(f"no domain with id {body.domain_id}")
-    if domain.host_id is None:
+    if row.host_id is None:
         raise Conflict("the domain has no host to migrate from")
-    if domain.host_id == body.destination_host_id:
+    if row.host_id == body.destination_host_id:
         raise InvalidInput(
             "the domain already runs on that host; use POST /v1/hosts/{id}/rebalance",
             errors=[{"loc": ["body", "destination_host_id"], "msg": "same as the source"}],
         )
-    src, dst = _states(session, domain.host_id, body.destination_host_id, lock=lock)
-    domain = src.domain(domain.id) or domain
+    src, dst = _states(session, row.host_id, body.destination_host_id, lock=lock)
+    found = src.domain(row.id)
+    if found is None:
+        raise Conflict("the domain moved or was deleted while this request ran; retry")
+    domain = found
     if lock and domain.state != "running":
         raise Conflict(f"the domain is {domain.state}; one migration at a time")
     if dst.host.state != "active":
@@ -172,7 +177,6 @@ def _grow_flags(plan: MigrationPlan) -> list[bool | None]:
 def start(
     session: Session, body: MigrationRequest, actor: str, settings: Settings, now: datetime
 ) -> Migration:
-    expire_migrations(session, now, settings, actor)
     domain, src, dst, plan = compute_plan(session, body, lock=True)
     if not plan.feasible:
         raise Conflict(f"the migration cannot be done: {plan.reason}", plan=None)

@@ -92,14 +92,18 @@ def load_host_state(session: Session, host_id: str, *, lock: bool) -> HostState 
     host = session.scalars(stmt).first()
     if host is None:
         return None
-    domains = list(
-        session.scalars(
+    # Unlocked (read-only) callers run each statement on its own READ COMMITTED snapshot: a
+    # domain deleted between the two statements arrives without vnodes. It no longer exists.
+    domains = [
+        d
+        for d in session.scalars(
             select(Domain)
             .where(Domain.host_id == host_id)
             .options(selectinload(Domain.vnodes))
             .order_by(Domain.created_at, Domain.id)
         ).all()
-    )
+        if d.vnodes
+    ]
     p = len(host.pnodes)
     sizes = {d.id: len(d.vnodes) for d in domains}
     backing = {d: np.zeros((k, p), dtype=np.int64) for d, k in sizes.items()}

@@ -33,6 +33,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/docs/oauth2-redirect"): (PUBLIC, lambda w: ("GET", "/docs/oauth2-redirect", None)),
     ("GET", "/redoc"): (PUBLIC, lambda w: ("GET", "/redoc", None)),
     ("GET", "/openapi.json"): (PUBLIC, lambda w: ("GET", "/openapi.json", None)),
+    # The topology view: the sign-in form is public; the page and signing in need the admin token.
+    ("GET", "/ui/login"): (PUBLIC, lambda w: ("GET", "/ui/login", None)),
+    ("POST", "/ui/login"): (ADMIN, lambda w: ("POST", "/ui/login", None)),
+    ("GET", "/ui"): (ADMIN, lambda w: ("GET", "/ui", None)),
     ("POST", "/v1/hosts"): (ADMIN, lambda w: ("POST", "/v1/hosts", host_body(f"new-{next(_n)}"))),
     ("GET", "/v1/hosts"): (ADMIN, lambda w: ("GET", "/v1/hosts", None)),
     ("GET", "/v1/hosts/{host_id}"): (ADMIN, lambda w: ("GET", f"/v1/hosts/{w.host_a}", None)),

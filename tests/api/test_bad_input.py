@@ -120,7 +120,7 @@ RAW_CASES = [
     ("deep-object", b'{"a":' * 5000 + b"1" + b"}" * 5000, 422),
     ("json-array", b"[1, 2, 3]", 422),
     ("too-large", b'{"name": "' + b"x" * (2 << 20) + b'"}', 413),
-    ("bad-utf8", b'{"name": "\xff\xfe"}', 400),
+    ("bad-utf8", b'{"name": "\xff\xfe"}', 422),
 ]
 
 

@@ -1,0 +1,585 @@
+"""Load test: a real multi-worker uvicorn, many concurrent clients, then an accounting audit.
+
+Clients run a mix of domain creates (with Idempotency-Key, some retried), target changes (some
+with a stale If-Match), squeezes, migrations (plan, start, advance, abort), deletes and reads for
+a bounded time, while one agent per host acknowledges steps and sends heartbeats. Afterwards the
+auditor recomputes every host's accounting from the domains and the live claims of migrations, all
+read back through the API, and compares it with what `GET /v1/hosts/{id}/accounting` reports
+(and, given the database, with the rows). Pass criteria: zero 5xx, no status outside each
+operation's contract, zero overcommitted pnodes, zero accounting differences, no duplicate create.
+
+    python -m bench.load [--db URL] [--workers 2] [--clients 32] [--seconds 20]
+
+Without --db it creates a scratch PostgreSQL database on 127.0.0.1:5432 and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.server import Server
+from service.engine.accounting import charge_mib
+
+PG_ADMIN_DSN = os.environ.get("NUMA_BALLOON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+ACTIVE = ("planned", "preparing", "migrating", "settling")
+
+# Every status each operation may answer under load; anything else is a contract violation.
+ALLOWED: dict[str, set[int]] = {
+    "create": {201, 409},
+    "create-retry": {201, 409},
+    "target": {200, 404, 409, 412},
+    "squeeze": {200, 404, 409},
+    "plan": {200, 404, 409, 422},
+    "start": {201, 404, 409, 422},
+    "advance": {200, 404, 409},
+    "abort": {200, 404, 409},
+    "delete": {204, 404, 409},
+    "read-domain": {200, 404},
+    "read-accounting": {200},
+    "list-domains": {200},
+    "read-migration": {200, 404},  # deleting a domain removes its migrations
+    "agent-steps": {200},
+    "agent-ack": {200, 404, 409},
+    "agent-observed": {200},
+}
+
+
+def slit(n: int, per_socket: int = 1) -> list[list[int]]:
+    return [
+        [10 if i == j else 12 if i // per_socket == j // per_socket else 21 for j in range(n)]
+        for i in range(n)
+    ]
+
+
+HOSTS = [
+    ("load-one", 1, 49152, 1),
+    ("load-two", 2, 24576, 1),
+    ("load-four", 4, 12288, 2),
+    ("load-four-b", 4, 12288, 1),
+]
+
+
+@dataclass
+class Stats:
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+    transport_errors: Counter[str] = field(default_factory=Counter)
+    idempotency_mismatches: list[str] = field(default_factory=list)
+
+    def record(self, op: str, r: httpx.Response) -> httpx.Response:
+        self.statuses[(op, r.status_code)] += 1
+        if r.status_code not in ALLOWED[op] and len(self.unexpected) < 50:
+            self.unexpected.append(f"{op} -> {r.status_code}: {r.text[:300]}")
+        return r
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for (_, s), n in self.statuses.items() if s >= 500)
+
+
+@dataclass
+class Audit:
+    pnodes: int = 0
+    overcommitted: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    domains: int = 0
+    active_migrations: int = 0
+
+
+@dataclass
+class World:
+    hosts: list[dict[str, Any]]
+    domains: list[str] = field(default_factory=list)
+    migrations: list[str] = field(default_factory=list)
+    created_by_key: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LoadResult:
+    stats: Stats
+    audit: Audit
+    seconds: float
+    clients: int
+    workers: int
+
+    @property
+    def ok(self) -> bool:
+        s, a = self.stats, self.audit
+        return not (
+            s.server_errors
+            or s.unexpected
+            or s.transport_errors
+            or s.idempotency_mismatches
+            or a.overcommitted
+            or a.differences
+            or a.duplicates
+        )
+
+    def summary(self) -> str:
+        s, a = self.stats, self.audit
+        return (
+            f"load c{self.clients} w{self.workers}: requests={s.requests} "
+            f"rps={s.requests / self.seconds:.1f} 5xx={s.server_errors} "
+            f"unexpected={len(s.unexpected)} transport_errors={sum(s.transport_errors.values())} "
+            f"overcommits={len(a.overcommitted)} accounting_differences={len(a.differences)} "
+            f"duplicates={len(a.duplicates) + len(s.idempotency_mismatches)} "
+            f"pnodes={a.pnodes} domains={a.domains} active_migrations={a.active_migrations}"
+        )
+
+
+def domain_body(rng: random.Random, name: str, host_id: str | None) -> dict[str, Any]:
+    k = rng.choice([1, 1, 2, 2, 4])
+    size = rng.choice([512, 1024, 2048])
+    total = size * k
+    dmin = rng.choice([total // 4, total // 2])
+    body: dict[str, Any] = {
+        "name": name,
+        "memory": {
+            "dynamic_min_mib": dmin,
+            "dynamic_max_mib": total,
+            "target_mib": rng.randrange(dmin, total + 1, 128) if dmin % 128 == 0 else total,
+        },
+        "vnodes": [
+            {
+                "size_mib": size,
+                "vcpus": [2 * v, 2 * v + 1],
+                "distances": [10 if u == v else 21 for u in range(k)],
+            }
+            for v in range(k)
+        ],
+        "policy": rng.choice(["proportional", "round-robin", "nearest", "faithful"]),
+    }
+    if host_id is not None:
+        body["host_id"] = host_id
+    return body
+
+
+class Driver:
+    def __init__(self, client: httpx.AsyncClient, world: World, stats: Stats, seed: int) -> None:
+        self.c = client
+        self.w = world
+        self.s = stats
+        self.rng = random.Random(seed)
+        self.n = 0
+
+    async def call(self, op: str, method: str, url: str, **kw: Any) -> httpx.Response | None:
+        try:
+            r = await self.c.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            self.s.transport_errors[f"{op}: {type(exc).__name__}"] += 1
+            return None
+        return self.s.record(op, r)
+
+    def _domain(self) -> str | None:
+        return self.rng.choice(self.w.domains) if self.w.domains else None
+
+    async def create(self) -> None:
+        self.n += 1
+        name = f"ld-{uuid.uuid4().hex[:12]}"
+        host = self.rng.choice([*self.w.hosts, None])
+        body = domain_body(self.rng, name, host["id"] if host else None)
+        key = f"create-{name}"
+        headers = {"Idempotency-Key": key}
+        r = await self.call("create", "POST", "/v1/domains", json=body, headers=headers)
+        if r is None:
+            return
+        if r.status_code == 201:
+            self.w.domains.append(r.json()["id"])
+            self.w.created_by_key[key] = r.json()["id"]
+        if self.rng.random() < 0.3:  # a client that did not see the answer retries
+            again = await self.call(
+                "create-retry", "POST", "/v1/domains", json=body, headers=headers
+            )
+            if again is not None and r.status_code == 201:
+                same = again.status_code == 201 and again.json().get("id") == r.json()["id"]
+                if not same:
+                    self.s.idempotency_mismatches.append(f"{key}: {again.status_code}")
+
+    async def target(self) -> None:
+        did = self._domain()
+        if did is None:
+            return
+        got = await self.call("read-domain", "GET", f"/v1/domains/{did}")
+        if got is None or got.status_code != 200:
+            return
+        d = got.json()
+        mem = d["memory"]
+        target = self.rng.randrange(mem["dynamic_min_mib"], mem["dynamic_max_mib"] + 1, 128)
+        headers = {}
+        if self.rng.random() < 0.5:
+            stale = self.rng.random() < 0.2
+            headers["If-Match"] = f'"{d["version"] - 1 if stale else d["version"]}"'
+        await self.call(
+            "target", "PUT", f"/v1/domains/{did}/target", json={"target_mib": target},
+            headers=headers,
+        )  # fmt: skip
+
+    async def squeeze(self) -> None:
+        host = self.rng.choice(self.w.hosts)
+        body: dict[str, Any] = {"dry_run": self.rng.random() < 0.3}
+        if self.rng.random() < 0.2:
+            body["balance"] = True
+        else:
+            body["total_free_mib"] = self.rng.choice([512, 1024, 4096, 8192])
+        await self.call("squeeze", "POST", f"/v1/hosts/{host['id']}/squeeze", json=body)
+
+    async def migrate(self) -> None:
+        did = self._domain()
+        if did is None:
+            return
+        got = await self.call("read-domain", "GET", f"/v1/domains/{did}")
+        if got is None or got.status_code != 200 or got.json()["host_id"] is None:
+            return
+        src = got.json()["host_id"]
+        dst = self.rng.choice([h for h in self.w.hosts if h["id"] != src])
+        body = {"domain_id": did, "destination_host_id": dst["id"]}
+        if self.rng.random() < 0.3:
+            await self.call("plan", "POST", "/v1/migrations/plan", json=body)
+        key = {"Idempotency-Key": f"mig-{uuid.uuid4().hex}"}
+        r = await self.call("start", "POST", "/v1/migrations", json=body, headers=key)
+        if r is None or r.status_code != 201:
+            return
+        mid = r.json()["id"]
+        self.w.migrations.append(mid)
+        abort_at = self.rng.choice([None, None, 0, 1, 2])
+        for i in range(12):
+            if abort_at is not None and i == abort_at:
+                await self.call("abort", "POST", f"/v1/migrations/{mid}/abort")
+                return
+            a = await self.call("advance", "POST", f"/v1/migrations/{mid}/advance")
+            if a is not None and a.status_code == 200 and a.json()["state"] not in ACTIVE:
+                return
+            await asyncio.sleep(0.02 + 0.05 * self.rng.random())
+
+    async def delete(self) -> None:
+        if len(self.w.domains) < 20:
+            return
+        did = self._domain()
+        if did is None:
+            return
+        r = await self.call("delete", "DELETE", f"/v1/domains/{did}")
+        if r is not None and r.status_code in (204, 404) and did in self.w.domains:
+            self.w.domains.remove(did)
+
+    async def read(self) -> None:
+        pick = self.rng.random()
+        if pick < 0.4 and self.w.domains:
+            await self.call("read-domain", "GET", f"/v1/domains/{self._domain()}")
+        elif pick < 0.7:
+            host = self.rng.choice(self.w.hosts)
+            await self.call("read-accounting", "GET", f"/v1/hosts/{host['id']}/accounting")
+        elif pick < 0.85 and self.w.migrations:
+            mid = self.rng.choice(self.w.migrations)
+            await self.call("read-migration", "GET", f"/v1/migrations/{mid}")
+        else:
+            await self.call("list-domains", "GET", "/v1/domains", params={"limit": 20})
+
+    async def run(self, deadline: float) -> None:
+        ops: list[tuple[Callable[[], Awaitable[None]], float]] = [
+            (self.create, 3),
+            (self.target, 4),
+            (self.squeeze, 1),
+            (self.migrate, 1.5),
+            (self.delete, 1.5),
+            (self.read, 5),
+        ]
+        fns, weights = zip(*ops, strict=True)
+        while time.monotonic() < deadline:
+            await self.rng.choices(fns, weights)[0]()
+
+
+async def agent(url: str, host: dict[str, Any], stats: Stats, deadline: float) -> None:
+    """The host agent: acknowledge every pending step, heartbeat now and then."""
+    headers = {"Authorization": f"Bearer {host['agent_token']}"}
+    base = f"/v1/agent/hosts/{host['id']}"
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
+        beat = 0
+        observed = {
+            "pnodes": [{"index": p["index"], "free_mib": p["capacity_mib"]} for p in host["pnodes"]]
+        }
+        while time.monotonic() < deadline:
+            try:
+                r = stats.record("agent-steps", await c.get(f"{base}/steps"))
+                items = r.json().get("items", []) if r.status_code == 200 else []
+                for step in items[:50]:
+                    stats.record(
+                        "agent-ack",
+                        await c.post(f"{base}/steps/{step['id']}/ack", json={"ok": True}),
+                    )
+                beat += 1
+                if beat % 5 == 0:
+                    stats.record(
+                        "agent-observed",
+                        await c.put(f"{base}/observed", json=observed),
+                    )
+            except httpx.HTTPError as exc:
+                stats.transport_errors[f"agent: {type(exc).__name__}"] += 1
+            await asyncio.sleep(0.05)
+
+
+async def _pages(c: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        r = await c.get(path, params=params)
+        r.raise_for_status()
+        page = r.json()
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items
+
+
+async def audit_api(url: str, token: str) -> Audit:
+    """Recompute every host's accounting from domains and live claims, as the API shows them."""
+    out = Audit()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as c:
+        hosts = await _pages(c, "/v1/hosts")
+        domains = await _pages(c, "/v1/domains")
+        migrations = await _pages(c, "/v1/migrations")
+        accounting = {}
+        for h in hosts:
+            r = await c.get(f"/v1/hosts/{h['id']}/accounting")
+            r.raise_for_status()
+            accounting[h["id"]] = r.json()
+    out.domains = len(domains)
+    now = time.time()
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for d in domains:
+        if d["host_id"] is not None:
+            by_host.setdefault(d["host_id"], []).append(d)
+    claims: dict[tuple[str, int], int] = Counter()
+    for m in migrations:
+        if m["state"] in ACTIVE:
+            out.active_migrations += 1
+        for cl in m["claims"]:
+            if datetime.fromisoformat(cl["expires_at"]).timestamp() > now:
+                claims[(cl["host_id"], cl["pnode"])] += cl["mib"]
+        if m["state"] not in ACTIVE and m["claims"]:
+            out.differences.append(f"migration {m['id']} is {m['state']} and still holds claims")
+    for h in hosts:
+        acc = accounting[h["id"]]
+        p = len(h["pnodes"])
+        ds = by_host.get(h["id"], [])
+        charged = np.zeros(p, dtype=np.int64)
+        if ds:
+            vmax = max(len(d["vnodes"]) for d in ds)
+            x = np.zeros((len(ds), vmax, p), dtype=np.int64)
+            actual = np.full((len(ds), vmax), -1, dtype=np.int64)
+            home = np.zeros((len(ds), vmax), dtype=np.int64)
+            for i, d in enumerate(ds):
+                for vn in d["vnodes"]:
+                    x[i, vn["index"]] = vn["backing_mib"]
+                    actual[i, vn["index"]] = -1 if vn["actual_mib"] is None else vn["actual_mib"]
+                    home[i, vn["index"]] = vn["home_pnode"] or 0
+            charged = charge_mib(x, actual, home).sum(axis=(0, 1))
+        reported_backing = {b["domain_id"]: b["backing_mib"] for b in acc["domains"]}
+        for d in ds:
+            held = sum(sum(vn["backing_mib"]) for vn in d["vnodes"])
+            if d["state"] == "running" and held != d["memory"]["target_mib"]:
+                out.differences.append(
+                    f"domain {d['id']}: backing {held} != target {d['memory']['target_mib']}"
+                )
+            mine = [vn["backing_mib"] for vn in d["vnodes"]]
+            if reported_backing.get(d["id"]) != mine:
+                out.differences.append(f"host {h['name']} domain {d['id']}: backing differs")
+        for pn in acc["pnodes"]:
+            i = pn["index"]
+            out.pnodes += 1
+            want_alloc, want_claim = int(charged[i]), claims.get((h["id"], i), 0)
+            if pn["allocated_mib"] != want_alloc:
+                out.differences.append(
+                    f"{h['name']}[{i}] allocated {pn['allocated_mib']} != recomputed {want_alloc}"
+                )
+            if pn["claimed_mib"] != want_claim:
+                out.differences.append(
+                    f"{h['name']}[{i}] claimed {pn['claimed_mib']} != recomputed {want_claim}"
+                )
+            if pn["free_mib"] != pn["capacity_mib"] - pn["allocated_mib"] - pn["claimed_mib"]:
+                out.differences.append(f"{h['name']}[{i}] free_mib inconsistent")
+            if want_alloc + want_claim > pn["capacity_mib"]:
+                out.overcommitted.append(
+                    f"{h['name']}[{i}] {want_alloc}+{want_claim} > {pn['capacity_mib']}"
+                )
+    names = Counter(d["name"] for d in domains)
+    out.duplicates += [f"domain name {n} x{k}" for n, k in names.items() if k > 1]
+    return out
+
+
+def audit_db(db_url: str) -> list[str]:
+    """The materialized pnode columns against the rows they summarize (backing, live claims)."""
+    from sqlalchemy import func, select
+
+    from service.db.base import utcnow
+    from service.db.models import Backing, Claim, Pnode
+    from service.db.session import make_engine, make_sessionmaker
+
+    problems: list[str] = []
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            backing = dict(
+                ((h, p), int(m))
+                for h, p, m in s.execute(
+                    select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
+                        Backing.host_id, Backing.pnode
+                    )
+                ).all()
+            )
+            claims = dict(
+                ((h, p), int(m))
+                for h, p, m in s.execute(
+                    select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
+                    .where(Claim.expires_at > utcnow())
+                    .group_by(Claim.host_id, Claim.pnode)
+                ).all()
+            )
+            for pn in s.scalars(select(Pnode)).all():
+                key = (pn.host_id, pn.index)
+                if pn.allocated_mib < backing.get(key, 0):
+                    problems.append(f"{key}: allocated {pn.allocated_mib} < backing {backing[key]}")
+                if pn.claimed_mib != claims.get(key, 0):
+                    problems.append(f"{key}: claimed {pn.claimed_mib} != claims {claims.get(key)}")
+                if pn.allocated_mib + pn.claimed_mib > pn.capacity_mib:
+                    problems.append(f"{key}: overcommitted")
+    finally:
+        engine.dispose()
+    return problems
+
+
+async def _drive(
+    url: str, token: str, clients: int, seconds: float, seed: int
+) -> tuple[Stats, World]:
+    stats = Stats()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
+        hosts = []
+        for name, n, mib, per_socket in HOSTS:
+            r = await c.post(
+                "/v1/hosts",
+                json={
+                    "name": f"{name}-{seed}",
+                    "pnodes": [{"memory_mib": mib, "reserved_mib": 0, "cpus": 8}] * n,
+                    "distances": slit(n, per_socket),
+                },
+            )
+            r.raise_for_status()
+            hosts.append(r.json())
+    world = World(hosts=hosts)
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as c:
+        drivers = [Driver(c, world, stats, seed * 1000 + i) for i in range(clients)]
+        await asyncio.gather(
+            *(d.run(deadline) for d in drivers),
+            *(agent(url, h, stats, deadline) for h in hosts),
+        )
+    return stats, world
+
+
+def run_load(
+    db_url: str,
+    *,
+    workers: int = 2,
+    clients: int = 32,
+    seconds: float = 20.0,
+    seed: int = 1,
+    env: dict[str, str] | None = None,
+    log_path: str | None = None,
+) -> LoadResult:
+    with Server(db_url, workers=workers, env=env, log_path=log_path) as srv:
+        start = time.monotonic()
+        stats, _ = asyncio.run(_drive(srv.url, srv.admin_token, clients, seconds, seed))
+        elapsed = time.monotonic() - start
+        audit = asyncio.run(audit_api(srv.url, srv.admin_token))
+    audit.differences += audit_db(db_url)
+    return LoadResult(stats, audit, elapsed, clients, workers)
+
+
+@contextmanager
+def scratch_postgres() -> Iterator[str]:
+    import psycopg
+
+    from service.db.migrations import upgrade
+
+    name = f"nb_load_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    url = f"{base}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def print_report(result: LoadResult) -> None:
+    s = result.stats
+    print(f"{'operation':<18}{'status':>7}{'count':>9}")
+    for (op, status), n in sorted(s.statuses.items()):
+        print(f"{op:<18}{status:>7}{n:>9}")
+    for line in s.unexpected[:20]:
+        print("UNEXPECTED", line)
+    for name, n in s.transport_errors.items():
+        print("TRANSPORT", name, n)
+    for line in (
+        s.idempotency_mismatches
+        + result.audit.overcommitted
+        + result.audit.differences
+        + result.audit.duplicates
+    )[:20]:
+        print("AUDIT", line)
+    print(result.summary())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", help="database URL (default: a scratch PostgreSQL database)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--log", help="append the server's log to this file")
+    args = ap.parse_args()
+    if args.db:
+        result = run_load(
+            args.db, workers=args.workers, clients=args.clients, seconds=args.seconds,
+            seed=args.seed, log_path=args.log,
+        )  # fmt: skip
+    else:
+        with scratch_postgres() as url:
+            result = run_load(
+                url, workers=args.workers, clients=args.clients, seconds=args.seconds,
+                seed=args.seed, log_path=args.log,
+            )  # fmt: skip
+    print_report(result)
+    raise SystemExit(0 if result.ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`python -m demo --local` (SQLite, processes on localhost) or `python -m demo --url URL`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from demo.local import LocalService
+from demo.story import Story
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url}/readyz did not answer 200 within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def play(url: str, token: str, seed: int, summary_json: str | None) -> int:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        summary = Story(http, token, seed=seed).play()
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    ok = (
+        summary["migration"]["state"] == "completed"
+        and summary["abort"]["state"] == "aborted"
+        and not summary["audit_problems"]
+        and summary["claimed_mib_total"] == 0
+    )
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="start the service on SQLite here")
+    where.add_argument("--url", default=os.environ.get("NUMA_BALLOON_URL"))
+    p.add_argument("--token", default=os.environ.get("NUMA_BALLOON_ADMIN_TOKEN"))
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--workdir", help="with --local: keep the database here (default: a temp dir)")
+    p.add_argument("--summary-json", help="also write the summary as JSON to this file")
+    p.add_argument(
+        "--wait-s", type=float, default=120, help="with --url: wait this long for /readyz"
+    )
+    args = p.parse_args(argv)
+    if args.local:
+        with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
+            workdir = Path(args.workdir) if args.workdir else Path(tmp)
+            with LocalService(workdir) as svc:
+                print(f"numa-balloon on {svc.url} (SQLite {svc.db_url.removeprefix('sqlite:///')})")
+                return play(svc.url, svc.token, args.seed, args.summary_json)
+    if not args.token:
+        p.error("--url needs --token or NUMA_BALLOON_ADMIN_TOKEN")
+    wait_ready(args.url, args.wait_s)
+    print(f"numa-balloon on {args.url}")
+    return play(args.url, args.token, args.seed, args.summary_json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The topology view at /ui: admin only, server-rendered, and a real cluster rendered in Chromium.
+
+The Chromium test plays the demo story against a real uvicorn, leaves one migration in flight,
+and screenshots the page; with NB_UPDATE_DOCS=1 it also refreshes docs/topology.png.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from demo.local import LocalService
+from demo.story import Story
+from service.app import create_app
+from service.settings import Settings
+from tests.api.client import ApiClient, api_client
+from tests.conftest import ADMIN_TOKEN
+from tests.exports.conftest import _require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = {"Accept": "text/html"}
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+
+
+@pytest.fixture
+def ui(sqlite_url: str) -> Iterator[ApiClient]:
+    from tests.conftest import reset_database
+
+    reset_database(sqlite_url)
+    app: FastAPI = create_app(Settings(database_url=sqlite_url, admin_token=ADMIN_TOKEN))
+    with api_client(app, None) as c:
+        yield c
+    app.state.engine.dispose()
+
+
+def seed(c: ApiClient) -> dict[str, str]:
+    host = c.post(
+        "/v1/hosts",
+        token=ADMIN_TOKEN,
+        json={
+            "name": "compute-<07>",
+            "pnodes": [{"memory_mib": 8192, "cpus": 4}] * 2,
+            "distances": [[10, 21], [21, 10]],
+        },
+    ).json()
+    dom = c.post(
+        "/v1/domains",
+        token=ADMIN_TOKEN,
+        json={
+            "name": "db-01",
+            "host_id": host["id"],
+            "memory": {"dynamic_min_mib": 1024, "dynamic_max_mib": 4096, "target_mib": 4096},
+            "vnodes": [
+                {"size_mib": 2048, "vcpus": [0], "distances": [10, 21]},
+                {"size_mib": 2048, "vcpus": [1], "distances": [21, 10]},
+            ],
+        },
+    ).json()
+    return {"agent": host["agent_token"], "guest": dom["guest_token"]}
+
+
+def test_the_view_needs_the_admin_token(ui: ApiClient) -> None:
+    tokens = seed(ui)
+    r = ui.get("/ui")
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    page = ui.get("/ui", headers=HTML)
+    assert page.status_code == 401 and '<form method="post" action="/ui/login"' in page.text
+    for kind in ("agent", "guest"):
+        assert ui.get("/ui", token=tokens[kind]).status_code == 403
+        assert ui.get("/ui", token=tokens[kind], headers=HTML).status_code == 403
+    assert ui.get("/ui", token="not-a-token-at-all").status_code == 401
+    assert ui.get("/ui/login").status_code == 200
+    form = {"Content-Type": "application/x-www-form-urlencoded", **HTML}
+    bad = ui.post("/ui/login", content="token=wrong-token-123", headers=form)
+    assert bad.status_code == 401 and "not valid" in bad.text
+    assert "set-cookie" not in bad.headers
+    agent = ui.post("/ui/login", content=f"token={tokens['agent']}", headers=form)
+    assert agent.status_code == 403
+
+
+def test_sign_in_sets_a_strict_cookie_and_the_page_renders(ui: ApiClient) -> None:
+    seed(ui)
+    r = ui.post(
+        "/ui/login",
+        content=f"token={ADMIN_TOKEN}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    page = ui.get("/ui", headers={"Cookie": f"nb_ui_token={value}", **HTML})
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    html = page.text
+    assert "compute-&lt;07&gt;" in html and "<07>" not in html  # escaped
+    assert html.count("<svg") == 2  # one host: its pnode bars and its SLIT heat map
+    assert "db-01" in html and "<script" not in html
+
+
+def test_the_page_shows_claims_and_migrations_in_flight(ui: ApiClient) -> None:
+    seed(ui)
+    four = ui.post(
+        "/v1/hosts",
+        token=ADMIN_TOKEN,
+        json={
+            "name": "four",
+            "pnodes": [{"memory_mib": 4096, "cpus": 2}] * 4,
+            "distances": [[10 if i == j else 12 for j in range(4)] for i in range(4)],
+        },
+    ).json()
+    dom = ui.get("/v1/domains", token=ADMIN_TOKEN).json()["items"][0]
+    m = ui.post(
+        "/v1/migrations",
+        token=ADMIN_TOKEN,
+        json={"domain_id": dom["id"], "destination_host_id": four["id"]},
+    )
+    assert m.status_code == 201, m.text
+    html = ui.get("/ui", token=ADMIN_TOKEN).text
+    assert "url(#hatch)" in html  # the destination's claims
+    assert re.search(
+        r"compute-&lt;07&gt; → four</td><td>\w+</td><td><span class='tag fly'>planned", html
+    )
+    assert "1 migration(s) in flight" in html
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_a_demo_cluster_renders_in_headless_chromium(tmp_path: Path) -> None:
+    browser = chromium()
+    _require_tool(browser is not None, "chromium (Debian package chromium)")
+    assert browser is not None
+    with LocalService(tmp_path / "svc") as svc, httpx.Client(base_url=svc.url, timeout=30) as http:
+        story = Story(http, svc.token, out=io.StringIO())
+        story.play()
+        # One more migration, left in flight so the picture shows claims and a phase.
+        m = story.api(
+            "POST",
+            "/v1/migrations",
+            {
+                "domain_id": story.guests["cache"].domain_id,
+                "destination_host_id": story.hosts["epyc-nps4"]["id"],
+                "strategy": "rebalance",
+            },
+        )
+        story.api("POST", f"/v1/migrations/{m['id']}/advance")
+        page = http.get("/ui", headers={"Authorization": f"Bearer {svc.token}", **HTML})
+    assert page.status_code == 200
+    # The page is self-contained (inline CSS and SVG, no script, no external resource), so
+    # Chromium renders the saved document exactly as it renders the live one.
+    assert "<script" not in page.text and "src=" not in page.text
+    doc = tmp_path / "ui.html"
+    doc.write_text(page.text)
+    shot = tmp_path / "topology.png"
+    args = [
+        browser,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1360,1180",
+    ]
+    dom = subprocess.run(
+        [*args, "--dump-dom", doc.as_uri()], capture_output=True, text=True, timeout=90
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<svg") == 8  # 4 hosts x (bars + heat map)
+    assert "xeon-4s-snc4" in dom.stdout and "preparing" in dom.stdout
+    run = subprocess.run(
+        [*args, f"--screenshot={shot}", doc.as_uri()], capture_output=True, timeout=90
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    if os.environ.get("NB_UPDATE_DOCS") == "1":
+        shutil.copy(shot, ROOT / "docs" / "topology.png")
