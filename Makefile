@@ -7,9 +7,10 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 # Debian packages of the real tools the tests run (libvirt schema validator, Xen's xl parser,
 # docker-compose to validate the compose file, headless Chromium to render /ui).
-SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium
+SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium \
+	fonts-dejavu-core
 
-.PHONY: install run migrate test test-fast lint openapi bench system-deps clean fuzz load bench-http demo
+.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,7 @@ openapi: install
 bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.place
+	$(PY) -m bench.migration
 	$(PY) -m bench.http
 
 # Schemathesis over every route with many more cases than `make test` runs.
