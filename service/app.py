@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from service.api import agent, cluster, domains, events, guest, hosts, migration
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.db.base import utcnow
-from service.db.session import make_engine, make_sessionmaker
+from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
 
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.clock = clock
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.read_sessionmaker = make_read_sessionmaker(engine)
+    n = settings.db_concurrency
+    app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()
 
     install_problem_handlers(app)

@@ -92,7 +92,7 @@ def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     if principal.kind != "admin":
         raise Forbidden(f"a {principal.kind} token cannot use the toolstack API")
     return principal
@@ -101,7 +101,7 @@ def require_admin(principal: PrincipalDep) -> Principal:
 Admin = Annotated[Principal, Depends(require_admin)]
 
 
-def require_agent(principal: PrincipalDep, host_id: str) -> Principal:
+async def require_agent(principal: PrincipalDep, host_id: str) -> Principal:
     if principal.kind != "agent":
         raise Forbidden("only the host agent's token can use the agent API")
     if principal.subject_id != host_id:
@@ -112,7 +112,7 @@ def require_agent(principal: PrincipalDep, host_id: str) -> Principal:
 Agent = Annotated[Principal, Depends(require_agent)]
 
 
-def require_guest(principal: PrincipalDep) -> Principal:
+async def require_guest(principal: PrincipalDep) -> Principal:
     if principal.kind != "guest":
         raise Forbidden("only a guest token can use the guest API")
     return principal

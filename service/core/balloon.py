@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import String, Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import UpdateBase
 
 from service.db.audit import record_event
+from service.db.base import new_id
 from service.db.models import Domain, Step
+from service.db.state import WriteBatch
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
@@ -147,8 +151,25 @@ def complete_pool_steps(
     return done
 
 
+_STEPS = cast(Table, Step.__table__)
+
+
+def cancel_pool_steps(x: str) -> UpdateBase:
+    """The domain's pending steps outside migrations, cancelled (parameter: domain)."""
+    c = _STEPS.c
+    return (
+        update(_STEPS)
+        .where(
+            c.domain_id == bindparam(x + "domain", type_=String()),
+            c.state == "pending",
+            c.migration_id.is_(None),
+        )
+        .values(state="cancelled", detail="superseded by a newer target")
+    )
+
+
 def enqueue_pool_changes(
-    session: Session,
+    batch: WriteBatch,
     domain: Domain,
     host_id: str,
     topo: VirtualTopology,
@@ -157,35 +178,33 @@ def enqueue_pool_changes(
     homes: list[int],
     now: datetime,
 ) -> None:
-    """Replace the domain's pending target-change steps with the ones for the new targets."""
-    session.execute(
-        update(Step)
-        .where(
-            Step.domain_id == domain.id,
-            Step.state == "pending",
-            Step.migration_id.is_(None),
-        )
-        .values(state="cancelled", detail="superseded by a newer target")
-    )
-    base = session.scalar(
-        select(Step.seq).where(Step.domain_id == domain.id).order_by(Step.seq.desc()).limit(1)
-    )
-    seq = (base or 0) + 1
-    for op in pool_change_ops(topo, before_mib, after_mib):
-        session.add(
-            Step(
-                domain_id=domain.id,
-                host_id=host_id,
-                seq=seq,
-                phase="balloon",
-                op=op.op,
-                vnode=op.vnode,
-                pnode=homes[op.vnode],
-                mib=op.mib,
-                pfn_ranges=[list(r) for r in op.pfn_ranges],
-                target_mib=op.target_mib,
-                grow=op.grow,
-                created_at=now,
-            )
-        )
-        seq += 1
+    """Replace the domain's pending target-change steps with the ones for the new targets.
+
+    Two plain table statements in the batch, however many steps (pending steps are not held as
+    ORM objects by the callers)."""
+    batch.add(cancel_pool_steps, {"domain": domain.id})
+    # `seq` only orders one batch: the previous batch's pending steps are cancelled by then, and
+    # agents read pending steps by (created_at, seq).
+    rows = [
+        {
+            "id": new_id(),
+            "migration_id": None,
+            "domain_id": domain.id,
+            "host_id": host_id,
+            "seq": seq,
+            "phase": "balloon",
+            "op": op.op,
+            "vnode": op.vnode,
+            "pnode": homes[op.vnode],
+            "mib": op.mib,
+            "pfn_ranges": [list(r) for r in op.pfn_ranges],
+            "target_mib": op.target_mib,
+            "grow": op.grow,
+            "state": "pending",
+            "detail": None,
+            "created_at": now,
+            "acked_at": None,
+        }
+        for seq, op in enumerate(pool_change_ops(topo, before_mib, after_mib), start=1)
+    ]
+    batch.add_rows(_STEPS, rows)

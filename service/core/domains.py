@@ -20,11 +20,23 @@ from sqlalchemy.orm import Session, selectinload
 from service.api.problems import Conflict, Infeasible, InvalidInput, NotFound
 from service.api.validation import issues_to_errors
 from service.core.balloon import enqueue_pool_changes
-from service.db.audit import record_event
+from service.db.audit import add_event, record_event
 from service.db.base import utcnow
 from service.db.cluster import cluster_hosts, get_cluster
 from service.db.models import Backing, Domain, Pnode, Vnode
-from service.db.state import HostState, load_host_state, write_accounting, write_backing
+from service.db.state import (
+    LOCK_DOMAIN_HOST,
+    HostState,
+    WriteBatch,
+    load_domain_state,
+    load_host_state,
+    write_accounting,
+    write_accounting_now,
+    write_backing,
+    write_backing_cells,
+    write_domain_target,
+    write_vnode_targets,
+)
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
@@ -338,17 +350,19 @@ def load_domain(session: Session, domain_id: str) -> Domain:
 
 
 def lock_domain_host(session: Session, domain_id: str) -> tuple[Domain, HostState]:
-    """Lock the domain's host and load its state; the domain is then read under the lock."""
-    host_id = session.scalar(select(Domain.host_id).where(Domain.id == domain_id))
-    if host_id is None:
+    """Lock the domain's host and load its state; the domain is then read under the lock.
+
+    The state holds this domain as ORM rows and the host's other domains as per-pnode sums."""
+    # One statement finds and locks the host; the domain is re-read under the lock below.
+    host = session.scalars(LOCK_DOMAIN_HOST, {"b_domain": domain_id}).unique().one_or_none()
+    if host is None:
         if session.scalar(select(exists().where(Domain.id == domain_id))):
             raise Conflict("the domain has no host")
         raise NotFound(f"no domain with id {domain_id}")
-    state = load_host_state(session, host_id, lock=True)
-    domain = state.domain(domain_id) if state is not None else None
-    if state is None or domain is None:  # moved by a concurrent migration: the caller retries
+    state = load_domain_state(session, host, domain_id)
+    if state is None:  # moved by a concurrent migration: the caller retries
         raise Conflict("the domain moved while this request ran; retry")
-    return domain, state
+    return state.domains[0], state
 
 
 def set_target(
@@ -404,10 +418,15 @@ def set_target(
         )
     except InfeasibleError as exc:
         raise _infeasible(exc, f"host {state.host.name}") from None
-    set_backing(session, state, domain, x)
-    commit_accounting(state)
+    # Plain statements, no ORM flush: on PostgreSQL all of them go as ONE statement.
+    old_target, old_policy = domain.target_mib, domain.policy
+    batch = WriteBatch(session)
+    write_backing_cells(batch, session, domain.id, state.host.id, x, before)
+    state.backing[domain.id] = x
+    write_vnode_targets(batch, domain, [int(t) for t in x.sum(axis=1).tolist()])
+    write_accounting_now(batch, state, check_fits(state))
     enqueue_pool_changes(
-        session,
+        batch,
         domain,
         state.host.id,
         topo,
@@ -416,12 +435,8 @@ def set_target(
         [int(h) for h in home.tolist()],
         now,
     )
-    old_target, old_policy = domain.target_mib, domain.policy
-    domain.target_mib = body.target_mib
-    domain.policy = policy
-    domain.target_set_at = now
-    record_event(
-        session,
+    add_event(
+        batch,
         actor,
         "domain.target_changed",
         "domain",
@@ -437,6 +452,9 @@ def set_target(
             "vnode_targets_mib": x.sum(axis=1).tolist(),
         },
     )
+    write_domain_target(batch, domain, body.target_mib, policy, now)  # last: its row count
+    if batch.execute() != 1:
+        raise Conflict("the domain changed while this request ran; retry")
     return domain, state, x
 
 
@@ -454,9 +472,11 @@ def commit_accounting(state: HostState) -> None:
     write_accounting(state)
 
 
-def check_fits(state: HostState) -> None:
-    """Refuse when charges (including memory a guest has not yet released) would overcommit."""
-    free = state.capacity_mib - state.claimed_mib - state.allocated_mib()
+def check_fits(state: HostState) -> I64:
+    """Refuse when charges (including memory a guest has not yet released) would overcommit;
+    returns the per-pnode allocation it checked."""
+    allocated = state.allocated_mib()
+    free = state.capacity_mib - state.claimed_mib - allocated
     short = np.flatnonzero(free < 0)
     if short.size:
         p = int(short[0])
@@ -464,6 +484,7 @@ def check_fits(state: HostState) -> None:
             f"pnode {p} of host {state.host.name} would be overcommitted by {-int(free[p])} MiB "
             "(a guest has not yet released memory it was asked to give back)"
         )
+    return allocated
 
 
 def topology_of(domain: Domain) -> VirtualTopology:

@@ -32,7 +32,13 @@ from service.core.domains import check_fits, set_backing, topology_of
 from service.db.audit import record_event
 from service.db.locks import lock_hosts
 from service.db.models import Claim, Domain, Migration, Step
-from service.db.state import HostState, load_host_state, write_accounting, write_backing
+from service.db.state import (
+    HostState,
+    WriteBatch,
+    load_host_state,
+    write_accounting,
+    write_backing,
+)
 from service.engine.migration import MigrationPlan, plan_migration
 from service.schemas.migrations import (
     ClaimOut,
@@ -454,8 +460,9 @@ def _rollback(
     set_backing(session, src, domain, x_src)
     domain.target_mib = int(x_src.sum())
     domain.state = "running"
+    steps = WriteBatch(session)
     enqueue_pool_changes(
-        session,
+        steps,
         domain,
         src.host.id,
         topology_of(domain),
@@ -464,6 +471,7 @@ def _rollback(
         [vn.home_pnode or 0 for vn in domain.vnodes],
         now,
     )
+    steps.execute()
     session.flush()
     dst.claimed_mib = _live_claims(session, dst)
     write_accounting(dst)

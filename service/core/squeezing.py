@@ -16,7 +16,7 @@ from service.core.domains import commit_accounting, set_backing, topology_of
 from service.db.audit import record_event
 from service.db.cluster import get_cluster
 from service.db.models import Host
-from service.db.state import HostState, load_host_state
+from service.db.state import HostState, WriteBatch, load_host_state
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
 from service.engine.template import worst_case_template
@@ -153,8 +153,9 @@ def _apply(
         changed.append({"domain_id": d.id, "from": d.target_mib, "to": new})
         before = state.backing[d.id].sum(axis=1)
         set_backing(session, state, d, plan.backing_mib[i, :k].copy())
+        steps = WriteBatch(session)
         enqueue_pool_changes(
-            session,
+            steps,
             d,
             state.host.id,
             topology_of(d),
@@ -163,6 +164,7 @@ def _apply(
             [vn.home_pnode or 0 for vn in d.vnodes],
             now,
         )
+        steps.execute()
         d.target_mib = new
         d.target_set_at = now
     commit_accounting(state)

@@ -3,18 +3,22 @@
 PostgreSQL: writers lock the host row (`SELECT ... FOR UPDATE`, see `lock_host`).
 SQLite ignores `FOR UPDATE` and pysqlite defers `BEGIN`, so a check-then-write would race; we use
 SQLAlchemy's documented recipe (driver-level autocommit off, `BEGIN IMMEDIATE` on begin) so every
-transaction takes the database write lock up front. The CHECK constraint on pnodes is the
-second line of defence on both.
+transaction takes the database write lock up front. Read-only requests (GET, HEAD) use
+`make_read_sessionmaker`: on SQLite a deferred `BEGIN`, so with WAL they read a snapshot instead of
+queueing behind every writer. The CHECK constraint on pnodes is the second line of defence on both.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+READ_ONLY = "numa_balloon_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -37,7 +41,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -50,12 +55,28 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
 
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One session per request. The endpoint commits; we only roll back what it left open."""
-    session = factory()
+def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that never write (SQLite: deferred `BEGIN`; the same elsewhere)."""
+    return make_sessionmaker(engine.execution_options(**{READ_ONLY: True}))
+
+
+def session_scope(
+    factory: sessionmaker[Session], gate: threading.BoundedSemaphore | None = None
+) -> Iterator[Session]:
+    """One session per request. The endpoint commits; we only roll back what it left open.
+
+    `gate` bounds the sessions open at once; a request waits for it before touching the database
+    (so holding no lock while it waits: no deadlock with the holders)."""
+    if gate is not None:
+        gate.acquire()
     try:
-        yield session
+        session = factory()
+        try:
+            yield session
+        finally:
+            if session.in_transaction():
+                session.rollback()
+            session.close()
     finally:
-        if session.in_transaction():
-            session.rollback()
-        session.close()
+        if gate is not None:
+            gate.release()
