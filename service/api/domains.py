@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import IfMatch, check_if_match, etag
-from service.api.idempotency import IdempotencyKey, run_create
+from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
 from service.api.problems import Conflict, responses
 from service.core import domains as core
@@ -64,15 +64,8 @@ def create_domain(
             {"Location": f"/v1/domains/{domain.id}", "ETag": etag(domain.version)},
         )
 
-    return run_create(
-        session,
-        actor=principal.actor,
-        key=idempotency_key,
-        method="POST",
-        path=request.url.path,
-        payload=body.model_dump(mode="json"),
-        ttl_s=settings.idempotency_ttl_s,
-        create=create,
+    return idempotent_create(
+        session, request, settings, principal.actor, idempotency_key, body, create
     )
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import IfMatch, check_if_match, etag
-from service.api.idempotency import IdempotencyKey, run_create
+from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.api.validation import issues_to_errors
@@ -131,15 +131,8 @@ def create_host(
             {"Location": f"/v1/hosts/{host.id}", "ETag": etag(host.version)},
         )
 
-    return run_create(
-        session,
-        actor=principal.actor,
-        key=idempotency_key,
-        method="POST",
-        path=request.url.path,
-        payload=body.model_dump(mode="json"),
-        ttl_s=settings.idempotency_ttl_s,
-        create=create,
+    return idempotent_create(
+        session, request, settings, principal.actor, idempotency_key, body, create
     )
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.problems import InvalidInput
 from service.db import idempotency
+from service.settings import Settings
 
 IdempotencyKey = Annotated[
     str | None,
@@ -30,6 +32,28 @@ Create = Callable[[], tuple[int, dict[str, Any], dict[str, str]]]
 def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
     return JSONResponse(
         stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+    )
+
+
+def idempotent_create(
+    session: Session,
+    request: Request,
+    settings: Settings,
+    actor: str,
+    key: str | None,
+    body: BaseModel,
+    create: Create,
+) -> JSONResponse:
+    """The POST that creates `body`, once per Idempotency-Key (see `run_create`)."""
+    return run_create(
+        session,
+        actor=actor,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        payload=body.model_dump(mode="json"),
+        ttl_s=settings.idempotency_ttl_s,
+        create=create,
     )
 
 
