@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.server import Server
 from service.db.session import make_engine, make_sessionmaker
 from tests.api.audit import audit as audit_rows
 from tests.api.factories import slit
@@ -25,68 +21,10 @@ from tests.conftest import ADMIN_TOKEN
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, db_url: str) -> None:
-        self.db_url = db_url
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(
-            os.environ, NUMA_BALLOON_DATABASE_URL=self.db_url, NUMA_BALLOON_ADMIN_TOKEN=ADMIN_TOKEN
-        )
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "service.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("uvicorn did not become ready")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
 def server(db_url: str) -> Iterator[Server]:
-    srv = Server(db_url)
-    srv.start()
-    yield srv
-    if srv.proc is not None and srv.proc.poll() is None:
-        srv.proc.terminate()
-        srv.proc.wait(timeout=10)
+    with Server(db_url, admin_token=ADMIN_TOKEN) as srv:
+        yield srv
 
 
 def audit(db_url: str) -> dict[str, int]:
