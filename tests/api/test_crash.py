@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +16,6 @@ from service.db.session import make_engine, make_sessionmaker
 from tests.api.audit import audit as audit_rows
 from tests.api.factories import slit
 from tests.conftest import ADMIN_TOKEN
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
