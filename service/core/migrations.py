@@ -30,6 +30,7 @@ from service.api.problems import Conflict, InvalidInput, NotFound
 from service.core.balloon import enqueue_pool_changes
 from service.core.domains import check_fits, set_backing, topology_of
 from service.db.audit import record_event
+from service.db.base import utcnow
 from service.db.locks import lock_hosts
 from service.db.models import Claim, Domain, Migration, Step
 from service.db.state import (
@@ -228,20 +229,8 @@ def start(
     )
     session.add(migration)
     session.flush()
-    for pnode, mib in enumerate(plan.claims_mib.tolist()):
-        if mib > 0:
-            session.add(
-                Claim(
-                    host_id=dst.host.id,
-                    pnode=pnode,
-                    mib=int(mib),
-                    domain_id=domain.id,
-                    migration_id=migration.id,
-                    expires_at=expires,
-                    created_at=now,
-                )
-            )
-            dst.claimed_mib[pnode] += int(mib)
+    _add_claims(session, migration, dst.host.id, domain.id, plan.claims_mib, now)
+    dst.claimed_mib += plan.claims_mib
     domain.state = "migrating"
     check_fits(dst)
     write_accounting(dst)
@@ -262,6 +251,30 @@ def start(
     )
     session.flush()
     return migration
+
+
+def _add_claims(
+    session: Session,
+    migration: Migration,
+    host_id: str,
+    domain_id: str,
+    claims_mib: I64,
+    now: datetime,
+) -> None:
+    """One claim row per destination pnode with memory to reserve, expiring with the migration."""
+    for pnode, mib in enumerate(claims_mib.tolist()):
+        if mib > 0:
+            session.add(
+                Claim(
+                    host_id=host_id,
+                    pnode=pnode,
+                    mib=int(mib),
+                    domain_id=domain_id,
+                    migration_id=migration.id,
+                    expires_at=migration.expires_at,
+                    created_at=now,
+                )
+            )
 
 
 def load_migration(session: Session, migration_id: str, *, lock: bool = False) -> Migration:
@@ -385,18 +398,7 @@ def _switch_host(
     claims = np.array(plan["claims_mib"], dtype=np.int64)
     spare = np.maximum(claims - after.sum(axis=0), 0)
     session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-    for pnode, mib in enumerate(spare.tolist()):
-        if mib > 0:
-            session.add(
-                Claim(
-                    host_id=dst.host.id,
-                    pnode=pnode,
-                    mib=int(mib),
-                    domain_id=domain.id,
-                    migration_id=migration.id,
-                    expires_at=migration.expires_at,
-                )
-            )
+    _add_claims(session, migration, dst.host.id, domain.id, spare, utcnow())
     session.flush()
     src.domains.remove(domain)
     src.backing.pop(domain.id, None)

@@ -130,7 +130,7 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
     dst = client.get(f"/v1/hosts/{sixteen['id']}/accounting").json()
     assert sum(x["allocated_mib"] for x in dst["pnodes"]) == p["target_after_mib"]
     assert sum(x["claimed_mib"] for x in dst["pnodes"]) == 0
-    assert n_prepare >= 0
+    assert n_prepare == sum(1 for s in p["steps"] if s["phase"] == "prepare")
     actions = [
         e["action"]
         for e in client.get("/v1/events", params={"subject_id": m["id"]}).json()["items"]
