@@ -8,14 +8,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from service.api.auth import Admin, issue_token
-from service.api.deps import Now, SessionDep, SettingsDep
+from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor
 from service.api.problems import Conflict, responses
+from service.api.render import model_response
 from service.core import domains as core
 from service.core.exporting import export_domain
 from service.core.views import domain_out
@@ -92,13 +93,14 @@ def list_domains(
 
 
 @router.get("/{domain_id}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
-def get_domain(
-    domain_id: uuid.UUID, response: Response, session: SessionDep, _: Admin
-) -> DomainOut:
-    domain = core.load_domain(session, str(domain_id))
-    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
-    response.headers["ETag"] = etag(domain.version)
-    return domain_out(domain, x, n_pnodes)
+async def get_domain(domain_id: uuid.UUID, request: Request, _: Admin) -> Response:
+    def read(session: Session) -> DomainOut:
+        domain = core.load_domain(session, str(domain_id))
+        x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+        return domain_out(domain, x, n_pnodes)
+
+    out = await run_db(request, read)
+    return model_response(out, {"ETag": etag(out.version)})
 
 
 @router.put(
@@ -107,23 +109,30 @@ def get_domain(
     responses=responses(401, 403, 404, 409, 412, 422),
     summary="Set the balloon target; per-vnode targets follow the policy",
 )
-def put_target(
+async def put_target(
     domain_id: uuid.UUID,
     body: TargetPut,
-    response: Response,
-    session: SessionDep,
+    request: Request,
     principal: Admin,
     now: Now,
     if_match: IfMatch = None,
-) -> DomainOut:
-    domain, state, x = core.set_target(
-        session, str(domain_id), body, principal.actor, now, lambda v: check_if_match(if_match, v)
-    )
-    session.flush()
-    out = domain_out(domain, x, state.n_pnodes)
-    session.commit()
-    response.headers["ETag"] = etag(out.version)
-    return out
+) -> Response:
+    def write(session: Session) -> DomainOut:
+        domain, state, x = core.set_target(
+            session,
+            str(domain_id),
+            body,
+            principal.actor,
+            now,
+            lambda v: check_if_match(if_match, v),
+        )
+        session.flush()
+        out = domain_out(domain, x, state.n_pnodes)
+        session.commit()
+        return out
+
+    out = await run_db(request, write)
+    return model_response(out, {"ETag": etag(out.version)})
 
 
 @router.delete(

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Integer, bindparam, exists, func, literal, select
+from sqlalchemy.orm import Session, joinedload
 
 from service.api.problems import Conflict, Infeasible, InvalidInput, NotFound
 from service.api.validation import issues_to_errors
@@ -46,6 +46,10 @@ from service.schemas.domains import DomainCreate, TargetPut
 
 I64 = NDArray[np.int64]
 MAX_HOST_ATTEMPTS = 3
+# Built once: executing a prebuilt statement reuses its memoized cache key and compiled form.
+_DOMAIN_WITH_VNODES = (
+    select(Domain).where(Domain.id == bindparam("b_domain")).options(joinedload(Domain.vnodes))
+)
 
 
 @dataclass(frozen=True)
@@ -341,9 +345,8 @@ def _persist_new(
 
 
 def load_domain(session: Session, domain_id: str) -> Domain:
-    domain = session.scalars(
-        select(Domain).where(Domain.id == domain_id).options(selectinload(Domain.vnodes))
-    ).first()
+    """The domain with its vnodes, in one statement."""
+    domain = session.scalars(_DOMAIN_WITH_VNODES, {"b_domain": domain_id}).unique().one_or_none()
     if domain is None:
         raise NotFound(f"no domain with id {domain_id}")
     return domain
@@ -529,28 +532,29 @@ def placements(session: Session, domain_id: str) -> list[tuple[str, str, Placeme
 
 
 def backing_of(session: Session, domains: Sequence[Domain]) -> dict[str, tuple[I64, int]]:
-    """Backing matrices of some domains and their hosts' pnode counts (two queries)."""
+    """Backing matrices of some domains and their hosts' pnode counts, in one statement: the
+    backing rows and, as (host id, -1, count, 0) rows, the pnode counts."""
     host_ids = {d.host_id for d in domains if d.host_id is not None}
     if not host_ids:
         return {}
-    n_pnodes = dict(
-        session.execute(
-            select(Pnode.host_id, func.count())
+    rows = session.execute(
+        select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib)
+        .where(Backing.domain_id.in_([d.id for d in domains if d.host_id is not None]))
+        .union_all(
+            select(Pnode.host_id, literal(-1, Integer()), func.count(), literal(0, Integer()))
             .where(Pnode.host_id.in_(host_ids))
             .group_by(Pnode.host_id)
-        ).all()
-    )
+        )
+    ).all()
+    n_pnodes = {owner: pnode for owner, vnode, pnode, _ in rows if vnode < 0}
     out = {
         d.id: (np.zeros((len(d.vnodes), n_pnodes[d.host_id]), dtype=np.int64), n_pnodes[d.host_id])
         for d in domains
         if d.host_id in n_pnodes
     }
-    for row in session.execute(
-        select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib).where(
-            Backing.domain_id.in_(list(out))
-        )
-    ).all():
-        out[row.domain_id][0][row.vnode, row.pnode] = row.mib
+    for owner, vnode, pnode, mib in rows:
+        if vnode >= 0 and owner in out:
+            out[owner][0][vnode, pnode] = mib
     return out
 
 
