@@ -24,6 +24,15 @@ def client(app: FastAPI) -> Iterator[ApiClient]:
         yield c
 
 
+@pytest.fixture
+def pg_client(postgres_db_url: str) -> Iterator[ApiClient]:
+    """A client of an app on PostgreSQL only (tests of row locks and of the psycopg driver)."""
+    app: FastAPI = create_app(Settings(database_url=postgres_db_url, admin_token=ADMIN_TOKEN))
+    with api_client(app, ADMIN_TOKEN) as c:
+        yield c
+    app.state.engine.dispose()
+
+
 TWO_SOCKET = {
     "name": "compute-01",
     "pnodes": [

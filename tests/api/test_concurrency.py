@@ -6,31 +6,18 @@ These run only on PostgreSQL (row locks are the point); SQLite serializes every 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.db.models import Domain, Pnode
-from service.settings import Settings
 from tests.api.audit import audit
-from tests.api.client import ApiClient, api_client
+from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
-from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_client(postgres_db_url: str) -> Iterator[ApiClient]:
-    app: FastAPI = create_app(Settings(database_url=postgres_db_url, admin_token=ADMIN_TOKEN))
-    with api_client(app, ADMIN_TOKEN) as c:
-        yield c
-    app.state.engine.dispose()
 
 
 def run_parallel(n: int, fn: Any) -> list[Any]:

@@ -4,19 +4,14 @@ answers (body, ETag) as any other route."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg._queries as psycopg_queries
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import event
 
-from service.app import create_app
-from service.settings import Settings
-from tests.api.client import ApiClient, api_client
+from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
-from tests.conftest import ADMIN_TOKEN
 
 
 def _domain(client: ApiClient) -> dict[str, Any]:
@@ -58,14 +53,6 @@ def test_get_domain_is_two_statements_and_matches_the_put(client: ApiClient) -> 
     if client.app.state.engine.dialect.name == "postgresql":
         # lock the host; the domain; the host's other rows; every write as one statement
         assert n_put == 4
-
-
-@pytest.fixture
-def pg_client(postgres_db_url: str) -> Iterator[ApiClient]:
-    app: FastAPI = create_app(Settings(database_url=postgres_db_url, admin_token=ADMIN_TOKEN))
-    with api_client(app, ADMIN_TOKEN) as c:
-        yield c
-    app.state.engine.dispose()
 
 
 @pytest.mark.postgres
