@@ -54,21 +54,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 # Our write batches are one statement of data-modifying CTEs with ~50-150 parameters, compiled
 # once per shape by SQLAlchemy. psycopg re-parses any statement over 4096 bytes or 50 parameters
-# on every execution (its guard against ORM-made VALUES lists of ever-changing length), which was
-# a fifth of a target change's CPU, spent under the host lock. Its cache stays an LRU of 128.
+# on every execution (its guard against ORM-made VALUES lists of ever-changing length): about a
+# tenth of a target change's CPU, spent under the host lock. Its cache stays an LRU of 128
+# entries. The knobs are psycopg internals: if they move, we lose the speed, not correctness
+# (tests/api/test_hot_paths.py notices).
 STATEMENT_CACHE_MAX_BYTES = 32768
 STATEMENT_CACHE_MAX_PARAMS = 2000
 
 
 def _cache_fixed_shape_statements() -> None:
-    import psycopg._queries as queries
-
-    queries.MAX_CACHED_STATEMENT_LENGTH = max(
-        queries.MAX_CACHED_STATEMENT_LENGTH, STATEMENT_CACHE_MAX_BYTES
-    )
-    queries.MAX_CACHED_STATEMENT_PARAMS = max(
-        queries.MAX_CACHED_STATEMENT_PARAMS, STATEMENT_CACHE_MAX_PARAMS
-    )
+    try:
+        import psycopg._queries as queries
+    except ImportError:
+        return
+    for name, limit in (
+        ("MAX_CACHED_STATEMENT_LENGTH", STATEMENT_CACHE_MAX_BYTES),
+        ("MAX_CACHED_STATEMENT_PARAMS", STATEMENT_CACHE_MAX_PARAMS),
+    ):
+        current = getattr(queries, name, None)
+        if isinstance(current, int) and current < limit:
+            setattr(queries, name, limit)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
