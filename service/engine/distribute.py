@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linprog
 
 from .errors import EngineError, InfeasibleError, InputError
+from .inputs import int_array
 from .metrics import cost_matrix
 
 __all__ = [
@@ -44,15 +45,6 @@ POLICIES: tuple[str, ...] = get_args(Policy)
 
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
-
-
-def _i64(a: object, name: str, ndim: int) -> I64:
-    arr = np.asarray(a)
-    if arr.ndim != ndim:
-        raise InputError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{name} must be integer MiB, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
 
 
 def apportion(total_mib: I64, weights: I64) -> I64:
@@ -306,12 +298,12 @@ def distribute_many(
     """
     if policy not in POLICIES:
         raise InputError(f"unknown policy {policy!r}; expected one of {POLICIES}")
-    t = _i64(target_mib, "target_mib", 1)
-    size = _i64(size_mib, "size_mib", 2)
-    head = _i64(headroom_mib, "headroom_mib", 2)
-    hm = _i64(home, "home", 2)
-    vd = _i64(vdist, "vdist", 3)
-    pd = _i64(pdist, "pdist", 2)
+    t = int_array(target_mib, "target_mib", 1)
+    size = int_array(size_mib, "size_mib", 2)
+    head = int_array(headroom_mib, "headroom_mib", 2)
+    hm = int_array(home, "home", 2)
+    vd = int_array(vdist, "vdist", 3)
+    pd = int_array(pdist, "pdist", 2)
     n, v = size.shape
     p = pd.shape[0]
     if t.shape != (n,) or head.shape != (n, p) or hm.shape != (n, v) or vd.shape != (n, v, v):
@@ -326,15 +318,19 @@ def distribute_many(
     if v and ((hm < 0) | (hm >= p)).any():
         raise InputError("home must index a pnode")
     blk_arr = np.asarray(block_mib)
-    blk = np.broadcast_to(_i64(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
+    blk = np.broadcast_to(int_array(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
     if (blk <= 0).any():
         raise InputError("block_mib must be positive")
-    cw = (size > 0).astype(np.int64) if vcpu_weight is None else _i64(vcpu_weight, "vcpu_weight", 2)
+    cw = (
+        (size > 0).astype(np.int64)
+        if vcpu_weight is None
+        else int_array(vcpu_weight, "vcpu_weight", 2)
+    )
     if cw.shape != (n, v) or (cw < 0).any():
         raise InputError("vcpu_weight must be (N,V) and non-negative")
     cur = None
     if current_mib is not None:
-        cur = _i64(current_mib, "current_mib", 3)
+        cur = int_array(current_mib, "current_mib", 3)
         if cur.shape != (n, v, p) or (cur < 0).any():
             raise InputError("current_mib must be a non-negative (N,V,P) array")
     maxf = max_feasible_target_mib(size, head)
@@ -358,7 +354,7 @@ def distribute_many(
     if policy == "explicit":
         if explicit_targets_mib is None:
             raise InputError("explicit policy needs explicit_targets_mib")
-        tv = _i64(explicit_targets_mib, "explicit_targets_mib", 2)
+        tv = int_array(explicit_targets_mib, "explicit_targets_mib", 2)
         if tv.shape != (n, v):
             raise InputError("explicit_targets_mib must be (N,V)")
         if (tv < 0).any() or (tv > size).any():
@@ -394,20 +390,20 @@ def distribute(
     """
     if isinstance(target_mib, bool) or not isinstance(target_mib, int | np.integer):
         raise InputError("target_mib must be an integer")
-    size = _i64(size_mib, "size_mib", 1)
-    vd = _i64(vdist, "vdist", 2)
-    cur = None if current_mib is None else _i64(current_mib, "current_mib", 2)[None]
+    size = int_array(size_mib, "size_mib", 1)
+    vd = int_array(vdist, "vdist", 2)
+    cur = None if current_mib is None else int_array(current_mib, "current_mib", 2)[None]
     exp = (
         None
         if explicit_targets_mib is None
-        else _i64(explicit_targets_mib, "explicit_targets_mib", 1)[None]
+        else int_array(explicit_targets_mib, "explicit_targets_mib", 1)[None]
     )
-    cw = None if vcpu_weight is None else _i64(vcpu_weight, "vcpu_weight", 1)[None]
+    cw = None if vcpu_weight is None else int_array(vcpu_weight, "vcpu_weight", 1)[None]
     out = distribute_many(
         np.array([int(target_mib)], dtype=np.int64),
         size[None],
-        _i64(headroom_mib, "headroom_mib", 1)[None],
-        _i64(home, "home", 1)[None],
+        int_array(headroom_mib, "headroom_mib", 1)[None],
+        int_array(home, "home", 1)[None],
         vd[None],
         pdist,
         policy,

@@ -51,6 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .distribute import POLICIES, Policy, apportion, distribute
 from .errors import InfeasibleError, InputError
+from .inputs import int_array
 from .metrics import distortion, remote_fraction
 from .place import place
 from .topology import VirtualTopology
@@ -111,15 +112,6 @@ class MigrationPlan:
     carried_mib: I64  # (V,) pool levels carried by the migrate step
     backing_carried_mib: I64  # (V, Pd) destination backing right after the migrate step
     block_mib: int = 128
-
-
-def _arr(x: ArrayLike, name: str, ndim: int) -> I64:
-    a = np.asarray(x)
-    if a.ndim != ndim:
-        raise InputError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise InputError(f"{name} must hold integers")
-    return a.astype(np.int64)
 
 
 def _fill_ordered(amount: int, cap: I64, order: NDArray[np.intp]) -> I64:
@@ -254,16 +246,16 @@ def plan_migration(
     Malformed inputs raise ``InputError``; a destination that cannot take the domain gives a
     plan with ``feasible=False`` and the reason.  See the module docstring for the semantics.
     """
-    size = _arr(size_mib, "size_mib", 1)
-    cw = _arr(vcpus_per_vnode, "vcpus_per_vnode", 1)
-    vd = _arr(vdist, "vdist", 2)
-    xs = _arr(backing_src, "backing_src", 2)
-    hs = _arr(home_src, "home_src", 1)
-    pds = _arr(pdist_src, "pdist_src", 2)
-    free = _arr(free_dst_mib, "free_dst_mib", 1)
-    cpus = _arr(cpus_dst, "cpus_dst", 1)
-    pdd = _arr(pdist_dst, "pdist_dst", 2)
-    load = _arr(load_vcpus_dst, "load_vcpus_dst", 1)
+    size = int_array(size_mib, "size_mib", 1)
+    cw = int_array(vcpus_per_vnode, "vcpus_per_vnode", 1)
+    vd = int_array(vdist, "vdist", 2)
+    xs = int_array(backing_src, "backing_src", 2)
+    hs = int_array(home_src, "home_src", 1)
+    pds = int_array(pdist_src, "pdist_src", 2)
+    free = int_array(free_dst_mib, "free_dst_mib", 1)
+    cpus = int_array(cpus_dst, "cpus_dst", 1)
+    pdd = int_array(pdist_dst, "pdist_dst", 2)
+    load = int_array(load_vcpus_dst, "load_vcpus_dst", 1)
     v = size.shape[0]
     ps, pd = pds.shape[0], pdd.shape[0]
     if v == 0 or ps == 0 or pd == 0:

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .errors import InputError
+from .inputs import int_array
 from .metrics import cost_matrix_many, distortion_many, remote_fraction_many
 from .topology import PAGES_PER_MIB
 
@@ -75,15 +76,6 @@ class RebalancePlan:
     backing_after_mib: I64
 
 
-def _arr(x: ArrayLike, name: str, ndim: int) -> I64:
-    a = np.asarray(x)
-    if a.ndim != ndim:
-        raise InputError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise InputError(f"{name} must hold integers")
-    return a.astype(np.int64)
-
-
 def _host_figures(x: I64, vd: I64, pd: I64, home: I64, cw: I64) -> tuple[float, float]:
     """Memory-weighted distortion and remote fraction over the host's domains."""
     mem = x.sum(axis=(1, 2)).astype(np.float64)
@@ -118,14 +110,14 @@ def plan_rebalance(
     Shapes: backing (D,V,P), size/vcpus/home (D,V) (pad missing vnodes with size 0, vcpus 0),
     vdist (D,V,V), block (D,), pdist (P,P), free (P,): what the host has free per pnode now.
     """
-    x0 = _arr(backing_mib, "backing_mib", 3)
-    size = _arr(size_mib, "size_mib", 2)
-    vd = _arr(vdist, "vdist", 3)
-    cw = _arr(vcpus_per_vnode, "vcpus_per_vnode", 2)
-    hm = _arr(home, "home", 2)
-    blk = _arr(block_mib, "block_mib", 1)
-    pd = _arr(pdist, "pdist", 2)
-    free0 = _arr(free_mib, "free_mib", 1)
+    x0 = int_array(backing_mib, "backing_mib", 3)
+    size = int_array(size_mib, "size_mib", 2)
+    vd = int_array(vdist, "vdist", 3)
+    cw = int_array(vcpus_per_vnode, "vcpus_per_vnode", 2)
+    hm = int_array(home, "home", 2)
+    blk = int_array(block_mib, "block_mib", 1)
+    pd = int_array(pdist, "pdist", 2)
+    free0 = int_array(free_mib, "free_mib", 1)
     d, v, p = x0.shape
     if (size.shape != (d, v) or vd.shape != (d, v, v) or cw.shape != (d, v)
             or hm.shape != (d, v) or blk.shape != (d,) or pd.shape != (p, p)

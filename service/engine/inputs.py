@@ -1,0 +1,20 @@
+"""Coercion of the engine's array arguments, shared by every entry point."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import InputError
+
+
+def int_array(a: object, name: str, ndim: int) -> NDArray[np.int64]:
+    """``a`` as int64 with ``ndim`` dimensions, or InputError naming the argument.
+
+    No copy when ``a`` already is int64: callers copy before they modify."""
+    arr = np.asarray(a)
+    if arr.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
