@@ -10,24 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 
+from bench.timing import median_ms
 from service.engine import SqueezeInput, distribute_many, squeeze
 from tests.engine.reference import ref_distribute, ref_squeeze
-
-
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def _host(d: int, v: int, p: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -66,7 +54,7 @@ def _bench(d: int, v: int, p: int, quick: bool) -> tuple[float, float, bool, flo
         return distribute_many(target, h["size"], head, h["home"], h["vdist"], h["pdist"],
                                "proportional")
 
-    dist_np = _median_ms(np_dist, repeat)
+    dist_np = median_ms(np_dist, repeat)
     sample = min(d, max(5, (2_000 if quick else 20_000) // (v * p)))
     lists = [(int(target[i]), h["size"][i].tolist(), head[i].tolist(), h["home"][i].tolist(),
               h["vdist"][i].tolist()) for i in range(sample)]
@@ -76,10 +64,10 @@ def _bench(d: int, v: int, p: int, quick: bool) -> tuple[float, float, bool, flo
         return [ref_distribute(t, s, hh, hm, vd, pdl, "proportional")
                 for t, s, hh, hm, vd in lists]
 
-    dist_ref = _median_ms(ref_dist, 1) * d / sample
+    dist_ref = median_ms(ref_dist, 1) * d / sample
 
     inp = _squeeze_input(h)
-    sq_np = _median_ms(lambda: squeeze(inp), repeat * 3)
+    sq_np = median_ms(lambda: squeeze(inp), repeat * 3)
     ssample = min(d, max(5, (64_000 if quick else 200_000) // (v * p)))
     hs = {k: (a[:ssample] if a.ndim and a.shape[0] == d and k != "cap" else a)
           for k, a in h.items()}
@@ -88,7 +76,7 @@ def _bench(d: int, v: int, p: int, quick: bool) -> tuple[float, float, bool, flo
     args = (sub.backing_mib.tolist(), sub.size_mib.tolist(), sub.home.tolist(),
             sub.dynamic_min_mib.tolist(), sub.dynamic_max_mib.tolist(), sub.actual_mib.tolist(),
             sub.active.tolist(), sub.capacity_mib.tolist(), sub.claimed_mib.tolist())
-    sq_ref = _median_ms(lambda: ref_squeeze(*args), 1) * d / ssample
+    sq_ref = median_ms(lambda: ref_squeeze(*args), 1) * d / ssample
     return dist_np, dist_ref, sample < d, sq_np, sq_ref, ssample < d
 
 

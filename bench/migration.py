@@ -9,28 +9,17 @@ repeats) plan_migration for a 32-vnode, 1 TiB guest (768 GiB target) between an 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.timing import median_ms
 from service.engine import distribute, plan_migration, plan_rebalance
 
 I64 = NDArray[np.int64]
 GIB = 1024
-
-
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def _slit(sockets: int, per_socket: int) -> I64:
@@ -107,14 +96,14 @@ def main() -> None:
         for strategy in ("rebalance", "replug"):
             run = _migration_case(ps, pdst, strategy)  # type: ignore[arg-type]
             plan = run()
-            ms = _median_ms(run, repeat)
+            ms = median_ms(run, repeat)
             results[(ps, pdst, strategy)] = (ms, len(plan.steps))
             print(f"{f'migration 32v 1TiB {ps}p->{pdst}p {strategy}':<44} {ms:>10.1f} "
                   f"{len(plan.steps):>6} {plan.moved_mib / GIB:>10.1f} "
                   f"{plan.distortion_before:>11.3f} {plan.distortion_after:>10.3f}")
     run_r = _rebalance_case()
     rp = run_r()
-    ms = _median_ms(run_r, max(1, repeat // 3))
+    ms = median_ms(run_r, max(1, repeat // 3))
     print(f"{'rebalance 64p 200 domains x 8v, 64 GiB':<44} {ms:>10.1f} {len(rp.moves):>6} "
           f"{rp.moved_mib / GIB:>10.1f} {rp.distortion_before:>11.3f} "
           f"{rp.distortion_after:>10.3f}")

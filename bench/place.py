@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.timing import median_ms
 from service.engine.place import HostArrays, place, rank_hosts
 
 I64 = np.int64
@@ -89,15 +89,6 @@ def nova_fit(
     return NovaResult(None, False, tried)
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def busy_host(pdist: IntArray, node_mib: int, cpus: int, rng: np.random.Generator) -> HostArrays:
     """A host in use: dom0 sits on node 0 and other domains took memory and CPUs here and there."""
     p = len(pdist)
@@ -141,7 +132,7 @@ def single_case(
         return place(demand, vcpus, vdist, host.free_mib, host.cpus, host.pdist, host.load_vcpus)
 
     ours()  # warm-up
-    ours_ms = median_ms(ours, repeats)
+    ours_ms = median_ms(ours, repeats, warmup=False)
     r = place(demand, vcpus, vdist, host.free_mib, host.cpus, host.pdist, host.load_vcpus)
     note = "spread" if r.spread else ("fits" if r.feasible else r.reason)
     rows.append(Row(name, "numa-balloon place", ours_ms, r.distortion, note))
@@ -157,7 +148,7 @@ def single_case(
             results.append(res)
             return res
 
-        ms = median_ms(nova, max(1, repeats // 3))
+        ms = median_ms(nova, max(1, repeats // 3), warmup=False)
         res = results[-1]
         d = (
             distortion(demand, vcpus, vdist, pdist, res.mapping)
@@ -192,7 +183,9 @@ def ranking_case(n_hosts: int, repeats: int, cap_s: float, rows: list[Row]) -> N
     demand, vcpus = np.full(8, 8192, I64), np.full(8, 4, I64)
     name = f"rank 8 vnodes x {n_hosts:,} hosts"
     out: list[object] = []
-    ms = median_ms(lambda: out.append(rank_hosts(demand, vcpus, vdist, hosts)), repeats)
+    ms = median_ms(
+        lambda: out.append(rank_hosts(demand, vcpus, vdist, hosts)), repeats, warmup=False
+    )
     ranking = out[-1]
     assert hasattr(ranking, "order") and hasattr(ranking, "placements")
     best = ranking.placements[int(ranking.order[0])]
