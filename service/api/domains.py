@@ -14,7 +14,7 @@ from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.idempotency import IdempotencyKey, idempotent_create
-from service.api.pagination import CursorQuery, LimitQuery, next_cursor
+from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, responses
 from service.api.render import model_response
 from service.core import domains as core
@@ -22,7 +22,7 @@ from service.core.exporting import export_domain
 from service.core.views import domain_out
 from service.db.audit import record_event
 from service.db.models import Domain
-from service.db.pagination import keyset
+from service.db.pagination import fetch_page
 from service.db.state import load_host_state
 from service.schemas.agent import GuestToken
 from service.schemas.common import Page
@@ -79,16 +79,16 @@ def list_domains(
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[DomainOut]:
-    n = min(limit or settings.page_limit_default, settings.page_limit_max)
     stmt = select(Domain).options(selectinload(Domain.vnodes))
     if host_id is not None:
         stmt = stmt.where(Domain.host_id == str(host_id))
-    rows = session.scalars(keyset(stmt, Domain.created_at, Domain.id, cursor, n)).all()
-    page = rows[:n]
+    page, more = fetch_page(
+        session, stmt, Domain.created_at, Domain.id, cursor, page_size(limit, settings)
+    )
     backing = core.backing_of(session, page)
     return Page[DomainOut](
         items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
-        next_cursor=next_cursor(page, len(rows) > n),
+        next_cursor=next_cursor(page, more),
     )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service.api.auth import Admin
 from service.api.deps import SessionDep, SettingsDep
-from service.api.pagination import LimitQuery
+from service.api.pagination import LimitQuery, page_size
 from service.api.problems import responses
 from service.db.models import Event
 from service.schemas.common import Page
@@ -30,7 +30,7 @@ def list_events(
     subject_id: Annotated[str | None, Query(max_length=36)] = None,
     limit: LimitQuery = None,
 ) -> Page[EventOut]:
-    n = min(limit or settings.page_limit_default, settings.page_limit_max)
+    n = page_size(limit, settings)
     after = max(since or 0, int(cursor) if cursor else 0)
     stmt = select(Event).where(Event.seq > after)
     if subject_id is not None:

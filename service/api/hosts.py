@@ -12,7 +12,7 @@ from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.idempotency import IdempotencyKey, idempotent_create
-from service.api.pagination import CursorQuery, LimitQuery, next_cursor
+from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.api.validation import issues_to_errors
 from service.core.rebalancing import rebalance_host
@@ -153,8 +153,7 @@ def list_hosts(
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[HostOut]:
-    n = min(limit or settings.page_limit_default, settings.page_limit_max)
-    rows, more = repo.list_hosts(session, cursor, n)
+    rows, more = repo.list_hosts(session, cursor, page_size(limit, settings))
     return Page[HostOut](
         items=[host_out(h) for h in rows],
         next_cursor=next_cursor(rows, more),

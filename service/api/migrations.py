@@ -14,11 +14,11 @@ from service.api.auth import Admin
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import etag
 from service.api.idempotency import IdempotencyKey, idempotent_create
-from service.api.pagination import CursorQuery, LimitQuery, next_cursor
+from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import responses
 from service.core import migrations as core
 from service.db.models import Migration
-from service.db.pagination import keyset
+from service.db.pagination import fetch_page
 from service.schemas.common import Page
 from service.schemas.migrations import MigrationOut, MigrationRequest, MigrationState, PlanOut
 
@@ -85,16 +85,16 @@ def list_migrations(
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[MigrationOut]:
-    n = min(limit or settings.page_limit_default, settings.page_limit_max)
     stmt = select(Migration).options(selectinload(Migration.steps))
     if domain_id is not None:
         stmt = stmt.where(Migration.domain_id == str(domain_id))
     if state is not None:
         stmt = stmt.where(Migration.state == state)
-    rows = session.scalars(keyset(stmt, Migration.created_at, Migration.id, cursor, n)).all()
-    page = rows[:n]
+    page, more = fetch_page(
+        session, stmt, Migration.created_at, Migration.id, cursor, page_size(limit, settings)
+    )
     return Page[MigrationOut](
-        items=[_out(session, m) for m in page], next_cursor=next_cursor(page, len(rows) > n)
+        items=[_out(session, m) for m in page], next_cursor=next_cursor(page, more)
     )
 
 

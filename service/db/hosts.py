@@ -8,7 +8,7 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Vnode
-from service.db.pagination import keyset
+from service.db.pagination import fetch_page
 
 ACTIVE_MIGRATION_STATES = ("planned", "preparing", "migrating", "settling")
 
@@ -21,11 +21,8 @@ def get_host(session: Session, host_id: str, *, lock: bool = False) -> Host | No
 
 
 def list_hosts(session: Session, cursor: str | None, limit: int) -> tuple[Sequence[Host], bool]:
-    stmt = keyset(
-        select(Host).options(selectinload(Host.pnodes)), Host.created_at, Host.id, cursor, limit
-    )
-    rows = session.scalars(stmt).all()
-    return rows[:limit], len(rows) > limit
+    stmt = select(Host).options(selectinload(Host.pnodes))
+    return fetch_page(session, stmt, Host.created_at, Host.id, cursor, limit)
 
 
 def host_usage_reason(session: Session, host_id: str) -> str | None:

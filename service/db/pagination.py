@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, or_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 T = TypeVar("T", bound=Any)
 
@@ -45,3 +46,16 @@ def keyset(
         at, last_id = decode_cursor(cursor)
         stmt = stmt.where(or_(created_at > at, and_(created_at == at, row_id > last_id)))
     return stmt.order_by(created_at, row_id).limit(limit + 1)
+
+
+def fetch_page(
+    session: Session,
+    stmt: Select[T],
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[str],
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[T], bool]:
+    """One page of entities and whether another follows (one row more is read to know)."""
+    rows = session.scalars(keyset(stmt, created_at, row_id, cursor, limit)).all()
+    return rows[:limit], len(rows) > limit

@@ -256,3 +256,20 @@ def test_rebalance_brings_remote_memory_home(client: ApiClient) -> None:
     none = client.post(url, json={"budget_mib": 4096, "dry_run": True}).json()
     assert none["moves"] == []
     audit(client.app.state.sessionmaker)
+
+
+def test_migrations_list_pages_and_filters(client: ApiClient) -> None:
+    one, sixteen, guest = seed_cluster(client)
+    body = {"domain_id": guest["id"], "destination_host_id": sixteen["id"]}
+    first = client.post("/v1/migrations", json=body).json()
+    assert client.post(f"/v1/migrations/{first['id']}/abort").status_code == 200
+    second = client.post("/v1/migrations", json=body).json()
+    page = client.get("/v1/migrations", params={"limit": 1}).json()
+    assert [m["id"] for m in page["items"]] == [first["id"]] and page["next_cursor"]
+    rest = client.get("/v1/migrations", params={"limit": 1, "cursor": page["next_cursor"]}).json()
+    assert [m["id"] for m in rest["items"]] == [second["id"]] and rest["next_cursor"] is None
+    aborted = client.get("/v1/migrations", params={"state": "aborted"}).json()["items"]
+    assert [m["id"] for m in aborted] == [first["id"]]
+    mine = client.get("/v1/migrations", params={"domain_id": guest["id"]}).json()["items"]
+    assert len(mine) == 2
+    assert client.get("/v1/migrations", params={"domain_id": one["id"]}).json()["items"] == []
