@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
 from service.db.session import make_engine, make_sessionmaker
+from tests.api.audit import mib_by_pnode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,14 +84,7 @@ def audit_rows(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         with make_sessionmaker(engine)() as s:
-            backing = {
-                (h, p): int(m)
-                for h, p, m in s.execute(
-                    select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
-                        Backing.host_id, Backing.pnode
-                    )
-                ).all()
-            }
+            backing = mib_by_pnode(s, Backing)
             assert s.scalar(select(func.count()).select_from(Claim)) == 0
             held: dict[str | None, int] = {}
             for d, vn in s.execute(

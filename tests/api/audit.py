@@ -9,25 +9,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
 
 
+def mib_by_pnode(s: Session, model: type[Backing] | type[Claim]) -> dict[tuple[str, int], int]:
+    """Σ MiB of backing or claim rows per (host, pnode), straight from the rows."""
+    rows = s.execute(
+        select(model.host_id, model.pnode, func.sum(model.mib)).group_by(model.host_id, model.pnode)
+    ).all()
+    return {(h, p): int(m) for h, p, m in rows}
+
+
 def audit_session(s: Session) -> dict[str, int]:
     """Assert allocated == Σ backing, claimed == Σ claims, no pnode overcommitted, and every
     domain's vnode targets summing to its target. Returns totals for further checks."""
-    backing = {
-        (h, p): int(m)
-        for h, p, m in s.execute(
-            select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
-                Backing.host_id, Backing.pnode
-            )
-        ).all()
-    }
-    claims = {
-        (h, p): int(m)
-        for h, p, m in s.execute(
-            select(Claim.host_id, Claim.pnode, func.sum(Claim.mib)).group_by(
-                Claim.host_id, Claim.pnode
-            )
-        ).all()
-    }
+    backing = mib_by_pnode(s, Backing)
+    claims = mib_by_pnode(s, Claim)
     for pn in s.scalars(select(Pnode)).all():
         key = (pn.host_id, pn.index)
         assert pn.allocated_mib == backing.get(key, 0), f"allocated differs on {key}"
