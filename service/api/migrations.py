@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
 
 
 def _out(session: SessionDep, migration: Migration) -> MigrationOut:
-    return core.migration_out(migration, core.claims_of(session, migration.id))
+    return core.migration_out(migration, core.claims_of(session, [migration.id])[migration.id])
 
 
 @router.post(
@@ -93,8 +93,10 @@ def list_migrations(
     page, more = fetch_page(
         session, stmt, Migration.created_at, Migration.id, cursor, page_size(limit, settings)
     )
+    claims = core.claims_of(session, [m.id for m in page])
     return Page[MigrationOut](
-        items=[_out(session, m) for m in page], next_cursor=next_cursor(page, more)
+        items=[core.migration_out(m, claims[m.id]) for m in page],
+        next_cursor=next_cursor(page, more),
     )
 
 

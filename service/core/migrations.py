@@ -541,10 +541,16 @@ def migration_out(migration: Migration, claims: list[ClaimOut]) -> MigrationOut:
     )
 
 
-def claims_of(session: Session, migration_id: str) -> list[ClaimOut]:
+def claims_of(session: Session, migration_ids: Sequence[str]) -> dict[str, list[ClaimOut]]:
+    """The live claims of some migrations, by migration id, in one statement."""
+    out: dict[str, list[ClaimOut]] = {m: [] for m in migration_ids}
     rows = session.scalars(
-        select(Claim).where(Claim.migration_id == migration_id).order_by(Claim.pnode)
+        select(Claim).where(Claim.migration_id.in_(list(out))).order_by(Claim.pnode)
     ).all()
-    return [
-        ClaimOut(host_id=c.host_id, pnode=c.pnode, mib=c.mib, expires_at=c.expires_at) for c in rows
-    ]
+    for c in rows:
+        if c.migration_id is None:  # not selected: the WHERE names migrations
+            continue
+        out[c.migration_id].append(
+            ClaimOut(host_id=c.host_id, pnode=c.pnode, mib=c.mib, expires_at=c.expires_at)
+        )
+    return out

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from service.db.models import Backing, Domain, Event, Token
 from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body, slit
+from tests.api.statements import count_statements
 
 
 def mk_host(client: ApiClient, name: str = "h", **kw: Any) -> dict[str, Any]:
@@ -309,40 +310,23 @@ def test_exports(client: ApiClient) -> None:
     assert r.status_code == 409 and "vnode 0" in r.json()["detail"]
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, *args: Any) -> None:
-        self.n += 1
-
-
 ROUTES = ("target", "accounting", "squeeze", "placements", "delete")
 
 
 def _statements(client: ApiClient, route: str, host_id: str, first: str, n: int) -> int:
-    counter = Counter()
-    engine = client.app.state.engine
-    victim = None
+    victim = ""
     if route == "delete":
-        victim = mk_domain(client, domain_body(f"victim{n}", [1024], host_id=host_id))
-    event.listen(engine, "before_cursor_execute", counter)
-    try:
-        if route == "target":
-            r = client.put(f"/v1/domains/{first}/target", json={"target_mib": 1024 + n})
-        elif route == "accounting":
-            r = client.get(f"/v1/hosts/{host_id}/accounting")
-        elif route == "squeeze":
-            r = client.post(f"/v1/hosts/{host_id}/squeeze", json={"total_free_mib": 1})
-        elif route == "placements":
-            r = client.get(f"/v1/domains/{first}/placements")
-        else:
-            assert victim is not None
-            r = client.delete(f"/v1/domains/{victim['id']}")
-    finally:
-        event.remove(engine, "before_cursor_execute", counter)
+        victim = mk_domain(client, domain_body(f"victim{n}", [1024], host_id=host_id))["id"]
+    calls = {
+        "target": lambda: client.put(f"/v1/domains/{first}/target", json={"target_mib": 1024 + n}),
+        "accounting": lambda: client.get(f"/v1/hosts/{host_id}/accounting"),
+        "squeeze": lambda: client.post(f"/v1/hosts/{host_id}/squeeze", json={"total_free_mib": 1}),
+        "placements": lambda: client.get(f"/v1/domains/{first}/placements"),
+        "delete": lambda: client.delete(f"/v1/domains/{victim}"),
+    }
+    count, r = count_statements(client, calls[route])
     assert r.status_code < 300, r.text
-    return counter.n
+    return count
 
 
 def test_host_state_loads_in_a_bounded_number_of_queries(client: ApiClient) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import psycopg._queries as psycopg_queries
 import pytest
-from sqlalchemy import event
 
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
+from tests.api.statements import count_statements
 
 
 def _domain(client: ApiClient) -> dict[str, Any]:
@@ -22,29 +22,13 @@ def _domain(client: ApiClient) -> dict[str, Any]:
     return out
 
 
-def _count_statements(client: ApiClient, call: Any) -> tuple[int, Any]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if not statement.startswith("BEGIN"):  # SQLite's explicit BEGIN (see db/session.py)
-            seen.append(statement)
-
-    engine = client.app.state.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        r = call()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return len(seen), r
-
-
 def test_get_domain_is_two_statements_and_matches_the_put(client: ApiClient) -> None:
     d = _domain(client)
-    n_put, put = _count_statements(
+    n_put, put = count_statements(
         client, lambda: client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3072})
     )
     assert put.status_code == 200, put.text
-    n_get, got = _count_statements(client, lambda: client.get(f"/v1/domains/{d['id']}"))
+    n_get, got = count_statements(client, lambda: client.get(f"/v1/domains/{d['id']}"))
     assert n_get == 2  # the domain with its vnodes; its backing with the host's pnode count
     assert got.json() == put.json()
     assert got.headers["etag"] == put.headers["etag"] == f'"{put.json()["version"]}"'

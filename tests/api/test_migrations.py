@@ -9,6 +9,7 @@ import pytest
 from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import slit
+from tests.api.statements import count_statements
 
 
 def mk_host(
@@ -263,7 +264,10 @@ def test_migrations_list_pages_and_filters(client: ApiClient) -> None:
     body = {"domain_id": guest["id"], "destination_host_id": sixteen["id"]}
     first = client.post("/v1/migrations", json=body).json()
     assert client.post(f"/v1/migrations/{first['id']}/abort").status_code == 200
+    n_one = count_statements(client, lambda: client.get("/v1/migrations"))[0]
     second = client.post("/v1/migrations", json=body).json()
+    n_two = count_statements(client, lambda: client.get("/v1/migrations"))[0]
+    assert n_one == n_two  # claims of the whole page in one statement, not one per migration
     page = client.get("/v1/migrations", params={"limit": 1}).json()
     assert [m["id"] for m in page["items"]] == [first["id"]] and page["next_cursor"]
     rest = client.get("/v1/migrations", params={"limit": 1, "cursor": page["next_cursor"]}).json()
