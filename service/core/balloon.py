@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import String, Table, bindparam, select, update
+from sqlalchemy import ColumnElement, String, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -154,42 +154,42 @@ def complete_pool_steps(
 _STEPS = cast(Table, Step.__table__)
 
 
-def cancel_pool_steps(x: str) -> UpdateBase:
-    """The domain's pending steps outside migrations, cancelled (parameter: domain)."""
+def _cancel_pool_steps(domains: ColumnElement[bool]) -> UpdateBase:
     c = _STEPS.c
     return (
         update(_STEPS)
-        .where(
-            c.domain_id == bindparam(x + "domain", type_=String()),
-            c.state == "pending",
-            c.migration_id.is_(None),
-        )
+        .where(domains, c.state == "pending", c.migration_id.is_(None))
         .values(state="cancelled", detail="superseded by a newer target")
     )
 
 
-def enqueue_pool_changes(
-    batch: WriteBatch,
-    domain: Domain,
+def cancel_pool_steps(x: str) -> UpdateBase:
+    """The domain's pending steps outside migrations, cancelled (parameter: domain)."""
+    return _cancel_pool_steps(_STEPS.c.domain_id == bindparam(x + "domain", type_=String()))
+
+
+_CANCEL_MANY = _cancel_pool_steps(_STEPS.c.domain_id.in_(bindparam("domains", expanding=True)))
+_INSERT_STEPS = insert(_STEPS)
+
+
+def pool_change_rows(
+    domain_id: str,
     host_id: str,
     topo: VirtualTopology,
     before_mib: np.ndarray,
     after_mib: np.ndarray,
     homes: list[int],
     now: datetime,
-) -> None:
-    """Replace the domain's pending target-change steps with the ones for the new targets.
+) -> list[dict[str, Any]]:
+    """The steps rows that take the domain's pools from `before_mib` to `after_mib`.
 
-    Two plain table statements in the batch, however many steps (pending steps are not held as
-    ORM objects by the callers)."""
-    batch.add(cancel_pool_steps, {"domain": domain.id})
-    # `seq` only orders one batch: the previous batch's pending steps are cancelled by then, and
-    # agents read pending steps by (created_at, seq).
-    rows = [
+    `seq` only orders one domain's batch: the previous batch's pending steps are cancelled by
+    then, and agents read pending steps by (created_at, seq)."""
+    return [
         {
             "id": new_id(),
             "migration_id": None,
-            "domain_id": domain.id,
+            "domain_id": domain_id,
             "host_id": host_id,
             "seq": seq,
             "phase": "balloon",
@@ -207,4 +207,32 @@ def enqueue_pool_changes(
         }
         for seq, op in enumerate(pool_change_ops(topo, before_mib, after_mib), start=1)
     ]
-    batch.add_rows(_STEPS, rows)
+
+
+def enqueue_pool_changes(
+    batch: WriteBatch,
+    domain: Domain,
+    host_id: str,
+    topo: VirtualTopology,
+    before_mib: np.ndarray,
+    after_mib: np.ndarray,
+    homes: list[int],
+    now: datetime,
+) -> None:
+    """Replace the domain's pending target-change steps with the ones for the new targets.
+
+    Two plain table statements in the batch, however many steps (pending steps are not held as
+    ORM objects by the callers)."""
+    batch.add(cancel_pool_steps, {"domain": domain.id})
+    batch.add_rows(
+        _STEPS, pool_change_rows(domain.id, host_id, topo, before_mib, after_mib, homes, now)
+    )
+
+
+def replace_pool_steps(session: Session, domain_ids: list[str], rows: list[dict[str, Any]]) -> None:
+    """`enqueue_pool_changes` for many domains at once (a squeeze): two statements, however many
+    domains and steps; `rows` from `pool_change_rows`."""
+    if domain_ids:
+        session.execute(_CANCEL_MANY, {"domains": domain_ids})
+    if rows:
+        session.execute(_INSERT_STEPS, rows)

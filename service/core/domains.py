@@ -323,7 +323,7 @@ def _persist_new(
     ]
     session.add(domain)
     session.flush()
-    write_backing(session, domain.id, state.host.id, x)
+    write_backing(session, state.host.id, {domain.id: x})
     state.domains.append(domain)
     state.backing[domain.id] = x
     write_accounting(state)
@@ -461,13 +461,15 @@ def set_target(
     return domain, state, x
 
 
-def set_backing(session: Session, state: HostState, domain: Domain, x: I64) -> None:
-    """New backing and vnode targets for one domain; call `commit_accounting` once after."""
-    targets = x.sum(axis=1).tolist()
-    for vn in domain.vnodes:
-        vn.target_mib = int(targets[vn.index])
-    write_backing(session, domain.id, state.host.id, x)
-    state.backing[domain.id] = x
+def set_backing(session: Session, state: HostState, changes: Sequence[tuple[Domain, I64]]) -> None:
+    """New backing and vnode targets for some domains of the host (two statements for the
+    backing, however many); call `commit_accounting` once after."""
+    for domain, x in changes:
+        targets = x.sum(axis=1).tolist()
+        for vn in domain.vnodes:
+            vn.target_mib = int(targets[vn.index])
+        state.backing[domain.id] = x
+    write_backing(session, state.host.id, {d.id: x for d, x in changes})
 
 
 def commit_accounting(state: HostState) -> None:

@@ -406,7 +406,7 @@ def _switch_host(
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
         vn.actual_mib = None  # re-reported on the new host; never trusted above the target
-    write_backing(session, domain.id, dst.host.id, after)
+    write_backing(session, dst.host.id, {domain.id: after})
     _set_pool_targets(domain, after.sum(axis=1).tolist())
     dst.domains.append(domain)
     dst.backing[domain.id] = after
@@ -459,7 +459,7 @@ def _rollback(
             step.detail = "migration ended"
     carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
     x_src = src.backing[domain.id]
-    set_backing(session, src, domain, x_src)
+    set_backing(session, src, [(domain, x_src)])
     domain.target_mib = int(x_src.sum())
     domain.state = "running"
     steps = WriteBatch(session)

@@ -91,9 +91,11 @@ def rebalance_host(
     if body.dry_run or not plan.moves:
         return out
     touched = sorted({m.domain for m in plan.moves})
-    for i in touched:
-        d = doms[i]
-        set_backing(session, state, d, plan.backing_after_mib[i, : len(d.vnodes)].copy())
+    set_backing(
+        session,
+        state,
+        [(doms[i], plan.backing_after_mib[i, : len(doms[i].vnodes)].copy()) for i in touched],
+    )
     commit_accounting(state)
     for seq, m in enumerate(plan.moves):
         d = doms[m.domain]

@@ -11,12 +11,18 @@ from sqlalchemy.orm import Session
 
 from service.api.problems import Infeasible, InvalidInput, NotFound
 from service.api.validation import issues_to_errors
-from service.core.balloon import actual_total, enqueue_pool_changes, is_active, sweep
+from service.core.balloon import (
+    actual_total,
+    is_active,
+    pool_change_rows,
+    replace_pool_steps,
+    sweep,
+)
 from service.core.domains import commit_accounting, set_backing, topology_of
 from service.db.audit import record_event
 from service.db.cluster import get_cluster
-from service.db.models import Host
-from service.db.state import HostState, WriteBatch, load_host_state
+from service.db.models import Domain, Host
+from service.db.state import I64, HostState, load_host_state, write_domain_targets
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
 from service.engine.template import worst_case_template
@@ -144,6 +150,9 @@ def _apply(
     now: datetime,
 ) -> None:
     changed: list[dict[str, Any]] = []
+    backing: list[tuple[Domain, I64]] = []
+    steps: list[dict[str, Any]] = []
+    targets: list[tuple[Domain, int]] = []
     for i in plan.order:
         d = state.domains[i]
         new = int(plan.target_mib[i])
@@ -151,22 +160,21 @@ def _apply(
             continue
         k = len(d.vnodes)
         changed.append({"domain_id": d.id, "from": d.target_mib, "to": new})
-        before = state.backing[d.id].sum(axis=1)
-        set_backing(session, state, d, plan.backing_mib[i, :k].copy())
-        steps = WriteBatch(session)
-        enqueue_pool_changes(
-            steps,
-            d,
+        backing.append((d, plan.backing_mib[i, :k].copy()))
+        steps += pool_change_rows(
+            d.id,
             state.host.id,
             topology_of(d),
-            before,
+            state.backing[d.id].sum(axis=1),
             plan.vnode_target_mib[i, :k],
             [vn.home_pnode or 0 for vn in d.vnodes],
             now,
         )
-        steps.execute()
-        d.target_mib = new
-        d.target_set_at = now
+        targets.append((d, new))
+    # A fixed number of statements however many domains the squeeze moves.
+    write_domain_targets(session, targets, now)
+    set_backing(session, state, backing)
+    replace_pool_steps(session, [c["domain_id"] for c in changed], steps)
     commit_accounting(state)
     record_event(
         session,

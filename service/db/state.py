@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.dml import UpdateBase
 
 from service.db.base import utcnow
@@ -282,16 +283,23 @@ def load_domain_state(session: Session, host: Host, domain_id: str) -> HostState
     )
 
 
-def write_backing(session: Session, domain_id: str, host_id: str, x: I64) -> None:
-    """Replace a domain's backing rows (two statements, however many vnodes and pnodes).
+def write_backing(session: Session, host_id: str, xs: dict[str, I64]) -> None:
+    """Replace the backing rows of some domains of one host (domain id -> (V, P) MiB): two
+    statements, however many domains, vnodes and pnodes.
 
     Plain table statements: Backing rows are never held as ORM objects."""
-    session.execute(_DELETE_BACKING, {"b_domain": domain_id})
-    v_idx, p_idx = np.nonzero(x)
-    rows = [
-        {"domain_id": domain_id, "vnode": v, "host_id": host_id, "pnode": p, "mib": m}
-        for v, p, m in zip(v_idx.tolist(), p_idx.tolist(), x[v_idx, p_idx].tolist(), strict=True)
-    ]
+    if not xs:
+        return
+    session.execute(_DELETE_BACKING, {"b_domains": list(xs)})
+    rows = []
+    for domain_id, x in xs.items():
+        v_idx, p_idx = np.nonzero(x)
+        rows += [
+            {"domain_id": domain_id, "vnode": v, "host_id": host_id, "pnode": p, "mib": m}
+            for v, p, m in zip(
+                v_idx.tolist(), p_idx.tolist(), x[v_idx, p_idx].tolist(), strict=True
+            )
+        ]
     if rows:
         session.execute(_INSERT_BACKING, rows)
 
@@ -313,7 +321,9 @@ _VNODES = cast_type(Table, Vnode.__table__)
 _PNODES = cast_type(Table, Pnode.__table__)
 _DOMAINS = cast_type(Table, Domain.__table__)
 # Built once: executing a prebuilt statement reuses its memoized cache key and compiled form.
-_DELETE_BACKING = delete(_BACKING).where(_BACKING.c.domain_id == bindparam("b_domain"))
+_DELETE_BACKING = delete(_BACKING).where(
+    _BACKING.c.domain_id.in_(bindparam("b_domains", expanding=True))
+)
 _INSERT_BACKING = insert(_BACKING)
 
 
@@ -353,7 +363,7 @@ def write_backing_cells(
     if before.shape == x.shape and np.array_equal(before, x):
         return
     if before.shape != x.shape or not np.array_equal(before != 0, x != 0):
-        write_backing(session, domain_id, host_id, x)
+        write_backing(session, host_id, {domain_id: x})
         return
     v_idx, p_idx = np.nonzero(x)
     params: dict[str, Any] = {"domain": domain_id}
@@ -405,6 +415,50 @@ def write_domain_target(
         ("version", domain.version + 1),
     ):
         set_committed_value(domain, key, value)
+
+
+_DOMAIN_TARGETS = (
+    update(_DOMAINS)
+    .where(_DOMAINS.c.id == bindparam("b_id"), _DOMAINS.c.version == bindparam("b_version"))
+    .values(
+        target_mib=bindparam("b_target"),
+        target_set_at=bindparam("b_set_at"),
+        updated_at=bindparam("b_updated_at"),
+        version=bindparam("b_next"),
+    )
+)
+
+
+def write_domain_targets(
+    session: Session, changes: Sequence[tuple[Domain, int]], now: datetime
+) -> None:
+    """New targets for some domains of a locked host in one statement (executemany), each
+    guarded by the version read like the ORM's own version check; the loaded rows follow."""
+    if not changes:
+        return
+    updated_at = utcnow()
+    params = [
+        {
+            "b_id": d.id,
+            "b_version": d.version,
+            "b_target": target,
+            "b_set_at": now,
+            "b_updated_at": updated_at,
+            "b_next": d.version + 1,
+        }
+        for d, target in changes
+    ]
+    result = session.connection().execute(_DOMAIN_TARGETS, params)
+    if result.supports_sane_multi_rowcount() and result.rowcount != len(changes):
+        raise StaleDataError("a domain changed while its host was being written")
+    for d, target in changes:
+        for key, value in (
+            ("target_mib", target),
+            ("target_set_at", now),
+            ("updated_at", updated_at),
+            ("version", d.version + 1),
+        ):
+            set_committed_value(d, key, value)
 
 
 def domains_of(states: Sequence[HostState]) -> list[Domain]:

@@ -1,6 +1,7 @@
-"""The two routes orchestrators call most, GET a domain and PUT its target, stay lean: a fixed,
-small number of SQL statements, every statement's text parsed once by psycopg, and the same
-answers (body, ETag) as any other route."""
+"""Query budgets of the busy paths. The two routes orchestrators call most, GET a domain and PUT
+its target: a fixed, small number of SQL statements, every statement's text parsed once by
+psycopg, the same answers (body, ETag) as any other route. A squeeze: statements that do not
+grow with the domains it retargets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 
 import psycopg._queries as psycopg_queries
 import pytest
+from sqlalchemy import update
+from sqlalchemy.orm.exc import StaleDataError
 
+from service.db.base import utcnow
+from service.db.models import Domain
+from service.db.state import write_domain_targets
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 from tests.api.statements import count_statements
@@ -62,3 +68,50 @@ def test_put_target_statements_are_parsed_once(
         r = pg_client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": target})
         assert r.status_code == 200, r.text
     assert parsed == []
+
+
+def test_squeeze_writes_in_statements_that_do_not_grow_with_the_domains_it_changes(
+    client: ApiClient,
+) -> None:
+    """Squeezing a host retargets every active domain on it: their backing, vnode targets and
+    balloon steps go in a fixed number of statements, not a few per domain."""
+
+    def squeeze_all(n: int) -> int:
+        host = client.post("/v1/hosts", json=host_body(f"sq{n}", n=2, memory_mib=1 << 16)).json()
+        for i in range(n):
+            body = domain_body(f"sq{n}-{i}", [2048, 2048], dynamic_min_mib=1024, host_id=host["id"])
+            assert client.post("/v1/domains", json=body).status_code == 201
+        squeeze = f"/v1/hosts/{host['id']}/squeeze"
+        count, r = count_statements(
+            client, lambda: client.post(squeeze, json={"total_free_mib": (1 << 17) - n * 1024})
+        )
+        assert r.status_code == 200, r.text
+        assert len(r.json()["domains"]) == n
+        assert all(d["target_mib"] == 1024 for d in r.json()["domains"])
+        return count
+
+    assert squeeze_all(2) == squeeze_all(12)
+
+
+def test_domain_targets_written_together_keep_the_version_guard(client: ApiClient) -> None:
+    """The squeeze's one-statement target write still refuses a domain changed since it was
+    read, as the ORM's version check did (StaleDataError, a 409 at the API)."""
+    d = _domain(client)
+    factory = client.app.state.sessionmaker
+    with factory() as s:
+        domain = s.get(Domain, d["id"])
+        assert domain is not None
+        s.commit()  # ends the read (SQLite: releases the write lock); the row stays loaded
+        with factory() as other:  # a writer the first session does not see
+            other.execute(update(Domain).where(Domain.id == d["id"]).values(version=99))
+            other.commit()
+        with pytest.raises(StaleDataError):
+            write_domain_targets(s, [(domain, 3072)], utcnow())
+        s.rollback()
+    with factory() as s:
+        domain = s.get(Domain, d["id"])
+        assert domain is not None and domain.version == 99
+        write_domain_targets(s, [(domain, 3072)], utcnow())
+        s.commit()
+    got = client.get(f"/v1/domains/{d['id']}").json()
+    assert got["memory"]["target_mib"] == 3072 and got["version"] == 100
