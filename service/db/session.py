@@ -81,8 +81,16 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions for requests that never write (SQLite: deferred `BEGIN`; the same elsewhere)."""
-    return make_sessionmaker(engine.execution_options(**{READ_ONLY: True}))
+    """Sessions for requests that never write, reading ONE snapshot across their statements.
+
+    A GET reads in several statements (domains, then their backing); under READ COMMITTED a
+    migration committing between two of them mixed the old host's shape with the new host's
+    rows. PostgreSQL: REPEATABLE READ (a read-only transaction there never fails to serialize).
+    SQLite: a deferred `BEGIN` under WAL already reads one snapshot, and needs no write lock."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    return make_sessionmaker(engine.execution_options(**options))
 
 
 def session_scope(

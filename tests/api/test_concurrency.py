@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
-from service.db.models import Domain, Pnode
+from service.core import domains as core
+from service.db.models import Backing, Domain, Pnode
 from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
@@ -114,3 +115,22 @@ def test_20_migrations_racing_for_one_destination_never_overcommit_it(
         for pn in pnodes:
             assert claimed.get(pn.index, 0) == pn.claimed_mib <= pn.capacity_mib
     assert sum(claimed.values()) == 8 * 1024
+
+
+def test_a_read_request_sees_one_snapshot_across_its_statements(pg_client: ApiClient) -> None:
+    """GET routes read in several statements (domains, then their backing). A domain moved to
+    a host with more pnodes between two of them must not mix the old host's shape with the new
+    host's rows (it did: an IndexError, a 500, under the load test)."""
+    one = pg_client.post("/v1/hosts", json=host_body("one", n=1, memory_mib=1 << 15)).json()
+    two = pg_client.post("/v1/hosts", json=host_body("two", n=2, memory_mib=1 << 15)).json()
+    d = pg_client.post("/v1/domains", json=domain_body("mover", [2048], host_id=one["id"])).json()
+    state = pg_client.app.state
+    with state.read_sessionmaker() as reader:
+        domain = core.load_domain(reader, d["id"])  # the request's first statement
+        with state.sessionmaker() as writer:  # a migration lands meanwhile (rows as it leaves them)
+            writer.execute(delete(Backing).where(Backing.domain_id == d["id"]))
+            writer.execute(update(Domain).where(Domain.id == d["id"]).values(host_id=two["id"]))
+            writer.add(Backing(domain_id=d["id"], vnode=0, host_id=two["id"], pnode=1, mib=2048))
+            writer.commit()
+        x, n_pnodes = core.backing_of(reader, [domain])[domain.id]
+    assert n_pnodes == 1 and x.tolist() == [[2048]]  # the domain as it was when the read began
