@@ -48,8 +48,10 @@ test: install system-deps
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check service tests bench migrations demo
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service
+	$(VENV)/bin/lint-imports
 
 # The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost.
 demo: install

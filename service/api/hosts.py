@@ -14,7 +14,6 @@ from service.api.etag import IfMatch, check_if_match, etag
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
-from service.api.validation import issues_to_errors
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.db import hosts as repo
@@ -22,6 +21,7 @@ from service.db.audit import record_event
 from service.db.models import Host, Pnode
 from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
+from service.errors import issues_to_errors
 from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import (

@@ -1,7 +1,8 @@
 """RFC 9457 problem details for every error the service returns.
 
-Routers raise `ProblemError` subclasses; handlers here turn those, FastAPI's validation errors,
-Starlette's HTTP errors and anything unexpected into `application/problem+json`. The catch-all hides
+Core and routers raise `service.errors.ServiceError` subclasses; handlers here turn those,
+FastAPI's validation errors, Starlette's HTTP errors and anything unexpected into
+`application/problem+json`. The catch-all hides
 internals: a 500 says only that something failed and which request id to look for in the logs.
 """
 
@@ -22,75 +23,44 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db.pagination import BadCursor
+from service.errors import (
+    Conflict,
+    Forbidden,
+    Infeasible,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger("numa_balloon")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "/problems/"
 
-
-class ProblemError(Exception):
-    """An error with a stable problem type; `extra` members are added to the problem body."""
-
-    status = 400
-    slug = "bad-request"
-    title = "Bad request"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        errors: Sequence[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = list(errors) if errors is not None else None
-        self.headers = headers or {}
-        self.extra = extra
-
-
-class Unauthorized(ProblemError):
-    status, slug, title = 401, "unauthorized", "Missing or invalid bearer token"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="numa-balloon"'})
-
-
-class Forbidden(ProblemError):
-    status, slug, title = 403, "forbidden", "This token may not use this resource"
-
-
-class NotFound(ProblemError):
-    status, slug, title = 404, "not-found", "No such resource"
-
-
-class Conflict(ProblemError):
-    status, slug, title = 409, "conflict", "The request conflicts with the current state"
-
-
-class Infeasible(ProblemError):
-    status, slug, title = 409, "infeasible", "Not enough memory to do that"
-
-
-class PreconditionFailed(ProblemError):
-    status, slug, title = 412, "precondition-failed", "If-Match does not match the current version"
-
-
-class PayloadTooLarge(ProblemError):
-    status, slug, title = 413, "payload-too-large", "Request body too large"
-
-
-class InvalidInput(ProblemError):
-    status, slug, title = 422, "validation-error", "The request is not valid"
-
-
-class ServiceUnavailable(ProblemError):
-    status, slug, title = 503, "unavailable", "The database is unavailable; retry later"
-
-    def __init__(self, detail: str, retry_after_s: int = 2) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+# Re-exported for the routers: the vocabulary lives in service.errors.
+__all__ = [
+    "PROBLEM_JSON",
+    "Conflict",
+    "Forbidden",
+    "Infeasible",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "install_problem_handlers",
+    "problem_response",
+    "responses",
+]
 
 
 def problem_body(
@@ -178,8 +148,8 @@ _STATUS_SLUGS = {
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _problem(request: Request, exc: ServiceError) -> JSONResponse:
         return problem_response(
             exc.status,
             exc.slug,

@@ -17,8 +17,6 @@ from numpy.typing import NDArray
 from sqlalchemy import Integer, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 
-from service.api.problems import Conflict, Infeasible, InvalidInput, NotFound
-from service.api.validation import issues_to_errors
 from service.core.balloon import enqueue_pool_changes
 from service.db.audit import add_event, record_event
 from service.db.base import utcnow
@@ -42,6 +40,7 @@ from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
 from service.engine.place import HostArrays, Placement, place, rank_hosts
 from service.engine.topology import VirtualTopology, virtual_from_lists
+from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.domains import DomainCreate, TargetPut
 
 I64 = NDArray[np.int64]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.api.problems import Conflict
 from service.db.models import Domain
+from service.errors import Conflict
 from service.exports import ExportDomain, ExportError, ExportVnode, export
 
 

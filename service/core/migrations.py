@@ -26,7 +26,6 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from service.api.problems import Conflict, InvalidInput, NotFound
 from service.core.balloon import enqueue_pool_changes
 from service.core.domains import check_fits, set_backing, topology_of
 from service.db.audit import record_event
@@ -41,6 +40,7 @@ from service.db.state import (
     write_backing,
 )
 from service.engine.migration import MigrationPlan, plan_migration
+from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas.migrations import (
     ClaimOut,
     MigrationOut,

@@ -7,12 +7,12 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.api.problems import NotFound
 from service.core.domains import commit_accounting, set_backing, topology_of
 from service.db.audit import record_event
 from service.db.models import Step
 from service.db.state import HostState, load_host_state
 from service.engine.rebalance import RebalancePlan, plan_rebalance
+from service.errors import NotFound
 from service.schemas.migrations import BlockMoveOut, RebalanceOut, RebalanceRequest
 
 

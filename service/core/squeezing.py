@@ -9,8 +9,6 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api.problems import Infeasible, InvalidInput, NotFound
-from service.api.validation import issues_to_errors
 from service.core.balloon import (
     actual_total,
     is_active,
@@ -26,6 +24,7 @@ from service.db.state import I64, HostState, load_host_state, write_domain_targe
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
 from service.engine.template import worst_case_template
+from service.errors import Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.squeeze import (
     SqueezedDomain,
     SqueezeRequest,

@@ -177,8 +177,7 @@ def _chunks(delta: I64, level0: I64) -> _Chunks:
     """Chunks of a signed (V, P) change applied vnode by vnode, pnode by pnode."""
     before = level0[:, None] + np.cumsum(delta, axis=1) - delta
     v, p = np.nonzero(delta)
-    return _Chunks(v.astype(np.int64), p.astype(np.int64), before[v, p],
-                   before[v, p] + delta[v, p])
+    return _Chunks(v.astype(np.int64), p.astype(np.int64), before[v, p], before[v, p] + delta[v, p])
 
 
 def _split_blocks(c: _Chunks, block: int) -> tuple[I64, I64, I64, I64, NDArray[np.bool_]]:
@@ -189,8 +188,9 @@ def _split_blocks(c: _Chunks, block: int) -> tuple[I64, I64, I64, I64, NDArray[n
     """
     a, b = c.start, c.end
     shrink = b < a
-    mid = np.where(shrink, np.minimum(a, -(-b // block) * block),
-                   np.minimum(b, -(-a // block) * block))
+    mid = np.where(
+        shrink, np.minimum(a, -(-b // block) * block), np.minimum(b, -(-a // block) * block)
+    )
     # first half: unplug (shrink) or balloon (grow); second: balloon (shrink) or plug (grow)
     s0, e0, s1, e1 = a, mid, mid, b
     blk0, blk1 = shrink, ~shrink
@@ -207,18 +207,39 @@ def _split_blocks(c: _Chunks, block: int) -> tuple[I64, I64, I64, I64, NDArray[n
     return vv[keep], pp[keep], ss[keep], ee[keep], bb[keep]
 
 
-def _infeasible(reason: str, strategy: Strategy, backing_src: I64, home_src: I64, pd: int,
-                target_before: int, d_before: float, r_before: float, block: int) -> MigrationPlan:
+def _infeasible(
+    reason: str,
+    strategy: Strategy,
+    backing_src: I64,
+    home_src: I64,
+    pd: int,
+    target_before: int,
+    d_before: float,
+    r_before: float,
+    block: int,
+) -> MigrationPlan:
     v = backing_src.shape[0]
     empty = np.zeros((v, pd), dtype=np.int64)
     return MigrationPlan(
-        feasible=False, reason=reason, strategy=strategy, mapping_before=home_src,
-        mapping_after=np.zeros(v, dtype=np.int64), backing_before=backing_src,
-        backing_after=empty, claims_mib=np.zeros(pd, dtype=np.int64),
-        target_before_mib=target_before, target_after_mib=0, steps=(), moved_mib=0,
-        distortion_before=d_before, distortion_after=0.0, remote_fraction_before=r_before,
-        remote_fraction_after=0.0, carried_mib=np.zeros(v, dtype=np.int64),
-        backing_carried_mib=empty, block_mib=block,
+        feasible=False,
+        reason=reason,
+        strategy=strategy,
+        mapping_before=home_src,
+        mapping_after=np.zeros(v, dtype=np.int64),
+        backing_before=backing_src,
+        backing_after=empty,
+        claims_mib=np.zeros(pd, dtype=np.int64),
+        target_before_mib=target_before,
+        target_after_mib=0,
+        steps=(),
+        moved_mib=0,
+        distortion_before=d_before,
+        distortion_after=0.0,
+        remote_fraction_before=r_before,
+        remote_fraction_after=0.0,
+        carried_mib=np.zeros(v, dtype=np.int64),
+        backing_carried_mib=empty,
+        block_mib=block,
     )
 
 
@@ -260,11 +281,21 @@ def plan_migration(
     ps, pd = pds.shape[0], pdd.shape[0]
     if v == 0 or ps == 0 or pd == 0:
         raise InputError("need at least one vnode and one pnode on each host")
-    if (cw.shape != (v,) or vd.shape != (v, v) or xs.shape != (v, ps) or hs.shape != (v,)
-            or pds.shape != (ps, ps) or free.shape != (pd,) or cpus.shape != (pd,)
-            or pdd.shape != (pd, pd) or load.shape != (pd,)):
-        raise InputError("inconsistent shapes: size/vcpus/home (V,), vdist (V,V), backing_src "
-                         "(V,Ps), pdist_src (Ps,Ps), free/cpus/load_dst (Pd,), pdist_dst (Pd,Pd)")
+    if (
+        cw.shape != (v,)
+        or vd.shape != (v, v)
+        or xs.shape != (v, ps)
+        or hs.shape != (v,)
+        or pds.shape != (ps, ps)
+        or free.shape != (pd,)
+        or cpus.shape != (pd,)
+        or pdd.shape != (pd, pd)
+        or load.shape != (pd,)
+    ):
+        raise InputError(
+            "inconsistent shapes: size/vcpus/home (V,), vdist (V,V), backing_src "
+            "(V,Ps), pdist_src (Ps,Ps), free/cpus/load_dst (Pd,), pdist_dst (Pd,Pd)"
+        )
     if strategy not in ("rebalance", "replug"):
         raise InputError(f"unknown strategy {strategy!r}")
     if policy not in POLICIES:
@@ -288,8 +319,9 @@ def plan_migration(
         return _infeasible(reason, strategy, xs, hs, pd, target_before, d_before, r_before, block)
 
     if not dmin <= target_before <= dmax:
-        return fail(f"source target {target_before} MiB is outside dynamic range "
-                    f"[{dmin}, {dmax}] MiB")
+        return fail(
+            f"source target {target_before} MiB is outside dynamic range [{dmin}, {dmax}] MiB"
+        )
     free_pos = np.maximum(free, 0)
     can_back = min(int(size.sum()), int(free_pos.sum()))
     target_after = min(target_before, can_back)
@@ -303,9 +335,18 @@ def plan_migration(
     placement = place(demand[0], cw, vd, free_pos, cpus, pdd, load)
     home_dst = placement.mapping.astype(np.int64)
     try:
-        xa = distribute(target_after, size, free_pos, home_dst, vd, pdd, cast(Policy, policy),
-                        explicit_targets_mib=t_before if policy == "explicit" else None,
-                        block_mib=block, vcpu_weight=cw)
+        xa = distribute(
+            target_after,
+            size,
+            free_pos,
+            home_dst,
+            vd,
+            pdd,
+            cast(Policy, policy),
+            explicit_targets_mib=t_before if policy == "explicit" else None,
+            block_mib=block,
+            vcpu_weight=cw,
+        )
     except InfeasibleError as e:  # cannot happen with target_after <= can_back; be explicit
         return fail(e.reason)
     t_after = xa.sum(axis=1)
@@ -331,8 +372,10 @@ def plan_migration(
     sp_spare, sp_slot = alloc[:, :pd], alloc[:, pd:]
     slot_total = int(sp_slot.sum())
     if slot_total > target_after - dmin:
-        return fail(f"destination lacks {slot_total - (target_after - dmin)} MiB of room to "
-                    f"re-pool without going below dynamic_min {dmin} MiB")
+        return fail(
+            f"destination lacks {slot_total - (target_after - dmin)} MiB of room to "
+            f"re-pool without going below dynamic_min {dmin} MiB"
+        )
     x_carried = x_sub + sp_spare + sp_slot
     claims = xa.sum(axis=0) + sp_spare.sum(axis=0)
 
@@ -342,8 +385,9 @@ def plan_migration(
     grow_a = np.clip(room[None, :] - before, 0, grow_need)
     grow_c = grow_need - grow_a
 
-    topo = VirtualTopology(size_mib=size, vcpu_vnode=np.repeat(np.arange(v), cw),
-                           distances=vd, block_mib=block)
+    topo = VirtualTopology(
+        size_mib=size, vcpu_vnode=np.repeat(np.arange(v), cw), distances=vd, block_mib=block
+    )
     steps: list[PlanStep] = []
 
     def emit(phase: Phase, host: Host, c: _Chunks) -> None:
@@ -355,30 +399,61 @@ def plan_migration(
             lo, hi = sorted((int(nb_s[i]), int(nb_e[i])))
             op: Op = ("plug" if e > s else "unplug") if isblk[i] else "balloon"
             ranges = tuple(topo.block_pfn_ranges(vn, lo, hi - lo)) if isblk[i] else ()
-            steps.append(PlanStep(len(steps), phase, op, host, vn, int(pp[i]), abs(e - s),
-                                  ranges, e))
+            steps.append(
+                PlanStep(len(steps), phase, op, host, vn, int(pp[i]), abs(e - s), ranges, e)
+            )
 
     for p in np.flatnonzero(claims > 0).tolist():
-        steps.append(PlanStep(len(steps), "claim", "claim", "destination", None, int(p),
-                              int(claims[p]), (), None))
+        steps.append(
+            PlanStep(
+                len(steps), "claim", "claim", "destination", None, int(p), int(claims[p]), (), None
+            )
+        )
     emit("prepare", "source", _chunks(x_mid_src - xs, t_before))
-    steps.append(PlanStep(len(steps), "migrate", "migrate", "source", None, None,
-                          int(t_mid.sum()), (), int(t_mid.sum())))
+    steps.append(
+        PlanStep(
+            len(steps),
+            "migrate",
+            "migrate",
+            "source",
+            None,
+            None,
+            int(t_mid.sum()),
+            (),
+            int(t_mid.sum()),
+        )
+    )
     level = t_mid
     for delta in (grow_a, -(sp_spare + sp_slot), grow_c):
         emit("settle", "destination", _chunks(delta, level))
         level = level + delta.sum(axis=1)
     left_src = x_mid_src.sum(axis=0)
     for p in np.flatnonzero(xs.sum(axis=0) > 0).tolist():
-        steps.append(PlanStep(len(steps), "release", "release", "source", None, int(p),
-                              int(left_src[p]), (), None))
+        steps.append(
+            PlanStep(
+                len(steps), "release", "release", "source", None, int(p), int(left_src[p]), (), None
+            )
+        )
 
     moved = sum(s.mib for s in steps if s.op in ("balloon", "plug", "unplug"))
     return MigrationPlan(
-        feasible=True, reason="", strategy=strategy, mapping_before=hs, mapping_after=home_dst,
-        backing_before=xs, backing_after=xa, claims_mib=claims, target_before_mib=target_before,
-        target_after_mib=target_after, steps=tuple(steps), moved_mib=int(moved),
-        distortion_before=d_before, distortion_after=distortion(xa, vd, pdd, home_dst, cw),
-        remote_fraction_before=r_before, remote_fraction_after=remote_fraction(xa, home_dst),
-        carried_mib=t_mid, backing_carried_mib=x_carried, block_mib=block,
+        feasible=True,
+        reason="",
+        strategy=strategy,
+        mapping_before=hs,
+        mapping_after=home_dst,
+        backing_before=xs,
+        backing_after=xa,
+        claims_mib=claims,
+        target_before_mib=target_before,
+        target_after_mib=target_after,
+        steps=tuple(steps),
+        moved_mib=int(moved),
+        distortion_before=d_before,
+        distortion_after=distortion(xa, vd, pdd, home_dst, cw),
+        remote_fraction_before=r_before,
+        remote_fraction_after=remote_fraction(xa, home_dst),
+        carried_mib=t_mid,
+        backing_carried_mib=x_carried,
+        block_mib=block,
     )

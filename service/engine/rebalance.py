@@ -119,11 +119,19 @@ def plan_rebalance(
     pd = int_array(pdist, "pdist", 2)
     free0 = int_array(free_mib, "free_mib", 1)
     d, v, p = x0.shape
-    if (size.shape != (d, v) or vd.shape != (d, v, v) or cw.shape != (d, v)
-            or hm.shape != (d, v) or blk.shape != (d,) or pd.shape != (p, p)
-            or free0.shape != (p,)):
-        raise InputError("inconsistent shapes: backing (D,V,P), size/vcpus/home (D,V), "
-                         "vdist (D,V,V), block (D,), pdist (P,P), free (P,)")
+    if (
+        size.shape != (d, v)
+        or vd.shape != (d, v, v)
+        or cw.shape != (d, v)
+        or hm.shape != (d, v)
+        or blk.shape != (d,)
+        or pd.shape != (p, p)
+        or free0.shape != (p,)
+    ):
+        raise InputError(
+            "inconsistent shapes: backing (D,V,P), size/vcpus/home (D,V), "
+            "vdist (D,V,V), block (D,), pdist (P,P), free (P,)"
+        )
     if (x0 < 0).any() or (cw < 0).any() or (blk <= 0).any() or (size < 0).any():
         raise InputError("backing, vcpus, sizes must be non-negative and blocks positive")
     if (x0.sum(axis=2) > size).any():
@@ -150,26 +158,35 @@ def plan_rebalance(
         t = x.sum(axis=2)
         src_ok = (x >= b3) & okd
         vroom = (size - t >= blk[:, None])[:, :, None]  # (D, V, 1)
-        proom = (free[None, None, :] >= b3)  # (D, 1, P)
+        proom = free[None, None, :] >= b3  # (D, 1, P)
         src_c = np.where(src_ok, cost, neg)
         # (a) same vnode, other pnode: per (d, u) row
         tgt_a = np.where(proom, cost, pos)
         ia_s, ia_t = src_c.argmax(axis=2), tgt_a.argmin(axis=2)  # (D, V)
-        ga = np.take_along_axis(src_c, ia_s[:, :, None], 2)[:, :, 0] - np.take_along_axis(
-            tgt_a, ia_t[:, :, None], 2)[:, :, 0]
+        ga = (
+            np.take_along_axis(src_c, ia_s[:, :, None], 2)[:, :, 0]
+            - np.take_along_axis(tgt_a, ia_t[:, :, None], 2)[:, :, 0]
+        )
         # (b) same pnode, other vnode: per (d, p) column
         tgt_b = np.where(vroom, cost, pos)
         ib_s, ib_t = src_c.argmax(axis=1), tgt_b.argmin(axis=1)  # (D, P)
-        gb = np.take_along_axis(src_c, ib_s[:, None, :], 1)[:, 0, :] - np.take_along_axis(
-            tgt_b, ib_t[:, None, :], 1)[:, 0, :]
+        gb = (
+            np.take_along_axis(src_c, ib_s[:, None, :], 1)[:, 0, :]
+            - np.take_along_axis(tgt_b, ib_t[:, None, :], 1)[:, 0, :]
+        )
         # (c) both change (relaxed): global per domain
         tgt_c = np.where(vroom & proom, cost, pos).reshape(d, v * p)
         flat_s = src_c.reshape(d, v * p)
         ic_s, ic_t = flat_s.argmax(axis=1), tgt_c.argmin(axis=1)
         gc = flat_s[didx, ic_s] - tgt_c[didx, ic_t]
-        best = np.stack([np.nanmax(np.where(np.isfinite(ga), ga, neg), axis=1),
-                         np.nanmax(np.where(np.isfinite(gb), gb, neg), axis=1),
-                         np.where(np.isfinite(gc), gc, neg)], axis=1)  # (D, 3)
+        best = np.stack(
+            [
+                np.nanmax(np.where(np.isfinite(ga), ga, neg), axis=1),
+                np.nanmax(np.where(np.isfinite(gb), gb, neg), axis=1),
+                np.where(np.isfinite(gc), gc, neg),
+            ],
+            axis=1,
+        )  # (D, 3)
         # Host objective gain per MiB: every domain's cost is already per MiB of the host.
         k = int(np.argmax(best))
         dom, kind = divmod(k, 3)
@@ -206,5 +223,6 @@ def plan_rebalance(
         budget -= mib
         moves.append(BlockMove(dom, fu, fp, tu, tp, mib, out_r, in_r))
     after = _host_figures(x, vd, pd, hm, cw)
-    return RebalancePlan(tuple(moves), sum(m.mib for m in moves), before[0], after[0],
-                         before[1], after[1], x)
+    return RebalancePlan(
+        tuple(moves), sum(m.mib for m in moves), before[0], after[0], before[1], after[1], x
+    )

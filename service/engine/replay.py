@@ -51,9 +51,7 @@ class ReplayTrace:
     final_backing_mib: I64  # (V, Pd)
 
 
-def _blocks(
-    step: PlanStep, span: tuple[int, int], block_pages: int, seq: int
-) -> set[int]:
+def _blocks(step: PlanStep, span: tuple[int, int], block_pages: int, seq: int) -> set[int]:
     """Block indices (within the vnode) named by a step's PFN ranges; each must be aligned."""
     base, end = span
     out: set[int] = set()
@@ -126,11 +124,11 @@ def replay(
             if any(dst[v][p] < 0 for v in range(nv)):
                 raise ReplayError(seq, f"negative destination backing on pnode {p}")
             if claims[p] + oth_d[p] > cap_d[p]:
-                raise ReplayError(seq, f"destination pnode {p}: claims {claims[p]} + "
-                                       f"{oth_d[p]} > {cap_d[p]}")
+                raise ReplayError(
+                    seq, f"destination pnode {p}: claims {claims[p]} + {oth_d[p]} > {cap_d[p]}"
+                )
             if use > claims[p]:
-                raise ReplayError(seq, f"destination pnode {p}: backing {use} > claim "
-                                       f"{claims[p]}")
+                raise ReplayError(seq, f"destination pnode {p}: backing {use} > claim {claims[p]}")
             peak_d[p] = max(peak_d[p], use)
         if not migrated:
             for v in range(nv):
@@ -190,14 +188,16 @@ def replay(
                 raise ReplayError(seq, f"vnode {v} pool {new} outside 0..{size[v]}")
             ob, nb = -(-old // block), -(-new // block)
             want = set(range(min(ob, nb), max(ob, nb)))
-            named = _blocks(st, (starts[v], starts[v] + size[v] * PAGES_PER_MIB),
-                            block_pages, seq)
+            named = _blocks(st, (starts[v], starts[v] + size[v] * PAGES_PER_MIB), block_pages, seq)
             expect_op = "balloon" if ob == nb else ("plug" if nb > ob else "unplug")
             if st.op != expect_op:
                 raise ReplayError(seq, f"{st.op} changes plugged blocks {ob}->{nb}")
             if named != want:
-                raise ReplayError(seq, f"PFN ranges name blocks {sorted(named)[:4]}..., "
-                                       f"expected {sorted(want)[:4]}...")
+                raise ReplayError(
+                    seq,
+                    f"PFN ranges name blocks {sorted(named)[:4]}..., "
+                    f"expected {sorted(want)[:4]}...",
+                )
         else:
             raise ReplayError(seq, f"unknown op {st.op}")
         check_state(seq)

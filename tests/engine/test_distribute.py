@@ -9,8 +9,7 @@ from service.engine import InfeasibleError, InputError, distribute, distribute_m
 from tests.engine.gen import DomainCase, domain_cases
 from tests.engine.reference import ref_distribute
 
-FAST = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DETERMINISTIC = ("proportional", "round-robin", "nearest")
 
 
@@ -35,12 +34,31 @@ def test_deterministic_policies_keep_invariants_and_match_reference(
     mf = _max_feasible(c)
     target = int(mf * frac)
     cur = c.current if use_current else None
-    x = distribute(target, c.size, c.headroom, c.home, c.vdist, c.pdist, policy,  # type: ignore[arg-type]
-                   current_mib=cur, block_mib=c.block, vcpu_weight=c.weight)
+    x = distribute(
+        target,
+        c.size,
+        c.headroom,
+        c.home,
+        c.vdist,
+        c.pdist,
+        policy,  # type: ignore[arg-type]
+        current_mib=cur,
+        block_mib=c.block,
+        vcpu_weight=c.weight,
+    )
     _check_invariants(x, target, c)
-    ref = ref_distribute(target, c.size.tolist(), c.headroom.tolist(), c.home.tolist(),
-                         c.vdist.tolist(), c.pdist.tolist(), policy,
-                         None if cur is None else cur.tolist(), c.block, c.weight.tolist())
+    ref = ref_distribute(
+        target,
+        c.size.tolist(),
+        c.headroom.tolist(),
+        c.home.tolist(),
+        c.vdist.tolist(),
+        c.pdist.tolist(),
+        policy,
+        None if cur is None else cur.tolist(),
+        c.block,
+        c.weight.tolist(),
+    )
     assert x.tolist() == ref
 
 
@@ -57,13 +75,32 @@ def test_infeasible_error_reports_the_true_maximum(c: DomainCase, policy: str) -
     else:
         target = mf + 1
     with pytest.raises(InfeasibleError) as ei:
-        distribute(target, c.size, c.headroom, c.home, c.vdist, c.pdist, policy,  # type: ignore[arg-type]
-                   explicit_targets_mib=explicit, block_mib=c.block, vcpu_weight=c.weight)
+        distribute(
+            target,
+            c.size,
+            c.headroom,
+            c.home,
+            c.vdist,
+            c.pdist,
+            policy,  # type: ignore[arg-type]
+            explicit_targets_mib=explicit,
+            block_mib=c.block,
+            vcpu_weight=c.weight,
+        )
     assert ei.value.max_feasible_mib == mf
     if policy == "explicit":
         return
-    x = distribute(mf, c.size, c.headroom, c.home, c.vdist, c.pdist, policy,  # type: ignore[arg-type]
-                   block_mib=c.block, vcpu_weight=c.weight)
+    x = distribute(
+        mf,
+        c.size,
+        c.headroom,
+        c.home,
+        c.vdist,
+        c.pdist,
+        policy,  # type: ignore[arg-type]
+        block_mib=c.block,
+        vcpu_weight=c.weight,
+    )
     _check_invariants(x, mf, c)
 
 
@@ -75,11 +112,13 @@ def test_faithful_keeps_invariants_and_is_no_worse_than_proportional(
     from service.engine import distortion
 
     target = int(_max_feasible(c) * frac)
-    x = distribute(target, c.size, c.headroom, c.home, c.vdist, c.pdist, "faithful",
-                   vcpu_weight=c.weight)
+    x = distribute(
+        target, c.size, c.headroom, c.home, c.vdist, c.pdist, "faithful", vcpu_weight=c.weight
+    )
     _check_invariants(x, target, c)
-    y = distribute(target, c.size, c.headroom, c.home, c.vdist, c.pdist, "proportional",
-                   vcpu_weight=c.weight)
+    y = distribute(
+        target, c.size, c.headroom, c.home, c.vdist, c.pdist, "proportional", vcpu_weight=c.weight
+    )
     args = (c.vdist, c.pdist, c.home, c.weight)
     assert distortion(x, *args) <= distortion(y, *args) + 1e-6
 
@@ -92,15 +131,29 @@ def test_explicit_targets_are_backed_exactly(c: DomainCase, data: st.DataObject)
     t = (rng.random(c.size.size) * (c.size + 1)).astype(np.int64)
     while t.sum() > mf:
         t //= 2
-    x = distribute(int(t.sum()), c.size, c.headroom, c.home, c.vdist, c.pdist, "explicit",
-                   explicit_targets_mib=t, vcpu_weight=c.weight)
+    x = distribute(
+        int(t.sum()),
+        c.size,
+        c.headroom,
+        c.home,
+        c.vdist,
+        c.pdist,
+        "explicit",
+        explicit_targets_mib=t,
+        vcpu_weight=c.weight,
+    )
     _check_invariants(x, int(t.sum()), c)
     assert x.sum(axis=1).tolist() == t.tolist()
 
 
 def test_explicit_rejects_wrong_sum_and_oversized_pool() -> None:
-    args = (np.array([256, 256]), np.array([1024]), np.array([0, 0]),
-            np.array([[10, 20], [20, 10]]), np.array([[10]]))
+    args = (
+        np.array([256, 256]),
+        np.array([1024]),
+        np.array([0, 0]),
+        np.array([[10, 20], [20, 10]]),
+        np.array([[10]]),
+    )
     with pytest.raises(InputError):
         distribute(300, *args, "explicit", explicit_targets_mib=np.array([100, 100]))
     with pytest.raises(InputError):
@@ -109,21 +162,38 @@ def test_explicit_rejects_wrong_sum_and_oversized_pool() -> None:
 
 def test_home_first_then_nearest_pnode() -> None:
     pdist = np.array([[10, 20, 30], [20, 10, 20], [30, 20, 10]])
-    x = distribute(1024, np.array([1024]), np.array([256, 512, 4096]), np.array([0]),
-                   np.array([[10]]), pdist, "proportional")
+    x = distribute(
+        1024,
+        np.array([1024]),
+        np.array([256, 512, 4096]),
+        np.array([0]),
+        np.array([[10]]),
+        pdist,
+        "proportional",
+    )
     assert x.tolist() == [[256, 512, 256]]
 
 
 def test_proportional_uses_largest_remainder() -> None:
     pd = np.array([[10]])
-    x = distribute(1000, np.array([1024, 1024, 1024]), np.array([10000]), np.zeros(3, np.int64),
-                   np.full((3, 3), 20) - 10 * np.eye(3, dtype=np.int64), pd, "proportional")
+    x = distribute(
+        1000,
+        np.array([1024, 1024, 1024]),
+        np.array([10000]),
+        np.zeros(3, np.int64),
+        np.full((3, 3), 20) - 10 * np.eye(3, dtype=np.int64),
+        pd,
+        "proportional",
+    )
     assert x[:, 0].tolist() == [334, 333, 333]
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(domain_cases(max_v=8, max_p=8), min_size=1, max_size=6),
-       st.sampled_from(DETERMINISTIC), st.floats(0, 1))
+@given(
+    st.lists(domain_cases(max_v=8, max_p=8), min_size=1, max_size=6),
+    st.sampled_from(DETERMINISTIC),
+    st.floats(0, 1),
+)
 def test_distribute_many_matches_single_domain_calls(
     cases: list[DomainCase], policy: str, frac: float
 ) -> None:
@@ -144,33 +214,66 @@ def test_distribute_many_matches_single_domain_calls(
         size[i, :k], home[i, :k], vd[i, :k, :k], w[i, :k] = c.size, c.home, c.vdist, c.weight
         cur[i, :k] = c.current
         targets.append(int(_max_feasible(c) * frac))
-    out = distribute_many(np.array(targets), size, head, home, vd, cases[0].pdist, policy,  # type: ignore[arg-type]
-                          current_mib=cur, block_mib=blocks, vcpu_weight=w)
+    out = distribute_many(
+        np.array(targets),
+        size,
+        head,
+        home,
+        vd,
+        cases[0].pdist,
+        policy,  # type: ignore[arg-type]
+        current_mib=cur,
+        block_mib=blocks,
+        vcpu_weight=w,
+    )
     for i, c in enumerate(cases):
         k = c.size.size
-        one = distribute(targets[i], c.size, c.headroom, c.home, c.vdist, cases[0].pdist,
-                         policy, current_mib=c.current, block_mib=c.block,  # type: ignore[arg-type]
-                         vcpu_weight=c.weight)
+        one = distribute(
+            targets[i],
+            c.size,
+            c.headroom,
+            c.home,
+            c.vdist,
+            cases[0].pdist,
+            policy,
+            current_mib=c.current,
+            block_mib=c.block,  # type: ignore[arg-type]
+            vcpu_weight=c.weight,
+        )
         assert out[i, :k].tolist() == one.tolist()
         assert not out[i, k:].any()
 
 
 def test_distribute_many_reports_every_infeasible_domain() -> None:
     with pytest.raises(InfeasibleError) as ei:
-        distribute_many(np.array([100, 5000, 6000]), np.full((3, 1), 4096),
-                        np.full((3, 1), 4096), np.zeros((3, 1), np.int64),
-                        np.full((3, 1, 1), 10), np.array([[10]]))
+        distribute_many(
+            np.array([100, 5000, 6000]),
+            np.full((3, 1), 4096),
+            np.full((3, 1), 4096),
+            np.zeros((3, 1), np.int64),
+            np.full((3, 1, 1), 10),
+            np.array([[10]]),
+        )
     assert ei.value.domains == (1, 2)
     assert ei.value.max_feasible_mib == 4096
 
 
 def test_bad_inputs_raise_input_error() -> None:
     with pytest.raises(InputError):
-        distribute(10, np.array([1.5]), np.array([10]), np.array([0]), np.array([[10]]),
-                   np.array([[10]]))
+        distribute(
+            10, np.array([1.5]), np.array([10]), np.array([0]), np.array([[10]]), np.array([[10]])
+        )
     with pytest.raises(InputError):
-        distribute(10, np.array([128]), np.array([10]), np.array([3]), np.array([[10]]),
-                   np.array([[10]]))
+        distribute(
+            10, np.array([128]), np.array([10]), np.array([3]), np.array([[10]]), np.array([[10]])
+        )
     with pytest.raises(InputError):
-        distribute(10, np.array([128]), np.array([10]), np.array([0]), np.array([[10]]),
-                   np.array([[10]]), "magic")  # type: ignore[arg-type]
+        distribute(
+            10,
+            np.array([128]),
+            np.array([10]),
+            np.array([0]),
+            np.array([[10]]),
+            np.array([[10]]),
+            "magic",
+        )  # type: ignore[arg-type]

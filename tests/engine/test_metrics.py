@@ -7,8 +7,9 @@ from service.engine import distortion, distortion_many, remote_fraction
 from tests.engine.gen import DomainCase, domain_cases
 
 
-def _slow_distortion(x: np.ndarray, vd: np.ndarray, pd: np.ndarray, home: np.ndarray,
-                     cw: np.ndarray) -> float:
+def _slow_distortion(
+    x: np.ndarray, vd: np.ndarray, pd: np.ndarray, home: np.ndarray, cw: np.ndarray
+) -> float:
     num = 0.0
     for a in range(vd.shape[0]):
         for u in range(vd.shape[0]):

@@ -32,23 +32,49 @@ def _seed_guest() -> dict[str, Any]:
     size = np.full(16, 1024, dtype=np.int64)
     cw = np.ones(16, dtype=np.int64)
     cw[0] = 17
-    xs = distribute(8 * 1024, size, np.array([64 * 1024]), np.zeros(16, dtype=np.int64), vdist,
-                    np.array([[10]]), "faithful", vcpu_weight=cw)
-    return dict(size_mib=size, vcpus_per_vnode=cw, vdist=vdist, block_mib=128,
-                dynamic_max_mib=16 * 1024, backing_src=xs, home_src=np.zeros(16, dtype=np.int64),
-                pdist_src=np.array([[10]]))
+    xs = distribute(
+        8 * 1024,
+        size,
+        np.array([64 * 1024]),
+        np.zeros(16, dtype=np.int64),
+        vdist,
+        np.array([[10]]),
+        "faithful",
+        vcpu_weight=cw,
+    )
+    return dict(
+        size_mib=size,
+        vcpus_per_vnode=cw,
+        vdist=vdist,
+        block_mib=128,
+        dynamic_max_mib=16 * 1024,
+        backing_src=xs,
+        home_src=np.zeros(16, dtype=np.int64),
+        pdist_src=np.array([[10]]),
+    )
 
 
 def _to_16_node(free: I64, **kw: Any) -> MigrationPlan:
-    return plan_migration(**_seed_guest(), free_dst_mib=free, cpus_dst=np.full(16, 4),
-                          pdist_dst=_snc_slit(), load_vcpus_dst=np.zeros(16, dtype=np.int64),
-                          **kw)
+    return plan_migration(
+        **_seed_guest(),
+        free_dst_mib=free,
+        cpus_dst=np.full(16, 4),
+        pdist_dst=_snc_slit(),
+        load_vcpus_dst=np.zeros(16, dtype=np.int64),
+        **kw,
+    )
 
 
 def _replay_16(plan: MigrationPlan, dmin: int, free: I64) -> None:
-    replay(plan, size_mib=np.full(16, 1024), dynamic_min_mib=dmin, capacity_src_mib=[65536],
-           used_src_other_mib=[0], capacity_dst_mib=free + 100,
-           used_dst_other_mib=np.full(16, 100))
+    replay(
+        plan,
+        size_mib=np.full(16, 1024),
+        dynamic_min_mib=dmin,
+        capacity_src_mib=[65536],
+        used_src_other_mib=[0],
+        capacity_dst_mib=free + 100,
+        used_dst_other_mib=np.full(16, 100),
+    )
 
 
 def test_seed_16_vnodes_1_node_to_16_node_host_refills_pools_to_match_distances() -> None:
@@ -119,18 +145,35 @@ def test_prepare_never_below_dynamic_min_when_pools_do_not_overlap() -> None:
     """Pool 0 is full on the source, the destination wants pool 1 full: a transient surplus."""
     size = np.array([2048, 2048])
     free = np.array([0, 2560])  # 512 MiB spare beyond the final 2048 on pnode 1
-    kw: dict[str, Any] = dict(size_mib=size, vcpus_per_vnode=[1, 3], vdist=[[10, 40], [40, 10]],
-                              block_mib=128, dynamic_max_mib=4096, backing_src=[[2048], [0]],
-                              home_src=[0, 0], pdist_src=[[10]], free_dst_mib=free,
-                              cpus_dst=[4, 4], pdist_dst=[[10, 40], [40, 10]],
-                              load_vcpus_dst=[0, 0], policy="nearest")
+    kw: dict[str, Any] = dict(
+        size_mib=size,
+        vcpus_per_vnode=[1, 3],
+        vdist=[[10, 40], [40, 10]],
+        block_mib=128,
+        dynamic_max_mib=4096,
+        backing_src=[[2048], [0]],
+        home_src=[0, 0],
+        pdist_src=[[10]],
+        free_dst_mib=free,
+        cpus_dst=[4, 4],
+        pdist_dst=[[10, 40], [40, 10]],
+        load_vcpus_dst=[0, 0],
+        policy="nearest",
+    )
     plan = plan_migration(dynamic_min_mib=1024, **kw)
     assert plan.feasible, plan.reason
     assert plan.backing_after.sum(axis=1).tolist() == [0, 2048]
     assert plan.carried_mib.tolist() == [1024, 0]  # pool 0 carried above its final level 0
     assert plan.claims_mib.tolist() == [0, 2560]  # final 2048 + 512 of surplus in spare room
-    tr = replay(plan, size_mib=size, dynamic_min_mib=1024, capacity_src_mib=[2048],
-                used_src_other_mib=[0], capacity_dst_mib=free, used_dst_other_mib=[0, 0])
+    tr = replay(
+        plan,
+        size_mib=size,
+        dynamic_min_mib=1024,
+        capacity_src_mib=[2048],
+        used_src_other_mib=[0],
+        capacity_dst_mib=free,
+        used_dst_other_mib=[0, 0],
+    )
     assert tr.min_total_mib == 1024
     # Keeping 2048 MiB through the move would need room the destination does not have.
     plan = plan_migration(dynamic_min_mib=2048, **kw)
@@ -162,16 +205,32 @@ def _random_case(seed: int, tight: bool) -> tuple[dict[str, Any], dict[str, Any]
     policy = str(rng.choice(["faithful", "proportional", "nearest", "round-robin"]))
     strategy: Literal["rebalance", "replug"] = "replug" if rng.random() < 0.5 else "rebalance"
     boot = None if rng.random() < 0.5 else int(rng.integers(0, total + 1))
-    kw = dict(size_mib=size, vcpus_per_vnode=rng.integers(0, 5, size=v), vdist=slit(rng, v),
-              block_mib=block, dynamic_min_mib=dmin, dynamic_max_mib=int(size.sum()),
-              backing_src=xs, home_src=home_src, pdist_src=slit(rng, ps),
-              free_dst_mib=free.astype(np.int64), cpus_dst=rng.integers(1, 9, size=pd),
-              pdist_dst=slit(rng, pd), load_vcpus_dst=rng.integers(0, 9, size=pd),
-              policy=policy, strategy=strategy, boot_mib=boot)
-    env = dict(size_mib=size, dynamic_min_mib=dmin,
-               capacity_src_mib=xs.sum(axis=0) + other_s + rng.integers(0, 3, size=ps),
-               used_src_other_mib=other_s, capacity_dst_mib=free + other_d,
-               used_dst_other_mib=other_d)
+    kw = dict(
+        size_mib=size,
+        vcpus_per_vnode=rng.integers(0, 5, size=v),
+        vdist=slit(rng, v),
+        block_mib=block,
+        dynamic_min_mib=dmin,
+        dynamic_max_mib=int(size.sum()),
+        backing_src=xs,
+        home_src=home_src,
+        pdist_src=slit(rng, ps),
+        free_dst_mib=free.astype(np.int64),
+        cpus_dst=rng.integers(1, 9, size=pd),
+        pdist_dst=slit(rng, pd),
+        load_vcpus_dst=rng.integers(0, 9, size=pd),
+        policy=policy,
+        strategy=strategy,
+        boot_mib=boot,
+    )
+    env = dict(
+        size_mib=size,
+        dynamic_min_mib=dmin,
+        capacity_src_mib=xs.sum(axis=0) + other_s + rng.integers(0, 3, size=ps),
+        used_src_other_mib=other_s,
+        capacity_dst_mib=free + other_d,
+        used_dst_other_mib=other_d,
+    )
     return kw, env
 
 
@@ -189,9 +248,9 @@ def test_every_feasible_plan_replays_cleanly(seed: int, tight: bool) -> None:
     assert (xa >= 0).all() and (xa.sum(axis=1) <= size).all()
     assert int(xa.sum()) == plan.target_after_mib
     assert kw["dynamic_min_mib"] <= plan.target_after_mib <= plan.target_before_mib
-    assert plan.target_after_mib == min(plan.target_before_mib,
-                                        int(np.maximum(kw["free_dst_mib"], 0).sum()),
-                                        int(size.sum()))
+    assert plan.target_after_mib == min(
+        plan.target_before_mib, int(np.maximum(kw["free_dst_mib"], 0).sum()), int(size.sum())
+    )
     assert (plan.claims_mib >= trace.peak_dst_mib).all()
     assert (plan.claims_mib >= xa.sum(axis=0)).all()
     assert (plan.claims_mib <= np.maximum(kw["free_dst_mib"], 0)).all()

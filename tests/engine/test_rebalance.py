@@ -17,13 +17,26 @@ def test_vnode_0_on_far_pnode_comes_home_in_one_move() -> None:
     d2 = np.array([[10, 20], [20, 10]])
     x = np.array([[[0, 512], [0, 512]]])  # vnode 0's memory sits on pnode 1, far from its vCPUs
     plan = plan_rebalance(
-        backing_mib=x, size_mib=[[1024, 1024]], vdist=d2[None], vcpus_per_vnode=[[1, 1]],
-        home=[[0, 1]], block_mib=[128], pdist=d2, free_mib=[1024, 0], budget_mib=4096,
+        backing_mib=x,
+        size_mib=[[1024, 1024]],
+        vdist=d2[None],
+        vcpus_per_vnode=[[1, 1]],
+        home=[[0, 1]],
+        block_mib=[128],
+        pdist=d2,
+        free_mib=[1024, 0],
+        budget_mib=4096,
     )
     assert len(plan.moves) == 1
     m = plan.moves[0]
     assert (m.domain, m.from_vnode, m.from_pnode, m.to_vnode, m.to_pnode, m.mib) == (
-        0, 0, 1, 0, 0, 512)
+        0,
+        0,
+        1,
+        0,
+        0,
+        512,
+    )
     # Top 4 plugged 128 MiB blocks of vnode 0 (PFN 0..131072), ballooned down and up on pnode 0.
     step = 128 * PAGES_PER_MIB
     assert m.pfn_ranges == tuple((k * step, (k + 1) * step) for k in range(4))
@@ -36,9 +49,15 @@ def test_vnode_0_on_far_pnode_comes_home_in_one_move() -> None:
 def test_budget_limits_the_move_to_whole_blocks() -> None:
     d2 = np.array([[10, 20], [20, 10]])
     plan = plan_rebalance(
-        backing_mib=[[[0, 512], [0, 512]]], size_mib=[[1024, 1024]], vdist=d2[None],
-        vcpus_per_vnode=[[1, 1]], home=[[0, 1]], block_mib=[128], pdist=d2,
-        free_mib=[1024, 0], budget_mib=300,
+        backing_mib=[[[0, 512], [0, 512]]],
+        size_mib=[[1024, 1024]],
+        vdist=d2[None],
+        vcpus_per_vnode=[[1, 1]],
+        home=[[0, 1]],
+        block_mib=[128],
+        pdist=d2,
+        free_mib=[1024, 0],
+        budget_mib=300,
     )
     assert plan.moved_mib == 256
     assert plan.distortion_before > plan.distortion_after > 0
@@ -47,9 +66,15 @@ def test_budget_limits_the_move_to_whole_blocks() -> None:
 def test_no_room_means_no_move() -> None:
     d2 = np.array([[10, 20], [20, 10]])
     plan = plan_rebalance(
-        backing_mib=[[[0, 512], [0, 512]]], size_mib=[[512, 512]], vdist=d2[None],
-        vcpus_per_vnode=[[1, 1]], home=[[0, 1]], block_mib=[128], pdist=d2,
-        free_mib=[64, 0], budget_mib=4096,
+        backing_mib=[[[0, 512], [0, 512]]],
+        size_mib=[[512, 512]],
+        vdist=d2[None],
+        vcpus_per_vnode=[[1, 1]],
+        home=[[0, 1]],
+        block_mib=[128],
+        pdist=d2,
+        free_mib=[64, 0],
+        budget_mib=4096,
     )
     assert plan.moves == () and plan.distortion_after == plan.distortion_before
 
@@ -63,15 +88,21 @@ def _host(seed: int) -> dict[str, Any]:
     size = np.where(live, rng.integers(1, 9, size=(d, v)) * block[:, None], 0)
     t = (rng.random((d, v)) * (size + 1)).astype(np.int64)
     x = np.zeros((d, v, p), dtype=np.int64)
-    cut = (rng.random((d, v, p)) * rng.integers(0, 2, size=(d, v, p)))
+    cut = rng.random((d, v, p)) * rng.integers(0, 2, size=(d, v, p))
     share = cut / np.maximum(cut.sum(axis=2, keepdims=True), 1e-9)
     x = np.floor(share * t[:, :, None]).astype(np.int64)
     vd = np.stack([slit(rng, v) for _ in range(d)])
-    return dict(backing_mib=x, size_mib=size, vdist=vd,
-                vcpus_per_vnode=np.where(live, rng.integers(0, 5, size=(d, v)), 0),
-                home=rng.integers(0, p, size=(d, v)), block_mib=block, pdist=slit(rng, p),
-                free_mib=rng.integers(-200, 3000, size=p),
-                budget_mib=int(rng.integers(0, 20000)))
+    return dict(
+        backing_mib=x,
+        size_mib=size,
+        vdist=vd,
+        vcpus_per_vnode=np.where(live, rng.integers(0, 5, size=(d, v)), 0),
+        home=rng.integers(0, p, size=(d, v)),
+        block_mib=block,
+        pdist=slit(rng, p),
+        free_mib=rng.integers(-200, 3000, size=p),
+        budget_mib=int(rng.integers(0, 20000)),
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -112,7 +143,13 @@ def test_unlimited_budget_reaches_a_local_optimum(seed: int) -> None:
     kw = _host(seed)
     kw["budget_mib"] = 10**7
     plan = plan_rebalance(**kw)
-    again = plan_rebalance(**{**kw, "backing_mib": plan.backing_after_mib,
-                              "free_mib": kw["free_mib"] + kw["backing_mib"].sum(axis=(0, 1))
-                              - plan.backing_after_mib.sum(axis=(0, 1))})
+    again = plan_rebalance(
+        **{
+            **kw,
+            "backing_mib": plan.backing_after_mib,
+            "free_mib": kw["free_mib"]
+            + kw["backing_mib"].sum(axis=(0, 1))
+            - plan.backing_after_mib.sum(axis=(0, 1)),
+        }
+    )
     assert again.moves == ()

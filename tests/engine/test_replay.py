@@ -15,18 +15,33 @@ SIZE = np.array([1024, 1024, 1024, 1024])
 VDIST = np.array([[10, 20, 30, 30], [20, 10, 30, 30], [30, 30, 10, 20], [30, 30, 20, 10]])
 XS = np.array([[1024, 0], [896, 0], [0, 300], [0, 200]])  # on a 2-node source
 FREE_DST = np.array([1024, 1024, 1024, 1024])
-ENV: dict[str, Any] = dict(size_mib=SIZE, dynamic_min_mib=1024, capacity_src_mib=[4000, 4000],
-                           used_src_other_mib=[1000, 1000], capacity_dst_mib=FREE_DST + 50,
-                           used_dst_other_mib=[50, 50, 50, 50])
+ENV: dict[str, Any] = dict(
+    size_mib=SIZE,
+    dynamic_min_mib=1024,
+    capacity_src_mib=[4000, 4000],
+    used_src_other_mib=[1000, 1000],
+    capacity_dst_mib=FREE_DST + 50,
+    used_dst_other_mib=[50, 50, 50, 50],
+)
 
 
 def _plan(strategy: str = "rebalance") -> MigrationPlan:
     return plan_migration(
-        size_mib=SIZE, vcpus_per_vnode=[2, 1, 1, 1], vdist=VDIST, block_mib=128,
-        dynamic_min_mib=1024, dynamic_max_mib=4096, backing_src=XS, home_src=[0, 0, 1, 1],
-        pdist_src=[[10, 30], [30, 10]], free_dst_mib=FREE_DST, cpus_dst=[4, 4, 4, 4],
+        size_mib=SIZE,
+        vcpus_per_vnode=[2, 1, 1, 1],
+        vdist=VDIST,
+        block_mib=128,
+        dynamic_min_mib=1024,
+        dynamic_max_mib=4096,
+        backing_src=XS,
+        home_src=[0, 0, 1, 1],
+        pdist_src=[[10, 30], [30, 10]],
+        free_dst_mib=FREE_DST,
+        cpus_dst=[4, 4, 4, 4],
         pdist_dst=[[10, 20, 30, 30], [20, 10, 30, 30], [30, 30, 10, 20], [30, 30, 20, 10]],
-        load_vcpus_dst=[0, 0, 0, 0], policy="proportional", strategy=strategy,  # type: ignore[arg-type]
+        load_vcpus_dst=[0, 0, 0, 0],
+        policy="proportional",
+        strategy=strategy,  # type: ignore[arg-type]
     )
 
 
@@ -78,8 +93,9 @@ def test_wrong_pfn_range_is_caught() -> None:
     steps = list(plan.steps)
     i = next(k for k, s in enumerate(steps) if s.op == "plug")
     lo, hi = steps[i].pfn_ranges[0]
-    steps[i] = dataclasses.replace(steps[i], pfn_ranges=((lo + 1, hi + 1),
-                                                         *steps[i].pfn_ranges[1:]))
+    steps[i] = dataclasses.replace(
+        steps[i], pfn_ranges=((lo + 1, hi + 1), *steps[i].pfn_ranges[1:])
+    )
     with pytest.raises(ReplayError, match="block-aligned"):
         replay(_with_steps(plan, steps), **ENV)
     steps[i] = dataclasses.replace(steps[i], pfn_ranges=steps[i].pfn_ranges[1:])
@@ -115,16 +131,17 @@ def test_phase_order_and_seq_are_checked() -> None:
     bad = [*steps, steps[0]]  # a claim after the release phase
     with pytest.raises(ReplayError, match="out of order"):
         replay(_with_steps(plan, bad), **ENV)
-    shuffled = dataclasses.replace(plan, steps=(dataclasses.replace(steps[0], seq=5),
-                                                *steps[1:]))
+    shuffled = dataclasses.replace(plan, steps=(dataclasses.replace(steps[0], seq=5), *steps[1:]))
     with pytest.raises(ReplayError, match="seq"):
         replay(shuffled, **ENV)
 
 
 def test_balloon_that_crosses_a_block_is_caught() -> None:
     plan = _plan()
-    steps = [dataclasses.replace(s, op="balloon", pfn_ranges=()) if s.op == "plug" else s
-             for s in plan.steps]
+    steps = [
+        dataclasses.replace(s, op="balloon", pfn_ranges=()) if s.op == "plug" else s
+        for s in plan.steps
+    ]
     with pytest.raises(ReplayError, match="balloon"):
         replay(_with_steps(plan, steps), **ENV)
 

@@ -39,19 +39,34 @@ def test_faithful_16_vnode_guest_moved_from_1_node_to_16_node_host_empties_close
     assert (pools[4:] > 0).sum() == 8  # the memory sits in the farthest (vdist 32) pools
     assert (x[:, :4] == 0).all()
     # Full guest (16 GiB): the farthest pools fill completely before any near pool.
-    x = distribute(14 * 1024, size, headroom, home, vdist, pdist, "faithful",
-                   vcpu_weight=weight)
+    x = distribute(14 * 1024, size, headroom, home, vdist, pdist, "faithful", vcpu_weight=weight)
     pools = x.sum(axis=1)
     assert (pools[4:] == 1024).all() and pools[0] == 0
 
 
 def test_faithful_16_vnode_guest_on_1_node_host_fills_home_pool_first() -> None:
     vdist, size, weight = _guest_16_vnodes()
-    x = distribute(1024, size, np.array([64 * 1024]), np.zeros(16, dtype=np.int64), vdist,
-                   np.array([[10]]), "faithful", vcpu_weight=weight)
+    x = distribute(
+        1024,
+        size,
+        np.array([64 * 1024]),
+        np.zeros(16, dtype=np.int64),
+        vdist,
+        np.array([[10]]),
+        "faithful",
+        vcpu_weight=weight,
+    )
     assert x[:, 0].tolist() == [1024] + [0] * 15
-    x = distribute(3 * 1024, size, np.array([64 * 1024]), np.zeros(16, dtype=np.int64), vdist,
-                   np.array([[10]]), "faithful", vcpu_weight=weight)
+    x = distribute(
+        3 * 1024,
+        size,
+        np.array([64 * 1024]),
+        np.zeros(16, dtype=np.int64),
+        vdist,
+        np.array([[10]]),
+        "faithful",
+        vcpu_weight=weight,
+    )
     pools = x[:, 0]
     assert pools[0] == 1024 and pools[1:4].sum() == 2048 and pools[4:].sum() == 0
 
@@ -62,8 +77,17 @@ def test_round_robin_1_gib_decrease_over_4_pools_takes_256_mib_each() -> None:
     vdist = np.array([[10, 20, 20, 20], [20, 10, 20, 20], [20, 20, 10, 20], [20, 20, 20, 10]])
     home = np.array([0, 0, 1, 1])
     current = np.array([[1024, 0], [1024, 0], [0, 1024], [0, 1024]], dtype=np.int64)
-    x = distribute(4096 - 1024, size, np.array([8192, 8192]), home, vdist, pdist,
-                   "round-robin", current_mib=current, block_mib=128)
+    x = distribute(
+        4096 - 1024,
+        size,
+        np.array([8192, 8192]),
+        home,
+        vdist,
+        pdist,
+        "round-robin",
+        current_mib=current,
+        block_mib=128,
+    )
     assert (current.sum(axis=1) - x.sum(axis=1)).tolist() == [256, 256, 256, 256]
     assert x.tolist() == [[768, 0], [768, 0], [0, 768], [0, 768]]
 

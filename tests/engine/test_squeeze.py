@@ -30,8 +30,9 @@ def hosts(draw: st.DrawFn) -> SqueezeInput:
     if p > 1:
         other = rng.integers(0, p, size=(d, v))
         move = (x.sum(axis=2) * rng.random((d, v)) * (rng.random((d, v)) < 0.3)).astype(np.int64)
-        np.put_along_axis(x, home[:, :, None],
-                          np.take_along_axis(x, home[:, :, None], 2) - move[:, :, None], 2)
+        np.put_along_axis(
+            x, home[:, :, None], np.take_along_axis(x, home[:, :, None], 2) - move[:, :, None], 2
+        )
         x[np.arange(d)[:, None], np.arange(v)[None, :], other] += move
     smax = size.sum(axis=1)
     a = rng.integers(0, smax + 1)
@@ -54,9 +55,17 @@ def hosts(draw: st.DrawFn) -> SqueezeInput:
     else:
         req["free_mib"] = rng.integers(0, 2048, size=p).astype(np.int64)
     return SqueezeInput(
-        backing_mib=x, size_mib=size, home=home, dynamic_min_mib=mn.astype(np.int64),
-        dynamic_max_mib=mx.astype(np.int64), target_mib=cur, actual_mib=actual,
-        active=active, capacity_mib=capacity.astype(np.int64), claimed_mib=claimed, **req,
+        backing_mib=x,
+        size_mib=size,
+        home=home,
+        dynamic_min_mib=mn.astype(np.int64),
+        dynamic_max_mib=mx.astype(np.int64),
+        target_mib=cur,
+        actual_mib=actual,
+        active=active,
+        capacity_mib=capacity.astype(np.int64),
+        claimed_mib=claimed,
+        **req,
     )
 
 
@@ -90,10 +99,17 @@ def _check(inp: SqueezeInput, plan: SqueezePlan) -> None:
 
 def _ref(inp: SqueezeInput) -> object:
     return ref_squeeze(
-        inp.backing_mib.tolist(), inp.size_mib.tolist(), inp.home.tolist(),
-        inp.dynamic_min_mib.tolist(), inp.dynamic_max_mib.tolist(), inp.actual_mib.tolist(),
-        inp.active.tolist(), inp.capacity_mib.tolist(), inp.claimed_mib.tolist(),
-        None if inp.free_mib is None else inp.free_mib.tolist(), inp.total_free_mib,
+        inp.backing_mib.tolist(),
+        inp.size_mib.tolist(),
+        inp.home.tolist(),
+        inp.dynamic_min_mib.tolist(),
+        inp.dynamic_max_mib.tolist(),
+        inp.actual_mib.tolist(),
+        inp.active.tolist(),
+        inp.capacity_mib.tolist(),
+        inp.claimed_mib.tolist(),
+        None if inp.free_mib is None else inp.free_mib.tolist(),
+        inp.total_free_mib,
     )
 
 
@@ -126,15 +142,18 @@ def _check_max_feasible(inp: SqueezeInput, maxf: int) -> None:
         assert maxf == 0
         return
     if inp.total_free_mib is not None:
-        _check(dataclasses.replace(inp, total_free_mib=maxf),
-               squeeze(dataclasses.replace(inp, total_free_mib=maxf)))
+        _check(
+            dataclasses.replace(inp, total_free_mib=maxf),
+            squeeze(dataclasses.replace(inp, total_free_mib=maxf)),
+        )
         with pytest.raises(InfeasibleError):
             squeeze(dataclasses.replace(inp, total_free_mib=maxf + 1))
     else:
         assert inp.free_mib is not None
         # Ask for as much as each pnode can give: it succeeds and frees maxf in total.
-        probe = squeeze(dataclasses.replace(inp, free_mib=np.zeros_like(inp.free_mib),
-                                            balance=False))
+        probe = squeeze(
+            dataclasses.replace(inp, free_mib=np.zeros_like(inp.free_mib), balance=False)
+        )
         assert probe is not None
         ok = _freeable(inp)
         smaller = dataclasses.replace(inp, free_mib=np.minimum(inp.free_mib, ok))
@@ -186,10 +205,15 @@ def test_balance_shares_free_memory_with_one_gamma() -> None:
 def test_infeasible_names_the_pnode() -> None:
     inp = SqueezeInput(
         backing_mib=np.array([[[2048, 0]]], dtype=np.int64),
-        size_mib=np.array([[4096]]), home=np.array([[0]]),
-        dynamic_min_mib=np.array([1024]), dynamic_max_mib=np.array([4096]),
-        target_mib=np.array([2048]), actual_mib=np.array([2048]), active=np.array([True]),
-        capacity_mib=np.array([4096, 4096]), claimed_mib=np.array([0, 0]),
+        size_mib=np.array([[4096]]),
+        home=np.array([[0]]),
+        dynamic_min_mib=np.array([1024]),
+        dynamic_max_mib=np.array([4096]),
+        target_mib=np.array([2048]),
+        actual_mib=np.array([2048]),
+        active=np.array([True]),
+        capacity_mib=np.array([4096, 4096]),
+        claimed_mib=np.array([0, 0]),
         free_mib=np.array([3584, 100]),
     )
     with pytest.raises(InfeasibleError) as ei:
@@ -200,10 +224,16 @@ def test_infeasible_names_the_pnode() -> None:
 
 def test_exactly_one_request_form() -> None:
     base = SqueezeInput(
-        backing_mib=np.zeros((1, 1, 1), np.int64), size_mib=np.array([[128]]),
-        home=np.array([[0]]), dynamic_min_mib=np.array([0]), dynamic_max_mib=np.array([128]),
-        target_mib=np.array([0]), actual_mib=np.array([0]), active=np.array([True]),
-        capacity_mib=np.array([1024]), claimed_mib=np.array([0]),
+        backing_mib=np.zeros((1, 1, 1), np.int64),
+        size_mib=np.array([[128]]),
+        home=np.array([[0]]),
+        dynamic_min_mib=np.array([0]),
+        dynamic_max_mib=np.array([128]),
+        target_mib=np.array([0]),
+        actual_mib=np.array([0]),
+        active=np.array([True]),
+        capacity_mib=np.array([1024]),
+        claimed_mib=np.array([0]),
     )
     with pytest.raises(InputError):
         squeeze(base)

@@ -32,8 +32,13 @@ def test_slit_reports_every_bad_entry_with_its_location() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
-                    lambda c: st.lists(c, max_size=4), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+        lambda c: st.lists(c, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_slit_validation_never_crashes_on_garbage(obj: object) -> None:
     issues = validate_slit(obj)
     assert isinstance(issues, tuple)
@@ -47,8 +52,12 @@ def test_physical_collects_all_issues() -> None:
     with pytest.raises(TopologyError) as ei:
         physical_from_lists([0, 4096], [0, 5000], [0, 4], [[10, 9], [20, 10]])
     locs = {i.loc for i in ei.value.issues}
-    assert {("pnodes", 0, "memory_mib"), ("pnodes", 1, "reserved_mib"), ("pnodes", 0, "cpus"),
-            ("distances", 0, 1)} <= locs
+    assert {
+        ("pnodes", 0, "memory_mib"),
+        ("pnodes", 1, "reserved_mib"),
+        ("pnodes", 0, "cpus"),
+        ("distances", 0, 1),
+    } <= locs
 
 
 def test_physical_capacity() -> None:
@@ -82,8 +91,11 @@ def test_virtual_collects_all_issues() -> None:
         virtual_from_lists([128], [[0, 0]], [[10]], 128)
     assert ei.value.issues[0].loc == ("vnodes", 0, "vcpus", 1)
     with pytest.raises(TopologyError):
-        virtual_from_lists([128] * 33, [[i] for i in range(33)],
-                           [[10 if i == j else 20 for j in range(33)] for i in range(33)])
+        virtual_from_lists(
+            [128] * 33,
+            [[i] for i in range(33)],
+            [[10 if i == j else 20 for j in range(33)] for i in range(33)],
+        )
 
 
 def test_virtual_layout_helpers() -> None:
@@ -92,8 +104,10 @@ def test_virtual_layout_helpers() -> None:
     assert t.vcpu_vnode.tolist() == [0, 1, 0]
     assert t.memranges().tolist() == [[0, 256 * 256], [256 * 256, 768 * 256]]
     assert t.plugged_blocks(np.array([1, 384])).tolist() == [1, 3]
-    assert t.block_pfn_ranges(1, 1, 2) == [(256 * 256 + 128 * 256, 256 * 256 + 256 * 256),
-                                           (256 * 256 + 256 * 256, 256 * 256 + 384 * 256)]
+    assert t.block_pfn_ranges(1, 1, 2) == [
+        (256 * 256 + 128 * 256, 256 * 256 + 256 * 256),
+        (256 * 256 + 256 * 256, 256 * 256 + 384 * 256),
+    ]
     with pytest.raises(InputError):
         t.block_pfn_ranges(1, 3, 2)
     with pytest.raises(InputError):

@@ -1,0 +1,111 @@
+"""The service's error vocabulary: what went wrong, in the words of the domain, not of HTTP.
+
+Core operations raise these; `service.api.problems` renders them as RFC 9457 problem details. Each
+class states its status, its problem type slug and its title once, here, so that a rule written in
+`service/core` never needs the web layer to say "not found" or "not enough memory".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from service.engine.errors import Issue
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "Infeasible",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "ServiceError",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "issues_to_errors",
+]
+
+
+class ServiceError(Exception):
+    """An error with a stable problem type; `extra` members are added to the problem body."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class Unauthorized(ServiceError):
+    status, slug, title = 401, "unauthorized", "Missing or invalid bearer token"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="numa-balloon"'})
+
+
+class Forbidden(ServiceError):
+    status, slug, title = 403, "forbidden", "This token may not use this resource"
+
+
+class NotFound(ServiceError):
+    status, slug, title = 404, "not-found", "No such resource"
+
+
+class Conflict(ServiceError):
+    status, slug, title = 409, "conflict", "The request conflicts with the current state"
+
+
+class Infeasible(ServiceError):
+    status, slug, title = 409, "infeasible", "Not enough memory to do that"
+
+
+class PreconditionFailed(ServiceError):
+    status, slug, title = 412, "precondition-failed", "If-Match does not match the current version"
+
+
+class PayloadTooLarge(ServiceError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class InvalidInput(ServiceError):
+    status, slug, title = 422, "validation-error", "The request is not valid"
+
+
+class TooManyRequests(ServiceError):
+    status, slug, title = 429, "too-many-requests", "Too many requests; slow down"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class ServiceUnavailable(ServiceError):
+    status, slug, title = 503, "unavailable", "The database is unavailable; retry later"
+
+    def __init__(self, detail: str, retry_after_s: int = 2) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+def issues_to_errors(
+    issues: Iterable[Issue], prefix: tuple[str | int, ...] = ("body",)
+) -> list[dict[str, Any]]:
+    """Engine validation issues as problem `errors` entries located in the request."""
+    return [{"loc": [*prefix, *issue.loc], "msg": issue.msg} for issue in issues]
