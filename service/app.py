@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
-from service.api.middleware import Metrics, RequestLimits
+from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.db.base import utcnow
 from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
+    app.add_middleware(MethodRules, routes=lambda: app.routes)
     app.add_middleware(Metrics, registry=app.state.registry)
 
     default_openapi = app.openapi
