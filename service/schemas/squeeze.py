@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.common import Id, MiB, StrictModel, example, strict_example
 
-
 # Canonical decimal only: "00", "+1" and full-width digits would each name pnode 0 or 1 twice.
 PnodeKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,2})$")]
 
