@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
 from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
+from service.core.sweeper import sweep_migrations
 from service.db.base import utcnow
 from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from service.schemas.common import Problem
@@ -36,9 +42,38 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+async def _sweep_forever(app: FastAPI) -> None:
+    """Free lapsed claims and flag stuck migrations every `sweep_interval_s`, on every replica."""
+    settings: Settings = app.state.settings
+    log = logging.getLogger("numa_balloon")
+    while True:
+        await asyncio.sleep(settings.sweep_interval_s)
+        try:
+            await anyio.to_thread.run_sync(
+                sweep_migrations, app.state.sessionmaker, app.state.clock(), settings
+            )
+        except SQLAlchemyError as exc:  # the database is away: try again next round
+            log.warning("sweep failed: %s", exc)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    task = None
+    if app.state.settings.sweep_interval_s > 0:
+        task = asyncio.create_task(_sweep_forever(app), name="numa-balloon-sweeper")
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="numa-balloon",
         version="0.1.0",
         description=DESCRIPTION,

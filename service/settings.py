@@ -21,7 +21,13 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_SQLITE_URL
     admin_token: SecretStr | None = None
     default_block_mib: int = Field(default=128, ge=1, le=1 << 20)
+    # The lease of a `planned` migration's claims. Past `planned` they are held until it ends.
     claim_ttl_s: float = Field(default=300.0, gt=0)
+    # A migration past `planned` with no progress (advance, step acknowledged) for this long is
+    # flagged stuck, with an event; it keeps its claims until aborted or resolved.
+    stuck_after_s: float = Field(default=300.0, gt=0)
+    # How often each replica sweeps expired claims and stuck migrations (0: only on requests).
+    sweep_interval_s: float = Field(default=5.0, ge=0)
     inactive_after_s: float = Field(default=5.0, gt=0)
     uncooperative_after_s: float = Field(default=20.0, gt=0)
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)

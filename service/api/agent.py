@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from service.api.auth import Agent
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.core.balloon import sweep
-from service.core.migrations import expire_migrations
+from service.core.migrations import mark_progress
+from service.core.sweeper import sweep_migrations
 from service.db.audit import record_event
-from service.db.models import Step
+from service.db.models import Migration, Step
 from service.db.state import load_host_state
 from service.schemas.agent import AckIn, DriftPnode, ObservedIn, ObservedOut, StepList, StepOut
 
@@ -32,16 +33,17 @@ router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
 def observed(
     host_id: str,
     body: ObservedIn,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     principal: Agent,
     now: Now,
 ) -> ObservedOut:
     # The heartbeat also sweeps migrations whose claims expired (a toolstack client that started
-    # one and vanished), in a transaction of its own taken before this host's lock (lock order).
-    expire_migrations(session, now, settings, principal.actor)
-    session.commit()
-    state = load_host_state(session, host_id, lock=True)
+    # one and vanished), in transactions of their own, before this host's lock (lock order).
+    session.commit()  # end the token lookup's transaction: on SQLite it holds the write lock
+    sweep_migrations(request.app.state.sessionmaker, now, settings)
+    state = load_host_state(session, host_id, lock=True, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     n = state.n_pnodes
@@ -124,6 +126,17 @@ def steps(host_id: str, session: SessionDep, _: Agent) -> StepList:
 def ack(
     host_id: str, step_id: uuid.UUID, body: AckIn, session: SessionDep, principal: Agent, now: Now
 ) -> StepOut:
+    # Lock order as in advance: the migration row before its step rows.
+    ref = session.execute(
+        select(Step.migration_id).where(Step.id == str(step_id), Step.host_id == host_id)
+    ).first()
+    if ref is None:
+        raise NotFound(f"no step {step_id} on this host")
+    migration = None
+    if ref.migration_id is not None:
+        migration = session.scalars(
+            select(Migration).where(Migration.id == ref.migration_id).with_for_update()
+        ).first()
     step = session.scalars(
         select(Step).where(Step.id == str(step_id), Step.host_id == host_id).with_for_update()
     ).first()
@@ -137,6 +150,8 @@ def ack(
     step.state = outcome
     step.detail = body.detail
     step.acked_at = now
+    if migration is not None:
+        mark_progress(session, migration, now, principal.actor)
     record_event(
         session,
         principal.actor,

@@ -51,10 +51,11 @@ def create_domain(
     session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
+    now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def create() -> tuple[int, dict[str, Any], dict[str, str]]:
-        domain, state, x = core.create_domain(session, body, principal.actor)
+        domain, state, x = core.create_domain(session, body, principal.actor, now)
         token = issue_token(session, "guest", domain.id)
         session.flush()
         out = domain_out(domain, x, state.n_pnodes)

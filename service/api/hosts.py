@@ -16,9 +16,11 @@ from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_si
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
+from service.core.views import accounting_out
 from service.db import hosts as repo
 from service.db.audit import record_event
 from service.db.models import Host, Pnode
+from service.db.state import load_host_state
 from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
 from service.errors import issues_to_errors
@@ -26,12 +28,10 @@ from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import (
     Accounting,
-    DomainBacking,
     HostCreate,
     HostCreated,
     HostOut,
     HostPatch,
-    PnodeAccounting,
     PnodeOut,
 )
 from service.schemas.migrations import RebalanceOut, RebalanceRequest
@@ -279,27 +279,8 @@ def post_rebalance(
     responses=responses(401, 403, 404, 422),
     summary="Per-pnode capacity, allocated, claimed and free MiB, and every domain's backing",
 )
-def get_accounting(host_id: uuid.UUID, session: SessionDep, _: Admin) -> Accounting:
-    host = load_host(session, host_id)
-    n_pnodes = len(host.pnodes)
-    counts = repo.vnode_counts_on_host(session, host.id)
-    matrices = {d: [[0] * n_pnodes for _ in range(k)] for d, k in counts.items()}
-    for row in repo.backing_rows(session, host.id):
-        # Each statement reads its own snapshot: a domain created between the two has rows here.
-        if row.domain_id in matrices:
-            matrices[row.domain_id][row.vnode][row.pnode] = row.mib
-    return Accounting(
-        host_id=host.id,
-        pnodes=[
-            PnodeAccounting(
-                index=p.index,
-                capacity_mib=p.capacity_mib,
-                allocated_mib=p.allocated_mib,
-                claimed_mib=p.claimed_mib,
-                free_mib=p.capacity_mib - p.allocated_mib - p.claimed_mib,
-                observed_free_mib=p.observed_free_mib,
-            )
-            for p in host.pnodes
-        ],
-        domains=[DomainBacking(domain_id=d, backing_mib=m) for d, m in matrices.items()],
-    )
+def get_accounting(host_id: uuid.UUID, session: SessionDep, _: Admin, now: Now) -> Accounting:
+    state = load_host_state(session, str(host_id), lock=False, now=now)
+    if state is None:
+        raise NotFound(f"no host with id {host_id}")
+    return accounting_out(state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,16 +18,27 @@ from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import responses
 from service.core import migrations as core
+from service.core.sweeper import sweep_migrations
 from service.db.models import Migration
 from service.db.pagination import fetch_page
 from service.schemas.common import Page
-from service.schemas.migrations import MigrationOut, MigrationRequest, MigrationState, PlanOut
+from service.schemas.migrations import (
+    AbortRequest,
+    MigrationOut,
+    MigrationRequest,
+    MigrationState,
+    PlanOut,
+)
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
 
 
-def _out(session: SessionDep, migration: Migration) -> MigrationOut:
-    return core.migration_out(migration, core.claims_of(session, [migration.id])[migration.id])
+def _out(
+    session: SessionDep, migration: Migration, now: datetime, settings: Settings
+) -> MigrationOut:
+    claims = core.claims_of(session, [migration.id])[migration.id]
+    return core.migration_out(migration, claims, now, settings)
 
 
 @router.post(
@@ -56,14 +68,13 @@ def start(
     now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    # Expired migrations free their claims first, in a transaction of their own: it locks other
-    # hosts than this request's, and one transaction taking both sets could deadlock with another.
-    core.expire_migrations(session, now, settings, principal.actor)
-    session.commit()
+    # Lapsed claims are freed first, in transactions of their own: they lock other hosts than
+    # this request's, and one transaction taking both sets could deadlock with another.
+    sweep_migrations(request.app.state.sessionmaker, now, settings)
 
     def create() -> tuple[int, dict[str, Any], dict[str, str]]:
         migration = core.start(session, body, principal.actor, settings, now)
-        out = _out(session, migration)
+        out = _out(session, migration, now, settings)
         return (
             201,
             out.model_dump(mode="json"),
@@ -80,6 +91,7 @@ def list_migrations(
     session: SessionDep,
     settings: SettingsDep,
     _: Admin,
+    now: Now,
     domain_id: Annotated[uuid.UUID | None, Query()] = None,
     state: Annotated[MigrationState | None, Query()] = None,
     limit: LimitQuery = None,
@@ -95,14 +107,16 @@ def list_migrations(
     )
     claims = core.claims_of(session, [m.id for m in page])
     return Page[MigrationOut](
-        items=[core.migration_out(m, claims[m.id]) for m in page],
+        items=[core.migration_out(m, claims[m.id], now, settings) for m in page],
         next_cursor=next_cursor(page, more),
     )
 
 
 @router.get("/{migration_id}", response_model=MigrationOut, responses=responses(401, 403, 404, 422))
-def get_migration(migration_id: uuid.UUID, session: SessionDep, _: Admin) -> MigrationOut:
-    return _out(session, core.load_migration(session, str(migration_id)))
+def get_migration(
+    migration_id: uuid.UUID, session: SessionDep, settings: SettingsDep, _: Admin, now: Now
+) -> MigrationOut:
+    return _out(session, core.load_migration(session, str(migration_id)), now, settings)
 
 
 @router.post(
@@ -119,7 +133,7 @@ def advance(
     now: Now,
 ) -> MigrationOut:
     migration = core.advance(session, str(migration_id), principal.actor, settings, now)
-    out = _out(session, migration)
+    out = _out(session, migration, now, settings)
     session.commit()
     return out
 
@@ -128,10 +142,25 @@ def advance(
     "/{migration_id}/abort",
     response_model=MigrationOut,
     responses=responses(401, 403, 404, 409, 422),
-    summary="Abort before the domain has moved: release claims, restore the source pools",
+    summary="Abort: release the claims and restore the source pools, or record where it runs",
+    description=(
+        "Before the domain can have moved (`planned`, `preparing`), the claims are released "
+        "and the source pools restored. In `migrating` the live migration may already have run: "
+        "unless the migrate step was acknowledged as failed, the body must say where the domain "
+        'runs (`{"runs_on": "source"}` rolls back; `"destination"` records the move and the '
+        "migration settles there). Until then the claims stay held."
+    ),
 )
-def abort(migration_id: uuid.UUID, session: SessionDep, principal: Admin, now: Now) -> MigrationOut:
-    migration = core.abort(session, str(migration_id), principal.actor, now)
-    out = _out(session, migration)
+def abort(
+    migration_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    now: Now,
+    body: AbortRequest | None = None,
+) -> MigrationOut:
+    runs_on = body.runs_on if body is not None else None
+    migration = core.abort(session, str(migration_id), principal.actor, now, runs_on)
+    out = _out(session, migration, now, settings)
     session.commit()
     return out

@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session, selectinload
 from service.api.auth import bearer_scheme, bearer_token, principal_for
 from service.api.deps import SessionDep, SettingsDep
 from service.api.problems import Forbidden, Unauthorized, responses
+from service.db.base import utcnow
 from service.db.hosts import ACTIVE_MIGRATION_STATES
 from service.db.models import Backing, Claim, Domain, Host, Migration, Step
+from service.db.state import live_claim
 from service.settings import Settings
 
 router = APIRouter(prefix="/ui", tags=["ui"])
@@ -166,9 +168,9 @@ def _load(session: Session) -> View:
     claims = {
         (h, p): int(m)
         for h, p, m in session.execute(
-            select(Claim.host_id, Claim.pnode, func.sum(Claim.mib)).group_by(
-                Claim.host_id, Claim.pnode
-            )
+            select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
+            .where(live_claim(utcnow()))
+            .group_by(Claim.host_id, Claim.pnode)
         ).all()
     }
     active = list(

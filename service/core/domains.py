@@ -213,7 +213,7 @@ def _infeasible(exc: InfeasibleError, where: str) -> Infeasible:
 
 
 def create_domain(
-    session: Session, body: DomainCreate, actor: str
+    session: Session, body: DomainCreate, actor: str, now: datetime | None = None
 ) -> tuple[Domain, HostState, I64]:
     cluster = get_cluster(session)
     spec = build_spec(body, cluster.block_mib, cluster.worst_case_template)
@@ -227,7 +227,7 @@ def create_domain(
         candidates = _rank_candidates(session, spec, demand)
     reasons: list[str] = []
     for host_id in candidates[:MAX_HOST_ATTEMPTS]:
-        outcome = _try_host(session, host_id, spec, body, demand, actor)
+        outcome = _try_host(session, host_id, spec, body, demand, actor, now)
         if not isinstance(outcome, str):
             return outcome
         reasons.append(outcome)
@@ -240,10 +240,16 @@ def create_domain(
 
 
 def _try_host(
-    session: Session, host_id: str, spec: Spec, body: DomainCreate, demand: I64, actor: str
+    session: Session,
+    host_id: str,
+    spec: Spec,
+    body: DomainCreate,
+    demand: I64,
+    actor: str,
+    now: datetime | None,
 ) -> tuple[Domain, HostState, I64] | str:
     """Create the domain on this host, or say why not (409 at once when the host was pinned)."""
-    state = load_host_state(session, host_id, lock=True)
+    state = load_host_state(session, host_id, lock=True, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     if state.host.state != "active":
@@ -351,7 +357,9 @@ def load_domain(session: Session, domain_id: str) -> Domain:
     return domain
 
 
-def lock_domain_host(session: Session, domain_id: str) -> tuple[Domain, HostState]:
+def lock_domain_host(
+    session: Session, domain_id: str, now: datetime | None = None
+) -> tuple[Domain, HostState]:
     """Lock the domain's host and load its state; the domain is then read under the lock.
 
     The state holds this domain as ORM rows and the host's other domains as per-pnode sums."""
@@ -361,7 +369,7 @@ def lock_domain_host(session: Session, domain_id: str) -> tuple[Domain, HostStat
         if session.scalar(select(exists().where(Domain.id == domain_id))):
             raise Conflict("the domain has no host")
         raise NotFound(f"no domain with id {domain_id}")
-    state = load_domain_state(session, host, domain_id)
+    state = load_domain_state(session, host, domain_id, now)
     if state is None:  # moved by a concurrent migration: the caller retries
         raise Conflict("the domain moved while this request ran; retry")
     return state.domains[0], state
@@ -375,7 +383,7 @@ def set_target(
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
 ) -> tuple[Domain, HostState, I64]:
-    domain, state = lock_domain_host(session, domain_id)
+    domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     if domain.state != "running":
         raise Conflict(f"the domain is {domain.state}; its target cannot change now")

@@ -35,6 +35,7 @@ from service.db.models import Claim, Domain, Migration, Step
 from service.db.state import (
     HostState,
     WriteBatch,
+    live_claim,
     load_host_state,
     write_accounting,
     write_backing,
@@ -48,6 +49,7 @@ from service.schemas.migrations import (
     MigrationStepOut,
     PlanOut,
     PlanStepOut,
+    RunsOn,
 )
 from service.settings import Settings
 
@@ -71,19 +73,22 @@ def _policy(domain: Domain, body: MigrationRequest) -> str:
 
 
 def _states(
-    session: Session, src_id: str, dst_id: str, *, lock: bool
+    session: Session, src_id: str, dst_id: str, *, lock: bool, now: datetime | None = None
 ) -> tuple[HostState, HostState]:
+    """Both hosts' states; when writing, both locked in id order (one global lock order)."""
     if lock:
         lock_hosts(session, [src_id, dst_id])
-    src = load_host_state(session, src_id, lock=False)
-    dst = load_host_state(session, dst_id, lock=False)
+    # Locked loads again when writing: they lock the pnode rows too and refresh what the session
+    # already held (a sweep earlier in this request read the same rows).
+    src = load_host_state(session, src_id, lock=lock, now=now)
+    dst = load_host_state(session, dst_id, lock=lock, now=now)
     if src is None or dst is None:
         raise NotFound("the source or destination host no longer exists")
     return src, dst
 
 
 def compute_plan(
-    session: Session, body: MigrationRequest, *, lock: bool
+    session: Session, body: MigrationRequest, *, lock: bool, now: datetime | None = None
 ) -> tuple[Domain, HostState, HostState, MigrationPlan]:
     # Only the host id is read before the hosts are locked: a Domain object loaded here would
     # stay in the identity map with a pre-lock version and fail its update as stale (412).
@@ -99,7 +104,7 @@ def compute_plan(
             "the domain already runs on that host; use POST /v1/hosts/{id}/rebalance",
             errors=[{"loc": ["body", "destination_host_id"], "msg": "same as the source"}],
         )
-    src, dst = _states(session, row.host_id, body.destination_host_id, lock=lock)
+    src, dst = _states(session, row.host_id, body.destination_host_id, lock=lock, now=now)
     found = src.domain(row.id)
     if found is None:
         raise Conflict("the domain moved or was deleted while this request ran; retry")
@@ -184,7 +189,7 @@ def _grow_flags(plan: MigrationPlan) -> list[bool | None]:
 def start(
     session: Session, body: MigrationRequest, actor: str, settings: Settings, now: datetime
 ) -> Migration:
-    domain, src, dst, plan = compute_plan(session, body, lock=True)
+    domain, src, dst, plan = compute_plan(session, body, lock=True, now=now)
     if not plan.feasible:
         raise Conflict(f"the migration cannot be done: {plan.reason}", plan=None)
     expires = now + timedelta(seconds=settings.claim_ttl_s)
@@ -224,6 +229,7 @@ def start(
         state="planned",
         plan=stored,
         expires_at=expires,
+        progress_at=now,
         created_at=now,
         steps=steps,
     )
@@ -289,7 +295,9 @@ def load_migration(session: Session, migration_id: str, *, lock: bool = False) -
     return migration
 
 
-def _locked(session: Session, migration_id: str) -> tuple[Migration, HostState, HostState, Domain]:
+def _locked(
+    session: Session, migration_id: str, now: datetime | None = None
+) -> tuple[Migration, HostState, HostState, Domain]:
     """Lock the migration's hosts first (global order), then read the migration under them."""
     ids = session.execute(
         select(Migration.source_host_id, Migration.destination_host_id).where(
@@ -300,7 +308,7 @@ def _locked(session: Session, migration_id: str) -> tuple[Migration, HostState, 
         raise NotFound(f"no migration with id {migration_id}")
     if ids[0] is None or ids[1] is None:
         raise Conflict("a host of this migration was removed")
-    src, dst = _states(session, ids[0], ids[1], lock=True)
+    src, dst = _states(session, ids[0], ids[1], lock=True, now=now)
     migration = load_migration(session, migration_id, lock=True)
     domain = src.domain(migration.domain_id) or dst.domain(migration.domain_id)
     if domain is None:
@@ -321,7 +329,7 @@ def _blocking(migration: Migration, phase: str) -> list[Step]:
 def advance(
     session: Session, migration_id: str, actor: str, settings: Settings, now: datetime
 ) -> Migration:
-    migration, src, dst, domain = _locked(session, migration_id)
+    migration, src, dst, domain = _locked(session, migration_id, now)
     if _expired(migration, now):
         _fail(session, migration, src, dst, domain, actor, now, "claims expired")
         return migration
@@ -358,12 +366,13 @@ def advance(
         write_accounting(dst)
         domain.state = "running"
     migration.state = target
-    migration.expires_at = now + timedelta(seconds=settings.claim_ttl_s)
-    session.execute(
-        update(Claim)
-        .where(Claim.migration_id == migration.id)
-        .values(expires_at=migration.expires_at)
-    )
+    if before == "planned":
+        # From here on the guest may be copying into the claimed memory: no clock frees it.
+        migration.expires_at = None
+        session.execute(
+            update(Claim).where(Claim.migration_id == migration.id).values(expires_at=None)
+        )
+    mark_progress(session, migration, now, actor)
     record_event(
         session,
         actor,
@@ -417,15 +426,63 @@ def _switch_host(
 
 
 def _expired(migration: Migration, now: datetime) -> bool:
-    return migration.state in ABORTABLE and migration.expires_at <= now
+    """Only a `planned` migration's claims are leased; nothing can be using them yet."""
+    return (
+        migration.state == "planned"
+        and migration.expires_at is not None
+        and migration.expires_at <= now
+    )
 
 
-def abort(session: Session, migration_id: str, actor: str, now: datetime) -> Migration:
-    migration, src, dst, domain = _locked(session, migration_id)
+def mark_progress(session: Session, migration: Migration, now: datetime, actor: str) -> None:
+    """The migration moved (advanced, a step acknowledged): it is not stuck."""
+    migration.progress_at = now
+    if migration.stuck_at is not None:
+        migration.stuck_at = None
+        record_event(
+            session, actor, "migration.progressing", "migration", migration.id,
+            after={"state": migration.state},
+        )  # fmt: skip
+
+
+def stuck_reason(migration: Migration, now: datetime, settings: Settings) -> str | None:
+    """Why a migration past `planned` counts as stuck (no progress for `stuck_after_s`)."""
+    if migration.state not in ("preparing", "migrating", "settling"):
+        return None
+    idle_s = (now - migration.progress_at).total_seconds()
+    if idle_s < settings.stuck_after_s:
+        return None
+    gate = GATE[migration.state]
+    waiting = [s for s in migration.steps if s.phase == gate and s.state != "acked"]
+    what = f"{len(waiting)} {gate} step(s) unacknowledged" if waiting else "ready to advance"
+    return (
+        f"no progress for {idle_s:.0f} s in {migration.state} ({what}); its claims are held "
+        "until it is advanced, or aborted saying where the domain runs"
+    )
+
+
+def abort(
+    session: Session,
+    migration_id: str,
+    actor: str,
+    now: datetime,
+    runs_on: RunsOn | None = None,
+) -> Migration:
+    migration, src, dst, domain = _locked(session, migration_id, now)
     if migration.state == "settling":
         raise Conflict("the domain already runs on the destination; advance to complete it")
     if migration.state not in ABORTABLE:
         raise Conflict(f"the migration is {migration.state}; nothing to abort")
+    if migration.state == "migrating" and not _migrate_failed(migration):
+        if runs_on is None:
+            raise Conflict(
+                "the migrate step may have run: say where the domain runs now "
+                '(body {"runs_on": "source"} or {"runs_on": "destination"}); '
+                "its claims are held until then",
+                options=["source", "destination"],
+            )
+        if runs_on == "destination":
+            return _moved_anyway(session, migration, src, dst, domain, actor, now)
     _rollback(session, migration, src, dst, domain, now)
     before = migration.state
     migration.state = "aborted"
@@ -439,6 +496,38 @@ def abort(session: Session, migration_id: str, actor: str, now: datetime) -> Mig
         before={"state": before},
         after={"state": "aborted"},
     )
+    session.flush()
+    return migration
+
+
+def _migrate_failed(migration: Migration) -> bool:
+    """The source agent reported the live migration failed: the domain is still on the source."""
+    return any(s.phase == "migrate" and s.state == "failed" for s in migration.steps)
+
+
+def _moved_anyway(
+    session: Session,
+    migration: Migration,
+    src: HostState,
+    dst: HostState,
+    domain: Domain,
+    actor: str,
+    now: datetime,
+) -> Migration:
+    """Abort asked after the domain moved: record the truth (it runs on the destination) and
+    let the migration settle there; rolling back to the source would give away live memory."""
+    _switch_host(session, migration, src, dst, domain)
+    for step in migration.steps:
+        if step.phase == "migrate" and step.state != "acked":
+            step.state, step.detail, step.acked_at = "acked", f"resolved by {actor}: moved", now
+    _set_phase_steps(migration, ["settle", "release"], "pending")
+    migration.state = "settling"
+    migration.reason = "abort requested after the domain moved: settling on the destination"
+    mark_progress(session, migration, now, actor)
+    record_event(
+        session, actor, "migration.advanced", "migration", migration.id,
+        before={"state": "migrating"}, after={"state": "settling", "reason": migration.reason},
+    )  # fmt: skip
     session.flush()
     return migration
 
@@ -506,34 +595,77 @@ def _fail(
     session.flush()
 
 
-def expire_migrations(session: Session, now: datetime, settings: Settings, actor: str) -> int:
-    """Fail every migration whose claims expired before it migrated (bounded per call)."""
-    ids = session.scalars(
-        select(Migration.id)
-        .where(Migration.state.in_(ABORTABLE), Migration.expires_at <= now)
-        .order_by(Migration.expires_at)
-        .limit(20)
+def expired_migration_ids(session: Session, now: datetime, limit: int = 20) -> list[str]:
+    """`planned` migrations whose claims' lease ran out, oldest first."""
+    return list(
+        session.scalars(
+            select(Migration.id)
+            .where(Migration.state == "planned", Migration.expires_at <= now)
+            .order_by(Migration.expires_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def expire_migration(session: Session, migration_id: str, now: datetime, actor: str) -> bool:
+    """Fail one `planned` migration whose lease ran out (locks its two hosts, in id order).
+
+    One per transaction: a transaction that locked a second pair of hosts after a first could
+    deadlock with one locking them the other way round."""
+    migration, src, dst, domain = _locked(session, migration_id, now)
+    if not _expired(migration, now):
+        return False
+    _fail(session, migration, src, dst, domain, actor, now, "claims expired")
+    return True
+
+
+def flag_stuck(session: Session, now: datetime, settings: Settings, actor: str) -> int:
+    """Flag, once and with an event, each migration that stopped progressing (no host locks)."""
+    cutoff = now - timedelta(seconds=settings.stuck_after_s)
+    rows = session.scalars(
+        select(Migration)
+        .where(
+            Migration.state.in_(("preparing", "migrating", "settling")),
+            Migration.progress_at <= cutoff,
+            Migration.stuck_at.is_(None),
+        )
+        .options(selectinload(Migration.steps))
+        .limit(50)
+        .with_for_update(of=Migration, skip_locked=True)
     ).all()
-    for mid in ids:
-        migration, src, dst, domain = _locked(session, mid)
-        if _expired(migration, now):
-            _fail(session, migration, src, dst, domain, actor, now, "claims expired")
-    return len(ids)
+    for migration in rows:
+        migration.stuck_at = now
+        record_event(
+            session, actor, "migration.stuck", "migration", migration.id,
+            after={"state": migration.state, "reason": stuck_reason(migration, now, settings)},
+        )  # fmt: skip
+    session.flush()
+    return len(rows)
 
 
-def migration_out(migration: Migration, claims: list[ClaimOut]) -> MigrationOut:
+def migration_out(
+    migration: Migration, claims: list[ClaimOut], now: datetime, settings: Settings
+) -> MigrationOut:
+    """The migration as of `now`: a lapsed lease shows as failed before the sweeper writes it."""
     plan = {k: v for k, v in migration.plan.items() if k != "internal"}
+    state, reason = migration.state, migration.reason
+    if _expired(migration, now):
+        state, reason, claims = "failed", "claims expired", []
+    stuck = stuck_reason(migration, now, settings)
     return MigrationOut(
         id=migration.id,
         domain_id=migration.domain_id,
-        state=migration.state,
+        state=state,
         strategy=migration.strategy,
         source_host_id=migration.source_host_id,
         destination_host_id=migration.destination_host_id,
         plan=PlanOut.model_validate(plan),
         claims=claims,
         steps=[MigrationStepOut.model_validate(s, from_attributes=True) for s in migration.steps],
-        reason=migration.reason,
+        reason=reason,
+        stuck=stuck is not None,
+        stuck_reason=stuck,
+        progress_at=migration.progress_at,
         expires_at=migration.expires_at,
         version=migration.version,
         created_at=migration.created_at,
@@ -545,7 +677,9 @@ def claims_of(session: Session, migration_ids: Sequence[str]) -> dict[str, list[
     """The live claims of some migrations, by migration id, in one statement."""
     out: dict[str, list[ClaimOut]] = {m: [] for m in migration_ids}
     rows = session.scalars(
-        select(Claim).where(Claim.migration_id.in_(list(out))).order_by(Claim.pnode)
+        select(Claim)
+        .where(Claim.migration_id.in_(list(out)), live_claim(utcnow()))
+        .order_by(Claim.pnode)
     ).all()
     for c in rows:
         if c.migration_id is None:  # not selected: the WHERE names migrations

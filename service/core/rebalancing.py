@@ -51,7 +51,7 @@ def _plan(state: HostState, budget_mib: int) -> RebalancePlan:
 def rebalance_host(
     session: Session, host_id: str, body: RebalanceRequest, actor: str, now: datetime
 ) -> RebalanceOut:
-    state = load_host_state(session, host_id, lock=not body.dry_run)
+    state = load_host_state(session, host_id, lock=not body.dry_run, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     doms = state.domains

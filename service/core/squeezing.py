@@ -95,7 +95,7 @@ def squeeze_host(
     settings: Settings,
     now: datetime,
 ) -> SqueezeResult:
-    state = load_host_state(session, host_id, lock=not body.dry_run)
+    state = load_host_state(session, host_id, lock=not body.dry_run, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     if not body.dry_run:

@@ -6,8 +6,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.db.models import Domain
+from service.db.state import HostState
 from service.engine.topology import PAGES_PER_MIB
 from service.schemas.domains import DomainOut, MemoryOut, MemRange, VnodeOut
+from service.schemas.hosts import Accounting, DomainBacking, PnodeAccounting
 
 I64 = NDArray[np.int64]
 
@@ -58,3 +60,34 @@ def domain_out(domain: Domain, backing: I64 | None, n_pnodes: int) -> DomainOut:
         version=domain.version,
         created_at=domain.created_at,
     )
+
+
+def accounting_out(state: HostState) -> Accounting:
+    """A host's accounting as stored, with each domain's charges, so anyone can check from the
+    API alone that allocated_mib equals Σ charged_mib on every pnode. Claims are those live at
+    the state's clock: a lapsed lease stops counting before the sweeper deletes it."""
+    charges = state.charges()
+    claimed = state.claimed_mib.tolist()
+    pnodes = [
+        PnodeAccounting(
+            index=p.index,
+            capacity_mib=p.capacity_mib,
+            allocated_mib=p.allocated_mib,
+            claimed_mib=int(claimed[p.index]),
+            free_mib=p.capacity_mib - p.allocated_mib - int(claimed[p.index]),
+            observed_free_mib=p.observed_free_mib,
+        )
+        for p in state.host.pnodes
+    ]
+    domains = []
+    for d in state.domains:
+        backing, charged = state.backing[d.id], charges[d.id]
+        domains.append(
+            DomainBacking(
+                domain_id=d.id,
+                backing_mib=backing.tolist(),
+                charged_mib=charged.tolist(),
+                held_over_target_mib=int(charged.sum() - backing.sum()),
+            )
+        )
+    return Accounting(host_id=state.host.id, pnodes=pnodes, domains=domains)

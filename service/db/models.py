@@ -229,7 +229,9 @@ class Claim(Base):
     migration_id: Mapped[str | None] = mapped_column(
         UUIDStr, ForeignKey("migrations.id", ondelete="CASCADE"), index=True, nullable=True
     )
-    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # NULL: held until its migration ends. Only memory nothing may be using yet (a `planned`
+    # migration's) is leased by the clock; once a guest may be copying into it, never.
+    expires_at: Mapped[datetime | None] = mapped_column(index=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -260,7 +262,12 @@ class Migration(Base):
     state: Mapped[str] = mapped_column(String(16), default="planned")
     plan: Mapped[dict[str, Any]] = mapped_column(JSONType)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # Set while `planned` (the claims' lease); NULL once past it: the claims are then held.
+    expires_at: Mapped[datetime | None] = mapped_column(index=True, nullable=True)
+    # Last sign of progress (created, advanced, a step acknowledged); `stuck_at` is when the
+    # sweeper found none for `stuck_after_s` and said so with an event (cleared by progress).
+    progress_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stuck_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from sqlalchemy import (
     BigInteger,
     BindParameter,
+    ColumnElement,
     Integer,
     Select,
     String,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     union_all,
     update,
@@ -123,6 +125,11 @@ class HostState:
         return load
 
 
+def live_claim(now: Any) -> ColumnElement[bool]:
+    """A claim counts while it is held (no expiry: its migration is past `planned`) or leased."""
+    return or_(Claim.expires_at.is_(None), Claim.expires_at > now)
+
+
 def host_stmt(lock: bool) -> Select[Host]:
     """The host with its pnodes in one statement; locking both when writing.
 
@@ -144,7 +151,7 @@ def host_stmt(lock: bool) -> Select[Host]:
     )
 
 
-def _claims_stmt(host_id: str) -> Select[str, int, int, int]:
+def _claims_stmt(host_id: str, now: datetime) -> Select[str, int, int, int]:
     """Live claims per pnode as (NULL, -1, pnode, MiB) rows, to follow backing rows."""
     return (
         select(
@@ -153,16 +160,22 @@ def _claims_stmt(host_id: str) -> Select[str, int, int, int]:
             Claim.pnode,
             cast(func.sum(Claim.mib), BigInteger()),
         )
-        .where(Claim.host_id == host_id, Claim.expires_at > utcnow())
+        .where(Claim.host_id == host_id, live_claim(now))
         .group_by(Claim.pnode)
     )
 
 
 def load_host_state(
-    session: Session, host_id: str, *, lock: bool, host: Host | None = None
+    session: Session,
+    host_id: str,
+    *,
+    lock: bool,
+    host: Host | None = None,
+    now: datetime | None = None,
 ) -> HostState | None:
     """Three statements: the host with its pnodes (locked when writing), the domains with their
-    vnodes, and backing plus the live claims. `host`: already loaded (and locked) by the caller."""
+    vnodes, and backing plus the claims live at `now` (the request's clock; default: the wall
+    clock). `host`: already loaded (and locked) by the caller."""
     if host is None:
         host = session.scalars(host_stmt(lock).where(Host.id == host_id)).unique().one_or_none()
     if host is None:
@@ -188,7 +201,7 @@ def load_host_state(
     rows = session.execute(
         select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib)
         .where(Backing.host_id == host_id)
-        .union_all(_claims_stmt(host_id))
+        .union_all(_claims_stmt(host_id, utcnow() if now is None else now))
     ).all()
     for domain_id, vnode, pnode, mib in rows:
         if vnode < 0:
@@ -239,12 +252,14 @@ _HOST_ROWS = union_all(
         cast(func.sum(Claim.mib), BigInteger()),
         literal(0, Integer()),
     )
-    .where(Claim.host_id == bindparam("b_host"), Claim.expires_at > bindparam("b_now"))
+    .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
     .group_by(Claim.pnode),
 )
 
 
-def load_domain_state(session: Session, host: Host, domain_id: str) -> HostState | None:
+def load_domain_state(
+    session: Session, host: Host, domain_id: str, now: datetime | None = None
+) -> HostState | None:
     """The state of a locked host for a write to one of its domains, in two more statements.
 
     Only that domain is loaded as ORM rows; every other domain on the host is read as plain rows
@@ -260,7 +275,8 @@ def load_domain_state(session: Session, host: Host, domain_id: str) -> HostState
     if domain is None or not domain.vnodes:
         return None
     p = len(host.pnodes)
-    rows = session.execute(_HOST_ROWS, {"b_host": host.id, "b_now": utcnow()}).all()
+    at = utcnow() if now is None else now
+    rows = session.execute(_HOST_ROWS, {"b_host": host.id, "b_now": at}).all()
     kind = np.array([r[0] for r in rows], dtype=np.int64)
     names, dom = np.unique(np.array([str(r[1]) for r in rows]), return_inverse=True)
     num = np.array([r[2:] for r in rows], dtype=np.int64).reshape(-1, 4)

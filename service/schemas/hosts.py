@@ -101,15 +101,22 @@ class HostCreated(HostOut):
 class PnodeAccounting(BaseModel):
     index: int
     capacity_mib: int
-    allocated_mib: int
-    claimed_mib: int
-    free_mib: int
+    allocated_mib: int = Field(description="Σ of the domains' charged_mib on this pnode")
+    claimed_mib: int = Field(description="Σ of the live claims (lapsed leases no longer count)")
+    free_mib: int = Field(description="capacity_mib - allocated_mib - claimed_mib")
     observed_free_mib: int | None
 
 
 class DomainBacking(BaseModel):
     domain_id: Id
     backing_mib: list[list[int]] = Field(description="vnode x pnode, MiB")
+    charged_mib: list[list[int]] = Field(
+        description="vnode x pnode, MiB counted against the pnode: the backing, or the size the "
+        "guest reports for the vnode when it holds more than its target (on the vnode's home)"
+    )
+    held_over_target_mib: int = Field(
+        description="Σ charged_mib - Σ backing_mib: memory the guest still holds above its target"
+    )
 
 
 class Accounting(BaseModel):

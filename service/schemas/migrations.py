@@ -115,7 +115,10 @@ class ClaimOut(BaseModel):
     host_id: Id
     pnode: int
     mib: int
-    expires_at: datetime
+    expires_at: datetime | None = Field(
+        description="When the lease of a planned migration's claim ends; null: held until the "
+        "migration ends (it is past planned: the guest may be using this memory)"
+    )
 
 
 class MigrationStepOut(BaseModel):
@@ -162,10 +165,32 @@ class MigrationOut(BaseModel):
     claims: list[ClaimOut]
     steps: list[MigrationStepOut]
     reason: str | None
-    expires_at: datetime
+    stuck: bool = Field(
+        description="Past planned and no progress (advance, acknowledged step) for "
+        "NUMA_BALLOON_STUCK_AFTER_S; the claims stay held"
+    )
+    stuck_reason: str | None
+    progress_at: datetime
+    expires_at: datetime | None = Field(
+        description="The claims' lease while planned; null once past planned (claims held)"
+    )
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+RunsOn = Literal["source", "destination"]
+
+
+class AbortRequest(StrictModel):
+    model_config = strict_example({"runs_on": "source"})
+
+    runs_on: RunsOn | None = Field(
+        default=None,
+        description="Where the domain runs now. Required to abort a migration in `migrating` "
+        "(the live migration may have run) unless its migrate step was acknowledged as failed: "
+        "`source` rolls back; `destination` records the move and settles there",
+    )
 
 
 class RebalanceRequest(StrictModel):

@@ -1,0 +1,38 @@
+"""The sweeper: frees the claims of `planned` migrations whose lease ran out, and flags the
+migrations that stopped progressing. It owns its transactions (one per expired migration, since
+each locks a pair of hosts), so callers hand it a session factory, never their own session.
+
+Every replica runs it in the background (`sweep_interval_s`), so expired claims stop counting by
+themselves; requests that depend on fresh claims (starting a migration, an agent's heartbeat)
+run it first too. Replicas sweeping at once only wait on each other's row locks.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.core import migrations
+from service.settings import Settings
+
+log = logging.getLogger("numa_balloon")
+SWEEPER = "service:sweeper"
+
+
+def sweep_migrations(
+    factory: sessionmaker[Session], now: datetime, settings: Settings, actor: str = SWEEPER
+) -> tuple[int, int]:
+    """Expire lapsed `planned` migrations and flag stuck ones: (expired, newly stuck)."""
+    expired = 0
+    with factory() as session:
+        ids = migrations.expired_migration_ids(session, now)
+        session.rollback()
+        for migration_id in ids:
+            if migrations.expire_migration(session, migration_id, now, actor):
+                expired += 1
+            session.commit()
+        stuck = migrations.flag_stuck(session, now, settings, actor)
+        session.commit()
+    return expired, stuck
