@@ -18,6 +18,7 @@ from service.core.migrations import mark_progress
 from service.core.sweeper import sweep_migrations
 from service.db.audit import record_event
 from service.db.models import Migration, Step
+from service.db.retry import retry_transaction
 from service.db.state import load_host_state
 from service.schemas.agent import AckIn, DriftPnode, ObservedIn, ObservedOut, StepList, StepOut
 
@@ -30,6 +31,7 @@ router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
     responses=responses(401, 403, 404, 422),
     summary="Report free MiB per pnode as the hypervisor sees it; large drift is flagged",
 )
+@retry_transaction
 def observed(
     host_id: str,
     body: ObservedIn,
@@ -123,6 +125,7 @@ def steps(host_id: str, session: SessionDep, _: Agent) -> StepList:
     responses=responses(401, 403, 404, 409, 422),
     summary="Acknowledge a step (ok) or report that it failed",
 )
+@retry_transaction
 def ack(
     host_id: str, step_id: uuid.UUID, body: AckIn, session: SessionDep, principal: Agent, now: Now
 ) -> StepOut:

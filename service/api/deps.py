@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from service.db.retry import run_with_retries
 from service.db.session import session_scope
 from service.settings import Settings
 
@@ -47,7 +48,7 @@ async def run_db(request: Request, work: Callable[[Session], T]) -> T:
 
     def unit() -> T:
         with _scope(factory, state.db_gate) as session:
-            return work(session)
+            return run_with_retries(session, lambda: work(session))
 
     return await run_in_threadpool(unit)
 

@@ -23,6 +23,7 @@ from service.core.views import domain_out
 from service.db.audit import record_event
 from service.db.models import Domain
 from service.db.pagination import fetch_page
+from service.db.retry import retry_transaction
 from service.db.state import load_host_state
 from service.schemas.agent import GuestToken
 from service.schemas.common import Page
@@ -45,6 +46,7 @@ router = APIRouter(prefix="/v1/domains", tags=["domains"])
     responses=responses(401, 403, 404, 409, 413, 422),
     summary="Create a domain with a virtual NUMA topology and place it on a host",
 )
+@retry_transaction
 def create_domain(
     body: DomainCreate,
     request: Request,
@@ -142,6 +144,7 @@ async def put_target(
     responses=responses(401, 403, 404, 409, 412, 422),
     summary="Destroy a domain and free its memory",
 )
+@retry_transaction
 def delete_domain(
     domain_id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None
 ) -> Response:

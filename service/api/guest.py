@@ -17,6 +17,7 @@ from service.core.domains import load_domain, lock_domain_host
 from service.core.views import memranges
 from service.db.audit import record_event
 from service.db.models import Domain, Step
+from service.db.retry import retry_transaction
 from service.db.state import write_accounting
 from service.schemas.guest import (
     BalloonReport,
@@ -101,6 +102,7 @@ def balloon(session: SessionDep, principal: Guest) -> GuestBalloon:
     responses=responses(401, 403, 409, 422),
     summary="The balloon driver reports each pool's actual size",
 )
+@retry_transaction
 def report(body: BalloonReport, session: SessionDep, principal: Guest, now: Now) -> GuestBalloon:
     assert principal.subject_id is not None
     domain, state = lock_domain_host(session, principal.subject_id)

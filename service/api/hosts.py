@@ -20,6 +20,7 @@ from service.core.views import accounting_out
 from service.db import hosts as repo
 from service.db.audit import record_event
 from service.db.models import Host, Pnode
+from service.db.retry import retry_transaction
 from service.db.state import load_host_state
 from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
@@ -173,6 +174,7 @@ def get_host(host_id: uuid.UUID, response: Response, session: SessionDep, _: Adm
     responses=responses(401, 403, 404, 412, 422),
     summary="Change a host's state (active, maintenance, offline)",
 )
+@retry_transaction
 def patch_host(
     host_id: uuid.UUID,
     body: HostPatch,
@@ -208,6 +210,7 @@ def patch_host(
     responses=responses(401, 403, 404, 409, 412, 422),
     summary="Remove a host (refused while domains, claims or migrations use it)",
 )
+@retry_transaction
 def delete_host(
     host_id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None
 ) -> Response:
@@ -244,6 +247,7 @@ def rotate_agent_token(host_id: uuid.UUID, session: SessionDep, principal: Admin
     responses=responses(401, 403, 404, 409, 422),
     summary="Free memory per pnode or in total, or balance, by moving every domain's target",
 )
+@retry_transaction
 def post_squeeze(
     host_id: uuid.UUID,
     body: SqueezeRequest,
@@ -264,6 +268,7 @@ def post_squeeze(
     responses=responses(401, 403, 404, 409, 422),
     summary="AutoNUMA: block moves within a MiB budget that bring memory where guests expect it",
 )
+@retry_transaction
 def post_rebalance(
     host_id: uuid.UUID, body: RebalanceRequest, session: SessionDep, principal: Admin, now: Now
 ) -> RebalanceOut:

@@ -21,6 +21,7 @@ from service.core import migrations as core
 from service.core.sweeper import sweep_migrations
 from service.db.models import Migration
 from service.db.pagination import fetch_page
+from service.db.retry import retry_transaction
 from service.schemas.common import Page
 from service.schemas.migrations import (
     AbortRequest,
@@ -59,6 +60,7 @@ def plan(body: MigrationRequest, session: SessionDep, _: Admin) -> PlanOut:
     responses=responses(401, 403, 404, 409, 413, 422),
     summary="Start a migration: claim destination memory per pnode atomically, or 409",
 )
+@retry_transaction
 def start(
     body: MigrationRequest,
     request: Request,
@@ -125,6 +127,7 @@ def get_migration(
     responses=responses(401, 403, 404, 409, 422),
     summary="Move to the next phase once the current phase's steps are acknowledged",
 )
+@retry_transaction
 def advance(
     migration_id: uuid.UUID,
     session: SessionDep,
@@ -151,6 +154,7 @@ def advance(
         "migration settles there). Until then the claims stay held."
     ),
 )
+@retry_transaction
 def abort(
     migration_id: uuid.UUID,
     session: SessionDep,

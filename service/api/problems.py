@@ -23,6 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db.pagination import BadCursor
+from service.db.retry import is_retryable
 from service.errors import (
     Conflict,
     Forbidden,
@@ -231,6 +232,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if is_retryable(exc):  # still colliding after the retries: the client may try again
+            return problem_response(
+                409,
+                "conflict",
+                "The request conflicts with concurrent requests",
+                "concurrent requests on the same hosts kept colliding; nothing was changed, retry",
+                request,
+                headers={"Retry-After": "1"},
+            )
         log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
         return problem_response(
             503,

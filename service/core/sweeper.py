@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core import migrations
+from service.db.retry import run_with_retries
 from service.settings import Settings
 
 log = logging.getLogger("numa_balloon")
@@ -30,9 +31,18 @@ def sweep_migrations(
         ids = migrations.expired_migration_ids(session, now)
         session.rollback()
         for migration_id in ids:
-            if migrations.expire_migration(session, migration_id, now, actor):
-                expired += 1
+
+            def expire_one(mid: str = migration_id) -> bool:
+                done = migrations.expire_migration(session, mid, now, actor)
+                session.commit()
+                return done
+
+            expired += run_with_retries(session, expire_one)
+
+        def flag() -> int:
+            count = migrations.flag_stuck(session, now, settings, actor)
             session.commit()
-        stuck = migrations.flag_stuck(session, now, settings, actor)
-        session.commit()
+            return count
+
+        stuck = run_with_retries(session, flag)
     return expired, stuck
