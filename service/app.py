@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
-    app.add_middleware(MethodRules, routes=lambda: app.routes)
+    app.add_middleware(MethodRules, openapi=lambda: app.openapi())
     app.add_middleware(Metrics, registry=app.state.registry)
 
     default_openapi = app.openapi

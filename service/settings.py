@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=4)
     page_limit_default: int = Field(default=50, ge=1)
     page_limit_max: int = Field(default=500, ge=1)
+    # /metrics names routes and rates: behind the admin token unless explicitly made public.
+    public_metrics: bool = False
     drift_threshold_mib: int = Field(default=1024, ge=0)
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.

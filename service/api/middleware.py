@@ -8,14 +8,12 @@ stalled event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
-from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.body_checks import BodyIssue, check_json_body
@@ -143,19 +141,20 @@ class MethodRules:
     - NUL cannot be stored in PostgreSQL text; a query parameter holding one is a 422 naming it.
     """
 
-    def __init__(self, app: ASGIApp, routes: Callable[[], Iterable[BaseRoute]]) -> None:
+    def __init__(self, app: ASGIApp, openapi: Callable[[], dict[str, Any]]) -> None:
         self.app = app
-        self._routes = routes
+        self._openapi = openapi
         self._literal: dict[str, frozenset[str]] | None = None
 
     def _literal_paths(self) -> dict[str, frozenset[str]]:
+        """Paths without parameters and their methods, read from the OpenAPI document (the one
+        public listing of the routes, whatever the framework nests them in)."""
         if self._literal is None:
-            methods: dict[str, set[str]] = {}
-            for route in self._routes():
-                path = getattr(route, "path", "")
-                if isinstance(route, APIRoute) and "{" not in path:
-                    methods.setdefault(path, set()).update(route.methods or ())
-            self._literal = {p: frozenset(m) for p, m in methods.items()}
+            self._literal = {
+                path: frozenset(m.upper() for m in operations)
+                for path, operations in self._openapi().get("paths", {}).items()
+                if "{" not in path
+            }
         return self._literal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

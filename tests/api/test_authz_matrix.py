@@ -28,7 +28,7 @@ ADMIN, AGENT, GUEST, PUBLIC = "admin", "agent", "guest", "public"
 ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/healthz"): (PUBLIC, lambda w: ("GET", "/healthz", None)),
     ("GET", "/readyz"): (PUBLIC, lambda w: ("GET", "/readyz", None)),
-    ("GET", "/metrics"): (PUBLIC, lambda w: ("GET", "/metrics", None)),
+    ("GET", "/metrics"): (ADMIN, lambda w: ("GET", "/metrics", None)),
     ("GET", "/docs"): (PUBLIC, lambda w: ("GET", "/docs", None)),
     ("GET", "/docs/oauth2-redirect"): (PUBLIC, lambda w: ("GET", "/docs/oauth2-redirect", None)),
     ("GET", "/redoc"): (PUBLIC, lambda w: ("GET", "/redoc", None)),

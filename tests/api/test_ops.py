@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from service.db.migrations import head_revision
 from tests.api.client import ApiClient
 from tests.api.conftest import TWO_SOCKET
 
@@ -24,14 +25,17 @@ def test_readyz_fails_when_the_database_is_behind(client: ApiClient) -> None:
         assert r.headers["retry-after"]
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+            conn.execute(
+                text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()}
+            )
 
 
 def test_metrics_count_requests_by_route_template(client: ApiClient) -> None:
     host = client.post("/v1/hosts", json=TWO_SOCKET).json()
     client.get(f"/v1/hosts/{host['id']}")
     client.get("/v1/hosts/00000000-0000-0000-0000-000000000000")
-    text_ = client.get("/metrics", token=None).text
+    assert client.get("/metrics", token=None).status_code == 401  # not public by default
+    text_ = client.get("/metrics").text
     assert (
         'numa_balloon_http_requests_total{method="GET",route="/v1/hosts/{host_id}",status="200"}'
         " 1.0" in text_
@@ -39,3 +43,15 @@ def test_metrics_count_requests_by_route_template(client: ApiClient) -> None:
     assert 'route="/v1/hosts/{host_id}",status="404"} 1.0' in text_
     assert "numa_balloon_http_request_duration_seconds_bucket" in text_
     assert host["id"] not in text_
+
+
+def test_metrics_can_be_made_public(db_url: str) -> None:
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.api.client import api_client
+    from tests.conftest import ADMIN_TOKEN
+
+    app = create_app(Settings(database_url=db_url, admin_token=ADMIN_TOKEN, public_metrics=True))
+    with api_client(app, None) as c:
+        assert c.get("/metrics").status_code == 200
+    app.state.engine.dispose()
