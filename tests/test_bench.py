@@ -20,6 +20,8 @@ HEADLINES = {
     rf"distortion_ours={NUM} distortion_nova={NUM}$",
     "bench.migration": rf"^migration plan 32v 1TiB 8p->64p: rebalance_ms={NUM} "
     rf"replug_ms={NUM} steps=\d+$",
+    "bench.hostile": rf"^hostile 1MiB: unauth_ms={NUM} auth_ms={NUM} "
+    rf"healthz_idle_p50_ms={NUM} healthz_under_attack_p50_ms={NUM}$",
 }
 
 

@@ -119,7 +119,9 @@ def test_a_planned_migration_still_expires(ttl_client: ApiClient, clock: Clock) 
     assert shown["state"] == "failed" and shown["claims"] == []
     acc = c.get(f"/v1/hosts/{dst['id']}/accounting").json()["pnodes"][0]
     assert acc["claimed_mib"] == 0 and acc["free_mib"] == 4096
-    assert c.post("/v1/domains", json=domain_body("y", [1024], host_id=dst["id"])).status_code == 201
+    assert (
+        c.post("/v1/domains", json=domain_body("y", [1024], host_id=dst["id"])).status_code == 201
+    )
     _heartbeat(c, dst, 3072)  # the sweep writes it down
     assert c.get(f"/v1/migrations/{mid}").json()["reason"] == "claims expired"
     audit(c.app.state.sessionmaker)
