@@ -18,6 +18,7 @@ from service.core.migrations import expire_migrations
 from service.db.audit import record_event
 from service.db.models import Step
 from service.db.state import load_host_state
+from service.db.status import write_status
 from service.schemas.agent import AckIn, DriftPnode, ObservedIn, ObservedOut, StepList, StepOut
 
 router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
@@ -71,9 +72,9 @@ def observed(
         r.drift_mib is not None and abs(r.drift_mib) > settings.drift_threshold_mib for r in rows
     )
     host = state.host
-    host.observed_at = now
-    if flagged != host.drift_flagged:
-        host.drift_flagged = flagged
+    changed = flagged != host.drift_flagged
+    write_status(session, host, observed_at=now, drift_flagged=flagged)
+    if changed:
         record_event(
             session,
             principal.actor,

@@ -72,6 +72,11 @@ class Host(Base):
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
+    # The orchestrator's own id (a Kubernetes node name, a Nova hypervisor) and its labels.
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    # Set by POST /v1/hosts/{id}/evacuate; cleared when the host is made active again.
+    evacuation_requested_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # The ACPI SLIT as an n x n list of ints; it is one value, read and written whole.
     distances: Mapped[list[list[int]]] = mapped_column(JSONType)
     drift_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -134,6 +139,8 @@ class Domain(Base):
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     host_id: Mapped[str | None] = mapped_column(
         UUIDStr, ForeignKey("hosts.id", ondelete="RESTRICT"), index=True, nullable=True
     )
@@ -260,6 +267,8 @@ class Migration(Base):
     state: Mapped[str] = mapped_column(String(16), default="planned")
     plan: Mapped[dict[str, Any]] = mapped_column(JSONType)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The service moves to the next phase as soon as the current phase's steps are acknowledged.
+    auto_advance: Mapped[bool] = mapped_column(Boolean, default=False)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
