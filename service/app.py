@@ -11,11 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from sqlalchemy import event
 
 from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
+from service.api.watch import EventWatcher
 from service.db.base import utcnow
+from service.db.events import latest_seq
 from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
@@ -36,6 +39,18 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _event_watcher(state: Any, settings: Settings) -> EventWatcher:
+    """One per process; every commit of a write session pokes it (see service.api.watch)."""
+
+    def read_latest() -> int:
+        with state.read_sessionmaker() as session:
+            return latest_seq(session)
+
+    watcher = EventWatcher(read_latest, settings.events_poll_s)
+    event.listen(state.sessionmaker, "after_commit", watcher.poke)
+    return watcher
+
+
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -54,6 +69,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     n = settings.db_concurrency
     app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()
+    app.state.event_watcher = _event_watcher(app.state, settings)
 
     install_problem_handlers(app)
     for module in (hosts, domains, migrations, cluster, events, guest, agent, ops, ui):

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     page_limit_default: int = Field(default=50, ge=1)
     page_limit_max: int = Field(default=500, ge=1)
     drift_threshold_mib: int = Field(default=1024, ge=0)
+    # How often a process looks for events other replicas wrote while someone long-polls or
+    # streams (its own writes wake waiters at once).
+    events_poll_s: float = Field(default=0.5, gt=0, le=10)
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.
     db_concurrency: int = Field(default=4, ge=0)

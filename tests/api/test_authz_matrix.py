@@ -100,6 +100,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
         lambda w: ("GET", "/v1/cluster/worst-case-template", None),
     ),
     ("GET", "/v1/events"): (ADMIN, lambda w: ("GET", "/v1/events", None)),
+    ("GET", "/v1/events/stream"): (
+        ADMIN,
+        lambda w: ("GET", "/v1/events/stream?since=0&limit=1", None),
+    ),
     ("POST", "/v1/hosts/{host_id}/rebalance"): (
         ADMIN,
         lambda w: (
