@@ -14,7 +14,7 @@ from service.api.auth import Agent
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.core.balloon import sweep
-from service.core.migrations import expire_migrations
+from service.core.migrations import drive, expire_migrations, fail_for_step
 from service.db.audit import record_event
 from service.db.models import Step
 from service.db.state import load_host_state
@@ -123,7 +123,13 @@ def steps(host_id: str, session: SessionDep, _: Agent) -> StepList:
     summary="Acknowledge a step (ok) or report that it failed",
 )
 def ack(
-    host_id: str, step_id: uuid.UUID, body: AckIn, session: SessionDep, principal: Agent, now: Now
+    host_id: str,
+    step_id: uuid.UUID,
+    body: AckIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Agent,
+    now: Now,
 ) -> StepOut:
     step = session.scalars(
         select(Step).where(Step.id == str(step_id), Step.host_id == host_id).with_for_update()
@@ -149,4 +155,11 @@ def ack(
     session.flush()
     out = _step_out(step)
     session.commit()
+    # What the ack unblocks happens now, each in a transaction of its own (host locks after the
+    # step's): a failed step ends its migration, an acked one lets an auto-advance go on.
+    if step.migration_id is not None:
+        if outcome == "failed":
+            fail_for_step(session, step, principal.actor, now)
+        else:
+            drive(session, step.migration_id, settings, now)
     return out

@@ -323,6 +323,25 @@ class Step(Base):
 
     migration: Mapped[Migration | None] = relationship(back_populates="steps", lazy="raise")
 
+    @property
+    def actor(self) -> str:
+        """Who completes the step: see `step_actor`."""
+        return step_actor(self.phase, self.op)
+
+
+GUEST_POOL_OPS = ("plug", "unplug", "balloon")
+
+
+def step_actor(phase: str, op: str) -> str:
+    """`service` for claims (done when the migration is created), `guest` for pool operations
+    (the balloon driver's report completes them), `agent` for the rest (migrate, release) and for
+    a rebalance's block moves, which the host agent carries out on the guest's behalf."""
+    if op == "claim":
+        return "service"
+    if op in GUEST_POOL_OPS and phase != "rebalance":
+        return "guest"
+    return "agent"
+
 
 class Token(Base):
     """Agent and guest bearer tokens, stored only as SHA-256 digests.

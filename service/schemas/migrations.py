@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from service.schemas.agent import StepActor
 from service.schemas.common import Id, MiB, StrictModel, example, strict_example
 from service.schemas.domains import Policy
 
@@ -36,6 +37,12 @@ class MigrationRequest(StrictModel):
         default=None,
         description="Pool levels on the destination; default the domain's policy "
         "(faithful when it is explicit)",
+    )
+    auto_advance: bool = Field(
+        default=False,
+        strict=True,
+        description="The service advances each phase as soon as its steps are acknowledged "
+        "(starting at once with planned -> preparing); the caller only watches the events",
     )
 
 
@@ -123,7 +130,8 @@ class MigrationStepOut(BaseModel):
     seq: int
     phase: str
     op: str
-    host_id: Id
+    host_id: Id = Field(description="The host whose agent sees (and, for agent steps, acks) it")
+    actor: StepActor
     vnode: int | None
     pnode: int | None
     mib: int
@@ -144,6 +152,7 @@ class MigrationOut(BaseModel):
             "claims": [],
             "steps": [],
             "reason": None,
+            "auto_advance": False,
             "expires_at": "2026-11-26T08:05:00Z",
             "version": 1,
             "created_at": "2026-11-26T08:00:00Z",
@@ -162,6 +171,7 @@ class MigrationOut(BaseModel):
     claims: list[ClaimOut]
     steps: list[MigrationStepOut]
     reason: str | None
+    auto_advance: bool
     expires_at: datetime
     version: int
     created_at: datetime
