@@ -8,12 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event
 
 from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
+from service.api.filters import reject_unknown_query
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.api.watch import EventWatcher
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         description=DESCRIPTION,
         generate_unique_id_function=_operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
+        dependencies=[Depends(reject_unknown_query)],
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings

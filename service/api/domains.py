@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
+from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, responses
@@ -21,6 +22,7 @@ from service.core import domains as core
 from service.core.exporting import export_domain
 from service.core.views import domain_out
 from service.db.audit import record_event
+from service.db.filters import filtered
 from service.db.models import Domain
 from service.db.pagination import fetch_page
 from service.db.state import load_host_state
@@ -30,6 +32,7 @@ from service.schemas.domains import (
     DomainCreate,
     DomainCreated,
     DomainOut,
+    DomainPatch,
     PlacementOut,
     Placements,
     TargetPut,
@@ -76,10 +79,19 @@ def list_domains(
     settings: SettingsDep,
     _: Admin,
     host_id: Annotated[uuid.UUID | None, Query(description="Only domains on this host")] = None,
+    name: NameQuery = None,
+    external_id: ExternalIdQuery = None,
+    label: LabelQuery = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[DomainOut]:
-    stmt = select(Domain).options(selectinload(Domain.vnodes))
+    stmt = filtered(
+        select(Domain).options(selectinload(Domain.vnodes)),
+        Domain,
+        name=name,
+        external_id=external_id,
+        labels=parse_labels(label),
+    )
     if host_id is not None:
         stmt = stmt.where(Domain.host_id == str(host_id))
     page, more = fetch_page(
@@ -90,6 +102,17 @@ def list_domains(
         items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
         next_cursor=next_cursor(page, more),
     )
+
+
+@router.get("/by-name/{name}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
+async def get_domain_by_name(name: str, request: Request, _: Admin) -> Response:
+    def read(session: Session) -> DomainOut:
+        domain = core.load_domain_by_name(session, name)
+        x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+        return domain_out(domain, x, n_pnodes)
+
+    out = await run_db(request, read)
+    return model_response(out, {"ETag": etag(out.version)})
 
 
 @router.get("/{domain_id}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
@@ -132,6 +155,28 @@ async def put_target(
         return out
 
     out = await run_db(request, write)
+    return model_response(out, {"ETag": etag(out.version)})
+
+
+@router.patch(
+    "/{domain_id}",
+    response_model=DomainOut,
+    responses=responses(401, 403, 404, 409, 412, 422),
+    summary="Set a domain's labels or external id.",
+)
+def patch_domain(
+    domain_id: uuid.UUID,
+    body: DomainPatch,
+    session: SessionDep,
+    principal: Admin,
+    if_match: IfMatch = None,
+) -> Response:
+    domain = core.patch_domain(
+        session, str(domain_id), body, principal.actor, lambda v: check_if_match(if_match, v)
+    )
+    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+    out = domain_out(domain, x, n_pnodes)
+    session.commit()
     return model_response(out, {"ETag": etag(out.version)})
 
 

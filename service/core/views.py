@@ -55,6 +55,8 @@ def domain_out(domain: Domain, backing: I64 | None, n_pnodes: int) -> DomainOut:
         policy=domain.policy,
         block_mib=domain.block_mib,
         uncooperative=domain.uncooperative,
+        external_id=domain.external_id,
+        labels=domain.labels or {},
         version=domain.version,
         created_at=domain.created_at,
     )

@@ -40,6 +40,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("POST", "/v1/hosts"): (ADMIN, lambda w: ("POST", "/v1/hosts", host_body(f"new-{next(_n)}"))),
     ("GET", "/v1/hosts"): (ADMIN, lambda w: ("GET", "/v1/hosts", None)),
     ("GET", "/v1/hosts/{host_id}"): (ADMIN, lambda w: ("GET", f"/v1/hosts/{w.host_a}", None)),
+    ("GET", "/v1/hosts/by-name/{name}"): (
+        ADMIN,
+        lambda w: ("GET", "/v1/hosts/by-name/host-a", None),
+    ),
     ("PATCH", "/v1/hosts/{host_id}"): (
         ADMIN,
         lambda w: ("PATCH", f"/v1/hosts/{w.host_a}", {"state": "active"}),
@@ -68,6 +72,14 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/v1/domains/{domain_id}"): (
         ADMIN,
         lambda w: ("GET", f"/v1/domains/{w.domain_x}", None),
+    ),
+    ("GET", "/v1/domains/by-name/{name}"): (
+        ADMIN,
+        lambda w: ("GET", "/v1/domains/by-name/dom-x", None),
+    ),
+    ("PATCH", "/v1/domains/{domain_id}"): (
+        ADMIN,
+        lambda w: ("PATCH", f"/v1/domains/{w.domain_x}", {"labels": {"k": "v"}}),
     ),
     ("DELETE", "/v1/domains/{domain_id}"): (
         ADMIN,
