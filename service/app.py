@@ -13,7 +13,18 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event
 
-from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
+from service.api import (
+    agent,
+    cluster,
+    domains,
+    events,
+    guest,
+    hosts,
+    migrations,
+    ops,
+    placements,
+    ui,
+)
 from service.api.filters import reject_unknown_query
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
@@ -74,7 +85,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.event_watcher = _event_watcher(app.state, settings)
 
     install_problem_handlers(app)
-    for module in (hosts, domains, migrations, cluster, events, guest, agent, ops, ui):
+    for module in (hosts, domains, placements, migrations, cluster, events, guest, agent, ops, ui):
         app.include_router(module.router)
 
     app.add_middleware(

@@ -13,14 +13,22 @@ from sqlalchemy.orm import Session, selectinload
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
-from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
+from service.api.filters import (
+    ExternalIdQuery,
+    LabelQuery,
+    NameQuery,
+    PlacementLimit,
+    parse_labels,
+)
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, responses
 from service.api.render import model_response
 from service.core import domains as core
+from service.core import placement
 from service.core.exporting import export_domain
-from service.core.views import domain_out
+from service.core.placement import DEFAULT_LIMIT
+from service.core.views import domain_out, placement_out
 from service.db.audit import record_event
 from service.db.filters import filtered
 from service.db.models import Domain
@@ -33,7 +41,6 @@ from service.schemas.domains import (
     DomainCreated,
     DomainOut,
     DomainPatch,
-    PlacementOut,
     Placements,
     TargetPut,
 )
@@ -57,7 +64,9 @@ def create_domain(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def create() -> tuple[int, dict[str, Any], dict[str, str]]:
-        domain, state, x = core.create_domain(session, body, principal.actor)
+        domain, state, x = core.create_domain(
+            session, body, principal.actor, placement.admission_advice
+        )
         token = issue_token(session, "guest", domain.id)
         session.flush()
         out = domain_out(domain, x, state.n_pnodes)
@@ -214,26 +223,13 @@ def rotate_guest_token(domain_id: uuid.UUID, session: SessionDep, principal: Adm
     "/{domain_id}/placements",
     response_model=Placements,
     responses=responses(401, 403, 404, 422),
-    summary="Rank every active host for this domain (capacity, then distortion, then balance)",
+    summary="Rank the active hosts for this domain: capacity, then distortion, then balance.",
 )
-def get_placements(domain_id: uuid.UUID, session: SessionDep, _: Admin) -> Placements:
-    ranked = core.placements(session, str(domain_id))
-    return Placements(
-        domain_id=str(domain_id),
-        hosts=[
-            PlacementOut(
-                host_id=host_id,
-                host_name=name,
-                feasible=p.feasible,
-                score=p.score if p.feasible else None,
-                distortion=p.distortion if p.feasible else None,
-                mapping=[int(m) for m in p.mapping.tolist()],
-                spread=p.spread,
-                reason=p.reason,
-            )
-            for host_id, name, p in ranked
-        ],
-    )
+def get_placements(
+    domain_id: uuid.UUID, session: SessionDep, _: Admin, limit: PlacementLimit = DEFAULT_LIMIT
+) -> Placements:
+    ranked = placement.for_domain(session, str(domain_id), limit)
+    return Placements(domain_id=str(domain_id), hosts=[placement_out(r) for r in ranked])
 
 
 ExportFormat = Literal["xl", "libvirt", "xenstore"]

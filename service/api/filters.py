@@ -24,6 +24,9 @@ LabelQuery = Annotated[
         "(`?label=rack=r12&label=pool=gold`)",
     ),
 ]
+PlacementLimit = Annotated[
+    int, Query(ge=1, le=1000, description="Only the best this many hosts (default 10)")
+]
 _KEY = re.compile(LABEL_KEY_PATTERN)
 
 

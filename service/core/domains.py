@@ -246,9 +246,14 @@ def host_distances_of(session: Session, body: DomainShape) -> list[list[int]] | 
     return found
 
 
+Advise = Callable[[Session, Spec, I64, str, str | None], dict[str, Any]]
+
+
 def create_domain(
-    session: Session, body: DomainCreate, actor: str
+    session: Session, body: DomainCreate, actor: str, advise: Advise | None = None
 ) -> tuple[Domain, HostState, I64]:
+    """`advise` builds the details of the 409 when no host takes an unpinned domain (see
+    `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps)."""
     cluster = get_cluster(session)
     spec = build_spec(
         body, cluster.block_mib, cluster.worst_case_template, host_distances_of(session, body)
@@ -274,6 +279,13 @@ def create_domain(
         # Nothing was written: end the transaction so this host's lock is released before the
         # next one is taken (two creates trying hosts in different orders cannot deadlock).
         session.rollback()
+    if advise is not None and (candidates or body.host_id is None):
+        raise Infeasible(
+            ("no active host can hold this domain" if body.host_id is None else "")
+            + (": " if reasons and body.host_id is None else "")
+            + "; ".join(reasons),
+            **advise(session, spec, demand, body.policy, body.host_id),
+        )
     if not candidates:
         raise Infeasible("no active host can hold this domain", max_feasible_mib=0)
     raise Infeasible("; ".join(reasons) or "no host can hold this domain")

@@ -261,6 +261,11 @@ class PlacementOut(BaseModel):
     mapping: list[int] = Field(description="Home pnode per vnode")
     spread: bool
     reason: str
+    max_feasible_mib: int = Field(
+        description="The largest target this host could back now with this mapping "
+        "(at most dynamic_max_mib)"
+    )
+    free_mib: int = Field(description="The host's free MiB, all pnodes")
 
 
 class Placements(BaseModel):
@@ -277,6 +282,8 @@ class Placements(BaseModel):
                     "mapping": [0, 1],
                     "spread": False,
                     "reason": "",
+                    "max_feasible_mib": 8192,
+                    "free_mib": 249856,
                 }
             ],
         }
@@ -284,3 +291,26 @@ class Placements(BaseModel):
 
     domain_id: Id
     hosts: list[PlacementOut]
+
+
+class PlacementPreview(BaseModel):
+    model_config = example(
+        {
+            "hosts": [
+                {
+                    "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+                    "host_name": "compute-07",
+                    "feasible": True,
+                    "score": 0.01,
+                    "distortion": 0.0,
+                    "mapping": [0, 1],
+                    "spread": False,
+                    "reason": "",
+                    "max_feasible_mib": 16384,
+                    "free_mib": 249856,
+                }
+            ]
+        }
+    )
+
+    hosts: list[PlacementOut] = Field(description="Best first; nothing was created or claimed")

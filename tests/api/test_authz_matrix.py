@@ -73,6 +73,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
         ADMIN,
         lambda w: ("GET", f"/v1/domains/{w.domain_x}", None),
     ),
+    ("POST", "/v1/placements"): (
+        ADMIN,
+        lambda w: ("POST", "/v1/placements", {**domain_body("preview", [1024]), "name": None}),
+    ),
     ("GET", "/v1/domains/by-name/{name}"): (
         ADMIN,
         lambda w: ("GET", "/v1/domains/by-name/dom-x", None),
