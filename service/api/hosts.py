@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep
@@ -16,11 +17,13 @@ from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_la
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
+from service.core import evacuation
+from service.core.migrations import claims_of, expire_migrations, migration_out
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.db import hosts as repo
 from service.db.audit import record_event
-from service.db.models import Host, Pnode
+from service.db.models import Host, Migration, Pnode
 from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
 from service.errors import issues_to_errors
@@ -38,7 +41,13 @@ from service.schemas.hosts import (
     PnodeAccounting,
     PnodeOut,
 )
-from service.schemas.migrations import RebalanceOut, RebalanceRequest
+from service.schemas.migrations import (
+    EvacuateRequest,
+    EvacuationOut,
+    RebalanceOut,
+    RebalanceRequest,
+    Unplaced,
+)
 from service.schemas.squeeze import SqueezeRequest, SqueezeResult
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
@@ -315,6 +324,50 @@ def delete_host(
     record_event(session, principal.actor, "host.deleted", "host", host.id, before=summary)
     session.commit()
     return Response(status_code=204)
+
+
+@router.post(
+    "/{host_id}/evacuate",
+    status_code=202,
+    response_model=EvacuationOut,
+    responses=responses(401, 403, 404, 422),
+    summary="Drain a host: maintenance, then a migration for each domain to the best other host.",
+    description="""
+Called by an orchestrator (admin token) before host maintenance. The host goes to `maintenance`
+at once (it takes no new domain) and, for each of its domains, a migration to the best other
+active host is started, each with its destination claims taken atomically (`migration.created`
+events). A domain that fits nowhere stays, listed in `unplaced` with its reason. With
+`auto_advance` every migration advances on its own as agents and guests complete the steps;
+`GET /v1/hosts/{id}` shows `evacuation.domains_remaining` until the host is empty. Calling it
+again starts migrations only for the domains not already leaving. `PATCH` the host back to
+`active` to end the evacuation.
+""",
+)
+def evacuate(
+    host_id: uuid.UUID,
+    body: EvacuateRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    now: Now,
+) -> EvacuationOut:
+    expire_migrations(session, now, settings, principal.actor)
+    session.commit()
+    result = evacuation.evacuate(
+        session, str(host_id), body.strategy, body.auto_advance, principal.actor, settings, now
+    )
+    found = session.scalars(
+        select(Migration)
+        .where(Migration.id.in_(result.migration_ids))
+        .options(selectinload(Migration.steps))
+    ).all()
+    by_id = {m.id: m for m in found}
+    claims = claims_of(session, result.migration_ids)
+    return EvacuationOut(
+        host_id=str(host_id),
+        migrations=[migration_out(by_id[m], claims[m]) for m in result.migration_ids],
+        unplaced=[Unplaced(domain_id=d, reason=r) for d, r in result.unplaced],
+    )
 
 
 @router.post(

@@ -227,3 +227,38 @@ class RebalanceOut(BaseModel):
     distortion_after: float
     remote_fraction_before: float
     remote_fraction_after: float
+
+
+class EvacuateRequest(StrictModel):
+    model_config = strict_example({"strategy": "rebalance", "auto_advance": True})
+
+    strategy: Strategy = Field(default="rebalance", description="For every migration started")
+    auto_advance: bool = Field(
+        default=False,
+        strict=True,
+        description="Every migration advances on its own as its steps are acknowledged",
+    )
+
+
+class Unplaced(BaseModel):
+    domain_id: Id
+    reason: str = Field(description="Why no other host takes it (MiB figures, per host tried)")
+
+
+class EvacuationOut(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "migrations": [],
+            "unplaced": [
+                {
+                    "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+                    "reason": "no other active host has room for it",
+                }
+            ],
+        }
+    )
+
+    host_id: Id
+    migrations: list[MigrationOut] = Field(description="One per domain leaving the host")
+    unplaced: list[Unplaced] = Field(description="Domains that stay, each with its reason")

@@ -60,6 +60,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
         ADMIN,
         lambda w: ("POST", f"/v1/hosts/{w.host_a}/squeeze", {"total_free_mib": 0, "dry_run": True}),
     ),
+    ("POST", "/v1/hosts/{host_id}/evacuate"): (
+        ADMIN,
+        lambda w: ("POST", f"/v1/hosts/{w.spare_host}/evacuate", {}),
+    ),
     ("POST", "/v1/hosts/{host_id}/agent-token"): (
         ADMIN,
         lambda w: ("POST", f"/v1/hosts/{w.spare_host}/agent-token", None),
