@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event
 
@@ -65,7 +66,9 @@ def _event_watcher(state: Any, settings: Settings) -> EventWatcher:
 
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets the fastapi-offline package ships: /docs works with no
+    # network (an air-gapped control plane), not only when a CDN is reachable.
+    app = FastAPIOffline(
         title="numa-balloon",
         version="0.1.0",
         description=DESCRIPTION,
