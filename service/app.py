@@ -17,6 +17,7 @@ from sqlalchemy import event
 from service.api import (
     agent,
     cluster,
+    docs,
     domains,
     events,
     guest,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
                 Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             )
+            docs.apply(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
