@@ -53,9 +53,11 @@ lint: install
 	$(VENV)/bin/mypy service
 	$(VENV)/bin/lint-imports
 
-# The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost.
+# The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost;
+# the service stays up with the demo cluster afterwards (Ctrl-C stops it).
+DEMO_PORT ?= 8080
 demo: install
-	$(PY) -m demo --local
+	$(PY) -m demo --local --serve --port $(DEMO_PORT)
 
 openapi: install
 	$(PY) -m service.cli openapi -o openapi/openapi.json

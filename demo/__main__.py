@@ -43,6 +43,21 @@ def play(url: str, token: str, seed: int, summary_json: str | None) -> int:
     return 0 if ok else 1
 
 
+def serve(svc: LocalService) -> None:
+    """Leave the demo cluster up for a look: Swagger UI, the topology view, the events."""
+    print(
+        f"\n  The demo cluster stays up: Swagger UI {svc.url}/docs   topology view {svc.url}/ui"
+        f"\n  admin token: {svc.token}"
+        "\n  Ctrl-C stops the service (the SQLite database goes with it).\n",
+        flush=True,
+    )
+    try:
+        while svc.proc is not None and svc.proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     where = p.add_mutually_exclusive_group(required=True)
@@ -55,13 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--wait-s", type=float, default=120, help="with --url: wait this long for /readyz"
     )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="with --local: keep the service and the demo cluster running after the story, "
+        "until Ctrl-C",
+    )
+    p.add_argument("--port", type=int, help="with --local: listen here (default: a free port)")
     args = p.parse_args(argv)
     if args.local:
         with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
-            with LocalService(workdir) as svc:
+            with LocalService(workdir, port=args.port) as svc:
                 print(f"numa-balloon on {svc.url} (SQLite {svc.db_url.removeprefix('sqlite:///')})")
-                return play(svc.url, svc.token, args.seed, args.summary_json)
+                code = play(svc.url, svc.token, args.seed, args.summary_json)
+                if args.serve:
+                    serve(svc)
+                return code
     if not args.token:
         p.error("--url needs --token or NUMA_BALLOON_ADMIN_TOKEN")
     wait_ready(args.url, args.wait_s)

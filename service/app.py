@@ -12,16 +12,33 @@ from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
+from service.api import (
+    agent,
+    cluster,
+    docs,
+    domains,
+    events,
+    guest,
+    hosts,
+    migrations,
+    ops,
+    placements,
+    ui,
+)
+from service.api.filters import reject_unknown_query
 from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
+from service.api.watch import EventWatcher
 from service.core.sweeper import sweep_migrations
 from service.db.base import utcnow
+from service.db.events import latest_seq
 from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
@@ -70,15 +87,30 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
 
 
+def _event_watcher(state: Any, settings: Settings) -> EventWatcher:
+    """One per process; every commit of a write session pokes it (see service.api.watch)."""
+
+    def read_latest() -> int:
+        with state.read_sessionmaker() as session:
+            return latest_seq(session)
+
+    watcher = EventWatcher(read_latest, settings.events_poll_s)
+    event.listen(state.sessionmaker, "after_commit", watcher.poke)
+    return watcher
+
+
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets the fastapi-offline package ships: /docs works with no
+    # network (an air-gapped control plane), not only when a CDN is reachable.
+    app = FastAPIOffline(
         lifespan=_lifespan,
         title="numa-balloon",
         version="0.1.0",
         description=DESCRIPTION,
         generate_unique_id_function=_operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
+        dependencies=[Depends(reject_unknown_query)],
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
@@ -89,9 +121,10 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     n = settings.db_concurrency
     app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()
+    app.state.event_watcher = _event_watcher(app.state, settings)
 
     install_problem_handlers(app)
-    for module in (hosts, domains, migrations, cluster, events, guest, agent, ops, ui):
+    for module in (hosts, domains, placements, migrations, cluster, events, guest, agent, ops, ui):
         app.include_router(module.router)
 
     app.add_middleware(
@@ -110,6 +143,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
                 Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             )
+            docs.apply(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

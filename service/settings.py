@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # /metrics names routes and rates: behind the admin token unless explicitly made public.
     public_metrics: bool = False
     drift_threshold_mib: int = Field(default=1024, ge=0)
+    # How often a process looks for events other replicas wrote while someone long-polls or
+    # streams (its own writes wake waiters at once).
+    events_poll_s: float = Field(default=0.5, gt=0, le=10)
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.
     db_concurrency: int = Field(default=4, ge=0)

@@ -14,12 +14,13 @@ from service.api.auth import Agent
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.core.balloon import sweep
-from service.core.migrations import mark_progress
+from service.core.migrations import drive, fail_for_step, mark_progress
 from service.core.sweeper import sweep_migrations
 from service.db.audit import record_event
 from service.db.models import Migration, Step
 from service.db.retry import retry_transaction
 from service.db.state import load_host_state
+from service.db.status import write_status
 from service.schemas.agent import AckIn, DriftPnode, ObservedIn, ObservedOut, StepList, StepOut
 
 router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
@@ -75,9 +76,9 @@ def observed(
         r.drift_mib is not None and abs(r.drift_mib) > settings.drift_threshold_mib for r in rows
     )
     host = state.host
-    host.observed_at = now
-    if flagged != host.drift_flagged:
-        host.drift_flagged = flagged
+    changed = flagged != host.drift_flagged
+    write_status(session, host, observed_at=now, drift_flagged=flagged)
+    if changed:
         record_event(
             session,
             principal.actor,
@@ -127,7 +128,13 @@ def steps(host_id: str, session: SessionDep, _: Agent) -> StepList:
 )
 @retry_transaction
 def ack(
-    host_id: str, step_id: uuid.UUID, body: AckIn, session: SessionDep, principal: Agent, now: Now
+    host_id: str,
+    step_id: uuid.UUID,
+    body: AckIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Agent,
+    now: Now,
 ) -> StepOut:
     # Lock order as in advance: the migration row before its step rows.
     ref = session.execute(
@@ -166,4 +173,11 @@ def ack(
     session.flush()
     out = _step_out(step)
     session.commit()
+    # What the ack unblocks happens now, each in a transaction of its own (host locks after the
+    # step's): a failed step ends its migration, an acked one lets an auto-advance go on.
+    if step.migration_id is not None:
+        if outcome == "failed":
+            fail_for_step(session, step, principal.actor, now)
+        else:
+            drive(session, step.migration_id, settings, now)
     return out

@@ -13,14 +13,24 @@ from sqlalchemy.orm import Session, selectinload
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
+from service.api.filters import (
+    ExternalIdQuery,
+    LabelQuery,
+    NameQuery,
+    PlacementLimit,
+    parse_labels,
+)
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, responses
 from service.api.render import model_response
 from service.core import domains as core
+from service.core import placement
 from service.core.exporting import export_domain
-from service.core.views import domain_out
+from service.core.placement import DEFAULT_LIMIT
+from service.core.views import domain_out, placement_out
 from service.db.audit import record_event
+from service.db.filters import filtered
 from service.db.models import Domain
 from service.db.pagination import fetch_page
 from service.db.retry import retry_transaction
@@ -31,7 +41,7 @@ from service.schemas.domains import (
     DomainCreate,
     DomainCreated,
     DomainOut,
-    PlacementOut,
+    DomainPatch,
     Placements,
     TargetPut,
 )
@@ -57,7 +67,9 @@ def create_domain(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def create() -> tuple[int, dict[str, Any], dict[str, str]]:
-        domain, state, x = core.create_domain(session, body, principal.actor, now)
+        domain, state, x = core.create_domain(
+            session, body, principal.actor, placement.admission_advice, now
+        )
         token = issue_token(session, "guest", domain.id)
         session.flush()
         out = domain_out(domain, x, state.n_pnodes)
@@ -79,10 +91,19 @@ def list_domains(
     settings: SettingsDep,
     _: Admin,
     host_id: Annotated[uuid.UUID | None, Query(description="Only domains on this host")] = None,
+    name: NameQuery = None,
+    external_id: ExternalIdQuery = None,
+    label: LabelQuery = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[DomainOut]:
-    stmt = select(Domain).options(selectinload(Domain.vnodes))
+    stmt = filtered(
+        select(Domain).options(selectinload(Domain.vnodes)),
+        Domain,
+        name=name,
+        external_id=external_id,
+        labels=parse_labels(label),
+    )
     if host_id is not None:
         stmt = stmt.where(Domain.host_id == str(host_id))
     page, more = fetch_page(
@@ -93,6 +114,17 @@ def list_domains(
         items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
         next_cursor=next_cursor(page, more),
     )
+
+
+@router.get("/by-name/{name}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
+async def get_domain_by_name(name: str, request: Request, _: Admin) -> Response:
+    def read(session: Session) -> DomainOut:
+        domain = core.load_domain_by_name(session, name)
+        x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+        return domain_out(domain, x, n_pnodes)
+
+    out = await run_db(request, read)
+    return model_response(out, {"ETag": etag(out.version)})
 
 
 @router.get("/{domain_id}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
@@ -138,6 +170,28 @@ async def put_target(
     return model_response(out, {"ETag": etag(out.version)})
 
 
+@router.patch(
+    "/{domain_id}",
+    response_model=DomainOut,
+    responses=responses(401, 403, 404, 409, 412, 422),
+    summary="Set a domain's labels or external id.",
+)
+def patch_domain(
+    domain_id: uuid.UUID,
+    body: DomainPatch,
+    session: SessionDep,
+    principal: Admin,
+    if_match: IfMatch = None,
+) -> Response:
+    domain = core.patch_domain(
+        session, str(domain_id), body, principal.actor, lambda v: check_if_match(if_match, v)
+    )
+    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+    out = domain_out(domain, x, n_pnodes)
+    session.commit()
+    return model_response(out, {"ETag": etag(out.version)})
+
+
 @router.delete(
     "/{domain_id}",
     status_code=204,
@@ -173,26 +227,13 @@ def rotate_guest_token(domain_id: uuid.UUID, session: SessionDep, principal: Adm
     "/{domain_id}/placements",
     response_model=Placements,
     responses=responses(401, 403, 404, 422),
-    summary="Rank every active host for this domain (capacity, then distortion, then balance)",
+    summary="Rank the active hosts for this domain: capacity, then distortion, then balance.",
 )
-def get_placements(domain_id: uuid.UUID, session: SessionDep, _: Admin) -> Placements:
-    ranked = core.placements(session, str(domain_id))
-    return Placements(
-        domain_id=str(domain_id),
-        hosts=[
-            PlacementOut(
-                host_id=host_id,
-                host_name=name,
-                feasible=p.feasible,
-                score=p.score if p.feasible else None,
-                distortion=p.distortion if p.feasible else None,
-                mapping=[int(m) for m in p.mapping.tolist()],
-                spread=p.spread,
-                reason=p.reason,
-            )
-            for host_id, name, p in ranked
-        ],
-    )
+def get_placements(
+    domain_id: uuid.UUID, session: SessionDep, _: Admin, limit: PlacementLimit = DEFAULT_LIMIT
+) -> Placements:
+    ranked = placement.for_domain(session, str(domain_id), limit)
+    return Placements(domain_id=str(domain_id), hosts=[placement_out(r) for r in ranked])
 
 
 ExportFormat = Literal["xl", "libvirt", "xenstore"]

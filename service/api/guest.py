@@ -10,10 +10,11 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from service.api.auth import Guest
-from service.api.deps import Now, SessionDep
+from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import InvalidInput, NotFound, responses
 from service.core.balloon import GUEST_OPS, record_report
 from service.core.domains import load_domain, lock_domain_host
+from service.core.migrations import active_migration_of, drive
 from service.core.views import memranges
 from service.db.audit import record_event
 from service.db.models import Domain, Step
@@ -103,7 +104,9 @@ def balloon(session: SessionDep, principal: Guest) -> GuestBalloon:
     summary="The balloon driver reports each pool's actual size",
 )
 @retry_transaction
-def report(body: BalloonReport, session: SessionDep, principal: Guest, now: Now) -> GuestBalloon:
+def report(
+    body: BalloonReport, session: SessionDep, settings: SettingsDep, principal: Guest, now: Now
+) -> GuestBalloon:
     assert principal.subject_id is not None
     domain, state = lock_domain_host(session, principal.subject_id)
     k = len(domain.vnodes)
@@ -136,4 +139,7 @@ def report(body: BalloonReport, session: SessionDep, principal: Guest, now: Now)
     session.flush()
     out = _balloon_view(session, domain)
     session.commit()
+    migration_id = active_migration_of(session, domain.id)
+    if migration_id is not None:  # pool steps this report completed may clear its gate
+        drive(session, migration_id, settings, now)
     return out

@@ -7,19 +7,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from service.api.auth import Admin, issue_token
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.etag import IfMatch, check_if_match, etag
+from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
+from service.core import evacuation
+from service.core.migrations import claims_of, migration_out
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
+from service.core.sweeper import sweep_migrations
 from service.core.views import accounting_out
 from service.db import hosts as repo
 from service.db.audit import record_event
-from service.db.models import Host, Pnode
+from service.db.models import Host, Migration, Pnode
 from service.db.retry import retry_transaction
 from service.db.state import load_host_state
 from service.db.tokens import revoke_tokens
@@ -29,39 +35,77 @@ from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import (
     Accounting,
+    Evacuation,
     HostCreate,
     HostCreated,
     HostOut,
     HostPatch,
+    MemoryTotals,
     PnodeOut,
 )
-from service.schemas.migrations import RebalanceOut, RebalanceRequest
+from service.schemas.migrations import (
+    EvacuateRequest,
+    EvacuationOut,
+    RebalanceOut,
+    RebalanceRequest,
+    Unplaced,
+)
 from service.schemas.squeeze import SqueezeRequest, SqueezeResult
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 HostId = Annotated[uuid.UUID, "host id"]
 
 
-def host_out(host: Host) -> HostOut:
+def host_out(host: Host, evacuation: tuple[int, int] | None = None) -> HostOut:
+    """`evacuation`: (domains left, migrations in flight), for a host being evacuated."""
+    pnodes = [
+        PnodeOut(
+            index=p.index,
+            memory_mib=p.memory_mib,
+            reserved_mib=p.reserved_mib,
+            capacity_mib=p.capacity_mib,
+            cpus=p.cpus,
+            allocated_mib=p.allocated_mib,
+            claimed_mib=p.claimed_mib,
+            free_mib=p.capacity_mib - p.allocated_mib - p.claimed_mib,
+        )
+        for p in host.pnodes
+    ]
+    evac = None
+    if host.evacuation_requested_at is not None:
+        left, moving = evacuation or (0, 0)
+        evac = Evacuation(
+            requested_at=host.evacuation_requested_at,
+            domains_remaining=left,
+            migrations_in_flight=moving,
+            done=left == 0,
+        )
     return HostOut(
         id=host.id,
         name=host.name,
         state=host.state,
-        pnodes=[
-            PnodeOut(
-                index=p.index,
-                memory_mib=p.memory_mib,
-                reserved_mib=p.reserved_mib,
-                capacity_mib=p.capacity_mib,
-                cpus=p.cpus,
-            )
-            for p in host.pnodes
-        ],
+        pnodes=pnodes,
+        memory=MemoryTotals(
+            capacity_mib=sum(p.capacity_mib for p in pnodes),
+            allocated_mib=sum(p.allocated_mib for p in pnodes),
+            claimed_mib=sum(p.claimed_mib for p in pnodes),
+            free_mib=sum(p.free_mib for p in pnodes),
+        ),
         distances=host.distances,
         drift_flagged=host.drift_flagged,
+        external_id=host.external_id,
+        labels=host.labels or {},
+        evacuation=evac,
         version=host.version,
         created_at=host.created_at,
     )
+
+
+def full_host_out(session: Session, host: Host) -> HostOut:
+    counts = None
+    if host.evacuation_requested_at is not None:
+        counts = repo.evacuation_counts(session, [host.id])[host.id]
+    return host_out(host, counts)
 
 
 def load_host(session: SessionDep, host_id: uuid.UUID, *, lock: bool = False) -> Host:
@@ -108,7 +152,17 @@ def create_host(
     def create() -> tuple[int, dict[str, Any], dict[str, str]]:
         if session.scalar(repo.name_taken(body.name)):
             raise Conflict(f"a host named {body.name!r} already exists")
-        host = Host(name=body.name, state="active", distances=body.distances)
+        if body.external_id is not None and session.scalar(
+            repo.external_id_taken(body.external_id)
+        ):
+            raise Conflict(f"a host with external_id {body.external_id!r} already exists")
+        host = Host(
+            name=body.name,
+            state="active",
+            distances=body.distances,
+            external_id=body.external_id,
+            labels=body.labels,
+        )
         host.pnodes = [
             Pnode(
                 index=i,
@@ -151,21 +205,42 @@ def list_hosts(
     session: SessionDep,
     settings: SettingsDep,
     _: Admin,
+    name: NameQuery = None,
+    external_id: ExternalIdQuery = None,
+    label: LabelQuery = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[HostOut]:
-    rows, more = repo.list_hosts(session, cursor, page_size(limit, settings))
+    rows, more = repo.list_hosts(
+        session,
+        cursor,
+        page_size(limit, settings),
+        name=name,
+        external_id=external_id,
+        labels=parse_labels(label),
+    )
+    evacuating = [h.id for h in rows if h.evacuation_requested_at is not None]
+    counts = repo.evacuation_counts(session, evacuating)
     return Page[HostOut](
-        items=[host_out(h) for h in rows],
+        items=[host_out(h, counts.get(h.id)) for h in rows],
         next_cursor=next_cursor(rows, more),
     )
+
+
+@router.get("/by-name/{name}", response_model=HostOut, responses=responses(401, 403, 404, 422))
+def get_host_by_name(name: str, response: Response, session: SessionDep, _: Admin) -> HostOut:
+    host = repo.get_host_by_name(session, name)
+    if host is None:
+        raise NotFound(f"no host named {name!r}")
+    response.headers["ETag"] = etag(host.version)
+    return full_host_out(session, host)
 
 
 @router.get("/{host_id}", response_model=HostOut, responses=responses(401, 403, 404, 422))
 def get_host(host_id: uuid.UUID, response: Response, session: SessionDep, _: Admin) -> HostOut:
     host = load_host(session, host_id)
     response.headers["ETag"] = etag(host.version)
-    return host_out(host)
+    return full_host_out(session, host)
 
 
 @router.patch(
@@ -185,23 +260,51 @@ def patch_host(
 ) -> HostOut:
     host = load_host(session, host_id, lock=True)
     check_if_match(if_match, host.version)
-    before = host.state
-    if body.state != before:
+    _patch_host(session, host, body, principal.actor)
+    out = full_host_out(session, host)
+    session.commit()
+    response.headers["ETag"] = etag(out.version)
+    return out
+
+
+def _patch_host(session: Session, host: Host, body: HostPatch, actor: str) -> None:
+    fields = body.model_fields_set
+    if body.state is not None and body.state != host.state:
+        before = host.state
         host.state = body.state
+        if body.state == "active":
+            host.evacuation_requested_at = None  # back in service: the evacuation is over
         record_event(
             session,
-            principal.actor,
+            actor,
             "host.state_changed",
             "host",
             host.id,
             before={"state": before},
             after={"state": body.state},
         )
-        session.flush()
-    out = host_out(host)
-    session.commit()
-    response.headers["ETag"] = etag(out.version)
-    return out
+    changes: dict[str, tuple[Any, Any]] = {}
+    if "labels" in fields and body.labels != host.labels:
+        changes["labels"] = (host.labels, body.labels)
+        host.labels = dict(body.labels or {})
+    if "external_id" in fields and body.external_id != host.external_id:
+        if body.external_id is not None and session.scalar(
+            repo.external_id_taken(body.external_id, other_than=host.id)
+        ):
+            raise Conflict(f"a host with external_id {body.external_id!r} already exists")
+        changes["external_id"] = (host.external_id, body.external_id)
+        host.external_id = body.external_id
+    if changes:
+        record_event(
+            session,
+            actor,
+            "host.updated",
+            "host",
+            host.id,
+            before={k: b for k, (b, _) in changes.items()},
+            after={k: a for k, (_, a) in changes.items()},
+        )
+    session.flush()
 
 
 @router.delete(
@@ -225,6 +328,53 @@ def delete_host(
     record_event(session, principal.actor, "host.deleted", "host", host.id, before=summary)
     session.commit()
     return Response(status_code=204)
+
+
+@router.post(
+    "/{host_id}/evacuate",
+    status_code=202,
+    response_model=EvacuationOut,
+    responses=responses(401, 403, 404, 422),
+    summary="Drain a host: maintenance, then a migration for each domain to the best other host.",
+    description="""
+Called by an orchestrator (admin token) before host maintenance. The host goes to `maintenance`
+at once (it takes no new domain) and, for each of its domains, a migration to the best other
+active host is started, each with its destination claims taken atomically (`migration.created`
+events). A domain that fits nowhere stays, listed in `unplaced` with its reason. With
+`auto_advance` every migration advances on its own as agents and guests complete the steps;
+`GET /v1/hosts/{id}` shows `evacuation.domains_remaining` until the host is empty. Calling it
+again starts migrations only for the domains not already leaving. `PATCH` the host back to
+`active` to end the evacuation.
+""",
+)
+@retry_transaction
+def evacuate(
+    host_id: uuid.UUID,
+    body: EvacuateRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    now: Now,
+) -> EvacuationOut:
+    sweep_migrations(request.app.state.sessionmaker, now, settings)
+    result = evacuation.evacuate(
+        session, str(host_id), body.strategy, body.auto_advance, principal.actor, settings, now
+    )
+    found = session.scalars(
+        select(Migration)
+        .where(Migration.id.in_(result.migration_ids))
+        .options(selectinload(Migration.steps))
+    ).all()
+    by_id = {m.id: m for m in found}
+    claims = claims_of(session, result.migration_ids)
+    return EvacuationOut(
+        host_id=str(host_id),
+        migrations=[
+            migration_out(by_id[m], claims[m], now, settings) for m in result.migration_ids
+        ],
+        unplaced=[Unplaced(domain_id=d, reason=r) for d, r in result.unplaced],
+    )
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -83,9 +84,14 @@ def start(
             {"Location": f"/v1/migrations/{migration.id}", "ETag": etag(migration.version)},
         )
 
-    return idempotent_create(
+    response = idempotent_create(
         session, request, settings, principal.actor, idempotency_key, body, create
     )
+    if body.auto_advance and response.status_code == 201:
+        # planned -> preparing (and on, while no step blocks) right away, after the create
+        # committed; the orchestrator watches GET /v1/events?subject_id=<id>&wait=...
+        core.drive(session, json.loads(bytes(response.body))["id"], settings, now)
+    return response
 
 
 @router.get("", response_model=Page[MigrationOut], responses=responses(401, 403, 422))

@@ -26,6 +26,7 @@ from service.db.audit import record_event
 from service.db.base import new_id
 from service.db.models import Domain, Step
 from service.db.state import WriteBatch
+from service.db.status import write_status
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
@@ -63,7 +64,7 @@ def sweep(
     flagged = []
     for d in domains:
         if not d.uncooperative and stalled_for(d, now) > limit:
-            d.uncooperative = True
+            write_status(session, d, uncooperative=True)
             flagged.append(d.id)
             record_event(
                 session,
@@ -107,9 +108,9 @@ def record_report(
         gap_after == 0 or gap_before is None or gap_after < gap_before
     )
     if progress:
-        domain.last_progress_at = now
-        if domain.uncooperative:
-            domain.uncooperative = False
+        was_uncooperative = domain.uncooperative
+        write_status(session, domain, last_progress_at=now, uncooperative=False)
+        if was_uncooperative:
             record_event(
                 session,
                 actor,

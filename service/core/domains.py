@@ -21,7 +21,7 @@ from service.core.balloon import enqueue_pool_changes
 from service.db.audit import add_event, record_event
 from service.db.base import utcnow
 from service.db.cluster import cluster_hosts, get_cluster
-from service.db.models import Backing, Domain, Pnode, Vnode
+from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.state import (
     LOCK_DOMAIN_HOST,
     HostState,
@@ -41,7 +41,7 @@ from service.engine.errors import InfeasibleError, Issue, TopologyError
 from service.engine.place import HostArrays, Placement, place, rank_hosts
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
-from service.schemas.domains import DomainCreate, TargetPut
+from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
 
 I64 = NDArray[np.int64]
 MAX_HOST_ATTEMPTS = 3
@@ -64,19 +64,12 @@ class Spec:
     from_template: bool
 
 
-def _template_lists(
-    body: DomainCreate, template: dict[str, Any] | None, block: int
-) -> tuple[list[int], list[list[int]], list[list[int]]]:
-    if template is None:
-        raise Conflict(
-            "the cluster has no worst-case template yet; POST /v1/cluster/worst-case-template"
-        )
-    distances: list[list[int]] = template["distances"]
-    k = len(distances)
+def _even_lists(body: DomainShape, k: int, block: int) -> tuple[list[int], list[list[int]]]:
+    """k vnodes of equal size, the vCPUs spread evenly (template and vnode_count forms)."""
     n = body.vcpus or 0
     if n < k:
         raise InvalidInput(
-            f"the worst-case template has {k} vnodes; a guest needs at least one vCPU per vnode",
+            f"{k} vnodes need at least one vCPU each",
             errors=[{"loc": ["body", "vcpus"], "msg": f"must be at least {k}"}],
         )
     counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
@@ -86,7 +79,26 @@ def _template_lists(
     if size is None:
         per = -(-body.memory.dynamic_max_mib // k)
         size = max(block, -(-per // block) * block)
-    return [size] * k, vcpus, distances
+    return [size] * k, vcpus
+
+
+def _template_distances(template: dict[str, Any] | None) -> list[list[int]]:
+    if template is None:
+        raise Conflict(
+            "the cluster has no worst-case template yet; POST /v1/cluster/worst-case-template"
+        )
+    distances: list[list[int]] = template["distances"]
+    return distances
+
+
+def shorthand_distances(k: int, host_distances: list[list[int]] | None) -> list[list[int]]:
+    """The virtual SLIT of `vnode_count` vnodes: the placed host's own distances between the
+    pnodes the vnodes would spread over (vnode v on pnode v*n/k) when k <= n, else 10/20."""
+    n = len(host_distances) if host_distances is not None else 0
+    if host_distances is None or k > n:
+        return [[10 if u == v else 20 for v in range(k)] for u in range(k)]
+    homes = [v * n // k for v in range(k)]
+    return [[host_distances[homes[u]][homes[v]] for v in range(k)] for u in range(k)]
 
 
 def _vnode_loc(issue: Issue) -> Issue:
@@ -96,14 +108,24 @@ def _vnode_loc(issue: Issue) -> Issue:
     return issue
 
 
-def build_spec(body: DomainCreate, cluster_block: int, template: dict[str, Any] | None) -> Spec:
+def build_spec(
+    body: DomainShape,
+    cluster_block: int,
+    template: dict[str, Any] | None,
+    host_distances: list[list[int]] | None = None,
+) -> Spec:
     block = body.block_mib or cluster_block
     if body.vnodes is not None:
         sizes = [v.size_mib for v in body.vnodes]
         vcpus = [v.vcpus for v in body.vnodes]
         distances = [v.distances for v in body.vnodes]
+    elif body.template is not None:
+        distances = _template_distances(template)
+        sizes, vcpus = _even_lists(body, len(distances), block)
     else:
-        sizes, vcpus, distances = _template_lists(body, template, block)
+        k = body.vnode_count or 1
+        distances = shorthand_distances(k, host_distances)
+        sizes, vcpus = _even_lists(body, k, block)
     try:
         topo = virtual_from_lists(sizes, vcpus, distances, block)
     except TopologyError as exc:
@@ -157,7 +179,7 @@ def build_spec(body: DomainCreate, cluster_block: int, template: dict[str, Any] 
         dynamic_min_mib=mem.dynamic_min_mib,
         dynamic_max_mib=mem.dynamic_max_mib,
         target_mib=mem.target_mib,
-        from_template=body.vnodes is None,
+        from_template=body.template is not None,
     )
 
 
@@ -212,13 +234,40 @@ def _infeasible(exc: InfeasibleError, where: str) -> Infeasible:
     return Infeasible(f"{where}: {exc.reason}", max_feasible_mib=exc.max_feasible_mib)
 
 
+def host_distances_of(session: Session, body: DomainShape) -> list[list[int]] | None:
+    """The pinned host's SLIT, which the vnode_count shorthand copies (None otherwise)."""
+    if body.vnode_count is None or body.host_id is None:
+        return None
+    found: list[list[int]] | None = session.scalar(
+        select(Host.distances).where(Host.id == body.host_id)
+    )
+    if found is None:
+        raise NotFound(f"no host with id {body.host_id}")
+    return found
+
+
+Advise = Callable[[Session, Spec, I64, str, str | None], dict[str, Any]]
+
+
 def create_domain(
-    session: Session, body: DomainCreate, actor: str, now: datetime | None = None
+    session: Session,
+    body: DomainCreate,
+    actor: str,
+    advise: Advise | None = None,
+    now: datetime | None = None,
 ) -> tuple[Domain, HostState, I64]:
+    """`advise` builds the details of the 409 when no host takes an unpinned domain (see
+    `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps)."""
     cluster = get_cluster(session)
-    spec = build_spec(body, cluster.block_mib, cluster.worst_case_template)
+    spec = build_spec(
+        body, cluster.block_mib, cluster.worst_case_template, host_distances_of(session, body)
+    )
     if session.scalar(select(exists().where(Domain.name == body.name))):
         raise Conflict(f"a domain named {body.name!r} already exists")
+    if body.external_id is not None and session.scalar(
+        select(exists().where(Domain.external_id == body.external_id))
+    ):
+        raise Conflict(f"a domain with external_id {body.external_id!r} already exists")
     demand = initial_demand(spec, body.vnode_targets_mib)
 
     if body.host_id is not None:
@@ -234,6 +283,13 @@ def create_domain(
         # Nothing was written: end the transaction so this host's lock is released before the
         # next one is taken (two creates trying hosts in different orders cannot deadlock).
         session.rollback()
+    if advise is not None and (candidates or body.host_id is None):
+        raise Infeasible(
+            ("no active host can hold this domain" if body.host_id is None else "")
+            + (": " if reasons and body.host_id is None else "")
+            + "; ".join(reasons),
+            **advise(session, spec, demand, body.policy, body.host_id),
+        )
     if not candidates:
         raise Infeasible("no active host can hold this domain", max_feasible_mib=0)
     raise Infeasible("; ".join(reasons) or "no host can hold this domain")
@@ -314,6 +370,8 @@ def _persist_new(
         from_template=spec.from_template,
         target_set_at=now,
         created_at=now,
+        external_id=body.external_id,
+        labels=body.labels,
     )
     domain.vnodes = [
         Vnode(
@@ -506,6 +564,55 @@ def topology_of(domain: Domain) -> VirtualTopology:
         domain.distances,
         domain.block_mib,
     )
+
+
+def patch_domain(
+    session: Session,
+    domain_id: str,
+    body: DomainPatch,
+    actor: str,
+    precondition: Callable[[int], None] = lambda _version: None,
+) -> Domain:
+    """Labels and external id: the orchestrator's own bookkeeping (spec: the ETag moves)."""
+    domain, _ = lock_domain_host(session, domain_id)
+    precondition(domain.version)
+    fields = body.model_fields_set
+    changes: dict[str, tuple[Any, Any]] = {}
+    if "labels" in fields and body.labels != domain.labels:
+        changes["labels"] = (domain.labels, body.labels)
+        domain.labels = dict(body.labels or {})
+    if "external_id" in fields and body.external_id != domain.external_id:
+        if body.external_id is not None and session.scalar(
+            select(exists().where(Domain.external_id == body.external_id, Domain.id != domain.id))
+        ):
+            raise Conflict(f"a domain with external_id {body.external_id!r} already exists")
+        changes["external_id"] = (domain.external_id, body.external_id)
+        domain.external_id = body.external_id
+    if changes:
+        record_event(
+            session,
+            actor,
+            "domain.updated",
+            "domain",
+            domain.id,
+            before={k: b for k, (b, _) in changes.items()},
+            after={k: a for k, (_, a) in changes.items()},
+        )
+        session.flush()
+    return domain
+
+
+def load_domain_by_name(session: Session, name: str) -> Domain:
+    domain = (
+        session.scalars(
+            select(Domain).where(Domain.name == name).options(joinedload(Domain.vnodes))
+        )
+        .unique()
+        .one_or_none()
+    )
+    if domain is None:
+        raise NotFound(f"no domain named {name!r}")
+    return domain
 
 
 def delete_domain(

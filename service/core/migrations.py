@@ -228,6 +228,7 @@ def start(
         strategy=plan.strategy,
         state="planned",
         plan=stored,
+        auto_advance=body.auto_advance,
         expires_at=expires,
         progress_at=now,
         created_at=now,
@@ -346,8 +347,10 @@ def advance(
             )
         if blocking:
             raise Conflict(
-                f"{len(blocking)} {gate} step(s) not yet acknowledged",
+                f"{len(blocking)} {gate} step(s) not yet acknowledged: "
+                + "; ".join(_who(s) for s in blocking[:5]),
                 pending_steps=[s.id for s in blocking],
+                pending=[_pending(s) for s in blocking],
             )
     before = migration.state
     target = NEXT[before]
@@ -384,6 +387,24 @@ def advance(
     )
     session.flush()
     return migration
+
+
+def _pending(step: Step) -> dict[str, Any]:
+    """A step the advance waits for, with who must complete it and where."""
+    return {
+        "id": step.id,
+        "seq": step.seq,
+        "op": step.op,
+        "vnode": step.vnode,
+        "actor": step.actor,
+        "host_id": step.host_id,
+        "state": step.state,
+    }
+
+
+def _who(step: Step) -> str:
+    vnode = "" if step.vnode is None else f" vnode {step.vnode}"
+    return f"{step.op}{vnode} by the {step.actor} on host {step.host_id}"
 
 
 def _set_pool_targets(domain: Domain, targets: Sequence[int]) -> None:
@@ -666,6 +687,7 @@ def migration_out(
         stuck=stuck is not None,
         stuck_reason=stuck,
         progress_at=migration.progress_at,
+        auto_advance=migration.auto_advance,
         expires_at=migration.expires_at,
         version=migration.version,
         created_at=migration.created_at,
@@ -688,3 +710,69 @@ def claims_of(session: Session, migration_ids: Sequence[str]) -> dict[str, list[
             ClaimOut(host_id=c.host_id, pnode=c.pnode, mib=c.mib, expires_at=c.expires_at)
         )
     return out
+
+
+SERVICE_ACTOR = "service"
+
+
+def drive(session: Session, migration_id: str, settings: Settings, now: datetime) -> str | None:
+    """Advance an `auto_advance` migration as far as its acknowledged steps allow, each phase in
+    a transaction of its own (committed here); returns the state it is left in.
+
+    Called after whatever can complete a step commits (an agent ack, a guest report) and after a
+    migration is created, so an orchestrator only watches. A gate that is not clear yet, or a
+    concurrent advance that won, ends the drive without error."""
+    session.expire_all()  # whatever the caller loaded may be older than the locks taken below
+    state: str | None = None
+    for _ in NEXT:  # at most one advance per remaining phase
+        row = session.execute(
+            select(Migration.auto_advance, Migration.state).where(Migration.id == migration_id)
+        ).first()
+        session.rollback()
+        if row is None or not row.auto_advance or row.state not in NEXT:
+            return None if row is None else str(row.state)
+        try:
+            state = advance(session, migration_id, SERVICE_ACTOR, settings, now).state
+        except (Conflict, NotFound):
+            session.rollback()
+            return str(row.state)
+        session.commit()
+        if state == row.state:  # expired and failed instead of advancing
+            break
+    return state
+
+
+def active_migration_of(session: Session, domain_id: str) -> str | None:
+    """The id of the domain's migration in flight, if any (there is at most one)."""
+    return session.scalar(
+        select(Migration.id).where(Migration.domain_id == domain_id, Migration.state.in_(ACTIVE))
+    )
+
+
+def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> str | None:
+    """A step of a migration was acknowledged as failed: end the migration now, with an event,
+    rather than at the next advance. Before the domain moved, it fails and rolls back (claims
+    released, pools restored); once it runs on the destination (settling) nothing can be rolled
+    back, so the migration keeps its claims and states why. Commits; returns the state."""
+    if step.migration_id is None:
+        return None
+    seq, op, host_id, detail = step.seq, step.op, step.host_id, step.detail
+    session.expire_all()
+    migration, src, dst, domain = _locked(session, step.migration_id, now)
+    reason = f"step {seq} ({op}) failed on host {host_id}: {detail or 'no detail given'}"
+    if migration.state in ABORTABLE:
+        _fail(session, migration, src, dst, domain, actor, now, reason)
+    elif migration.state == "settling":
+        migration.reason = reason
+        record_event(
+            session,
+            actor,
+            "migration.step_failed",
+            "migration",
+            migration.id,
+            after={"state": migration.state, "reason": reason},
+        )
+        session.flush()
+    state = migration.state
+    session.commit()
+    return state

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from service.core.placement import Ranked
 from service.db.models import Domain
 from service.db.state import HostState
 from service.engine.topology import PAGES_PER_MIB
-from service.schemas.domains import DomainOut, MemoryOut, MemRange, VnodeOut
+from service.schemas.domains import DomainOut, MemoryOut, MemRange, PlacementOut, VnodeOut
 from service.schemas.hosts import Accounting, DomainBacking, PnodeAccounting
 
 I64 = NDArray[np.int64]
@@ -57,6 +58,8 @@ def domain_out(domain: Domain, backing: I64 | None, n_pnodes: int) -> DomainOut:
         policy=domain.policy,
         block_mib=domain.block_mib,
         uncooperative=domain.uncooperative,
+        external_id=domain.external_id,
+        labels=domain.labels or {},
         version=domain.version,
         created_at=domain.created_at,
     )
@@ -91,3 +94,19 @@ def accounting_out(state: HostState) -> Accounting:
             )
         )
     return Accounting(host_id=state.host.id, pnodes=pnodes, domains=domains)
+
+
+def placement_out(r: Ranked) -> PlacementOut:
+    p = r.placement
+    return PlacementOut(
+        host_id=r.host_id,
+        host_name=r.host_name,
+        feasible=p.feasible,
+        score=p.score if p.feasible else None,
+        distortion=p.distortion if p.feasible else None,
+        mapping=[int(m) for m in p.mapping.tolist()],
+        spread=p.spread,
+        reason=p.reason,
+        max_feasible_mib=r.max_feasible_mib,
+        free_mib=r.free_mib,
+    )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from service.db.filters import filtered
 from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Vnode
 from service.db.pagination import fetch_page
 
@@ -20,9 +21,60 @@ def get_host(session: Session, host_id: str, *, lock: bool = False) -> Host | No
     return session.scalars(stmt).first()
 
 
-def list_hosts(session: Session, cursor: str | None, limit: int) -> tuple[Sequence[Host], bool]:
-    stmt = select(Host).options(selectinload(Host.pnodes))
+def list_hosts(
+    session: Session,
+    cursor: str | None,
+    limit: int,
+    *,
+    name: str | None = None,
+    external_id: str | None = None,
+    labels: Sequence[tuple[str, str]] = (),
+) -> tuple[Sequence[Host], bool]:
+    stmt = filtered(
+        select(Host).options(selectinload(Host.pnodes)),
+        Host,
+        name=name,
+        external_id=external_id,
+        labels=labels,
+    )
     return fetch_page(session, stmt, Host.created_at, Host.id, cursor, limit)
+
+
+def get_host_by_name(session: Session, name: str) -> Host | None:
+    return session.scalars(
+        select(Host).where(Host.name == name).options(selectinload(Host.pnodes))
+    ).first()
+
+
+def external_id_taken(external_id: str, other_than: str | None = None) -> Select[tuple[bool]]:
+    cond = Host.external_id == external_id
+    if other_than is not None:
+        cond = cond & (Host.id != other_than)
+    return select(exists().where(cond))
+
+
+def evacuation_counts(session: Session, host_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Domains still on each host and migrations off it still in flight (two statements)."""
+    if not host_ids:
+        return {}
+    domains = dict(
+        session.execute(
+            select(Domain.host_id, func.count())
+            .where(Domain.host_id.in_(host_ids))
+            .group_by(Domain.host_id)
+        ).all()
+    )
+    moving = dict(
+        session.execute(
+            select(Migration.source_host_id, func.count())
+            .where(
+                Migration.source_host_id.in_(host_ids),
+                Migration.state.in_(ACTIVE_MIGRATION_STATES),
+            )
+            .group_by(Migration.source_host_id)
+        ).all()
+    )
+    return {h: (int(domains.get(h, 0)), int(moving.get(h, 0))) for h in host_ids}
 
 
 def host_usage_reason(session: Session, host_id: str) -> str | None:

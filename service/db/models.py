@@ -72,6 +72,11 @@ class Host(Base):
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
+    # The orchestrator's own id (a Kubernetes node name, a Nova hypervisor) and its labels.
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    # Set by POST /v1/hosts/{id}/evacuate; cleared when the host is made active again.
+    evacuation_requested_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # The ACPI SLIT as an n x n list of ints; it is one value, read and written whole.
     distances: Mapped[list[list[int]]] = mapped_column(JSONType)
     drift_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -134,6 +139,8 @@ class Domain(Base):
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     host_id: Mapped[str | None] = mapped_column(
         UUIDStr, ForeignKey("hosts.id", ondelete="RESTRICT"), index=True, nullable=True
     )
@@ -262,6 +269,8 @@ class Migration(Base):
     state: Mapped[str] = mapped_column(String(16), default="planned")
     plan: Mapped[dict[str, Any]] = mapped_column(JSONType)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The service moves to the next phase as soon as the current phase's steps are acknowledged.
+    auto_advance: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set while `planned` (the claims' lease); NULL once past it: the claims are then held.
     expires_at: Mapped[datetime | None] = mapped_column(index=True, nullable=True)
     # Last sign of progress (created, advanced, a step acknowledged); `stuck_at` is when the
@@ -320,6 +329,25 @@ class Step(Base):
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     migration: Mapped[Migration | None] = relationship(back_populates="steps", lazy="raise")
+
+    @property
+    def actor(self) -> str:
+        """Who completes the step: see `step_actor`."""
+        return step_actor(self.phase, self.op)
+
+
+GUEST_POOL_OPS = ("plug", "unplug", "balloon")
+
+
+def step_actor(phase: str, op: str) -> str:
+    """`service` for claims (done when the migration is created), `guest` for pool operations
+    (the balloon driver's report completes them), `agent` for the rest (migrate, release) and for
+    a rebalance's block moves, which the host agent carries out on the guest's behalf."""
+    if op == "claim":
+        return "service"
+    if op in GUEST_POOL_OPS and phase != "rebalance":
+        return "guest"
+    return "agent"
 
 
 class Token(Base):

@@ -571,10 +571,7 @@ def _search(g: _Guest, h: _Host, budget_evals: int) -> IntArray:
 
 
 def _fmt_mib(mib: int) -> str:
-    if mib % 1024 == 0:
-        return f"{mib // 1024} GiB"
-    if mib >= 1024:
-        return f"{mib / 1024:.1f} GiB"
+    """Always MiB: the unit of every figure in the API, so a reason can be compared to them."""
     return f"{mib} MiB"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,12 +53,24 @@ class ObservedOut(BaseModel):
     pnodes: list[DriftPnode]
 
 
+StepActor = Annotated[
+    Literal["service", "agent", "guest"],
+    Field(
+        description="Who completes the step: the service itself (claims), the host agent "
+        "(migrate, release, rebalance moves; it acks them) or the guest's balloon driver "
+        "(plug, unplug, balloon; its report completes them, an agent ack also does)"
+    ),
+]
+
+
 class StepOut(BaseModel):
     model_config = example(
         {
             "id": "1c9a4f0e-2b3d-4e5f-8a7b-6c5d4e3f2a1b",
             "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
             "migration_id": None,
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "actor": "guest",
             "seq": 1,
             "phase": "balloon",
             "op": "unplug",
@@ -75,6 +88,8 @@ class StepOut(BaseModel):
     id: Id
     domain_id: Id
     migration_id: Id | None
+    host_id: Id = Field(description="The host whose agent sees this step")
+    actor: StepActor
     seq: int
     phase: str
     op: str

@@ -55,6 +55,39 @@ Id = Annotated[
         examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
     ),
 ]
+MAX_LABELS = 64
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$"
+LabelKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=LABEL_KEY_PATTERN,
+        description="Letters, digits, '.', '_', '-', '/'; starts and ends with a letter or digit",
+    ),
+]
+LabelValue = Annotated[
+    str, Field(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$", description="No control characters")
+]
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    Field(
+        max_length=MAX_LABELS,
+        description="The orchestrator's own labels, string to string, at most 64 pairs; "
+        "filter lists with ?label=key=value",
+        examples=[{"rack": "r12", "pool": "gold"}],
+    ),
+]
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The orchestrator's own id (a Nova UUID, a Kubernetes node name); unique",
+        examples=["compute-07.rack12"],
+    ),
+]
 
 
 class StrictModel(BaseModel):

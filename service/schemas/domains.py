@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.common import (
+    ExternalId,
     Id,
+    Labels,
     MiB,
     Name,
     PositiveMiB,
@@ -58,21 +60,37 @@ class VnodeIn(StrictModel):
     )
 
 
-class DomainCreate(StrictModel):
-    model_config = strict_example(TWO_VNODE_EXAMPLE)
+class DomainShape(StrictModel):
+    """What a domain needs: memory and a virtual topology in one of three forms."""
 
-    name: Name
     memory: MemoryIn
-    vnodes: list[VnodeIn] | None = Field(default=None, max_length=MAX_VNODES)
+    vnodes: list[VnodeIn] | None = Field(
+        default=None, max_length=MAX_VNODES, description="Explicit vnodes (one of three forms)"
+    )
     template: Literal["worst-case"] | None = Field(
-        default=None, description="Use the cluster's worst-case virtual topology instead of vnodes"
+        default=None,
+        description="The cluster's worst-case virtual topology, with `vcpus` (one of three forms)",
+    )
+    vnode_count: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=MAX_VNODES,
+        description="Shorthand (one of three forms): this many vnodes of equal size and vCPU "
+        "count, with `vcpus`; virtual distances from the host given in host_id (vnode v on "
+        "pnode v*n/k, when k <= n pnodes), else 10 local / 20 remote",
     )
     vcpus: int | None = Field(
-        default=None, strict=True, ge=1, le=MAX_VCPUS, description="With template: vCPU count"
+        default=None,
+        strict=True,
+        ge=1,
+        le=MAX_VCPUS,
+        description="With template or vnode_count: vCPU count, spread evenly over the vnodes",
     )
     vnode_size_mib: PositiveMiB | None = Field(
         default=None,
-        description="With template: every vnode's span (default dynamic_max / k, block-aligned)",
+        description="With template or vnode_count: every vnode's span (default dynamic_max / k, "
+        "block-aligned)",
     )
     host_id: Id | None = Field(default=None, description="Place here, or fail; else the best host")
     policy: Policy = "proportional"
@@ -88,15 +106,55 @@ class DomainCreate(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _one_topology(self) -> DomainCreate:
-        if (self.vnodes is None) == (self.template is None):
-            raise ValueError("give exactly one of 'vnodes' or 'template'")
-        if self.template is not None and self.vcpus is None:
-            raise ValueError("'vcpus' is required with a template")
-        if self.template is None and (self.vcpus is not None or self.vnode_size_mib is not None):
-            raise ValueError("'vcpus' and 'vnode_size_mib' only go with a template")
+    def _one_topology(self) -> DomainShape:
+        forms = [f for f in ("vnodes", "template", "vnode_count") if getattr(self, f) is not None]
+        if len(forms) != 1:
+            raise ValueError("give exactly one of 'vnodes', 'template' or 'vnode_count'")
+        if self.vnodes is None and self.vcpus is None:
+            raise ValueError(f"'vcpus' is required with '{forms[0]}'")
+        if self.vnodes is not None and (self.vcpus is not None or self.vnode_size_mib is not None):
+            raise ValueError("'vcpus' and 'vnode_size_mib' only go with a template or vnode_count")
         if (self.policy == "explicit") != (self.vnode_targets_mib is not None):
             raise ValueError("'vnode_targets_mib' goes with, and only with, policy 'explicit'")
+        return self
+
+
+class DomainCreate(DomainShape):
+    model_config = strict_example(TWO_VNODE_EXAMPLE)
+
+    name: Name
+    external_id: ExternalId | None = None
+    labels: Labels = Field(default_factory=dict)
+
+
+class PlacementRequest(DomainShape):
+    """A domain's create body with name and host optional: where would it go?"""
+
+    model_config = strict_example(
+        {
+            "memory": {"dynamic_min_mib": 4096, "dynamic_max_mib": 16384, "target_mib": 8192},
+            "vnode_count": 2,
+            "vcpus": 8,
+        }
+    )
+
+    name: Name | None = None
+    external_id: ExternalId | None = None
+    labels: Labels = Field(default_factory=dict)
+
+
+class DomainPatch(StrictModel):
+    model_config = strict_example({"labels": {"tenant": "acme"}, "external_id": "nova-4f1c"})
+
+    labels: Labels | None = Field(default=None, description="Replaces every label")
+    external_id: ExternalId | None = Field(default=None, description="null clears it")
+
+    @model_validator(mode="after")
+    def _something(self) -> DomainPatch:
+        if not self.model_fields_set:
+            raise ValueError("give 'labels' or 'external_id'")
+        if "labels" in self.model_fields_set and self.labels is None:
+            raise ValueError("'labels' cannot be null; send {} to clear them")
         return self
 
 
@@ -155,6 +213,8 @@ class DomainOut(BaseModel):
             "policy": "proportional",
             "block_mib": 128,
             "uncooperative": False,
+            "external_id": "nova-4f1c",
+            "labels": {"tenant": "acme"},
             "version": 1,
             "created_at": "2026-11-26T08:00:00Z",
         }
@@ -169,6 +229,8 @@ class DomainOut(BaseModel):
     policy: Policy
     block_mib: int
     uncooperative: bool
+    external_id: str | None
+    labels: dict[str, str]
     version: int
     created_at: datetime
 
@@ -199,6 +261,11 @@ class PlacementOut(BaseModel):
     mapping: list[int] = Field(description="Home pnode per vnode")
     spread: bool
     reason: str
+    max_feasible_mib: int = Field(
+        description="The largest target this host could back now with this mapping "
+        "(at most dynamic_max_mib)"
+    )
+    free_mib: int = Field(description="The host's free MiB, all pnodes")
 
 
 class Placements(BaseModel):
@@ -215,6 +282,8 @@ class Placements(BaseModel):
                     "mapping": [0, 1],
                     "spread": False,
                     "reason": "",
+                    "max_feasible_mib": 8192,
+                    "free_mib": 249856,
                 }
             ],
         }
@@ -222,3 +291,26 @@ class Placements(BaseModel):
 
     domain_id: Id
     hosts: list[PlacementOut]
+
+
+class PlacementPreview(BaseModel):
+    model_config = example(
+        {
+            "hosts": [
+                {
+                    "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+                    "host_name": "compute-07",
+                    "feasible": True,
+                    "score": 0.01,
+                    "distortion": 0.0,
+                    "mapping": [0, 1],
+                    "spread": False,
+                    "reason": "",
+                    "max_feasible_mib": 16384,
+                    "free_mib": 249856,
+                }
+            ]
+        }
+    )
+
+    hosts: list[PlacementOut] = Field(description="Best first; nothing was created or claimed")

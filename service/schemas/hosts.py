@@ -5,9 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from service.schemas.common import Id, MiB, Name, PositiveMiB, StrictModel, example, strict_example
+from service.schemas.common import (
+    ExternalId,
+    Id,
+    Labels,
+    MiB,
+    Name,
+    PositiveMiB,
+    StrictModel,
+    example,
+    strict_example,
+)
 
 HostState = Literal["active", "maintenance", "offline"]
 MAX_PNODES = 64
@@ -43,12 +53,30 @@ class HostCreate(StrictModel):
         max_length=MAX_PNODES,
         description="ACPI SLIT: n x n integers, diagonal 10, off-diagonal 11..254",
     )
+    external_id: ExternalId | None = None
+    labels: Labels = Field(default_factory=dict)
 
 
 class HostPatch(StrictModel):
-    model_config = strict_example({"state": "maintenance"})
+    model_config = strict_example({"state": "maintenance", "labels": {"rack": "r12"}})
 
-    state: HostState
+    state: HostState | None = Field(
+        default=None,
+        description="active: takes new domains; maintenance: keeps its domains, takes none "
+        "(evacuate moves them); offline: takes none. Back to active ends an evacuation.",
+    )
+    labels: Labels | None = Field(default=None, description="Replaces every label")
+    external_id: ExternalId | None = Field(default=None, description="null clears it")
+
+    @model_validator(mode="after")
+    def _something(self) -> HostPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of 'state', 'labels', 'external_id'")
+        if "state" in self.model_fields_set and self.state is None:
+            raise ValueError("'state' cannot be null")
+        if "labels" in self.model_fields_set and self.labels is None:
+            raise ValueError("'labels' cannot be null; send {} to clear them")
+        return self
 
 
 class PnodeOut(BaseModel):
@@ -57,6 +85,23 @@ class PnodeOut(BaseModel):
     reserved_mib: int
     capacity_mib: int
     cpus: int
+    allocated_mib: int = Field(description="Backing of the domains on this pnode")
+    claimed_mib: int = Field(description="Reserved for migrations and creations in flight")
+    free_mib: int = Field(description="capacity - allocated - claimed: what placement may use")
+
+
+class MemoryTotals(BaseModel):
+    capacity_mib: int
+    allocated_mib: int
+    claimed_mib: int
+    free_mib: int
+
+
+class Evacuation(BaseModel):
+    requested_at: datetime
+    domains_remaining: int = Field(description="Domains still on the host")
+    migrations_in_flight: int = Field(description="Migrations off this host not yet ended")
+    done: bool = Field(description="No domain is left on the host")
 
 
 class HostOut(BaseModel):
@@ -72,10 +117,22 @@ class HostOut(BaseModel):
                     "reserved_mib": 4096,
                     "capacity_mib": 258048,
                     "cpus": 32,
+                    "allocated_mib": 8192,
+                    "claimed_mib": 0,
+                    "free_mib": 249856,
                 }
             ],
+            "memory": {
+                "capacity_mib": 258048,
+                "allocated_mib": 8192,
+                "claimed_mib": 0,
+                "free_mib": 249856,
+            },
             "distances": [[10]],
             "drift_flagged": False,
+            "external_id": "compute-07.rack12",
+            "labels": {"rack": "r12"},
+            "evacuation": None,
             "version": 1,
             "created_at": "2026-11-26T08:00:00Z",
         }
@@ -85,8 +142,14 @@ class HostOut(BaseModel):
     name: str
     state: HostState
     pnodes: list[PnodeOut]
+    memory: MemoryTotals = Field(description="The pnodes' figures summed")
     distances: list[list[int]]
     drift_flagged: bool
+    external_id: str | None
+    labels: dict[str, str]
+    evacuation: Evacuation | None = Field(
+        description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
+    )
     version: int
     created_at: datetime
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from service.schemas.agent import StepActor
 from service.schemas.common import Id, MiB, StrictModel, example, strict_example
 from service.schemas.domains import Policy
 
@@ -36,6 +37,12 @@ class MigrationRequest(StrictModel):
         default=None,
         description="Pool levels on the destination; default the domain's policy "
         "(faithful when it is explicit)",
+    )
+    auto_advance: bool = Field(
+        default=False,
+        strict=True,
+        description="The service advances each phase as soon as its steps are acknowledged "
+        "(starting at once with planned -> preparing); the caller only watches the events",
     )
 
 
@@ -126,7 +133,8 @@ class MigrationStepOut(BaseModel):
     seq: int
     phase: str
     op: str
-    host_id: Id
+    host_id: Id = Field(description="The host whose agent sees (and, for agent steps, acks) it")
+    actor: StepActor
     vnode: int | None
     pnode: int | None
     mib: int
@@ -147,6 +155,7 @@ class MigrationOut(BaseModel):
             "claims": [],
             "steps": [],
             "reason": None,
+            "auto_advance": False,
             "expires_at": "2026-11-26T08:05:00Z",
             "version": 1,
             "created_at": "2026-11-26T08:00:00Z",
@@ -165,6 +174,7 @@ class MigrationOut(BaseModel):
     claims: list[ClaimOut]
     steps: list[MigrationStepOut]
     reason: str | None
+    auto_advance: bool
     stuck: bool = Field(
         description="Past planned and no progress (advance, acknowledged step) for "
         "NUMA_BALLOON_STUCK_AFTER_S; the claims stay held"
@@ -242,3 +252,38 @@ class RebalanceOut(BaseModel):
     distortion_after: float
     remote_fraction_before: float
     remote_fraction_after: float
+
+
+class EvacuateRequest(StrictModel):
+    model_config = strict_example({"strategy": "rebalance", "auto_advance": True})
+
+    strategy: Strategy = Field(default="rebalance", description="For every migration started")
+    auto_advance: bool = Field(
+        default=False,
+        strict=True,
+        description="Every migration advances on its own as its steps are acknowledged",
+    )
+
+
+class Unplaced(BaseModel):
+    domain_id: Id
+    reason: str = Field(description="Why no other host takes it (MiB figures, per host tried)")
+
+
+class EvacuationOut(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "migrations": [],
+            "unplaced": [
+                {
+                    "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+                    "reason": "no other active host has room for it",
+                }
+            ],
+        }
+    )
+
+    host_id: Id
+    migrations: list[MigrationOut] = Field(description="One per domain leaving the host")
+    unplaced: list[Unplaced] = Field(description="Domains that stay, each with its reason")

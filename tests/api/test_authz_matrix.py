@@ -40,6 +40,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("POST", "/v1/hosts"): (ADMIN, lambda w: ("POST", "/v1/hosts", host_body(f"new-{next(_n)}"))),
     ("GET", "/v1/hosts"): (ADMIN, lambda w: ("GET", "/v1/hosts", None)),
     ("GET", "/v1/hosts/{host_id}"): (ADMIN, lambda w: ("GET", f"/v1/hosts/{w.host_a}", None)),
+    ("GET", "/v1/hosts/by-name/{name}"): (
+        ADMIN,
+        lambda w: ("GET", "/v1/hosts/by-name/host-a", None),
+    ),
     ("PATCH", "/v1/hosts/{host_id}"): (
         ADMIN,
         lambda w: ("PATCH", f"/v1/hosts/{w.host_a}", {"state": "active"}),
@@ -56,6 +60,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
         ADMIN,
         lambda w: ("POST", f"/v1/hosts/{w.host_a}/squeeze", {"total_free_mib": 0, "dry_run": True}),
     ),
+    ("POST", "/v1/hosts/{host_id}/evacuate"): (
+        ADMIN,
+        lambda w: ("POST", f"/v1/hosts/{w.spare_host}/evacuate", {}),
+    ),
     ("POST", "/v1/hosts/{host_id}/agent-token"): (
         ADMIN,
         lambda w: ("POST", f"/v1/hosts/{w.spare_host}/agent-token", None),
@@ -68,6 +76,18 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/v1/domains/{domain_id}"): (
         ADMIN,
         lambda w: ("GET", f"/v1/domains/{w.domain_x}", None),
+    ),
+    ("POST", "/v1/placements"): (
+        ADMIN,
+        lambda w: ("POST", "/v1/placements", {**domain_body("preview", [1024]), "name": None}),
+    ),
+    ("GET", "/v1/domains/by-name/{name}"): (
+        ADMIN,
+        lambda w: ("GET", "/v1/domains/by-name/dom-x", None),
+    ),
+    ("PATCH", "/v1/domains/{domain_id}"): (
+        ADMIN,
+        lambda w: ("PATCH", f"/v1/domains/{w.domain_x}", {"labels": {"k": "v"}}),
     ),
     ("DELETE", "/v1/domains/{domain_id}"): (
         ADMIN,
@@ -100,6 +120,10 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
         lambda w: ("GET", "/v1/cluster/worst-case-template", None),
     ),
     ("GET", "/v1/events"): (ADMIN, lambda w: ("GET", "/v1/events", None)),
+    ("GET", "/v1/events/stream"): (
+        ADMIN,
+        lambda w: ("GET", "/v1/events/stream?since=0&limit=1", None),
+    ),
     ("POST", "/v1/hosts/{host_id}/rebalance"): (
         ADMIN,
         lambda w: (

@@ -337,7 +337,7 @@ def test_infeasible_reason() -> None:
         np.zeros(2, I64),
     )
     assert not r.feasible
-    assert r.reason == "needs 96 GiB, host has 64 GiB free"
+    assert r.reason == "needs 98304 MiB, host has 65536 MiB free"
 
 
 def test_heuristic_on_32_vnodes_64_pnodes_is_fast_and_valid() -> None:

@@ -1,0 +1,35 @@
+"""Status writes: what agents and guests report, kept apart from the toolstack's spec.
+
+Hosts and domains carry a `version` (their ETag) that SQLAlchemy bumps on every ORM update of the
+row. An orchestrator's `If-Match` must only fail when something it owns changed (target, policy,
+placement, labels), so observed free memory, drift flags, balloon progress and the
+uncooperative flag are written here with a plain UPDATE that leaves `version` alone, and set on
+the loaded object as already-committed values so the unit of work does not write them again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from service.db.models import Domain, Host
+
+_STATUS_COLUMNS = {
+    Domain: frozenset({"uncooperative", "last_progress_at"}),
+    Host: frozenset({"drift_flagged", "observed_at"}),
+}
+
+
+def write_status(session: Session, row: Domain | Host, **values: Any) -> None:
+    """Write status columns of a host or domain without touching its version."""
+    model = type(row)
+    unknown = set(values) - _STATUS_COLUMNS[model]
+    if unknown:
+        raise ValueError(f"not status columns of {model.__name__}: {sorted(unknown)}")
+    table = cast(Table, model.__table__)
+    session.execute(update(table).where(table.c.id == row.id).values(**values))
+    for name, value in values.items():
+        set_committed_value(row, name, value)
