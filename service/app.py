@@ -12,9 +12,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from service.api import agent, cluster, domains, events, guest, hosts, migrations, ops, ui
+from service.api import agent, api_keys, cluster, domains, events, guest, hosts, migrations, ops, ui
+from service.api.authentication import Authentication
+from service.api.headers import SecurityHeaders
 from service.api.middleware import Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
+from service.api.ratelimit import Limits
+from service.api.session import make_signer
 from service.db.base import utcnow
 from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from service.schemas.common import Problem
@@ -27,7 +31,8 @@ It models hosts with their physical NUMA nodes (pnodes, with ACPI SLIT distances
 a *virtual* NUMA topology (vnodes); it computes per-vnode balloon targets, host-wide squeezes,
 placements and the unplug/replug plans a domain needs to migrate between topologies.
 
-Use **Authorize** with the admin token (`NUMA_BALLOON_ADMIN_TOKEN`, printed by `make run`).
+Use **Authorize** with an API key (`POST /v1/api-keys`; roles admin, operator, scheduler, enroll,
+viewer) or the bootstrap admin token (`NUMA_BALLOON_ADMIN_TOKEN`, printed by `make run`).
 Errors are RFC 9457 `application/problem+json`.
 """
 
@@ -54,9 +59,11 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     n = settings.db_concurrency
     app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()
+    app.state.limits = Limits(settings.key_rate_per_s, settings.failed_auth_per_min)
+    app.state.ui_signer = make_signer(settings)
 
     install_problem_handlers(app)
-    for module in (hosts, domains, migrations, cluster, events, guest, agent, ops, ui):
+    for module in (hosts, domains, migrations, cluster, events, guest, agent, ops, ui, api_keys):
         app.include_router(module.router)
 
     app.add_middleware(
@@ -64,6 +71,9 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
+    # Outside the body limits: the caller is known (or refused) before the body is read.
+    app.add_middleware(Authentication, clock=clock)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, registry=app.state.registry)
 
     default_openapi = app.openapi

@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.
     db_concurrency: int = Field(default=4, ge=0)
+    # /metrics without a token (else a viewer key or better).
+    public_metrics: bool = False
+    # Requests per second each API key may make (a burst of twice that), per replica; 0: no limit.
+    key_rate_per_s: float = Field(default=100.0, ge=0)
+    # Failed authentications one source address may make per minute before it gets 429s for
+    # every authenticated route, per replica; 0: no limit.
+    failed_auth_per_min: int = Field(default=30, ge=0)
+    # Signs the /ui session cookie. Unset: derived from the admin token, else random per process
+    # (set it when several replicas serve /ui without an admin token).
+    ui_session_secret: SecretStr | None = None
+    ui_session_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
     @field_validator("admin_token")
     @classmethod

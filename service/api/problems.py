@@ -275,6 +275,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (412, "If-Match does not match the current version"),
         (413, "Request body too large"),
         (422, "Invalid input, with the location of every bad field"),
+        (429, "Over a rate limit: retry after Retry-After seconds"),
     ]
 }
 
