@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         max_json_depth=settings.max_json_depth,
     )
     # Outside the body limits: the caller is known (or refused) before the body is read.
-    app.add_middleware(Authentication, clock=clock)
+    app.add_middleware(Authentication)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, registry=app.state.registry)
 

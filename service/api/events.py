@@ -28,6 +28,14 @@ def list_events(
         str | None, Query(pattern=r"^\d{1,18}$", description="next_cursor of the last page")
     ] = None,
     subject_id: Annotated[str | None, Query(max_length=36)] = None,
+    actor: Annotated[
+        str | None,
+        Query(
+            max_length=80,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Only this caller's events: admin, key:<name>, agent:<host id>...",
+        ),
+    ] = None,
     limit: LimitQuery = None,
 ) -> Page[EventOut]:
     n = page_size(limit, settings)
@@ -35,6 +43,8 @@ def list_events(
     stmt = select(Event).where(Event.seq > after)
     if subject_id is not None:
         stmt = stmt.where(Event.subject_id == subject_id)
+    if actor is not None:
+        stmt = stmt.where(Event.actor == actor)
     rows = session.scalars(stmt.order_by(Event.seq).limit(n + 1)).all()
     items = [EventOut.model_validate(e, from_attributes=True) for e in rows[:n]]
     return Page[EventOut](

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -66,9 +65,7 @@ def wants_html(headers: Headers) -> bool:
     return "text/html" in headers.get("accept", "")
 
 
-async def session_principal(
-    scope: Scope, headers: Headers, settings: Settings, clock: Callable[[], datetime]
-) -> Principal | None:
+async def session_principal(scope: Scope, headers: Headers, settings: Settings) -> Principal | None:
     """The principal of a valid session cookie, or None (no cookie, bad, expired or stale)."""
     value = cookie_parser(headers.get("cookie", "")).get(COOKIE)
     if not value:
@@ -87,7 +84,7 @@ async def session_principal(
     key_id = data.get("id")
     if data.get("k") != "key" or not isinstance(key_id, str):
         return None
-    key = await run_in_threadpool(_live_key, app, key_id, clock())
+    key = await run_in_threadpool(_live_key, app, key_id, app.state.clock())
     if key is None or not hmac.compare_digest(key.secret_hash[:16], data["h"]):
         return None
     return Principal("key", key.id, key.name, key.role)
