@@ -56,6 +56,13 @@ class Settings(BaseSettings):
             raise ValueError("NUMA_BALLOON_ADMIN_TOKEN must be at least 16 random characters")
         return value
 
+    @field_validator("ui_session_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("NUMA_BALLOON_UI_SESSION_SECRET must be at least 32 random characters")
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
