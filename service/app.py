@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from service.api import agent, api_keys, cluster, domains, events, guest, hosts, migrations, ops, ui
 from service.api.authentication import Authentication
 from service.api.headers import SecurityHeaders
-from service.api.middleware import Metrics, RequestLimits
+from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
 from service.api.session import make_signer
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
+    app.add_middleware(MethodRules, routes=lambda: app.routes)
     # Outside the body limits: the caller is known (or refused) before the body is read.
     app.add_middleware(Authentication)
     app.add_middleware(SecurityHeaders)

@@ -17,6 +17,7 @@ __all__ = [
     "Forbidden",
     "Infeasible",
     "InvalidInput",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "PreconditionFailed",
@@ -72,6 +73,10 @@ class Conflict(ServiceError):
 
 class Infeasible(ServiceError):
     status, slug, title = 409, "infeasible", "Not enough memory to do that"
+
+
+class MethodNotAllowed(ServiceError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
 
 class PreconditionFailed(ServiceError):

@@ -25,12 +25,12 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import ADMIN, Principal, check_access, is_admin, parse_bearer, resolve
 from service.api.authz import access_for
-from service.api.problems import PROBLEM_JSON, problem_body
+from service.api.problems import render
 from service.api.ratelimit import Limits, retry_after
 from service.api.session import UI_PREFIX, session_principal, wants_html
 from service.api.ui import login_page
@@ -165,10 +165,7 @@ async def _reject(scope: Scope, send: Send, exc: ServiceError) -> None:
     if scope["path"].startswith(UI_PREFIX) and wants_html(Headers(scope=scope)):
         response: Response = login_page(exc.status, exc.detail)
     else:
-        body = problem_body(exc.status, exc.slug, exc.title, exc.detail, scope["path"])
-        response = JSONResponse(
-            body, status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
-        )
+        response = render(exc, scope["path"])
 
     async def no_body() -> Message:
         return {"type": "http.disconnect"}

@@ -28,8 +28,8 @@ def check_if_match(if_match: str | None, version: int) -> None:
     candidates = [c.strip() for c in if_match.split(",")]
     if "*" in candidates:
         return
-    normalized = {c.removeprefix("W/") for c in candidates}
-    if etag(version) not in normalized:
+    # If-Match uses the strong comparison (RFC 9110 13.1.1): a weak tag W/"3" never matches.
+    if etag(version) not in candidates:
         raise PreconditionFailed(
             f"If-Match {if_match} does not match the current ETag {etag(version)}",
             current_etag=etag(version),

@@ -12,10 +12,13 @@ from service.api.deps import SessionDep, SettingsDep
 from service.api.pagination import LimitQuery, page_size
 from service.api.problems import responses
 from service.db.models import Event
-from service.schemas.common import Page
+from service.schemas.common import UUID_PATTERN, Page
 from service.schemas.events import EventOut
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+
+# Event.seq is a 32-bit integer column: a larger value is not a position in the log, it is a 422.
+MAX_SEQ = (1 << 31) - 1
 
 
 @router.get("", response_model=Page[EventOut], responses=responses(401, 403, 422))
@@ -23,11 +26,12 @@ def list_events(
     session: SessionDep,
     settings: SettingsDep,
     _: Admin,
-    since: Annotated[int | None, Query(ge=0, le=1 << 62, description="Last seq seen")] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Last seq seen")] = None,
     cursor: Annotated[
-        str | None, Query(pattern=r"^\d{1,18}$", description="next_cursor of the last page")
+        int | None,
+        Query(ge=0, le=MAX_SEQ, description="next_cursor of the last page"),
     ] = None,
-    subject_id: Annotated[str | None, Query(max_length=36)] = None,
+    subject_id: Annotated[str | None, Query(pattern=UUID_PATTERN)] = None,
     actor: Annotated[
         str | None,
         Query(
@@ -39,7 +43,7 @@ def list_events(
     limit: LimitQuery = None,
 ) -> Page[EventOut]:
     n = page_size(limit, settings)
-    after = max(since or 0, int(cursor) if cursor else 0)
+    after = max(since or 0, cursor or 0)
     stmt = select(Event).where(Event.seq > after)
     if subject_id is not None:
         stmt = stmt.where(Event.subject_id == subject_id)

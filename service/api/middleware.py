@@ -1,76 +1,75 @@
-"""ASGI middleware: request limits (body size, JSON depth) and Prometheus metrics.
+"""ASGI middleware: request limits (body size, media type, JSON depth) and Prometheus metrics.
 
 Limits are enforced before FastAPI parses anything, so a 50 MB body or a 100,000-deep JSON array
-costs a bounded read and a clean 413/422 instead of memory or a RecursionError.
+costs a bounded, linear read and a clean 413/415/422 instead of memory, a RecursionError or a
+stalled event loop.
 """
 
 from __future__ import annotations
 
-import re
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
-import numpy as np
+import anyio.to_thread
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.problems import problem_response
+from service.api.body_checks import BodyIssue, check_json_body
+from service.api.problems import render
+from service.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_OPEN = np.zeros(256, dtype=np.int8)
-_OPEN[[ord("["), ord("{")]] = 1
-_OPEN[[ord("]"), ord("}")]] = -1
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# Bodies larger than this are checked in a worker thread, so the event loop keeps answering.
+_OFFLOAD_BYTES = 64 * 1024
 
 
-def json_depth(body: bytes) -> int:
-    """Maximum nesting depth of a JSON text, ignoring brackets inside strings (vectorized)."""
-    stripped = _STRING.sub(b'""', body)
-    if not stripped:
-        return 0
-    deltas = _OPEN[np.frombuffer(stripped, dtype=np.uint8)]
-    if not deltas.any():
-        return 0
-    return int(np.cumsum(deltas, dtype=np.int64).max())
+def _is_json(content_type: bytes | None) -> bool:
+    media = (content_type or b"").split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 class RequestLimits:
+    """Body size, media type, nesting depth and string checks, all before FastAPI parses the body.
+
+    Every check is linear in the bytes received. It runs inside the authentication middleware, so
+    an unauthenticated request is refused with 401 before its body is even read.
+    """
+
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_depth: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope["type"] != "http" or scope["method"] in _BODYLESS:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(scope, send)
+            await _refuse(scope, send, self._too_large())
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._too_large(scope, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        if body and json_depth(body) > self.max_json_depth:
-            response = problem_response(
-                422,
-                "validation-error",
-                "The request is not valid",
-                f"JSON nested deeper than {self.max_json_depth} levels",
-                errors=[{"loc": ["body"], "msg": f"nesting deeper than {self.max_json_depth}"}],
-            )
-            await response(scope, receive, send)
+        body = await self._read(receive)
+        if body is None:
+            return
+        if isinstance(body, ServiceError):
+            await _refuse(scope, send, body)
+            return
+        problem = await self._check(scope, headers.get(b"content-type"), body)
+        if problem is not None:
+            await _refuse(scope, send, problem)
             return
         sent = False
 
@@ -83,18 +82,128 @@ class RequestLimits:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        response = problem_response(
-            413,
-            "payload-too-large",
-            "Request body too large",
-            f"the body exceeds {self.max_body_bytes} bytes",
+    async def _read(self, receive: Receive) -> bytes | ServiceError | None:
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return self._too_large()
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    async def _check(
+        self, scope: Scope, content_type: bytes | None, body: bytes
+    ) -> ServiceError | None:
+        if not body:
+            return None
+        if scope["path"].startswith("/v1/") and not _is_json(content_type):
+            shown = (content_type or b"none").decode("latin-1")[:64]
+            return UnsupportedMediaType(
+                f"the body must be application/json, not {shown}",
+                errors=[{"loc": ["header", "content-type"], "msg": "expected application/json"}],
+            )
+        if len(body) > _OFFLOAD_BYTES:
+            return await anyio.to_thread.run_sync(self._check_json, body)
+        return self._check_json(body)
+
+    def _check_json(self, body: bytes) -> ServiceError | None:
+        try:
+            check_json_body(body, self.max_json_depth)
+        except BodyIssue as issue:
+            return InvalidInput(issue.msg, errors=[{"loc": issue.loc, "msg": issue.msg}])
+        return None
+
+    def _too_large(self) -> ServiceError:
+        return PayloadTooLarge(f"the body exceeds {self.max_body_bytes} bytes")
+
+
+async def _refuse(scope: Scope, send: Send, error: ServiceError) -> None:
+    """Answer with the problem and never read what is left of the body."""
+    response = render(error, scope.get("path"))
+
+    async def no_body() -> Message:
+        return {"type": "http.disconnect"}
+
+    await response(scope, no_body, send)
+
+
+class MethodRules:
+    """HEAD on every GET, 405 on literal paths, and query strings without NUL.
+
+    - HEAD is answered as the GET would be, without the body (RFC 9110 9.3.2).
+    - A literal path (`/v1/migrations/plan`) owns its URL: a GET there is a 405 with `Allow`,
+      not a 422 from a parametric route (`/v1/migrations/{migration_id}`) that happens to match.
+    - NUL cannot be stored in PostgreSQL text; a query parameter holding one is a 422 naming it.
+    """
+
+    def __init__(self, app: ASGIApp, routes: Callable[[], Iterable[BaseRoute]]) -> None:
+        self.app = app
+        self._routes = routes
+        self._literal: dict[str, frozenset[str]] | None = None
+
+    def _literal_paths(self) -> dict[str, frozenset[str]]:
+        if self._literal is None:
+            methods: dict[str, set[str]] = {}
+            for route in self._routes():
+                path = getattr(route, "path", "")
+                if isinstance(route, APIRoute) and "{" not in path:
+                    methods.setdefault(path, set()).update(route.methods or ())
+            self._literal = {p: frozenset(m) for p, m in methods.items()}
+        return self._literal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = _nul_in_query(scope.get("query_string", b""))
+        if problem is None:
+            problem = self._method_not_allowed(scope)
+        if problem is not None:
+            await _refuse(scope, send, problem)
+        elif scope["method"] == "HEAD":
+            await self.app({**scope, "method": "GET"}, receive, _without_body(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def _method_not_allowed(self, scope: Scope) -> ServiceError | None:
+        allowed = self._literal_paths().get(scope["path"])
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        if allowed is None or method in allowed or method == "OPTIONS":
+            return None
+        shown = sorted(allowed | {"HEAD"} if "GET" in allowed else allowed)
+        return MethodNotAllowed(
+            f"{scope['path']} accepts {', '.join(shown)}, not {scope['method']}",
+            headers={"Allow": ", ".join(shown)},
         )
 
-        async def no_body() -> Message:
-            return {"type": "http.disconnect"}
 
-        await response(scope, no_body, send)
+def _nul_in_query(query: bytes) -> ServiceError | None:
+    if b"%00" not in query.lower() and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            where = name.replace("\x00", "")[:64]
+            return InvalidInput(
+                f"query parameter {where!r} contains a NUL character",
+                errors=[{"loc": ["query", where], "msg": "NUL characters are not allowed"}],
+            )
+    return None
+
+
+def _without_body(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
 
 
 class Metrics:

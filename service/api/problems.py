@@ -59,6 +59,7 @@ __all__ = [
     "UnsupportedMediaType",
     "install_problem_handlers",
     "problem_response",
+    "render",
     "responses",
 ]
 
@@ -100,6 +101,16 @@ def problem_response(
     body = problem_body(status, slug, title, detail, instance, errors, **extra)
     return JSONResponse(
         _json_safe(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def render(error: ServiceError, instance: str | None = None) -> JSONResponse:
+    """The problem response for a service error: the one place its fields become a body."""
+    body = problem_body(
+        error.status, error.slug, error.title, error.detail, instance, error.errors, **error.extra
+    )
+    return JSONResponse(
+        _json_safe(body), status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON
     )
 
 
@@ -150,16 +161,7 @@ _STATUS_SLUGS = {
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _problem(request: Request, exc: ServiceError) -> JSONResponse:
-        return problem_response(
-            exc.status,
-            exc.slug,
-            exc.title,
-            exc.detail,
-            request,
-            headers=exc.headers,
-            errors=exc.errors,
-            **exc.extra,
-        )
+        return render(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

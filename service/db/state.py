@@ -35,7 +35,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.dml import UpdateBase
@@ -124,9 +124,24 @@ class HostState:
 
 
 def host_stmt(lock: bool) -> Select[Host]:
-    """The host with its pnodes in one statement; `FOR UPDATE OF hosts` when locking."""
-    stmt = select(Host).options(joinedload(Host.pnodes))
-    return stmt.with_for_update(of=Host) if lock else stmt
+    """The host with its pnodes in one statement; locking both when writing.
+
+    The pnode rows are locked with the host, not only read with it: under READ COMMITTED a
+    `FOR UPDATE` that waited for another writer re-reads only the rows it locks, and returns the
+    others as they were when it started. Pnode counters read that way were stale by one squeeze,
+    and a writer that compared its new counters with them skipped a write that was needed (the
+    concurrent-squeeze drift). `populate_existing` refreshes rows this session already held.
+    """
+    if not lock:
+        return select(Host).options(joinedload(Host.pnodes))
+    return (
+        select(Host)
+        .join(Host.pnodes)
+        .options(contains_eager(Host.pnodes))
+        .order_by(Host.id, Pnode.index)
+        .with_for_update(of=[Host, Pnode])
+        .execution_options(populate_existing=True)
+    )
 
 
 def _claims_stmt(host_id: str) -> Select[str, int, int, int]:
@@ -161,6 +176,7 @@ def load_host_state(
             .where(Domain.host_id == host_id)
             .options(joinedload(Domain.vnodes))
             .order_by(Domain.created_at, Domain.id)
+            .execution_options(populate_existing=lock)
         )
         .unique()
         .all()
@@ -192,6 +208,7 @@ _DOMAIN_ON_HOST = (
     select(Domain)
     .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
     .options(joinedload(Domain.vnodes))
+    .execution_options(populate_existing=True)
 )
 # kind 0: a vnode (domain, index, home pnode or -1, actual MiB or -1, vCPUs)
 # kind 1: a backing cell (domain, vnode, pnode, MiB, 0); kind 2: claims (NULL, -1, pnode, MiB, 0)

@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # 2**31 MiB is 2 PiB: beyond any machine, and products of two MiB figures stay inside int64.
 MAX_MIB = 1 << 31
 
 MiB = Annotated[int, Field(strict=True, ge=0, le=MAX_MIB)]
 PositiveMiB = Annotated[int, Field(strict=True, ge=1, le=MAX_MIB)]
+# Categories a name may not hold: controls (Cc), format characters such as RTL overrides and
+# zero-width joiners (Cf), lone surrogates (Cs), private use (Co) and unassigned code points (Cn).
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def normalize_name(value: str) -> str:
+    """NFC form of a name, refused when blank or holding characters that hide what it says.
+
+    Two names that render the same must not be two resources: names are stored normalized, and
+    the unique constraint then holds on the normalized form.
+    """
+    value = unicodedata.normalize("NFC", value)
+    if not value.strip():
+        raise ValueError("a name may not be blank")
+    if len(value) > 255:
+        raise ValueError("a name is at most 255 characters (after NFC normalization)")
+    for ch in value:
+        if ch == "/" or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
+            raise ValueError(f"character U+{ord(ch):04X} is not allowed in a name")
+    return value
+
+
 Name = Annotated[
     str,
     Field(
         min_length=1,
         max_length=255,
-        pattern=r"^[^\x00-\x1f\x7f/]+$",
-        description="1-255 characters, no control characters or '/'",
+        description=(
+            "1-255 characters, stored in Unicode NFC form; no '/', control, format (e.g. RTL "
+            "override, zero-width), surrogate, private-use or unassigned characters; not blank"
+        ),
+    ),
+    AfterValidator(normalize_name),
+]
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+Id = Annotated[
+    str,
+    Field(
+        pattern=UUID_PATTERN,
+        description="UUID",
+        examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
     ),
 ]
-Id = Annotated[str, Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"])]
 
 
 class StrictModel(BaseModel):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.common import Id, MiB, StrictModel, example, strict_example
 
+# Canonical decimal only: "00", "+1" and full-width digits would each name pnode 0 or 1 twice.
+PnodeKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,2})$")]
+
 
 class SqueezeRequest(StrictModel):
     model_config = strict_example({"free_mib": {"0": 8192}, "dry_run": True})
 
-    free_mib: dict[str, MiB] | None = Field(
+    free_mib: dict[PnodeKey, MiB] | None = Field(
         default=None,
         max_length=64,
         description='MiB to free per pnode, keyed by pnode index: {"0": 8192}',
