@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.problems import problem_response
+from service.api.problems import problem_response, responses
 from service.db.migrations import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
@@ -48,6 +48,11 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "revision": current})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (a viewer key or better, unless NUMA_BALLOON_PUBLIC_METRICS)",
+    response_class=Response,
+    responses=responses(401, 403),
+)
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -62,7 +62,7 @@ def ui_login_form() -> HTMLResponse:
 
 @router.post(
     "/login",
-    response_class=HTMLResponse,
+    response_class=RedirectResponse,
     status_code=303,
     responses=responses(401, 403, 429),
     summary="Sign in to the topology view with an API key (form field `key`, or bearer)",
@@ -134,7 +134,12 @@ def _resolve(request: Request, token: str, now: datetime) -> tuple[Principal, st
         return principal, secret_hash
 
 
-@router.post("/logout", status_code=303, summary="Sign out of the topology view")
+@router.post(
+    "/logout",
+    status_code=303,
+    response_class=RedirectResponse,
+    summary="Sign out of the topology view (clears the session cookie)",
+)
 def ui_logout() -> Response:
     resp = RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
     resp.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
