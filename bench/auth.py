@@ -104,37 +104,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    for url in scratch_postgres():
-        with Server(url) as srv:
-            key = httpx.post(
-                f"{srv.url}/v1/api-keys",
-                headers={"Authorization": f"Bearer {BENCH_ADMIN_TOKEN}"},
-                json={"name": "bench", "role": "viewer"},
-            ).json()["secret"]
-            print(f"auth bench: PostgreSQL, 1 worker, {args.clients} clients, {args.seconds:g} s")
-            print(f"{'row':<44}{'rps':>8}{'p50 ms':>9}{'p99 ms':>9}  statuses")
-            rows = [
-                ("GET /v1/cluster, admin token", request("GET", "/v1/cluster", BENCH_ADMIN_TOKEN)),
-                ("GET /v1/cluster, viewer API key", request("GET", "/v1/cluster", key)),
-                ("GET /v1/cluster, no token (401)", request("GET", "/v1/cluster")),
-            ]
-            for name, req in rows:
-                rps, lat, seen = asyncio.run(closed_loop(srv.port, req, args.clients, args.seconds))
-                print(f"{name:<44}{rps:>8.0f}{ms(lat, 0.5):>9.1f}{ms(lat, 0.99):>9.1f}  {seen}")
-            _, idle, _ = asyncio.run(
-                closed_loop(srv.port, request("GET", "/healthz"), 1, args.seconds)
-            )
-            hostile, probes = asyncio.run(hostile_with_healthz(srv.port, args.seconds))
-            print(
-                f"{'POST 1 MiB hostile body, no token (401)':<44}"
-                f"{len(hostile) / args.seconds:>8.0f}{ms(hostile, 0.5):>9.1f}"
-                f"{ms(hostile, 0.99):>9.1f}  max {max(hostile) * 1000:.1f} ms"
-            )
-            print(
-                f"{'/healthz alone':<44}{'':>8}{ms(idle, 0.5):>9.2f}{ms(idle, 0.99):>9.2f}\n"
-                f"{'/healthz during the hostile bodies':<44}{'':>8}{ms(probes, 0.5):>9.2f}"
-                f"{ms(probes, 0.99):>9.2f}  (2 attacking connections)"
-            )
+    with scratch_postgres() as url, Server(url) as srv:
+        key = httpx.post(
+            f"{srv.url}/v1/api-keys",
+            headers={"Authorization": f"Bearer {BENCH_ADMIN_TOKEN}"},
+            json={"name": "bench", "role": "viewer"},
+        ).json()["secret"]
+        print(f"auth bench: PostgreSQL, 1 worker, {args.clients} clients, {args.seconds:g} s")
+        print(f"{'row':<44}{'rps':>8}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+        rows = [
+            ("GET /v1/cluster, admin token", request("GET", "/v1/cluster", BENCH_ADMIN_TOKEN)),
+            ("GET /v1/cluster, viewer API key", request("GET", "/v1/cluster", key)),
+            ("GET /v1/cluster, no token (401)", request("GET", "/v1/cluster")),
+        ]
+        for name, req in rows:
+            rps, lat, seen = asyncio.run(closed_loop(srv.port, req, args.clients, args.seconds))
+            print(f"{name:<44}{rps:>8.0f}{ms(lat, 0.5):>9.1f}{ms(lat, 0.99):>9.1f}  {seen}")
+        _, idle, _ = asyncio.run(closed_loop(srv.port, request("GET", "/healthz"), 1, args.seconds))
+        hostile, probes = asyncio.run(hostile_with_healthz(srv.port, args.seconds))
+        print(
+            f"{'POST 1 MiB hostile body, no token (401)':<44}"
+            f"{len(hostile) / args.seconds:>8.0f}{ms(hostile, 0.5):>9.1f}"
+            f"{ms(hostile, 0.99):>9.1f}  max {max(hostile) * 1000:.1f} ms"
+        )
+        print(
+            f"{'/healthz alone':<44}{'':>8}{ms(idle, 0.5):>9.2f}{ms(idle, 0.99):>9.2f}\n"
+            f"{'/healthz during the hostile bodies':<44}{'':>8}{ms(probes, 0.5):>9.2f}"
+            f"{ms(probes, 0.99):>9.2f}  (2 attacking connections)"
+        )
 
 
 if __name__ == "__main__":

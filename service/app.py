@@ -20,7 +20,12 @@ from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
 from service.api.session import make_signer
 from service.db.base import utcnow
-from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from service.db.session import (
+    make_engine,
+    make_lookup_sessionmaker,
+    make_read_sessionmaker,
+    make_sessionmaker,
+)
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
 
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)
+    app.state.lookup_sessionmaker = make_lookup_sessionmaker(engine)
     n = settings.db_concurrency
     app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()

@@ -150,7 +150,7 @@ class Authentication:
 
 def _lookup(app: FastAPI, token: str, now: datetime) -> Principal:
     # A short read session of its own: the route has not opened its session yet.
-    with app.state.read_sessionmaker() as session:
+    with app.state.lookup_sessionmaker() as session:
         return resolve(session, token, now)
 
 

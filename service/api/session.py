@@ -91,5 +91,5 @@ async def session_principal(scope: Scope, headers: Headers, settings: Settings) 
 
 
 def _live_key(app: Any, key_id: str, now: datetime) -> Any:
-    with app.state.read_sessionmaker() as session:
+    with app.state.lookup_sessionmaker() as session:
         return live_key_by_id(session, key_id, now)
