@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.api import (
     agent,
+    api_keys,
     cluster,
     docs,
     domains,
@@ -32,14 +33,23 @@ from service.api import (
     placements,
     ui,
 )
+from service.api.authentication import Authentication
 from service.api.filters import reject_unknown_query
+from service.api.headers import SecurityHeaders
 from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
+from service.api.ratelimit import Limits
+from service.api.session import make_signer
 from service.api.watch import EventWatcher
 from service.core.sweeper import sweep_migrations
 from service.db.base import utcnow
 from service.db.events import latest_seq
-from service.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from service.db.session import (
+    make_engine,
+    make_lookup_sessionmaker,
+    make_read_sessionmaker,
+    make_sessionmaker,
+)
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
 
@@ -50,7 +60,8 @@ It models hosts with their physical NUMA nodes (pnodes, with ACPI SLIT distances
 a *virtual* NUMA topology (vnodes); it computes per-vnode balloon targets, host-wide squeezes,
 placements and the unplug/replug plans a domain needs to migrate between topologies.
 
-Use **Authorize** with the admin token (`NUMA_BALLOON_ADMIN_TOKEN`, printed by `make run`).
+Use **Authorize** with an API key (`POST /v1/api-keys`; roles admin, operator, scheduler, enroll,
+viewer) or the bootstrap admin token (`NUMA_BALLOON_ADMIN_TOKEN`, printed by `make run`).
 Errors are RFC 9457 `application/problem+json`.
 """
 
@@ -118,13 +129,17 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)
+    app.state.lookup_sessionmaker = make_lookup_sessionmaker(engine)
     n = settings.db_concurrency
     app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()
     app.state.event_watcher = _event_watcher(app.state, settings)
+    app.state.limits = Limits(settings.key_rate_per_s, settings.failed_auth_per_min)
+    app.state.ui_signer = make_signer(settings)
 
     install_problem_handlers(app)
-    for module in (hosts, domains, placements, migrations, cluster, events, guest, agent, ops, ui):
+    modules = (hosts, domains, placements, migrations, cluster, events, guest, agent, ops, ui)
+    for module in (*modules, api_keys):
         app.include_router(module.router)
 
     app.add_middleware(
@@ -133,6 +148,9 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         max_json_depth=settings.max_json_depth,
     )
     app.add_middleware(MethodRules, openapi=lambda: app.openapi())
+    # Outside the body limits: the caller is known (or refused) before the body is read.
+    app.add_middleware(Authentication)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, registry=app.state.registry)
 
     default_openapi = app.openapi

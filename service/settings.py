@@ -35,8 +35,6 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=4)
     page_limit_default: int = Field(default=50, ge=1)
     page_limit_max: int = Field(default=500, ge=1)
-    # /metrics names routes and rates: behind the admin token unless explicitly made public.
-    public_metrics: bool = False
     drift_threshold_mib: int = Field(default=1024, ge=0)
     # How often a process looks for events other replicas wrote while someone long-polls or
     # streams (its own writes wake waiters at once).
@@ -44,6 +42,17 @@ class Settings(BaseSettings):
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.
     db_concurrency: int = Field(default=4, ge=0)
+    # /metrics without a token (else a viewer key or better).
+    public_metrics: bool = False
+    # Requests per second each API key may make (a burst of twice that), per replica; 0: no limit.
+    key_rate_per_s: float = Field(default=100.0, ge=0)
+    # Failed authentications one source address may make per minute before it gets 429s for
+    # every authenticated route, per replica; 0: no limit.
+    failed_auth_per_min: int = Field(default=30, ge=0)
+    # Signs the /ui session cookie. Unset: derived from the admin token, else random per process
+    # (set it when several replicas serve /ui without an admin token).
+    ui_session_secret: SecretStr | None = None
+    ui_session_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
     @field_validator("admin_token")
     @classmethod
@@ -54,6 +63,13 @@ class Settings(BaseSettings):
         secret = value.get_secret_value()
         if secret.lower() in _PLACEHOLDERS or len(secret) < 16:
             raise ValueError("NUMA_BALLOON_ADMIN_TOKEN must be at least 16 random characters")
+        return value
+
+    @field_validator("ui_session_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("NUMA_BALLOON_UI_SESSION_SECRET must be at least 32 random characters")
         return value
 
     @property

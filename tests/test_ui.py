@@ -78,42 +78,114 @@ def seed(c: ApiClient) -> dict[str, str]:
     return {"agent": host["agent_token"], "guest": dom["guest_token"]}
 
 
-def test_the_view_needs_the_admin_token(ui: ApiClient) -> None:
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def make_key(c: ApiClient, name: str, role: str) -> dict[str, str]:
+    r = c.post("/v1/api-keys", token=ADMIN_TOKEN, json={"name": name, "role": role})
+    assert r.status_code == 201, r.text
+    body: dict[str, str] = r.json()
+    return body
+
+
+def sign_in(c: ApiClient, secret: str) -> str:
+    """The session cookie's value after a form sign-in."""
+    r = c.post("/ui/login", content=f"key={secret}", headers=FORM)
+    assert r.status_code == 303 and r.headers["location"] == "/ui", r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "Max-Age=3600" in cookie
+    return cookie.split(";")[0].split("=", 1)[1]
+
+
+def test_the_view_needs_a_key_of_a_role_that_may_read(ui: ApiClient) -> None:
     tokens = seed(ui)
     r = ui.get("/ui")
     assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
     page = ui.get("/ui", headers=HTML)
     assert page.status_code == 401 and '<form method="post" action="/ui/login"' in page.text
-    for kind in ("agent", "guest"):
-        assert ui.get("/ui", token=tokens[kind]).status_code == 403
-        assert ui.get("/ui", token=tokens[kind], headers=HTML).status_code == 403
+    enroll = make_key(ui, "agent-enroll", "enroll")["secret"]
+    for token in (tokens["agent"], tokens["guest"], enroll):
+        assert ui.get("/ui", token=token).status_code == 403
+        assert ui.get("/ui", token=token, headers=HTML).status_code == 403
     assert ui.get("/ui", token="not-a-token-at-all").status_code == 401
     assert ui.get("/ui/login").status_code == 200
-    form = {"Content-Type": "application/x-www-form-urlencoded", **HTML}
-    bad = ui.post("/ui/login", content="token=wrong-token-123", headers=form)
+    bad = ui.post("/ui/login", content="key=wrong-token-123", headers={**FORM, **HTML})
     assert bad.status_code == 401 and "not valid" in bad.text
     assert "set-cookie" not in bad.headers
-    agent = ui.post("/ui/login", content=f"token={tokens['agent']}", headers=form)
-    assert agent.status_code == 403
+    for token in (tokens["agent"], enroll):
+        refused = ui.post("/ui/login", content=f"key={token}", headers={**FORM, **HTML})
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers
 
 
-def test_sign_in_sets_a_strict_cookie_and_the_page_renders(ui: ApiClient) -> None:
+def test_a_viewer_key_signs_in_and_the_page_names_it(ui: ApiClient) -> None:
     seed(ui)
-    r = ui.post(
-        "/ui/login",
-        content=f"token={ADMIN_TOKEN}",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert r.status_code == 200
-    cookie = r.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
-    value = cookie.split(";")[0].split("=", 1)[1]
-    page = ui.get("/ui", headers={"Cookie": f"nb_ui_token={value}", **HTML})
+    key = make_key(ui, "wall-screen", "viewer")
+    value = sign_in(ui, key["secret"])
+    # The cookie names the key; it holds neither the secret nor anything it could be found from.
+    assert key["secret"] not in value and key["secret"].removeprefix("nbk_") not in value
+    page = ui.get("/ui", headers={"Cookie": f"nb_ui_session={value}", **HTML})
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     html = page.text
+    assert "key wall-screen · viewer" in html
     assert "compute-&lt;07&gt;" in html and "<07>" not in html  # escaped
     assert html.count("<svg") == 2  # one host: its pnode bars and its SLIT heat map
     assert "db-01" in html and "<script" not in html
+    out = ui.post("/ui/logout")
+    assert out.status_code == 303 and 'nb_ui_session=""' in out.headers["set-cookie"]
+
+
+def test_a_session_ends_with_its_key(ui: ApiClient) -> None:
+    """Revoking or rotating the key ends the session on the next request; so does tampering."""
+    seed(ui)
+    for end in ("revoke", "rotate"):
+        key = make_key(ui, f"screen-{end}", "viewer")
+        cookie = {"Cookie": f"nb_ui_session={sign_in(ui, key['secret'])}"}
+        assert ui.get("/ui", headers=cookie).status_code == 200
+        if end == "revoke":
+            assert ui.delete(f"/v1/api-keys/{key['id']}", token=ADMIN_TOKEN).status_code == 204
+        else:
+            r = ui.post(f"/v1/api-keys/{key['id']}/rotate", token=ADMIN_TOKEN)
+            assert r.status_code == 200
+        assert ui.get("/ui", headers=cookie).status_code == 401
+    key = make_key(ui, "screen-tamper", "viewer")
+    value = sign_in(ui, key["secret"])
+    forged = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
+    assert ui.get("/ui", headers={"Cookie": f"nb_ui_session={forged}"}).status_code == 401
+
+
+def test_the_admin_token_signs_in_too(ui: ApiClient) -> None:
+    seed(ui)
+    value = sign_in(ui, ADMIN_TOKEN)
+    assert ADMIN_TOKEN not in value
+    page = ui.get("/ui", headers={"Cookie": f"nb_ui_session={value}"})
+    assert page.status_code == 200 and "admin token · admin" in page.text
+
+
+def test_security_headers_on_the_pages(ui: ApiClient) -> None:
+    seed(ui)
+    for path in ("/ui/login", "/docs", "/redoc"):
+        r = ui.get(path)
+        assert r.status_code == 200
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp
+        script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+        assert "unsafe-inline" not in script_src and "unsafe-eval" not in script_src
+    assert "script-src 'none'" in ui.get("/ui/login").headers["content-security-policy"]
+    docs = ui.get("/docs")
+    # Swagger UI's one inline script is allowed by its hash, and nothing else inline.
+    import base64
+    import hashlib
+    import re
+
+    inline = re.findall(r"<script>(.*?)</script>", docs.text, re.DOTALL)
+    assert inline
+    for body in inline:
+        sha = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{sha}'" in docs.headers["content-security-policy"]
+    assert ui.get("/healthz").headers["x-content-type-options"] == "nosniff"
 
 
 def test_the_page_shows_claims_and_migrations_in_flight(ui: ApiClient) -> None:

@@ -212,8 +212,8 @@ class Metrics:
         self.app = app
         self.requests = Counter(
             "numa_balloon_http_requests_total",
-            "HTTP requests by method, route and status",
-            ["method", "route", "status"],
+            "HTTP requests by method, route, status and caller (admin, key:<name>, agent, ...)",
+            ["method", "route", "status", "actor"],
             registry=registry,
         )
         self.latency = Histogram(
@@ -243,5 +243,7 @@ class Metrics:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
             method = scope["method"]
-            self.requests.labels(method, template, str(status)).inc()
+            principal: Any = scope.get("state", {}).get("principal")
+            actor = principal.metrics_label if principal is not None else "anonymous"
+            self.requests.labels(method, template, str(status), actor).inc()
             self.latency.labels(method, template).observe(time.perf_counter() - start)

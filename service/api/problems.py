@@ -287,10 +287,13 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (412, "If-Match does not match the current version"),
         (413, "Request body too large"),
         (422, "Invalid input, with the location of every bad field"),
+        (429, "Over a rate limit: retry after Retry-After seconds"),
     ]
 }
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem responses a route documents, so clients and fuzzers know them."""
-    return {s: PROBLEM_RESPONSES[s] for s in statuses}
+    """The problem responses a route documents, so clients and fuzzers know them. A route that
+    authenticates (401) may also be rate limited (429: service/api/ratelimit.py)."""
+    wanted = set(statuses) | ({429} if 401 in statuses else set())
+    return {s: PROBLEM_RESPONSES[s] for s in sorted(wanted)}

@@ -2,8 +2,9 @@
 
 For each host: its pnodes as stacked bars (memory of each domain, memory held above target,
 claims, free), and its SLIT as a heat map; then the domains and the migrations in flight.
-Behind the admin token: a browser signs in once with a form that keeps the token in an
-HttpOnly, SameSite=Strict cookie scoped to /ui; API clients may send it as a bearer token.
+A browser signs in with an API key (`viewer` suffices) or the admin token; the service answers
+with a signed session cookie that names the key (never its secret), HttpOnly, SameSite=Strict,
+scoped to /ui and short-lived (service/api/session.py). API clients may send a bearer token.
 The page is built from a fixed number of queries, whatever the size of the cluster.
 """
 
@@ -11,28 +12,30 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape
-from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import bearer_scheme, bearer_token, principal_for
-from service.api.deps import SessionDep, SettingsDep
-from service.api.problems import Forbidden, Unauthorized, responses
+from service.api.auth import Caller, Principal, is_admin, parse_bearer, resolve
+from service.api.authz import role_allows
+from service.api.deps import SessionDep
+from service.api.problems import Forbidden, TooManyRequests, Unauthorized, responses
+from service.api.ratelimit import retry_after
+from service.api.session import COOKIE, binding_for, session_cookie, wants_html
 from service.db.base import utcnow
 from service.db.hosts import ACTIVE_MIGRATION_STATES
-from service.db.models import Backing, Claim, Domain, Host, Migration, Step
+from service.db.models import ApiKey, Backing, Claim, Domain, Host, Migration, Step
 from service.db.state import live_claim
 from service.settings import Settings
 
 router = APIRouter(prefix="/ui", tags=["ui"])
 
-COOKIE = "nb_ui_token"
 MAX_HOSTS = 64
 RECENT_MIGRATIONS = 8
 FAR = 32
@@ -40,72 +43,108 @@ PALETTE = (
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
     "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6", "#d37295", "#a0cbe8",
 )  # fmt: skip
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "")
-
-
-def _check_admin(request: Request, session: Session, settings: Settings, token: str | None) -> None:
-    """Raise Unauthorized / Forbidden unless `token` is the admin token."""
-    if not token:
-        raise Unauthorized("sign in with the admin token")
-    creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-    principal = principal_for(session, settings, bearer_token(request, creds))
-    if principal.kind != "admin":
-        raise Forbidden(f"a {principal.kind} token cannot use the topology view")
-
-
-def _login_page(status: int, message: str | None = None) -> HTMLResponse:
+def login_page(status: int, message: str | None = None) -> HTMLResponse:
     note = f'<p class="err">{escape(message)}</p>' if message else ""
     body = f"""<form method="post" action="/ui/login" class="login">
-<h1>numa-balloon</h1><p>The topology view is read-only and needs the admin token
-(<code>NUMA_BALLOON_ADMIN_TOKEN</code>, printed by <code>make run</code>).</p>{note}
-<label>Admin token <input type="password" name="token" autocomplete="current-password"
+<h1>numa-balloon</h1><p>The topology view is read-only. Sign in with an API key (the
+<code>viewer</code> role suffices) or the admin token.</p>{note}
+<label>API key <input type="password" name="key" autocomplete="current-password"
 autofocus required></label> <button type="submit">Sign in</button></form>"""
-    return HTMLResponse(_page("Sign in", body), status_code=status)
+    return HTMLResponse(
+        _page("Sign in", body), status_code=status, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/login", response_class=HTMLResponse, summary="The topology view's sign-in form")
 def ui_login_form() -> HTMLResponse:
-    return _login_page(200)
+    return login_page(200)
 
 
 @router.post(
     "/login",
-    response_class=HTMLResponse,
-    responses=responses(401, 403),
-    summary="Sign in to the topology view with the admin token (form field or bearer)",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses=responses(401, 403, 429),
+    summary="Sign in to the topology view with an API key (form field `key`, or bearer)",
 )
-async def ui_login(
-    request: Request, session: SessionDep, settings: SettingsDep, credentials: Bearer
-) -> Response:
-    """Sets an HttpOnly, SameSite=Strict cookie scoped to /ui that holds the admin token."""
-    token = credentials.credentials if credentials is not None else None
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        token = (form.get("token") or [""])[0].strip() or token
+async def ui_login(request: Request) -> Response:
+    """Sets a signed session cookie naming the key (not its secret) and redirects to /ui."""
     try:
-        _check_admin(request, session, settings, token)
-    except (Unauthorized, Forbidden) as exc:
-        if _wants_html(request):
-            return _login_page(exc.status, str(exc.detail))
+        principal, secret_hash = await _sign_in(request)
+    except (Unauthorized, Forbidden, TooManyRequests) as exc:
+        if wants_html(request.headers):
+            page = login_page(exc.status, str(exc.detail))
+            page.headers.update(exc.headers)
+            return page
         raise
-    assert token is not None
-    body = '<p>Signed in. <a href="/ui">Open the topology view</a>.</p>'
-    resp = HTMLResponse(
-        _page("Signed in", body, refresh="/ui"), headers={"Cache-Control": "no-store"}
-    )
+    settings: Settings = request.app.state.settings
+    resp = RedirectResponse("/ui", status_code=303, headers={"Cache-Control": "no-store"})
     resp.set_cookie(
         COOKIE,
-        token,
+        session_cookie(
+            request.app.state.ui_signer, principal, binding_for(principal, secret_hash, settings)
+        ),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/ui",
-        max_age=12 * 3600,
+        max_age=settings.ui_session_ttl_s,
     )
+    return resp
+
+
+async def _sign_in(request: Request) -> tuple[Principal, str | None]:
+    """The principal of the key in the form (or the bearer header), counted as a failed
+    authentication of the client's address when it names none."""
+    settings: Settings = request.app.state.settings
+    limits = request.app.state.limits
+    address = request.client.host if request.client else "unknown"
+    token = parse_bearer(request.headers.get("authorization"))
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = ((form.get("key") or form.get("token") or [""])[0].strip()) or token
+    if not token:
+        raise Unauthorized("sign in with an API key")
+    wait = limits.failed_auth.wait_s(address)
+    if wait > 0:
+        raise TooManyRequests(f"too many failed sign-ins from {address}", retry_after(wait))
+    if is_admin(settings, token):
+        principal, secret_hash = Principal("admin", role="admin"), None
+    else:
+        try:
+            principal, secret_hash = await run_in_threadpool(
+                _resolve, request, token, request.app.state.clock()
+            )
+        except Unauthorized:
+            limits.failed_auth.hit(address)
+            raise
+    if principal.role is None or not role_allows(principal.role, "ui_topology"):
+        raise Forbidden(f"a {principal.role or principal.kind} token cannot use the topology view")
+    return principal, secret_hash
+
+
+def _resolve(request: Request, token: str, now: datetime) -> tuple[Principal, str | None]:
+    with request.app.state.read_sessionmaker() as session:
+        principal = resolve(session, token, now)
+        secret_hash = None
+        if principal.kind == "key":
+            secret_hash = session.scalar(
+                select(ApiKey.secret_hash).where(ApiKey.id == principal.subject_id)
+            )
+        return principal, secret_hash
+
+
+@router.post(
+    "/logout",
+    status_code=303,
+    response_class=RedirectResponse,
+    summary="Sign out of the topology view (clears the session cookie)",
+)
+def ui_logout() -> Response:
+    resp = RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
+    resp.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return resp
 
 
@@ -115,19 +154,10 @@ async def ui_login(
     responses=responses(401, 403),
     summary="Topology view: pnodes, memory by domain, SLIT heat maps, migrations (read-only)",
 )
-def ui_topology(
-    request: Request, session: SessionDep, settings: SettingsDep, credentials: Bearer
-) -> Response:
-    token = credentials.credentials if credentials is not None else request.cookies.get(COOKIE)
-    try:
-        _check_admin(request, session, settings, token)
-    except (Unauthorized, Forbidden) as exc:
-        if _wants_html(request):  # a browser gets the sign-in form, with the same status
-            return _login_page(exc.status, str(exc.detail))
-        raise
+def ui_topology(session: SessionDep, principal: Caller) -> Response:
     view = _load(session)
     return HTMLResponse(
-        _page("Topology", _render(view), refresh=None), headers={"Cache-Control": "no-store"}
+        _page("Topology", _render(view, principal)), headers={"Cache-Control": "no-store"}
     )
 
 
@@ -224,13 +254,13 @@ border-bottom:1px solid #eee;font-size:13px} th{color:#556}
 .legend span{margin-right:14px;font-size:12px;color:#445}
 .login{max-width:420px;margin:60px auto;background:#fff;padding:20px;border-radius:6px}
 .err{color:#a3261f}
+.who{margin-left:auto;color:#cfd6e4} .out{margin:0} .out button{font-size:12px}
 """
 
 
-def _page(title: str, body: str, refresh: str | None = None) -> str:
-    meta = f'<meta http-equiv="refresh" content="0;url={escape(refresh)}">' if refresh else ""
+def _page(title: str, body: str) -> str:
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>numa-balloon · {escape(title)}</title><style>{CSS}</style></head>"
         f"<body>{body}</body></html>"
     )
@@ -324,7 +354,16 @@ def _heat(host: Host) -> str:
     return "".join(out)
 
 
-def _render(view: View) -> str:
+def _signed_in(principal: Principal) -> str:
+    who = "admin token" if principal.kind == "admin" else f"key {principal.name}"
+    return (
+        f'<span class="who">{escape(who)} · {escape(principal.role or principal.kind)}</span>'
+        '<form method="post" action="/ui/logout" class="out"><button type="submit">'
+        "Sign out</button></form>"
+    )
+
+
+def _render(view: View, principal: Principal) -> str:
     colors = {d.id: PALETTE[i % len(PALETTE)] for i, d in enumerate(view.domains)}
     names = {d.id: d.name for d in view.domains}
     host_names = {h.id: h.name for h in view.hosts}
@@ -337,7 +376,7 @@ def _render(view: View) -> str:
         f"<span>{len(view.hosts)} hosts · {len(view.domains)} domains · {_gib(alloc)} allocated"
         f" · {_gib(claimed)} claimed · {_gib(cap - alloc - claimed)} free of {_gib(cap)}"
         f" · {in_flight} migration(s) in flight</span>"
-        '<a href="/docs">Swagger UI</a></header><main>'
+        f'<a href="/docs">Swagger UI</a>{_signed_in(principal)}</header><main>'
     ]
     for h in view.hosts:
         doms = [d for d in view.domains if d.host_id == h.id]

@@ -42,6 +42,7 @@ MIGRATION_STATES = (
 )
 STEP_STATES = ("waiting", "pending", "acked", "failed", "cancelled")
 TOKEN_KINDS = ("agent", "guest")
+API_KEY_ROLES = ("admin", "operator", "scheduler", "enroll", "viewer")
 
 
 class ClusterSettings(Base):
@@ -371,10 +372,39 @@ class Token(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class ApiKey(Base):
+    """A named toolstack credential with one role, stored as the SHA-256 digest of its secret.
+
+    The secret (`nbk_` + 256 random bits) is shown once, at creation and at each rotation. Rows
+    are never deleted: a revoked key keeps its name, so the audit log's `key:<name>` stays
+    unambiguous and a name cannot be reused to impersonate a former key in the log.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('admin', 'operator', 'scheduler', 'enroll', 'viewer')", name="role_valid"
+        ),
+        Index("ix_api_keys_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    rotated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class Event(Base):
     """Append-only audit log; `seq` orders it and serves as the `since` cursor."""
 
     __tablename__ = "events"
+    # `GET /v1/events?actor=key:<name>` reads one actor's events in seq order.
+    __table_args__ = (Index("ix_events_actor_seq", "actor", "seq"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -93,6 +93,15 @@ def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine.execution_options(**options))
 
 
+def make_lookup_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for one-statement lookups (a token by digest, before each request): on
+    PostgreSQL in autocommit, so the lookup is one round trip, not BEGIN, SELECT and ROLLBACK.
+    SQLite keeps the read sessions' deferred BEGIN (no write lock either way)."""
+    if engine.dialect.name == "postgresql":
+        return make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    return make_read_sessionmaker(engine)
+
+
 def session_scope(
     factory: sessionmaker[Session], gate: threading.BoundedSemaphore | None = None
 ) -> Iterator[Session]:

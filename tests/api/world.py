@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
@@ -19,6 +19,7 @@ class World:
     domain_z: str  # on host A, being migrated to host B
     migration: str
     tokens: dict[str, str | None]
+    key_ids: dict[str, str] = field(default_factory=dict)
 
 
 def build_world(client: ApiClient) -> World:

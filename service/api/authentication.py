@@ -1,0 +1,173 @@
+"""Authentication and authorization before anything reads the request body.
+
+A pure ASGI middleware, outside the body limits: it finds the operation from the method and the
+path alone, resolves the bearer token (or the /ui session cookie) to a principal and checks it
+against the role table, so that an unauthenticated request to an authenticated route gets its 401
+(a token of the wrong kind or role its 403) without one byte of its body being received, let
+alone parsed. Only then does the request go on, with the principal in `scope["state"]` for the
+routes (`service.api.auth.Caller`) and the metrics.
+
+Cost before authentication: a regex match per route (linear in the path), a SHA-256 of the token
+and, for anything but the admin token, one indexed query by digest in the thread pool. Failed
+authentications are counted per source address: past the limit an address gets 429 before any
+lookup; each API key has a request rate limit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.auth import ADMIN, Principal, check_access, is_admin, parse_bearer, resolve
+from service.api.authz import access_for
+from service.api.problems import render
+from service.api.ratelimit import Limits, retry_after
+from service.api.session import UI_PREFIX, session_principal, wants_html
+from service.api.ui import login_page
+from service.errors import ServiceError, ServiceUnavailable, TooManyRequests, Unauthorized
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    path_template: str
+    methods: frozenset[str] | None  # None: any method (a mount)
+    regex: re.Pattern[str]
+
+
+def route_table(app: FastAPI) -> list[Operation]:
+    """Every route of the app with its operation id, in the router's order."""
+    out = []
+    for ctx in iter_route_contexts(app.routes):
+        regex = getattr(ctx, "path_regex", None)
+        template = getattr(ctx, "path_format", None) or getattr(ctx, "path", None)
+        if regex is None or template is None:
+            continue
+        methods = getattr(ctx, "methods", None)
+        out.append(
+            Operation(
+                str(ctx.name or template),
+                template,
+                frozenset(methods) if methods else None,
+                regex,
+            )
+        )
+    return out
+
+
+def match(
+    table: list[Operation], method: str, path: str
+) -> tuple[Operation | None, dict[str, str]]:
+    """The operation a request names, as the router will pick it; None when none matches its
+    method (the router then answers 404 or 405). HEAD is the GET of the same path."""
+    for op in table:
+        found = op.regex.match(path)
+        if found is None:
+            continue
+        if op.methods is None or method in op.methods or (method == "HEAD" and "GET" in op.methods):
+            return op, found.groupdict()
+    return None, {}
+
+
+class Authentication:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._table: list[Operation] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        fastapi_app: FastAPI = scope["app"]
+        settings: Settings = fastapi_app.state.settings
+        limits: Limits = fastapi_app.state.limits
+        if self._table is None:  # routes are all registered by the first request
+            self._table = route_table(fastapi_app)
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        op, params = match(self._table, scope["method"], path)
+        template = op.path_template if op is not None else path
+        if op is not None and access_for(op.name, template, settings) == "public":
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._authenticate(scope, settings, limits)
+            scope.setdefault("state", {})["principal"] = principal  # for routes and metrics
+            if op is not None:
+                check_access(principal, op.name, template, params, settings)
+            if principal.kind == "key" and principal.subject_id is not None:
+                wait = limits.per_key.hit(principal.subject_id)
+                if wait > 0:
+                    raise TooManyRequests(
+                        f"key {principal.name!r} is over its request rate "
+                        f"({settings.key_rate_per_s:g}/s per replica)",
+                        retry_after(wait),
+                    )
+        except ServiceError as exc:
+            await _reject(scope, send, exc)
+            return
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope, settings: Settings, limits: Limits) -> Principal:
+        headers = Headers(scope=scope)
+        address = _client_address(scope)
+        token = parse_bearer(headers.get("authorization"))
+        if token is None and scope["path"].startswith(UI_PREFIX):
+            cookie_principal = await session_principal(scope, headers, settings)
+            if cookie_principal is not None:
+                return cookie_principal
+        if token is None:
+            raise Unauthorized("send 'Authorization: Bearer <token>'")
+        wait = limits.failed_auth.wait_s(address)
+        if wait > 0:
+            raise TooManyRequests(
+                f"too many failed authentications from {address}", retry_after(wait)
+            )
+        if is_admin(settings, token):
+            return ADMIN
+        try:
+            app: FastAPI = scope["app"]  # its clock: tests replace it with a fake one
+            return await run_in_threadpool(_lookup, app, token, app.state.clock())
+        except Unauthorized:
+            limits.failed_auth.hit(address)
+            raise
+        except SQLAlchemyError as exc:  # outside the app's handlers: say 503 here
+            raise ServiceUnavailable(f"the database did not answer ({type(exc).__name__})") from exc
+
+
+def _lookup(app: FastAPI, token: str, now: datetime) -> Principal:
+    # A short read session of its own: the route has not opened its session yet.
+    with app.state.lookup_sessionmaker() as session:
+        return resolve(session, token, now)
+
+
+def _client_address(scope: Scope) -> str:
+    """The peer address; behind a proxy, uvicorn's --forwarded-allow-ips makes it the client's."""
+    client: Any = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def _reject(scope: Scope, send: Send, exc: ServiceError) -> None:
+    """Answer without reading the body; the connection stays usable (the server drains it)."""
+    if scope["path"].startswith(UI_PREFIX) and wants_html(Headers(scope=scope)):
+        response: Response = login_page(exc.status, exc.detail)
+    else:
+        response = render(exc, scope["path"])
+
+    async def no_body() -> Message:
+        return {"type": "http.disconnect"}
+
+    await response(scope, no_body, send)
