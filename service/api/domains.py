@@ -171,8 +171,13 @@ def rotate_guest_token(domain_id: uuid.UUID, session: SessionDep, principal: Adm
     responses=responses(401, 403, 404, 422),
     summary="Rank every active host for this domain (capacity, then distortion, then balance)",
 )
-def get_placements(domain_id: uuid.UUID, session: SessionDep, _: Admin) -> Placements:
-    ranked = core.placements(session, str(domain_id))
+def get_placements(
+    domain_id: uuid.UUID,
+    session: SessionDep,
+    _: Admin,
+    limit: Annotated[int | None, Query(ge=1, description="Only the best N hosts")] = None,
+) -> Placements:
+    ranked = core.placements(session, str(domain_id), limit)
     return Placements(
         domain_id=str(domain_id),
         hosts=[

@@ -1,19 +1,23 @@
 """Cluster-wide reads: the settings row and every active host as placement arrays.
 
-Three statements for the whole cluster (hosts, their pnodes, vCPU load per pnode), so ranking
-10,000 hosts costs the same number of round trips as ranking one.
+``load_cluster`` reads every active host in one statement, straight into (hosts x pnodes)
+matrices (no ORM object per host): ranking 10,000 hosts costs one round trip, and the work
+that grows with the cluster is numpy's.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from numpy.typing import NDArray
+from sqlalchemy import ColumnElement, Select, Text, case, cast, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from service.db.models import Backing, ClusterSettings, Domain, Host, Vnode
-from service.engine.place import HostArrays
+from service.db.models import Backing, ClusterSettings, Domain, Host, Pnode
+from service.engine.place import ClusterArrays, HostArrays
+from service.engine.topology import MAX_PNODES
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,7 @@ def cluster_hosts(session: Session, release_domain: Domain | None = None) -> lis
         .options(selectinload(Host.pnodes))
         .order_by(Host.created_at, Host.id)
     ).all()
-    load: dict[tuple[str, int], int] = {}
-    for host_id, pnode, n in session.execute(
-        select(Domain.host_id, Vnode.home_pnode, func.sum(Vnode.vcpu_count))
-        .join(Vnode, Vnode.domain_id == Domain.id)
-        .where(Domain.host_id.is_not(None), Vnode.home_pnode.is_not(None))
-        .group_by(Domain.host_id, Vnode.home_pnode)
-    ).all():
-        load[(str(host_id), int(pnode or 0))] = int(n)
+    load = {(h.id, p.index): p.load_vcpus for h in hosts for p in h.pnodes}
     own_mem: dict[int, int] = {}
     if release_domain is not None:
         for vn in release_domain.vnodes:
@@ -88,3 +85,143 @@ def cluster_hosts(session: Session, release_domain: Domain | None = None) -> lis
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Every active host, in creation order: ids and names, and the placement matrices."""
+
+    ids: list[str]
+    names: list[str]
+    arrays: ClusterArrays
+
+
+def _packed(expr: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[str]:
+    """A host's per-pnode values as one string, each value carrying its pnode index in its low
+    digits (base MAX_PNODES): no aggregate ORDER BY needed, which SQLite < 3.44 lacks."""
+    return func.aggregate_strings(cast(expr * MAX_PNODES + Pnode.index, Text), ",")
+
+
+def _cluster_stmt() -> Select[str, str, int, str | None, int, str, str, str]:
+    slit = cast(Host.distances, Text)
+    per_host = (
+        select(
+            Pnode.host_id.label("host_id"),
+            func.count().label("n"),
+            _packed(
+                Pnode.memory_mib - Pnode.reserved_mib - Pnode.allocated_mib - Pnode.claimed_mib
+            ).label("free"),
+            _packed(Pnode.cpus).label("cpus"),
+            _packed(Pnode.load_vcpus).label("load"),
+        )
+        .group_by(Pnode.host_id)
+        .subquery()
+    )
+    first_of_shape = func.row_number().over(partition_by=slit, order_by=(Host.created_at, Host.id))
+    return (
+        select(
+            Host.id,
+            Host.name,
+            func.dense_rank().over(order_by=slit) - 1,
+            case((first_of_shape == 1, slit), else_=None),
+            per_host.c.n,
+            per_host.c.free,
+            per_host.c.cpus,
+            per_host.c.load,
+        )
+        .join(per_host, per_host.c.host_id == Host.id)
+        .where(Host.state == "active")
+        .order_by(Host.created_at, Host.id)
+    )
+
+
+_CLUSTER = _cluster_stmt()
+
+
+def _unpack(packed: list[str], rows: NDArray[np.int64], width: int) -> NDArray[np.int64]:
+    flat = np.array(",".join(packed).split(","), dtype=np.int64)
+    out = np.zeros((len(packed), width), dtype=np.int64)
+    out[rows, flat % MAX_PNODES] = flat // MAX_PNODES
+    return out
+
+
+def load_cluster(session: Session, release_domain: Domain | None = None) -> ClusterView:
+    """Every active host as matrices, in one statement. With ``release_domain``, that domain's
+    own memory and vCPUs count as free on its host (to compare it fairly with other hosts)."""
+    result = session.execute(_CLUSTER).all()
+    if not result:
+        empty = np.zeros((0, 0), dtype=np.int64)
+        arrays = ClusterArrays(
+            free_mib=empty, cpus=empty, load_vcpus=empty, shape=np.zeros(0, np.int64), shapes=()
+        )
+        return ClusterView(ids=[], names=[], arrays=arrays)
+    ids = [r[0] for r in result]
+    n = np.array([r[4] for r in result], dtype=np.int64)
+    rows = np.repeat(np.arange(len(result)), n)
+    width = int(n.max())
+    free = _unpack([r[5] for r in result], rows, width)
+    load = _unpack([r[7] for r in result], rows, width)
+    slits = {int(r[2]): json.loads(r[3]) for r in result if r[3] is not None}
+    if release_domain is not None and release_domain.host_id in ids:
+        _release(session, release_domain, free, load, ids.index(release_domain.host_id))
+    arrays = ClusterArrays(
+        free_mib=np.maximum(free, 0),
+        cpus=_unpack([r[6] for r in result], rows, width),
+        load_vcpus=np.maximum(load, 0),
+        shape=np.array([r[2] for r in result], dtype=np.int64),
+        shapes=tuple(np.array(slits[k], dtype=np.int64) for k in range(len(slits))),
+    )
+    return ClusterView(ids=ids, names=[r[1] for r in result], arrays=arrays)
+
+
+def _release(
+    session: Session, domain: Domain, free: NDArray[np.int64], load: NDArray[np.int64], row: int
+) -> None:
+    """Give back, in place, what the domain holds on its own host (its row of the matrices)."""
+    for vn in domain.vnodes:
+        if vn.home_pnode is not None:
+            load[row, vn.home_pnode] -= vn.vcpu_count
+    for pnode, mib in session.execute(
+        select(Backing.pnode, func.sum(Backing.mib))
+        .where(Backing.domain_id == domain.id)
+        .group_by(Backing.pnode)
+    ).all():
+        free[row, pnode] += int(mib)
+
+
+@dataclass(frozen=True)
+class HostShapes:
+    """The distinct topologies of the hosts that are not offline, in order of first appearance
+    (creation order), each with its first host; and how many hosts there are in all."""
+
+    first_host_ids: list[str]
+    distances: list[list[list[int]]]
+    hosts: int
+
+
+def host_shapes(session: Session) -> HostShapes:
+    """One statement, one row per distinct topology: no ORM object per host."""
+    slit = cast(Host.distances, Text)
+    ranked = (
+        select(
+            Host.id.label("id"),
+            Host.created_at.label("created_at"),
+            slit.label("slit"),
+            func.row_number()
+            .over(partition_by=slit, order_by=(Host.created_at, Host.id))
+            .label("nth"),
+            func.count().over().label("hosts"),
+        )
+        .where(Host.state != "offline")
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.id, ranked.c.slit, ranked.c.hosts)
+        .where(ranked.c.nth == 1)
+        .order_by(ranked.c.created_at, ranked.c.id)
+    ).all()
+    return HostShapes(
+        first_host_ids=[r[0] for r in rows],
+        distances=[json.loads(r[1]) for r in rows],
+        hosts=int(rows[0][2]) if rows else 0,
+    )
