@@ -64,6 +64,7 @@ bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.place
 	$(PY) -m bench.migration
+	$(PY) -m bench.cluster
 	$(PY) -m bench.http
 
 # Schemathesis over every route with many more cases than `make test` runs.
