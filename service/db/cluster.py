@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, Select, Text, case, cast, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from service.db.models import Backing, ClusterSettings, Domain, Host, Pnode
 from service.engine.place import ClusterArrays, HostArrays
-from service.engine.topology import MAX_PNODES
 
 
 @dataclass(frozen=True)
@@ -96,40 +99,67 @@ class ClusterView:
     arrays: ClusterArrays
 
 
-def _packed(expr: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[str]:
-    """A host's per-pnode values as one string, each value carrying its pnode index in its low
-    digits (base MAX_PNODES): no aggregate ORDER BY needed, which SQLite < 3.44 lacks."""
-    return func.aggregate_strings(cast(expr * MAX_PNODES + Pnode.index, Text), ",")
+def _packed(*values: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[str]:
+    """A host's per-pnode values as one string of space-separated integers, each pnode's index
+    first and then its values: one aggregate, and no aggregate ORDER BY (which SQLite < 3.44
+    lacks) because every group carries its own index."""
+    text: ColumnElement[str] = cast(Pnode.index, Text)
+    for v in values:
+        text = text + " " + cast(v, Text)
+    return func.aggregate_strings(text, " ")
 
 
-def _cluster_stmt() -> Select[str, str, int, str | None, int, str, str, str]:
-    slit = cast(Host.distances, Text)
+class slit_key(FunctionElement[str]):
+    """A short key equal for equal SLITs: md5 of the JSON text on PostgreSQL, so that ranking
+    10,000 hosts by topology sorts 32-byte keys in memory rather than kilobytes each on disk;
+    the text itself elsewhere (SQLite has no md5, and its clusters are small)."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(slit_key)
+def _slit_key_default(element: slit_key, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
+
+
+@compiles(slit_key, "postgresql")
+def _slit_key_pg(element: slit_key, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"md5(CAST({compiler.process(element.clauses, **kw)} AS TEXT))"
+
+
+def _cluster_stmt() -> Select[str, str, str, str | None, str]:
+    """Per active host: id, name, its SLIT's key, the SLIT itself only on one host per key (the
+    text travels once per topology, not 10,000 times) and its packed per-pnode values."""
+    key = slit_key(Host.distances)
+    one_per_key = (
+        select(key.label("key"), func.min(Host.id).label("id"))
+        .where(Host.state == "active")
+        .group_by(key)
+        .subquery()
+    )
     per_host = (
         select(
             Pnode.host_id.label("host_id"),
-            func.count().label("n"),
             _packed(
-                Pnode.memory_mib - Pnode.reserved_mib - Pnode.allocated_mib - Pnode.claimed_mib
-            ).label("free"),
-            _packed(Pnode.cpus).label("cpus"),
-            _packed(Pnode.load_vcpus).label("load"),
+                Pnode.memory_mib - Pnode.reserved_mib - Pnode.allocated_mib - Pnode.claimed_mib,
+                Pnode.cpus,
+                Pnode.load_vcpus,
+            ).label("pnodes"),
         )
         .group_by(Pnode.host_id)
         .subquery()
     )
-    first_of_shape = func.row_number().over(partition_by=slit, order_by=(Host.created_at, Host.id))
     return (
         select(
             Host.id,
             Host.name,
-            func.dense_rank().over(order_by=slit) - 1,
-            case((first_of_shape == 1, slit), else_=None),
-            per_host.c.n,
-            per_host.c.free,
-            per_host.c.cpus,
-            per_host.c.load,
+            key,
+            case((one_per_key.c.id.is_not(None), cast(Host.distances, Text)), else_=None),
+            per_host.c.pnodes,
         )
         .join(per_host, per_host.c.host_id == Host.id)
+        .outerjoin(one_per_key, one_per_key.c.id == Host.id)
         .where(Host.state == "active")
         .order_by(Host.created_at, Host.id)
     )
@@ -138,10 +168,15 @@ def _cluster_stmt() -> Select[str, str, int, str | None, int, str, str, str]:
 _CLUSTER = _cluster_stmt()
 
 
-def _unpack(packed: list[str], rows: NDArray[np.int64], width: int) -> NDArray[np.int64]:
-    flat = np.array(",".join(packed).split(","), dtype=np.int64)
-    out = np.zeros((len(packed), width), dtype=np.int64)
-    out[rows, flat % MAX_PNODES] = flat // MAX_PNODES
+def _unpack(packed: list[str]) -> tuple[NDArray[np.int64], ...]:
+    """(free, cpus, load) as (hosts x pnodes) matrices from each host's packed string."""
+    counts = np.array([t.count(" ") + 1 for t in packed], dtype=np.int64) // 4
+    flat = np.array(" ".join(packed).split(" "), dtype=np.int64).reshape(-1, 4)
+    rows = np.repeat(np.arange(len(packed)), counts)
+    width = int(flat[:, 0].max()) + 1
+    out = tuple(np.zeros((len(packed), width), dtype=np.int64) for _ in range(3))
+    for k, mat in enumerate(out):
+        mat[rows, flat[:, 0]] = flat[:, k + 1]
     return out
 
 
@@ -156,19 +191,17 @@ def load_cluster(session: Session, release_domain: Domain | None = None) -> Clus
         )
         return ClusterView(ids=[], names=[], arrays=arrays)
     ids = [r[0] for r in result]
-    n = np.array([r[4] for r in result], dtype=np.int64)
-    rows = np.repeat(np.arange(len(result)), n)
-    width = int(n.max())
-    free = _unpack([r[5] for r in result], rows, width)
-    load = _unpack([r[7] for r in result], rows, width)
-    slits = {int(r[2]): json.loads(r[3]) for r in result if r[3] is not None}
+    free, cpus, load = _unpack([r[4] for r in result])
+    shape_of: dict[str, int] = {}
+    shape = np.array([shape_of.setdefault(r[2], len(shape_of)) for r in result], dtype=np.int64)
+    slits = {shape_of[r[2]]: json.loads(r[3]) for r in result if r[3] is not None}
     if release_domain is not None and release_domain.host_id in ids:
         _release(session, release_domain, free, load, ids.index(release_domain.host_id))
     arrays = ClusterArrays(
         free_mib=np.maximum(free, 0),
-        cpus=_unpack([r[6] for r in result], rows, width),
+        cpus=cpus,
         load_vcpus=np.maximum(load, 0),
-        shape=np.array([r[2] for r in result], dtype=np.int64),
+        shape=shape,
         shapes=tuple(np.array(slits[k], dtype=np.int64) for k in range(len(slits))),
     )
     return ClusterView(ids=ids, names=[r[1] for r in result], arrays=arrays)
@@ -201,14 +234,13 @@ class HostShapes:
 
 def host_shapes(session: Session) -> HostShapes:
     """One statement, one row per distinct topology: no ORM object per host."""
-    slit = cast(Host.distances, Text)
     ranked = (
         select(
             Host.id.label("id"),
             Host.created_at.label("created_at"),
-            slit.label("slit"),
+            cast(Host.distances, Text).label("slit"),
             func.row_number()
-            .over(partition_by=slit, order_by=(Host.created_at, Host.id))
+            .over(partition_by=slit_key(Host.distances), order_by=(Host.created_at, Host.id))
             .label("nth"),
             func.count().over().label("hosts"),
         )
