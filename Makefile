@@ -50,7 +50,7 @@ test: install system-deps
 lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 # The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost.
