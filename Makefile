@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium \
 	fonts-dejavu-core
 
-.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo
+.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,8 @@ $(PY):
 
 $(STAMP): requirements.lock pyproject.toml | $(PY)
 	$(PY) -m pip install -q -r requirements.lock
+	@# the package itself (the `numa-balloon` command), quietly; verbose again if it fails
+	$(PY) -m pip install -q --no-deps -e . >/dev/null 2>&1 || $(PY) -m pip install --no-deps -e .
 	touch $@
 
 install: $(STAMP)
@@ -50,7 +52,7 @@ test: install system-deps
 lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 # The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost.
@@ -59,6 +61,10 @@ demo: install
 
 openapi: install
 	$(PY) -m service.cli openapi -o openapi/openapi.json
+
+# The client's pydantic models, regenerated from openapi/openapi.json (a test fails on drift).
+client: install
+	$(PY) -m numa_balloon_client._codegen
 
 bench: install
 	$(PY) -m bench.engine
