@@ -15,7 +15,7 @@ from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import Conflict, InvalidInput, NotFound, responses
 from service.core.agent_report import agent_report
 from service.core.balloon import sweep
-from service.core.migrations import expire_migrations
+from service.core.migrations import expire_migrations, migrate_destinations
 from service.db.audit import record_event
 from service.db.models import Step
 from service.db.state import load_host_state
@@ -144,7 +144,14 @@ def steps(host_id: str, session: SessionDep, _: Agent) -> StepList:
         .order_by(Step.created_at, Step.seq)
         .limit(1000)
     ).all()
-    return StepList(items=[_step_out(s) for s in rows])
+    items = [_step_out(s) for s in rows]
+    destinations = migrate_destinations(
+        session, [s.migration_id for s in rows if s.op == "migrate"]
+    )
+    for item in items:
+        if item.op == "migrate" and item.migration_id in destinations:
+            item.destination = destinations[item.migration_id]
+    return StepList(items=items)
 
 
 @router.post(

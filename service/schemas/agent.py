@@ -52,6 +52,17 @@ class ObservedOut(BaseModel):
     pnodes: list[DriftPnode]
 
 
+class StepDestination(BaseModel):
+    """Where a migrate step takes the domain: what the source host's agent needs to build the
+    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>)."""
+
+    host_id: Id
+    host_name: str
+    nodesets: list[list[int]] = Field(
+        description="per vnode, the destination pnodes that back it (its <memnode> nodeset)"
+    )
+
+
 class StepOut(BaseModel):
     model_config = example(
         {
@@ -83,9 +94,15 @@ class StepOut(BaseModel):
     mib: int
     pfn_ranges: list[list[int]]
     target_mib: int | None
+    grow: bool | None = Field(
+        default=None, description="pool steps: whether the pool grows to target_mib (or shrinks)"
+    )
     state: str
     detail: str | None
     created_at: datetime
+    destination: StepDestination | None = Field(
+        default=None, description="migrate steps only: the destination and its binding"
+    )
 
 
 class StepList(BaseModel):
