@@ -100,11 +100,10 @@ class Agent:
         key = idempotency_key(self.settings.name, machine_id(self.settings.machine_id_file))
         with Client(self.settings.url, self.settings.admin_token) as admin:
             created = admin.create_host(body, idempotency_key=key)
-        state = {
-            "url": self.settings.url,
-            "host_id": created.id,
-            "agent_token": created.agent_token,
-        }
+            token = created.agent_token
+            if not token:  # a replay (this machine registered before): secrets are shown once
+                token = admin.rotate_agent_token(created.id).agent_token
+        state = {"url": self.settings.url, "host_id": created.id, "agent_token": token}
         self._save_state(state)
         log.info("registered", extra={"host_id": created.id, "host_name": self.settings.name})
         return state
@@ -164,6 +163,11 @@ class Agent:
         if state is not None and set(state.get("applied", [])) != self.applied:
             state["applied"] = sorted(self.applied)[-1000:]
             self._save_state(state)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.backend.close()
 
     # --- the loop ----------------------------------------------------------------------------
 
