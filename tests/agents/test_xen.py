@@ -137,7 +137,7 @@ def test_pool_step_writes_the_vnode_target_then_mem_sets_the_total(
 
 
 def test_dry_run_changes_nothing(xen: tuple[XenBackend, Path, Path]) -> None:
-    backend, store, log = xen
+    backend, _store, log = xen
     step = Step("s1", UUID, "plug", "balloon", 0, 0, 512, 2048, True)
     outcome = backend.apply(step, dry_run=True)
     assert "xenstore-write" in outcome.detail
