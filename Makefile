@@ -7,10 +7,13 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 # Debian packages of the real tools the tests run (libvirt schema validator, Xen's xl parser,
 # docker-compose to validate the compose file, headless Chromium to render /ui).
+# libvirt-dev, pkg-config and gcc build the libvirt Python binding of the host agent.
 SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium \
-	fonts-dejavu-core
+	fonts-dejavu-core libvirt-dev pkg-config gcc
+LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client
+.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client \
+	libvirt-binding
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,13 +43,20 @@ run: migrate
 # tests that need them skip locally (and fail under CI=true).
 system-deps:
 	@if command -v virt-xml-validate >/dev/null && ldconfig -p | grep -q libxlutil && \
-		command -v docker-compose >/dev/null && command -v chromium >/dev/null; then exit 0; fi; \
+		command -v docker-compose >/dev/null && command -v chromium >/dev/null && \
+		pkg-config --exists libvirt && command -v gcc >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq || true) && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	else echo "note: install $(SYSTEM_PACKAGES) to run the tests that use them"; fi
 
-test: install system-deps
+# The host agent's libvirt binding, built against the system's libvirt (after system-deps).
+libvirt-binding: install system-deps
+	@$(PY) -c 'import libvirt' 2>/dev/null || { pkg-config --exists libvirt && \
+		$(PY) -m pip install -q $(LIBVIRT_PYTHON); } || \
+		echo "note: install libvirt-dev pkg-config gcc for the libvirt binding"
+
+test: install system-deps libvirt-binding
 	$(PY) -m pytest
 
 lint: install

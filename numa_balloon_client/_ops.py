@@ -33,7 +33,7 @@ from numa_balloon_client._core import (
 Body = BaseModel | Mapping[str, Any]
 Labels = Mapping[str, str] | Sequence[str] | None
 IfMatch = bool | str | None
-ExportFormat = Literal["xl", "libvirt", "xenstore"]
+ExportFormat = Literal["xl", "libvirt", "libvirt-domain", "xenstore"]
 Strategy = Literal["rebalance", "replug"]
 
 

@@ -526,6 +526,14 @@ class RebalanceRequest(BaseModel):
     dry_run: Annotated[bool | None, Field(title="Dry Run")] = False
 
 
+class ReportVnode(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    actual_mib: Annotated[int, Field(ge=0, le=2147483648, title="Actual Mib")]
+    index: Annotated[int, Field(ge=0, lt=32, title="Index")]
+
+
 FreeMibAdditionalProperty = TypeAliasType(
     "FreeMibAdditionalProperty", Annotated[int, Field(ge=0, le=2147483648)]
 )
@@ -589,11 +597,40 @@ class SqueezedDomain(BaseModel):
     vnode_targets_mib: Annotated[list[int], Field(title="Vnode Targets Mib")]
 
 
+class StepDestination(BaseModel):
+    """
+    Where a migrate step takes the domain: what the source host's agent needs to build the
+    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    host_name: Annotated[str, Field(title="Host Name")]
+    nodesets: Annotated[
+        list[list[int]],
+        Field(
+            description="per vnode, the destination pnodes that back it (its <memnode> nodeset)",
+            title="Nodesets",
+        ),
+    ]
+
+
 class StepOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    destination: Annotated[
+        StepDestination | None,
+        Field(description="migrate steps only: the destination and its binding"),
+    ] = None
     detail: Annotated[str | None, Field(title="Detail")]
     domain_id: Annotated[
         str,
@@ -601,6 +638,13 @@ class StepOut(BaseModel):
             description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
+    grow: Annotated[
+        bool | None,
+        Field(
+            description="pool steps: whether the pool grows to target_mib (or shrinks)",
+            title="Grow",
+        ),
+    ] = None
     id: Annotated[
         str,
         Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
@@ -736,6 +780,33 @@ class Accounting(BaseModel):
         ),
     ]
     pnodes: Annotated[list[PnodeAccounting], Field(title="Pnodes")]
+
+
+class AgentReportOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains_accepted: Annotated[
+        int,
+        Field(
+            description="domains of this host whose sizes were recorded", title="Domains Accepted"
+        ),
+    ]
+    drift: Annotated[list[DriftPnode], Field(title="Drift")]
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    unknown_domains: Annotated[
+        list[str],
+        Field(
+            description="reported ids that are not on this host (unknown, or moved away); ignored",
+            title="Unknown Domains",
+        ),
+    ]
 
 
 class BalloonReport(BaseModel):
@@ -1036,6 +1107,19 @@ class Problem(BaseModel):
     type: Annotated[str, Field(title="Type")]
 
 
+class ReportDomain(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    vnodes: Annotated[list[ReportVnode], Field(max_length=32, title="Vnodes")]
+
+
 class SqueezeResult(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1064,6 +1148,19 @@ class StepList(BaseModel):
         extra="allow",
     )
     items: Annotated[list[StepOut], Field(title="Items")]
+
+
+class AgentReportIn(BaseModel):
+    """
+    One request per host per interval: free memory per pnode and every domain's per-vnode
+    actual size as the hypervisor sees it (guests without an in-guest driver are observed too).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains: Annotated[list[ReportDomain] | None, Field(max_length=4096, title="Domains")] = None
+    pnodes: Annotated[list[ObservedPnode] | None, Field(max_length=64, title="Pnodes")] = None
 
 
 class MigrationOut(BaseModel):
