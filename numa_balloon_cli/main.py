@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from numa_balloon_cli import cluster, domains, hosts, keys, migrations
 from numa_balloon_cli.config import ConfigError, resolve
-from numa_balloon_cli.output import err, problem
+from numa_balloon_cli.output import err, problem, tagged
 from numa_balloon_cli.resolve import Unknown
 from numa_balloon_cli.state import Exit, State
 from numa_balloon_client import (
@@ -42,16 +42,16 @@ class Group(TyperGroup):
             problem(exc)
             raise typer.Exit(Exit.REFUSED) from None
         except ConnectionFailed as exc:
-            err.print(f"[red]unavailable[/red] {exc}")
+            err.print(tagged("unavailable", "red", str(exc)))
             raise typer.Exit(Exit.UNAVAILABLE) from None
         except (StepFailed, WaitTimeout) as exc:
-            err.print(f"[red]failed[/red] {exc}", markup=True)
+            err.print(tagged("failed", "red", str(exc)))
             raise typer.Exit(Exit.FAILED) from None
         except Unknown as exc:
-            err.print(f"[red]error[/red] {exc}")
+            err.print(tagged("error", "red", str(exc)))
             raise typer.Exit(Exit.REFUSED) from None
         except (ConfigError, SysfsError, NumaBalloonError) as exc:
-            err.print(f"[red]error[/red] {exc}")
+            err.print(tagged("error", "red", str(exc)))
             raise typer.Exit(Exit.USAGE) from None
         finally:
             if isinstance(ctx.obj, State):
@@ -90,7 +90,7 @@ def main(
     try:
         target = resolve(url, token, profile)
     except ConfigError as exc:
-        err.print(f"[red]error[/red] {exc}")
+        err.print(tagged("error", "red", str(exc)))
         raise typer.Exit(Exit.USAGE) from None
     ctx.obj = State(target.url, target.token, output)
 

@@ -10,11 +10,18 @@ import yaml
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from numa_balloon_client import ApiError
 
+# No markup: names, details and tokens are printed as they are ("[lab]" stays "[lab]").
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
+
+
+def tagged(tag: str, style: str, message: str) -> Text:
+    """`error ...`, `failed ...` with the tag coloured, the message verbatim."""
+    return Text.assemble((tag, style), " ", message)
 
 
 def jsonable(data: Any) -> Any:
@@ -55,28 +62,28 @@ def emit_line(fmt: str, data: Any, human: Callable[[], None]) -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     if title:
-        out.print(f"[bold]{title}[/bold]")
+        out.print(Text(title, style="bold"))
     t = Table(show_edge=False, pad_edge=False)
     for c in columns:
         numeric = c.endswith("MiB") or c in ("PNODES", "VNODES", "SEQ", "SCORE", "DISTORTION")
         t.add_column(c, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
-        t.add_row(*("-" if v is None else str(v) for v in row))
+        t.add_row(*(v if isinstance(v, Text) else Text("-" if v is None else str(v)) for v in row))
     out.print(t)
 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> None:
     """`key: value` lines for one resource."""
     for key, value in pairs:
-        out.print(f"[bold]{key}:[/bold] {'-' if value is None else value}")
+        out.print(Text.assemble((f"{key}:", "bold"), " ", "-" if value is None else str(value)))
 
 
 def problem(exc: ApiError) -> None:
     """The problem's title, detail and every located error, on stderr."""
-    err.print(f"[red]error[/red] {exc.status} {exc.title}", markup=True)
+    err.print(tagged("error", "red", f"{exc.status} {exc.title}"))
     if exc.detail and exc.detail != exc.title:
-        err.print(f"  {exc.detail}", markup=False)
+        err.print(f"  {exc.detail}")
     for issue in exc.errors:
-        err.print(f"  - {issue}", markup=False)
+        err.print(f"  - {issue}")
     if exc.max_feasible_mib is not None:
-        err.print(f"  max feasible: {exc.max_feasible_mib} MiB", markup=False)
+        err.print(f"  max feasible: {exc.max_feasible_mib} MiB")

@@ -23,7 +23,7 @@ def host(nb: Client, ref: str) -> m.HostOut:
         except NotFound:
             pass  # a host may be named like a UUID
     found = [h for h in nb.iter_hosts(name=ref) if h.name == ref]
-    return _one("host", ref, found)
+    return nb.get_host(_one("host", ref, found).id)  # a fresh read: its ETag guards writes
 
 
 def domain(nb: Client, ref: str) -> m.DomainOut:
@@ -33,7 +33,7 @@ def domain(nb: Client, ref: str) -> m.DomainOut:
         except NotFound:
             pass
     found = [d for d in nb.iter_domains(name=ref) if d.name == ref]
-    return _one("domain", ref, found)
+    return nb.get_domain(_one("domain", ref, found).id)
 
 
 def host_id(nb: Client, ref: str) -> str:
