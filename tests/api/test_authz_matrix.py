@@ -151,6 +151,14 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
             {"pnodes": [{"index": 0, "free_mib": 60000}]},
         ),
     ),
+    ("POST", "/v1/agent/hosts/{host_id}/report"): (
+        AGENT,
+        lambda w: (
+            "POST",
+            f"/v1/agent/hosts/{w.host_a}/report",
+            {"pnodes": [{"index": 0, "free_mib": 60000}], "domains": []},
+        ),
+    ),
     ("GET", "/v1/agent/hosts/{host_id}/steps"): (
         AGENT,
         lambda w: ("GET", f"/v1/agent/hosts/{w.host_a}/steps", None),
