@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import psycopg
 
-from bench.http import _cpu_s, measure, measure_open
+from bench.http import _cpu_s, _exchange, measure
 from bench.load import scratch_postgres
 from bench.server import Server
 from bench.timing import median_ms
@@ -202,6 +202,11 @@ def bulk_load(db_url: str, rows: dict[str, list[str]]) -> float:
 @dataclass
 class Timings:
     samples_s: list[float] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+
+    def cpu_ms(self) -> float:
+        """Server CPU (both workers) per request: robust to other load on the machine."""
+        return 1000 * self.server_cpu_s / len(self.samples_s) if self.samples_s else float("nan")
 
     def pct_ms(self, q: float) -> float:
         if not self.samples_s:
@@ -210,18 +215,25 @@ class Timings:
 
 
 def timed(
-    c: httpx.Client, method: str, url: Callable[[int], str], n: int, body: object = None
+    c: httpx.Client,
+    cpu: Callable[[], float],
+    method: str,
+    url: Callable[[int], str],
+    n: int,
+    body: Callable[[int], object] | None = None,
 ) -> Timings:
     """n sequential requests; a 404/405 (route not built on this branch) gives no samples."""
     out = Timings()
     for i in range(n):
-        t0 = time.perf_counter()
-        r = c.request(method, url(i), json=body)
+        c0, t0 = cpu(), time.perf_counter()
+        r = c.request(method, url(i), json=None if body is None else body(i))
         dt = time.perf_counter() - t0
         if r.status_code in (404, 405) and i == 0:
             return out
-        r.raise_for_status()
+        if r.status_code >= 300:
+            raise RuntimeError(f"{method} {url(i)}: {r.status_code} {r.text[:300]}")
         out.samples_s.append(dt)
+        out.server_cpu_s += cpu() - c0
     return out
 
 
@@ -294,24 +306,65 @@ def measure_reports(
     c0 = sum(map(_cpu_s, pids))
     n, _, _ = asyncio.run(measure(srv.port, lambda i, k: reqs[(i * 7919 + k) % n_hosts], 4, 3))
     cpu_ms = (sum(map(_cpu_s, pids)) - c0) * 1000 / max(n, 1)
-    total, elapsed, lat = asyncio.run(
-        measure_open(srv.port, lambda i, k: reqs[k % n_hosts], 64, rate, seconds)
-    )
-    return cpu_ms, total / elapsed, float(np.percentile(np.array(lat) * 1000, 99))
+    done, elapsed, lat = asyncio.run(open_loop(srv.port, reqs, 64, rate, seconds))
+    total = int(rate * seconds)
+    # Reports still unanswered when the grace period ended count as infinitely late.
+    lat_ms = np.concatenate([np.array(lat) * 1000, np.full(total - done, np.inf)])
+    return cpu_ms, done / elapsed, float(np.percentile(lat_ms, 99, method="higher"))
 
 
-def pages(c: httpx.Client, path: str, n: int, params: dict[str, str]) -> Iterator[float]:
-    """Walk a list n pages deep through its cursors, yielding each page's latency."""
+async def open_loop(
+    port: int, reqs: list[bytes], connections: int, rate: float, seconds: float
+) -> tuple[int, float, list[float]]:
+    """Reports arrive every 1/rate s for `seconds` whatever the server does (latency from the
+    scheduled arrival); the server gets `seconds` more to drain, then the rest are dropped.
+    Returns (answered, elapsed s, latencies s)."""
+    latencies: list[float] = []
+    queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                n, due = await queue.get()
+                status = await _exchange(reader, writer, reqs[n % len(reqs)])
+                if status >= 300:
+                    raise RuntimeError(f"report {n}: status {status}")
+                latencies.append(time.perf_counter() - due)
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        due = start + n / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        queue.put_nowait((n, due))
+    deadline = time.perf_counter() + seconds
+    while len(latencies) < int(rate * seconds) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    return len(latencies), elapsed, latencies
+
+
+def pages(
+    c: httpx.Client, cpu: Callable[[], float], path: str, n: int, params: dict[str, str]
+) -> Timings:
+    """Walk a list n pages deep through its cursors, timing each page."""
+    out = Timings()
     cursor: str | None = None
     for _ in range(n):
         q = dict(params, **({"cursor": cursor} if cursor else {}))
-        t0 = time.perf_counter()
+        c0, t0 = cpu(), time.perf_counter()
         r = c.get(path, params=q)
-        yield time.perf_counter() - t0
+        out.samples_s.append(time.perf_counter() - t0)
+        out.server_cpu_s += cpu() - c0
         r.raise_for_status()
         cursor = r.json().get("next_cursor")
-        if not cursor:
-            cursor = None
+    return out
 
 
 @dataclass
@@ -324,40 +377,47 @@ def measure_http(srv: Server, cl: Cluster, n: int, report_s: float, rate: float)
     res = Results()
     rng = np.random.default_rng(5)
     auth = {"Authorization": f"Bearer {srv.admin_token}"}
+    pids = [srv.proc.pid, *srv.worker_pids()] if srv.proc is not None else []
+
+    def cpu() -> float:
+        return sum(map(_cpu_s, pids))
+
     with httpx.Client(base_url=srv.url, headers=auth, timeout=120) as c:
         for _ in range(4):  # both workers warm (imports, statement caches)
             c.get("/v1/cluster").raise_for_status()
             c.get(f"/v1/domains/{cl.domain_ids[0]}/placements", params={"limit": 10})
         some = [cl.domain_ids[int(i)] for i in rng.integers(len(cl.domain_ids), size=n)]
-        res.rows["placements?limit=10"] = timed(
-            c, "GET", lambda i: f"/v1/domains/{some[i]}/placements?limit=10", n
+        rows = res.rows
+        rows["placements?limit=10"] = timed(
+            c, cpu, "GET", lambda i: f"/v1/domains/{some[i]}/placements?limit=10", n
         )
-        res.rows["placement preview"] = timed(
-            c, "POST", lambda i: "/v1/placements?limit=10", n, guest_body("preview")
+        rows["placement preview"] = timed(
+            c, cpu, "POST", lambda i: "/v1/placements?limit=10", n, lambda i: guest_body("p")
         )
-        created = Timings()
-        for i in range(n):
-            t0 = time.perf_counter()
-            r = c.post("/v1/domains", json=guest_body(f"bench-new-{i}"))
-            created.samples_s.append(time.perf_counter() - t0)
-            assert r.status_code == 201, r.text
-        res.rows["unpinned create"] = created
-        res.rows["worst-case template"] = timed(
-            c, "POST", lambda i: "/v1/cluster/worst-case-template", max(3, n // 4)
+        rows["unpinned create"] = timed(
+            c,
+            cpu,
+            "POST",
+            lambda i: "/v1/domains",
+            n,
+            lambda i: guest_body(f"new-{uuid.uuid4().hex[:12]}"),
         )
-        res.rows["cluster summary"] = timed(c, "GET", lambda i: "/v1/cluster", n)
-        lists = Timings()
-        for path, params in (
-            ("/v1/hosts", {"limit": "50"}),
-            ("/v1/domains", {"limit": "50"}),
-        ):
-            lists.samples_s.extend(pages(c, path, 4 * n, params))
-        hosts = [cl.host_ids[int(i)] for i in rng.integers(len(cl.host_ids), size=2 * n)]
-        for h in hosts:
-            lists.samples_s.extend(pages(c, "/v1/domains", 1, {"limit": "50", "host_id": h}))
-        res.rows["list pages (50 items)"] = lists
-    cpu, rps, p99 = measure_reports(srv, cl, report_s, rate)
-    res.extra.update(report_cpu_ms=cpu, reports_rps=rps, reports_p99_ms=p99)
+        rows["worst-case template"] = timed(
+            c, cpu, "POST", lambda i: "/v1/cluster/worst-case-template", max(3, n // 4)
+        )
+        rows["cluster summary"] = timed(c, cpu, "GET", lambda i: "/v1/cluster", n)
+        lists = [
+            pages(c, cpu, "/v1/hosts", 4 * n, {"limit": "50"}),
+            pages(c, cpu, "/v1/domains", 4 * n, {"limit": "50"}),
+        ]
+        for i in rng.integers(len(cl.host_ids), size=2 * n):
+            host = cl.host_ids[int(i)]
+            lists.append(pages(c, cpu, "/v1/domains", 1, {"limit": "50", "host_id": host}))
+        rows["list pages (50 items)"] = Timings(
+            [x for t in lists for x in t.samples_s], sum(t.server_cpu_s for t in lists)
+        )
+    cpu_ms, rps, p99 = measure_reports(srv, cl, report_s, rate)
+    res.extra.update(report_cpu_ms=cpu_ms, reports_rps=rps, reports_p99_ms=p99)
     return res
 
 
@@ -384,9 +444,12 @@ def main() -> None:
         f"{n_hosts:,} hosts, {len(cl.domain_ids):,} domains: generated in {gen_s:.1f} s, "
         f"COPY + ANALYZE in {load_s:.1f} s; 2 uvicorn workers on PostgreSQL"
     )
-    print(f"{'operation':<26}{'n':>6}{'p50_ms':>10}{'p99_ms':>10}")
+    print(f"{'operation':<26}{'n':>6}{'p50_ms':>10}{'p99_ms':>10}{'server_cpu_ms':>15}")
     for name, t in res.rows.items():
-        print(f"{name:<26}{len(t.samples_s):>6}{t.pct_ms(50):>10.1f}{t.pct_ms(99):>10.1f}")
+        print(
+            f"{name:<26}{len(t.samples_s):>6}{t.pct_ms(50):>10.1f}{t.pct_ms(99):>10.1f}"
+            f"{t.cpu_ms():>15.1f}"
+        )
     for name, value in res.extra.items():
         print(f"{name:<26}{'':>6}{value:>10.2f}")
     placement = [
