@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = r"[0-9.]+"
-NUM_OR_NAN = r"(?:[0-9.]+|nan)"
+NUM_OR_NAN = r"(?:[0-9.]+|nan|inf)"
 HEADLINES = {
     "bench.engine": rf"^engine squeeze 1000x8x8: numpy_ms={NUM} reference_ms={NUM} speedup={NUM}$",
     "bench.place": rf"^place 8x16: ours_ms={NUM} nova_style_ms={NUM} speedup={NUM} "
@@ -23,7 +23,7 @@ HEADLINES = {
     "bench.migration": rf"^migration plan 32v 1TiB 8p->64p: rebalance_ms={NUM} "
     rf"replug_ms={NUM} steps=\d+$",
     # Bulk-loads a scratch PostgreSQL and serves it with 2 uvicorn workers; report figures are
-    # nan until the agents' batch report route is merged.
+    # nan when the agents' batch report route is absent, inf when reports go unanswered.
     "bench.cluster": rf"^cluster \d+ hosts: placement_p50_ms={NUM} template_ms={NUM} "
     rf"list_p99_ms={NUM} summary_ms={NUM} report_cpu_ms={NUM_OR_NAN} "
     rf"reports_rps={NUM_OR_NAN} reports_p99_ms={NUM_OR_NAN}$",
