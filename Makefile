@@ -7,10 +7,13 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 # Debian packages of the real tools the tests run (libvirt schema validator, Xen's xl parser,
 # docker-compose to validate the compose file, headless Chromium to render /ui).
+# libvirt-dev, pkg-config and gcc build the libvirt Python binding of the host agent.
 SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium \
-	fonts-dejavu-core
+	fonts-dejavu-core libvirt-dev pkg-config gcc
+LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo
+.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client \
+	libvirt-binding
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,8 @@ $(PY):
 
 $(STAMP): requirements.lock pyproject.toml | $(PY)
 	$(PY) -m pip install -q -r requirements.lock
+	@# the package itself (the `numa-balloon` command), quietly; verbose again if it fails
+	$(PY) -m pip install -q --no-deps -e . >/dev/null 2>&1 || $(PY) -m pip install --no-deps -e .
 	touch $@
 
 install: $(STAMP)
@@ -38,19 +43,26 @@ run: migrate
 # tests that need them skip locally (and fail under CI=true).
 system-deps:
 	@if command -v virt-xml-validate >/dev/null && ldconfig -p | grep -q libxlutil && \
-		command -v docker-compose >/dev/null && command -v chromium >/dev/null; then exit 0; fi; \
+		command -v docker-compose >/dev/null && command -v chromium >/dev/null && \
+		pkg-config --exists libvirt && command -v gcc >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq || true) && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	else echo "note: install $(SYSTEM_PACKAGES) to run the tests that use them"; fi
 
-test: install system-deps
+# The host agent's libvirt binding, built against the system's libvirt (after system-deps).
+libvirt-binding: install system-deps
+	@$(PY) -c 'import libvirt' 2>/dev/null || { pkg-config --exists libvirt && \
+		$(PY) -m pip install -q $(LIBVIRT_PYTHON); } || \
+		echo "note: install libvirt-dev pkg-config gcc for the libvirt binding"
+
+test: install system-deps libvirt-binding
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 # The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost;
@@ -62,11 +74,16 @@ demo: install
 openapi: install
 	$(PY) -m service.cli openapi -o openapi/openapi.json
 
+# The client's pydantic models, regenerated from openapi/openapi.json (a test fails on drift).
+client: install
+	$(PY) -m numa_balloon_client._codegen
+
 bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.place
 	$(PY) -m bench.migration
 	$(PY) -m bench.hostile
+	$(PY) -m bench.cluster
 	$(PY) -m bench.http
 
 # Schemathesis over every route with many more cases than `make test` runs.

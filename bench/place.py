@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.timing import median_ms
-from service.engine.place import HostArrays, place, rank_hosts
+from service.engine.place import ClusterRanking, HostArrays, cluster_arrays, place, rank_cluster
 
 I64 = np.int64
 IntArray = NDArray[np.int64]
@@ -109,6 +109,15 @@ class Row:
     note: str
 
 
+@dataclass(frozen=True)
+class Nova:
+    """One Nova-style variant's time and distortion on a case, and whether it solved it."""
+
+    ms: float
+    dist: float
+    solved: bool
+
+
 def single_case(
     name: str,
     v_levels: Sequence[int],
@@ -119,7 +128,7 @@ def single_case(
     repeats: int,
     cap_s: float,
     rows: list[Row],
-) -> tuple[float, float, float]:
+) -> tuple[float, dict[str, Nova]]:
     rng = np.random.default_rng(42)
     pdist = hierarchical(p_levels, dists)
     vdist = hierarchical(v_levels, dists[len(dists) - len(v_levels) :])
@@ -136,7 +145,7 @@ def single_case(
     r = place(demand, vcpus, vdist, host.free_mib, host.cpus, host.pdist, host.load_vcpus)
     note = "spread" if r.spread else ("fits" if r.feasible else r.reason)
     rows.append(Row(name, "numa-balloon place", ours_ms, r.distortion, note))
-    nova_ms = nova_dist = float("nan")
+    novas: dict[str, Nova] = {}
     for sort_cells, label in (
         (False, "nova-style (host order)"),
         (True, "nova-style (cells by usage)"),
@@ -162,11 +171,8 @@ def single_case(
         else:
             note = f"fit after {res.tried:,} permutations"
         rows.append(Row(name, label, ms, d, note))
-        # The summary compares against the stronger baseline: the one that found a fit, else
-        # the faster one.
-        if np.isnan(nova_ms) or (not np.isnan(d), -ms) > (not np.isnan(nova_dist), -nova_ms):
-            nova_ms, nova_dist = ms, d
-    return ours_ms, nova_ms, nova_dist
+        novas["usage" if sort_cells else "host_order"] = Nova(ms, d, res.mapping is not None)
+    return ours_ms, novas
 
 
 def ranking_case(n_hosts: int, repeats: int, cap_s: float, rows: list[Row]) -> None:
@@ -182,21 +188,24 @@ def ranking_case(n_hosts: int, repeats: int, cap_s: float, rows: list[Row]) -> N
     vdist = hierarchical((2, 4), (32, 12))
     demand, vcpus = np.full(8, 8192, I64), np.full(8, 4, I64)
     name = f"rank 8 vnodes x {n_hosts:,} hosts"
-    out: list[object] = []
+    cluster = cluster_arrays(hosts=hosts)  # the matrices the service loads in one statement
+    out: list[ClusterRanking] = []
     ms = median_ms(
-        lambda: out.append(rank_hosts(demand, vcpus, vdist, hosts)), repeats, warmup=False
+        lambda: out.append(
+            rank_cluster(demand_mib=demand, vcpus=vcpus, vdist=vdist, cluster=cluster, limit=10)
+        ),
+        repeats,
     )
     ranking = out[-1]
-    assert hasattr(ranking, "order") and hasattr(ranking, "placements")
-    best = ranking.placements[int(ranking.order[0])]
-    n_ok = sum(p.feasible and not p.spread for p in ranking.placements)
+    best = int(ranking.order[0])
+    n_ok = int((ranking.feasible & ~ranking.spread).sum())
     rows.append(
         Row(
             name,
-            "numa-balloon rank_hosts",
+            "numa-balloon rank_cluster",
             ms,
-            best.distortion,
-            f"{n_ok:,} hosts fit; best host {int(ranking.order[0])}",
+            float(ranking.distortion[best]),
+            f"{n_ok:,} hosts fit; best host {best}",
         )
     )
     # Nova's filter runs the first fit host by host (cells by usage, the faster order; in host
@@ -235,11 +244,14 @@ def main() -> None:
     cap_s = 0.5 if args.quick else 2.0
     n_hosts = 2_000 if args.quick else 10_000
     rows: list[Row] = []
-    ours_ms, nova_ms, nova_d = single_case(
+    ours_ms, novas = single_case(
         "place 8x16", (2, 4), (4, 4), (32, 12), 8192, 65536, repeats, cap_s, rows
     )
     ours_d = rows[0].dist
-    single_case("place 32x64", (4, 8), (2, 4, 8), (32, 21, 12), 4096, 32768, repeats, cap_s, rows)
+    _, big = single_case(
+        "place 32x64", (4, 8), (2, 4, 8), (32, 21, 12), 4096, 32768, repeats, cap_s, rows
+    )
+    unsolved = sum(not n.solved for n in [*novas.values(), *big.values()])
     ranking_case(n_hosts, 1 if args.quick else 3, cap_s * 5, rows)
 
     widths = (max(len(r.case) for r in rows), max(len(r.method) for r in rows))
@@ -254,10 +266,15 @@ def main() -> None:
             f"{r.case:<{widths[0]}}  {r.method:<{widths[1]}}  {r.ms:>10.2f}  "
             f"{r.dist:>10.4f}  {r.note}"
         )
-    speedup = nova_ms / ours_ms if ours_ms > 0 else float("inf")
+    # The headline compares with the faster Nova variant (cells by usage, what newer Nova
+    # does), names the classic host-order one too, and counts the cases (of the 4: two
+    # instances, two variants) that Nova-style first fit left unsolved within its cap.
+    usage, classic = novas["usage"], novas["host_order"]
+    speedup = usage.ms / ours_ms if ours_ms > 0 else float("inf")
     print(
-        f"place 8x16: ours_ms={ours_ms:.3f} nova_style_ms={nova_ms:.3f} "
-        f"speedup={speedup:.2f} distortion_ours={ours_d:.4f} distortion_nova={nova_d:.4f}"
+        f"place 8x16: ours_ms={ours_ms:.3f} nova_style_ms={usage.ms:.3f} "
+        f"speedup={speedup:.2f} distortion_ours={ours_d:.4f} distortion_nova={usage.dist:.4f} "
+        f"nova_host_order_ms={classic.ms:.3f} nova_unsolved={unsolved}"
     )
 
 

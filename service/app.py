@@ -158,9 +158,11 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = default_openapi()
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-                Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-            )
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            # Nested models (ValidationIssue) go next to Problem, where its $refs point.
+            schemas.update(problem.pop("$defs", {}))
+            schemas["Problem"] = problem
             docs.apply(schema)
             app.openapi_schema = schema
         return app.openapi_schema

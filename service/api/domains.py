@@ -236,8 +236,13 @@ def get_placements(
     return Placements(domain_id=str(domain_id), hosts=[placement_out(r) for r in ranked])
 
 
-ExportFormat = Literal["xl", "libvirt", "xenstore"]
-_MEDIA = {"xl": "text/plain", "libvirt": "application/xml", "xenstore": "text/plain"}
+ExportFormat = Literal["xl", "libvirt", "libvirt-domain", "xenstore"]
+_MEDIA = {
+    "xl": "text/plain",
+    "libvirt": "application/xml",
+    "libvirt-domain": "application/xml",
+    "xenstore": "text/plain",
+}
 
 
 @router.get(
@@ -246,7 +251,8 @@ _MEDIA = {"xl": "text/plain", "libvirt": "application/xml", "xenstore": "text/pl
     responses={
         **responses(401, 403, 404, 409, 422),
         200: {
-            "description": "xl.cfg fragment, libvirt XML fragment, or xenstore keys (KiB)",
+            "description": "xl.cfg fragment, libvirt XML fragment, a complete libvirt "
+            "<domain type='kvm'> with one virtio-mem device per vnode, or xenstore keys (KiB)",
             "content": {"text/plain": {}, "application/xml": {}},
         },
     },
@@ -256,7 +262,9 @@ def export(
     domain_id: uuid.UUID,
     session: SessionDep,
     _: Admin,
-    format: Annotated[ExportFormat, Query(description="xl | libvirt | xenstore")] = "xl",
+    format: Annotated[
+        ExportFormat, Query(description="xl | libvirt | libvirt-domain | xenstore")
+    ] = "xl",
 ) -> PlainTextResponse:
     domain = core.load_domain(session, str(domain_id))
     if domain.host_id is None:

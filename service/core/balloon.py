@@ -134,9 +134,14 @@ def reached(step: Step, actual_mib: int) -> bool:
 
 
 def complete_pool_steps(
-    session: Session, domain_id: str, reported: dict[int, int], now: datetime
+    session: Session,
+    domain_id: str,
+    reported: dict[int, int],
+    now: datetime,
+    by: str = "guest",
 ) -> int:
-    """Pending pool operations the guest's raw report shows done need no agent ack."""
+    """Pending pool operations a raw report (the guest's, or the host agent's view of the
+    hypervisor) shows done need no agent ack."""
     steps = session.scalars(
         select(Step).where(
             Step.domain_id == domain_id, Step.state == "pending", Step.op.in_(GUEST_OPS)
@@ -146,7 +151,7 @@ def complete_pool_steps(
     for step in steps:
         if step.vnode in reported and reached(step, reported[step.vnode]):
             step.state = "acked"
-            step.detail = "guest reported the pool at its target"
+            step.detail = f"{by} reported the pool at its target"
             step.acked_at = now
             done += 1
     return done

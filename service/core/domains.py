@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, joinedload
 from service.core.balloon import enqueue_pool_changes
 from service.db.audit import add_event, record_event
 from service.db.base import utcnow
-from service.db.cluster import cluster_hosts, get_cluster
+from service.db.cluster import get_cluster, load_cluster
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.state import (
     LOCK_DOMAIN_HOST,
@@ -38,7 +38,7 @@ from service.db.state import (
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
-from service.engine.place import HostArrays, Placement, place, rank_hosts
+from service.engine.place import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
@@ -333,16 +333,15 @@ def _try_host(
 
 
 def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
-    hosts = cluster_hosts(session)
-    if not hosts:
-        return []
-    ranking = rank_hosts(
-        demand,
-        spec.topology.vcpus_per_vnode(),
-        spec.topology.distances,
-        [h.arrays for h in hosts],
+    view = load_cluster(session)
+    ranking = rank_cluster(
+        demand_mib=demand,
+        vcpus=spec.topology.vcpus_per_vnode(),
+        vdist=spec.topology.distances,
+        cluster=view.arrays,
+        limit=MAX_HOST_ATTEMPTS,
     )
-    return [hosts[i].id for i in ranking.order.tolist() if ranking.placements[i].feasible]
+    return [view.ids[i] for i in ranking.order.tolist() if ranking.feasible[i]]
 
 
 def _persist_new(
@@ -635,16 +634,23 @@ def delete_domain(
     record_event(session, actor, "domain.deleted", "domain", domain_id, before=summary)
 
 
-def placements(session: Session, domain_id: str) -> list[tuple[str, str, Placement]]:
-    """Rank every active host for this domain as it is now (its own host counts it as free)."""
+def placements(
+    session: Session, domain_id: str, limit: int | None = None
+) -> list[tuple[str, str, Placement]]:
+    """Rank the active hosts for this domain as it is now (its own host counts it as free):
+    the best ``limit`` of them (all when None), best first."""
     domain = load_domain(session, domain_id)
     topo = topology_of(domain)
     demand = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
-    hosts = cluster_hosts(session, release_domain=domain)
-    if not hosts:
-        return []
-    ranking = rank_hosts(demand, topo.vcpus_per_vnode(), topo.distances, [h.arrays for h in hosts])
-    return [(hosts[i].id, hosts[i].name, ranking.placements[i]) for i in ranking.order.tolist()]
+    view = load_cluster(session, release_domain=domain)
+    ranking = rank_cluster(
+        demand_mib=demand,
+        vcpus=topo.vcpus_per_vnode(),
+        vdist=topo.distances,
+        cluster=view.arrays,
+        limit=limit,
+    )
+    return [(view.ids[i], view.names[i], ranking.placement(i)) for i in ranking.order.tolist()]
 
 
 def backing_of(session: Session, domains: Sequence[Domain]) -> dict[str, tuple[I64, int]]:

@@ -16,6 +16,8 @@ def export_model(domain: Domain, backing: NDArray[np.int64]) -> ExportDomain:
         uuid=domain.id,
         static_max_mib=domain.static_max_mib,
         target_mib=domain.target_mib,
+        block_mib=domain.block_mib,
+        dynamic_min_mib=domain.dynamic_min_mib,
         vnodes=tuple(
             ExportVnode(
                 index=vn.index,

@@ -31,7 +31,7 @@ from service.core.domains import check_fits, set_backing, topology_of
 from service.db.audit import record_event
 from service.db.base import utcnow
 from service.db.locks import lock_hosts
-from service.db.models import Claim, Domain, Migration, Step
+from service.db.models import Claim, Domain, Host, Migration, Step
 from service.db.state import (
     HostState,
     WriteBatch,
@@ -42,6 +42,7 @@ from service.db.state import (
 )
 from service.engine.migration import MigrationPlan, plan_migration
 from service.errors import Conflict, InvalidInput, NotFound
+from service.schemas.agent import StepDestination
 from service.schemas.migrations import (
     ClaimOut,
     MigrationOut,
@@ -776,3 +777,26 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
     state = migration.state
     session.commit()
     return state
+
+
+def migrate_destinations(
+    session: Session, migration_ids: Sequence[str | None]
+) -> dict[str, StepDestination]:
+    """For the agent's migrate steps: each migration's destination host and, per vnode, the
+    destination pnodes that back it (one statement, however many steps)."""
+    ids = sorted({m for m in migration_ids if m is not None})
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Migration.id, Migration.plan, Host.id, Host.name)
+        .join(Host, Host.id == Migration.destination_host_id)
+        .where(Migration.id.in_(ids))
+    ).all()
+    out = {}
+    for mid, plan, host_id, host_name in rows:
+        after = plan.get("backing_after") or []
+        nodesets = [[p for p, mib in enumerate(row) if mib > 0] for row in after]
+        homes = plan.get("mapping_after") or []
+        nodesets = [ns or [int(homes[v])] for v, ns in enumerate(nodesets)]
+        out[mid] = StepDestination(host_id=host_id, host_name=host_name, nodesets=nodesets)
+    return out

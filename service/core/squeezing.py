@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.balloon import (
@@ -18,8 +17,8 @@ from service.core.balloon import (
 )
 from service.core.domains import commit_accounting, set_backing, topology_of
 from service.db.audit import record_event
-from service.db.cluster import get_cluster
-from service.db.models import Domain, Host
+from service.db.cluster import get_cluster, host_shapes
+from service.db.models import Domain
 from service.db.state import I64, HostState, load_host_state, write_domain_targets
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
@@ -191,13 +190,11 @@ def _apply(
 
 
 def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:
-    hosts = session.scalars(
-        select(Host).where(Host.state != "offline").order_by(Host.created_at, Host.id)
-    ).all()
-    if not hosts:
+    shapes = host_shapes(session)  # one row per distinct topology: ties go to the first host
+    if not shapes.hosts:
         raise Infeasible("register at least one host before deriving the template")
     try:
-        tpl = worst_case_template([h.distances for h in hosts])
+        tpl = worst_case_template(shapes.distances)
     except TopologyError as exc:
         raise InvalidInput(
             "the hosts' topologies cannot give a guest template",
@@ -209,8 +206,8 @@ def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:
         vnodes=[TemplateVnode(index=i, distances=row) for i, row in enumerate(dist)],
         distances=dist,
         classes=list(tpl.classes),
-        source_host_id=hosts[tpl.source_host_index].id,
-        hosts_considered=len(hosts),
+        source_host_id=shapes.first_host_ids[tpl.source_host_index],
+        hosts_considered=shapes.hosts,
     )
     cluster = get_cluster(session, lock=True)
     before = cluster.worst_case_template

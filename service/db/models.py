@@ -118,6 +118,9 @@ class Pnode(Base):
     allocated_mib: Mapped[int] = mapped_column(BigInteger, default=0)
     claimed_mib: Mapped[int] = mapped_column(BigInteger, default=0)
     observed_free_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # vCPUs of the domains whose vnodes are homed here, materialized with allocated_mib so that
+    # ranking a cluster never aggregates every vnode of every domain.
+    load_vcpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     host: Mapped[Host] = relationship(back_populates="pnodes", lazy="raise")
 

@@ -338,15 +338,22 @@ def write_backing(session: Session, host_id: str, xs: dict[str, I64]) -> None:
 
 
 def write_accounting(state: HostState) -> None:
-    """Materialize allocated and claimed MiB on the pnode rows (the CHECK constraint guards)."""
+    """Materialize allocated and claimed MiB (the CHECK constraint guards) and the vCPU load
+    by home pnode on the pnode rows."""
     allocated = state.allocated_mib()
-    for pnode, alloc, claimed in zip(
-        state.host.pnodes, allocated.tolist(), state.claimed_mib.tolist(), strict=True
+    for pnode, alloc, claimed, load in zip(
+        state.host.pnodes,
+        allocated.tolist(),
+        state.claimed_mib.tolist(),
+        state.load_vcpus().tolist(),
+        strict=True,
     ):
         if pnode.allocated_mib != alloc:
             pnode.allocated_mib = alloc
         if pnode.claimed_mib != claimed:
             pnode.claimed_mib = claimed
+        if pnode.load_vcpus != load:
+            pnode.load_vcpus = load
 
 
 _BACKING = cast_type(Table, Backing.__table__)

@@ -6,6 +6,7 @@ layer returns with status 409 (``GET /v1/domains/{id}/export?format=...``).
 """
 
 from service.exports.libvirt import to_libvirt, to_libvirt_domain
+from service.exports.libvirt_domain import to_libvirt_kvm_domain
 from service.exports.model import ExportDomain, ExportError, ExportVnode, compress_ranges
 from service.exports.xenstore import to_xenstore, xenstore_keys
 from service.exports.xl import to_xl
@@ -19,6 +20,7 @@ __all__ = [
     "export",
     "to_libvirt",
     "to_libvirt_domain",
+    "to_libvirt_kvm_domain",
     "to_xenstore",
     "to_xl",
     "xenstore_keys",
@@ -28,12 +30,13 @@ __all__ = [
 EXPORTERS = {
     "xl": to_xl,
     "libvirt": to_libvirt,
+    "libvirt-domain": to_libvirt_kvm_domain,
     "xenstore": to_xenstore,
 }
 
 
 def export(domain: ExportDomain, fmt: str) -> str:
-    """Render ``domain`` in ``fmt`` (``xl``, ``libvirt`` or ``xenstore``).
+    """Render ``domain`` in ``fmt`` (``xl``, ``libvirt``, ``libvirt-domain`` or ``xenstore``).
 
     One entry point so the API route needs no per-format branching; an unknown format is a
     ``ValueError`` (the route validates ``format`` and answers 422 before calling this).

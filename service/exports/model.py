@@ -145,6 +145,10 @@ class ExportDomain:
     static_max_mib: int
     target_mib: int
     vnodes: tuple[ExportVnode, ...]
+    #: The guest's memory hotplug block and its floor; only the complete libvirt domain (with
+    #: one virtio-mem device per vnode) needs them.
+    block_mib: int | None = None
+    dynamic_min_mib: int | None = None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and self.name != "", "domain name must be non-empty")

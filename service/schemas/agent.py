@@ -63,6 +63,17 @@ StepActor = Annotated[
 ]
 
 
+class StepDestination(BaseModel):
+    """Where a migrate step takes the domain: what the source host's agent needs to build the
+    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>)."""
+
+    host_id: Id
+    host_name: str
+    nodesets: list[list[int]] = Field(
+        description="per vnode, the destination pnodes that back it (its <memnode> nodeset)"
+    )
+
+
 class StepOut(BaseModel):
     model_config = example(
         {
@@ -98,9 +109,15 @@ class StepOut(BaseModel):
     mib: int
     pfn_ranges: list[list[int]]
     target_mib: int | None
+    grow: bool | None = Field(
+        default=None, description="pool steps: whether the pool grows to target_mib (or shrinks)"
+    )
     state: str
     detail: str | None
     created_at: datetime
+    destination: StepDestination | None = Field(
+        default=None, description="migrate steps only: the destination and its binding"
+    )
 
 
 class StepList(BaseModel):
@@ -130,3 +147,60 @@ class GuestToken(BaseModel):
 
     domain_id: Id
     guest_token: str
+
+
+class ReportVnode(StrictModel):
+    index: int = Field(strict=True, ge=0, lt=32)
+    actual_mib: MiB
+
+
+class ReportDomain(StrictModel):
+    domain_id: Id
+    vnodes: list[ReportVnode] = Field(max_length=32)
+
+
+class AgentReportIn(StrictModel):
+    """One request per host per interval: free memory per pnode and every domain's per-vnode
+    actual size as the hypervisor sees it (guests without an in-guest driver are observed too)."""
+
+    model_config = strict_example(
+        {
+            "pnodes": [{"index": 0, "free_mib": 250000}],
+            "domains": [
+                {
+                    "domain_id": "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b",
+                    "vnodes": [{"index": 0, "actual_mib": 2048}],
+                }
+            ],
+        }
+    )
+
+    pnodes: list[ObservedPnode] = Field(default_factory=list, max_length=64)
+    domains: list[ReportDomain] = Field(default_factory=list, max_length=4096)
+
+
+class AgentReportOut(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "domains_accepted": 1,
+            "unknown_domains": [],
+            "drift_flagged": False,
+            "drift": [
+                {
+                    "index": 0,
+                    "accounted_free_mib": 249856,
+                    "observed_free_mib": 250000,
+                    "drift_mib": 144,
+                }
+            ],
+        }
+    )
+
+    host_id: Id
+    domains_accepted: int = Field(description="domains of this host whose sizes were recorded")
+    unknown_domains: list[str] = Field(
+        description="reported ids that are not on this host (unknown, or moved away); ignored"
+    )
+    drift_flagged: bool
+    drift: list[DriftPnode]

@@ -17,14 +17,27 @@ def mib_by_pnode(s: Session, model: type[Backing] | type[Claim]) -> dict[tuple[s
     return {(h, p): int(m) for h, p, m in rows}
 
 
+def vcpus_by_home(s: Session) -> dict[tuple[str, int], int]:
+    """Σ vCPUs of the vnodes homed on each (host, pnode), straight from the rows."""
+    rows = s.execute(
+        select(Domain.host_id, Vnode.home_pnode, func.sum(Vnode.vcpu_count))
+        .join(Vnode, Vnode.domain_id == Domain.id)
+        .where(Domain.host_id.is_not(None), Vnode.home_pnode.is_not(None))
+        .group_by(Domain.host_id, Vnode.home_pnode)
+    ).all()
+    return {(str(h), int(p)): int(n) for h, p, n in rows}
+
+
 def audit_session(s: Session) -> dict[str, int]:
     """Assert allocated == Σ backing, claimed == Σ claims, no pnode overcommitted, and every
     domain's vnode targets summing to its target. Returns totals for further checks."""
     backing = mib_by_pnode(s, Backing)
     claims = mib_by_pnode(s, Claim)
+    load = vcpus_by_home(s)
     for pn in s.scalars(select(Pnode)).all():
         key = (pn.host_id, pn.index)
         assert pn.allocated_mib == backing.get(key, 0), f"allocated differs on {key}"
+        assert pn.load_vcpus == load.get(key, 0), f"vCPU load differs on {key}"
         assert pn.claimed_mib == claims.get(key, 0), f"claimed differs on {key}"
         assert pn.allocated_mib + pn.claimed_mib <= pn.capacity_mib, f"overcommitted {key}"
     for d in s.scalars(select(Domain).where(Domain.state == "running")).all():

@@ -137,6 +137,11 @@ REQUESTS: dict[str, Builder] = {
         "/v1/guest/balloon",
         {"vnodes": [{"index": 0, "actual_mib": 2048}]},
     ),
+    "batch_report": lambda w, c: (
+        "POST",
+        f"/v1/agent/hosts/{w.host_a}/report",
+        {"pnodes": [{"index": 0, "free_mib": 60000}], "domains": []},
+    ),
     "observed": lambda w, c: (
         "PUT",
         f"/v1/agent/hosts/{w.host_a}/observed",

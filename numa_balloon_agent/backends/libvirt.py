@@ -1,0 +1,192 @@
+"""libvirt (KVM with virtio-mem) through the libvirt Python binding.
+
+- topology: the capabilities XML (cells, memory, cpus, sibling distances; 10/20 without them);
+- free memory per cell: `getCellsFreeMemory` (bytes);
+- domains: the running domains' live XML; a vnode's actual size is its cell's boot memory plus
+  its virtio-mem device's `<current>`; a one-cell domain without devices reports the balloon;
+- pool steps: the vnode's virtio-mem `<requested>` (virDomainUpdateDeviceFlags, what
+  `virsh update-memory-device` does); a domain without virtio-mem gets its total through the
+  balloon (`setMemoryFlags`);
+- migrate: live (`migrateToURI3` with the destination XML carrying the new `<numatune>`) or
+  cold (stop here, define and start the destination XML there), to `--migrate-uri` with
+  `{host}` replaced by the destination host's name;
+- release: checks the domain no longer runs here.
+The service's domain id is the libvirt UUID (the `libvirt-domain` export sets it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from numa_balloon_agent.backends import libvirt_xml as lx
+from numa_balloon_agent.backends.base import DomainReport, default_distances
+from numa_balloon_agent.steps import KIB_PER_MIB, Outcome, Step, not_ours
+
+MIB = 1024 * 1024
+
+
+def _binding() -> Any:
+    try:
+        return importlib.import_module("libvirt")
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError(
+            "the libvirt backend needs the libvirt Python binding: pip install libvirt-python "
+            "(with libvirt-dev and pkg-config installed)"
+        ) from exc
+
+
+class LibvirtBackend:
+    name = "libvirt"
+
+    def __init__(
+        self,
+        uri: str = "qemu:///system",
+        *,
+        migrate_uri: str = "qemu+ssh://{host}/system",
+        migration: str = "live",
+    ) -> None:
+        self.lv = _binding()
+        self.uri = uri
+        self.conn = self.lv.open(uri)
+        self.migrate_uri = migrate_uri
+        self.migration = migration
+
+    # --- discovery and observation -----------------------------------------------------------
+
+    def _cells(self) -> tuple[list[int], list[int], list[list[int]]]:
+        memory, cpus, slit = lx.host_topology(self.conn.getCapabilities())
+        if not memory:  # no NUMA information: the whole machine is one node
+            info = self.conn.getInfo()
+            return [int(info[1])], [int(info[2])], default_distances(1)
+        return memory, cpus, slit
+
+    def discover(self, *, name: str, reserved_mib: int) -> dict[str, Any]:
+        memory, cpus, slit = self._cells()
+        pnodes = [
+            {"memory_mib": m, "reserved_mib": reserved_mib, "cpus": c}
+            for m, c in zip(memory, cpus, strict=True)
+        ]
+        return {"name": name, "pnodes": pnodes, "distances": slit}
+
+    def free_mib(self) -> list[int]:
+        n = len(self._cells()[0])
+        return [int(b) // MIB for b in self.conn.getCellsFreeMemory(0, n)]
+
+    def domains(self) -> list[DomainReport]:
+        out = []
+        for dom in self.conn.listAllDomains(self.lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            vnodes = self._actual(dom)
+            if vnodes:
+                out.append({"domain_id": dom.UUIDString(), "vnodes": vnodes})
+        return out
+
+    def _actual(self, dom: Any) -> list[dict[str, int]]:
+        lay = lx.layout(dom.XMLDesc(0))
+        if lay.devices:
+            return [
+                {"index": cell, "actual_mib": (boot + dev.current_kib) // KIB_PER_MIB}
+                for cell, boot in sorted(lay.boot_kib.items())
+                if (dev := lay.devices.get(cell)) is not None and dev.current_kib is not None
+            ]
+        if len(lay.boot_kib) <= 1:  # one pool: the balloon's size is the pool's
+            return [{"index": 0, "actual_mib": int(dom.info()[2]) // KIB_PER_MIB}]
+        return []  # several pools behind one balloon: only the guest can tell them apart
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def _lookup(self, domain_id: str) -> Any | None:
+        try:
+            return self.conn.lookupByUUIDString(domain_id)
+        except self.lv.libvirtError:
+            return None
+
+    def apply(self, step: Step, *, dry_run: bool) -> Outcome:
+        try:
+            if step.is_pool_op:
+                return self._pool(step, dry_run)
+            if step.op == "migrate":
+                return self._migrate(step, dry_run)
+            if step.op == "release":
+                return self._release(step)
+        except self.lv.libvirtError as exc:
+            return Outcome(True, False, f"libvirt: {exc}")
+        return Outcome(True, False, f"libvirt backend: unsupported op {step.op}")
+
+    def _pool(self, step: Step, dry_run: bool) -> Outcome:
+        dom = self._lookup(step.domain_id)
+        if dom is None:
+            return not_ours(f"domain {step.domain_id} is not defined on {self.uri}")
+        assert step.vnode is not None and step.target_mib is not None
+        lay = lx.layout(dom.XMLDesc(0))
+        device = lay.devices.get(step.vnode)
+        live = self.lv.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
+        flags = live | (self.lv.VIR_DOMAIN_AFFECT_CONFIG if dom.isPersistent() else 0)
+        if device is not None:
+            requested = lx.requested_kib(device, lay.boot_kib.get(step.vnode, 0), step.target_mib)
+            call = f"updateDeviceFlags(virtio-mem node {step.vnode}, requested={requested} KiB)"
+            if not dry_run:
+                dom.updateDeviceFlags(lx.device_update_xml(device, requested), flags)
+            return Outcome(False, True, call)
+        total = self._balloon_total(step, lay, dom)
+        call = f"setMemoryFlags({total} KiB)"
+        if not dry_run:
+            dom.setMemoryFlags(total, live or self.lv.VIR_DOMAIN_AFFECT_CONFIG)
+        return Outcome(False, True, call)
+
+    def _balloon_total(self, step: Step, lay: lx.DomainLayout, dom: Any) -> int:
+        """One pool: its target. Several pools behind one balloon: the current balloon moved by
+        this step's change (the guest's driver decides which pool gives or takes it)."""
+        assert step.target_mib is not None
+        if len(lay.boot_kib) <= 1:
+            return step.target_mib * KIB_PER_MIB
+        current = int(dom.info()[2])
+        delta = step.mib * KIB_PER_MIB * (1 if step.grow else -1)
+        return max(0, min(int(dom.maxMemory()), current + delta))
+
+    def _migrate(self, step: Step, dry_run: bool) -> Outcome:
+        dom = self._lookup(step.domain_id)
+        if dom is None:
+            return Outcome(True, False, f"domain {step.domain_id} is not on {self.uri}")
+        dest = step.destination or {}
+        if not dest.get("nodesets"):
+            return Outcome(True, False, "the migrate step names no destination binding")
+        uri = self.migrate_uri.format(host=dest["host_name"])
+        flags = self.lv.VIR_DOMAIN_XML_MIGRATABLE | self.lv.VIR_DOMAIN_XML_SECURE
+        xml = lx.destination_xml(dom.XMLDesc(flags), dest["nodesets"])
+        if self.migration == "cold":
+            return self._cold(dom, uri, xml, dry_run)
+        mflags = (
+            self.lv.VIR_MIGRATE_LIVE
+            | self.lv.VIR_MIGRATE_PEER2PEER
+            | self.lv.VIR_MIGRATE_PERSIST_DEST
+            | self.lv.VIR_MIGRATE_UNDEFINE_SOURCE
+        )
+        call = f"migrateToURI3({uri}, DEST_XML with the new <numatune>, LIVE|PEER2PEER)"
+        if not dry_run:
+            dom.migrateToURI3(uri, {self.lv.VIR_MIGRATE_PARAM_DEST_XML: xml}, mflags)
+        return Outcome(True, True, call + " = 0")
+
+    def _cold(self, dom: Any, uri: str, xml: str, dry_run: bool) -> Outcome:
+        call = f"destroy(); open({uri}).defineXML(new <numatune>).create(); undefine()"
+        if dry_run:
+            return Outcome(True, True, call)
+        dconn = self.lv.open(uri)
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dconn.defineXML(xml).create()
+            if dom.isPersistent():
+                dom.undefine()
+        finally:
+            dconn.close()
+        return Outcome(True, True, call + " = 0")
+
+    def _release(self, step: Step) -> Outcome:
+        dom = self._lookup(step.domain_id)
+        if dom is not None and dom.isActive():
+            return Outcome(True, False, f"domain {step.domain_id} still runs on {self.uri}")
+        return Outcome(True, True, f"domain {step.domain_id} no longer runs on {self.uri}")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,136 @@
+"""Xen through its command-line tools (run by a `Runner`, so tests point PATH at recording
+scripts with the real argument syntax).
+
+- topology and free memory: `xl info -n` (`--xl-info FILE` reads a saved output instead);
+- domains: `xenstore-list /local/domain`, each domain's UUID from `/local/domain/D/vm`
+  (`/vm/<uuid>`, the service's domain id) and its pools' actual sizes from
+  `memory/vnode<N>/actual` (KiB), written by a NUMA-aware balloon driver;
+- pool steps: `xenstore-write /local/domain/D/memory/vnode<N>/target KiB` (the keys the
+  service's xenstore export uses), then `xl mem-set D <sum of the vnode targets>m`, which
+  writes `memory/target` for the stock balloon driver;
+- migrate: `xl migrate D <destination host>` (xl keeps the domain's vnuma `pnode=` binding; the
+  destination re-pools through the settle steps);
+- release: checks the domain left.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from numa_balloon_agent.backends.base import DomainReport
+from numa_balloon_agent.backends.xl_info import parse_xl_info, slit
+from numa_balloon_agent.runner import CommandFailed, Runner
+from numa_balloon_agent.steps import KIB_PER_MIB, Outcome, Step, not_ours
+
+
+class XenBackend:
+    name = "xen"
+
+    def __init__(self, *, xl_info: Path | str | None = None, runner: Runner | None = None) -> None:
+        self.xl_info_file = Path(xl_info) if xl_info is not None else None
+        self.run = runner or Runner()
+
+    def _xl_info(self) -> str:
+        if self.xl_info_file is not None:
+            return self.xl_info_file.read_text()
+        return self.run(["xl", "info", "-n"])
+
+    def discover(self, *, name: str, reserved_mib: int) -> dict[str, Any]:
+        nodes = parse_xl_info(self._xl_info())
+        pnodes = [
+            {"memory_mib": n.memsize_mib, "reserved_mib": reserved_mib, "cpus": n.cpus}
+            for n in nodes
+        ]
+        return {"name": name, "pnodes": pnodes, "distances": slit(nodes)}
+
+    def free_mib(self) -> list[int]:
+        return [n.memfree_mib for n in parse_xl_info(self._xl_info())]
+
+    def _read(self, key: str) -> str | None:
+        try:
+            return self.run(["xenstore-read", key]).strip()
+        except CommandFailed:
+            return None
+
+    def _list(self, key: str) -> list[str]:
+        try:
+            return self.run(["xenstore-list", key]).split()
+        except CommandFailed:
+            return []
+
+    def _domids(self) -> dict[str, str]:
+        """Service domain id (UUID) -> Xen domid, for every guest (dom0 is not one)."""
+        out = {}
+        for domid in self._list("/local/domain"):
+            if domid == "0":
+                continue
+            vm = self._read(f"/local/domain/{domid}/vm")
+            if vm:
+                out[vm.rsplit("/", 1)[-1]] = domid
+        return out
+
+    def _vnodes(self, domid: str) -> list[int]:
+        names = self._list(f"/local/domain/{domid}/memory")
+        return sorted(int(n[5:]) for n in names if n.startswith("vnode") and n[5:].isdigit())
+
+    def domains(self) -> list[DomainReport]:
+        out = []
+        for uuid, domid in self._domids().items():
+            vnodes = []
+            for v in self._vnodes(domid):
+                actual = self._read(f"/local/domain/{domid}/memory/vnode{v}/actual")
+                if actual is not None and actual.isdigit():
+                    vnodes.append({"index": v, "actual_mib": int(actual) // KIB_PER_MIB})
+            if vnodes:
+                out.append({"domain_id": uuid, "vnodes": vnodes})
+        return out
+
+    def apply(self, step: Step, *, dry_run: bool) -> Outcome:
+        try:
+            if step.is_pool_op:
+                return self._pool(step, dry_run)
+            if step.op == "migrate":
+                return self._migrate(step, dry_run)
+            if step.op == "release":
+                gone = step.domain_id not in self._domids()
+                where = "no longer runs here" if gone else "still runs here"
+                return Outcome(True, gone, f"domain {step.domain_id} {where} (xenstore)")
+        except CommandFailed as exc:
+            return Outcome(True, False, str(exc))
+        return Outcome(True, False, f"xen backend: unsupported op {step.op}")
+
+    def _execute(self, commands: list[list[str]], dry_run: bool) -> str:
+        if not dry_run:
+            for argv in commands:
+                self.run(argv)
+        return "; ".join(shlex.join(c) for c in commands)
+
+    def _pool(self, step: Step, dry_run: bool) -> Outcome:
+        domid = self._domids().get(step.domain_id)
+        if domid is None:
+            return not_ours(f"domain {step.domain_id} does not run on this Xen host")
+        assert step.vnode is not None and step.target_mib is not None
+        base = f"/local/domain/{domid}/memory"
+        targets = {}
+        for v in self._vnodes(domid):
+            value = self._read(f"{base}/vnode{v}/target")
+            if value is not None and value.isdigit():
+                targets[v] = int(value) // KIB_PER_MIB
+        targets[step.vnode] = step.target_mib
+        commands = [
+            ["xenstore-write", f"{base}/vnode{step.vnode}/target", str(step.target_mib * 1024)],
+            ["xl", "mem-set", domid, f"{sum(targets.values())}m"],
+        ]
+        return Outcome(False, True, self._execute(commands, dry_run))
+
+    def _migrate(self, step: Step, dry_run: bool) -> Outcome:
+        domid = self._domids().get(step.domain_id)
+        dest = (step.destination or {}).get("host_name")
+        if domid is None or not dest:
+            return Outcome(True, False, "the domain is not here or the step names no destination")
+        return Outcome(True, True, self._execute([["xl", "migrate", domid, dest]], dry_run))
+
+    def close(self) -> None:
+        pass

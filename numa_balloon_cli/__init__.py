@@ -1,0 +1,1 @@
+"""`numa-balloon`: the command line for people who run a cluster (virsh/xl/openstack style)."""

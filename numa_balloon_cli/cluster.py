@@ -1,0 +1,212 @@
+"""`numa-balloon cluster show|template`, `events list|watch` and `top`."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from numa_balloon_cli.output import emit, emit_line, fields, out, table
+from numa_balloon_cli.state import State, state
+from numa_balloon_client import models as m
+
+cluster_app = typer.Typer(no_args_is_help=True)
+events_app = typer.Typer(no_args_is_help=True)
+
+
+@cluster_app.command("show")
+def show(ctx: typer.Context) -> None:
+    """Cluster totals: hosts, domains, capacity, allocated, claimed and free MiB."""
+    st = state(ctx)
+    c = st.nb.get_cluster()
+    emit(
+        st.output,
+        c,
+        lambda: fields(
+            [
+                ("hosts", f"{c.hosts} {c.hosts_by_state}"),
+                ("domains", c.domains),
+                ("block MiB", c.block_mib),
+                ("capacity MiB", c.capacity_mib),
+                ("allocated MiB", c.allocated_mib),
+                ("claimed MiB", c.claimed_mib),
+                ("free MiB", c.free_mib),
+                ("template", "set" if c.worst_case_template else "not derived yet"),
+            ]
+        ),
+    )
+
+
+@cluster_app.command("template")
+def template(
+    ctx: typer.Context,
+    derive: Annotated[bool, typer.Option(help="Derive it again from the hosts")] = False,
+) -> None:
+    """The cluster's worst-case virtual topology (one for every guest, wherever it runs)."""
+    st = state(ctx)
+    t = st.nb.derive_template() if derive else st.nb.get_template()
+
+    def human() -> None:
+        rows = [(i, " ".join(f"{d:>3}" for d in v.distances)) for i, v in enumerate(t.vnodes)]
+        table(f"worst-case template: {len(t.vnodes)} vnodes", ["VNODE", "DISTANCES"], rows)
+
+    emit(st.output, t, human)
+
+
+def _event_line(e: m.EventOut) -> None:
+    out.print(
+        f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<16} {e.action:<28} "
+        f"{e.subject_type} {e.subject_id}",
+        markup=False,
+    )
+
+
+@events_app.command("list")
+def list_events(
+    ctx: typer.Context,
+    since: Annotated[int, typer.Option(min=0, help="After this seq")] = 0,
+    subject: Annotated[str | None, typer.Option(help="Only about this id")] = None,
+    kind: Annotated[str | None, typer.Option(help="e.g. migration.advanced")] = None,
+    actor: Annotated[str | None, typer.Option(help="e.g. admin, key:<name>")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N events")] = None,
+) -> None:
+    """The audit log: who changed what, oldest first."""
+    st = state(ctx)
+    items: list[m.EventOut] = []
+    for e in st.nb.iter_events(since=since, subject_id=subject, kind=kind, actor=actor):
+        items.append(e)
+        if limit is not None and len(items) >= limit:
+            break
+    rows = [
+        (e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject_type, e.subject_id)
+        for e in items
+    ]
+    emit(
+        st.output,
+        items,
+        lambda: table(None, ["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "ID"], rows),
+    )
+
+
+@events_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    since: Annotated[int, typer.Option(min=0, help="After this seq (0: the whole log first)")] = 0,
+    subject: Annotated[str | None, typer.Option(help="Only about this id")] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after N events")] = None,
+    stream: Annotated[bool, typer.Option(help="Use the SSE stream instead of the long-poll")] = (
+        False
+    ),
+) -> None:
+    """Follow the audit log as it grows (one JSON document per line with -o json)."""
+    st = state(ctx)
+    events = (
+        st.nb.stream_events(last_event_id=since, subject_id=subject, kind=kind, actor=actor)
+        if stream
+        else st.nb.watch(since=since, subject_id=subject, kind=kind, actor=actor)
+    )
+    for seen, event in enumerate(events, start=1):
+        emit_line(st.output, event, functools.partial(_event_line, event))
+        if count is not None and seen >= count:
+            return
+
+
+# --- top ----------------------------------------------------------------------------------------
+
+
+def snapshot(st: State) -> list[dict[str, Any]]:
+    """Every host with its per-pnode accounting (one read each)."""
+    hosts = []
+    for h in st.nb.iter_hosts():
+        acc = st.nb.host_accounting(h.id)
+        hosts.append({"host": h, "domains": len(acc.domains), "pnodes": acc.pnodes})
+    return hosts
+
+
+def _bar(used: int, claimed: int, capacity: int, width: int = 24) -> Text:
+    if capacity <= 0:
+        return Text("")
+    a = round(width * used / capacity)
+    c = min(width - a, round(width * claimed / capacity))
+    bar = Text("█" * a, style="green")
+    bar.append("▒" * c, style="yellow")
+    bar.append("·" * (width - a - c), style="dim")
+    return bar
+
+
+def render(hosts: list[dict[str, Any]]) -> Group:
+    """One table per host: a row per pnode with a bar (allocated, claimed, free)."""
+    tables = []
+    for entry in hosts:
+        h: m.HostOut = entry["host"]
+        t = Table(
+            title=f"{h.name}  [{h.state}]  {entry['domains']} domains",
+            title_justify="left",
+            show_edge=False,
+            pad_edge=False,
+        )
+        for col in ("PNODE", "CAPACITY MiB", "ALLOCATED MiB", "CLAIMED MiB", "FREE MiB"):
+            t.add_column(col, justify="right")
+        t.add_column("USE")
+        for p in entry["pnodes"]:
+            t.add_row(
+                str(p.index),
+                str(p.capacity_mib),
+                str(p.allocated_mib),
+                str(p.claimed_mib),
+                str(p.free_mib),
+                _bar(p.allocated_mib, p.claimed_mib, p.capacity_mib),
+            )
+        tables.append(t)
+    return Group(*tables) if tables else Group(Text("no hosts registered"))
+
+
+def _json_snapshot(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "host_id": e["host"].id,
+            "name": e["host"].name,
+            "state": e["host"].state,
+            "domains": e["domains"],
+            "pnodes": e["pnodes"],
+        }
+        for e in hosts
+    ]
+
+
+def top(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes")] = 2.0,
+    once: Annotated[bool, typer.Option(help="Draw one frame and exit")] = False,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after N frames")] = None,
+) -> None:
+    """A live per-host, per-pnode view of the cluster's memory (Ctrl-C to leave)."""
+    st = state(ctx)
+    frames = 1 if once else count
+    if st.output != "table":
+        for i in range(frames or 1_000_000_000):
+            emit_line(st.output, _json_snapshot(snapshot(st)), lambda: None)
+            if frames is not None and i + 1 >= frames:
+                return
+            time.sleep(interval)
+        return
+    if once:
+        out.print(render(snapshot(st)))
+        return
+    drawn = 0
+    with Live(render(snapshot(st)), console=out, auto_refresh=False, screen=False) as live:
+        try:
+            while frames is None or drawn + 1 < frames:
+                time.sleep(interval)
+                live.update(render(snapshot(st)), refresh=True)
+                drawn += 1
+        except KeyboardInterrupt:
+            pass

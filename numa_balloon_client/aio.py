@@ -1,0 +1,508 @@
+"""The asynchronous client: the same operations and habits as `Client`, awaited.
+
+async with AsyncClient("http://127.0.0.1:8000", token) as nb:
+    host = await nb.create_host(body)
+    async for d in nb.iter_domains(host_id=host.id): ...
+    await nb.wait_for_migration(mig.id, advance=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from numa_balloon_client import _ops as ops
+from numa_balloon_client import models as m
+from numa_balloon_client._core import (
+    Call,
+    ETags,
+    Page,
+    RetryPolicy,
+    finish,
+    request_parts,
+    should_retry,
+)
+from numa_balloon_client._ops import Body, ExportFormat, IfMatch, Labels, Strategy
+from numa_balloon_client._wait import (
+    EARLY_FRACTION,
+    TERMINAL,
+    StepFailed,
+    WaitTimeout,
+    failed_gate_step,
+    ready_to_advance,
+    wait_disabled_by,
+)
+from numa_balloon_client.client import DEFAULT_TIMEOUT_S
+from numa_balloon_client.errors import Conflict, ConnectionFailed, NumaBalloonError
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """A numa-balloon client over one `httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._owns_http = http is None
+        self.http = http or httpx.AsyncClient(
+            base_url=base_url, timeout=timeout_s, transport=transport
+        )
+        self.token = token
+        self.retry = retry or RetryPolicy()
+        self.etags = ETags()
+        self._sleep = sleep
+        self._use_wait = True
+
+    def with_token(self, token: str) -> AsyncClient:
+        """The same connection pool under another identity (an agent's, a guest's)."""
+        return AsyncClient(
+            str(self.http.base_url), token, retry=self.retry, http=self.http, sleep=self._sleep
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def run(self, call: Call[T]) -> T:
+        """Send `call`, retrying 503s and connection errors with backoff; raise problems."""
+        parts = request_parts(call, self.etags)
+        parts["headers"].update(self._headers())
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                response = await self.http.request(call.method, call.path, **parts)
+            except httpx.TransportError as exc:
+                if last or not should_retry(call, exc):
+                    raise ConnectionFailed(call.method, call.path, exc) from exc
+                await self._sleep(self.retry.delay_s(attempt))
+                continue
+            if response.status_code == 503 and not last:
+                await self._sleep(self.retry.delay_s(attempt, response.headers.get("Retry-After")))
+                continue
+            return finish(call, response, self.etags)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _pages(self, make: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
+        cursor: str | None = None
+        while True:
+            page = await self.run(make(cursor))
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # --- health -------------------------------------------------------------------------------
+
+    async def healthz(self) -> Any:
+        return await self.run(ops.healthz())
+
+    async def readyz(self) -> Any:
+        return await self.run(ops.readyz())
+
+    # --- hosts --------------------------------------------------------------------------------
+
+    async def create_host(self, body: Body, *, idempotency_key: str | None = None) -> m.HostCreated:
+        return await self.run(ops.create_host(body, idempotency_key))
+
+    async def list_hosts(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        name: str | None = None,
+        external_id: str | None = None,
+        labels: Labels = None,
+    ) -> Page[m.HostOut]:
+        return await self.run(ops.list_hosts(limit, cursor, name, external_id, labels))
+
+    def iter_hosts(
+        self,
+        *,
+        name: str | None = None,
+        external_id: str | None = None,
+        labels: Labels = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[m.HostOut]:
+        return self._pages(lambda c: ops.list_hosts(limit, c, name, external_id, labels))
+
+    async def get_host(self, host_id: str) -> m.HostOut:
+        return await self.run(ops.get_host(host_id))
+
+    async def set_host_state(
+        self, host_id: str, state: str, *, if_match: IfMatch = None
+    ) -> m.HostOut:
+        return await self.run(ops.patch_host(host_id, {"state": state}, if_match))
+
+    async def patch_host(self, host_id: str, body: Body, *, if_match: IfMatch = None) -> m.HostOut:
+        return await self.run(ops.patch_host(host_id, body, if_match))
+
+    async def delete_host(self, host_id: str, *, if_match: IfMatch = None) -> None:
+        await self.run(ops.delete_host(host_id, if_match))
+
+    async def host_accounting(self, host_id: str) -> m.Accounting:
+        return await self.run(ops.host_accounting(host_id))
+
+    async def squeeze(self, host_id: str, body: Body) -> m.SqueezeResult:
+        return await self.run(ops.squeeze(host_id, body))
+
+    async def rebalance(self, host_id: str, body: Body) -> m.RebalanceOut:
+        return await self.run(ops.rebalance(host_id, body))
+
+    async def evacuate(self, host_id: str, body: Body | None = None) -> dict[str, Any]:
+        return await self.run(ops.evacuate(host_id, body))
+
+    async def rotate_agent_token(self, host_id: str) -> m.AgentToken:
+        return await self.run(ops.rotate_agent_token(host_id))
+
+    # --- domains ------------------------------------------------------------------------------
+
+    async def create_domain(
+        self, body: Body, *, idempotency_key: str | None = None
+    ) -> m.DomainCreated:
+        return await self.run(ops.create_domain(body, idempotency_key))
+
+    async def list_domains(
+        self,
+        *,
+        host_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        name: str | None = None,
+        external_id: str | None = None,
+        labels: Labels = None,
+    ) -> Page[m.DomainOut]:
+        return await self.run(ops.list_domains(host_id, limit, cursor, name, external_id, labels))
+
+    def iter_domains(
+        self,
+        *,
+        host_id: str | None = None,
+        name: str | None = None,
+        external_id: str | None = None,
+        labels: Labels = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[m.DomainOut]:
+        return self._pages(lambda c: ops.list_domains(host_id, limit, c, name, external_id, labels))
+
+    async def get_domain(self, domain_id: str) -> m.DomainOut:
+        return await self.run(ops.get_domain(domain_id))
+
+    async def set_target(
+        self, domain_id: str, body: Body, *, if_match: IfMatch = None
+    ) -> m.DomainOut:
+        return await self.run(ops.set_target(domain_id, body, if_match))
+
+    async def delete_domain(self, domain_id: str, *, if_match: IfMatch = None) -> None:
+        await self.run(ops.delete_domain(domain_id, if_match))
+
+    async def domain_placements(self, domain_id: str) -> m.Placements:
+        return await self.run(ops.domain_placements(domain_id))
+
+    async def export_domain(self, domain_id: str, fmt: ExportFormat) -> str:
+        return await self.run(ops.export_domain(domain_id, fmt))
+
+    async def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
+        return await self.run(ops.rotate_guest_token(domain_id))
+
+    async def place(self, body: Body, *, limit: int | None = None) -> Any:
+        return await self.run(ops.place(body, limit))
+
+    # --- migrations ---------------------------------------------------------------------------
+
+    async def plan_migration(
+        self,
+        domain_id: str,
+        destination_host_id: str,
+        strategy: Strategy = "rebalance",
+        *,
+        policy: str | None = None,
+    ) -> m.PlanOut:
+        body = ops.migration_body(domain_id, destination_host_id, strategy, policy, None)
+        return await self.run(ops.plan_migration(body))
+
+    async def start_migration(
+        self,
+        domain_id: str,
+        destination_host_id: str,
+        strategy: Strategy = "rebalance",
+        *,
+        policy: str | None = None,
+        auto_advance: bool | None = None,
+        idempotency_key: str | None = None,
+    ) -> m.MigrationOut:
+        body = ops.migration_body(domain_id, destination_host_id, strategy, policy, auto_advance)
+        return await self.run(ops.start_migration(body, idempotency_key))
+
+    async def get_migration(self, migration_id: str) -> m.MigrationOut:
+        return await self.run(ops.get_migration(migration_id))
+
+    async def advance_migration(self, migration_id: str) -> m.MigrationOut:
+        return await self.run(ops.advance_migration(migration_id))
+
+    async def abort_migration(self, migration_id: str) -> m.MigrationOut:
+        return await self.run(ops.abort_migration(migration_id))
+
+    async def list_migrations(
+        self,
+        *,
+        domain_id: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[m.MigrationOut]:
+        return await self.run(ops.list_migrations(domain_id, state, limit, cursor))
+
+    def iter_migrations(
+        self, *, domain_id: str | None = None, state: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[m.MigrationOut]:
+        return self._pages(lambda c: ops.list_migrations(domain_id, state, limit, c))
+
+    # --- cluster ------------------------------------------------------------------------------
+
+    async def get_cluster(self) -> m.ClusterOut:
+        return await self.run(ops.get_cluster())
+
+    async def put_cluster(self, body: Body) -> m.ClusterOut:
+        return await self.run(ops.put_cluster(body))
+
+    async def get_template(self) -> m.WorstCaseTemplateOut:
+        return await self.run(ops.get_template())
+
+    async def derive_template(self) -> m.WorstCaseTemplateOut:
+        return await self.run(ops.derive_template())
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def list_events(
+        self,
+        *,
+        since: int | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+        subject_id: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+        wait_s: float | None = None,
+    ) -> Page[m.EventOut]:
+        timeout = None if not wait_s else wait_s + DEFAULT_TIMEOUT_S
+        return await self.run(
+            ops.list_events(since, cursor, limit, subject_id, kind, actor, wait_s, timeout)
+        )
+
+    def iter_events(
+        self,
+        *,
+        since: int | None = None,
+        subject_id: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[m.EventOut]:
+        """Every event after `since` that exists now (no waiting)."""
+        return self._pages(
+            lambda c: ops.list_events(since, c, limit, subject_id, kind, actor, None, None)
+        )
+
+    async def poll_events(
+        self,
+        since: int,
+        *,
+        wait_s: float = 25.0,
+        poll_s: float = 1.0,
+        subject_id: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+    ) -> list[m.EventOut]:
+        """Events after `since`, waiting up to `wait_s` for the first (long-poll). A server that
+        ignores `wait` answers at once with an empty page: then sleep `poll_s` instead."""
+        started = time.monotonic()
+        try:
+            page = await self.list_events(
+                since=since,
+                subject_id=subject_id,
+                kind=kind,
+                actor=actor,
+                wait_s=wait_s if self._use_wait else None,
+            )
+        except NumaBalloonError as exc:
+            if not (self._use_wait and wait_disabled_by(exc)):
+                raise
+            self._use_wait = False
+            return await self.poll_events(
+                since, wait_s=wait_s, poll_s=poll_s, subject_id=subject_id, kind=kind, actor=actor
+            )
+        if not page.items and time.monotonic() - started < wait_s * EARLY_FRACTION:
+            await self._sleep(poll_s)
+        return page.items
+
+    async def watch(
+        self,
+        *,
+        since: int = 0,
+        subject_id: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+        wait_s: float = 25.0,
+        poll_s: float = 1.0,
+    ) -> AsyncIterator[m.EventOut]:
+        """Every event after `since`, then each new one as it happens, forever (long-poll)."""
+        while True:
+            events = await self.poll_events(
+                since, wait_s=wait_s, poll_s=poll_s, subject_id=subject_id, kind=kind, actor=actor
+            )
+            for event in events:
+                since = max(since, event.seq)
+                yield event
+
+    async def stream_events(
+        self,
+        *,
+        last_event_id: int | None = None,
+        subject_id: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+    ) -> AsyncIterator[m.EventOut]:
+        """The SSE stream (`GET /v1/events/stream`), resuming after `last_event_id`."""
+        headers = self._headers()
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        params = list(ops.events_stream_params(subject_id, kind, actor))
+        async with aconnect_sse(
+            self.http, "GET", "/v1/events/stream", headers=headers, params=params, timeout=None
+        ) as source:
+            if source.response.status_code >= 400:
+                await source.response.aread()
+                finish(Call("GET", "/v1/events/stream", lambda r: None), source.response, ETags())
+            async for sse in source.aiter_sse():
+                if sse.data:
+                    yield m.EventOut.model_validate_json(sse.data)
+
+    async def _head_seq(self, subject_id: str) -> int:
+        """The last event about `subject_id`: new events about anything come after it."""
+        seq = 0
+        async for event in self.iter_events(subject_id=subject_id):
+            seq = max(seq, event.seq)
+        return seq
+
+    async def wait_for_migration(
+        self,
+        migration_id: str,
+        states: Iterable[str] = TERMINAL,
+        *,
+        timeout_s: float | None = None,
+        advance: bool = False,
+        wait_s: float = 10.0,
+        poll_s: float = 0.5,
+        on_update: Callable[[m.MigrationOut], None] | None = None,
+    ) -> m.MigrationOut:
+        """As `Client.wait_for_migration`: follow it to one of `states` on the long-poll."""
+        wanted = tuple(states)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        since = await self._head_seq(migration_id)
+        while True:
+            mig = await self.get_migration(migration_id)
+            if on_update is not None:
+                on_update(mig)
+            if mig.state in wanted:
+                return mig
+            if advance and (step := failed_gate_step(mig)) is not None:
+                raise StepFailed(mig, step)
+            if advance and ready_to_advance(mig) and await self._advance(migration_id):
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(mig, wanted)
+            wait = wait_s if left is None else max(0.0, min(wait_s, left))
+            events = await self.poll_events(since, wait_s=wait, poll_s=poll_s)
+            since = max([since, *(e.seq for e in events)])
+
+    async def _advance(self, migration_id: str) -> bool:
+        try:
+            await self.advance_migration(migration_id)
+        except Conflict:
+            return False
+        return True
+
+    # --- API keys -----------------------------------------------------------------------------
+
+    async def create_api_key(
+        self,
+        name: str,
+        role: str,
+        *,
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.run(ops.create_api_key(name, role, expires_at, idempotency_key))
+
+    async def list_api_keys(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[dict[str, Any]]:
+        return await self.run(ops.list_api_keys(limit, cursor))
+
+    def iter_api_keys(self, *, limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        return self._pages(lambda c: ops.list_api_keys(limit, c))
+
+    async def get_api_key(self, key_id: str) -> dict[str, Any]:
+        return await self.run(ops.get_api_key(key_id))
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        await self.run(ops.revoke_api_key(key_id))
+
+    async def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+        return await self.run(ops.rotate_api_key(key_id))
+
+    # --- host agent (with the host's agent token) ---------------------------------------------
+
+    async def agent_observed(self, host_id: str, pnodes: list[Mapping[str, int]]) -> m.ObservedOut:
+        return await self.run(ops.agent_observed(host_id, {"pnodes": list(pnodes)}))
+
+    async def agent_steps(self, host_id: str) -> m.StepList:
+        return await self.run(ops.agent_steps(host_id))
+
+    async def agent_ack(
+        self, host_id: str, step_id: str, *, ok: bool = True, detail: str | None = None
+    ) -> m.StepOut:
+        return await self.run(ops.agent_ack(host_id, step_id, ok, detail))
+
+    async def agent_report(self, host_id: str, body: Body) -> dict[str, Any]:
+        return await self.run(ops.agent_report(host_id, body))
+
+    # --- guest (with the domain's guest token) ------------------------------------------------
+
+    async def guest_topology(self) -> m.GuestTopology:
+        return await self.run(ops.guest_topology())
+
+    async def guest_balloon(self) -> m.GuestBalloon:
+        return await self.run(ops.guest_balloon())
+
+    async def guest_report(self, actual_mib: Mapping[int, int]) -> m.GuestBalloon:
+        vnodes = [{"index": v, "actual_mib": a} for v, a in actual_mib.items()]
+        return await self.run(ops.guest_report({"vnodes": vnodes}))

@@ -1,0 +1,1208 @@
+"""The API's pydantic models, generated from openapi/openapi.json (`make client`); do not edit."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from typing_extensions import TypeAliasType
+
+
+class Detail(RootModel[str]):
+    root: Annotated[str, Field(max_length=2000, title="Detail")]
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    detail: Annotated[Detail | None, Field(title="Detail")] = None
+    ok: Annotated[bool, Field(title="Ok")]
+
+
+class AgentToken(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_token: Annotated[str, Field(title="Agent Token")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+
+
+class BlockMoveOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    from_pnode: Annotated[int, Field(title="From Pnode")]
+    from_vnode: Annotated[int, Field(title="From Vnode")]
+    mib: Annotated[int, Field(title="Mib")]
+    pfn_ranges: Annotated[list[list[int]], Field(title="Pfn Ranges")]
+    to_pnode: Annotated[int, Field(title="To Pnode")]
+    to_vnode: Annotated[int, Field(title="To Vnode")]
+
+
+class ClaimOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    expires_at: Annotated[AwareDatetime, Field(title="Expires At")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    mib: Annotated[int, Field(title="Mib")]
+    pnode: Annotated[int, Field(title="Pnode")]
+
+
+class ClusterOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allocated_mib: Annotated[int, Field(title="Allocated Mib")]
+    block_mib: Annotated[int, Field(title="Block Mib")]
+    capacity_mib: Annotated[int, Field(title="Capacity Mib")]
+    claimed_mib: Annotated[int, Field(title="Claimed Mib")]
+    domains: Annotated[int, Field(description="Number of domains", title="Domains")]
+    free_mib: Annotated[int, Field(title="Free Mib")]
+    hosts: Annotated[int, Field(description="Number of registered hosts", title="Hosts")]
+    hosts_by_state: Annotated[dict[str, int], Field(title="Hosts By State")]
+    version: Annotated[int, Field(title="Version")]
+    worst_case_template: Annotated[dict[str, Any] | None, Field(title="Worst Case Template")]
+
+
+class ClusterPut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[
+        int,
+        Field(
+            description="Memory hotplug block, a power of two (MiB)",
+            ge=1,
+            le=1048576,
+            title="Block Mib",
+        ),
+    ]
+
+
+class DomainBacking(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    backing_mib: Annotated[
+        list[list[int]], Field(description="vnode x pnode, MiB", title="Backing Mib")
+    ]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+
+
+class BlockMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="The guest's memory hotplug block (power of two); default the cluster's",
+            ge=1,
+            le=1048576,
+            title="Block Mib",
+        ),
+    ]
+
+
+class Vcpus(RootModel[int]):
+    root: Annotated[
+        int, Field(description="With template: vCPU count", ge=1, le=4096, title="Vcpus")
+    ]
+
+
+class VnodeSizeMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="With template: every vnode's span (default dynamic_max / k, block-aligned)",
+            ge=1,
+            le=2147483648,
+            title="Vnode Size Mib",
+        ),
+    ]
+
+
+class VnodeTargetsMibItem(RootModel[int]):
+    root: Annotated[int, Field(ge=0, le=2147483648)]
+
+
+class VnodeTargetsMib(RootModel[list[VnodeTargetsMibItem]]):
+    root: Annotated[
+        list[VnodeTargetsMibItem],
+        Field(
+            description="Per-vnode targets (policy explicit)",
+            max_length=32,
+            title="Vnode Targets Mib",
+        ),
+    ]
+
+
+class DriftPnode(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    accounted_free_mib: Annotated[int, Field(title="Accounted Free Mib")]
+    drift_mib: Annotated[
+        int | None,
+        Field(description="observed - accounted; large values are flagged", title="Drift Mib"),
+    ]
+    index: Annotated[int, Field(title="Index")]
+    observed_free_mib: Annotated[int | None, Field(title="Observed Free Mib")]
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    action: Annotated[str, Field(title="Action")]
+    actor: Annotated[str, Field(title="Actor")]
+    after: Annotated[dict[str, Any] | None, Field(title="After")]
+    at: Annotated[AwareDatetime, Field(title="At")]
+    before: Annotated[dict[str, Any] | None, Field(title="Before")]
+    seq: Annotated[int, Field(title="Seq")]
+    subject_id: Annotated[str | None, Field(title="Subject Id")]
+    subject_type: Annotated[str, Field(title="Subject Type")]
+
+
+class GuestMemRange(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    end_pfn: Annotated[int, Field(title="End Pfn")]
+    start_pfn: Annotated[int, Field(title="Start Pfn")]
+
+
+class GuestOperation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    mib: Annotated[int, Field(title="Mib")]
+    op: Annotated[Literal["plug", "unplug", "balloon"], Field(title="Op")]
+    pfn_ranges: Annotated[
+        list[list[int]],
+        Field(description="Guest PFN [start, end) of whole blocks", title="Pfn Ranges"),
+    ]
+    target_mib: Annotated[
+        int | None, Field(description="The pool's target once this is done", title="Target Mib")
+    ]
+    vnode: Annotated[int, Field(title="Vnode")]
+
+
+class GuestPool(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    actual_mib: Annotated[int | None, Field(title="Actual Mib")]
+    index: Annotated[int, Field(title="Index")]
+    plugged_blocks: Annotated[int, Field(title="Plugged Blocks")]
+    target_mib: Annotated[int, Field(title="Target Mib")]
+
+
+class GuestToken(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    guest_token: Annotated[str, Field(title="Guest Token")]
+
+
+class GuestVnode(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distances: Annotated[
+        list[int], Field(description="Virtual distances (the guest's SLIT row)", title="Distances")
+    ]
+    index: Annotated[int, Field(title="Index")]
+    memranges: Annotated[list[GuestMemRange], Field(title="Memranges")]
+    size_mib: Annotated[int, Field(title="Size Mib")]
+    vcpus: Annotated[list[int], Field(title="Vcpus")]
+
+
+class Distance(RootModel[list[int]]):
+    root: Annotated[list[int], Field(max_length=64)]
+
+
+class HostPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
+
+
+class MemRange(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    end_pfn: Annotated[int, Field(title="End Pfn")]
+    start_pfn: Annotated[int, Field(title="Start Pfn")]
+
+
+class MemoryIn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dynamic_max_mib: Annotated[int, Field(ge=1, le=2147483648, title="Dynamic Max Mib")]
+    dynamic_min_mib: Annotated[int, Field(ge=0, le=2147483648, title="Dynamic Min Mib")]
+    target_mib: Annotated[
+        int,
+        Field(
+            description="Initial balloon target; below static max = pre-ballooned",
+            ge=0,
+            le=2147483648,
+            title="Target Mib",
+        ),
+    ]
+
+
+class MemoryOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dynamic_max_mib: Annotated[int, Field(title="Dynamic Max Mib")]
+    dynamic_min_mib: Annotated[int, Field(title="Dynamic Min Mib")]
+    static_max_mib: Annotated[int, Field(title="Static Max Mib")]
+    target_mib: Annotated[int, Field(title="Target Mib")]
+
+
+class MigrationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    destination_host_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            title="Destination Host Id",
+        ),
+    ]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
+        Field(
+            description="Pool levels on the destination; default the domain's policy (faithful when it is explicit)",
+            title="Policy",
+        ),
+    ] = None
+    strategy: Annotated[
+        Literal["rebalance", "replug"] | None,
+        Field(
+            description="rebalance: fewest MiB moved between pools; replug: unplug every hot-pluggable block down to a boot minimum, migrate, replug by the new topology",
+            title="Strategy",
+        ),
+    ] = "rebalance"
+
+
+class MigrationStepOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    detail: Annotated[str | None, Field(title="Detail")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    mib: Annotated[int, Field(title="Mib")]
+    op: Annotated[str, Field(title="Op")]
+    phase: Annotated[str, Field(title="Phase")]
+    pnode: Annotated[int | None, Field(title="Pnode")]
+    seq: Annotated[int, Field(title="Seq")]
+    state: Annotated[str, Field(title="State")]
+    target_mib: Annotated[int | None, Field(title="Target Mib")]
+    vnode: Annotated[int | None, Field(title="Vnode")]
+
+
+class ObservedOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    pnodes: Annotated[list[DriftPnode], Field(title="Pnodes")]
+    threshold_mib: Annotated[int, Field(title="Threshold Mib")]
+
+
+class ObservedPnode(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    free_mib: Annotated[int, Field(ge=0, le=2147483648, title="Free Mib")]
+    index: Annotated[int, Field(ge=0, lt=64, title="Index")]
+
+
+class PageEventOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[EventOut], Field(title="Items")]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Pass as ?cursor= to get the next page; null on the last page",
+            title="Next Cursor",
+        ),
+    ] = None
+
+
+class PlacementOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distortion: Annotated[float | None, Field(title="Distortion")]
+    feasible: Annotated[bool, Field(title="Feasible")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    host_name: Annotated[str, Field(title="Host Name")]
+    mapping: Annotated[list[int], Field(description="Home pnode per vnode", title="Mapping")]
+    reason: Annotated[str, Field(title="Reason")]
+    score: Annotated[float | None, Field(title="Score")]
+    spread: Annotated[bool, Field(title="Spread")]
+
+
+class Placements(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    hosts: Annotated[list[PlacementOut], Field(title="Hosts")]
+
+
+class PlanStepOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    host: Annotated[Literal["source", "destination"], Field(title="Host")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    mib: Annotated[int, Field(title="Mib")]
+    op: Annotated[
+        Literal["claim", "balloon", "unplug", "plug", "migrate", "release"], Field(title="Op")
+    ]
+    pfn_ranges: Annotated[list[list[int]], Field(title="Pfn Ranges")]
+    phase: Annotated[
+        Literal["claim", "prepare", "migrate", "settle", "release"], Field(title="Phase")
+    ]
+    pnode: Annotated[int | None, Field(title="Pnode")]
+    seq: Annotated[int, Field(title="Seq")]
+    target_mib: Annotated[int | None, Field(title="Target Mib")]
+    vnode: Annotated[int | None, Field(title="Vnode")]
+
+
+class PnodeAccounting(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allocated_mib: Annotated[int, Field(title="Allocated Mib")]
+    capacity_mib: Annotated[int, Field(title="Capacity Mib")]
+    claimed_mib: Annotated[int, Field(title="Claimed Mib")]
+    free_mib: Annotated[int, Field(title="Free Mib")]
+    index: Annotated[int, Field(title="Index")]
+    observed_free_mib: Annotated[int | None, Field(title="Observed Free Mib")]
+
+
+class PnodeIn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    cpus: Annotated[int, Field(ge=1, le=4096, title="Cpus")]
+    memory_mib: Annotated[int, Field(ge=1, le=2147483648, title="Memory Mib")]
+    reserved_mib: Annotated[
+        int | None,
+        Field(
+            description="Held back for the hypervisor and dom0; must be below memory_mib",
+            ge=0,
+            le=2147483648,
+            title="Reserved Mib",
+        ),
+    ] = 0
+
+
+class PnodeOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    capacity_mib: Annotated[int, Field(title="Capacity Mib")]
+    cpus: Annotated[int, Field(title="Cpus")]
+    index: Annotated[int, Field(title="Index")]
+    memory_mib: Annotated[int, Field(title="Memory Mib")]
+    reserved_mib: Annotated[int, Field(title="Reserved Mib")]
+
+
+class PoolReport(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    actual_mib: Annotated[int, Field(ge=0, le=2147483648, title="Actual Mib")]
+    index: Annotated[int, Field(ge=0, lt=32, title="Index")]
+
+
+class RebalanceOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distortion_after: Annotated[float, Field(title="Distortion After")]
+    distortion_before: Annotated[float, Field(title="Distortion Before")]
+    dry_run: Annotated[bool, Field(title="Dry Run")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    moved_mib: Annotated[int, Field(title="Moved Mib")]
+    moves: Annotated[list[BlockMoveOut], Field(title="Moves")]
+    remote_fraction_after: Annotated[float, Field(title="Remote Fraction After")]
+    remote_fraction_before: Annotated[float, Field(title="Remote Fraction Before")]
+
+
+class RebalanceRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    budget_mib: Annotated[
+        int,
+        Field(
+            description="At most this many MiB move between (vnode, pnode) pairs",
+            ge=0,
+            le=2147483648,
+            title="Budget Mib",
+        ),
+    ]
+    dry_run: Annotated[bool | None, Field(title="Dry Run")] = False
+
+
+class ReportVnode(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    actual_mib: Annotated[int, Field(ge=0, le=2147483648, title="Actual Mib")]
+    index: Annotated[int, Field(ge=0, lt=32, title="Index")]
+
+
+FreeMibAdditionalProperty = TypeAliasType(
+    "FreeMibAdditionalProperty", Annotated[int, Field(ge=0, le=2147483648)]
+)
+
+
+class TotalFreeMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="MiB to free on the whole host", ge=0, le=2147483648, title="Total Free Mib"
+        ),
+    ]
+
+
+class SqueezeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    balance: Annotated[
+        bool | None,
+        Field(
+            description="Share all free memory out (every domain toward dynamic_max)",
+            title="Balance",
+        ),
+    ] = False
+    dry_run: Annotated[
+        bool | None, Field(description="Return the plan and change nothing", title="Dry Run")
+    ] = False
+    free_mib: Annotated[
+        dict[str, FreeMibAdditionalProperty] | None,
+        Field(
+            description='MiB to free per pnode, keyed by pnode index: {"0": 8192}', title="Free Mib"
+        ),
+    ] = None
+    total_free_mib: Annotated[
+        TotalFreeMib | None,
+        Field(description="MiB to free on the whole host", title="Total Free Mib"),
+    ] = None
+
+
+class SqueezedDomain(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    held: Annotated[
+        bool,
+        Field(
+            description="Left out (inactive or uncooperative): held at its actual size",
+            title="Held",
+        ),
+    ]
+    phase: Annotated[Literal["decrease", "increase", "unchanged"], Field(title="Phase")]
+    previous_target_mib: Annotated[int, Field(title="Previous Target Mib")]
+    target_mib: Annotated[int, Field(title="Target Mib")]
+    vnode_targets_mib: Annotated[list[int], Field(title="Vnode Targets Mib")]
+
+
+class StepDestination(BaseModel):
+    """
+    Where a migrate step takes the domain: what the source host's agent needs to build the
+    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    host_name: Annotated[str, Field(title="Host Name")]
+    nodesets: Annotated[
+        list[list[int]],
+        Field(
+            description="per vnode, the destination pnodes that back it (its <memnode> nodeset)",
+            title="Nodesets",
+        ),
+    ]
+
+
+class StepOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    destination: Annotated[
+        StepDestination | None,
+        Field(description="migrate steps only: the destination and its binding"),
+    ] = None
+    detail: Annotated[str | None, Field(title="Detail")]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    grow: Annotated[
+        bool | None,
+        Field(
+            description="pool steps: whether the pool grows to target_mib (or shrinks)",
+            title="Grow",
+        ),
+    ] = None
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    mib: Annotated[int, Field(title="Mib")]
+    migration_id: Annotated[str | None, Field(title="Migration Id")]
+    op: Annotated[str, Field(title="Op")]
+    pfn_ranges: Annotated[list[list[int]], Field(title="Pfn Ranges")]
+    phase: Annotated[str, Field(title="Phase")]
+    pnode: Annotated[int | None, Field(title="Pnode")]
+    seq: Annotated[int, Field(title="Seq")]
+    state: Annotated[str, Field(title="State")]
+    target_mib: Annotated[int | None, Field(title="Target Mib")]
+    vnode: Annotated[int | None, Field(title="Vnode")]
+
+
+class VnodeTargetsMib1Item(RootModel[int]):
+    root: Annotated[int, Field(ge=0, le=2147483648)]
+
+
+class VnodeTargetsMib1(RootModel[list[VnodeTargetsMib1Item]]):
+    root: Annotated[
+        list[VnodeTargetsMib1Item],
+        Field(
+            description="Per-vnode targets (policy explicit)",
+            max_length=32,
+            title="Vnode Targets Mib",
+        ),
+    ]
+
+
+class TargetPut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
+        Field(description="Also switch the domain's policy", title="Policy"),
+    ] = None
+    target_mib: Annotated[int, Field(ge=0, le=2147483648, title="Target Mib")]
+    vnode_targets_mib: Annotated[
+        VnodeTargetsMib1 | None,
+        Field(description="Per-vnode targets (policy explicit)", title="Vnode Targets Mib"),
+    ] = None
+
+
+class TemplateVnode(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distances: Annotated[list[int], Field(title="Distances")]
+    index: Annotated[int, Field(title="Index")]
+
+
+class ValidationIssue(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    loc: Annotated[list[str | int], Field(title="Loc")]
+    msg: Annotated[str, Field(title="Msg")]
+    type: Annotated[str | None, Field(title="Type")] = None
+
+
+class Vcpu(RootModel[int]):
+    root: Annotated[int, Field(ge=0, lt=4096)]
+
+
+class VnodeIn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distances: Annotated[
+        list[int],
+        Field(description="This vnode's row of the virtual SLIT", max_length=32, title="Distances"),
+    ]
+    size_mib: Annotated[
+        int,
+        Field(
+            description="Guest-physical span (SRAT), a multiple of block_mib",
+            ge=1,
+            le=2147483648,
+            title="Size Mib",
+        ),
+    ]
+    vcpus: Annotated[list[Vcpu], Field(max_length=4096, title="Vcpus")]
+
+
+class VnodeOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    actual_mib: Annotated[
+        int | None,
+        Field(description="Last size the guest's balloon driver reported", title="Actual Mib"),
+    ]
+    backing_mib: Annotated[
+        list[int],
+        Field(description="MiB of this vnode on each pnode of the host", title="Backing Mib"),
+    ]
+    distances: Annotated[list[int], Field(title="Distances")]
+    home_pnode: Annotated[
+        int | None, Field(description="The pnode running this vnode's vCPUs", title="Home Pnode")
+    ]
+    index: Annotated[int, Field(title="Index")]
+    memranges: Annotated[list[MemRange], Field(title="Memranges")]
+    plugged_blocks: Annotated[int, Field(title="Plugged Blocks")]
+    size_mib: Annotated[int, Field(title="Size Mib")]
+    target_mib: Annotated[int, Field(title="Target Mib")]
+    vcpus: Annotated[list[int], Field(title="Vcpus")]
+
+
+class WorstCaseTemplateOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    classes: Annotated[list[int], Field(title="Classes")]
+    distances: Annotated[list[list[int]], Field(title="Distances")]
+    hosts_considered: Annotated[int, Field(title="Hosts Considered")]
+    source_host_id: Annotated[str | None, Field(title="Source Host Id")]
+    vnode_count: Annotated[int, Field(title="Vnode Count")]
+    vnodes: Annotated[list[TemplateVnode], Field(title="Vnodes")]
+
+
+class Accounting(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains: Annotated[list[DomainBacking], Field(title="Domains")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    pnodes: Annotated[list[PnodeAccounting], Field(title="Pnodes")]
+
+
+class AgentReportOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains_accepted: Annotated[
+        int,
+        Field(
+            description="domains of this host whose sizes were recorded", title="Domains Accepted"
+        ),
+    ]
+    drift: Annotated[list[DriftPnode], Field(title="Drift")]
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    unknown_domains: Annotated[
+        list[str],
+        Field(
+            description="reported ids that are not on this host (unknown, or moved away); ignored",
+            title="Unknown Domains",
+        ),
+    ]
+
+
+class BalloonReport(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vnodes: Annotated[list[PoolReport], Field(max_length=32, min_length=1, title="Vnodes")]
+
+
+class Vnodes(RootModel[list[VnodeIn]]):
+    root: Annotated[list[VnodeIn], Field(max_length=32, title="Vnodes")]
+
+
+class DomainCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[
+        BlockMib | None,
+        Field(
+            description="The guest's memory hotplug block (power of two); default the cluster's",
+            title="Block Mib",
+        ),
+    ] = None
+    host_id: Annotated[
+        str | None, Field(description="Place here, or fail; else the best host", title="Host Id")
+    ] = None
+    memory: MemoryIn
+    name: Annotated[
+        str,
+        Field(
+            description="1-255 characters, no control characters or '/'",
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00-\\x1f\\x7f/]+$",
+            title="Name",
+        ),
+    ]
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
+        Field(title="Policy"),
+    ] = "proportional"
+    template: Annotated[
+        Literal["worst-case"] | None,
+        Field(
+            description="Use the cluster's worst-case virtual topology instead of vnodes",
+            title="Template",
+        ),
+    ] = None
+    vcpus: Annotated[
+        Vcpus | None, Field(description="With template: vCPU count", title="Vcpus")
+    ] = None
+    vnode_size_mib: Annotated[
+        VnodeSizeMib | None,
+        Field(
+            description="With template: every vnode's span (default dynamic_max / k, block-aligned)",
+            title="Vnode Size Mib",
+        ),
+    ] = None
+    vnode_targets_mib: Annotated[
+        VnodeTargetsMib | None,
+        Field(description="Per-vnode targets (policy explicit)", title="Vnode Targets Mib"),
+    ] = None
+    vnodes: Annotated[Vnodes | None, Field(title="Vnodes")] = None
+
+
+class DomainCreated(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[int, Field(title="Block Mib")]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    guest_token: Annotated[
+        str | None,
+        Field(
+            description="The guest's bearer token for /v1/guest. Shown once; null on an Idempotency-Key replay (rotate it with POST /v1/domains/{id}/guest-token).",
+            title="Guest Token",
+        ),
+    ]
+    host_id: Annotated[str | None, Field(title="Host Id")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    memory: MemoryOut
+    name: Annotated[str, Field(title="Name")]
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"],
+        Field(title="Policy"),
+    ]
+    state: Annotated[str, Field(title="State")]
+    uncooperative: Annotated[bool, Field(title="Uncooperative")]
+    version: Annotated[int, Field(title="Version")]
+    vnodes: Annotated[list[VnodeOut], Field(title="Vnodes")]
+
+
+class DomainOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[int, Field(title="Block Mib")]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    host_id: Annotated[str | None, Field(title="Host Id")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    memory: MemoryOut
+    name: Annotated[str, Field(title="Name")]
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"],
+        Field(title="Policy"),
+    ]
+    state: Annotated[str, Field(title="State")]
+    uncooperative: Annotated[bool, Field(title="Uncooperative")]
+    version: Annotated[int, Field(title="Version")]
+    vnodes: Annotated[list[VnodeOut], Field(title="Vnodes")]
+
+
+class GuestBalloon(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    pending: Annotated[list[GuestOperation], Field(title="Pending")]
+    target_mib: Annotated[int, Field(title="Target Mib")]
+    vnodes: Annotated[list[GuestPool], Field(title="Vnodes")]
+
+
+class GuestTopology(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[int, Field(title="Block Mib")]
+    vnodes: Annotated[list[GuestVnode], Field(title="Vnodes")]
+
+
+class HostCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distances: Annotated[
+        list[Distance],
+        Field(
+            description="ACPI SLIT: n x n integers, diagonal 10, off-diagonal 11..254",
+            max_length=64,
+            title="Distances",
+        ),
+    ]
+    name: Annotated[
+        str,
+        Field(
+            description="1-255 characters, no control characters or '/'",
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00-\\x1f\\x7f/]+$",
+            title="Name",
+        ),
+    ]
+    pnodes: Annotated[list[PnodeIn], Field(max_length=64, min_length=1, title="Pnodes")]
+
+
+class HostCreated(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_token: Annotated[
+        str | None,
+        Field(
+            description="The host agent's bearer token. Shown once; null when an Idempotency-Key replay returns the stored response (rotate it with POST /v1/hosts/{id}/agent-token).",
+            title="Agent Token",
+        ),
+    ]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    distances: Annotated[list[list[int]], Field(title="Distances")]
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    name: Annotated[str, Field(title="Name")]
+    pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
+    state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
+    version: Annotated[int, Field(title="Version")]
+
+
+class HostOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    distances: Annotated[list[list[int]], Field(title="Distances")]
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    name: Annotated[str, Field(title="Name")]
+    pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
+    state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
+    version: Annotated[int, Field(title="Version")]
+
+
+class ObservedIn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    pnodes: Annotated[list[ObservedPnode], Field(max_length=64, min_length=1, title="Pnodes")]
+
+
+class PageDomainOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[DomainOut], Field(title="Items")]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Pass as ?cursor= to get the next page; null on the last page",
+            title="Next Cursor",
+        ),
+    ] = None
+
+
+class PageHostOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[HostOut], Field(title="Items")]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Pass as ?cursor= to get the next page; null on the last page",
+            title="Next Cursor",
+        ),
+    ] = None
+
+
+class PlanOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    backing_after: Annotated[list[list[int]], Field(title="Backing After")]
+    backing_before: Annotated[list[list[int]], Field(title="Backing Before")]
+    claims_mib: Annotated[
+        list[int], Field(description="Destination MiB claimed per pnode", title="Claims Mib")
+    ]
+    destination_host_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            title="Destination Host Id",
+        ),
+    ]
+    distortion_after: Annotated[float, Field(title="Distortion After")]
+    distortion_before: Annotated[float, Field(title="Distortion Before")]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    feasible: Annotated[bool, Field(title="Feasible")]
+    mapping_after: Annotated[list[int], Field(title="Mapping After")]
+    mapping_before: Annotated[list[int], Field(title="Mapping Before")]
+    moved_mib: Annotated[int, Field(title="Moved Mib")]
+    reason: Annotated[str, Field(title="Reason")]
+    remote_fraction_after: Annotated[float, Field(title="Remote Fraction After")]
+    remote_fraction_before: Annotated[float, Field(title="Remote Fraction Before")]
+    source_host_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            title="Source Host Id",
+        ),
+    ]
+    steps: Annotated[list[PlanStepOut], Field(title="Steps")]
+    strategy: Annotated[Literal["rebalance", "replug"], Field(title="Strategy")]
+    target_after_mib: Annotated[int, Field(title="Target After Mib")]
+    target_before_mib: Annotated[int, Field(title="Target Before Mib")]
+
+
+class Problem(BaseModel):
+    """
+    RFC 9457 problem details.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    detail: Annotated[str, Field(title="Detail")]
+    errors: Annotated[list[ValidationIssue] | None, Field(title="Errors")] = None
+    instance: Annotated[str | None, Field(title="Instance")] = None
+    max_feasible_mib: Annotated[int | None, Field(title="Max Feasible Mib")] = None
+    status: Annotated[int, Field(title="Status")]
+    title: Annotated[str, Field(title="Title")]
+    type: Annotated[str, Field(title="Type")]
+
+
+class ReportDomain(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    vnodes: Annotated[list[ReportVnode], Field(max_length=32, title="Vnodes")]
+
+
+class SqueezeResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains: Annotated[list[SqueezedDomain], Field(title="Domains")]
+    dry_run: Annotated[bool, Field(title="Dry Run")]
+    free_mib_after: Annotated[list[int], Field(title="Free Mib After")]
+    gamma: Annotated[
+        float,
+        Field(description="The one fraction of every domain's dynamic range kept", title="Gamma"),
+    ]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    order: Annotated[
+        list[str],
+        Field(description="Apply in this order: all decreases, then increases", title="Order"),
+    ]
+
+
+class StepList(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[StepOut], Field(title="Items")]
+
+
+class AgentReportIn(BaseModel):
+    """
+    One request per host per interval: free memory per pnode and every domain's per-vnode
+    actual size as the hypervisor sees it (guests without an in-guest driver are observed too).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains: Annotated[list[ReportDomain] | None, Field(max_length=4096, title="Domains")] = None
+    pnodes: Annotated[list[ObservedPnode] | None, Field(max_length=64, title="Pnodes")] = None
+
+
+class MigrationOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    claims: Annotated[list[ClaimOut], Field(title="Claims")]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    destination_host_id: Annotated[str | None, Field(title="Destination Host Id")]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    expires_at: Annotated[AwareDatetime, Field(title="Expires At")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    plan: PlanOut | None
+    reason: Annotated[str | None, Field(title="Reason")]
+    source_host_id: Annotated[str | None, Field(title="Source Host Id")]
+    state: Annotated[
+        Literal["planned", "preparing", "migrating", "settling", "completed", "aborted", "failed"],
+        Field(title="State"),
+    ]
+    steps: Annotated[list[MigrationStepOut], Field(title="Steps")]
+    strategy: Annotated[Literal["rebalance", "replug"], Field(title="Strategy")]
+    updated_at: Annotated[AwareDatetime, Field(title="Updated At")]
+    version: Annotated[int, Field(title="Version")]
+
+
+class PageMigrationOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[MigrationOut], Field(title="Items")]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Pass as ?cursor= to get the next page; null on the last page",
+            title="Next Cursor",
+        ),
+    ] = None

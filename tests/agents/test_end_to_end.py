@@ -1,0 +1,158 @@
+"""End to end: a real uvicorn; the host agent on libvirt's test driver (source) and on a sysfs
+tree (destination); the guest agent on the guest's memory-block tree. A migration between the
+two hosts completes with every step done by the agents: the guest unplugs and replugs blocks,
+the libvirt agent balloons, moves the domain (cold, to a second test-driver connection) with its
+new <numatune>, and releases the source."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.local import LocalService
+from numa_balloon_agent.agent import Agent, Settings
+from numa_balloon_agent.backends.sysfs import SysfsBackend
+from numa_balloon_client import Client, Conflict
+from numa_balloon_guest.agent import GuestAgent
+from numa_balloon_guest.blocks import MemoryBlocks
+from tests.agents.trees import block_states, guest_tree, host_tree
+from tests.libvirt_env import require_binding
+
+ADMIN = "e2e-admin-token-0123456789abcdef"
+DESTINATION_NODE = """<node>
+  <cpu><mhz>2400</mhz><model>x86_64</model><nodes>2</nodes><sockets>2</sockets>
+    <cores>4</cores><threads>1</threads></cpu>
+  <memory>8388608</memory>
+</node>
+"""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    with LocalService(tmp_path_factory.mktemp("svc"), token=ADMIN) as svc:
+        yield svc
+
+
+def _agent(backend: object, url: str, name: str, state: Path) -> Agent:
+    settings = Settings(url=url, admin_token=ADMIN, name=name, state_dir=state, interval_s=0)
+    return Agent(backend, settings, sleep=lambda _: None)  # type: ignore[arg-type]
+
+
+def balloon_only_domain(export: str, sizes_mib: list[int]) -> str:
+    """The libvirt-domain export without its virtio-mem devices (the test driver cannot resize
+    them): each cell holds its whole span and the balloon is the only knob."""
+    root = ET.fromstring(export)
+    devices = root.find("devices")
+    assert devices is not None
+    for m in devices.findall("memory"):
+        devices.remove(m)
+    max_memory = root.find("maxMemory")
+    if max_memory is not None:
+        root.remove(max_memory)
+    for cell, size in zip(root.findall("cpu/numa/cell"), sizes_mib, strict=True):
+        cell.set("memory", str(size * 1024))
+    return ET.tostring(root, encoding="unicode")
+
+
+def test_migration_done_by_the_agents(service: LocalService, tmp_path: Path) -> None:
+    libvirt = require_binding()
+    from numa_balloon_agent.backends.libvirt import LibvirtBackend
+
+    # The destination hypervisor: a test driver of its own, from a custom node definition (in
+    # one process every test:///default connection shares one driver).
+    elsewhere = tmp_path / "destination-node.xml"
+    elsewhere.write_text(DESTINATION_NODE)
+    source = LibvirtBackend("test:///default", migrate_uri=f"test://{elsewhere}", migration="cold")
+    kvm = _agent(source, service.url, "kvm-test-driver", tmp_path / "a")
+    linux = _agent(
+        SysfsBackend(host_tree(tmp_path / "b-root", [4096, 4096])),
+        service.url,
+        "linux-sysfs",
+        tmp_path / "b",
+    )
+    assert kvm.run(once=True) == 0 and linux.run(once=True) == 0
+    admin = Client(service.url, ADMIN)
+    assert kvm.host_id is not None and linux.host_id is not None
+    hosts = {h.name: h for h in admin.iter_hosts()}
+    assert [p.memory_mib for p in hosts["kvm-test-driver"].pnodes] == [2048, 4096]
+
+    body = {
+        "name": "vm-e2e",
+        "host_id": kvm.host_id,
+        "policy": "faithful",
+        "memory": {"dynamic_min_mib": 512, "dynamic_max_mib": 2048, "target_mib": 2048},
+        "vnodes": [
+            {"size_mib": 1024, "vcpus": [0, 1], "distances": [10, 21]},
+            {"size_mib": 1024, "vcpus": [2, 3], "distances": [21, 10]},
+        ],
+    }
+    dom = admin.create_domain(body)
+    xml = balloon_only_domain(admin.export_domain(dom.id, "libvirt-domain"), [1024, 1024])
+    source.conn.defineXML(xml).create()
+    guest_root = guest_tree(tmp_path / "guest", [8, 8])
+    guest = GuestAgent(Client(service.url, dom.guest_token), MemoryBlocks(guest_root))
+    assert guest.cycle() == {0: 1024, 1: 1024}
+
+    mig = admin.start_migration(dom.id, linux.host_id, "replug")
+    state = mig.state
+    for _ in range(40):
+        if state == "completed":
+            break
+        for agent in (kvm, linux):
+            agent.cycle()
+        guest.cycle()
+        try:
+            state = admin.advance_migration(mig.id).state
+        except Conflict:
+            continue
+    final = admin.get_migration(mig.id)
+    assert final.state == "completed", final
+    steps = [s for s in final.model_dump()["steps"] if s["phase"] != "claim"]
+    assert steps and all(s["state"] == "acked" for s in steps), [
+        (s["op"], s["state"], s["detail"]) for s in steps
+    ]
+    details = {s["op"]: s["detail"] for s in steps}
+    assert "defineXML" in details["migrate"]
+    assert "no longer runs" in details["release"]
+    # The libvirt agent moved the domain away; the guest's blocks follow the new pools.
+    with pytest.raises(libvirt.libvirtError):
+        source.conn.lookupByUUIDString(dom.id)
+    moved = admin.get_domain(dom.id)
+    assert moved.host_id == linux.host_id
+    online = sum(1 for s in block_states(guest_root).values() if s.startswith("online"))
+    assert online * 128 == moved.memory.target_mib
+    acc = admin.host_accounting(kvm.host_id)
+    assert all(p.allocated_mib == 0 and p.claimed_mib == 0 for p in acc.pnodes)
+    for closing in (kvm, linux, guest.client, admin):
+        closing.close()
+
+
+def test_run_once_registers_idempotently_and_keeps_a_private_token(
+    service: LocalService, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    root = host_tree(tmp_path / "root", [8192, 8192, 8192, 8192])
+    (tmp_path / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    argv = [
+        sys.executable, "-m", "numa_balloon_agent", "run", "--once", "--backend", "sysfs",
+        "--sysfs-root", str(root), "--url", service.url, "--token", ADMIN, "--name", "once-1",
+        "--machine-id-file", str(tmp_path / "machine-id"), "--log-format", "text",
+    ]  # fmt: skip
+    for state_dir in ("s1", "s2"):  # a lost state file registers again: the same host
+        proc = subprocess.run(
+            [*argv, "--state-dir", str(tmp_path / state_dir)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "reported" in proc.stderr
+    state = tmp_path / "s1" / "agent.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    with Client(service.url, ADMIN) as admin:
+        assert [h.name for h in admin.iter_hosts() if h.name == "once-1"] == ["once-1"]
+        host_id = next(h.id for h in admin.iter_hosts() if h.name == "once-1")
+        acc = admin.host_accounting(host_id)
+    assert [p.observed_free_mib for p in acc.pnodes] == [4096] * 4  # MemFree, half of each

@@ -1,0 +1,63 @@
+"""The guest agent's memory-block work on kernel-shaped trees."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from numa_balloon_guest.blocks import MemoryBlocks
+from tests.agents.trees import MEMORY, block_states, guest_tree
+
+PAGES_PER_128_MIB = 128 * 256
+
+
+def test_measures_online_blocks_per_node(tmp_path: Path) -> None:
+    blocks = MemoryBlocks(guest_tree(tmp_path, [4, 8]))
+    assert blocks.block_bytes() == 128 << 20
+    assert [blocks.node_mib(0), blocks.node_mib(1)] == [512, 1024]
+
+
+def test_unplug_then_plug_a_pfn_range(tmp_path: Path) -> None:
+    root = guest_tree(tmp_path, [4, 4])
+    blocks = MemoryBlocks(root)
+    # vnode 1 spans PFNs [4 blocks, 8 blocks); unplug its top two blocks
+    top = [[6 * PAGES_PER_128_MIB, 8 * PAGES_PER_128_MIB]]
+    assert blocks.blocks_of(top) == [6, 7]
+    progress = blocks.set_state(blocks.blocks_of(top), online=False)
+    assert progress.changed == [6, 7] and not progress.refused
+    assert block_states(root)[6] == "offline" and block_states(root)[5] == "online"
+    assert blocks.node_mib(1) == 256
+    again = blocks.set_state([6, 7], online=False)
+    assert again.already == [6, 7] and again.changed == []
+    plugged = blocks.set_state([6, 7], online=True)
+    assert plugged.changed == [6, 7]
+    assert block_states(root)[7] == "online_movable"
+    assert blocks.node_mib(1) == 512
+
+
+def test_a_refused_block_is_partial_progress(tmp_path: Path) -> None:
+    """The kernel refusing a block (EBUSY on a real one; here an immutable state file, whose
+    write fails with EPERM even for root) leaves the others done and names it, without raising."""
+    root = guest_tree(tmp_path, [4])
+    state = root / MEMORY / "memory2" / "state"
+    if subprocess.run(["chattr", "+i", str(state)], check=False).returncode != 0:
+        pytest.skip("this filesystem has no immutable attribute")
+    try:
+        blocks = MemoryBlocks(root)
+        progress = blocks.set_state([1, 2, 3], online=False)
+        assert progress.changed == [1, 3]
+        assert progress.refused == {2: "EPERM"}
+        assert "kernel refused memory2 (EPERM)" in progress.summary("unplug")
+        assert blocks.node_mib(0) == 256  # blocks 0 and 2 still online
+    finally:
+        subprocess.run(["chattr", "-i", str(state)], check=True)
+
+
+def test_without_memory_blocks_meminfo_is_the_measure(tmp_path: Path) -> None:
+    from tests.agents.trees import host_tree
+
+    blocks = MemoryBlocks(host_tree(tmp_path, [2048, 1024]))
+    assert not blocks.available
+    assert [blocks.node_mib(0), blocks.node_mib(1)] == [2048, 1024]

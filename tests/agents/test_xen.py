@@ -1,0 +1,159 @@
+"""The Xen backend: saved `xl info -n` outputs of several shapes, and its actions through the
+real argument syntax of `xl` and `xenstore-*`, run by recording scripts put first on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from numa_balloon_agent.backends.xen import XenBackend
+from numa_balloon_agent.backends.xl_info import XlInfoError, parse_xl_info
+from numa_balloon_agent.runner import Runner
+from numa_balloon_agent.steps import Step
+
+SAVED = Path(__file__).parent / "xl_info"
+UUID = "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b"
+
+# One script under every tool name: logs its argv as a JSON line, serves xenstore from files.
+FAKE = """#!{python}
+import json, os, sys
+from pathlib import Path
+store = Path(os.environ["FAKE_XENSTORE"])
+name = Path(sys.argv[0]).name
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps([name, *sys.argv[1:]]) + "\\n")
+key = store / sys.argv[-1 if name != "xenstore-write" else -2].lstrip("/")
+if name == "xenstore-read":
+    if not key.is_file():
+        sys.exit("couldn't read path")
+    print(key.read_text())
+elif name == "xenstore-list":
+    if not key.is_dir():
+        sys.exit("couldn't list path")
+    print("\\n".join(sorted(p.name for p in key.iterdir())))
+elif name == "xenstore-write":
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(sys.argv[-1])
+"""
+
+
+@pytest.mark.parametrize(
+    ("saved", "memory", "cpus", "row0"),
+    [
+        ("one_node.txt", [16263], [4], [10]),
+        ("two_socket.txt", [65536, 65501], [8, 8], [10, 21]),
+        ("eight_node.txt", [30720] + [32768] * 7, [4] * 7 + [0], [10, 16, 16, 22, 16, 22, 16, 22]),
+    ],
+)
+def test_discover_from_saved_outputs(
+    saved: str, memory: list[int], cpus: list[int], row0: list[int]
+) -> None:
+    body = XenBackend(xl_info=SAVED / saved).discover(name="xen-1", reserved_mib=512)
+    assert [p["memory_mib"] for p in body["pnodes"]] == memory
+    assert [p["cpus"] for p in body["pnodes"]] == cpus
+    assert all(p["reserved_mib"] == 512 for p in body["pnodes"])
+    assert body["distances"][0] == row0
+    n = len(memory)
+    assert all(
+        body["distances"][i][j] == body["distances"][j][i] for i in range(n) for j in range(n)
+    )
+
+
+def test_free_memory_and_asymmetric_rows() -> None:
+    backend = XenBackend(xl_info=SAVED / "eight_node.txt")
+    assert backend.free_mib() == [25000 + i for i in range(8)]
+    assert XenBackend(xl_info=SAVED / "two_socket.txt").free_mib() == [60672, 59328]
+
+
+def test_gaps_in_node_numbers_and_bad_outputs() -> None:
+    text = (
+        (SAVED / "two_socket.txt")
+        .read_text()
+        .replace(
+            "   1:     65501      59328      21,10\n", "   2:     65501      59328      21,99,10\n"
+        )
+        .replace(
+            "   0:     65536      60672      10,21\n", "   0:     65536      60672      10,99,21\n"
+        )
+    )
+    nodes = parse_xl_info(text)
+    assert [n.node for n in nodes] == [0, 2]
+    with pytest.raises(XlInfoError, match="numa_info"):
+        parse_xl_info("host : x\n")
+
+
+@pytest.fixture
+def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
+    bin_dir, store, log = tmp_path / "bin", tmp_path / "store", tmp_path / "log"
+    bin_dir.mkdir()
+    script = bin_dir / "fake"
+    script.write_text(FAKE.format(python=sys.executable))
+    script.chmod(0o755)
+    for tool in ("xl", "xenstore-read", "xenstore-list", "xenstore-write"):
+        (bin_dir / tool).symlink_to(script)
+    dom = store / "local/domain/7"
+    (dom / "memory/vnode0").mkdir(parents=True)
+    (dom / "memory/vnode1").mkdir(parents=True)
+    (store / "local/domain/0").mkdir(parents=True)
+    (dom / "vm").write_text(f"/vm/{UUID}")
+    (dom / "memory/target").write_text(str(3072 * 1024))
+    (dom / "memory/vnode0/target").write_text(str(2048 * 1024))
+    (dom / "memory/vnode1/target").write_text(str(1024 * 1024))
+    (dom / "memory/vnode0/actual").write_text(str(2040 * 1024))
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env.update(FAKE_XENSTORE=str(store), FAKE_LOG=str(log))
+    return XenBackend(xl_info=SAVED / "two_socket.txt", runner=Runner(env)), store, log
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_domains_report_vnode_actuals(xen: tuple[XenBackend, Path, Path]) -> None:
+    backend, _, log = xen
+    assert backend.domains() == [{"domain_id": UUID, "vnodes": [{"index": 0, "actual_mib": 2040}]}]
+    assert ["xenstore-read", "/local/domain/7/vm"] in _calls(log)
+
+
+def test_pool_step_writes_the_vnode_target_then_mem_sets_the_total(
+    xen: tuple[XenBackend, Path, Path],
+) -> None:
+    backend, store, log = xen
+    step = Step(
+        id="s1", domain_id=UUID, op="unplug", phase="balloon", vnode=1, pnode=1, mib=512,
+        target_mib=512, grow=False,
+    )  # fmt: skip
+    outcome = backend.apply(step, dry_run=False)
+    assert not outcome.ack and outcome.ok  # the reports complete pool steps
+    calls = _calls(log)
+    assert ["xenstore-write", "/local/domain/7/memory/vnode1/target", str(512 * 1024)] in calls
+    assert calls[-1] == ["xl", "mem-set", "7", "2560m"]  # 2048 + 512
+    assert (store / "local/domain/7/memory/vnode1/target").read_text() == str(512 * 1024)
+    assert "xl mem-set 7 2560m" in outcome.detail
+
+
+def test_dry_run_changes_nothing(xen: tuple[XenBackend, Path, Path]) -> None:
+    backend, _store, log = xen
+    step = Step("s1", UUID, "plug", "balloon", 0, 0, 512, 2048, True)
+    outcome = backend.apply(step, dry_run=True)
+    assert "xenstore-write" in outcome.detail
+    assert not any(c[0] in ("xl", "xenstore-write") for c in _calls(log))
+
+
+def test_migrate_and_release(xen: tuple[XenBackend, Path, Path]) -> None:
+    backend, store, log = xen
+    dest = {"host_id": "h", "host_name": "xen-2", "nodesets": [[0], [1]]}
+    step = Step("m", UUID, "migrate", "migrate", None, None, 3072, 3072, None, [], dest)
+    outcome = backend.apply(step, dry_run=False)
+    assert outcome.ack and outcome.ok
+    assert _calls(log)[-1] == ["xl", "migrate", "7", "xen-2"]
+    release = Step("r", UUID, "release", "release", None, 0, 2048, None, None)
+    assert not backend.apply(release, dry_run=False).ok  # still in xenstore: not released
+    (store / "local/domain/7/vm").unlink()
+    (store / "local/domain/7/memory/target").unlink()
+    os.rename(store / "local/domain/7", store / "gone")
+    assert backend.apply(release, dry_run=False).ok

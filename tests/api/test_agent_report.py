@@ -1,0 +1,144 @@
+"""The host agent's batch report (POST /v1/agent/hosts/{id}/report): status only, one request
+for the host's free memory and every domain's per-vnode actual size."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.api.client import ApiClient
+from tests.api.factories import domain_body, host_body
+
+
+def _setup(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    host = client.post("/v1/hosts", json=host_body("kvm-1", n=2)).json()
+    other = client.post("/v1/hosts", json=host_body("kvm-2", n=2)).json()
+    dom = client.post(
+        "/v1/domains",
+        json=domain_body("vm-1", [4096, 4096], target_mib=8192, host_id=host["id"]),
+    ).json()
+    return host, other, dom
+
+
+def _report(client: ApiClient, host: dict[str, Any], body: dict[str, Any]) -> Any:
+    return client.post(f"/v1/agent/hosts/{host['id']}/report", token=host["agent_token"], json=body)
+
+
+def test_report_records_status_without_moving_versions(client: ApiClient) -> None:
+    host, other, dom = _setup(client)
+    elsewhere = client.post(
+        "/v1/domains", json=domain_body("vm-2", [2048], host_id=other["id"])
+    ).json()
+    before = client.get(f"/v1/domains/{dom['id']}")
+    host_before = client.get(f"/v1/hosts/{host['id']}")
+    stranger = str(uuid.uuid4())
+    r = _report(
+        client,
+        host,
+        {
+            "pnodes": [{"index": 0, "free_mib": 60000}, {"index": 1, "free_mib": 61000}],
+            "domains": [
+                {"domain_id": dom["id"], "vnodes": [{"index": 0, "actual_mib": 4096}]},
+                {"domain_id": elsewhere["id"], "vnodes": [{"index": 0, "actual_mib": 1}]},
+                {"domain_id": stranger, "vnodes": []},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["domains_accepted"] == 1
+    assert out["unknown_domains"] == [elsewhere["id"], stranger]
+    assert [d["observed_free_mib"] for d in out["drift"]] == [60000, 61000]
+    after = client.get(f"/v1/domains/{dom['id']}")
+    assert after.headers["etag"] == before.headers["etag"]
+    assert after.json()["version"] == before.json()["version"]
+    assert [v["actual_mib"] for v in after.json()["vnodes"]] == [4096, None]
+    host_after = client.get(f"/v1/hosts/{host['id']}")
+    assert host_after.headers["etag"] == host_before.headers["etag"]
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    assert [p["observed_free_mib"] for p in acc["pnodes"]] == [60000, 61000]
+    # The domain on the other host was not touched by this host's agent.
+    assert client.get(f"/v1/domains/{elsewhere['id']}").json()["vnodes"][0]["actual_mib"] is None
+
+
+def test_report_completes_pool_steps_and_lowers_the_charge(client: ApiClient) -> None:
+    host, _, dom = _setup(client)
+    r = client.put(f"/v1/domains/{dom['id']}/target", json={"target_mib": 4096})
+    assert r.status_code == 200, r.text
+    targets = [v["target_mib"] for v in r.json()["vnodes"]]
+    steps = client.get(f"/v1/agent/hosts/{host['id']}/steps", token=host["agent_token"]).json()
+    assert steps["items"], "a lower target queues pool steps"
+    version = client.get(f"/v1/domains/{dom['id']}").json()["version"]
+    body = {
+        "domains": [
+            {
+                "domain_id": dom["id"],
+                "vnodes": [{"index": i, "actual_mib": t} for i, t in enumerate(targets)],
+            }
+        ]
+    }
+    assert _report(client, host, body).status_code == 200
+    left = client.get(f"/v1/agent/hosts/{host['id']}/steps", token=host["agent_token"]).json()
+    assert left["items"] == []
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    assert sum(p["allocated_mib"] for p in acc["pnodes"]) == 4096
+    assert client.get(f"/v1/domains/{dom['id']}").json()["version"] == version
+    events = client.get("/v1/events?since=0").json()["items"]
+    acked = [e for e in events if e["action"] == "domain.actual_observed"]
+    assert acked and acked[-1]["actor"] == f"agent:{host['id']}"
+
+
+def test_report_never_raises_a_charge_above_the_target(client: ApiClient) -> None:
+    host, _, dom = _setup(client)
+    client.put(f"/v1/domains/{dom['id']}/target", json={"target_mib": 4096})
+    body = {
+        "domains": [
+            {
+                "domain_id": dom["id"],
+                "vnodes": [{"index": 0, "actual_mib": 9999}, {"index": 1, "actual_mib": 0}],
+            }
+        ]
+    }
+    assert _report(client, host, body).status_code == 200
+    vnodes = client.get(f"/v1/domains/{dom['id']}").json()["vnodes"]
+    assert vnodes[0]["actual_mib"] == 2048  # clamped to its target: nothing was observed before
+
+
+def test_bad_indices_are_422_and_change_nothing(client: ApiClient) -> None:
+    host, _, dom = _setup(client)
+    for body, loc in (
+        ({"pnodes": [{"index": 2, "free_mib": 1}]}, ["body", "pnodes", 0, "index"]),
+        (
+            {
+                "pnodes": [{"index": 0, "free_mib": 5}],
+                "domains": [{"domain_id": dom["id"], "vnodes": [{"index": 2, "actual_mib": 1}]}],
+            },
+            ["body", "domains", 0, "vnodes", 0, "index"],
+        ),
+        (
+            {
+                "domains": [
+                    {
+                        "domain_id": dom["id"],
+                        "vnodes": [{"index": 0, "actual_mib": 1}, {"index": 0, "actual_mib": 2}],
+                    }
+                ]
+            },
+            ["body", "domains", 0, "vnodes", 1, "index"],
+        ),
+    ):
+        r = _report(client, host, body)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert loc in [e["loc"] for e in r.json()["errors"]]
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    assert [p["observed_free_mib"] for p in acc["pnodes"]] == [None, None]
+    assert client.get(f"/v1/domains/{dom['id']}").json()["vnodes"][0]["actual_mib"] is None
+
+
+def test_another_hosts_agent_is_refused(client: ApiClient) -> None:
+    host, other, _ = _setup(client)
+    r = client.post(
+        f"/v1/agent/hosts/{host['id']}/report", token=other["agent_token"], json={"pnodes": []}
+    )
+    assert r.status_code == 403
