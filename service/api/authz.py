@@ -41,9 +41,11 @@ PUBLIC_OPERATIONS = frozenset(
         "healthz",
         "readyz",
         "openapi",
-        "swagger_ui_html",
+        "custom_swagger_ui_html",
         "swagger_ui_redirect",
         "redoc_html",
+        # The Swagger UI and ReDoc assets, served from the fastapi-offline package.
+        "static-offline-docs",
         "ui_login_form",
         # Signing in checks the key sent in the form itself (and counts failures per address).
         "ui_login",

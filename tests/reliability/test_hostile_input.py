@@ -67,8 +67,11 @@ def test_body_checks_refuse_duplicates_surrogates_nul_and_depth() -> None:
 def test_a_hostile_mib_is_refused_at_once_and_healthz_keeps_answering(
     postgres_db_url: str,
 ) -> None:
-    with live_server(postgres_db_url, workers=1) as server, client(server) as http:
-        anon = httpx.Client(base_url=server.url, timeout=60)
+    with (
+        live_server(postgres_db_url, workers=1) as server,
+        client(server) as http,
+        httpx.Client(base_url=server.url, timeout=60) as anon,
+    ):
         headers = {"Content-Type": "application/json"}
         r = anon.post("/v1/hosts", content=HOSTILE_MIB, headers=headers)
         _problem(r, 401)  # unauthenticated: refused before its body is parsed
@@ -78,7 +81,6 @@ def test_a_hostile_mib_is_refused_at_once_and_healthz_keeps_answering(
         start = time.monotonic()
         assert anon.get("/healthz").status_code == 200
         assert time.monotonic() - start < 30, "the event loop is free"
-        anon.close()
 
 
 # --- 4. the last 5xx ------------------------------------------------------------------------
