@@ -11,7 +11,7 @@ import pytest
 from demo.local import LocalService
 from numa_balloon_agent.agent import Agent, Settings
 from numa_balloon_agent.backends.sysfs import SysfsBackend
-from numa_balloon_client import Client
+from numa_balloon_client import Client, InvalidInput
 from tests.agents.trees import NODE, guest_tree
 from tests.client.sysfs_trees import four_node, make_tree, memory_only, two_socket
 
@@ -63,12 +63,13 @@ def test_kernel_shaped_trees(shape: object, service: LocalService, tmp_path: Pat
     name = f"tree-{shape.__name__}"  # type: ignore[attr-defined]
     agent = _agent(root, service.url, name, tmp_path / "state")
     body = agent.backend.discover(name=name, reserved_mib=0)
-    try:
-        agent.run(once=True)
-    except Exception as exc:  # a memory-only node (0 CPUs) may be refused by the service
-        assert shape is memory_only, exc
+    if shape is memory_only:  # a node without CPUs: the service refuses the host, says where
         assert body["pnodes"][1]["cpus"] == 0
+        with pytest.raises(InvalidInput) as refused:
+            agent.run(once=True)
+        assert any(i.loc[-1] == "cpus" for i in refused.value.errors)
         return
+    agent.run(once=True)
     with Client(service.url, ADMIN) as admin:
         host = admin.get_host(str(agent.host_id))
         assert [p.memory_mib for p in host.pnodes] == [p["memory_mib"] for p in body["pnodes"]]
