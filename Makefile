@@ -66,8 +66,9 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 # The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost.
-demo: install
-	$(PY) -m demo --local
+# `make demo AGENTS=real`: the real host and guest agents, on libvirt's test driver and sysfs trees.
+demo: install $(if $(filter real,$(AGENTS)),libvirt-binding)
+	$(PY) -m demo --local $(if $(AGENTS),--agents $(AGENTS))
 
 openapi: install
 	$(PY) -m service.cli openapi -o openapi/openapi.json

@@ -43,6 +43,21 @@ def play(url: str, token: str, seed: int, summary_json: str | None) -> int:
     return 0 if ok else 1
 
 
+def play_real_local(workdir: str | None, summary_json: str | None) -> int:
+    from demo.real_agents import play_real
+
+    with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
+        base = Path(workdir) if workdir else Path(tmp)
+        with LocalService(base / "service") as svc:
+            print(f"numa-balloon on {svc.url}, with the real agents")
+            summary = play_real(svc.url, svc.token, base)
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(f"summary: {json.dumps(summary, sort_keys=True)}")
+    ok = summary["migration"] == "completed" and summary["steps_done"]
+    return 0 if ok and summary["guest_online_mib"] == summary["target_mib"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     where = p.add_mutually_exclusive_group(required=True)
@@ -55,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--wait-s", type=float, default=120, help="with --url: wait this long for /readyz"
     )
+    p.add_argument(
+        "--agents",
+        choices=("simulated", "real"),
+        default="simulated",
+        help="real: numa-balloon-agent on libvirt's test driver and a sysfs tree, and the guest "
+        "agent on a memory-block tree (needs the libvirt binding)",
+    )
     args = p.parse_args(argv)
+    if args.agents == "real":
+        return play_real_local(args.workdir, args.summary_json)
     if args.local:
         with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
