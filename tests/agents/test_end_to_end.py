@@ -7,6 +7,7 @@ new <numatune>, and releases the source."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,17 @@ def test_run_once_registers_idempotently_and_keeps_a_private_token(
         )
         assert proc.returncode == 0, proc.stderr
         assert "reported" in proc.stderr
+    proc = subprocess.run(
+        [*argv[:-1], "json", "--state-dir", str(tmp_path / "s1")], capture_output=True, text=True
+    )
+    # s1's token was rotated when s2 registered again: the agent registers once more.
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]  # JSON lines, one per event
+    assert [e["event"] for e in lines][:2] == [
+        "agent token refused; registering again",
+        "registered",
+    ]
+    reported = next(e for e in lines if e["event"] == "reported")
+    assert reported["free_mib"] == [4096] * 4 and reported["level"] == "info"
     state = tmp_path / "s1" / "agent.json"
     assert state.stat().st_mode & 0o777 == 0o600
     with Client(service.url, ADMIN) as admin:
