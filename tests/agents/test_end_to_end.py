@@ -6,8 +6,8 @@ new <numatune>, and releases the source."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
