@@ -138,6 +138,10 @@ def test_register_from_sysfs(server: Server, tmp_path: Path) -> None:
     if cxl.returncode != 0:
         assert cxl.returncode == 1 and "pnodes.1.cpus" in cxl.stderr
 
+    if Path("/sys/devices/system/node/node0/meminfo").exists():  # this machine, by default
+        here = as_json(server, "hosts", "register", "--from-sysfs", "--name", "here", "--dry-run")
+        assert here["name"] == "here" and len(here["distances"]) == len(here["pnodes"]) >= 1
+
     missing = run(server, "hosts", "register", "--from-sysfs", str(tmp_path / "absent"))
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
     no_flag = run(server, "hosts", "register", str(tree))

@@ -218,3 +218,17 @@ def test_async_client_does_the_same(server: Server) -> None:
             assert (await nb.set_host_state(host.id, "maintenance", if_match=True)).version == 2
 
     asyncio.run(scenario())
+
+
+def test_async_wait_for_migration_follows_it_to_completed(server: Server, nb: Client) -> None:
+    sim, domain_id, dst = _migration_setup(nb)
+
+    async def follow() -> str:
+        async with AsyncClient(server.url, ADMIN_TOKEN) as anb:
+            mig = await anb.start_migration(domain_id, dst, "replug")
+            final = await anb.wait_for_migration(mig.id, advance=True, timeout_s=60)
+            return final.state
+
+    with sim:
+        assert asyncio.run(follow()) == "completed"
+    assert nb.get_domain(domain_id).host_id == dst
