@@ -306,7 +306,9 @@ def test_cluster_events_and_top(server: Server, tmp_path: Path) -> None:
     assert "host.created" in ok(server, "events", "watch", "--subject", host["id"], "--count", "1")
 
     frame = ok(server, "top", "--once")
-    assert host["name"] in frame and "FREE MiB" in frame
+    assert f"{host['name']}  [active]" in frame and "FREE MiB" in frame
+    live = ok(server, "top", "--count", "2", "--interval", "0.2")  # Rich Live, refreshed
+    assert host["name"] in live
     snap = json.loads(ok(server, "-o", "json", "top", "--once"))
     assert any(h["name"] == host["name"] and len(h["pnodes"]) == 2 for h in snap)
     frames = ok(server, "-o", "json", "top", "--count", "2", "--interval", "0.2").splitlines()
