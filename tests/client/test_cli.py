@@ -40,7 +40,7 @@ def run(
     if server is not None:
         base.update(NUMA_BALLOON_URL=server.url, NUMA_BALLOON_TOKEN=ADMIN_TOKEN)
     base.update(env or {})
-    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "numa_balloon_cli.main"]
+    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "numa_balloon_cli"]
     return subprocess.run(
         [*cmd, *args], input=stdin, capture_output=True, text=True, env=base, timeout=120
     )
