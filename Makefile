@@ -81,6 +81,7 @@ bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.place
 	$(PY) -m bench.migration
+	$(PY) -m bench.client
 	$(PY) -m bench.http
 
 # Schemathesis over every route with many more cases than `make test` runs.

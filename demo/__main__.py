@@ -10,28 +10,24 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from demo.local import LocalService
+from demo.local import LocalService, ready
 from demo.story import Story
+from numa_balloon_client import Client
 
 
 def wait_ready(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if ready(url):
+            return
         if time.monotonic() > deadline:
             raise SystemExit(f"{url}/readyz did not answer 200 within {timeout_s:.0f} s")
         time.sleep(0.5)
 
 
 def play(url: str, token: str, seed: int, summary_json: str | None) -> int:
-    with httpx.Client(base_url=url, timeout=30) as http:
-        summary = Story(http, token, seed=seed).play()
+    with Client(url, token, timeout_s=30) as nb:
+        summary = Story(nb, seed=seed).play()
     if summary_json:
         Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     ok = (

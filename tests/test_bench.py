@@ -20,6 +20,8 @@ HEADLINES = {
     rf"distortion_ours={NUM} distortion_nova={NUM}$",
     "bench.migration": rf"^migration plan 32v 1TiB 8p->64p: rebalance_ms={NUM} "
     rf"replug_ms={NUM} steps=\d+$",
+    "bench.client": rf"^client get_domain: httpx_cpu_ms={NUM} client_cpu_ms={NUM} "
+    rf"async_cpu_ms={NUM} overhead_ms=-?{NUM}$",
 }
 
 
