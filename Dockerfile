@@ -9,6 +9,9 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock ./
 COPY service ./service
+# the client and the CLI (`numa-balloon`) too: the demo simulator speaks through the client
+COPY numa_balloon_client ./numa_balloon_client
+COPY numa_balloon_cli ./numa_balloon_cli
 RUN /opt/venv/bin/pip install -c requirements.lock .
 
 # -- runtime: the venv and the code only, as an unprivileged user ------------------------------

@@ -67,9 +67,10 @@ lint: install
 
 # The demo story without Docker: SQLite in a temp dir, the API and the simulator on localhost;
 # the service stays up with the demo cluster afterwards (Ctrl-C stops it).
+# `make demo AGENTS=real`: the real host and guest agents, on libvirt's test driver and sysfs trees.
 DEMO_PORT ?= 8080
-demo: install
-	$(PY) -m demo --local --serve --port $(DEMO_PORT)
+demo: install $(if $(filter real,$(AGENTS)),libvirt-binding)
+	$(PY) -m demo --local --serve --port $(DEMO_PORT) $(if $(AGENTS),--agents $(AGENTS))
 
 openapi: install
 	$(PY) -m service.cli openapi -o openapi/openapi.json
@@ -84,6 +85,7 @@ bench: install
 	$(PY) -m bench.migration
 	$(PY) -m bench.hostile
 	$(PY) -m bench.cluster
+	$(PY) -m bench.client
 	$(PY) -m bench.http
 
 # Schemathesis over every route with many more cases than `make test` runs.

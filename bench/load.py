@@ -26,13 +26,26 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
 from bench.server import Server
+from numa_balloon_client import (
+    ApiError,
+    AsyncClient,
+    Call,
+    ConnectionFailed,
+    RetryPolicy,
+    ops,
+    with_status,
+)
 from service.engine.accounting import charge_mib
+
+T = TypeVar("T")
+#: The load measures the server: every answer counts, so the client never retries on its own.
+NO_RETRY = RetryPolicy(attempts=1)
 
 PG_ADMIN_DSN = os.environ.get("NUMA_BALLOON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ACTIVE = ("planned", "preparing", "migrating", "settling")
@@ -80,11 +93,23 @@ class Stats:
     transport_errors: Counter[str] = field(default_factory=Counter)
     idempotency_mismatches: list[str] = field(default_factory=list)
 
-    def record(self, op: str, r: httpx.Response) -> httpx.Response:
-        self.statuses[(op, r.status_code)] += 1
-        if r.status_code not in ALLOWED[op] and len(self.unexpected) < 50:
-            self.unexpected.append(f"{op} -> {r.status_code}: {r.text[:300]}")
-        return r
+    def record(self, op: str, status: int, text: str = "") -> None:
+        self.statuses[(op, status)] += 1
+        if status not in ALLOWED[op] and len(self.unexpected) < 50:
+            self.unexpected.append(f"{op} -> {status}: {text[:300]}")
+
+    async def call(self, op: str, nb: AsyncClient, call: Call[T]) -> tuple[int, T | None]:
+        """Send one call through the client; count its status, whatever it is."""
+        try:
+            status, body = await nb.run(with_status(call))
+        except ApiError as exc:
+            self.record(op, exc.status, str(exc))
+            return exc.status, None
+        except ConnectionFailed as exc:
+            self.transport_errors[f"{op}: {type(exc.cause).__name__}"] += 1
+            return 0, None
+        self.record(op, status)
+        return status, body
 
     @property
     def requests(self) -> int:
@@ -174,20 +199,15 @@ def domain_body(rng: random.Random, name: str, host_id: str | None) -> dict[str,
 
 
 class Driver:
-    def __init__(self, client: httpx.AsyncClient, world: World, stats: Stats, seed: int) -> None:
+    def __init__(self, client: AsyncClient, world: World, stats: Stats, seed: int) -> None:
         self.c = client
         self.w = world
         self.s = stats
         self.rng = random.Random(seed)
         self.n = 0
 
-    async def call(self, op: str, method: str, url: str, **kw: Any) -> httpx.Response | None:
-        try:
-            r = await self.c.request(method, url, **kw)
-        except httpx.HTTPError as exc:
-            self.s.transport_errors[f"{op}: {type(exc).__name__}"] += 1
-            return None
-        return self.s.record(op, r)
+    async def call(self, op: str, call: Call[T]) -> tuple[int, T | None]:
+        return await self.s.call(op, self.c, call)
 
     def _domain(self) -> str | None:
         return self.rng.choice(self.w.domains) if self.w.domains else None
@@ -198,40 +218,32 @@ class Driver:
         host = self.rng.choice([*self.w.hosts, None])
         body = domain_body(self.rng, name, host["id"] if host else None)
         key = f"create-{name}"
-        headers = {"Idempotency-Key": key}
-        r = await self.call("create", "POST", "/v1/domains", json=body, headers=headers)
-        if r is None:
+        status, created = await self.call("create", ops.create_domain(body, key))
+        if status == 0:
             return
-        if r.status_code == 201:
-            self.w.domains.append(r.json()["id"])
-            self.w.created_by_key[key] = r.json()["id"]
+        if created is not None:
+            self.w.domains.append(created.id)
+            self.w.created_by_key[key] = created.id
         if self.rng.random() < 0.3:  # a client that did not see the answer retries
-            again = await self.call(
-                "create-retry", "POST", "/v1/domains", json=body, headers=headers
-            )
-            if again is not None and r.status_code == 201:
-                same = again.status_code == 201 and again.json().get("id") == r.json()["id"]
-                if not same:
-                    self.s.idempotency_mismatches.append(f"{key}: {again.status_code}")
+            again_status, again = await self.call("create-retry", ops.create_domain(body, key))
+            lost = again is None or created is None or again.id != created.id
+            if again_status != 0 and created is not None and lost:
+                self.s.idempotency_mismatches.append(f"{key}: {again_status}")
 
     async def target(self) -> None:
         did = self._domain()
         if did is None:
             return
-        got = await self.call("read-domain", "GET", f"/v1/domains/{did}")
-        if got is None or got.status_code != 200:
+        _, d = await self.call("read-domain", ops.get_domain(did))
+        if d is None:
             return
-        d = got.json()
-        mem = d["memory"]
-        target = self.rng.randrange(mem["dynamic_min_mib"], mem["dynamic_max_mib"] + 1, 128)
-        headers = {}
+        mem = d.memory
+        target = self.rng.randrange(mem.dynamic_min_mib, mem.dynamic_max_mib + 1, 128)
+        if_match = None
         if self.rng.random() < 0.5:
             stale = self.rng.random() < 0.2
-            headers["If-Match"] = f'"{d["version"] - 1 if stale else d["version"]}"'
-        await self.call(
-            "target", "PUT", f"/v1/domains/{did}/target", json={"target_mib": target},
-            headers=headers,
-        )  # fmt: skip
+            if_match = f'"{d.version - 1 if stale else d.version}"'
+        await self.call("target", ops.set_target(did, {"target_mib": target}, if_match))
 
     async def squeeze(self) -> None:
         host = self.rng.choice(self.w.hosts)
@@ -240,33 +252,31 @@ class Driver:
             body["balance"] = True
         else:
             body["total_free_mib"] = self.rng.choice([512, 1024, 4096, 8192])
-        await self.call("squeeze", "POST", f"/v1/hosts/{host['id']}/squeeze", json=body)
+        await self.call("squeeze", ops.squeeze(host["id"], body))
 
     async def migrate(self) -> None:
         did = self._domain()
         if did is None:
             return
-        got = await self.call("read-domain", "GET", f"/v1/domains/{did}")
-        if got is None or got.status_code != 200 or got.json()["host_id"] is None:
+        _, d = await self.call("read-domain", ops.get_domain(did))
+        if d is None or d.host_id is None:
             return
-        src = got.json()["host_id"]
-        dst = self.rng.choice([h for h in self.w.hosts if h["id"] != src])
+        dst = self.rng.choice([h for h in self.w.hosts if h["id"] != d.host_id])
         body = {"domain_id": did, "destination_host_id": dst["id"]}
         if self.rng.random() < 0.3:
-            await self.call("plan", "POST", "/v1/migrations/plan", json=body)
-        key = {"Idempotency-Key": f"mig-{uuid.uuid4().hex}"}
-        r = await self.call("start", "POST", "/v1/migrations", json=body, headers=key)
-        if r is None or r.status_code != 201:
+            await self.call("plan", ops.plan_migration(body))
+        _, started = await self.call("start", ops.start_migration(body, f"mig-{uuid.uuid4().hex}"))
+        if started is None:
             return
-        mid = r.json()["id"]
+        mid = started.id
         self.w.migrations.append(mid)
         abort_at = self.rng.choice([None, None, 0, 1, 2])
         for i in range(12):
             if abort_at is not None and i == abort_at:
-                await self.call("abort", "POST", f"/v1/migrations/{mid}/abort")
+                await self.call("abort", ops.abort_migration(mid))
                 return
-            a = await self.call("advance", "POST", f"/v1/migrations/{mid}/advance")
-            if a is not None and a.status_code == 200 and a.json()["state"] not in ACTIVE:
+            _, a = await self.call("advance", ops.advance_migration(mid))
+            if a is not None and a.state not in ACTIVE:
                 return
             await asyncio.sleep(0.02 + 0.05 * self.rng.random())
 
@@ -276,22 +286,22 @@ class Driver:
         did = self._domain()
         if did is None:
             return
-        r = await self.call("delete", "DELETE", f"/v1/domains/{did}")
-        if r is not None and r.status_code in (204, 404) and did in self.w.domains:
+        status, _ = await self.call("delete", ops.delete_domain(did, None))
+        if status in (204, 404) and did in self.w.domains:
             self.w.domains.remove(did)
 
     async def read(self) -> None:
         pick = self.rng.random()
         if pick < 0.4 and self.w.domains:
-            await self.call("read-domain", "GET", f"/v1/domains/{self._domain()}")
+            await self.call("read-domain", ops.get_domain(self.rng.choice(self.w.domains)))
         elif pick < 0.7:
             host = self.rng.choice(self.w.hosts)
-            await self.call("read-accounting", "GET", f"/v1/hosts/{host['id']}/accounting")
+            await self.call("read-accounting", ops.host_accounting(host["id"]))
         elif pick < 0.85 and self.w.migrations:
             mid = self.rng.choice(self.w.migrations)
-            await self.call("read-migration", "GET", f"/v1/migrations/{mid}")
+            await self.call("read-migration", ops.get_migration(mid))
         else:
-            await self.call("list-domains", "GET", "/v1/domains", params={"limit": 20})
+            await self.call("list-domains", ops.list_domains(None, 20, None, None, None, None))
 
     async def run(self, deadline: float) -> None:
         ops: list[tuple[Callable[[], Awaitable[None]], float]] = [
@@ -309,62 +319,33 @@ class Driver:
 
 async def agent(url: str, host: dict[str, Any], stats: Stats, deadline: float) -> None:
     """The host agent: acknowledge every pending step, heartbeat now and then."""
-    headers = {"Authorization": f"Bearer {host['agent_token']}"}
-    base = f"/v1/agent/hosts/{host['id']}"
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
+    host_id = host["id"]
+    async with AsyncClient(url, host["agent_token"], timeout_s=60, retry=NO_RETRY) as c:
         beat = 0
         observed = {
             "pnodes": [{"index": p["index"], "free_mib": p["capacity_mib"]} for p in host["pnodes"]]
         }
         while time.monotonic() < deadline:
-            try:
-                r = stats.record("agent-steps", await c.get(f"{base}/steps"))
-                items = r.json().get("items", []) if r.status_code == 200 else []
-                for step in items[:50]:
-                    stats.record(
-                        "agent-ack",
-                        await c.post(f"{base}/steps/{step['id']}/ack", json={"ok": True}),
-                    )
-                beat += 1
-                if beat % 5 == 0:
-                    stats.record(
-                        "agent-observed",
-                        await c.put(f"{base}/observed", json=observed),
-                    )
-            except httpx.HTTPError as exc:
-                stats.transport_errors[f"agent: {type(exc).__name__}"] += 1
+            _, steps = await stats.call("agent-steps", c, ops.agent_steps(host_id))
+            for step in steps.items[:50] if steps is not None else []:
+                await stats.call("agent-ack", c, ops.agent_ack(host_id, step.id, True, None))
+            beat += 1
+            if beat % 5 == 0:
+                await stats.call("agent-observed", c, ops.agent_observed(host_id, observed))
             await asyncio.sleep(0.05)
 
 
-async def _pages(c: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        r = await c.get(path, params=params)
-        r.raise_for_status()
-        page = r.json()
-        items += page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return items
-
-
 async def audit_api(url: str, token: str) -> Audit:
-    """Recompute every host's accounting from domains and live claims, as the API shows them."""
+    """Recompute every host's accounting from domains and live claims, as the API shows them
+    (as plain JSON data: the auditor compares numbers, not models)."""
     out = Audit()
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as c:
-        hosts = await _pages(c, "/v1/hosts")
-        domains = await _pages(c, "/v1/domains")
-        migrations = await _pages(c, "/v1/migrations")
+    async with AsyncClient(url, token, timeout_s=120) as c:
+        hosts = [h.model_dump(mode="json") async for h in c.iter_hosts(limit=500)]
+        domains = [d.model_dump(mode="json") async for d in c.iter_domains(limit=500)]
+        migrations = [m.model_dump(mode="json") async for m in c.iter_migrations(limit=500)]
         accounting = {}
         for h in hosts:
-            r = await c.get(f"/v1/hosts/{h['id']}/accounting")
-            r.raise_for_status()
-            accounting[h["id"]] = r.json()
+            accounting[h["id"]] = (await c.host_accounting(h["id"])).model_dump(mode="json")
     out.domains = len(domains)
     now = time.time()
     by_host: dict[str, list[dict[str, Any]]] = {}
@@ -474,24 +455,20 @@ async def _drive(
     url: str, token: str, clients: int, seconds: float, seed: int
 ) -> tuple[Stats, World]:
     stats = Stats()
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
+    async with AsyncClient(url, token, timeout_s=60) as c:
         hosts = []
         for name, n, mib, per_socket in HOSTS:
-            r = await c.post(
-                "/v1/hosts",
-                json={
-                    "name": f"{name}-{seed}",
-                    "pnodes": [{"memory_mib": mib, "reserved_mib": 0, "cpus": 8}] * n,
-                    "distances": slit(n, per_socket),
-                },
-            )
-            r.raise_for_status()
-            hosts.append(r.json())
+            body = {
+                "name": f"{name}-{seed}",
+                "pnodes": [{"memory_mib": mib, "reserved_mib": 0, "cpus": 8}] * n,
+                "distances": slit(n, per_socket),
+            }
+            hosts.append((await c.create_host(body)).model_dump(mode="json"))
     world = World(hosts=hosts)
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as c:
+    pool = httpx.AsyncClient(base_url=url, timeout=60, limits=limits)  # sized for the clients
+    async with pool, AsyncClient(url, token, http=pool, retry=NO_RETRY) as c:
         drivers = [Driver(c, world, stats, seed * 1000 + i) for i in range(clients)]
         await asyncio.gather(
             *(d.run(deadline) for d in drivers),

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+from numa_balloon_client import Client, NumaBalloonError, RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
@@ -71,14 +71,19 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"uvicorn exited with {self.proc.returncode}")
-            try:
-                ready = httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-                if ready and (self.workers <= 1 or len(self.worker_pids()) >= self.workers):
-                    return
-            except httpx.HTTPError:
-                pass
+            if self.ready() and (self.workers <= 1 or len(self.worker_pids()) >= self.workers):
+                return
             time.sleep(0.1)
         raise RuntimeError("uvicorn did not become ready")
+
+    def ready(self) -> bool:
+        """`GET /readyz` answers 200 (one attempt: start() polls)."""
+        with Client(self.url, timeout_s=1, retry=RetryPolicy(attempts=1)) as nb:
+            try:
+                nb.readyz()
+            except NumaBalloonError:
+                return False
+        return True
 
     def worker_pids(self) -> list[int]:
         """The worker processes of a multi-worker server (children of the supervisor)."""

@@ -10,28 +10,24 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from demo.local import LocalService
+from demo.local import LocalService, ready
 from demo.story import Story
+from numa_balloon_client import Client
 
 
 def wait_ready(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if ready(url):
+            return
         if time.monotonic() > deadline:
             raise SystemExit(f"{url}/readyz did not answer 200 within {timeout_s:.0f} s")
         time.sleep(0.5)
 
 
 def play(url: str, token: str, seed: int, summary_json: str | None) -> int:
-    with httpx.Client(base_url=url, timeout=30) as http:
-        summary = Story(http, token, seed=seed).play()
+    with Client(url, token, timeout_s=30) as nb:
+        summary = Story(nb, seed=seed).play()
     if summary_json:
         Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     ok = (
@@ -58,6 +54,25 @@ def serve(svc: LocalService) -> None:
         print("\nstopping", flush=True)
 
 
+def play_real_local(
+    workdir: str | None, summary_json: str | None, port: int | None, stay: bool
+) -> int:
+    from demo.real_agents import play_real
+
+    with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
+        base = Path(workdir) if workdir else Path(tmp)
+        with LocalService(base / "service", port=port) as svc:
+            print(f"numa-balloon on {svc.url}, with the real agents")
+            summary = play_real(svc.url, svc.token, base)
+            if stay:
+                serve(svc)
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(f"summary: {json.dumps(summary, sort_keys=True)}")
+    ok = summary["migration"] == "completed" and summary["steps_done"]
+    return 0 if ok and summary["guest_online_mib"] == summary["target_mib"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     where = p.add_mutually_exclusive_group(required=True)
@@ -77,7 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         "until Ctrl-C",
     )
     p.add_argument("--port", type=int, help="with --local: listen here (default: a free port)")
+    p.add_argument(
+        "--agents",
+        choices=("simulated", "real"),
+        default="simulated",
+        help="real: numa-balloon-agent on libvirt's test driver and a sysfs tree, and the guest "
+        "agent on a memory-block tree (needs the libvirt binding)",
+    )
     args = p.parse_args(argv)
+    if args.agents == "real":
+        return play_real_local(args.workdir, args.summary_json, args.port, args.serve)
     if args.local:
         with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)

@@ -14,31 +14,22 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-import httpx
+from numa_balloon_client import Client
 
 Kind = Literal["ideal", "slow", "stuck"]
 GUEST_OPS = ("plug", "unplug", "balloon")
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def check(r: httpx.Response) -> Any:
-    if r.status_code >= 400:
-        raise RuntimeError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
-    return r.json() if r.content else None
-
-
 @dataclass
 class HostAgent:
-    http: httpx.Client
+    """`agent` speaks with the host's agent token; `admin` reads the accounting."""
+
+    agent: Client
+    admin: Client
     host_id: str
     name: str
-    token: str
-    admin_token: str
     acked: int = 0
 
     def heartbeat(self) -> None:
@@ -47,34 +38,23 @@ class HostAgent:
         The simulated hypervisor has exactly the memory the toolstack accounts for, so the
         report is read from the accounting; a real agent would ask Xen or the kernel.
         """
-        acc = check(
-            self.http.get(f"/v1/hosts/{self.host_id}/accounting", headers=bearer(self.admin_token))
+        acc = self.admin.host_accounting(self.host_id)
+        self.agent.agent_observed(
+            self.host_id, [{"index": p.index, "free_mib": p.free_mib} for p in acc.pnodes]
         )
-        pnodes = [{"index": p["index"], "free_mib": p["free_mib"]} for p in acc["pnodes"]]
-        check(
-            self.http.put(
-                f"/v1/agent/hosts/{self.host_id}/observed",
-                headers=bearer(self.token),
-                json={"pnodes": pnodes},
-            )
-        )
+
+    def pending(self) -> list[str]:
+        """The domains with steps waiting in this host's queue."""
+        return [s.domain_id for s in self.agent.agent_steps(self.host_id).items]
 
     def work(self) -> int:
         """Carry out and acknowledge the host-side steps waiting in this host's queue."""
-        steps = check(
-            self.http.get(f"/v1/agent/hosts/{self.host_id}/steps", headers=bearer(self.token))
-        )["items"]
         n = 0
-        for s in steps:
-            if s["op"] in GUEST_OPS and s["phase"] != "rebalance":
+        for s in self.agent.agent_steps(self.host_id).items:
+            if s.op in GUEST_OPS and s.phase != "rebalance":
                 continue  # the guest's balloon driver does these; its report completes them
-            check(
-                self.http.post(
-                    f"/v1/agent/hosts/{self.host_id}/steps/{s['id']}/ack",
-                    headers=bearer(self.token),
-                    json={"ok": True, "detail": f"{self.name}: {s['op']} {s['mib']} MiB done"},
-                )
-            )
+            detail = f"{self.name}: {s.op} {s.mib} MiB done"
+            self.agent.agent_ack(self.host_id, s.id, ok=True, detail=detail)
             n += 1
         self.acked += n
         return n
@@ -85,10 +65,9 @@ class GuestDriver:
     """A balloon driver: `ideal` reaches its targets at once, `slow` moves a few blocks per
     tick, `stuck` stops moving (but keeps reporting, like a wedged driver)."""
 
-    http: httpx.Client
+    guest: Client  # with the domain's guest token
     name: str
     kind: Kind
-    token: str
     domain_id: str
     rng: random.Random
     pools: dict[int, int] = field(default_factory=dict)  # vnode -> actual MiB
@@ -96,18 +75,12 @@ class GuestDriver:
 
     def tick(self) -> bool:
         """One pass of the driver; returns whether every pool is at its target."""
-        view = check(self.http.get("/v1/guest/balloon", headers=bearer(self.token)))
-        targets = {p["index"]: p["target_mib"] for p in view["vnodes"]}
+        view = self.guest.guest_balloon()
+        targets = {p.index: p.target_mib for p in view.vnodes}
         for v, target in targets.items():
             actual = self.pools.setdefault(v, target)  # booted with its initial targets
             self.pools[v] = self._move(actual, target)
-        check(
-            self.http.put(
-                "/v1/guest/balloon",
-                headers=bearer(self.token),
-                json={"vnodes": [{"index": v, "actual_mib": a} for v, a in self.pools.items()]},
-            )
-        )
+        self.guest.guest_report(self.pools)
         self.reports += 1
         return all(self.pools[v] == t for v, t in targets.items())
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+from numa_balloon_client import Client, NumaBalloonError, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,6 +19,16 @@ FAST_SETTINGS = {
     "NUMA_BALLOON_INACTIVE_AFTER_S": "1",
     "NUMA_BALLOON_UNCOOPERATIVE_AFTER_S": "2",
 }
+
+
+def ready(url: str) -> bool:
+    """`GET /readyz` answered 200 (one attempt: the caller polls)."""
+    with Client(url, timeout_s=2, retry=RetryPolicy(attempts=1)) as nb:
+        try:
+            nb.readyz()
+        except NumaBalloonError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -83,11 +93,8 @@ class LocalService:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"uvicorn exited; see {self.workdir / 'uvicorn.log'}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if ready(self.url):
+                return
             time.sleep(0.1)
         raise RuntimeError("uvicorn did not become ready in 30 s")
 

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import httpx
-
-from demo.agents import GuestDriver, HostAgent, Kind, bearer, check
+from demo.agents import GuestDriver, HostAgent, Kind
 from demo.machines import CLUSTER, Machine
+from numa_balloon_client import Client, Conflict
+from numa_balloon_client import models as m
 
 TICK_S = 0.15
 
@@ -40,7 +40,14 @@ GUESTS: tuple[tuple[str, Kind, str | None, int, int, int], ...] = (
     ("ci", "ideal", "dell-2socket", 4096, 16384, 8192),
     ("build", "slow", None, 4096, 16384, 12288),
 )
-NEWCOMER = ("analytics", "ideal", "lab-1node", 4096, 8192, 8192)
+NEWCOMER: tuple[str, Kind, str | None, int, int, int] = (
+    "analytics",
+    "ideal",
+    "lab-1node",
+    4096,
+    8192,
+    8192,
+)
 
 
 @dataclass
@@ -67,28 +74,21 @@ class Progress:
 
 
 class Story:
-    def __init__(
-        self, http: httpx.Client, admin_token: str, seed: int = 7, out: TextIO = sys.stdout
-    ):
-        self.http = http
-        self.token = admin_token
+    def __init__(self, nb: Client, seed: int = 7, out: TextIO = sys.stdout):
+        self.nb = nb  # the toolstack's client (admin token); agents and guests get their own
         self.rng = random.Random(seed)
         self.out = out
         self.agents: dict[str, HostAgent] = {}
-        self.hosts: dict[str, dict[str, Any]] = {}
+        self.hosts: dict[str, m.HostCreated] = {}
         self.guests: dict[str, GuestDriver] = {}
         self.summary: dict[str, Any] = {}
 
     # -- toolstack calls -------------------------------------------------------------------
-    def api(self, method: str, url: str, json: Any = None) -> Any:
-        return check(self.http.request(method, url, json=json, headers=bearer(self.token)))
-
     def host_name(self, host_id: str | None) -> str:
-        return next((n for n, h in self.hosts.items() if h["id"] == host_id), "?")
+        return next((n for n, h in self.hosts.items() if h.id == host_id), "?")
 
-    def domain(self, name: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.api("GET", f"/v1/domains/{self.guests[name].domain_id}")
-        return out
+    def domain(self, name: str) -> m.DomainOut:
+        return self.nb.get_domain(self.guests[name].domain_id)
 
     # -- the world turning -----------------------------------------------------------------
     def tick(self) -> None:
@@ -110,9 +110,9 @@ class Story:
     def converged(self, *names: str) -> bool:
         views = {n: self.domain(n) for n in names}
         return all(
-            self.guests[n].pools.get(v["index"]) == v["target_mib"]
+            self.guests[n].pools.get(v.index) == v.target_mib
             for n, d in views.items()
-            for v in d["vnodes"]
+            for v in d.vnodes
         )
 
     # -- the story ---------------------------------------------------------------------------
@@ -132,20 +132,20 @@ class Story:
         return self.summary
 
     def register(self, done: Callable[[str], None]) -> None:
-        for m in CLUSTER:
-            self.add_host(m)
-        tpl = self.api("POST", "/v1/cluster/worst-case-template")
-        self.summary["template_vnodes"] = tpl["vnode_count"]
-        total = sum(m.capacity_mib for m in CLUSTER)
-        done(f"{len(CLUSTER)} hosts, {total // 1024} GiB, template {tpl['vnode_count']} vnodes")
+        for machine in CLUSTER:
+            self.add_host(machine)
+        tpl = self.nb.derive_template()
+        self.summary["template_vnodes"] = tpl.vnode_count
+        total = sum(machine.capacity_mib for machine in CLUSTER)
+        done(f"{len(CLUSTER)} hosts, {total // 1024} GiB, template {tpl.vnode_count} vnodes")
 
-    def add_host(self, m: Machine) -> None:
-        host = self.api("POST", "/v1/hosts", m.body())
-        self.hosts[m.name] = host
-        self.agents[m.name] = HostAgent(
-            self.http, host["id"], m.name, host["agent_token"], self.token
-        )
-        self.agents[m.name].heartbeat()
+    def add_host(self, machine: Machine) -> None:
+        host = self.nb.create_host(machine.body())
+        self.hosts[machine.name] = host
+        assert host.agent_token is not None, "a new host's agent token is shown once"
+        agent = self.nb.with_token(host.agent_token)
+        self.agents[machine.name] = HostAgent(agent, self.nb, host.id, machine.name)
+        self.agents[machine.name].heartbeat()
 
     def boot_guest(self, spec: tuple[str, Kind, str | None, int, int, int]) -> GuestDriver:
         name, kind, host, lo, hi, target = spec
@@ -157,9 +157,10 @@ class Story:
             "memory": {"dynamic_min_mib": lo, "dynamic_max_mib": hi, "target_mib": target},
         }
         if host is not None:
-            body["host_id"] = self.hosts[host]["id"]
-        d = self.api("POST", "/v1/domains", body)
-        g = GuestDriver(self.http, name, kind, d["guest_token"], d["id"], self.rng)
+            body["host_id"] = self.hosts[host].id
+        d = self.nb.create_domain(body)
+        assert d.guest_token is not None, "a new domain's guest token is shown once"
+        g = GuestDriver(self.nb.with_token(d.guest_token), name, kind, d.id, self.rng)
         self.guests[name] = g
         g.tick()
         return g
@@ -168,134 +169,119 @@ class Story:
         for spec in GUESTS:
             self.boot_guest(spec)
         self.run_until(lambda: self.converged(*self.guests))
-        where = {n: self.host_name(self.domain(n)["host_id"]) for n in self.guests}
+        where = {n: self.host_name(self.domain(n).host_id) for n in self.guests}
         self.summary["placement"] = where
         done(", ".join(f"{n}@{h}" for n, h in where.items()))
 
     def free_on(self, host: str) -> int:
-        acc = self.api("GET", f"/v1/hosts/{self.hosts[host]['id']}/accounting")
-        return sum(p["free_mib"] for p in acc["pnodes"])
+        acc = self.nb.host_accounting(self.hosts[host].id)
+        return sum(p.free_mib for p in acc.pnodes)
 
     def squeeze(self, done: Callable[[str], None]) -> None:
         host = "lab-1node"
         need = NEWCOMER[5]
-        url = f"/v1/hosts/{self.hosts[host]['id']}/squeeze"
-        first = self.api("POST", url, {"total_free_mib": need})
-        self.summary["squeeze_gamma"] = first["gamma"]
+        host_id = self.hosts[host].id
+        first = self.nb.squeeze(host_id, {"total_free_mib": need})
+        self.summary["squeeze_gamma"] = first.gamma
         stuck = self.guests["batch"].domain_id
         # The stuck driver never shrinks: after uncooperative_after_s the heartbeat flags it.
-        self.run_until(lambda: self.domain("batch")["uncooperative"], timeout_s=20)
-        flagged = [n for n in self.guests if self.domain(n)["uncooperative"]]
+        self.run_until(lambda: self.domain("batch").uncooperative, timeout_s=20)
+        flagged = [n for n in self.guests if self.domain(n).uncooperative]
         self.summary["uncooperative"] = flagged
         freed_first = self.free_on(host)
         # Squeeze again: the uncooperative guest is held at its actual size.
-        second = self.api("POST", url, {"total_free_mib": need})
-        held = [d["domain_id"] for d in second["domains"] if d["held"]]
+        second = self.nb.squeeze(host_id, {"total_free_mib": need})
+        held = [d.domain_id for d in second.domains if d.held]
         self.summary["held_in_second_squeeze"] = held == [stuck]
         self.run_until(lambda: self.free_on(host) >= need)
         self.summary["free_before_admit_mib"] = self.free_on(host)
         self.boot_guest(NEWCOMER)
-        self.summary["admitted"] = self.host_name(self.domain(NEWCOMER[0])["host_id"])
+        self.summary["admitted"] = self.host_name(self.domain(NEWCOMER[0]).host_id)
         done(
             f"freed {freed_first} then {self.summary['free_before_admit_mib']} MiB; "
             f"flagged {', '.join(flagged) or 'nobody'}; {NEWCOMER[0]} admitted"
         )
 
-    def drive_migration(self, mid: str, timeout_s: float = 20.0) -> dict[str, Any]:
-        """Advance whenever the service lets us; the agents and drivers do the steps."""
+    def drive_migration(self, mid: str, timeout_s: float = 20.0) -> m.MigrationOut:
+        """Advance whenever the service lets us; the agents and drivers (ticked here, in this
+        thread) do the steps, so the client's own wait_for_migration does not fit."""
         deadline = time.monotonic() + timeout_s
-        m: dict[str, Any] = self.api("GET", f"/v1/migrations/{mid}")
-        while m["state"] not in ("completed", "aborted", "failed") and time.monotonic() < deadline:
-            r = self.http.post(f"/v1/migrations/{mid}/advance", headers=bearer(self.token))
-            if r.status_code == 200:
-                m = r.json()
+        mig = self.nb.get_migration(mid)
+        while mig.state not in ("completed", "aborted", "failed") and time.monotonic() < deadline:
+            try:
+                mig = self.nb.advance_migration(mid)
                 continue
-            if r.status_code != 409:
-                check(r)
+            except Conflict:
+                pass  # steps still pending
             self.tick()
-        return m
+        return mig
 
     def migrate(self, done: Callable[[str], None]) -> None:
-        body = {
-            "domain_id": self.guests["web"].domain_id,
-            "destination_host_id": self.hosts["xeon-4s-snc4"]["id"],
-            "strategy": "replug",
-        }
-        plan = self.api("POST", "/v1/migrations/plan", body)
-        m = self.api("POST", "/v1/migrations", body)
-        final = self.drive_migration(m["id"])
+        web, dest = self.guests["web"].domain_id, self.hosts["xeon-4s-snc4"].id
+        plan = self.nb.plan_migration(web, dest, "replug")
+        started = self.nb.start_migration(web, dest, "replug")
+        final = self.drive_migration(started.id)
         self.run_until(lambda: self.converged("web") and self.no_pending_steps())
-        web = self.domain("web")
         self.summary["migration"] = {
-            "state": final["state"],
-            "host": self.host_name(web["host_id"]),
-            "distortion_before": plan["distortion_before"],
-            "distortion_after": plan["distortion_after"],
-            "remote_fraction_before": plan["remote_fraction_before"],
-            "remote_fraction_after": plan["remote_fraction_after"],
-            "moved_mib": plan["moved_mib"],
-            "steps": len(plan["steps"]),
+            "state": final.state,
+            "host": self.host_name(self.domain("web").host_id),
+            "distortion_before": plan.distortion_before,
+            "distortion_after": plan.distortion_after,
+            "remote_fraction_before": plan.remote_fraction_before,
+            "remote_fraction_after": plan.remote_fraction_after,
+            "moved_mib": plan.moved_mib,
+            "steps": len(plan.steps),
         }
         done(
-            f"{final['state']}: {len(plan['steps'])} steps, distortion "
-            f"{plan['distortion_before']:g} -> {plan['distortion_after']:g}"
+            f"{final.state}: {len(plan.steps)} steps, distortion "
+            f"{plan.distortion_before:g} -> {plan.distortion_after:g}"
         )
 
     def no_pending_steps(self) -> bool:
-        for name, a in self.agents.items():
-            items = check(
-                self.http.get(f"/v1/agent/hosts/{a.host_id}/steps", headers=bearer(a.token))
-            )["items"]
-            stuck = self.guests["batch"].domain_id
-            if any(s["domain_id"] != stuck for s in items):
-                return False
-            del name
-        return True
+        stuck = self.guests["batch"].domain_id
+        return all(d == stuck for a in self.agents.values() for d in a.pending())
 
     def rebalance(self, done: Callable[[str], None]) -> None:
         name = "dell-2socket"
-        self.api("DELETE", f"/v1/domains/{self.guests.pop('search').domain_id}")
-        url = f"/v1/hosts/{self.hosts[name]['id']}/rebalance"
-        dry = self.api("POST", url, {"budget_mib": 8192, "dry_run": True})
-        if not dry["moves"]:
+        self.nb.delete_domain(self.guests.pop("search").domain_id)
+        host_id = self.hosts[name].id
+        dry = self.nb.rebalance(host_id, {"budget_mib": 8192, "dry_run": True})
+        if not dry.moves:
             self.summary["rebalance"] = None
             done("nothing to gain")
             return
-        real = self.api("POST", url, {"budget_mib": 8192})
+        real = self.nb.rebalance(host_id, {"budget_mib": 8192})
         self.run_until(self.no_pending_steps)
         self.summary["rebalance"] = {
             "host": name,
-            "moves": len(real["moves"]),
-            "moved_mib": real["moved_mib"],
-            "distortion_before": real["distortion_before"],
-            "distortion_after": real["distortion_after"],
+            "moves": len(real.moves),
+            "moved_mib": real.moved_mib,
+            "distortion_before": real.distortion_before,
+            "distortion_after": real.distortion_after,
         }
         done(
-            f"{name}: {len(real['moves'])} block moves, {real['moved_mib']} MiB, distortion "
-            f"{real['distortion_before']:g} -> {real['distortion_after']:g}"
+            f"{name}: {len(real.moves)} block moves, {real.moved_mib} MiB, distortion "
+            f"{real.distortion_before:g} -> {real.distortion_after:g}"
         )
 
     def abort(self, done: Callable[[str], None]) -> None:
         dest = "epyc-nps4"
-        body = {
-            "domain_id": self.guests["batch"].domain_id,
-            "destination_host_id": self.hosts[dest]["id"],
-            "strategy": "replug",
-        }
-        m = self.api("POST", "/v1/migrations", body)
-        claimed = sum(c["mib"] for c in m["claims"])
-        final = self.drive_migration(m["id"], timeout_s=3.0)  # the stuck pools never unplug
-        stalled_in = final["state"]
-        aborted = self.api("POST", f"/v1/migrations/{m['id']}/abort")
-        acc = self.api("GET", f"/v1/hosts/{self.hosts[dest]['id']}/accounting")
+        started = self.nb.start_migration(
+            self.guests["batch"].domain_id, self.hosts[dest].id, "replug"
+        )
+        claimed = sum(c.mib for c in started.claims)
+        final = self.drive_migration(started.id, timeout_s=3.0)  # the stuck pools never unplug
+        stalled_in = final.state
+        aborted = self.nb.abort_migration(started.id)
+        acc = self.nb.host_accounting(self.hosts[dest].id)
         self.summary["abort"] = {
             "stalled_in": stalled_in,
-            "state": aborted["state"],
+            "state": aborted.state,
             "claimed_mib_during": claimed,
-            "claimed_mib_after": sum(p["claimed_mib"] for p in acc["pnodes"]),
-            "domain_host": self.host_name(self.domain("batch")["host_id"]),
+            "claimed_mib_after": sum(p.claimed_mib for p in acc.pnodes),
+            "domain_host": self.host_name(self.domain("batch").host_id),
         }
-        done(f"stalled in {stalled_in}, {aborted['state']}; {claimed} MiB of claims released")
+        done(f"stalled in {stalled_in}, {aborted.state}; {claimed} MiB of claims released")
 
     def settle(self, done: Callable[[str], None]) -> None:
         movers = [n for n, g in self.guests.items() if g.kind != "stuck"]
@@ -306,16 +292,15 @@ class Story:
         problems = []
         claimed = 0
         for name, h in self.hosts.items():
-            acc = self.api("GET", f"/v1/hosts/{h['id']}/accounting")
-            for p in acc["pnodes"]:
-                claimed += p["claimed_mib"]
-                if p["allocated_mib"] + p["claimed_mib"] > p["capacity_mib"] or p["free_mib"] < 0:
-                    problems.append(f"{name} pnode {p['index']} over capacity")
-                if p["observed_free_mib"] is not None and p["observed_free_mib"] != p["free_mib"]:
-                    problems.append(f"{name} pnode {p['index']} drifted")
+            for p in self.nb.host_accounting(h.id).pnodes:
+                claimed += p.claimed_mib
+                if p.allocated_mib + p.claimed_mib > p.capacity_mib or p.free_mib < 0:
+                    problems.append(f"{name} pnode {p.index} over capacity")
+                if p.observed_free_mib is not None and p.observed_free_mib != p.free_mib:
+                    problems.append(f"{name} pnode {p.index} drifted")
         self.summary["claimed_mib_total"] = claimed
         self.summary["audit_problems"] = problems
-        cluster = self.api("GET", "/v1/cluster")
+        cluster = self.nb.get_cluster().model_dump()
         self.summary["cluster"] = {
             k: cluster[k] for k in ("hosts", "domains", "capacity_mib", "allocated_mib", "free_mib")
         }

@@ -17,11 +17,12 @@ from typing import Any
 
 from numa_balloon_agent.backends.base import Backend
 from numa_balloon_agent.steps import Step
-from numa_balloon_client import Client, Conflict, NumaBalloonError
-from numa_balloon_client.errors import ApiError
+from numa_balloon_client import Client, Conflict, NumaBalloonError, RetryPolicy
+from numa_balloon_client.errors import ApiError, Unauthorized
 
 log = logging.getLogger("numa_balloon_agent")
 STATE_FILE = "agent.json"
+SHORT_RETRY = RetryPolicy(attempts=2, cap_s=1.0)
 
 
 def machine_id(path: Path = Path("/etc/machine-id")) -> str:
@@ -88,7 +89,8 @@ class Agent:
             state = self._register()
         self.host_id = str(state["host_id"])
         self.applied = set(state.get("applied", []))
-        self.client = Client(self.settings.url, str(state["agent_token"]))
+        # Short retries inside a cycle; a longer outage is the loop's backoff, not the client's.
+        self.client = Client(self.settings.url, str(state["agent_token"]), retry=SHORT_RETRY)
         return self.client
 
     def _register(self) -> dict[str, Any]:
@@ -111,6 +113,21 @@ class Agent:
     # --- one cycle ---------------------------------------------------------------------------
 
     def cycle(self) -> dict[str, int]:
+        """One cycle; a refused agent token (rotated by an operator, or by this machine
+        registering again from another state directory) is replaced once with the admin token."""
+        try:
+            return self._cycle()
+        except Unauthorized:
+            if not self.settings.admin_token:
+                raise
+            log.warning("agent token refused; registering again", extra={"host_id": self.host_id})
+            if self.client is not None:
+                self.client.close()
+            self.client = None
+            self.state_path.unlink(missing_ok=True)
+            return self._cycle()
+
+    def _cycle(self) -> dict[str, int]:
         client = self.ensure_registered()
         assert self.host_id is not None
         free = self.backend.free_mib()

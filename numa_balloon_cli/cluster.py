@@ -148,7 +148,7 @@ def render(hosts: list[dict[str, Any]]) -> Group:
     for entry in hosts:
         h: m.HostOut = entry["host"]
         t = Table(
-            title=f"{h.name}  [{h.state}]  {entry['domains']} domains",
+            title=Text(f"{h.name}  [{h.state}]  {entry['domains']} domains", style="bold"),
             title_justify="left",
             show_edge=False,
             pad_edge=False,

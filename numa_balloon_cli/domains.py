@@ -156,7 +156,7 @@ def placements(
     st = state(ctx)
     if (domain is None) == (file is None):
         raise typer.BadParameter("give a DOMAIN or --file, one of the two")
-    names = resolve.host_names(st.nb)
+    names = resolve.host_names(st.nb) if st.output == "table" else {}
     if domain is not None:
         ranked = st.nb.domain_placements(resolve.domain_id(st.nb, domain))
         data: object = ranked

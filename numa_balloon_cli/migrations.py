@@ -160,7 +160,9 @@ def migrate(
     wait: Annotated[
         bool, typer.Option(help="Drive it to its end, a progress bar per phase")
     ] = False,
-    timeout: Annotated[float | None, typer.Option(min=0, help="Give up waiting after S s")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Give up after S seconds (exit 4; it goes on)")
+    ] = None,
 ) -> None:
     """Start a migration; with --wait, advance it as agents ack and exit 4 unless it completes."""
     st = state(ctx)

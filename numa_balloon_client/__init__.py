@@ -6,8 +6,8 @@ If-Match from the last ETag seen (`if_match=True`); bounded retries with backoff
 the events long-poll. It speaks HTTP only and never imports the service.
 """
 
-from numa_balloon_client import models
-from numa_balloon_client._core import Page, RetryPolicy
+from numa_balloon_client import models, ops
+from numa_balloon_client._core import Call, Page, RetryPolicy, with_status
 from numa_balloon_client._wait import TERMINAL, StepFailed, WaitTimeout, progress
 from numa_balloon_client.aio import AsyncClient
 from numa_balloon_client.client import Client
@@ -33,6 +33,7 @@ __all__ = [
     "ApiError",
     "AsyncClient",
     "BadRequest",
+    "Call",
     "Client",
     "Conflict",
     "ConnectionFailed",
@@ -52,5 +53,7 @@ __all__ = [
     "WaitTimeout",
     "host_from_sysfs",
     "models",
+    "ops",
     "progress",
+    "with_status",
 ]

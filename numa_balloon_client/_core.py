@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from numa_balloon_client.errors import NumaBalloonError, error_from_response
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 M = TypeVar("M", bound=BaseModel)
 
 #: Methods a repeat cannot make happen twice; a POST is safe only with an Idempotency-Key.
@@ -34,12 +35,12 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
-class Call(Generic[T]):
+class Call(Generic[T_co]):
     """One HTTP operation, described without sending it."""
 
     method: str
     path: str
-    parse: Callable[[httpx.Response], T]
+    parse: Callable[[httpx.Response], T_co]
     params: tuple[tuple[str, str], ...] = ()
     body: Any = None
     create: bool = False
@@ -138,6 +139,24 @@ def finish(call: Call[T], response: httpx.Response, etags: ETags) -> T:
         raise error_from_response(response)
     etags.learn(call, response)
     return call.parse(response)
+
+
+def with_status(call: Call[T]) -> Call[tuple[int, T]]:
+    """The same call, answering (HTTP status, parsed body): for load tests that count codes."""
+    parse = call.parse
+    return Call(
+        call.method,
+        call.path,
+        lambda r: (r.status_code, parse(r)),
+        call.params,
+        call.body,
+        call.create,
+        call.idempotency_key,
+        call.resource,
+        call.if_match,
+        call.timeout_s,
+        call.idempotent,
+    )
 
 
 # --- building calls ---------------------------------------------------------------------------

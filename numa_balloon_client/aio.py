@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import aconnect_sse
 
-from numa_balloon_client import _ops as ops
 from numa_balloon_client import models as m
+from numa_balloon_client import ops
 from numa_balloon_client._core import (
     Call,
     ETags,
@@ -28,7 +28,6 @@ from numa_balloon_client._core import (
     request_parts,
     should_retry,
 )
-from numa_balloon_client._ops import Body, ExportFormat, IfMatch, Labels, Strategy
 from numa_balloon_client._wait import (
     EARLY_FRACTION,
     TERMINAL,
@@ -40,6 +39,7 @@ from numa_balloon_client._wait import (
 )
 from numa_balloon_client.client import DEFAULT_TIMEOUT_S
 from numa_balloon_client.errors import Conflict, ConnectionFailed, NumaBalloonError
+from numa_balloon_client.ops import Body, ExportFormat, IfMatch, Labels, Strategy
 
 T = TypeVar("T")
 

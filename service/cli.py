@@ -1,4 +1,5 @@
-"""Command line: `migrate`, `openapi`, `admin-token` (used by the Makefile and the Dockerfile)."""
+"""Server-side commands: `migrate`, `openapi`, `admin-token` (the Makefile and the Dockerfile run
+`python -m service.cli ...`; the `numa-balloon` command is the HTTP client in numa_balloon_cli)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _openapi(path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="numa-balloon")
+    parser = argparse.ArgumentParser(prog="python -m service.cli")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="run the Alembic migrations on NUMA_BALLOON_DATABASE_URL")
     out = sub.add_parser("openapi", help="write the OpenAPI document")

@@ -29,6 +29,8 @@ HEADLINES = {
     "bench.cluster": rf"^cluster \d+ hosts: placement_p50_ms={NUM} template_ms={NUM} "
     rf"list_p99_ms={NUM} summary_ms={NUM} report_cpu_ms={NUM_OR_NAN} "
     rf"reports_rps={NUM_OR_NAN} reports_p99_ms={NUM_OR_NAN}$",
+    "bench.client": rf"^client get_domain: httpx_cpu_ms={NUM} client_cpu_ms={NUM} "
+    rf"async_cpu_ms={NUM} overhead_ms=-?{NUM}$",
 }
 
 BEFORE_LAST = {"bench.cluster": rf"^rank 8x\d+: ms={NUM}$"}

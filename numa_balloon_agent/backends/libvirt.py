@@ -47,6 +47,9 @@ class LibvirtBackend:
         migration: str = "live",
     ) -> None:
         self.lv = _binding()
+        # Errors come back as libvirtError exceptions; libvirt's default handler would also
+        # print each one (a domain looked up and not found is an answer here, not an error).
+        self.lv.registerErrorHandler(lambda _ctx, _err: None, None)
         self.uri = uri
         self.conn = self.lv.open(uri)
         self.migrate_uri = migrate_uri

@@ -6,13 +6,14 @@ new <numatune>, and releases the source."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from demo.local import LocalService
+from demo.real_agents import DESTINATION_NODE, balloon_only_domain
 from numa_balloon_agent.agent import Agent, Settings
 from numa_balloon_agent.backends.sysfs import SysfsBackend
 from numa_balloon_client import Client, Conflict
@@ -22,12 +23,6 @@ from tests.agents.trees import block_states, guest_tree, host_tree
 from tests.libvirt_env import require_binding
 
 ADMIN = "e2e-admin-token-0123456789abcdef"
-DESTINATION_NODE = """<node>
-  <cpu><mhz>2400</mhz><model>x86_64</model><nodes>2</nodes><sockets>2</sockets>
-    <cores>4</cores><threads>1</threads></cpu>
-  <memory>8388608</memory>
-</node>
-"""
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +34,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
 def _agent(backend: object, url: str, name: str, state: Path) -> Agent:
     settings = Settings(url=url, admin_token=ADMIN, name=name, state_dir=state, interval_s=0)
     return Agent(backend, settings, sleep=lambda _: None)  # type: ignore[arg-type]
-
-
-def balloon_only_domain(export: str, sizes_mib: list[int]) -> str:
-    """The libvirt-domain export without its virtio-mem devices (the test driver cannot resize
-    them): each cell holds its whole span and the balloon is the only knob."""
-    root = ET.fromstring(export)
-    devices = root.find("devices")
-    assert devices is not None
-    for m in devices.findall("memory"):
-        devices.remove(m)
-    max_memory = root.find("maxMemory")
-    if max_memory is not None:
-        root.remove(max_memory)
-    for cell, size in zip(root.findall("cpu/numa/cell"), sizes_mib, strict=True):
-        cell.set("memory", str(size * 1024))
-    return ET.tostring(root, encoding="unicode")
 
 
 def test_migration_done_by_the_agents(service: LocalService, tmp_path: Path) -> None:
@@ -149,6 +128,17 @@ def test_run_once_registers_idempotently_and_keeps_a_private_token(
         )
         assert proc.returncode == 0, proc.stderr
         assert "reported" in proc.stderr
+    proc = subprocess.run(
+        [*argv[:-1], "json", "--state-dir", str(tmp_path / "s1")], capture_output=True, text=True
+    )
+    # s1's token was rotated when s2 registered again: the agent registers once more.
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]  # JSON lines, one per event
+    assert [e["event"] for e in lines][:2] == [
+        "agent token refused; registering again",
+        "registered",
+    ]
+    reported = next(e for e in lines if e["event"] == "reported")
+    assert reported["free_mib"] == [4096] * 4 and reported["level"] == "info"
     state = tmp_path / "s1" / "agent.json"
     assert state.stat().st_mode & 0o777 == 0o600
     with Client(service.url, ADMIN) as admin:

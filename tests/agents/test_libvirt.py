@@ -141,3 +141,24 @@ def test_destination_xml_rebinds_every_cell_and_device(backend: Any) -> None:
     live = backend.apply(step, dry_run=False)  # the test driver has no migration
     assert live.ack and not live.ok and "libvirt:" in live.detail
     assert "qemu+ssh://kvm-2/system" in backend.apply(step, dry_run=True).detail
+
+
+def test_discover_command_prints_the_host_body() -> None:
+    require_binding()
+    import json
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "numa_balloon_agent", "discover", "--backend", "libvirt"]
+    out = subprocess.run(
+        [*argv, "--uri", "test:///default", "--name", "kvm-9", "--reserved-mib", "128"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert json.loads(out) == {
+        "name": "kvm-9",
+        "pnodes": [
+            {"memory_mib": 2048, "reserved_mib": 128, "cpus": 8},
+            {"memory_mib": 4096, "reserved_mib": 128, "cpus": 8},
+        ],
+        "distances": [[10, 20], [20, 10]],
+    }

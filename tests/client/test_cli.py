@@ -40,7 +40,7 @@ def run(
     if server is not None:
         base.update(NUMA_BALLOON_URL=server.url, NUMA_BALLOON_TOKEN=ADMIN_TOKEN)
     base.update(env or {})
-    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "numa_balloon_cli.main"]
+    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "numa_balloon_cli"]
     return subprocess.run(
         [*cmd, *args], input=stdin, capture_output=True, text=True, env=base, timeout=120
     )
@@ -137,6 +137,10 @@ def test_register_from_sysfs(server: Server, tmp_path: Path) -> None:
     )
     if cxl.returncode != 0:
         assert cxl.returncode == 1 and "pnodes.1.cpus" in cxl.stderr
+
+    if Path("/sys/devices/system/node/node0/meminfo").exists():  # this machine, by default
+        here = as_json(server, "hosts", "register", "--from-sysfs", "--name", "here", "--dry-run")
+        assert here["name"] == "here" and len(here["distances"]) == len(here["pnodes"]) >= 1
 
     missing = run(server, "hosts", "register", "--from-sysfs", str(tmp_path / "absent"))
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
@@ -296,13 +300,17 @@ def test_cluster_events_and_top(server: Server, tmp_path: Path) -> None:
     events = as_json(server, "events", "list", "--subject", host["id"])
     assert [e["action"] for e in events] == ["host.created"]
     assert "host.created" in ok(server, "events", "list", "--limit", "5")
+    for i in range(2):  # at least three events in the log, whatever ran before
+        _host(server, tmp_path, uniq(f"ct{i}"))
     lines = ok(server, "-o", "json", "events", "watch", "--count", "3").splitlines()
     assert [json.loads(x)["seq"] for x in lines] == sorted(json.loads(x)["seq"] for x in lines)
     assert len(lines) == 3
     assert "host.created" in ok(server, "events", "watch", "--subject", host["id"], "--count", "1")
 
     frame = ok(server, "top", "--once")
-    assert host["name"] in frame and "FREE MiB" in frame
+    assert f"{host['name']}  [active]" in frame and "FREE MiB" in frame
+    live = ok(server, "top", "--count", "2", "--interval", "0.2")  # Rich Live, refreshed
+    assert host["name"] in live
     snap = json.loads(ok(server, "-o", "json", "top", "--once"))
     assert any(h["name"] == host["name"] and len(h["pnodes"]) == 2 for h in snap)
     frames = ok(server, "-o", "json", "top", "--count", "2", "--interval", "0.2").splitlines()

@@ -7,6 +7,8 @@ transport wrapped around the real one, so the server sees exactly what the clien
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -173,12 +175,34 @@ def test_a_failed_step_stops_the_wait(nb: Client) -> None:
     assert nb.abort_migration(mig.id).state == "aborted"
 
 
-def test_poll_events_sleeps_when_the_server_answers_at_once_empty(server: Server) -> None:
+def test_poll_events_falls_back_to_sleeping_when_wait_is_ignored(server: Server) -> None:
+    """A server without `wait` answers at once, empty: the client sleeps `poll_s` itself. A
+    server with it holds the request instead, and the client does not sleep on top."""
     slept: list[float] = []
     with Client(server.url, ADMIN_TOKEN, sleep=slept.append) as nb:
         head = max((e.seq for e in nb.iter_events()), default=0)
-        events = nb.poll_events(head + 10**6, wait_s=30, poll_s=0.25)
-    assert events == [] and slept == [0.25]  # a server with `wait` would have held it 30 s
+        started = time.monotonic()
+        events = nb.poll_events(head + 10**6, wait_s=4, poll_s=0.25)
+        held_s = time.monotonic() - started
+    assert events == []
+    assert slept == [0.25] if held_s < 2 else slept == []
+
+
+def test_poll_events_returns_an_event_that_happens_while_waiting(
+    server: Server, nb: Client
+) -> None:
+    head = max((e.seq for e in nb.iter_events()), default=0)
+    name = uniq("late")
+    timer = threading.Timer(0.5, lambda: nb.with_token(ADMIN_TOKEN).create_host(two_socket(name)))
+    timer.start()
+    try:
+        deadline = time.monotonic() + 30
+        seen: list[str] = []
+        while not seen and time.monotonic() < deadline:
+            seen = [e.action for e in nb.poll_events(head, wait_s=5, poll_s=0.1)]
+    finally:
+        timer.join()
+    assert seen == ["host.created"]
 
 
 def test_async_client_does_the_same(server: Server) -> None:
@@ -194,3 +218,17 @@ def test_async_client_does_the_same(server: Server) -> None:
             assert (await nb.set_host_state(host.id, "maintenance", if_match=True)).version == 2
 
     asyncio.run(scenario())
+
+
+def test_async_wait_for_migration_follows_it_to_completed(server: Server, nb: Client) -> None:
+    sim, domain_id, dst = _migration_setup(nb)
+
+    async def follow() -> str:
+        async with AsyncClient(server.url, ADMIN_TOKEN) as anb:
+            mig = await anb.start_migration(domain_id, dst, "replug")
+            final = await anb.wait_for_migration(mig.id, advance=True, timeout_s=60)
+            return final.state
+
+    with sim:
+        assert asyncio.run(follow()) == "completed"
+    assert nb.get_domain(domain_id).host_id == dst

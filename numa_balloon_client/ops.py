@@ -1,5 +1,8 @@
 """Every operation of the API as a `Call`, once, for both clients.
 
+Public for callers that send calls themselves, e.g. `bench/load.py`, which wraps them in
+`with_status` to count each answer's status code while still getting the parsed models.
+
 Routes that other branches add (events long-poll and stream, evacuate, `POST /v1/placements`,
 API keys, the agent's batch report) are written to their contract and parsed as plain JSON until
 their schemas reach openapi/openapi.json; an older server answers them with `NotFound`.
