@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from demo.local import LocalService
 from demo.story import Story
+from numa_balloon_client import Client
 from service.app import create_app
 from service.settings import Settings
 from tests.api.client import ApiClient, api_client
@@ -222,20 +223,18 @@ def test_a_demo_cluster_renders_in_headless_chromium(tmp_path: Path) -> None:
     browser = chromium()
     _require_tool(browser is not None, "chromium (Debian package chromium)")
     assert browser is not None
-    with LocalService(tmp_path / "svc") as svc, httpx.Client(base_url=svc.url, timeout=30) as http:
-        story = Story(http, svc.token, out=io.StringIO())
+    with (
+        LocalService(tmp_path / "svc") as svc,
+        Client(svc.url, svc.token, timeout_s=30) as nb,
+        httpx.Client(base_url=svc.url, timeout=30) as http,
+    ):
+        story = Story(nb, out=io.StringIO())
         story.play()
         # One more migration, left in flight so the picture shows claims and a phase.
-        m = story.api(
-            "POST",
-            "/v1/migrations",
-            {
-                "domain_id": story.guests["cache"].domain_id,
-                "destination_host_id": story.hosts["epyc-nps4"]["id"],
-                "strategy": "rebalance",
-            },
+        m = nb.start_migration(
+            story.guests["cache"].domain_id, story.hosts["epyc-nps4"].id, "rebalance"
         )
-        story.api("POST", f"/v1/migrations/{m['id']}/advance")
+        nb.advance_migration(m.id)
         page = http.get("/ui", headers={"Authorization": f"Bearer {svc.token}", **HTML})
     assert page.status_code == 200
     # The page is self-contained (inline CSS and SVG, no script, no external resource), so

@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from bench.http import BadResponse, _make_domain, _make_host, measure, measure_open
 from bench.server import Server
+from numa_balloon_client import Client
 from tests.conftest import ADMIN_TOKEN, reset_database
 
 
@@ -19,9 +19,7 @@ from tests.conftest import ADMIN_TOKEN, reset_database
 def server(sqlite_url: str) -> Iterator[tuple[Server, str]]:
     reset_database(sqlite_url)
     with Server(sqlite_url, admin_token=ADMIN_TOKEN) as srv:
-        with httpx.Client(
-            base_url=srv.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
-        ) as c:
+        with Client(srv.url, ADMIN_TOKEN, timeout_s=30) as c:
             domain = _make_domain(c, "bench-client", _make_host(c, "bench-client"))
         yield srv, domain
 
@@ -42,8 +40,8 @@ def test_closed_loop_reads_every_response(server: tuple[Server, str]) -> None:
     )
     assert n == len(lat) > 2  # more than one request per connection
     assert all(0 < x <= elapsed for x in lat)
-    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as c:
-        assert c.get(f"/v1/domains/{domain}").json()["version"] > n  # every PUT reached the API
+    with Client(srv.url, ADMIN_TOKEN) as c:
+        assert c.get_domain(domain).version > n  # every PUT reached the API
 
 
 def test_failed_requests_abort_the_measurement(server: tuple[Server, str]) -> None:
