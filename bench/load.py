@@ -126,6 +126,8 @@ class Audit:
     overcommitted: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    charge_differences: list[str] = field(default_factory=list)
+    leaked_claims: list[str] = field(default_factory=list)
     domains: int = 0
     active_migrations: int = 0
 
@@ -157,6 +159,8 @@ class LoadResult:
             or a.overcommitted
             or a.differences
             or a.duplicates
+            or a.charge_differences
+            or a.leaked_claims
         )
 
     def summary(self) -> str:
@@ -166,6 +170,8 @@ class LoadResult:
             f"rps={s.requests / self.seconds:.1f} 5xx={s.server_errors} "
             f"unexpected={len(s.unexpected)} transport_errors={sum(s.transport_errors.values())} "
             f"overcommits={len(a.overcommitted)} accounting_differences={len(a.differences)} "
+            f"allocated_vs_charges={len(a.charge_differences)} "
+            f"leaked_claims={len(a.leaked_claims)} "
             f"duplicates={len(a.duplicates) + len(s.idempotency_mismatches)} "
             f"pnodes={a.pnodes} domains={a.domains} active_migrations={a.active_migrations}"
         )
@@ -357,10 +363,12 @@ async def audit_api(url: str, token: str) -> Audit:
         if m["state"] in ACTIVE:
             out.active_migrations += 1
         for cl in m["claims"]:
-            if datetime.fromisoformat(cl["expires_at"]).timestamp() > now:
+            # A null expiry is a claim held until its migration ends (it is past planned).
+            lease = cl["expires_at"]
+            if lease is None or datetime.fromisoformat(lease).timestamp() > now:
                 claims[(cl["host_id"], cl["pnode"])] += cl["mib"]
         if m["state"] not in ACTIVE and m["claims"]:
-            out.differences.append(f"migration {m['id']} is {m['state']} and still holds claims")
+            out.leaked_claims.append(f"migration {m['id']} is {m['state']} and holds claims")
     for h in hosts:
         acc = accounting[h["id"]]
         p = len(h["pnodes"])
@@ -387,9 +395,17 @@ async def audit_api(url: str, token: str) -> Audit:
             mine = [vn["backing_mib"] for vn in d["vnodes"]]
             if reported_backing.get(d["id"]) != mine:
                 out.differences.append(f"host {h['name']} domain {d['id']}: backing differs")
+        # The accounting explains itself: allocated is the sum of the charges it lists.
+        listed = np.zeros(p, dtype=np.int64)
+        for row in acc["domains"]:
+            listed += np.asarray(row["charged_mib"], dtype=np.int64).reshape(-1, p).sum(axis=0)
         for pn in acc["pnodes"]:
             i = pn["index"]
             out.pnodes += 1
+            if pn["allocated_mib"] != int(listed[i]):
+                out.charge_differences.append(
+                    f"{h['name']}[{i}] allocated {pn['allocated_mib']} != Σ charged {listed[i]}"
+                )
             want_alloc, want_claim = int(charged[i]), claims.get((h["id"], i), 0)
             if pn["allocated_mib"] != want_alloc:
                 out.differences.append(
@@ -417,6 +433,7 @@ def audit_db(db_url: str) -> list[str]:
     from service.db.base import utcnow
     from service.db.models import Backing, Claim, Pnode
     from service.db.session import make_engine, make_sessionmaker
+    from service.db.state import live_claim
 
     problems: list[str] = []
     engine = make_engine(db_url)
@@ -434,7 +451,7 @@ def audit_db(db_url: str) -> list[str]:
                 ((h, p), int(m))
                 for h, p, m in s.execute(
                     select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
-                    .where(Claim.expires_at > utcnow())
+                    .where(live_claim(utcnow()))
                     .group_by(Claim.host_id, Claim.pnode)
                 ).all()
             )

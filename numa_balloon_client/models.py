@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
-from typing_extensions import TypeAliasType
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StringConstraints
+
+
+class AbortRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    runs_on: Annotated[
+        Literal["source", "destination"] | None,
+        Field(
+            description="Where the domain runs now. Required to abort a migration in `migrating` (the live migration may have run) unless its migrate step was acknowledged as failed: `source` rolls back; `destination` records the move and settles there",
+            title="Runs On",
+        ),
+    ] = None
 
 
 class Detail(RootModel[str]):
@@ -28,9 +40,94 @@ class AgentToken(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    expires_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="When the key stops working (with a time zone); none: never",
+            title="Expires At",
+        ),
+    ] = None
+    name: Annotated[
+        str,
+        Field(
+            description="1-64 characters: letters, digits, '.', '_', '-' (starting with a letter or digit); the audit log names the key `key:<name>`",
+            examples=["orchestrator"],
+            max_length=64,
+            min_length=1,
+            pattern="^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            title="Name",
+        ),
+    ]
+    role: Annotated[
+        Literal["admin", "operator", "scheduler", "enroll", "viewer"], Field(title="Role")
+    ]
+
+
+class ApiKeyCreated(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    created_by: Annotated[str, Field(title="Created By")]
+    expires_at: Annotated[AwareDatetime | None, Field(title="Expires At")]
+    id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
+    ]
+    name: Annotated[str, Field(title="Name")]
+    revoked_at: Annotated[AwareDatetime | None, Field(title="Revoked At")]
+    role: Annotated[
+        Literal["admin", "operator", "scheduler", "enroll", "viewer"], Field(title="Role")
+    ]
+    rotated_at: Annotated[AwareDatetime | None, Field(title="Rotated At")]
+    secret: Annotated[
+        str,
+        Field(
+            description="The bearer secret (`nbk_...`): shown only in this response; the service keeps its SHA-256 digest",
+            title="Secret",
+        ),
+    ]
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    created_by: Annotated[str, Field(title="Created By")]
+    expires_at: Annotated[AwareDatetime | None, Field(title="Expires At")]
+    id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
+    ]
+    name: Annotated[str, Field(title="Name")]
+    revoked_at: Annotated[AwareDatetime | None, Field(title="Revoked At")]
+    role: Annotated[
+        Literal["admin", "operator", "scheduler", "enroll", "viewer"], Field(title="Role")
+    ]
+    rotated_at: Annotated[AwareDatetime | None, Field(title="Rotated At")]
 
 
 class BlockMoveOut(BaseModel):
@@ -40,7 +137,10 @@ class BlockMoveOut(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     from_pnode: Annotated[int, Field(title="From Pnode")]
@@ -55,11 +155,20 @@ class ClaimOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    expires_at: Annotated[AwareDatetime, Field(title="Expires At")]
+    expires_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="When the lease of a planned migration's claim ends; null: held until the migration ends (it is past planned: the guest may be using this memory)",
+            title="Expires At",
+        ),
+    ]
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     mib: Annotated[int, Field(title="Mib")]
@@ -104,10 +213,27 @@ class DomainBacking(BaseModel):
     backing_mib: Annotated[
         list[list[int]], Field(description="vnode x pnode, MiB", title="Backing Mib")
     ]
+    charged_mib: Annotated[
+        list[list[int]],
+        Field(
+            description="vnode x pnode, MiB counted against the pnode: the backing, or the size the guest reports for the vnode when it holds more than its target (on the vnode's home)",
+            title="Charged Mib",
+        ),
+    ]
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
+        ),
+    ]
+    held_over_target_mib: Annotated[
+        int,
+        Field(
+            description="Σ charged_mib - Σ backing_mib: memory the guest still holds above its target",
+            title="Held Over Target Mib",
         ),
     ]
 
@@ -124,9 +250,53 @@ class BlockMib(RootModel[int]):
     ]
 
 
+class ExternalId(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="The orchestrator's own id (a Nova UUID, a Kubernetes node name); unique",
+            examples=["compute-07.rack12"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00-\\x1f\\x7f]+$",
+            title="External Id",
+        ),
+    ]
+
+
+class HostId(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
+        ),
+    ]
+
+
 class Vcpus(RootModel[int]):
     root: Annotated[
-        int, Field(description="With template: vCPU count", ge=1, le=4096, title="Vcpus")
+        int,
+        Field(
+            description="With template or vnode_count: vCPU count, spread evenly over the vnodes",
+            ge=1,
+            le=4096,
+            title="Vcpus",
+        ),
+    ]
+
+
+class VnodeCount(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="Shorthand (one of three forms): this many vnodes of equal size and vCPU count, with `vcpus`; virtual distances from the host given in host_id (vnode v on pnode v*n/k, when k <= n pnodes), else 10 local / 20 remote",
+            ge=1,
+            le=32,
+            title="Vnode Count",
+        ),
     ]
 
 
@@ -134,7 +304,7 @@ class VnodeSizeMib(RootModel[int]):
     root: Annotated[
         int,
         Field(
-            description="With template: every vnode's span (default dynamic_max / k, block-aligned)",
+            description="With template or vnode_count: every vnode's span (default dynamic_max / k, block-aligned)",
             ge=1,
             le=2147483648,
             title="Vnode Size Mib",
@@ -157,6 +327,30 @@ class VnodeTargetsMib(RootModel[list[VnodeTargetsMibItem]]):
     ]
 
 
+class DomainPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    external_id: Annotated[
+        ExternalId | None, Field(description="null clears it", title="External Id")
+    ] = None
+    labels: Annotated[
+        dict[
+            Annotated[
+                str,
+                StringConstraints(
+                    pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$",
+                    min_length=1,
+                    max_length=128,
+                ),
+            ],
+            str,
+        ]
+        | None,
+        Field(description="Replaces every label", title="Labels"),
+    ] = None
+
+
 class DriftPnode(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -168,6 +362,38 @@ class DriftPnode(BaseModel):
     ]
     index: Annotated[int, Field(title="Index")]
     observed_free_mib: Annotated[int | None, Field(title="Observed Free Mib")]
+
+
+class EvacuateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    auto_advance: Annotated[
+        bool | None,
+        Field(
+            description="Every migration advances on its own as its steps are acknowledged",
+            title="Auto Advance",
+        ),
+    ] = False
+    strategy: Annotated[
+        Literal["rebalance", "replug"] | None,
+        Field(description="For every migration started", title="Strategy"),
+    ] = "rebalance"
+
+
+class Evacuation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domains_remaining: Annotated[
+        int, Field(description="Domains still on the host", title="Domains Remaining")
+    ]
+    done: Annotated[bool, Field(description="No domain is left on the host", title="Done")]
+    migrations_in_flight: Annotated[
+        int,
+        Field(description="Migrations off this host not yet ended", title="Migrations In Flight"),
+    ]
+    requested_at: Annotated[AwareDatetime, Field(title="Requested At")]
 
 
 class EventOut(BaseModel):
@@ -225,7 +451,10 @@ class GuestToken(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     guest_token: Annotated[str, Field(title="Guest Token")]
@@ -252,7 +481,31 @@ class HostPatch(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
+    external_id: Annotated[
+        ExternalId | None, Field(description="null clears it", title="External Id")
+    ] = None
+    labels: Annotated[
+        dict[
+            Annotated[
+                str,
+                StringConstraints(
+                    pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$",
+                    min_length=1,
+                    max_length=128,
+                ),
+            ],
+            str,
+        ]
+        | None,
+        Field(description="Replaces every label", title="Labels"),
+    ] = None
+    state: Annotated[
+        Literal["active", "maintenance", "offline"] | None,
+        Field(
+            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves them); offline: takes none. Back to active ends an evacuation.",
+            title="State",
+        ),
+    ] = None
 
 
 class MemRange(BaseModel):
@@ -290,22 +543,67 @@ class MemoryOut(BaseModel):
     target_mib: Annotated[int, Field(title="Target Mib")]
 
 
+class MemoryTotals(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allocated_mib: Annotated[int, Field(title="Allocated Mib")]
+    capacity_mib: Annotated[int, Field(title="Capacity Mib")]
+    claimed_mib: Annotated[int, Field(title="Claimed Mib")]
+    free_mib: Annotated[int, Field(title="Free Mib")]
+
+
+class DestinationHostId(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Destination Host Id",
+        ),
+    ]
+
+
+class SourceHostId(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Source Host Id",
+        ),
+    ]
+
+
 class MigrationRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    auto_advance: Annotated[
+        bool | None,
+        Field(
+            description="The service advances each phase as soon as its steps are acknowledged (starting at once with planned -> preparing); the caller only watches the events",
+            title="Auto Advance",
+        ),
+    ] = False
     destination_host_id: Annotated[
         str,
         Field(
             description="UUID",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Destination Host Id",
         ),
     ]
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     policy: Annotated[
@@ -328,16 +626,31 @@ class MigrationStepOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    actor: Annotated[
+        Literal["service", "agent", "guest"],
+        Field(
+            description="Who completes the step: the service itself (claims), the host agent (migrate, release, rebalance moves; it acks them) or the guest's balloon driver (plug, unplug, balloon; its report completes them, an agent ack also does)",
+            title="Actor",
+        ),
+    ]
     detail: Annotated[str | None, Field(title="Detail")]
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="The host whose agent sees (and, for agent steps, acks) it",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
     mib: Annotated[int, Field(title="Mib")]
     op: Annotated[str, Field(title="Op")]
@@ -357,7 +670,10 @@ class ObservedOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     pnodes: Annotated[list[DriftPnode], Field(title="Pnodes")]
@@ -370,6 +686,20 @@ class ObservedPnode(BaseModel):
     )
     free_mib: Annotated[int, Field(ge=0, le=2147483648, title="Free Mib")]
     index: Annotated[int, Field(ge=0, lt=64, title="Index")]
+
+
+class PageApiKeyOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[ApiKeyOut], Field(title="Items")]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Pass as ?cursor= to get the next page; null on the last page",
+            title="Next Cursor",
+        ),
+    ] = None
 
 
 class PageEventOut(BaseModel):
@@ -392,17 +722,65 @@ class PlacementOut(BaseModel):
     )
     distortion: Annotated[float | None, Field(title="Distortion")]
     feasible: Annotated[bool, Field(title="Feasible")]
+    free_mib: Annotated[int, Field(description="The host's free MiB, all pnodes", title="Free Mib")]
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     host_name: Annotated[str, Field(title="Host Name")]
     mapping: Annotated[list[int], Field(description="Home pnode per vnode", title="Mapping")]
+    max_feasible_mib: Annotated[
+        int,
+        Field(
+            description="The largest target this host could back now with this mapping (at most dynamic_max_mib)",
+            title="Max Feasible Mib",
+        ),
+    ]
     reason: Annotated[str, Field(title="Reason")]
     score: Annotated[float | None, Field(title="Score")]
     spread: Annotated[bool, Field(title="Spread")]
+
+
+class PlacementPreview(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    hosts: Annotated[
+        list[PlacementOut],
+        Field(description="Best first; nothing was created or claimed", title="Hosts"),
+    ]
+
+
+class Name(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="1-255 characters, stored in Unicode NFC form; no '/', control, format (e.g. RTL override, zero-width), surrogate, private-use or unassigned characters; not blank",
+            max_length=255,
+            min_length=1,
+            title="Name",
+        ),
+    ]
+
+
+class VnodeTargetsMib1Item(RootModel[int]):
+    root: Annotated[int, Field(ge=0, le=2147483648)]
+
+
+class VnodeTargetsMib1(RootModel[list[VnodeTargetsMib1Item]]):
+    root: Annotated[
+        list[VnodeTargetsMib1Item],
+        Field(
+            description="Per-vnode targets (policy explicit)",
+            max_length=32,
+            title="Vnode Targets Mib",
+        ),
+    ]
 
 
 class Placements(BaseModel):
@@ -412,7 +790,10 @@ class Placements(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     hosts: Annotated[list[PlacementOut], Field(title="Hosts")]
@@ -426,7 +807,10 @@ class PlanStepOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     mib: Annotated[int, Field(title="Mib")]
@@ -447,10 +831,19 @@ class PnodeAccounting(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    allocated_mib: Annotated[int, Field(title="Allocated Mib")]
+    allocated_mib: Annotated[
+        int, Field(description="Σ of the domains' charged_mib on this pnode", title="Allocated Mib")
+    ]
     capacity_mib: Annotated[int, Field(title="Capacity Mib")]
-    claimed_mib: Annotated[int, Field(title="Claimed Mib")]
-    free_mib: Annotated[int, Field(title="Free Mib")]
+    claimed_mib: Annotated[
+        int,
+        Field(
+            description="Σ of the live claims (lapsed leases no longer count)", title="Claimed Mib"
+        ),
+    ]
+    free_mib: Annotated[
+        int, Field(description="capacity_mib - allocated_mib - claimed_mib", title="Free Mib")
+    ]
     index: Annotated[int, Field(title="Index")]
     observed_free_mib: Annotated[int | None, Field(title="Observed Free Mib")]
 
@@ -476,8 +869,21 @@ class PnodeOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    allocated_mib: Annotated[
+        int, Field(description="Backing of the domains on this pnode", title="Allocated Mib")
+    ]
     capacity_mib: Annotated[int, Field(title="Capacity Mib")]
+    claimed_mib: Annotated[
+        int,
+        Field(description="Reserved for migrations and creations in flight", title="Claimed Mib"),
+    ]
     cpus: Annotated[int, Field(title="Cpus")]
+    free_mib: Annotated[
+        int,
+        Field(
+            description="capacity - allocated - claimed: what placement may use", title="Free Mib"
+        ),
+    ]
     index: Annotated[int, Field(title="Index")]
     memory_mib: Annotated[int, Field(title="Memory Mib")]
     reserved_mib: Annotated[int, Field(title="Reserved Mib")]
@@ -501,7 +907,10 @@ class RebalanceOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     moved_mib: Annotated[int, Field(title="Moved Mib")]
@@ -534,11 +943,6 @@ class ReportVnode(BaseModel):
     index: Annotated[int, Field(ge=0, lt=32, title="Index")]
 
 
-FreeMibAdditionalProperty = TypeAliasType(
-    "FreeMibAdditionalProperty", Annotated[int, Field(ge=0, le=2147483648)]
-)
-
-
 class TotalFreeMib(RootModel[int]):
     root: Annotated[
         int,
@@ -563,7 +967,7 @@ class SqueezeRequest(BaseModel):
         bool | None, Field(description="Return the plan and change nothing", title="Dry Run")
     ] = False
     free_mib: Annotated[
-        dict[str, FreeMibAdditionalProperty] | None,
+        dict[Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,2})$")], int] | None,
         Field(
             description='MiB to free per pnode, keyed by pnode index: {"0": 8192}', title="Free Mib"
         ),
@@ -574,6 +978,17 @@ class SqueezeRequest(BaseModel):
     ] = None
 
 
+class OrderItem(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        ),
+    ]
+
+
 class SqueezedDomain(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -581,7 +996,10 @@ class SqueezedDomain(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     held: Annotated[
@@ -609,7 +1027,10 @@ class StepDestination(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     host_name: Annotated[str, Field(title="Host Name")]
@@ -622,10 +1043,29 @@ class StepDestination(BaseModel):
     ]
 
 
+class MigrationId(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Migration Id",
+        ),
+    ]
+
+
 class StepOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    actor: Annotated[
+        Literal["service", "agent", "guest"],
+        Field(
+            description="Who completes the step: the service itself (claims), the host agent (migrate, release, rebalance moves; it acks them) or the guest's balloon driver (plug, unplug, balloon; its report completes them, an agent ack also does)",
+            title="Actor",
+        ),
+    ]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     destination: Annotated[
         StepDestination | None,
@@ -635,7 +1075,10 @@ class StepOut(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     grow: Annotated[
@@ -645,12 +1088,26 @@ class StepOut(BaseModel):
             title="Grow",
         ),
     ] = None
+    host_id: Annotated[
+        str,
+        Field(
+            description="The host whose agent sees this step",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
+        ),
+    ]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
     mib: Annotated[int, Field(title="Mib")]
-    migration_id: Annotated[str | None, Field(title="Migration Id")]
+    migration_id: Annotated[MigrationId | None, Field(title="Migration Id")]
     op: Annotated[str, Field(title="Op")]
     pfn_ranges: Annotated[list[list[int]], Field(title="Pfn Ranges")]
     phase: Annotated[str, Field(title="Phase")]
@@ -661,13 +1118,13 @@ class StepOut(BaseModel):
     vnode: Annotated[int | None, Field(title="Vnode")]
 
 
-class VnodeTargetsMib1Item(RootModel[int]):
+class VnodeTargetsMib2Item(RootModel[int]):
     root: Annotated[int, Field(ge=0, le=2147483648)]
 
 
-class VnodeTargetsMib1(RootModel[list[VnodeTargetsMib1Item]]):
+class VnodeTargetsMib2(RootModel[list[VnodeTargetsMib2Item]]):
     root: Annotated[
-        list[VnodeTargetsMib1Item],
+        list[VnodeTargetsMib2Item],
         Field(
             description="Per-vnode targets (policy explicit)",
             max_length=32,
@@ -686,7 +1143,7 @@ class TargetPut(BaseModel):
     ] = None
     target_mib: Annotated[int, Field(ge=0, le=2147483648, title="Target Mib")]
     vnode_targets_mib: Annotated[
-        VnodeTargetsMib1 | None,
+        VnodeTargetsMib2 | None,
         Field(description="Per-vnode targets (policy explicit)", title="Vnode Targets Mib"),
     ] = None
 
@@ -697,6 +1154,27 @@ class TemplateVnode(BaseModel):
     )
     distances: Annotated[list[int], Field(title="Distances")]
     index: Annotated[int, Field(title="Index")]
+
+
+class Unplaced(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
+        ),
+    ]
+    reason: Annotated[
+        str,
+        Field(
+            description="Why no other host takes it (MiB figures, per host tried)", title="Reason"
+        ),
+    ]
 
 
 class ValidationIssue(BaseModel):
@@ -763,7 +1241,7 @@ class WorstCaseTemplateOut(BaseModel):
     classes: Annotated[list[int], Field(title="Classes")]
     distances: Annotated[list[list[int]], Field(title="Distances")]
     hosts_considered: Annotated[int, Field(title="Hosts Considered")]
-    source_host_id: Annotated[str | None, Field(title="Source Host Id")]
+    source_host_id: Annotated[SourceHostId | None, Field(title="Source Host Id")]
     vnode_count: Annotated[int, Field(title="Vnode Count")]
     vnodes: Annotated[list[TemplateVnode], Field(title="Vnodes")]
 
@@ -776,7 +1254,10 @@ class Accounting(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     pnodes: Annotated[list[PnodeAccounting], Field(title="Pnodes")]
@@ -797,7 +1278,10 @@ class AgentReportOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     unknown_domains: Annotated[
@@ -817,7 +1301,10 @@ class BalloonReport(BaseModel):
 
 
 class Vnodes(RootModel[list[VnodeIn]]):
-    root: Annotated[list[VnodeIn], Field(max_length=32, title="Vnodes")]
+    root: Annotated[
+        list[VnodeIn],
+        Field(description="Explicit vnodes (one of three forms)", max_length=32, title="Vnodes"),
+    ]
 
 
 class DomainCreate(BaseModel):
@@ -831,17 +1318,36 @@ class DomainCreate(BaseModel):
             title="Block Mib",
         ),
     ] = None
+    external_id: Annotated[ExternalId | None, Field(title="External Id")] = None
     host_id: Annotated[
-        str | None, Field(description="Place here, or fail; else the best host", title="Host Id")
+        HostId | None, Field(description="Place here, or fail; else the best host", title="Host Id")
+    ] = None
+    labels: Annotated[
+        dict[
+            Annotated[
+                str,
+                StringConstraints(
+                    pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$",
+                    min_length=1,
+                    max_length=128,
+                ),
+            ],
+            str,
+        ]
+        | None,
+        Field(
+            description="The orchestrator's own labels, string to string, at most 64 pairs; filter lists with ?label=key=value",
+            examples=[{"pool": "gold", "rack": "r12"}],
+            title="Labels",
+        ),
     ] = None
     memory: MemoryIn
     name: Annotated[
         str,
         Field(
-            description="1-255 characters, no control characters or '/'",
+            description="1-255 characters, stored in Unicode NFC form; no '/', control, format (e.g. RTL override, zero-width), surrogate, private-use or unassigned characters; not blank",
             max_length=255,
             min_length=1,
-            pattern="^[^\\x00-\\x1f\\x7f/]+$",
             title="Name",
         ),
     ]
@@ -852,17 +1358,28 @@ class DomainCreate(BaseModel):
     template: Annotated[
         Literal["worst-case"] | None,
         Field(
-            description="Use the cluster's worst-case virtual topology instead of vnodes",
+            description="The cluster's worst-case virtual topology, with `vcpus` (one of three forms)",
             title="Template",
         ),
     ] = None
     vcpus: Annotated[
-        Vcpus | None, Field(description="With template: vCPU count", title="Vcpus")
+        Vcpus | None,
+        Field(
+            description="With template or vnode_count: vCPU count, spread evenly over the vnodes",
+            title="Vcpus",
+        ),
+    ] = None
+    vnode_count: Annotated[
+        VnodeCount | None,
+        Field(
+            description="Shorthand (one of three forms): this many vnodes of equal size and vCPU count, with `vcpus`; virtual distances from the host given in host_id (vnode v on pnode v*n/k, when k <= n pnodes), else 10 local / 20 remote",
+            title="Vnode Count",
+        ),
     ] = None
     vnode_size_mib: Annotated[
         VnodeSizeMib | None,
         Field(
-            description="With template: every vnode's span (default dynamic_max / k, block-aligned)",
+            description="With template or vnode_count: every vnode's span (default dynamic_max / k, block-aligned)",
             title="Vnode Size Mib",
         ),
     ] = None
@@ -870,7 +1387,9 @@ class DomainCreate(BaseModel):
         VnodeTargetsMib | None,
         Field(description="Per-vnode targets (policy explicit)", title="Vnode Targets Mib"),
     ] = None
-    vnodes: Annotated[Vnodes | None, Field(title="Vnodes")] = None
+    vnodes: Annotated[
+        Vnodes | None, Field(description="Explicit vnodes (one of three forms)", title="Vnodes")
+    ] = None
 
 
 class DomainCreated(BaseModel):
@@ -879,6 +1398,7 @@ class DomainCreated(BaseModel):
     )
     block_mib: Annotated[int, Field(title="Block Mib")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    external_id: Annotated[str | None, Field(title="External Id")]
     guest_token: Annotated[
         str | None,
         Field(
@@ -886,11 +1406,17 @@ class DomainCreated(BaseModel):
             title="Guest Token",
         ),
     ]
-    host_id: Annotated[str | None, Field(title="Host Id")]
+    host_id: Annotated[HostId | None, Field(title="Host Id")]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
+    labels: Annotated[dict[str, str], Field(title="Labels")]
     memory: MemoryOut
     name: Annotated[str, Field(title="Name")]
     policy: Annotated[
@@ -909,11 +1435,18 @@ class DomainOut(BaseModel):
     )
     block_mib: Annotated[int, Field(title="Block Mib")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
-    host_id: Annotated[str | None, Field(title="Host Id")]
+    external_id: Annotated[str | None, Field(title="External Id")]
+    host_id: Annotated[HostId | None, Field(title="Host Id")]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
+    labels: Annotated[dict[str, str], Field(title="Labels")]
     memory: MemoryOut
     name: Annotated[str, Field(title="Name")]
     policy: Annotated[
@@ -955,13 +1488,32 @@ class HostCreate(BaseModel):
             title="Distances",
         ),
     ]
+    external_id: Annotated[ExternalId | None, Field(title="External Id")] = None
+    labels: Annotated[
+        dict[
+            Annotated[
+                str,
+                StringConstraints(
+                    pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$",
+                    min_length=1,
+                    max_length=128,
+                ),
+            ],
+            str,
+        ]
+        | None,
+        Field(
+            description="The orchestrator's own labels, string to string, at most 64 pairs; filter lists with ?label=key=value",
+            examples=[{"pool": "gold", "rack": "r12"}],
+            title="Labels",
+        ),
+    ] = None
     name: Annotated[
         str,
         Field(
-            description="1-255 characters, no control characters or '/'",
+            description="1-255 characters, stored in Unicode NFC form; no '/', control, format (e.g. RTL override, zero-width), surrogate, private-use or unassigned characters; not blank",
             max_length=255,
             min_length=1,
-            pattern="^[^\\x00-\\x1f\\x7f/]+$",
             title="Name",
         ),
     ]
@@ -982,10 +1534,24 @@ class HostCreated(BaseModel):
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     distances: Annotated[list[list[int]], Field(title="Distances")]
     drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    evacuation: Annotated[
+        Evacuation | None,
+        Field(
+            description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
+        ),
+    ]
+    external_id: Annotated[str | None, Field(title="External Id")]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
+    labels: Annotated[dict[str, str], Field(title="Labels")]
+    memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
     name: Annotated[str, Field(title="Name")]
     pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
     state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
@@ -999,10 +1565,24 @@ class HostOut(BaseModel):
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     distances: Annotated[list[list[int]], Field(title="Distances")]
     drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    evacuation: Annotated[
+        Evacuation | None,
+        Field(
+            description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
+        ),
+    ]
+    external_id: Annotated[str | None, Field(title="External Id")]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
+    labels: Annotated[dict[str, str], Field(title="Labels")]
+    memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
     name: Annotated[str, Field(title="Name")]
     pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
     state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
@@ -1044,6 +1624,87 @@ class PageHostOut(BaseModel):
     ] = None
 
 
+class PlacementRequest(BaseModel):
+    """
+    A domain's create body with name and host optional: where would it go?
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[
+        BlockMib | None,
+        Field(
+            description="The guest's memory hotplug block (power of two); default the cluster's",
+            title="Block Mib",
+        ),
+    ] = None
+    external_id: Annotated[ExternalId | None, Field(title="External Id")] = None
+    host_id: Annotated[
+        HostId | None, Field(description="Place here, or fail; else the best host", title="Host Id")
+    ] = None
+    labels: Annotated[
+        dict[
+            Annotated[
+                str,
+                StringConstraints(
+                    pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$",
+                    min_length=1,
+                    max_length=128,
+                ),
+            ],
+            str,
+        ]
+        | None,
+        Field(
+            description="The orchestrator's own labels, string to string, at most 64 pairs; filter lists with ?label=key=value",
+            examples=[{"pool": "gold", "rack": "r12"}],
+            title="Labels",
+        ),
+    ] = None
+    memory: MemoryIn
+    name: Annotated[Name | None, Field(title="Name")] = None
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
+        Field(title="Policy"),
+    ] = "proportional"
+    template: Annotated[
+        Literal["worst-case"] | None,
+        Field(
+            description="The cluster's worst-case virtual topology, with `vcpus` (one of three forms)",
+            title="Template",
+        ),
+    ] = None
+    vcpus: Annotated[
+        Vcpus | None,
+        Field(
+            description="With template or vnode_count: vCPU count, spread evenly over the vnodes",
+            title="Vcpus",
+        ),
+    ] = None
+    vnode_count: Annotated[
+        VnodeCount | None,
+        Field(
+            description="Shorthand (one of three forms): this many vnodes of equal size and vCPU count, with `vcpus`; virtual distances from the host given in host_id (vnode v on pnode v*n/k, when k <= n pnodes), else 10 local / 20 remote",
+            title="Vnode Count",
+        ),
+    ] = None
+    vnode_size_mib: Annotated[
+        VnodeSizeMib | None,
+        Field(
+            description="With template or vnode_count: every vnode's span (default dynamic_max / k, block-aligned)",
+            title="Vnode Size Mib",
+        ),
+    ] = None
+    vnode_targets_mib: Annotated[
+        VnodeTargetsMib1 | None,
+        Field(description="Per-vnode targets (policy explicit)", title="Vnode Targets Mib"),
+    ] = None
+    vnodes: Annotated[
+        Vnodes | None, Field(description="Explicit vnodes (one of three forms)", title="Vnodes")
+    ] = None
+
+
 class PlanOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1058,6 +1719,7 @@ class PlanOut(BaseModel):
         Field(
             description="UUID",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Destination Host Id",
         ),
     ]
@@ -1066,7 +1728,10 @@ class PlanOut(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     feasible: Annotated[bool, Field(title="Feasible")]
@@ -1081,6 +1746,7 @@ class PlanOut(BaseModel):
         Field(
             description="UUID",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Source Host Id",
         ),
     ]
@@ -1114,7 +1780,10 @@ class ReportDomain(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
     vnodes: Annotated[list[ReportVnode], Field(max_length=32, title="Vnodes")]
@@ -1134,11 +1803,14 @@ class SqueezeResult(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
         ),
     ]
     order: Annotated[
-        list[str],
+        list[OrderItem],
         Field(description="Apply in this order: all decreases, then increases", title="Order"),
     ]
 
@@ -1167,29 +1839,53 @@ class MigrationOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    auto_advance: Annotated[bool, Field(title="Auto Advance")]
     claims: Annotated[list[ClaimOut], Field(title="Claims")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
-    destination_host_id: Annotated[str | None, Field(title="Destination Host Id")]
+    destination_host_id: Annotated[DestinationHostId | None, Field(title="Destination Host Id")]
     domain_id: Annotated[
         str,
         Field(
-            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
         ),
     ]
-    expires_at: Annotated[AwareDatetime, Field(title="Expires At")]
+    expires_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="The claims' lease while planned; null once past planned (claims held)",
+            title="Expires At",
+        ),
+    ]
     id: Annotated[
         str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Id",
+        ),
     ]
     plan: PlanOut | None
+    progress_at: Annotated[AwareDatetime, Field(title="Progress At")]
     reason: Annotated[str | None, Field(title="Reason")]
-    source_host_id: Annotated[str | None, Field(title="Source Host Id")]
+    source_host_id: Annotated[SourceHostId | None, Field(title="Source Host Id")]
     state: Annotated[
         Literal["planned", "preparing", "migrating", "settling", "completed", "aborted", "failed"],
         Field(title="State"),
     ]
     steps: Annotated[list[MigrationStepOut], Field(title="Steps")]
     strategy: Annotated[Literal["rebalance", "replug"], Field(title="Strategy")]
+    stuck: Annotated[
+        bool,
+        Field(
+            description="Past planned and no progress (advance, acknowledged step) for NUMA_BALLOON_STUCK_AFTER_S; the claims stay held",
+            title="Stuck",
+        ),
+    ]
+    stuck_reason: Annotated[str | None, Field(title="Stuck Reason")]
     updated_at: Annotated[AwareDatetime, Field(title="Updated At")]
     version: Annotated[int, Field(title="Version")]
 
@@ -1206,3 +1902,25 @@ class PageMigrationOut(BaseModel):
             title="Next Cursor",
         ),
     ] = None
+
+
+class EvacuationOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Host Id",
+        ),
+    ]
+    migrations: Annotated[
+        list[MigrationOut], Field(description="One per domain leaving the host", title="Migrations")
+    ]
+    unplaced: Annotated[
+        list[Unplaced],
+        Field(description="Domains that stay, each with its reason", title="Unplaced"),
+    ]

@@ -29,4 +29,6 @@ def test_mixed_load_loses_nothing_and_never_overcommits(
     assert a.pnodes > 0 and a.domains > 0, report
     assert not a.overcommitted, report
     assert not a.differences, report
+    assert not a.charge_differences, report
+    assert not a.leaked_claims, report
     assert not a.duplicates, report
