@@ -18,9 +18,9 @@ from service.core import migrations
 from service.core.domains import load_domain, topology_of
 from service.db import hosts as repo
 from service.db.audit import record_event
-from service.db.cluster import cluster_hosts
+from service.db.cluster import load_cluster
 from service.db.models import Domain, Migration
-from service.engine.place import rank_hosts
+from service.engine.place import rank_cluster
 from service.errors import Conflict, Infeasible, NotFound
 from service.schemas.migrations import MigrationRequest, Strategy
 from service.settings import Settings
@@ -60,11 +60,21 @@ def _destinations(session: Session, domain_id: str) -> list[str]:
     domain = load_domain(session, domain_id)
     topo = topology_of(domain)
     demand = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
-    hosts = [h for h in cluster_hosts(session) if h.id != domain.host_id]
-    if not hosts:
+    view = load_cluster(session)
+    if not view.ids:
         return []
-    ranking = rank_hosts(demand, topo.vcpus_per_vnode(), topo.distances, [h.arrays for h in hosts])
-    return [hosts[i].id for i in ranking.order.tolist() if ranking.placements[i].feasible]
+    ranking = rank_cluster(
+        demand_mib=demand,
+        vcpus=topo.vcpus_per_vnode(),
+        vdist=topo.distances,
+        cluster=view.arrays,
+        limit=MAX_DESTINATIONS + 1,
+    )
+    return [
+        view.ids[i]
+        for i in ranking.order.tolist()
+        if ranking.feasible[i] and view.ids[i] != domain.host_id
+    ]
 
 
 def _move(

@@ -1,7 +1,8 @@
 """Placement previews and admission advice: where a domain would go, and why it cannot.
 
-Nothing here writes: the ranking reads the materialized accounting of every active host, as
-domain creation does, so a preview answers what a create would do right now.
+Nothing here writes: the ranking reads the materialized accounting of every active host as
+matrices in one statement (`load_cluster`), as domain creation does, so a preview answers what a
+create would do right now, at the cost of one vectorized pass however many hosts there are.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from service.core.domains import (
     load_domain,
     topology_of,
 )
-from service.db.cluster import ClusterHost, cluster_hosts, get_cluster
+from service.db.cluster import ClusterView, get_cluster, load_cluster
 from service.db.models import Domain, Host
 from service.engine.distribute import distribute
 from service.engine.errors import InfeasibleError
-from service.engine.place import Placement, rank_hosts
+from service.engine.place import HostArrays, Placement, rank_cluster
 from service.engine.topology import VirtualTopology
 from service.errors import NotFound
 from service.schemas.domains import PlacementRequest
@@ -44,20 +45,20 @@ class Ranked:
 
 
 def _max_feasible(
-    host: ClusterHost, topo: VirtualTopology, mapping: I64, dynamic_max_mib: int, policy: str
+    host: HostArrays, topo: VirtualTopology, mapping: I64, dynamic_max_mib: int, policy: str
 ) -> int:
     """The largest target this host could back with this mapping now (<= dynamic max)."""
     k = topo.n_vnodes
-    if mapping.shape != (k,) or (mapping < 0).any() or (mapping >= host.arrays.cpus.size).any():
+    if mapping.shape != (k,) or (mapping < 0).any() or (mapping >= host.cpus.size).any():
         return 0
     try:
         distribute(
             dynamic_max_mib,
             topo.size_mib,
-            host.arrays.free_mib,
+            host.free_mib,
             mapping,
             topo.distances,
-            host.arrays.pdist,
+            host.pdist,
             "proportional" if policy == "explicit" else policy,  # type: ignore[arg-type]
             block_mib=topo.block_mib,
             vcpu_weight=topo.vcpus_per_vnode(),
@@ -85,33 +86,59 @@ def squeezable_mib(session: Session, host_ids: list[str]) -> dict[str, int]:
     return {h: found.get(h, 0) for h in host_ids}
 
 
+def _host_arrays(view: ClusterView, i: int) -> HostArrays:
+    """Host `i` of the cluster matrices as one host's arrays (its own pnodes, unpadded)."""
+    a = view.arrays
+    pdist = a.shapes[int(a.shape[i])]
+    p = pdist.shape[0]
+    return HostArrays(
+        free_mib=a.free_mib[i, :p], cpus=a.cpus[i, :p], pdist=pdist, load_vcpus=a.load_vcpus[i, :p]
+    )
+
+
 def rank(
     session: Session,
     topo: VirtualTopology,
     demand: I64,
     dynamic_max_mib: int,
     policy: str,
-    hosts: list[ClusterHost],
+    view: ClusterView,
     limit: int,
+    only: str | None = None,
 ) -> list[Ranked]:
-    if not hosts:
+    """The best `limit` hosts of the cluster (or just `only`), best first: one vectorized pass
+    over the (hosts x pnodes) matrices, top-k by `argpartition`; only the hosts returned get
+    their maximum target computed."""
+    if only is not None:
+        view = view.only(only)
+    if not view.ids:
         return []
-    ranking = rank_hosts(demand, topo.vcpus_per_vnode(), topo.distances, [h.arrays for h in hosts])
+    ranking = rank_cluster(
+        demand_mib=demand,
+        vcpus=topo.vcpus_per_vnode(),
+        vdist=topo.distances,
+        cluster=view.arrays,
+        limit=limit,
+    )
     order = ranking.order.tolist()[:limit]
-    spare = squeezable_mib(session, [hosts[i].id for i in order])
-    return [
-        Ranked(
-            host_id=hosts[i].id,
-            host_name=hosts[i].name,
-            placement=ranking.placements[i],
-            max_feasible_mib=_max_feasible(
-                hosts[i], topo, ranking.placements[i].mapping, dynamic_max_mib, policy
-            ),
-            free_mib=int(hosts[i].arrays.free_mib.sum()),
-            squeezable_mib=spare[hosts[i].id],
+    spare = squeezable_mib(session, [view.ids[i] for i in order])
+    out = []
+    for i in order:
+        placement = ranking.placement(i)
+        arrays = _host_arrays(view, i)
+        out.append(
+            Ranked(
+                host_id=view.ids[i],
+                host_name=view.names[i],
+                placement=placement,
+                max_feasible_mib=_max_feasible(
+                    arrays, topo, placement.mapping, dynamic_max_mib, policy
+                ),
+                free_mib=int(arrays.free_mib.sum()),
+                squeezable_mib=spare[view.ids[i]],
+            )
         )
-        for i in order
-    ]
+    return out
 
 
 def preview(session: Session, body: PlacementRequest, limit: int) -> list[Ranked]:
@@ -120,13 +147,21 @@ def preview(session: Session, body: PlacementRequest, limit: int) -> list[Ranked
     spec: Spec = build_spec(
         body, cluster.block_mib, cluster.worst_case_template, host_distances_of(session, body)
     )
-    hosts = cluster_hosts(session)
-    if body.host_id is not None:
-        if session.scalar(select(Host.id).where(Host.id == body.host_id)) is None:
-            raise NotFound(f"no host with id {body.host_id}")
-        hosts = [h for h in hosts if h.id == body.host_id]
+    unknown = select(Host.id).where(Host.id == body.host_id)
+    if body.host_id is not None and session.scalar(unknown) is None:
+        raise NotFound(f"no host with id {body.host_id}")
+    view = load_cluster(session)
     demand = initial_demand(spec, body.vnode_targets_mib)
-    return rank(session, spec.topology, demand, spec.dynamic_max_mib, body.policy, hosts, limit)
+    return rank(
+        session,
+        spec.topology,
+        demand,
+        spec.dynamic_max_mib,
+        body.policy,
+        view,
+        limit,
+        only=body.host_id,
+    )
 
 
 def for_domain(session: Session, domain_id: str, limit: int) -> list[Ranked]:
@@ -134,8 +169,8 @@ def for_domain(session: Session, domain_id: str, limit: int) -> list[Ranked]:
     domain = load_domain(session, domain_id)
     topo = topology_of(domain)
     demand = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
-    hosts = cluster_hosts(session, release_domain=domain)
-    return rank(session, topo, demand, domain.dynamic_max_mib, domain.policy, hosts, limit)
+    view = load_cluster(session, release_domain=domain)
+    return rank(session, topo, demand, domain.dynamic_max_mib, domain.policy, view, limit)
 
 
 def admission_advice(
@@ -143,8 +178,8 @@ def admission_advice(
 ) -> dict[str, object]:
     """What a 409 for a create carries: the best few hosts (or the pinned one, `only`) with
     their reasons and maxima, and whether squeezing one of them would admit the domain."""
-    hosts = [h for h in cluster_hosts(session) if only is None or h.id == only]
-    ranked = rank(session, spec.topology, demand, spec.dynamic_max_mib, policy, hosts, limit)
+    view = load_cluster(session)
+    ranked = rank(session, spec.topology, demand, spec.dynamic_max_mib, policy, view, limit, only)
     need = int(demand.sum())
     advice: dict[str, object] = {
         "max_feasible_mib": max((r.max_feasible_mib for r in ranked), default=0),

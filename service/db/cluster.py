@@ -98,6 +98,22 @@ class ClusterView:
     names: list[str]
     arrays: ClusterArrays
 
+    def only(self, host_id: str) -> ClusterView:
+        """The same view restricted to one host (empty when it is not an active host)."""
+        keep = [i for i, h in enumerate(self.ids) if h == host_id]
+        a = self.arrays
+        return ClusterView(
+            ids=[self.ids[i] for i in keep],
+            names=[self.names[i] for i in keep],
+            arrays=ClusterArrays(
+                free_mib=a.free_mib[keep],
+                cpus=a.cpus[keep],
+                load_vcpus=a.load_vcpus[keep],
+                shape=a.shape[keep],
+                shapes=a.shapes,
+            ),
+        )
+
 
 def _packed(*values: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[str]:
     """A host's per-pnode values as one string of space-separated integers, each pnode's index
