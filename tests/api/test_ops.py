@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from service.db.migrations import head_revision
 from tests.api.client import ApiClient
 from tests.api.conftest import TWO_SOCKET
 
@@ -24,7 +25,11 @@ def test_readyz_fails_when_the_database_is_behind(client: ApiClient) -> None:
         assert r.headers["retry-after"]
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+            # The real head: a hard-coded id left the database "behind" once a revision was
+            # added, and every later test that waits for /readyz on it timed out.
+            conn.execute(
+                text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()}
+            )
 
 
 def test_metrics_count_requests_by_route_template(client: ApiClient) -> None:
