@@ -623,18 +623,6 @@ def delete_domain(
     record_event(session, actor, "domain.deleted", "domain", domain_id, before=summary)
 
 
-def placements(session: Session, domain_id: str) -> list[tuple[str, str, Placement]]:
-    """Rank every active host for this domain as it is now (its own host counts it as free)."""
-    domain = load_domain(session, domain_id)
-    topo = topology_of(domain)
-    demand = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
-    hosts = cluster_hosts(session, release_domain=domain)
-    if not hosts:
-        return []
-    ranking = rank_hosts(demand, topo.vcpus_per_vnode(), topo.distances, [h.arrays for h in hosts])
-    return [(hosts[i].id, hosts[i].name, ranking.placements[i]) for i in ranking.order.tolist()]
-
-
 def backing_of(session: Session, domains: Sequence[Domain]) -> dict[str, tuple[I64, int]]:
     """Backing matrices of some domains and their hosts' pnode counts, in one statement: the
     backing rows and, as (host id, -1, count, 0) rows, the pnode counts."""
@@ -667,6 +655,5 @@ __all__ = [
     "create_domain",
     "delete_domain",
     "load_domain",
-    "placements",
     "set_target",
 ]
