@@ -63,6 +63,13 @@ placements and the unplug/replug plans a domain needs to migrate between topolog
 Use **Authorize** with an API key (`POST /v1/api-keys`; roles admin, operator, scheduler, enroll,
 viewer) or the bootstrap admin token (`NUMA_BALLOON_ADMIN_TOKEN`, printed by `make run`).
 Errors are RFC 9457 `application/problem+json`.
+
+**Orchestrators** need no polling loop: `GET /v1/events?since=N&wait=S` answers as soon as
+something happens (or `GET /v1/events/stream`, Server-Sent Events); `auto_advance` on a migration
+or an evacuation lets the service move each phase on as agents and guests complete the steps.
+`POST /v1/placements` previews a placement; hosts and domains carry your `external_id` and
+`labels`. A domain's ETag moves only with what the toolstack owns, never with guest or agent
+reports, so `If-Match` is safe to use.
 """
 
 

@@ -143,7 +143,6 @@ def _resume_point(last_event_id: str | None, since: int | None, latest: int) -> 
         200: {
             "description": "`text/event-stream`: one SSE event per audit event, `id:` its seq, "
             "`event:` its action, `data:` the event as JSON (the list's item schema)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
     },
     summary="Stream audit events as Server-Sent Events, resumable with Last-Event-ID.",

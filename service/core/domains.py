@@ -634,25 +634,6 @@ def delete_domain(
     record_event(session, actor, "domain.deleted", "domain", domain_id, before=summary)
 
 
-def placements(
-    session: Session, domain_id: str, limit: int | None = None
-) -> list[tuple[str, str, Placement]]:
-    """Rank the active hosts for this domain as it is now (its own host counts it as free):
-    the best ``limit`` of them (all when None), best first."""
-    domain = load_domain(session, domain_id)
-    topo = topology_of(domain)
-    demand = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
-    view = load_cluster(session, release_domain=domain)
-    ranking = rank_cluster(
-        demand_mib=demand,
-        vcpus=topo.vcpus_per_vnode(),
-        vdist=topo.distances,
-        cluster=view.arrays,
-        limit=limit,
-    )
-    return [(view.ids[i], view.names[i], ranking.placement(i)) for i in ranking.order.tolist()]
-
-
 def backing_of(session: Session, domains: Sequence[Domain]) -> dict[str, tuple[I64, int]]:
     """Backing matrices of some domains and their hosts' pnode counts, in one statement: the
     backing rows and, as (host id, -1, count, 0) rows, the pnode counts."""
@@ -685,6 +666,5 @@ __all__ = [
     "create_domain",
     "delete_domain",
     "load_domain",
-    "placements",
     "set_target",
 ]

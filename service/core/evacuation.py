@@ -123,8 +123,11 @@ def evacuate(
 ) -> Evacuated:
     begin(session, host_id, actor, now)
     out = Evacuated()
+    # Largest first (first-fit decreasing): small domains fill the gaps big ones leave.
     rows = session.execute(
-        select(Domain.id, Domain.state).where(Domain.host_id == host_id).order_by(Domain.id)
+        select(Domain.id, Domain.state)
+        .where(Domain.host_id == host_id)
+        .order_by(Domain.target_mib.desc(), Domain.id)
     ).all()
     in_flight = dict(
         session.execute(

@@ -15,12 +15,16 @@ def test_evacuate_moves_every_domain_that_fits_and_names_the_rest(client: ApiCli
     dst = client.post("/v1/hosts", json=host_body("dst", n=2, memory_mib=8192)).json()
     hosts = {src["id"]: src, dst["id"]: dst}
     guests: dict[str, dict[str, Any]] = {}
-    for name, sizes in (("small-1", [2048, 2048]), ("small-2", [1024, 1024]), ("huge", [17408])):
+    for name, sizes in (
+        ("small-1", [2048, 2048]),
+        ("small-2", [1024, 1024]),
+        ("huge", [12288, 12288]),
+    ):
         body = domain_body(name, sizes, host_id=src["id"], dynamic_min_mib=sum(sizes))
         r = client.post("/v1/domains", json=body)
         assert r.status_code == 201, r.text
         guests[r.json()["id"]] = r.json()
-    huge = next(d for d in guests.values() if d["name"] == "huge")
+    huge = next(d for d in guests.values() if d["name"] == "huge")  # more than dst has at all
 
     r = client.post(f"/v1/hosts/{src['id']}/evacuate", json={"auto_advance": True})
     assert r.status_code == 202, r.text
