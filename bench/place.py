@@ -97,7 +97,7 @@ def busy_host(pdist: IntArray, node_mib: int, cpus: int, rng: np.random.Generato
     busy = rng.choice(np.arange(1, p), size=max(1, p // 8), replace=False)
     free[busy] = node_mib // 32
     load = rng.integers(0, cpus * 2, p).astype(I64)
-    return HostArrays(free, np.full(p, cpus, I64), pdist, load)
+    return HostArrays(free_mib=free, cpus=np.full(p, cpus, I64), pdist=pdist, load_vcpus=load)
 
 
 @dataclass(frozen=True)
@@ -136,13 +136,19 @@ def single_case(
     demand = np.full(v, vnode_mib, I64)
     vcpus = np.full(v, 4, I64)
     host = busy_host(pdist, node_mib, 16, rng)
+    host_kw = {
+        "free_mib": host.free_mib,
+        "cpus": host.cpus,
+        "pdist": host.pdist,
+        "load_vcpus": host.load_vcpus,
+    }
 
     def ours() -> object:
-        return place(demand, vcpus, vdist, host.free_mib, host.cpus, host.pdist, host.load_vcpus)
+        return place(demand_mib=demand, vcpus=vcpus, vdist=vdist, **host_kw)
 
     ours()  # warm-up
     ours_ms = median_ms(ours, repeats, warmup=False)
-    r = place(demand, vcpus, vdist, host.free_mib, host.cpus, host.pdist, host.load_vcpus)
+    r = place(demand_mib=demand, vcpus=vcpus, vdist=vdist, **host_kw)
     note = "spread" if r.spread else ("fits" if r.feasible else r.reason)
     rows.append(Row(name, "numa-balloon place", ours_ms, r.distortion, note))
     novas: dict[str, Nova] = {}

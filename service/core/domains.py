@@ -195,13 +195,13 @@ def initial_demand(spec: Spec, explicit: list[int] | None) -> I64:
 
 def _place_on(state: HostState, spec: Spec, demand: I64, excluding: str | None = None) -> Placement:
     return place(
-        demand,
-        spec.topology.vcpus_per_vnode(),
-        spec.topology.distances,
-        np.maximum(state.headroom_mib(excluding), 0),
-        state.cpus,
-        state.pdist,
-        state.load_vcpus(excluding),
+        demand_mib=demand,
+        vcpus=spec.topology.vcpus_per_vnode(),
+        vdist=spec.topology.distances,
+        free_mib=np.maximum(state.headroom_mib(excluding), 0),
+        cpus=state.cpus,
+        pdist=state.pdist,
+        load_vcpus=state.load_vcpus(excluding),
     )
 
 

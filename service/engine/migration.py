@@ -332,7 +332,15 @@ def plan_migration(
 
     # Destination mapping and pool levels.
     demand = apportion(np.array([target_after]), t_before[None] if target_before else size[None])
-    placement = place(demand[0], cw, vd, free_pos, cpus, pdd, load)
+    placement = place(
+        demand_mib=demand[0],
+        vcpus=cw,
+        vdist=vd,
+        free_mib=free_pos,
+        cpus=cpus,
+        pdist=pdd,
+        load_vcpus=load,
+    )
     home_dst = placement.mapping.astype(np.int64)
     try:
         xa = distribute(

@@ -53,7 +53,7 @@ _BATCH_STARTS = 4
 _REFINE_TOP = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Placement:
     """Where a domain's vnodes are homed on one host and how good that is.
 
@@ -69,7 +69,7 @@ class Placement:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HostArrays:
     """One host's state as the placement needs it (all per pnode, memory in MiB)."""
 
@@ -79,7 +79,7 @@ class HostArrays:
     load_vcpus: IntArray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Ranking:
     """Placements in the input order of the hosts, plus host indices best first."""
 
@@ -580,17 +580,39 @@ def _finish(g: _Guest, h: _Host, mapping: IntArray) -> Placement:
     need = int(g.demand_int.sum())
     have = int(h.free.sum())
     if h.free.shape[0] == 0:
-        return Placement(False, mapping, 0.0, 0.0, False, "host has no NUMA nodes")
+        return Placement(
+            feasible=False,
+            mapping=mapping,
+            distortion=0.0,
+            score=0.0,
+            spread=False,
+            reason="host has no NUMA nodes",
+        )
     over, bal = _host_terms(g, mapping[None], h.free[None], h.cpus[None], h.load[None])
     distortion = _exact_distortion(g, h, mapping)
     score = distortion + BALANCE_WEIGHT * float(bal[0, 0])
     if need > have:
         reason = f"needs {_fmt_mib(need)}, host has {_fmt_mib(have)} free"
-        return Placement(False, mapping, distortion, score, False, reason)
-    return Placement(True, mapping, distortion, score, bool(over[0, 0] > 0), "")
+        return Placement(
+            feasible=False,
+            mapping=mapping,
+            distortion=distortion,
+            score=score,
+            spread=False,
+            reason=reason,
+        )
+    return Placement(
+        feasible=True,
+        mapping=mapping,
+        distortion=distortion,
+        score=score,
+        spread=bool(over[0, 0] > 0),
+        reason="",
+    )
 
 
 def place(
+    *,
     demand_mib: ArrayLike,
     vcpus: ArrayLike,
     vdist: ArrayLike,
@@ -598,7 +620,6 @@ def place(
     cpus: ArrayLike,
     pdist: ArrayLike,
     load_vcpus: ArrayLike,
-    *,
     budget_evals: int = DEFAULT_BUDGET_EVALS,
 ) -> Placement:
     """Home each vnode of a new domain on a pnode of one host.
@@ -612,7 +633,12 @@ def place(
     v = g.demand.shape[0]
     if h.free.shape[0] == 0:
         return Placement(
-            False, np.zeros(v, dtype=np.int64), 0.0, 0.0, False, "host has no NUMA nodes"
+            feasible=False,
+            mapping=np.zeros(v, dtype=np.int64),
+            distortion=0.0,
+            score=0.0,
+            spread=False,
+            reason="host has no NUMA nodes",
         )
     return _finish(g, h, _search(g, h, budget_evals))
 
@@ -656,11 +682,11 @@ def _topology_pool(
 
 
 def rank_hosts(
+    *,
     demand_mib: ArrayLike,
     vcpus: ArrayLike,
     vdist: ArrayLike,
     hosts: Sequence[HostArrays],
-    *,
     budget_evals: int = DEFAULT_BUDGET_EVALS,
     pool_size: int = DEFAULT_POOL_SIZE,
 ) -> Ranking:
@@ -692,12 +718,12 @@ def rank_hosts(
         if p == 0:
             for i in members:
                 results[i] = Placement(
-                    False,
-                    np.zeros(v, dtype=np.int64),
-                    0.0,
-                    0.0,
-                    False,
-                    "host has no NUMA nodes",
+                    feasible=False,
+                    mapping=np.zeros(v, dtype=np.int64),
+                    distortion=0.0,
+                    score=0.0,
+                    spread=False,
+                    reason="host has no NUMA nodes",
                 )
             continue
         hs = [
@@ -751,9 +777,23 @@ def rank_hosts(
             if not room[r]:
                 need, have = int(g.demand_int.sum()), int(h.free.sum())
                 reason = f"needs {_fmt_mib(need)}, host has {_fmt_mib(have)} free"
-                results[i] = Placement(False, mapping, d_exact, sc, False, reason)
+                results[i] = Placement(
+                    feasible=False,
+                    mapping=mapping,
+                    distortion=d_exact,
+                    score=sc,
+                    spread=False,
+                    reason=reason,
+                )
             else:
-                results[i] = Placement(True, mapping, d_exact, sc, bool(best_over[r] > 0), "")
+                results[i] = Placement(
+                    feasible=True,
+                    mapping=mapping,
+                    distortion=d_exact,
+                    score=sc,
+                    spread=bool(best_over[r] > 0),
+                    reason="",
+                )
 
     order = _order(results)
     # The hosts that will actually be chosen deserve a search of their own.
@@ -856,7 +896,7 @@ _INFEASIBLE_KEY = 2e6
 """Added to the sort key of an infeasible placement, so it sorts after every spread one."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClusterArrays:
     """Every host of a cluster as (hosts x pnodes) matrices, zero-padded past a host's pnodes.
 
@@ -912,7 +952,7 @@ def cluster_arrays(*, hosts: Sequence[HostArrays]) -> ClusterArrays:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClusterRanking:
     """Per host (input order): the placement found, as arrays; ``order``: the best ``limit``
     host indices, best first (feasible, then not spread, then score, then input position)."""

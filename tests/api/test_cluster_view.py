@@ -85,3 +85,15 @@ def test_template_reads_one_row_per_topology_and_names_the_first_host(client: Ap
     assert tpl["vnode_count"] == 16 and tpl["source_host_id"] == first16["id"]
     assert tpl["hosts_considered"] == 5
     assert n <= 6, n  # one read for 6 hosts or 10,000
+
+
+def test_a_topology_whose_first_host_is_offline_still_ranks(client: ApiClient) -> None:
+    """Each SLIT's text travels on one active host's row; an offline host of the same shape
+    must never be that one (with 8 offline twins, an unfiltered pick would miss 8 times in 9)."""
+    twins = [_mk(client, "/v1/hosts", host_body(f"twin{i}", n=4, per_socket=2)) for i in range(9)]
+    for h in twins[1:]:
+        assert client.patch(f"/v1/hosts/{h['id']}", json={"state": "offline"}).status_code == 200
+    d = _mk(client, "/v1/domains", domain_body("vm", [1024, 1024]))
+    assert d["host_id"] == twins[0]["id"]
+    ranked = client.get(f"/v1/domains/{d['id']}/placements").json()["hosts"]
+    assert [h["host_id"] for h in ranked] == [twins[0]["id"]]

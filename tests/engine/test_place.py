@@ -11,7 +11,43 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.engine import place as pl
-from service.engine.place import BALANCE_WEIGHT, HostArrays, Placement, place, rank_hosts
+from service.engine.place import BALANCE_WEIGHT, HostArrays, Placement
+
+
+def place(
+    demand_mib: object,
+    vcpus: object,
+    vdist: object,
+    free_mib: object,
+    cpus: object,
+    pdist: object,
+    load_vcpus: object,
+    **kw: int,
+) -> Placement:
+    """The keyword-only entry point, called positionally to keep the examples short."""
+    return pl.place(
+        demand_mib=demand_mib,  # type: ignore[arg-type]
+        vcpus=vcpus,  # type: ignore[arg-type]
+        vdist=vdist,  # type: ignore[arg-type]
+        free_mib=free_mib,  # type: ignore[arg-type]
+        cpus=cpus,  # type: ignore[arg-type]
+        pdist=pdist,  # type: ignore[arg-type]
+        load_vcpus=load_vcpus,  # type: ignore[arg-type]
+        **kw,
+    )
+
+
+def rank_hosts(
+    demand_mib: object, vcpus: object, vdist: object, hosts: list[HostArrays], **kw: int
+) -> pl.Ranking:
+    return pl.rank_hosts(
+        demand_mib=demand_mib,  # type: ignore[arg-type]
+        vcpus=vcpus,  # type: ignore[arg-type]
+        vdist=vdist,  # type: ignore[arg-type]
+        hosts=hosts,
+        **kw,
+    )
+
 
 I64 = np.int64
 
@@ -401,7 +437,12 @@ def random_hosts(rng: np.random.Generator, n: int, shapes: list[np.ndarray]) -> 
         pd = shapes[i % len(shapes)]
         p = len(pd)
         out.append(
-            HostArrays(rng.integers(0, 40000, p), np.full(p, 16, I64), pd, rng.integers(0, 24, p))
+            HostArrays(
+                free_mib=rng.integers(0, 40000, p),
+                cpus=np.full(p, 16, I64),
+                pdist=pd,
+                load_vcpus=rng.integers(0, 24, p),
+            )
         )
     return out
 

@@ -21,7 +21,15 @@ I64 = np.int64
 
 
 def _place(dem: np.ndarray, cw: np.ndarray, vd: np.ndarray, host: HostArrays) -> object:
-    return place(dem, cw, vd, host.free_mib, host.cpus, host.pdist, host.load_vcpus)
+    return place(
+        demand_mib=dem,
+        vcpus=cw,
+        vdist=vd,
+        free_mib=host.free_mib,
+        cpus=host.cpus,
+        pdist=host.pdist,
+        load_vcpus=host.load_vcpus,
+    )
 
 
 @st.composite
@@ -88,7 +96,11 @@ def busy_hosts(rng: np.random.Generator, n: int) -> list[HostArrays]:
         p = len(pd)
         free = rng.integers(0, 65536, p)
         free[rng.random(p) < 0.3] = 0
-        out.append(HostArrays(free, np.full(p, 16, I64), pd, rng.integers(0, 40, p)))
+        out.append(
+            HostArrays(
+                free_mib=free, cpus=np.full(p, 16, I64), pdist=pd, load_vcpus=rng.integers(0, 40, p)
+            )
+        )
     return out
 
 
@@ -131,7 +143,9 @@ def test_fast_ranking_finds_a_host_the_shortlist_misses() -> None:
     pd = snc(4, 4)
     free = np.zeros(16, I64)
     free[14:] = 16384
-    hosts = [HostArrays(free, np.full(16, 8, I64), pd, np.zeros(16, I64))]
+    hosts = [
+        HostArrays(free_mib=free, cpus=np.full(16, 8, I64), pdist=pd, load_vcpus=np.zeros(16, I64))
+    ]
     dem, cw = np.full(4, 8192, I64), np.full(4, 2, I64)
     ranking = rank_cluster(
         demand_mib=dem, vcpus=cw, vdist=snc(2, 2), cluster=cluster_arrays(hosts=hosts)
@@ -143,7 +157,12 @@ def test_fast_ranking_finds_a_host_the_shortlist_misses() -> None:
 
 def test_ties_go_to_the_earlier_host_and_limit_bounds_the_order() -> None:
     pd = snc(2, 1, far=21)
-    same = HostArrays(np.full(2, 65536, I64), np.full(2, 8, I64), pd, np.zeros(2, I64))
+    same = HostArrays(
+        free_mib=np.full(2, 65536, I64),
+        cpus=np.full(2, 8, I64),
+        pdist=pd,
+        load_vcpus=np.zeros(2, I64),
+    )
     hosts = [same] * 30
     ranking = rank_cluster(
         demand_mib=np.array([4096, 4096], I64),
@@ -158,8 +177,18 @@ def test_ties_go_to_the_earlier_host_and_limit_bounds_the_order() -> None:
 def test_infeasible_hosts_say_why_and_come_last() -> None:
     pd = snc(2, 1, far=21)
     hosts = [
-        HostArrays(np.array([1024, 0], I64), np.full(2, 8, I64), pd, np.zeros(2, I64)),
-        HostArrays(np.array([8192, 8192], I64), np.full(2, 8, I64), pd, np.zeros(2, I64)),
+        HostArrays(
+            free_mib=np.array([1024, 0], I64),
+            cpus=np.full(2, 8, I64),
+            pdist=pd,
+            load_vcpus=np.zeros(2, I64),
+        ),
+        HostArrays(
+            free_mib=np.array([8192, 8192], I64),
+            cpus=np.full(2, 8, I64),
+            pdist=pd,
+            load_vcpus=np.zeros(2, I64),
+        ),
     ]
     ranking = rank_cluster(
         demand_mib=np.array([4096, 4096], I64),
