@@ -25,6 +25,7 @@ CODEGEN_ARGS = [
     "--use-standard-collections", "--use-union-operator", "--use-annotated",
     "--enum-field-as-literal", "all", "--use-double-quotes", "--use-schema-description",
     "--disable-timestamp", "--strict-refs", "--no-formatters", "--extra-fields", "allow",
+    "--collapse-root-models",
     "--custom-file-header", f'"""{HEADER} (`make client`); do not edit."""',
 ]  # fmt: skip
 

@@ -40,10 +40,7 @@ class AgentToken(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
 
@@ -84,12 +81,7 @@ class ApiKeyCreated(BaseModel):
     expires_at: Annotated[AwareDatetime | None, Field(title="Expires At")]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     name: Annotated[str, Field(title="Name")]
     revoked_at: Annotated[AwareDatetime | None, Field(title="Revoked At")]
@@ -115,12 +107,7 @@ class ApiKeyOut(BaseModel):
     expires_at: Annotated[AwareDatetime | None, Field(title="Expires At")]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     name: Annotated[str, Field(title="Name")]
     revoked_at: Annotated[AwareDatetime | None, Field(title="Revoked At")]
@@ -137,10 +124,7 @@ class BlockMoveOut(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     from_pnode: Annotated[int, Field(title="From Pnode")]
@@ -165,10 +149,7 @@ class ClaimOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     mib: Annotated[int, Field(title="Mib")]
@@ -223,10 +204,7 @@ class DomainBacking(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     held_over_target_mib: Annotated[
@@ -451,10 +429,7 @@ class GuestToken(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     guest_token: Annotated[str, Field(title="Guest Token")]
@@ -553,30 +528,6 @@ class MemoryTotals(BaseModel):
     free_mib: Annotated[int, Field(title="Free Mib")]
 
 
-class DestinationHostId(RootModel[str]):
-    root: Annotated[
-        str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Destination Host Id",
-        ),
-    ]
-
-
-class SourceHostId(RootModel[str]):
-    root: Annotated[
-        str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Source Host Id",
-        ),
-    ]
-
-
 class MigrationRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -639,18 +590,12 @@ class MigrationStepOut(BaseModel):
         Field(
             description="The host whose agent sees (and, for agent steps, acks) it",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Host Id",
         ),
     ]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     mib: Annotated[int, Field(title="Mib")]
     op: Annotated[str, Field(title="Op")]
@@ -670,10 +615,7 @@ class ObservedOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     pnodes: Annotated[list[DriftPnode], Field(title="Pnodes")]
@@ -726,10 +668,7 @@ class PlacementOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     host_name: Annotated[str, Field(title="Host Name")]
@@ -790,10 +729,7 @@ class Placements(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     hosts: Annotated[list[PlacementOut], Field(title="Hosts")]
@@ -807,10 +743,7 @@ class PlanStepOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     mib: Annotated[int, Field(title="Mib")]
@@ -907,10 +840,7 @@ class RebalanceOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     moved_mib: Annotated[int, Field(title="Moved Mib")]
@@ -978,17 +908,6 @@ class SqueezeRequest(BaseModel):
     ] = None
 
 
-class OrderItem(RootModel[str]):
-    root: Annotated[
-        str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        ),
-    ]
-
-
 class SqueezedDomain(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -996,10 +915,7 @@ class SqueezedDomain(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     held: Annotated[
@@ -1027,10 +943,7 @@ class StepDestination(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     host_name: Annotated[str, Field(title="Host Name")]
@@ -1039,18 +952,6 @@ class StepDestination(BaseModel):
         Field(
             description="per vnode, the destination pnodes that back it (its <memnode> nodeset)",
             title="Nodesets",
-        ),
-    ]
-
-
-class MigrationId(RootModel[str]):
-    root: Annotated[
-        str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Migration Id",
         ),
     ]
 
@@ -1075,10 +976,7 @@ class StepOut(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     grow: Annotated[
@@ -1093,21 +991,15 @@ class StepOut(BaseModel):
         Field(
             description="The host whose agent sees this step",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Host Id",
         ),
     ]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     mib: Annotated[int, Field(title="Mib")]
-    migration_id: Annotated[MigrationId | None, Field(title="Migration Id")]
+    migration_id: Annotated[str | None, Field(title="Migration Id")]
     op: Annotated[str, Field(title="Op")]
     pfn_ranges: Annotated[list[list[int]], Field(title="Pfn Ranges")]
     phase: Annotated[str, Field(title="Phase")]
@@ -1163,10 +1055,7 @@ class Unplaced(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     reason: Annotated[
@@ -1241,7 +1130,7 @@ class WorstCaseTemplateOut(BaseModel):
     classes: Annotated[list[int], Field(title="Classes")]
     distances: Annotated[list[list[int]], Field(title="Distances")]
     hosts_considered: Annotated[int, Field(title="Hosts Considered")]
-    source_host_id: Annotated[SourceHostId | None, Field(title="Source Host Id")]
+    source_host_id: Annotated[str | None, Field(title="Source Host Id")]
     vnode_count: Annotated[int, Field(title="Vnode Count")]
     vnodes: Annotated[list[TemplateVnode], Field(title="Vnodes")]
 
@@ -1254,10 +1143,7 @@ class Accounting(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     pnodes: Annotated[list[PnodeAccounting], Field(title="Pnodes")]
@@ -1278,10 +1164,7 @@ class AgentReportOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     unknown_domains: Annotated[
@@ -1406,15 +1289,10 @@ class DomainCreated(BaseModel):
             title="Guest Token",
         ),
     ]
-    host_id: Annotated[HostId | None, Field(title="Host Id")]
+    host_id: Annotated[str | None, Field(title="Host Id")]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     labels: Annotated[dict[str, str], Field(title="Labels")]
     memory: MemoryOut
@@ -1436,15 +1314,10 @@ class DomainOut(BaseModel):
     block_mib: Annotated[int, Field(title="Block Mib")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     external_id: Annotated[str | None, Field(title="External Id")]
-    host_id: Annotated[HostId | None, Field(title="Host Id")]
+    host_id: Annotated[str | None, Field(title="Host Id")]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     labels: Annotated[dict[str, str], Field(title="Labels")]
     memory: MemoryOut
@@ -1543,12 +1416,7 @@ class HostCreated(BaseModel):
     external_id: Annotated[str | None, Field(title="External Id")]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     labels: Annotated[dict[str, str], Field(title="Labels")]
     memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
@@ -1574,12 +1442,7 @@ class HostOut(BaseModel):
     external_id: Annotated[str | None, Field(title="External Id")]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     labels: Annotated[dict[str, str], Field(title="Labels")]
     memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
@@ -1719,7 +1582,6 @@ class PlanOut(BaseModel):
         Field(
             description="UUID",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Destination Host Id",
         ),
     ]
@@ -1728,10 +1590,7 @@ class PlanOut(BaseModel):
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     feasible: Annotated[bool, Field(title="Feasible")]
@@ -1746,7 +1605,6 @@ class PlanOut(BaseModel):
         Field(
             description="UUID",
             examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             title="Source Host Id",
         ),
     ]
@@ -1803,14 +1661,11 @@ class SqueezeResult(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     order: Annotated[
-        list[OrderItem],
+        list[str],
         Field(description="Apply in this order: all decreases, then increases", title="Order"),
     ]
 
@@ -1842,14 +1697,11 @@ class MigrationOut(BaseModel):
     auto_advance: Annotated[bool, Field(title="Auto Advance")]
     claims: Annotated[list[ClaimOut], Field(title="Claims")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
-    destination_host_id: Annotated[DestinationHostId | None, Field(title="Destination Host Id")]
+    destination_host_id: Annotated[str | None, Field(title="Destination Host Id")]
     domain_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
         ),
     ]
     expires_at: Annotated[
@@ -1861,17 +1713,12 @@ class MigrationOut(BaseModel):
     ]
     id: Annotated[
         str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Id",
-        ),
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
     ]
     plan: PlanOut | None
     progress_at: Annotated[AwareDatetime, Field(title="Progress At")]
     reason: Annotated[str | None, Field(title="Reason")]
-    source_host_id: Annotated[SourceHostId | None, Field(title="Source Host Id")]
+    source_host_id: Annotated[str | None, Field(title="Source Host Id")]
     state: Annotated[
         Literal["planned", "preparing", "migrating", "settling", "completed", "aborted", "failed"],
         Field(title="State"),
@@ -1911,10 +1758,7 @@ class EvacuationOut(BaseModel):
     host_id: Annotated[
         str,
         Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Host Id",
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
         ),
     ]
     migrations: Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from service.schemas.common import Id, MiB, StrictModel, example, strict_example
+from service.schemas.common import Id, IdIn, MiB, StrictModel, example, strict_example
 
 
 class ObservedPnode(StrictModel):
@@ -155,7 +155,7 @@ class ReportVnode(StrictModel):
 
 
 class ReportDomain(StrictModel):
-    domain_id: Id
+    domain_id: IdIn
     vnodes: list[ReportVnode] = Field(max_length=32)
 
 

@@ -47,7 +47,10 @@ Name = Annotated[
     AfterValidator(normalize_name),
 ]
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-Id = Annotated[
+# Ids in responses: plain strings (the client's generated models keep them so).
+Id = Annotated[str, Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"])]
+# Ids in request bodies: a malformed one is a located 422, not a 404 for something that can't be.
+IdIn = Annotated[
     str,
     Field(
         pattern=UUID_PATTERN,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 from service.schemas.common import (
     ExternalId,
     Id,
+    IdIn,
     Labels,
     MiB,
     Name,
@@ -92,7 +93,9 @@ class DomainShape(StrictModel):
         description="With template or vnode_count: every vnode's span (default dynamic_max / k, "
         "block-aligned)",
     )
-    host_id: Id | None = Field(default=None, description="Place here, or fail; else the best host")
+    host_id: IdIn | None = Field(
+        default=None, description="Place here, or fail; else the best host"
+    )
     policy: Policy = "proportional"
     vnode_targets_mib: list[MiB] | None = Field(
         default=None, max_length=MAX_VNODES, description="Per-vnode targets (policy explicit)"

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from service.schemas.agent import StepActor
-from service.schemas.common import Id, MiB, StrictModel, example, strict_example
+from service.schemas.common import Id, IdIn, MiB, StrictModel, example, strict_example
 from service.schemas.domains import Policy
 
 Strategy = Literal["rebalance", "replug"]
@@ -26,8 +26,8 @@ class MigrationRequest(StrictModel):
         }
     )
 
-    domain_id: Id
-    destination_host_id: Id
+    domain_id: IdIn
+    destination_host_id: IdIn
     strategy: Strategy = Field(
         default="rebalance",
         description="rebalance: fewest MiB moved between pools; replug: unplug every hot-pluggable "
