@@ -124,9 +124,8 @@ def batch_report(
     principal: Agent,
     now: Now,
 ) -> AgentReportOut:
-    """One request per host per interval. Status only: no domain's or host's version moves.
-    Lapsed claims are freed by the background sweeper, not here: at 1,000 reports a second a
-    sweep per report would cost more than the report."""
+    # One request per host per interval; status only. Lapsed claims are freed by the background
+    # sweeper, not here: at 1,000 reports a second a sweep per report would cost more than it.
     out = agent_report(session, host_id, body, now, settings, principal.actor)
     session.commit()
     return out

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-ADMIN = "Toolstack (admin token)."
+ADMIN = (
+    "Toolstack: the bootstrap admin token, or an API key (`nbk_...`) whose role allows this "
+    "operation (the role table in `service/api/authz.py`)."
+)
+KEYS = "Admin only: the bootstrap admin token or a key with the admin role."
 AGENT = "The host's agent (that host's agent token, `nbh_...`)."
 GUEST = "The guest's balloon driver (its guest token, `nbg_...`; it names the domain)."
 PUBLIC = "Anyone, no token (probes and scrapers)."
@@ -196,14 +200,51 @@ DOCS: dict[str, tuple[str, str]] = {
         "actor and host.",
     ),
     "abort": (
-        "Abort a migration before the domain has moved.",
-        f"{ADMIN} Releases the claims and restores the source pools; 409 once settling.",
+        "Abort a migration, or record where its domain runs.",
+        f"{ADMIN} Before the domain can have moved (planned, preparing) it releases the claims "
+        "and restores the source pools. In migrating the live migration may already have run: "
+        'unless the migrate step was acknowledged as failed, the body must say `{"runs_on": '
+        '"source"}` (roll back) or `"destination"` (record the move; the migration settles '
+        "there); until then the claims stay held. 409 once settling.",
+    ),
+    "batch_report": (
+        "Report a host's free memory and every domain's pool sizes in one request.",
+        f"{AGENT} One request per host per interval: free MiB per pnode and, per domain on the "
+        "host, each vnode's actual size as the hypervisor sees it. Status only: no version or "
+        "ETag moves; pool steps whose target is reached complete; unknown domains are listed.",
+    ),
+    "ui_logout": (
+        "Sign out of the topology view.",
+        "The signed-in browser (its session cookie, no token needed): clears the cookie.",
+    ),
+    "create_api_key": (
+        "Create a named API key with one role.",
+        f"{KEYS} The secret (`nbk_...`) is in this response only; it is stored as a digest. "
+        "Roles: admin, operator, scheduler, enroll, viewer.",
+    ),
+    "list_api_keys": ("List the API keys (never their secrets).", f"{KEYS} Paged."),
+    "get_api_key": ("Read one API key (never its secret).", f"{KEYS}"),
+    "revoke_api_key": (
+        "Revoke an API key.",
+        f"{KEYS} It stops working on the next request, on every replica; its name stays taken "
+        "so `key:<name>` in the audit log always means one key.",
+    ),
+    "rotate_api_key": (
+        "Replace an API key's secret.",
+        f"{KEYS} Same name and role; the old secret stops working at once; the new one is in "
+        "this response only.",
     ),
     "evacuate": ("Drain a host onto the other hosts.", ""),
     "preview": ("Rank the hosts for a domain that does not exist yet.", ""),
 }
 
 ERROR_EXAMPLES: dict[str, dict[str, Any]] = {
+    "429": {
+        "type": "/problems/too-many-requests",
+        "title": "Too many requests; slow down",
+        "status": 429,
+        "detail": "key 'scheduler-1' is over 100 requests/s; retry after the Retry-After delay",
+    },
     "401": {
         "type": "/problems/unauthorized",
         "title": "Missing or invalid bearer token",

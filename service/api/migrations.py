@@ -152,13 +152,6 @@ def advance(
     response_model=MigrationOut,
     responses=responses(401, 403, 404, 409, 422),
     summary="Abort: release the claims and restore the source pools, or record where it runs",
-    description=(
-        "Before the domain can have moved (`planned`, `preparing`), the claims are released "
-        "and the source pools restored. In `migrating` the live migration may already have run: "
-        "unless the migrate step was acknowledged as failed, the body must say where the domain "
-        'runs (`{"runs_on": "source"}` rolls back; `"destination"` records the move and the '
-        "migration settles there). Until then the claims stay held."
-    ),
 )
 @retry_transaction
 def abort(

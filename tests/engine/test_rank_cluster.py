@@ -197,7 +197,7 @@ def test_infeasible_hosts_say_why_and_come_last() -> None:
         cluster=cluster_arrays(hosts=hosts),
     )
     assert ranking.order.tolist() == [1, 0]
-    assert ranking.placement(0).reason == "needs 8 GiB, host has 1 GiB free"
+    assert ranking.placement(0).reason == "needs 8192 MiB, host has 1024 MiB free"
 
 
 def test_cluster_arrays_are_checked() -> None:
