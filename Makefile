@@ -7,9 +7,10 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed-stamp
 # Debian packages of the real tools the tests run (libvirt schema validator, Xen's xl parser,
 # docker-compose to validate the compose file, headless Chromium to render /ui).
-# libvirt-dev, pkg-config and gcc build the libvirt Python binding of the host agent.
+# libvirt-dev, pkg-config and gcc build the libvirt Python binding of the host agent; curl and jq
+# run the README's walk-throughs (tests/test_readme.py).
 SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium \
-	fonts-dejavu-core libvirt-dev pkg-config gcc
+	fonts-dejavu-core libvirt-dev pkg-config gcc curl jq
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
 .PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client \
@@ -44,7 +45,8 @@ run: migrate
 system-deps:
 	@if command -v virt-xml-validate >/dev/null && ldconfig -p | grep -q libxlutil && \
 		command -v docker-compose >/dev/null && command -v chromium >/dev/null && \
-		pkg-config --exists libvirt && command -v gcc >/dev/null; then exit 0; fi; \
+		pkg-config --exists libvirt && command -v gcc >/dev/null && \
+		command -v curl >/dev/null && command -v jq >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq || true) && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \

@@ -350,16 +350,23 @@ again starts migrations only for the domains not already leaving. `PATCH` the ho
 @retry_transaction
 def evacuate(
     host_id: uuid.UUID,
-    body: EvacuateRequest,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
     now: Now,
+    body: EvacuateRequest | None = None,
 ) -> EvacuationOut:
+    options = body or EvacuateRequest()  # no body: the defaults
     sweep_migrations(request.app.state.sessionmaker, now, settings)
     result = evacuation.evacuate(
-        session, str(host_id), body.strategy, body.auto_advance, principal.actor, settings, now
+        session,
+        str(host_id),
+        options.strategy,
+        options.auto_advance,
+        principal.actor,
+        settings,
+        now,
     )
     found = session.scalars(
         select(Migration)
