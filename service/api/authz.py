@@ -79,13 +79,10 @@ READS = frozenset(
 
 MIGRATIONS = frozenset({"plan", "start", "advance", "abort"})
 
-ROLE_OPERATIONS: dict[Role, frozenset[str]] = {
-    "viewer": READS,
-    # Day-to-day operation of the hosts there are: their state, squeezes, rebalancing,
-    # migrations and the domains' targets. No keys, no host registration or deletion.
-    "operator": READS
-    | MIGRATIONS
-    | {
+# Day-to-day operation of the hosts there are: their state, squeezes, rebalancing, evacuation
+# and the domains' targets and labels.
+OPERATE = frozenset(
+    {
         "patch_host",
         "post_squeeze",
         "post_rebalance",
@@ -93,25 +90,15 @@ ROLE_OPERATIONS: dict[Role, frozenset[str]] = {
         "evacuate",
         "patch_domain",
         "preview",
-    },
-    # An orchestrator: creates and deletes domains (and labels them), previews placements,
-    # plans and migrates.
-    "scheduler": READS | MIGRATIONS | {"create_domain", "delete_domain", "patch_domain", "preview"},
-    # A host agent bootstrapping: it registers its host and then uses the agent token it gets.
-    "enroll": frozenset({"create_host"}),
-    "admin": READS
-    | MIGRATIONS
-    | {
-        "patch_host",
-        "post_squeeze",
-        "post_rebalance",
-        "put_target",
-        "evacuate",
-        "patch_domain",
-        "preview",
-        "create_domain",
-        "delete_domain",
-        "create_host",
+    }
+)
+# An orchestrator's: create and delete domains (and label them), preview placements.
+SCHEDULE = frozenset({"create_domain", "delete_domain", "patch_domain", "preview"})
+# A host agent bootstrapping: it registers its host and then uses the agent token it gets.
+ENROLL = frozenset({"create_host"})
+# Only the admin: what removes hosts, re-issues tokens, changes the cluster, manages keys.
+ADMINISTER = frozenset(
+    {
         "delete_host",
         "rotate_agent_token",
         "rotate_guest_token",
@@ -122,7 +109,15 @@ ROLE_OPERATIONS: dict[Role, frozenset[str]] = {
         "get_api_key",
         "revoke_api_key",
         "rotate_api_key",
-    },
+    }
+)
+
+ROLE_OPERATIONS: dict[Role, frozenset[str]] = {
+    "viewer": READS,
+    "operator": READS | MIGRATIONS | OPERATE,  # no keys, no host registration or deletion
+    "scheduler": READS | MIGRATIONS | SCHEDULE,
+    "enroll": ENROLL,
+    "admin": READS | MIGRATIONS | OPERATE | SCHEDULE | ENROLL | ADMINISTER,
 }
 assert set(ROLE_OPERATIONS) == set(ROLES)
 assert all(ops <= ROLE_OPERATIONS["admin"] for ops in ROLE_OPERATIONS.values())

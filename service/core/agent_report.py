@@ -10,28 +10,19 @@ kept in step with ``set_committed_value`` so a later flush does not write them a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from service.core.balloon import actual_total, complete_pool_steps, stalled_for
+from service.core.balloon import actual_total, complete_pool_steps, sweep
 from service.db.audit import record_event
-from service.db.models import Domain, Host
+from service.db.models import Domain
 from service.db.state import HostState, load_host_state, write_accounting
+from service.db.status import write_status
 from service.errors import InvalidInput, NotFound
 from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode
 from service.settings import Settings
-
-
-def _set_status(session: Session, row: Domain | Host, **values: Any) -> None:
-    """Write status columns of a versioned row without bumping its version."""
-    table = cast(Table, type(row).__table__)
-    session.execute(update(table).where(table.c.id == row.id).values(**values))
-    for name, value in values.items():
-        set_committed_value(row, name, value)
 
 
 def _validate(state: HostState, body: AgentReportIn) -> None:
@@ -96,7 +87,7 @@ def _observe_domain(
                 before={"uncooperative": True},
                 after={"uncooperative": False},
             )
-        _set_status(session, domain, **values)
+        write_status(session, domain, **values)
     complete_pool_steps(session, domain.id, reported, now, by="host agent")
     after = {vn.index: vn.actual_mib for vn in domain.vnodes}
     if after != before:
@@ -109,30 +100,6 @@ def _observe_domain(
             before={"actual_mib": {str(k): v for k, v in before.items()}},
             after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
         )
-
-
-def _sweep(
-    session: Session, state: HostState, now: datetime, settings: Settings, actor: str
-) -> None:
-    """Flag drivers stalled past ``uncooperative_after_s`` (status only)."""
-    limit = timedelta(seconds=settings.uncooperative_after_s)
-    for d in state.domains:
-        if not d.uncooperative and stalled_for(d, now) > limit:
-            _set_status(session, d, uncooperative=True)
-            record_event(
-                session,
-                actor,
-                "domain.uncooperative",
-                "domain",
-                d.id,
-                before={"uncooperative": False},
-                after={
-                    "uncooperative": True,
-                    "target_mib": d.target_mib,
-                    "actual_mib": actual_total(d),
-                    "stalled_s": stalled_for(d, now).total_seconds(),
-                },
-            )
 
 
 def _drift(
@@ -166,7 +133,7 @@ def _drift(
             before={"drift_flagged": not flagged},
             after={"drift_mib": {str(r.index): r.drift_mib for r in rows}},
         )
-    _set_status(session, host, **values)
+    write_status(session, host, **values)
     return flagged, rows
 
 
@@ -196,7 +163,7 @@ def agent_report(
         _observe_domain(session, domain, {v.index: v.actual_mib for v in d.vnodes}, now, actor)
         accepted += 1
     write_accounting(state)
-    _sweep(session, state, now, settings, actor)
+    sweep(session, state.domains, now, settings, actor)
     flagged, rows = _drift(session, state, now, settings, actor)
     session.flush()
     return AgentReportOut(
