@@ -309,7 +309,7 @@ class Driver:
         else:
             await self.call("list-domains", ops.list_domains(None, 20, None, None, None, None))
 
-    async def run(self, deadline: float) -> None:
+    async def run(self, budget: Budget) -> None:
         ops: list[tuple[Callable[[], Awaitable[None]], float]] = [
             (self.create, 3),
             (self.target, 4),
@@ -319,11 +319,11 @@ class Driver:
             (self.read, 5),
         ]
         fns, weights = zip(*ops, strict=True)
-        while time.monotonic() < deadline:
+        while budget.more():
             await self.rng.choices(fns, weights)[0]()
 
 
-async def agent(url: str, host: dict[str, Any], stats: Stats, deadline: float) -> None:
+async def agent(url: str, host: dict[str, Any], stats: Stats, budget: Budget) -> None:
     """The host agent: acknowledge every pending step, heartbeat now and then."""
     host_id = host["id"]
     async with AsyncClient(url, host["agent_token"], timeout_s=60, retry=NO_RETRY) as c:
@@ -331,7 +331,7 @@ async def agent(url: str, host: dict[str, Any], stats: Stats, deadline: float) -
         observed = {
             "pnodes": [{"index": p["index"], "free_mib": p["capacity_mib"]} for p in host["pnodes"]]
         }
-        while time.monotonic() < deadline:
+        while budget.more():
             _, steps = await stats.call("agent-steps", c, ops.agent_steps(host_id))
             for step in steps.items[:50] if steps is not None else []:
                 await stats.call("agent-ack", c, ops.agent_ack(host_id, step.id, True, None))
@@ -468,8 +468,25 @@ def audit_db(db_url: str) -> list[str]:
     return problems
 
 
+@dataclass
+class Budget:
+    """When the load stops: after `seconds`, once `min_requests` were answered; never after
+    ten times `seconds`."""
+
+    stats: Stats
+    seconds: float
+    min_requests: int
+    start: float = field(default_factory=time.monotonic)
+
+    def more(self) -> bool:
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.seconds:
+            return True
+        return self.stats.requests < self.min_requests and elapsed < 10 * self.seconds
+
+
 async def _drive(
-    url: str, token: str, clients: int, seconds: float, seed: int
+    url: str, token: str, clients: int, seconds: float, seed: int, min_requests: int
 ) -> tuple[Stats, World]:
     stats = Stats()
     async with AsyncClient(url, token, timeout_s=60) as c:
@@ -482,14 +499,14 @@ async def _drive(
             }
             hosts.append((await c.create_host(body)).model_dump(mode="json"))
     world = World(hosts=hosts)
-    deadline = time.monotonic() + seconds
+    budget = Budget(stats, seconds, min_requests)
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     pool = httpx.AsyncClient(base_url=url, timeout=60, limits=limits)  # sized for the clients
     async with pool, AsyncClient(url, token, http=pool, retry=NO_RETRY) as c:
         drivers = [Driver(c, world, stats, seed * 1000 + i) for i in range(clients)]
         await asyncio.gather(
-            *(d.run(deadline) for d in drivers),
-            *(agent(url, h, stats, deadline) for h in hosts),
+            *(d.run(budget) for d in drivers),
+            *(agent(url, h, stats, budget) for h in hosts),
         )
     return stats, world
 
@@ -501,12 +518,17 @@ def run_load(
     clients: int = 32,
     seconds: float = 20.0,
     seed: int = 1,
+    min_requests: int = 0,
     env: dict[str, str] | None = None,
     log_path: str | None = None,
 ) -> LoadResult:
+    """`seconds` of load, prolonged (up to ten times) until `min_requests` were answered: a
+    slow or busy machine gets the same amount of work checked, not a smaller sample."""
     with Server(db_url, workers=workers, env=env, log_path=log_path) as srv:
         start = time.monotonic()
-        stats, _ = asyncio.run(_drive(srv.url, srv.admin_token, clients, seconds, seed))
+        stats, _ = asyncio.run(
+            _drive(srv.url, srv.admin_token, clients, seconds, seed, min_requests)
+        )
         elapsed = time.monotonic() - start
         audit = asyncio.run(audit_api(srv.url, srv.admin_token))
     audit.differences += audit_db(db_url)

@@ -15,11 +15,19 @@ def test_mixed_load_loses_nothing_and_never_overcommits(
     postgres_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = tmp_path / "server.log"
-    result = run_load(postgres_db_url, workers=2, clients=16, seconds=8, seed=7, log_path=str(log))
+    result = run_load(
+        postgres_db_url,
+        workers=2,
+        clients=16,
+        seconds=8,
+        seed=7,
+        min_requests=300,
+        log_path=str(log),
+    )
     print_report(result)
     report = capsys.readouterr().out
     s, a = result.stats, result.audit
-    assert s.requests > 200, report
+    assert s.requests >= 300, report  # the budget prolongs a slow run; it never cuts one
     ops = {op for op, _ in s.statuses}
     assert {"create", "target", "squeeze", "start", "advance", "read-domain"} <= ops, report
     assert s.server_errors == 0, report + log.read_text()[-4000:]
