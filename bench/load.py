@@ -430,10 +430,10 @@ def audit_db(db_url: str) -> list[str]:
     """The materialized pnode columns against the rows they summarize (backing, live claims)."""
     from sqlalchemy import func, select
 
+    from service.db.accounting import live_claim
     from service.db.base import utcnow
     from service.db.models import Backing, Claim, Pnode
     from service.db.session import make_engine, make_sessionmaker
-    from service.db.state import live_claim
 
     problems: list[str] = []
     engine = make_engine(db_url)

@@ -12,21 +12,17 @@ from sqlalchemy import select
 
 from service.api.auth import Agent
 from service.api.deps import Now, SessionDep, SettingsDep
-from service.api.problems import Conflict, InvalidInput, NotFound, responses
-from service.core.agent_report import agent_report
-from service.core.balloon import sweep
+from service.api.problems import Conflict, NotFound, responses
+from service.core.agent_report import agent_report, observe_host
 from service.core.migrations import drive, fail_for_step, mark_progress, migrate_destinations
 from service.core.sweeper import sweep_migrations
 from service.db.audit import record_event
 from service.db.models import Migration, Step
 from service.db.retry import retry_transaction
-from service.db.state import load_host_state
-from service.db.status import write_status
 from service.schemas.agent import (
     AckIn,
     AgentReportIn,
     AgentReportOut,
-    DriftPnode,
     ObservedIn,
     ObservedOut,
     StepList,
@@ -56,52 +52,10 @@ def observed(
     # one and vanished), in transactions of their own, before this host's lock (lock order).
     session.commit()  # end the token lookup's transaction: on SQLite it holds the write lock
     sweep_migrations(request.app.state.sessionmaker, now, settings)
-    state = load_host_state(session, host_id, lock=True, now=now)
-    if state is None:
-        raise NotFound(f"no host with id {host_id}")
-    n = state.n_pnodes
-    bad = [
-        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
-        for i, p in enumerate(body.pnodes)
-        if p.index >= n
-    ]
-    if bad:
-        raise InvalidInput("observed pnodes the host does not have", errors=bad)
     reported = {p.index: p.free_mib for p in body.pnodes}
-    accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
-    rows = []
-    for pnode in state.host.pnodes:
-        if pnode.index in reported:
-            pnode.observed_free_mib = reported[pnode.index]
-        obs = pnode.observed_free_mib
-        rows.append(
-            DriftPnode(
-                index=pnode.index,
-                accounted_free_mib=int(accounted[pnode.index]),
-                observed_free_mib=obs,
-                drift_mib=None if obs is None else obs - int(accounted[pnode.index]),
-            )
-        )
-    flagged = any(
-        r.drift_mib is not None and abs(r.drift_mib) > settings.drift_threshold_mib for r in rows
-    )
-    host = state.host
-    changed = flagged != host.drift_flagged
-    write_status(session, host, observed_at=now, drift_flagged=flagged)
-    if changed:
-        record_event(
-            session,
-            principal.actor,
-            "host.drift_flagged" if flagged else "host.drift_cleared",
-            "host",
-            host.id,
-            before={"drift_flagged": not flagged},
-            after={"drift_mib": {str(r.index): r.drift_mib for r in rows}},
-        )
-    # The agent's report is the host's heartbeat: evaluate its balloon drivers now.
-    sweep(session, state.domains, now, settings, principal.actor)
+    flagged, rows = observe_host(session, host_id, reported, now, settings, principal.actor)
     out = ObservedOut(
-        host_id=host.id,
+        host_id=host_id,
         drift_flagged=flagged,
         threshold_mib=settings.drift_threshold_mib,
         pnodes=rows,

@@ -31,10 +31,10 @@ from service.core.placement import DEFAULT_LIMIT
 from service.core.views import domain_out, placement_out
 from service.db.audit import record_event
 from service.db.filters import filtered
+from service.db.loaders import load_host_accounting
 from service.db.models import Domain
 from service.db.pagination import fetch_page
 from service.db.retry import retry_transaction
-from service.db.state import load_host_state
 from service.schemas.agent import GuestToken
 from service.schemas.common import Page
 from service.schemas.domains import (
@@ -269,7 +269,7 @@ def export(
     domain = core.load_domain(session, str(domain_id))
     if domain.host_id is None:
         raise Conflict("the domain has no host to export a placement for")
-    state = load_host_state(session, domain.host_id, lock=False)
+    state = load_host_accounting(session, domain.host_id, lock=False)
     if state is None:
         raise Conflict("the domain's host is gone")
     text = export_domain(domain, state.backing[domain.id], format)

@@ -11,15 +11,14 @@ from sqlalchemy import select
 
 from service.api.auth import Guest
 from service.api.deps import Now, SessionDep, SettingsDep
-from service.api.problems import InvalidInput, NotFound, responses
-from service.core.balloon import GUEST_OPS, record_report
-from service.core.domains import load_domain, lock_domain_host
+from service.api.problems import NotFound, responses
+from service.core.balloon import GUEST_OPS
+from service.core.domains import load_domain
+from service.core.guests import guest_report
 from service.core.migrations import active_migration_of, drive
 from service.core.views import memranges
-from service.db.audit import record_event
 from service.db.models import Domain, Step
 from service.db.retry import retry_transaction
-from service.db.state import write_accounting
 from service.schemas.guest import (
     BalloonReport,
     GuestBalloon,
@@ -108,35 +107,7 @@ def report(
     body: BalloonReport, session: SessionDep, settings: SettingsDep, principal: Guest, now: Now
 ) -> GuestBalloon:
     assert principal.subject_id is not None
-    domain, state = lock_domain_host(session, principal.subject_id)
-    k = len(domain.vnodes)
-    seen: set[int] = set()
-    errors = []
-    for i, pool in enumerate(body.vnodes):
-        if pool.index >= k:
-            errors.append({"loc": ["body", "vnodes", i, "index"], "msg": f"no vnode {pool.index}"})
-        if pool.index in seen:
-            errors.append({"loc": ["body", "vnodes", i, "index"], "msg": "reported twice"})
-        seen.add(pool.index)
-    if errors:
-        raise InvalidInput("the report names pools this guest does not have", errors=errors)
-    before = {vn.index: vn.actual_mib for vn in domain.vnodes}
-    progress = record_report(
-        session, domain, {p.index: p.actual_mib for p in body.vnodes}, now, principal.actor
-    )
-    write_accounting(state)
-    after = {vn.index: vn.actual_mib for vn in domain.vnodes}
-    if after != before:
-        record_event(
-            session,
-            principal.actor,
-            "domain.balloon_reported",
-            "domain",
-            domain.id,
-            before={"actual_mib": {str(k): v for k, v in before.items()}},
-            after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
-        )
-    session.flush()
+    domain = guest_report(session, principal.subject_id, body, now, principal.actor)
     out = _balloon_view(session, domain)
     session.commit()
     migration_id = active_migration_of(session, domain.id)

@@ -25,9 +25,9 @@ from service.core.sweeper import sweep_migrations
 from service.core.views import accounting_out
 from service.db import hosts as repo
 from service.db.audit import record_event
+from service.db.loaders import load_host_accounting
 from service.db.models import Host, Migration, Pnode
 from service.db.retry import retry_transaction
-from service.db.state import load_host_state
 from service.db.tokens import revoke_tokens
 from service.engine.topology import validate_slit
 from service.errors import issues_to_errors
@@ -442,7 +442,7 @@ def post_rebalance(
     summary="Per-pnode capacity, allocated, claimed and free MiB, and every domain's backing",
 )
 def get_accounting(host_id: uuid.UUID, session: SessionDep, _: Admin, now: Now) -> Accounting:
-    state = load_host_state(session, str(host_id), lock=False, now=now)
+    state = load_host_accounting(session, str(host_id), lock=False, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     return accounting_out(state)

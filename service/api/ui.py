@@ -28,10 +28,10 @@ from service.api.deps import SessionDep
 from service.api.problems import Forbidden, TooManyRequests, Unauthorized, responses
 from service.api.ratelimit import retry_after
 from service.api.session import COOKIE, binding_for, session_cookie, wants_html
+from service.db.accounting import live_claim
 from service.db.base import utcnow
 from service.db.hosts import ACTIVE_MIGRATION_STATES
 from service.db.models import ApiKey, Backing, Claim, Domain, Host, Migration, Step
-from service.db.state import live_claim
 from service.settings import Settings
 
 router = APIRouter(prefix="/ui", tags=["ui"])

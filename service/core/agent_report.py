@@ -3,9 +3,7 @@ as the hypervisor sees it, in one request per host per interval.
 
 Status only (spec/status split): the report writes observed sizes, progress timestamps, the
 uncooperative flag, drift and the materialized accounting, never a toolstack-owned field, so no
-domain's or host's ``version`` (ETag) moves. Status columns of the versioned rows are written with
-plain table statements, which SQLAlchemy's ``version_id_col`` does not see; the in-memory rows are
-kept in step with ``set_committed_value`` so a later flush does not write them again.
+domain's or host's ``version`` (ETag) moves: they go through `apply` as the change set's status.
 """
 
 from __future__ import annotations
@@ -15,17 +13,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.core.balloon import actual_total, complete_pool_steps, sweep
-from service.db.audit import record_event
-from service.db.models import Domain
-from service.db.state import HostState, load_host_state, write_accounting
-from service.db.status import write_status
+from service.core.balloon import complete_pool_steps, observe, stalled
+from service.db.accounting import HostAccounting
+from service.db.apply import apply
+from service.db.changes import ChangeSet, event
+from service.db.loaders import load_host_accounting
 from service.errors import InvalidInput, NotFound
 from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode
 from service.settings import Settings
 
 
-def _validate(state: HostState, body: AgentReportIn) -> None:
+def _validate(state: HostAccounting, body: AgentReportIn) -> None:
     n = state.n_pnodes
     errors: list[dict[str, Any]] = [
         {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
@@ -55,56 +53,11 @@ def _validate(state: HostState, body: AgentReportIn) -> None:
         )
 
 
-def _observe_domain(
-    session: Session, domain: Domain, reported: dict[int, int], now: datetime, actor: str
-) -> None:
-    """The guest report's rules (a report lowers a vnode's charge, never raises it above its
-    target), applied to the hypervisor's view."""
-    before_total = actual_total(domain)
-    gap_before = None if before_total is None else abs(before_total - domain.target_mib)
-    before = {vn.index: vn.actual_mib for vn in domain.vnodes}
-    for vn in domain.vnodes:
-        if vn.index in reported:
-            ceiling = max(
-                vn.target_mib, vn.actual_mib if vn.actual_mib is not None else vn.target_mib
-            )
-            vn.actual_mib = min(reported[vn.index], ceiling, vn.size_mib)  # Vnode: no version
-    after_total = actual_total(domain)
-    gap_after = None if after_total is None else abs(after_total - domain.target_mib)
-    progress = gap_after is not None and (
-        gap_after == 0 or gap_before is None or gap_after < gap_before
-    )
-    if progress:
-        values: dict[str, Any] = {"last_progress_at": now}
-        if domain.uncooperative:
-            values["uncooperative"] = False
-            record_event(
-                session,
-                actor,
-                "domain.cooperative",
-                "domain",
-                domain.id,
-                before={"uncooperative": True},
-                after={"uncooperative": False},
-            )
-        write_status(session, domain, **values)
-    complete_pool_steps(session, domain.id, reported, now, by="host agent")
-    after = {vn.index: vn.actual_mib for vn in domain.vnodes}
-    if after != before:
-        record_event(
-            session,
-            actor,
-            "domain.actual_observed",
-            "domain",
-            domain.id,
-            before={"actual_mib": {str(k): v for k, v in before.items()}},
-            after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
-        )
-
-
 def _drift(
-    session: Session, state: HostState, now: datetime, settings: Settings, actor: str
-) -> tuple[bool, list[DriftPnode]]:
+    state: HostAccounting, now: datetime, settings: Settings, actor: str
+) -> tuple[bool, list[DriftPnode], ChangeSet]:
+    """Each pnode's observed free memory against the accounting's; the host is flagged when one
+    differs by more than ``drift_threshold_mib`` (pure)."""
     accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
     rows = [
         DriftPnode(
@@ -122,19 +75,20 @@ def _drift(
     )
     host = state.host
     values: dict[str, Any] = {"observed_at": now}
+    changes = ChangeSet(status=[(host, values)])
     if flagged != host.drift_flagged:
         values["drift_flagged"] = flagged
-        record_event(
-            session,
-            actor,
-            "host.drift_flagged" if flagged else "host.drift_cleared",
-            "host",
-            host.id,
-            before={"drift_flagged": not flagged},
-            after={"drift_mib": {str(r.index): r.drift_mib for r in rows}},
+        changes.events.append(
+            event(
+                actor,
+                "host.drift_flagged" if flagged else "host.drift_cleared",
+                "host",
+                host.id,
+                before={"drift_flagged": not flagged},
+                after={"drift_mib": {str(r.index): r.drift_mib for r in rows}},
+            )
         )
-    write_status(session, host, **values)
-    return flagged, rows
+    return flagged, rows, changes
 
 
 def agent_report(
@@ -147,29 +101,63 @@ def agent_report(
 ) -> AgentReportOut:
     """Record one batch report under the host's lock; unknown domains are listed, not errors
     (a domain that just migrated away may still be reported once)."""
-    state = load_host_state(session, host_id, lock=True)
+    state = load_host_accounting(session, host_id, lock=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     _validate(state, body)
     for p in body.pnodes:
         state.host.pnodes[p.index].observed_free_mib = p.free_mib  # Pnode: no version
     unknown: list[str] = []
-    accepted = 0
+    observed = ChangeSet()
+    reports: dict[str, dict[int, int]] = {}
     for d in body.domains:
         domain = state.domain(d.domain_id)
         if domain is None:
             unknown.append(d.domain_id)
             continue
-        _observe_domain(session, domain, {v.index: v.actual_mib for v in d.vnodes}, now, actor)
-        accepted += 1
-    write_accounting(state)
-    sweep(session, state.domains, now, settings, actor)
-    flagged, rows = _drift(session, state, now, settings, actor)
-    session.flush()
+        reports[domain.id] = {v.index: v.actual_mib for v in d.vnodes}
+        changes, _ = observe(
+            domain, reports[domain.id], now, actor=actor, action="domain.actual_observed"
+        )
+        observed = observed.merge(changes)
+    apply(session, state, observed)
+    for domain_id, reported in reports.items():
+        complete_pool_steps(session, domain_id, reported, now, by="host agent")
+    # After the reports: a driver that just made progress is not stalled.
+    flagged, rows, drift = _drift(state, now, settings, actor)
+    apply(session, state, stalled(state.domains, now, settings, actor=actor).merge(drift))
     return AgentReportOut(
         host_id=host_id,
-        domains_accepted=accepted,
+        domains_accepted=len(reports),
         unknown_domains=unknown,
         drift_flagged=flagged,
         drift=rows,
     )
+
+
+def observe_host(
+    session: Session,
+    host_id: str,
+    free_mib: dict[int, int],
+    now: datetime,
+    settings: Settings,
+    actor: str,
+) -> tuple[bool, list[DriftPnode]]:
+    """The agent's heartbeat: free MiB per pnode (drift), and the host's balloon drivers
+    evaluated (stalled ones flagged). Returns whether the host is flagged, and the drift."""
+    state = load_host_accounting(session, host_id, lock=True, now=now)
+    if state is None:
+        raise NotFound(f"no host with id {host_id}")
+    n = state.n_pnodes
+    bad = [
+        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
+        for i, index in enumerate(free_mib)
+        if index >= n
+    ]
+    if bad:
+        raise InvalidInput("observed pnodes the host does not have", errors=bad)
+    for index, mib in free_mib.items():
+        state.host.pnodes[index].observed_free_mib = mib  # Pnode: no version
+    flagged, rows, drift = _drift(state, now, settings, actor)
+    apply(session, state, drift.merge(stalled(state.domains, now, settings, actor=actor)))
+    return flagged, rows

@@ -15,18 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import ColumnElement, String, Table, bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import UpdateBase
 
-from service.db.audit import record_event
-from service.db.base import new_id
+from service.db.changes import ChangeSet, Row, event, step_row
 from service.db.models import Domain, Step
-from service.db.state import WriteBatch
-from service.db.status import write_status
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
@@ -56,72 +51,90 @@ def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
     return stalled_for(domain, now) <= timedelta(seconds=settings.inactive_after_s)
 
 
-def sweep(
-    session: Session, domains: Iterable[Domain], now: datetime, settings: Settings, actor: str
-) -> list[str]:
-    """Flag drivers stalled past ``uncooperative_after_s``; returns the ids flagged now."""
+def stalled(
+    domains: Iterable[Domain], now: datetime, settings: Settings, *, actor: str
+) -> ChangeSet:
+    """Drivers stalled past ``uncooperative_after_s``, flagged (pure: the change set)."""
     limit = timedelta(seconds=settings.uncooperative_after_s)
-    flagged = []
+    changes = ChangeSet()
     for d in domains:
-        if not d.uncooperative and stalled_for(d, now) > limit:
-            write_status(session, d, uncooperative=True)
-            flagged.append(d.id)
-            record_event(
-                session,
+        if d.uncooperative or stalled_for(d, now) <= limit:
+            continue
+        changes.status.append((d, {"uncooperative": True}))
+        after = {
+            "uncooperative": True,
+            "target_mib": d.target_mib,
+            "actual_mib": actual_total(d),
+            "stalled_s": stalled_for(d, now).total_seconds(),
+        }
+        changes.events.append(
+            event(
                 actor,
                 "domain.uncooperative",
                 "domain",
                 d.id,
                 before={"uncooperative": False},
-                after={
-                    "uncooperative": True,
-                    "target_mib": d.target_mib,
-                    "actual_mib": actual_total(d),
-                    "stalled_s": stalled_for(d, now).total_seconds(),
-                },
+                after=after,
             )
-    return flagged
+        )
+    return changes
 
 
-def record_report(
-    session: Session,
-    domain: Domain,
-    reported: dict[int, int],
-    now: datetime,
-    actor: str,
-) -> bool:
-    """Store a guest's per-vnode actual sizes; returns whether it made progress."""
-    before = actual_total(domain)
-    gap_before = None if before is None else abs(before - domain.target_mib)
-    changes = {}
+def observe(
+    domain: Domain, reported: dict[int, int], now: datetime, *, actor: str, action: str
+) -> tuple[ChangeSet, bool]:
+    """A report of the pools' actual sizes (the guest's own, or the host agent's view of the
+    hypervisor), as a change set and whether it made progress (pure).
+
+    A vnode's value is capped at the larger of its target and what it held before, and at its
+    size: a report can lower its charge, never raise it (believing otherwise could overcommit)."""
+    before = {vn.index: vn.actual_mib for vn in domain.vnodes}
+    after = dict(before)
     for vn in domain.vnodes:
-        if vn.index not in reported:
-            continue
-        ceiling = max(vn.target_mib, vn.actual_mib if vn.actual_mib is not None else vn.target_mib)
-        value = min(reported[vn.index], ceiling, vn.size_mib)
-        if vn.actual_mib != value:
-            changes[vn.index] = (vn.actual_mib, value)
-            vn.actual_mib = value
-    after = actual_total(domain)
-    gap_after = None if after is None else abs(after - domain.target_mib)
-    progress = gap_after is not None and (
-        gap_after == 0 or gap_before is None or gap_after < gap_before
-    )
-    if progress:
-        was_uncooperative = domain.uncooperative
-        write_status(session, domain, last_progress_at=now, uncooperative=False)
-        if was_uncooperative:
-            record_event(
-                session,
+        if vn.index in reported:
+            held = vn.actual_mib if vn.actual_mib is not None else vn.target_mib
+            after[vn.index] = min(reported[vn.index], max(vn.target_mib, held), vn.size_mib)
+    progress = _closer(before, after, domain.target_mib)
+    changes = ChangeSet()
+    if after != before:
+        changes.actual_mib[domain.id] = {
+            v: mib for v, mib in after.items() if mib is not None and mib != before[v]
+        }
+        changes.events.append(
+            event(
                 actor,
-                "domain.cooperative",
+                action,
                 "domain",
                 domain.id,
-                before={"uncooperative": True},
-                after={"uncooperative": False},
+                before={"actual_mib": {str(k): v for k, v in before.items()}},
+                after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
             )
-    complete_pool_steps(session, domain.id, reported, now)
-    return progress
+        )
+    if progress:
+        changes.status.append((domain, {"last_progress_at": now, "uncooperative": False}))
+        if domain.uncooperative:
+            changes.events.insert(
+                0,
+                event(
+                    actor,
+                    "domain.cooperative",
+                    "domain",
+                    domain.id,
+                    before={"uncooperative": True},
+                    after={"uncooperative": False},
+                ),
+            )
+    return changes, progress
+
+
+def _closer(before: dict[int, int | None], after: dict[int, int | None], target_mib: int) -> bool:
+    """Progress: every pool reported and the total at the target or nearer to it than before."""
+    if any(v is None for v in after.values()):
+        return False
+    gap_after = abs(sum(v for v in after.values() if v is not None) - target_mib)
+    if gap_after == 0 or any(v is None for v in before.values()):
+        return True
+    return gap_after < abs(sum(v for v in before.values() if v is not None) - target_mib)
 
 
 def reached(step: Step, actual_mib: int) -> bool:
@@ -157,27 +170,6 @@ def complete_pool_steps(
     return done
 
 
-_STEPS = cast(Table, Step.__table__)
-
-
-def _cancel_pool_steps(domains: ColumnElement[bool]) -> UpdateBase:
-    c = _STEPS.c
-    return (
-        update(_STEPS)
-        .where(domains, c.state == "pending", c.migration_id.is_(None))
-        .values(state="cancelled", detail="superseded by a newer target")
-    )
-
-
-def cancel_pool_steps(x: str) -> UpdateBase:
-    """The domain's pending steps outside migrations, cancelled (parameter: domain)."""
-    return _cancel_pool_steps(_STEPS.c.domain_id == bindparam(x + "domain", type_=String()))
-
-
-_CANCEL_MANY = _cancel_pool_steps(_STEPS.c.domain_id.in_(bindparam("domains", expanding=True)))
-_INSERT_STEPS = insert(_STEPS)
-
-
 def pool_change_rows(
     domain_id: str,
     host_id: str,
@@ -186,59 +178,25 @@ def pool_change_rows(
     after_mib: np.ndarray,
     homes: list[int],
     now: datetime,
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """The steps rows that take the domain's pools from `before_mib` to `after_mib`.
 
     `seq` only orders one domain's batch: the previous batch's pending steps are cancelled by
     then, and agents read pending steps by (created_at, seq)."""
     return [
-        {
-            "id": new_id(),
-            "migration_id": None,
-            "domain_id": domain_id,
-            "host_id": host_id,
-            "seq": seq,
-            "phase": "balloon",
-            "op": op.op,
-            "vnode": op.vnode,
-            "pnode": homes[op.vnode],
-            "mib": op.mib,
-            "pfn_ranges": [list(r) for r in op.pfn_ranges],
-            "target_mib": op.target_mib,
-            "grow": op.grow,
-            "state": "pending",
-            "detail": None,
-            "created_at": now,
-            "acked_at": None,
-        }
+        step_row(
+            domain_id=domain_id,
+            host_id=host_id,
+            seq=seq,
+            phase="balloon",
+            op=op.op,
+            vnode=op.vnode,
+            pnode=homes[op.vnode],
+            mib=op.mib,
+            pfn_ranges=[list(r) for r in op.pfn_ranges],
+            target_mib=op.target_mib,
+            grow=op.grow,
+            created_at=now,
+        )
         for seq, op in enumerate(pool_change_ops(topo, before_mib, after_mib), start=1)
     ]
-
-
-def enqueue_pool_changes(
-    batch: WriteBatch,
-    domain: Domain,
-    host_id: str,
-    topo: VirtualTopology,
-    before_mib: np.ndarray,
-    after_mib: np.ndarray,
-    homes: list[int],
-    now: datetime,
-) -> None:
-    """Replace the domain's pending target-change steps with the ones for the new targets.
-
-    Two plain table statements in the batch, however many steps (pending steps are not held as
-    ORM objects by the callers)."""
-    batch.add(cancel_pool_steps, {"domain": domain.id})
-    batch.add_rows(
-        _STEPS, pool_change_rows(domain.id, host_id, topo, before_mib, after_mib, homes, now)
-    )
-
-
-def replace_pool_steps(session: Session, domain_ids: list[str], rows: list[dict[str, Any]]) -> None:
-    """`enqueue_pool_changes` for many domains at once (a squeeze): two statements, however many
-    domains and steps; `rows` from `pool_change_rows`."""
-    if domain_ids:
-        session.execute(_CANCEL_MANY, {"domains": domain_ids})
-    if rows:
-        session.execute(_INSERT_STEPS, rows)

@@ -1,8 +1,9 @@
-"""Domains: create and place, retarget, delete, rank placements.
+"""Domains: create and place, retarget, delete.
 
 Every write locks the host row first (PostgreSQL `FOR UPDATE`; SQLite holds the write lock from
-`BEGIN IMMEDIATE`), loads the host's whole state in a fixed number of queries, asks the engine,
-and writes backing and the materialized per-pnode accounting in the same transaction.
+`BEGIN IMMEDIATE`), loads the host's accounting in a fixed number of queries, decides with a pure
+function (`retarget`) or the engine, and hands the change set to `service.db.apply.apply`, which
+writes it with the per-pnode counters in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,24 +18,15 @@ from numpy.typing import NDArray
 from sqlalchemy import Integer, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 
-from service.core.balloon import enqueue_pool_changes
-from service.db.audit import add_event, record_event
+from service.core.balloon import pool_change_rows
+from service.db.accounting import HostAccounting
+from service.db.apply import apply
+from service.db.audit import record_event
 from service.db.base import utcnow
+from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
+from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
-from service.db.state import (
-    LOCK_DOMAIN_HOST,
-    HostState,
-    WriteBatch,
-    load_domain_state,
-    load_host_state,
-    write_accounting,
-    write_accounting_now,
-    write_backing,
-    write_backing_cells,
-    write_domain_target,
-    write_vnode_targets,
-)
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
@@ -193,7 +185,9 @@ def initial_demand(spec: Spec, explicit: list[int] | None) -> I64:
     return out
 
 
-def _place_on(state: HostState, spec: Spec, demand: I64, excluding: str | None = None) -> Placement:
+def _place_on(
+    state: HostAccounting, spec: Spec, demand: I64, excluding: str | None = None
+) -> Placement:
     return place(
         demand_mib=demand,
         vcpus=spec.topology.vcpus_per_vnode(),
@@ -206,7 +200,7 @@ def _place_on(state: HostState, spec: Spec, demand: I64, excluding: str | None =
 
 
 def _distribute(
-    state: HostState,
+    state: HostAccounting,
     domain_id: str | None,
     topo: VirtualTopology,
     target: int,
@@ -255,7 +249,7 @@ def create_domain(
     actor: str,
     advise: Advise | None = None,
     now: datetime | None = None,
-) -> tuple[Domain, HostState, I64]:
+) -> tuple[Domain, HostAccounting, I64]:
     """`advise` builds the details of the 409 when no host takes an unpinned domain (see
     `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps)."""
     cluster = get_cluster(session)
@@ -303,9 +297,9 @@ def _try_host(
     demand: I64,
     actor: str,
     now: datetime | None,
-) -> tuple[Domain, HostState, I64] | str:
+) -> tuple[Domain, HostAccounting, I64] | str:
     """Create the domain on this host, or say why not (409 at once when the host was pinned)."""
-    state = load_host_state(session, host_id, lock=True, now=now)
+    state = load_host_accounting(session, host_id, lock=True, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     if state.host.state != "active":
@@ -346,7 +340,7 @@ def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
 
 def _persist_new(
     session: Session,
-    state: HostState,
+    state: HostAccounting,
     spec: Spec,
     body: DomainCreate,
     mapping: I64,
@@ -385,12 +379,8 @@ def _persist_new(
     ]
     session.add(domain)
     session.flush()
-    write_backing(session, state.host.id, {domain.id: x})
     state.domains.append(domain)
-    state.backing[domain.id] = x
-    write_accounting(state)
-    record_event(
-        session,
+    created = event(
         actor,
         "domain.created",
         "domain",
@@ -403,6 +393,7 @@ def _persist_new(
             "home_pnodes": mapping.tolist(),
         },
     )
+    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]))
     return domain
 
 
@@ -416,7 +407,7 @@ def load_domain(session: Session, domain_id: str) -> Domain:
 
 def lock_domain_host(
     session: Session, domain_id: str, now: datetime | None = None
-) -> tuple[Domain, HostState]:
+) -> tuple[Domain, HostAccounting]:
     """Lock the domain's host and load its state; the domain is then read under the lock.
 
     The state holds this domain as ORM rows and the host's other domains as per-pnode sums."""
@@ -426,7 +417,7 @@ def lock_domain_host(
         if session.scalar(select(exists().where(Domain.id == domain_id))):
             raise Conflict("the domain has no host")
         raise NotFound(f"no domain with id {domain_id}")
-    state = load_domain_state(session, host, domain_id, now)
+    state = load_domain_accounting(session, host, domain_id, now)
     if state is None:  # moved by a concurrent migration: the caller retries
         raise Conflict("the domain moved while this request ran; retry")
     return state.domains[0], state
@@ -439,38 +430,27 @@ def set_target(
     actor: str,
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
-) -> tuple[Domain, HostState, I64]:
+) -> tuple[Domain, HostAccounting, I64]:
+    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
+    apply(session, state, retarget(state, domain, body, actor=actor, now=now))
+    return domain, state, state.backing[domain.id]
+
+
+def retarget(
+    state: HostAccounting, domain: Domain, body: TargetPut, *, actor: str, now: datetime
+) -> ChangeSet:
+    """The change set of a new target for a domain of the loaded host (pure: no I/O).
+
+    The new backing comes from the engine's distribution; the pool changes the host agent and
+    the guest carry out replace the domain's pending ones; the domain's version moves."""
     if domain.state != "running":
         raise Conflict(f"the domain is {domain.state}; its target cannot change now")
     policy = body.policy or domain.policy
-    if not domain.dynamic_min_mib <= body.target_mib <= domain.dynamic_max_mib:
-        raise InvalidInput(
-            f"target_mib {body.target_mib} is outside the domain's dynamic range "
-            f"[{domain.dynamic_min_mib}, {domain.dynamic_max_mib}]",
-            errors=[{"loc": ["body", "target_mib"], "msg": "outside [dynamic_min, dynamic_max]"}],
-        )
-    k = len(domain.vnodes)
-    explicit = body.vnode_targets_mib
-    if (policy == "explicit") != (explicit is not None):
-        raise InvalidInput(
-            "vnode_targets_mib goes with, and only with, policy 'explicit'",
-            errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "policy mismatch"}],
-        )
-    if explicit is not None:
-        sizes = [vn.size_mib for vn in domain.vnodes]
-        if (
-            len(explicit) != k
-            or sum(explicit) != body.target_mib
-            or any(t > s for t, s in zip(explicit, sizes, strict=True))
-        ):
-            raise InvalidInput(
-                f"vnode_targets_mib needs {k} values within the vnode sizes summing to target_mib",
-                errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "invalid per-vnode targets"}],
-            )
+    _check_target(domain, body, policy)
     topo = topology_of(domain)
-    home = np.array([vn.home_pnode or 0 for vn in domain.vnodes], dtype=np.int64)
+    homes = [vn.home_pnode or 0 for vn in domain.vnodes]
     before = state.backing[domain.id]
     try:
         x = _distribute(
@@ -478,82 +458,62 @@ def set_target(
             domain.id,
             topo,
             body.target_mib,
-            home,
+            np.array(homes, dtype=np.int64),
             policy,
-            explicit,
+            body.vnode_targets_mib,
             before,
         )
     except InfeasibleError as exc:
         raise _infeasible(exc, f"host {state.host.name}") from None
-    # Plain statements, no ORM flush: on PostgreSQL all of them go as ONE statement.
-    old_target, old_policy = domain.target_mib, domain.policy
-    batch = WriteBatch(session)
-    write_backing_cells(batch, session, domain.id, state.host.id, x, before)
-    state.backing[domain.id] = x
-    write_vnode_targets(batch, domain, [int(t) for t in x.sum(axis=1).tolist()])
-    write_accounting_now(batch, state, check_fits(state))
-    enqueue_pool_changes(
-        batch,
-        domain,
-        state.host.id,
-        topo,
-        before.sum(axis=1),
-        x.sum(axis=1),
-        [int(h) for h in home.tolist()],
-        now,
+    old = {"target_mib": domain.target_mib, "policy": domain.policy}
+    new = {"target_mib": body.target_mib, "policy": policy}
+    steps = pool_change_rows(
+        domain.id, state.host.id, topo, before.sum(axis=1), x.sum(axis=1), homes, now
     )
-    add_event(
-        batch,
-        actor,
-        "domain.target_changed",
-        "domain",
-        domain.id,
-        before={
-            "target_mib": old_target,
-            "policy": old_policy,
-            "vnode_targets_mib": before.sum(axis=1).tolist(),
-        },
-        after={
-            "target_mib": body.target_mib,
-            "policy": policy,
-            "vnode_targets_mib": x.sum(axis=1).tolist(),
-        },
+    return ChangeSet(
+        backing={domain.id: x},
+        targets=[NewTarget(domain=domain, target_mib=body.target_mib, policy=policy, set_at=now)],
+        pool_steps={domain.id: steps},
+        events=[
+            event(
+                actor,
+                "domain.target_changed",
+                "domain",
+                domain.id,
+                before={**old, "vnode_targets_mib": before.sum(axis=1).tolist()},
+                after={**new, "vnode_targets_mib": x.sum(axis=1).tolist()},
+            )
+        ],
     )
-    write_domain_target(batch, domain, body.target_mib, policy, now)  # last: its row count
-    if batch.execute() != 1:
-        raise Conflict("the domain changed while this request ran; retry")
-    return domain, state, x
 
 
-def set_backing(session: Session, state: HostState, changes: Sequence[tuple[Domain, I64]]) -> None:
-    """New backing and vnode targets for some domains of the host (two statements for the
-    backing, however many); call `commit_accounting` once after."""
-    for domain, x in changes:
-        targets = x.sum(axis=1).tolist()
-        for vn in domain.vnodes:
-            vn.target_mib = int(targets[vn.index])
-        state.backing[domain.id] = x
-    write_backing(session, state.host.id, {d.id: x for d, x in changes})
-
-
-def commit_accounting(state: HostState) -> None:
-    check_fits(state)
-    write_accounting(state)
-
-
-def check_fits(state: HostState) -> I64:
-    """Refuse when charges (including memory a guest has not yet released) would overcommit;
-    returns the per-pnode allocation it checked."""
-    allocated = state.allocated_mib()
-    free = state.capacity_mib - state.claimed_mib - allocated
-    short = np.flatnonzero(free < 0)
-    if short.size:
-        p = int(short[0])
-        raise Infeasible(
-            f"pnode {p} of host {state.host.name} would be overcommitted by {-int(free[p])} MiB "
-            "(a guest has not yet released memory it was asked to give back)"
+def _check_target(domain: Domain, body: TargetPut, policy: str) -> None:
+    """The target within the dynamic range; per-vnode targets with, and only with, 'explicit'."""
+    if not domain.dynamic_min_mib <= body.target_mib <= domain.dynamic_max_mib:
+        raise InvalidInput(
+            f"target_mib {body.target_mib} is outside the domain's dynamic range "
+            f"[{domain.dynamic_min_mib}, {domain.dynamic_max_mib}]",
+            errors=[{"loc": ["body", "target_mib"], "msg": "outside [dynamic_min, dynamic_max]"}],
         )
-    return allocated
+    explicit = body.vnode_targets_mib
+    if (policy == "explicit") != (explicit is not None):
+        raise InvalidInput(
+            "vnode_targets_mib goes with, and only with, policy 'explicit'",
+            errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "policy mismatch"}],
+        )
+    if explicit is None:
+        return
+    sizes = [vn.size_mib for vn in domain.vnodes]
+    k = len(sizes)
+    if (
+        len(explicit) != k
+        or sum(explicit) != body.target_mib
+        or any(t > s for t, s in zip(explicit, sizes, strict=True))
+    ):
+        raise InvalidInput(
+            f"vnode_targets_mib needs {k} values within the vnode sizes summing to target_mib",
+            errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "invalid per-vnode targets"}],
+        )
 
 
 def topology_of(domain: Domain) -> VirtualTopology:
@@ -629,9 +589,8 @@ def delete_domain(
     state.domains.remove(domain)
     state.backing.pop(domain.id, None)
     revoke_tokens(session, "guest", domain_id)
-    session.flush()
-    write_accounting(state)
-    record_event(session, actor, "domain.deleted", "domain", domain_id, before=summary)
+    deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
+    apply(session, state, ChangeSet(events=[deleted]))
 
 
 def backing_of(session: Session, domains: Sequence[Domain]) -> dict[str, tuple[I64, int]]:

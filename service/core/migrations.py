@@ -26,20 +26,16 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from service.core.balloon import enqueue_pool_changes
-from service.core.domains import check_fits, set_backing, topology_of
+from service.core.balloon import pool_change_rows
+from service.core.domains import topology_of
+from service.db.accounting import HostAccounting, live_claim
+from service.db.apply import apply, write_counters
 from service.db.audit import record_event
 from service.db.base import utcnow
+from service.db.changes import ChangeSet
+from service.db.loaders import load_host_accounting
 from service.db.locks import lock_hosts
 from service.db.models import Claim, Domain, Host, Migration, Step
-from service.db.state import (
-    HostState,
-    WriteBatch,
-    live_claim,
-    load_host_state,
-    write_accounting,
-    write_backing,
-)
 from service.engine.migration import MigrationPlan, plan_migration
 from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas.agent import StepDestination
@@ -75,14 +71,14 @@ def _policy(domain: Domain, body: MigrationRequest) -> str:
 
 def _states(
     session: Session, src_id: str, dst_id: str, *, lock: bool, now: datetime | None = None
-) -> tuple[HostState, HostState]:
+) -> tuple[HostAccounting, HostAccounting]:
     """Both hosts' states; when writing, both locked in id order (one global lock order)."""
     if lock:
         lock_hosts(session, [src_id, dst_id])
     # Locked loads again when writing: they lock the pnode rows too and refresh what the session
     # already held (a sweep earlier in this request read the same rows).
-    src = load_host_state(session, src_id, lock=lock, now=now)
-    dst = load_host_state(session, dst_id, lock=lock, now=now)
+    src = load_host_accounting(session, src_id, lock=lock, now=now)
+    dst = load_host_accounting(session, dst_id, lock=lock, now=now)
     if src is None or dst is None:
         raise NotFound("the source or destination host no longer exists")
     return src, dst
@@ -90,7 +86,7 @@ def _states(
 
 def compute_plan(
     session: Session, body: MigrationRequest, *, lock: bool, now: datetime | None = None
-) -> tuple[Domain, HostState, HostState, MigrationPlan]:
+) -> tuple[Domain, HostAccounting, HostAccounting, MigrationPlan]:
     # Only the host id is read before the hosts are locked: a Domain object loaded here would
     # stay in the identity map with a pre-lock version and fail its update as stale (412).
     row = session.execute(
@@ -135,7 +131,9 @@ def compute_plan(
     return domain, src, dst, plan
 
 
-def plan_out(domain: Domain, src: HostState, dst: HostState, plan: MigrationPlan) -> PlanOut:
+def plan_out(
+    domain: Domain, src: HostAccounting, dst: HostAccounting, plan: MigrationPlan
+) -> PlanOut:
     host_of = {"source": src.host.id, "destination": dst.host.id}
     return PlanOut(
         feasible=plan.feasible,
@@ -240,8 +238,7 @@ def start(
     _add_claims(session, migration, dst.host.id, domain.id, plan.claims_mib, now)
     dst.claimed_mib += plan.claims_mib
     domain.state = "migrating"
-    check_fits(dst)
-    write_accounting(dst)
+    write_counters(session, dst)
     record_event(
         session,
         actor,
@@ -299,7 +296,7 @@ def load_migration(session: Session, migration_id: str, *, lock: bool = False) -
 
 def _locked(
     session: Session, migration_id: str, now: datetime | None = None
-) -> tuple[Migration, HostState, HostState, Domain]:
+) -> tuple[Migration, HostAccounting, HostAccounting, Domain]:
     """Lock the migration's hosts first (global order), then read the migration under them."""
     ids = session.execute(
         select(Migration.source_host_id, Migration.destination_host_id).where(
@@ -367,7 +364,7 @@ def advance(
     else:
         session.execute(delete(Claim).where(Claim.migration_id == migration.id))
         dst.claimed_mib = _live_claims(session, dst)
-        write_accounting(dst)
+        write_counters(session, dst)
         domain.state = "running"
     migration.state = target
     if before == "planned":
@@ -414,14 +411,14 @@ def _set_pool_targets(domain: Domain, targets: Sequence[int]) -> None:
     domain.target_mib = int(sum(targets))
 
 
-def _live_claims(session: Session, state: HostState) -> I64:
-    fresh = load_host_state(session, state.host.id, lock=False)
+def _live_claims(session: Session, state: HostAccounting) -> I64:
+    fresh = load_host_accounting(session, state.host.id, lock=False)
     assert fresh is not None
     return fresh.claimed_mib
 
 
 def _switch_host(
-    session: Session, migration: Migration, src: HostState, dst: HostState, domain: Domain
+    session: Session, migration: Migration, src: HostAccounting, dst: HostAccounting, domain: Domain
 ) -> None:
     """The migrate step is done: the domain runs on the destination from now on."""
     plan = migration.plan
@@ -437,14 +434,11 @@ def _switch_host(
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
         vn.actual_mib = None  # re-reported on the new host; never trusted above the target
-    write_backing(session, dst.host.id, {domain.id: after})
-    _set_pool_targets(domain, after.sum(axis=1).tolist())
+    domain.target_mib = int(after.sum())
     dst.domains.append(domain)
-    dst.backing[domain.id] = after
     dst.claimed_mib = _live_claims(session, dst)
-    write_accounting(src)
-    check_fits(dst)
-    write_accounting(dst)
+    write_counters(session, src)
+    apply(session, dst, ChangeSet(backing={domain.id: after}))
 
 
 def _expired(migration: Migration, now: datetime) -> bool:
@@ -530,8 +524,8 @@ def _migrate_failed(migration: Migration) -> bool:
 def _moved_anyway(
     session: Session,
     migration: Migration,
-    src: HostState,
-    dst: HostState,
+    src: HostAccounting,
+    dst: HostAccounting,
     domain: Domain,
     actor: str,
     now: datetime,
@@ -557,8 +551,8 @@ def _moved_anyway(
 def _rollback(
     session: Session,
     migration: Migration,
-    src: HostState,
-    dst: HostState,
+    src: HostAccounting,
+    dst: HostAccounting,
     domain: Domain,
     now: datetime,
 ) -> None:
@@ -570,32 +564,23 @@ def _rollback(
             step.detail = "migration ended"
     carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
     x_src = src.backing[domain.id]
-    set_backing(session, src, [(domain, x_src)])
     domain.target_mib = int(x_src.sum())
     domain.state = "running"
-    steps = WriteBatch(session)
-    enqueue_pool_changes(
-        steps,
-        domain,
-        src.host.id,
-        topology_of(domain),
-        carried,
-        x_src.sum(axis=1),
-        [vn.home_pnode or 0 for vn in domain.vnodes],
-        now,
+    homes = [vn.home_pnode or 0 for vn in domain.vnodes]
+    steps = pool_change_rows(
+        domain.id, src.host.id, topology_of(domain), carried, x_src.sum(axis=1), homes, now
     )
-    steps.execute()
     session.flush()
     dst.claimed_mib = _live_claims(session, dst)
-    write_accounting(dst)
-    write_accounting(src)
+    write_counters(session, dst)
+    apply(session, src, ChangeSet(backing={domain.id: x_src}, pool_steps={domain.id: steps}))
 
 
 def _fail(
     session: Session,
     migration: Migration,
-    src: HostState,
-    dst: HostState,
+    src: HostAccounting,
+    dst: HostAccounting,
     domain: Domain,
     actor: str,
     now: datetime,

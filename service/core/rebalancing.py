@@ -7,16 +7,17 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.core.domains import commit_accounting, set_backing, topology_of
-from service.db.audit import record_event
-from service.db.models import Step
-from service.db.state import HostState, load_host_state
+from service.core.domains import topology_of
+from service.db.accounting import HostAccounting
+from service.db.apply import apply
+from service.db.changes import ChangeSet, Row, event, step_row
+from service.db.loaders import load_host_accounting
 from service.engine.rebalance import RebalancePlan, plan_rebalance
 from service.errors import NotFound
 from service.schemas.migrations import BlockMoveOut, RebalanceOut, RebalanceRequest
 
 
-def _plan(state: HostState, budget_mib: int) -> RebalancePlan:
+def _plan(state: HostAccounting, budget_mib: int) -> RebalancePlan:
     doms = state.domains
     n, p = len(doms), state.n_pnodes
     v = max((len(d.vnodes) for d in doms), default=1)
@@ -51,13 +52,72 @@ def _plan(state: HostState, budget_mib: int) -> RebalancePlan:
 def rebalance_host(
     session: Session, host_id: str, body: RebalanceRequest, actor: str, now: datetime
 ) -> RebalanceOut:
-    state = load_host_state(session, host_id, lock=not body.dry_run, now=now)
+    state = load_host_accounting(session, host_id, lock=not body.dry_run, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
+    out, changes = plan_host_rebalance(state, body, actor=actor, now=now)
+    if not body.dry_run and changes:
+        apply(session, state, changes)
+    return out
+
+
+def plan_host_rebalance(
+    state: HostAccounting, body: RebalanceRequest, *, actor: str, now: datetime
+) -> tuple[RebalanceOut, ChangeSet]:
+    """The block moves within `body.budget_mib` and their change set (pure; empty when nothing
+    moves): new backing, an unplug and a plug step per move, one event."""
+    if not state.domains:
+        return _out(state, body, None), ChangeSet()
+    plan = _plan(state, body.budget_mib)
+    if not plan.moves:
+        return _out(state, body, plan), ChangeSet()
     doms = state.domains
-    if not doms:
+    touched = sorted({m.domain for m in plan.moves})
+    after = {
+        "moves": len(plan.moves),
+        "moved_mib": plan.moved_mib,
+        "distortion_before": plan.distortion_before,
+        "distortion_after": plan.distortion_after,
+    }
+    changes = ChangeSet(
+        backing={
+            doms[i].id: plan.backing_after_mib[i, : len(doms[i].vnodes)].copy() for i in touched
+        },
+        new_steps=_move_steps(state, plan, now),
+        events=[event(actor, "host.rebalanced", "host", state.host.id, after=after)],
+    )
+    return _out(state, body, plan), changes
+
+
+def _move_steps(state: HostAccounting, plan: RebalancePlan, now: datetime) -> list[Row]:
+    """ "Balloon down and up this PFN block on NUMA node X": unplug here, plug there."""
+    rows = []
+    for seq, m in enumerate(plan.moves):
+        for op, vnode, pnode, ranges in (
+            ("unplug", m.from_vnode, m.from_pnode, m.pfn_ranges),
+            ("plug", m.to_vnode, m.to_pnode, m.to_pfn_ranges or m.pfn_ranges),
+        ):
+            rows.append(
+                step_row(
+                    domain_id=state.domains[m.domain].id,
+                    host_id=state.host.id,
+                    seq=2 * seq + (op == "plug"),
+                    phase="rebalance",
+                    op=op,
+                    vnode=vnode,
+                    pnode=pnode,
+                    mib=m.mib,
+                    pfn_ranges=[list(r) for r in ranges],
+                    created_at=now,
+                )
+            )
+    return rows
+
+
+def _out(state: HostAccounting, body: RebalanceRequest, plan: RebalancePlan | None) -> RebalanceOut:
+    if plan is None:
         return RebalanceOut(
-            host_id=host_id,
+            host_id=state.host.id,
             dry_run=body.dry_run,
             moves=[],
             moved_mib=0,
@@ -66,9 +126,9 @@ def rebalance_host(
             remote_fraction_before=0.0,
             remote_fraction_after=0.0,
         )
-    plan = _plan(state, body.budget_mib)
-    out = RebalanceOut(
-        host_id=host_id,
+    doms = state.domains
+    return RebalanceOut(
+        host_id=state.host.id,
         dry_run=body.dry_run,
         moves=[
             BlockMoveOut(
@@ -88,49 +148,3 @@ def rebalance_host(
         remote_fraction_before=plan.remote_fraction_before,
         remote_fraction_after=plan.remote_fraction_after,
     )
-    if body.dry_run or not plan.moves:
-        return out
-    touched = sorted({m.domain for m in plan.moves})
-    set_backing(
-        session,
-        state,
-        [(doms[i], plan.backing_after_mib[i, : len(doms[i].vnodes)].copy()) for i in touched],
-    )
-    commit_accounting(state)
-    for seq, m in enumerate(plan.moves):
-        d = doms[m.domain]
-        # "Balloon down and up this PFN block on NUMA node X": unplug here, plug there.
-        for op, vnode, pnode, ranges in (
-            ("unplug", m.from_vnode, m.from_pnode, m.pfn_ranges),
-            ("plug", m.to_vnode, m.to_pnode, m.to_pfn_ranges or m.pfn_ranges),
-        ):
-            session.add(
-                Step(
-                    domain_id=d.id,
-                    host_id=host_id,
-                    seq=2 * seq + (op == "plug"),
-                    phase="rebalance",
-                    op=op,
-                    vnode=vnode,
-                    pnode=pnode,
-                    mib=m.mib,
-                    pfn_ranges=[list(r) for r in ranges],
-                    target_mib=None,
-                    grow=None,
-                    created_at=now,
-                )
-            )
-    record_event(
-        session,
-        actor,
-        "host.rebalanced",
-        "host",
-        host_id,
-        after={
-            "moves": len(plan.moves),
-            "moved_mib": plan.moved_mib,
-            "distortion_before": plan.distortion_before,
-            "distortion_after": plan.distortion_after,
-        },
-    )
-    return out

@@ -8,18 +8,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.core.balloon import (
-    actual_total,
-    is_active,
-    pool_change_rows,
-    replace_pool_steps,
-    sweep,
-)
-from service.core.domains import commit_accounting, set_backing, topology_of
+from service.core.balloon import actual_total, is_active, pool_change_rows, stalled
+from service.core.domains import topology_of
+from service.db.accounting import HostAccounting
+from service.db.apply import apply
 from service.db.audit import record_event
+from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, host_shapes
-from service.db.models import Domain
-from service.db.state import I64, HostState, load_host_state, write_domain_targets
+from service.db.loaders import load_host_accounting
 from service.engine.errors import InfeasibleError, TopologyError
 from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
 from service.engine.template import worst_case_template
@@ -52,22 +48,28 @@ def _request_vector(body: SqueezeRequest, n_pnodes: int) -> np.ndarray | None:
 
 
 def _input(
-    state: HostState, body: SqueezeRequest, settings: Settings, now: datetime
+    state: HostAccounting,
+    body: SqueezeRequest,
+    settings: Settings,
+    now: datetime,
+    held: set[str],
 ) -> SqueezeInput:
+    """The engine's arrays; domains in `held` (flagged by this very request) count as inactive."""
     doms = state.domains
     n, p = len(doms), state.n_pnodes
     vmax = max((len(d.vnodes) for d in doms), default=1)
-    x = np.zeros((n, vmax, p), dtype=np.int64)
+    backing = np.zeros((n, vmax, p), dtype=np.int64)
     size = np.zeros((n, vmax), dtype=np.int64)
     home = np.zeros((n, vmax), dtype=np.int64)
     for i, d in enumerate(doms):
         k = len(d.vnodes)
-        x[i, :k] = state.backing[d.id]
+        backing[i, :k] = state.backing[d.id]
         size[i, :k] = [vn.size_mib for vn in d.vnodes]
         home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
     actual = [actual_total(d) for d in doms]
+    active = [d.id not in held and is_active(d, now, settings) for d in doms]
     return SqueezeInput(
-        backing_mib=x,
+        backing_mib=backing,
         size_mib=size,
         home=home,
         dynamic_min_mib=np.array([d.dynamic_min_mib for d in doms], dtype=np.int64),
@@ -77,7 +79,7 @@ def _input(
             [d.target_mib if a is None else a for d, a in zip(doms, actual, strict=True)],
             dtype=np.int64,
         ),
-        active=np.array([is_active(d, now, settings) for d in doms], dtype=bool),
+        active=np.array(active, dtype=bool),
         capacity_mib=state.capacity_mib,
         claimed_mib=state.claimed_mib,
         free_mib=_request_vector(body, p),
@@ -94,12 +96,28 @@ def squeeze_host(
     settings: Settings,
     now: datetime,
 ) -> SqueezeResult:
-    state = load_host_state(session, host_id, lock=not body.dry_run, now=now)
+    state = load_host_accounting(session, host_id, lock=not body.dry_run, now=now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
+    result, changes = plan_squeeze(state, body, settings, actor=actor, now=now)
     if not body.dry_run:
-        sweep(session, state.domains, now, settings, actor)
-    inp = _input(state, body, settings, now)
+        apply(session, state, changes)
+    return result
+
+
+def plan_squeeze(
+    state: HostAccounting,
+    body: SqueezeRequest,
+    settings: Settings,
+    *,
+    actor: str,
+    now: datetime,
+) -> tuple[SqueezeResult, ChangeSet]:
+    """The squeeze of the loaded host and its change set (pure): drivers stalled past the
+    limit are flagged first and held at their actual size."""
+    sweep = stalled(state.domains, now, settings, actor=actor)
+    held = {d.id for d, _ in sweep.status}
+    inp = _input(state, body, settings, now, held)
     try:
         plan = squeeze(inp)
     except InfeasibleError as exc:
@@ -107,12 +125,12 @@ def squeeze_host(
             f"host {state.host.name}: {exc.reason}", max_feasible_mib=exc.max_feasible_mib
         ) from None
     result = _result(state, inp, plan, body.dry_run)
-    if not body.dry_run:
-        _apply(session, state, plan, actor, body, now)
-    return result
+    return result, sweep.merge(_changes(state, plan, actor, body, now))
 
 
-def _result(state: HostState, inp: SqueezeInput, plan: SqueezePlan, dry_run: bool) -> SqueezeResult:
+def _result(
+    state: HostAccounting, inp: SqueezeInput, plan: SqueezePlan, dry_run: bool
+) -> SqueezeResult:
     doms = state.domains
     out = []
     for i, d in enumerate(doms):
@@ -139,27 +157,27 @@ def _result(state: HostState, inp: SqueezeInput, plan: SqueezePlan, dry_run: boo
     )
 
 
-def _apply(
-    session: Session,
-    state: HostState,
+def _changes(
+    state: HostAccounting,
     plan: SqueezePlan,
     actor: str,
     body: SqueezeRequest,
     now: datetime,
-) -> None:
-    changed: list[dict[str, Any]] = []
-    backing: list[tuple[Domain, I64]] = []
-    steps: list[dict[str, Any]] = []
-    targets: list[tuple[Domain, int]] = []
+) -> ChangeSet:
+    """New targets, backing and pool steps for the domains whose target moves, in the plan's
+    order (decreases first), and one event for the host."""
+    changes = ChangeSet()
+    moved: list[dict[str, Any]] = []
     for i in plan.order:
         d = state.domains[i]
         new = int(plan.target_mib[i])
         if new == d.target_mib:
             continue
         k = len(d.vnodes)
-        changed.append({"domain_id": d.id, "from": d.target_mib, "to": new})
-        backing.append((d, plan.backing_mib[i, :k].copy()))
-        steps += pool_change_rows(
+        moved.append({"domain_id": d.id, "from": d.target_mib, "to": new})
+        changes.backing[d.id] = plan.backing_mib[i, :k].copy()
+        changes.targets.append(NewTarget(domain=d, target_mib=new, set_at=now))
+        changes.pool_steps[d.id] = pool_change_rows(
             d.id,
             state.host.id,
             topology_of(d),
@@ -168,25 +186,13 @@ def _apply(
             [vn.home_pnode or 0 for vn in d.vnodes],
             now,
         )
-        targets.append((d, new))
-    # A fixed number of statements however many domains the squeeze moves.
-    write_domain_targets(session, targets, now)
-    set_backing(session, state, backing)
-    replace_pool_steps(session, [c["domain_id"] for c in changed], steps)
-    commit_accounting(state)
-    record_event(
-        session,
-        actor,
-        "host.squeezed",
-        "host",
-        state.host.id,
-        before=None,
-        after={
-            "request": body.model_dump(exclude={"dry_run"}),
-            "gamma": float(plan.gamma),
-            "changed": changed,
-        },
-    )
+    after = {
+        "request": body.model_dump(exclude={"dry_run"}),
+        "gamma": float(plan.gamma),
+        "changed": moved,
+    }
+    changes.events.append(event(actor, "host.squeezed", "host", state.host.id, after=after))
+    return changes
 
 
 def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:

@@ -6,8 +6,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.core.placement import Ranked
+from service.db.accounting import HostAccounting
 from service.db.models import Domain
-from service.db.state import HostState
 from service.engine.topology import PAGES_PER_MIB
 from service.schemas.domains import DomainOut, MemoryOut, MemRange, PlacementOut, VnodeOut
 from service.schemas.hosts import Accounting, DomainBacking, PnodeAccounting
@@ -65,7 +65,7 @@ def domain_out(domain: Domain, backing: I64 | None, n_pnodes: int) -> DomainOut:
     )
 
 
-def accounting_out(state: HostState) -> Accounting:
+def accounting_out(state: HostAccounting) -> Accounting:
     """A host's accounting as stored, with each domain's charges, so anyone can check from the
     API alone that allocated_mib equals Σ charged_mib on every pnode. Claims are those live at
     the state's clock: a lapsed lease stops counting before the sweeper deletes it."""

@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import Update
 
 from service.db.models import Domain, Host
 
@@ -23,13 +24,18 @@ _STATUS_COLUMNS = {
 }
 
 
-def write_status(session: Session, row: Domain | Host, **values: Any) -> None:
-    """Write status columns of a host or domain without touching its version."""
+def status_update(row: Domain | Host, values: dict[str, Any]) -> Update:
+    """The UPDATE of status columns of a host or domain; refuses any other column."""
     model = type(row)
     unknown = set(values) - _STATUS_COLUMNS[model]
     if unknown:
         raise ValueError(f"not status columns of {model.__name__}: {sorted(unknown)}")
     table = cast(Table, model.__table__)
-    session.execute(update(table).where(table.c.id == row.id).values(**values))
+    return update(table).where(table.c.id == row.id).values(**values)
+
+
+def write_status(session: Session, row: Domain | Host, **values: Any) -> None:
+    """Write status columns of a host or domain without touching its version."""
+    session.execute(status_update(row, values))
     for name, value in values.items():
         set_committed_value(row, name, value)

@@ -10,11 +10,14 @@ from typing import Any
 import psycopg._queries as psycopg_queries
 import pytest
 from sqlalchemy import update
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm import Session
 
+from service.db.apply import apply
 from service.db.base import utcnow
+from service.db.changes import ChangeSet, NewTarget
+from service.db.loaders import load_host_accounting
 from service.db.models import Domain
-from service.db.state import write_domain_targets
+from service.errors import Conflict
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 from tests.api.statements import count_statements
@@ -93,25 +96,38 @@ def test_squeeze_writes_in_statements_that_do_not_grow_with_the_domains_it_chang
     assert squeeze_all(2) == squeeze_all(12)
 
 
-def test_domain_targets_written_together_keep_the_version_guard(client: ApiClient) -> None:
-    """The squeeze's one-statement target write still refuses a domain changed since it was
-    read, as the ORM's version check did (StaleDataError, a 409 at the API)."""
-    d = _domain(client)
+@pytest.mark.parametrize("together", [1, 2])
+def test_target_writes_keep_the_version_guard(client: ApiClient, together: int) -> None:
+    """`apply` writes one target in the batch and several with one executemany; both refuse a
+    domain changed since it was read, as the ORM's version check did (a 409 at the API)."""
+    host = client.post("/v1/hosts", json=host_body("guard", n=2, memory_mib=1 << 16)).json()
+    ids = [
+        client.post(
+            "/v1/domains", json=domain_body(f"guard{i}", [2048, 2048], host_id=host["id"])
+        ).json()["id"]
+        for i in range(together)
+    ]
     factory = client.app.state.sessionmaker
+
+    def retarget_all(s: Session) -> None:
+        state = load_host_accounting(s, host["id"], lock=False)
+        assert state is not None
+        targets = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
+        apply(s, state, ChangeSet(targets=targets))
+
     with factory() as s:
-        domain = s.get(Domain, d["id"])
-        assert domain is not None
-        s.commit()  # ends the read (SQLite: releases the write lock); the row stays loaded
+        state = load_host_accounting(s, host["id"], lock=False)
+        s.commit()  # ends the read (SQLite: releases the write lock); the rows stay loaded
         with factory() as other:  # a writer the first session does not see
-            other.execute(update(Domain).where(Domain.id == d["id"]).values(version=99))
+            other.execute(update(Domain).where(Domain.id == ids[0]).values(version=99))
             other.commit()
-        with pytest.raises(StaleDataError):
-            write_domain_targets(s, [(domain, 3072)], utcnow())
+        assert state is not None
+        stale = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
+        with pytest.raises(Conflict):
+            apply(s, state, ChangeSet(targets=stale))
         s.rollback()
     with factory() as s:
-        domain = s.get(Domain, d["id"])
-        assert domain is not None and domain.version == 99
-        write_domain_targets(s, [(domain, 3072)], utcnow())
+        retarget_all(s)
         s.commit()
-    got = client.get(f"/v1/domains/{d['id']}").json()
+    got = client.get(f"/v1/domains/{ids[0]}").json()
     assert got["memory"]["target_mib"] == 3072 and got["version"] == 100

@@ -1,0 +1,329 @@
+"""The one write path: `apply` writes a change set and the per-pnode counters it implies.
+
+Every operation that changes a host's memory ends here. `apply` writes the change set in a fixed
+number of statements (one on PostgreSQL for a retarget: docs/adr/0003-cte-write-batches.md),
+brings the loaded rows up to date, then recomputes the pnode counters from the accounting it now
+holds and refuses an overcommit before writing them. It is the only writer of `allocated_mib`,
+`claimed_mib` and `load_vcpus`: two writers kept in step by hand is how counters drifted under
+concurrent squeezes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import UpdateBase
+
+from service.db.accounting import I64, HostAccounting
+from service.db.base import utcnow
+from service.db.batch import Build, WriteBatch, param
+from service.db.changes import ChangeSet, NewTarget, Row, absorb
+from service.db.models import Backing, Domain, Event, Pnode, Step, Vnode
+from service.db.status import status_update
+from service.errors import Conflict
+
+_BACKING = cast(Table, Backing.__table__)
+_VNODES = cast(Table, Vnode.__table__)
+_PNODES = cast(Table, Pnode.__table__)
+_DOMAINS = cast(Table, Domain.__table__)
+_STEPS = cast(Table, Step.__table__)
+_EVENTS = cast(Table, Event.__table__)
+
+
+def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> None:
+    """Write `changes` to a locked host and recompute its counters in the same transaction.
+
+    Raises `Infeasible` (nothing written that the caller's rollback would not undo) when the
+    result would overcommit a pnode, and `Conflict` when a domain's version moved meanwhile.
+    """
+    session.flush()  # rows the operation added through the ORM (a new domain) come first
+    batch = WriteBatch(session)
+    _write_backing(batch, session, accounting, changes.backing)
+    _write_actual(batch, changes.actual_mib)
+    _write_pool_steps(batch, session, changes.pool_steps)
+    batch.add_rows(_STEPS, changes.new_steps)
+    for row, values in changes.status:
+        session.execute(status_update(row, values))
+    batch.add_rows(_EVENTS, changes.events)
+    updated_at = utcnow()
+    guards = [_target_params(t, updated_at) for t in changes.targets]
+    absorb(accounting, changes, updated_at=updated_at)
+    _write_counters(batch, accounting)
+    if len(guards) > 1:
+        many = [{f"b_{k}": v for k, v in g.items()} for g in guards]
+        result = session.connection().execute(_DOMAIN_TARGET, many)
+        if result.supports_sane_multi_rowcount() and result.rowcount != len(guards):
+            raise Conflict("a domain changed while its host was being written; retry")
+    if len(guards) == 1:
+        batch.add(_domain_target_w, guards[0])  # last: the batch returns its row count
+    if batch.execute() != 1 and len(guards) == 1:
+        raise Conflict("the domain changed while this request ran; retry")
+
+
+def write_counters(session: Session, accounting: HostAccounting) -> None:
+    """`apply` of nothing: the counters of a host whose rows changed through the ORM."""
+    apply(session, accounting, ChangeSet())
+
+
+def _write_counters(batch: WriteBatch, accounting: HostAccounting) -> None:
+    allocated = accounting.check_fits().tolist()
+    claimed = accounting.claimed_mib.tolist()
+    load = accounting.load_vcpus().tolist()
+    pnodes = accounting.host.pnodes
+    if all(
+        (pn.allocated_mib, pn.claimed_mib, pn.load_vcpus)
+        == (allocated[pn.index], claimed[pn.index], load[pn.index])
+        for pn in pnodes
+    ):
+        return
+    params: dict[str, Any] = {"host": accounting.host.id}
+    for name, values in (("a", allocated), ("c", claimed), ("l", load)):
+        params.update({f"{name}{i}": v for i, v in enumerate(values)})
+    batch.add(_pnode_counters_w(len(pnodes)), params)
+    for pn in pnodes:
+        set_committed_value(pn, "allocated_mib", allocated[pn.index])
+        set_committed_value(pn, "claimed_mib", claimed[pn.index])
+        set_committed_value(pn, "load_vcpus", load[pn.index])
+
+
+def _write_backing(
+    batch: WriteBatch, session: Session, accounting: HostAccounting, new: dict[str, I64]
+) -> None:
+    """One domain whose cells keep their places (the usual retarget): one UPDATE in the batch;
+    otherwise the rows are replaced (DELETE and INSERT, sent now: a batch's CTEs share one
+    snapshot, so an INSERT there would collide with the rows its sibling deletes)."""
+    if len(new) == 1:
+        ((domain_id, backing),) = new.items()
+        before = accounting.backing.get(domain_id)
+        if before is not None and before.shape == backing.shape:
+            if np.array_equal(before, backing):
+                pass
+            elif np.array_equal(before != 0, backing != 0):
+                batch.add(*_cells_update(domain_id, backing))
+            else:
+                _replace_backing(session, accounting.host.id, new)
+            _write_vnode_targets(batch, accounting, domain_id, backing)
+            return
+    if not new:
+        return
+    _replace_backing(session, accounting.host.id, new)
+    targets = [
+        {"b_domain": domain_id, "b_index": v, "b_target": int(t)}
+        for domain_id, backing in new.items()
+        for v, t in enumerate(backing.sum(axis=1).tolist())
+    ]
+    session.execute(_VNODE_TARGET, targets)  # one executemany, however many domains
+
+
+def _cells_update(domain_id: str, backing: I64) -> tuple[Build, dict[str, Any]]:
+    v_idx, p_idx = np.nonzero(backing)
+    params: dict[str, Any] = {"domain": domain_id}
+    cells = zip(v_idx.tolist(), p_idx.tolist(), backing[v_idx, p_idx].tolist(), strict=True)
+    for i, (v, p, m) in enumerate(cells):
+        params.update({f"v{i}": v, f"p{i}": p, f"m{i}": m})
+    return _backing_cells_w(len(v_idx)), params
+
+
+def _replace_backing(session: Session, host_id: str, new: dict[str, I64]) -> None:
+    """Replace the backing rows of some domains of one host: two statements, however many."""
+    session.execute(_DELETE_BACKING, {"b_domains": list(new)})
+    rows = []
+    for domain_id, backing in new.items():
+        v_idx, p_idx = np.nonzero(backing)
+        cells = zip(v_idx.tolist(), p_idx.tolist(), backing[v_idx, p_idx].tolist(), strict=True)
+        rows += [
+            {"domain_id": domain_id, "vnode": v, "host_id": host_id, "pnode": p, "mib": m}
+            for v, p, m in cells
+        ]
+    if rows:
+        session.execute(_INSERT_BACKING, rows)
+
+
+def _write_vnode_targets(
+    batch: WriteBatch, accounting: HostAccounting, domain_id: str, backing: I64
+) -> None:
+    """A vnode's target is its backing row's sum; written only when one of them moves."""
+    targets = [int(t) for t in backing.sum(axis=1).tolist()]
+    domain = accounting.domain(domain_id)
+    if domain is not None and all(vn.target_mib == targets[vn.index] for vn in domain.vnodes):
+        return
+    params: dict[str, Any] = {f"t{v}": t for v, t in enumerate(targets)}
+    batch.add(_vnode_targets_w(len(targets)), {"domain": domain_id, **params})
+
+
+def _write_actual(batch: WriteBatch, actual: dict[str, dict[int, int]]) -> None:
+    for domain_id, reported in actual.items():
+        if reported:
+            params: dict[str, Any] = {"domain": domain_id}
+            for i, (v, mib) in enumerate(sorted(reported.items())):
+                params.update({f"v{i}": v, f"m{i}": mib})
+            batch.add(_vnode_actual_w(len(reported)), params)
+
+
+def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list[Row]]) -> None:
+    """Cancel the domains' pending pool steps and queue the new ones: in the batch for one
+    domain (a retarget), two statements for many (a squeeze)."""
+    rows = [row for domain_rows in steps.values() for row in domain_rows]
+    if len(steps) == 1:
+        batch.add(_cancel_pool_steps_w, {"domain": next(iter(steps))})
+        batch.add_rows(_STEPS, rows)
+    elif steps:
+        session.execute(_CANCEL_MANY, {"b_domains": list(steps)})
+        if rows:
+            session.execute(_INSERT_STEPS, rows)
+
+
+def _target_params(t: NewTarget, updated_at: Any) -> dict[str, Any]:
+    return {
+        "id": t.domain.id,
+        "version": t.domain.version,
+        "target": t.target_mib,
+        "policy": t.policy or t.domain.policy,
+        "set_at": t.set_at,
+        "updated_at": updated_at,
+        "next": t.domain.version + 1,
+    }
+
+
+# -- Statements, built once per shape ----------------------------------------------------------
+
+
+def _domain_target_w(x: str) -> UpdateBase:
+    """Target, policy and version, guarded by the version read (0 rows when it moved)."""
+    c = _DOMAINS.c
+    return (
+        update(_DOMAINS)
+        .where(c.id == param(x, "id", String()), c.version == param(x, "version", Integer()))
+        .values(
+            target_mib=param(x, "target", BigInteger()),
+            policy=param(x, "policy", String()),
+            target_set_at=param(x, "set_at", c.target_set_at.type),
+            updated_at=param(x, "updated_at", c.updated_at.type),
+            version=param(x, "next", Integer()),
+        )
+    )
+
+
+_DOMAIN_TARGET = _domain_target_w("b_")  # executemany: parameters named b_<name>
+
+
+@functools.lru_cache(maxsize=64)
+def _backing_cells_w(n: int) -> Build:
+    c = _BACKING.c
+
+    def build(x: str) -> UpdateBase:
+        cells = [
+            (
+                and_(
+                    c.vnode == param(x, f"v{i}", Integer()), c.pnode == param(x, f"p{i}", Integer())
+                ),
+                param(x, f"m{i}", BigInteger()),
+            )
+            for i in range(n)
+        ]
+        return (
+            update(_BACKING)
+            .where(c.domain_id == param(x, "domain", String()))
+            .values(mib=case(*cells, else_=c.mib))
+        )
+
+    return build
+
+
+@functools.lru_cache(maxsize=64)
+def _vnode_targets_w(k: int) -> Build:
+    c = _VNODES.c
+
+    def build(x: str) -> UpdateBase:
+        targets = ((c.index == v, param(x, f"t{v}", BigInteger())) for v in range(k))
+        return (
+            update(_VNODES)
+            .where(c.domain_id == param(x, "domain", String()), c.index < k)
+            .values(target_mib=case(*targets))
+        )
+
+    return build
+
+
+@functools.lru_cache(maxsize=64)
+def _vnode_actual_w(n: int) -> Build:
+    c = _VNODES.c
+
+    def build(x: str) -> UpdateBase:
+        cells = [
+            (c.index == param(x, f"v{i}", Integer()), param(x, f"m{i}", BigInteger()))
+            for i in range(n)
+        ]
+        return (
+            update(_VNODES)
+            .where(c.domain_id == param(x, "domain", String()))
+            .values(actual_mib=case(*cells, else_=c.actual_mib))
+        )
+
+    return build
+
+
+@functools.lru_cache(maxsize=64)
+def _pnode_counters_w(p: int) -> Build:
+    c = _PNODES.c
+
+    def per_pnode(x: str, name: str, type_: Any) -> Any:
+        return case(*((c.index == i, param(x, f"{name}{i}", type_)) for i in range(p)))
+
+    def build(x: str) -> UpdateBase:
+        return (
+            update(_PNODES)
+            .where(c.host_id == param(x, "host", String()), c.index < p)
+            .values(
+                allocated_mib=per_pnode(x, "a", BigInteger()),
+                claimed_mib=per_pnode(x, "c", BigInteger()),
+                load_vcpus=per_pnode(x, "l", Integer()),
+            )
+        )
+
+    return build
+
+
+def _cancel_pool_steps_w(x: str) -> UpdateBase:
+    """The domain's pending steps outside migrations, cancelled."""
+    c = _STEPS.c
+    return (
+        update(_STEPS)
+        .where(c.domain_id == param(x, "domain", String()))
+        .where(c.state == "pending", c.migration_id.is_(None))
+        .values(state="cancelled", detail="superseded by a newer target")
+    )
+
+
+_CANCEL_MANY = (
+    update(_STEPS)
+    .where(_STEPS.c.domain_id.in_(bindparam("b_domains", expanding=True)))
+    .where(_STEPS.c.state == "pending", _STEPS.c.migration_id.is_(None))
+    .values(state="cancelled", detail="superseded by a newer target")
+)
+_INSERT_STEPS = insert(_STEPS)
+_VNODE_TARGET = (
+    update(_VNODES)
+    .where(_VNODES.c.domain_id == bindparam("b_domain"), _VNODES.c.index == bindparam("b_index"))
+    .values(target_mib=bindparam("b_target"))
+)
+_DELETE_BACKING = delete(_BACKING).where(
+    _BACKING.c.domain_id.in_(bindparam("b_domains", expanding=True))
+)
+_INSERT_BACKING = insert(_BACKING)

@@ -1,0 +1,159 @@
+"""What a write operation decides, as data: the change set that `apply` writes.
+
+Every write to a host's memory (create, retarget, squeeze, rebalance, a guest's or an agent's
+report, a migration's phase change) is computed by a pure function of the loaded accounting, the
+request and the time, and comes back as a `ChangeSet`. `absorb` brings the loaded rows up to date
+in memory; `service.db.apply.apply` writes the same change set and is the only writer of the
+per-pnode counters. Keeping the decision apart from the writing is what lets `tests/core/` run the
+rules on a fake clock without a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm.attributes import set_committed_value
+
+from service.db.accounting import I64, HostAccounting
+from service.db.base import new_id, utcnow
+from service.db.models import Domain, Host
+
+Row = dict[str, Any]
+
+
+@dataclass(kw_only=True)
+class NewTarget:
+    """The toolstack's new target for a domain: spec, so the domain's version moves."""
+
+    domain: Domain
+    target_mib: int
+    policy: str | None = None  # None: unchanged
+    set_at: datetime
+
+
+@dataclass(kw_only=True)
+class ChangeSet:
+    """Changes to the rows of one host's domains, and the events that record them."""
+
+    backing: dict[str, I64] = field(default_factory=dict)  # domain id -> new (V, P) MiB
+    targets: list[NewTarget] = field(default_factory=list)
+    # domain id -> the pool-change steps that replace its pending ones (an empty list cancels)
+    pool_steps: dict[str, list[Row]] = field(default_factory=dict)
+    new_steps: list[Row] = field(default_factory=list)  # steps queued beside the pending ones
+    actual_mib: dict[str, dict[int, int]] = field(default_factory=dict)  # domain -> vnode -> MiB
+    status: list[tuple[Domain | Host, Row]] = field(default_factory=list)  # version unchanged
+    events: list[Row] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.backing,
+                self.targets,
+                self.pool_steps,
+                self.new_steps,
+                self.actual_mib,
+                self.status,
+                self.events,
+            )
+        )
+
+    def merge(self, other: ChangeSet) -> ChangeSet:
+        """Both change sets as one, `other` after `self`."""
+        return ChangeSet(
+            backing={**self.backing, **other.backing},
+            targets=[*self.targets, *other.targets],
+            pool_steps={**self.pool_steps, **other.pool_steps},
+            new_steps=[*self.new_steps, *other.new_steps],
+            actual_mib={**self.actual_mib, **other.actual_mib},
+            status=[*self.status, *other.status],
+            events=[*self.events, *other.events],
+        )
+
+
+def event(
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str | None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> Row:
+    """An audit event row: the one shape every writer of events uses."""
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "before": before,
+        "after": after,
+    }
+
+
+def step_row(
+    *,
+    domain_id: str,
+    host_id: str,
+    seq: int,
+    phase: str,
+    op: str,
+    vnode: int | None,
+    pnode: int | None,
+    mib: int,
+    pfn_ranges: list[list[int]],
+    created_at: datetime,
+    target_mib: int | None = None,
+    grow: bool | None = None,
+    migration_id: str | None = None,
+) -> Row:
+    """A pending step's row, every column present (rows of one INSERT share their keys)."""
+    return {
+        "id": new_id(),
+        "migration_id": migration_id,
+        "domain_id": domain_id,
+        "host_id": host_id,
+        "seq": seq,
+        "phase": phase,
+        "op": op,
+        "vnode": vnode,
+        "pnode": pnode,
+        "mib": mib,
+        "pfn_ranges": pfn_ranges,
+        "target_mib": target_mib,
+        "grow": grow,
+        "state": "pending",
+        "detail": None,
+        "created_at": created_at,
+        "acked_at": None,
+    }
+
+
+def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: datetime) -> None:
+    """Bring the loaded rows and arrays up to date with `changes`, as already-committed values:
+    the ORM's unit of work must not write them a second time, `apply` writes them."""
+    for domain_id, backing in changes.backing.items():
+        accounting.backing[domain_id] = backing
+        domain = accounting.domain(domain_id)
+        if domain is not None:
+            targets = backing.sum(axis=1).tolist()
+            for vn in domain.vnodes:
+                set_committed_value(vn, "target_mib", int(targets[vn.index]))
+    for domain_id, reported in changes.actual_mib.items():
+        domain = accounting.domain(domain_id)
+        for vn in domain.vnodes if domain is not None else []:
+            if vn.index in reported:
+                set_committed_value(vn, "actual_mib", reported[vn.index])
+    for t in changes.targets:
+        values: Row = {"target_mib": t.target_mib, "target_set_at": t.set_at}
+        values["updated_at"] = updated_at
+        if t.policy is not None:
+            values["policy"] = t.policy
+        values["version"] = t.domain.version + 1
+        for name, value in values.items():
+            set_committed_value(t.domain, name, value)
+    for row, values in changes.status:
+        for name, value in values.items():
+            set_committed_value(row, name, value)

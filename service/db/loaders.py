@@ -1,0 +1,221 @@
+"""Load a host's accounting in a fixed number of statements, whatever its size.
+
+Three statements for a whole host: the host row (locked when writing) with its pnodes, the
+domains on it with their vnodes, and their backing rows with the live claims. A write to one
+domain loads that domain as rows and everything else on the host as arrays in one more
+statement. Everything the engine needs is then numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session, contains_eager, joinedload
+
+from service.db.accounting import HostAccounting, OtherDomains, live_claim
+from service.db.base import utcnow
+from service.db.models import Backing, Claim, Domain, Host, Pnode, Vnode
+from service.engine.accounting import charge_mib
+
+
+def host_stmt(lock: bool) -> Select[Host]:
+    """The host with its pnodes in one statement; locking both when writing.
+
+    The pnode rows are locked with the host, not only read with it: under READ COMMITTED a
+    `FOR UPDATE` that waited for another writer re-reads only the rows it locks, and returns the
+    others as they were when it started. Pnode counters read that way were stale by one squeeze,
+    and a writer that compared its new counters with them skipped a write that was needed (the
+    concurrent-squeeze drift). `populate_existing` refreshes rows this session already held.
+    """
+    if not lock:
+        return select(Host).options(joinedload(Host.pnodes))
+    return (
+        select(Host)
+        .join(Host.pnodes)
+        .options(contains_eager(Host.pnodes))
+        .order_by(Host.id, Pnode.index)
+        .with_for_update(of=[Host, Pnode])
+        .execution_options(populate_existing=True)
+    )
+
+
+def _claims_stmt(host_id: str, now: datetime) -> Select[str, int, int, int]:
+    """Live claims per pnode as (NULL, -1, pnode, MiB) rows, to follow backing rows."""
+    return (
+        select(
+            literal(None, String()),
+            literal(-1, Integer()),
+            Claim.pnode,
+            cast(func.sum(Claim.mib), BigInteger()),
+        )
+        .where(Claim.host_id == host_id, live_claim(now))
+        .group_by(Claim.pnode)
+    )
+
+
+def load_host_accounting(
+    session: Session,
+    host_id: str,
+    *,
+    lock: bool,
+    host: Host | None = None,
+    now: datetime | None = None,
+) -> HostAccounting | None:
+    """Three statements: the host with its pnodes (locked when writing), the domains with their
+    vnodes, and backing plus the claims live at `now` (the request's clock; default: the wall
+    clock). `host`: already loaded (and locked) by the caller."""
+    if host is None:
+        host = session.scalars(host_stmt(lock).where(Host.id == host_id)).unique().one_or_none()
+    if host is None:
+        return None
+    # Unlocked (read-only) callers run each statement on its own READ COMMITTED snapshot: a
+    # domain deleted between the two statements arrives without vnodes. It no longer exists.
+    domains = [
+        d
+        for d in session.scalars(
+            select(Domain)
+            .where(Domain.host_id == host_id)
+            .options(joinedload(Domain.vnodes))
+            .order_by(Domain.created_at, Domain.id)
+            .execution_options(populate_existing=lock)
+        )
+        .unique()
+        .all()
+        if d.vnodes
+    ]
+    p = len(host.pnodes)
+    backing = {d.id: np.zeros((len(d.vnodes), p), dtype=np.int64) for d in domains}
+    claimed = np.zeros(p, dtype=np.int64)
+    rows = session.execute(
+        select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib)
+        .where(Backing.host_id == host_id)
+        .union_all(_claims_stmt(host_id, utcnow() if now is None else now))
+    ).all()
+    for domain_id, vnode, pnode, mib in rows:
+        if vnode < 0:
+            claimed[pnode] = mib
+        elif domain_id in backing:
+            backing[domain_id][vnode, pnode] = mib
+    return HostAccounting(host=host, domains=domains, backing=backing, claimed_mib=claimed)
+
+
+# Built once: executing a prebuilt statement reuses its memoized cache key and compiled form.
+LOCK_DOMAIN_HOST = (
+    host_stmt(lock=True)
+    .join(Domain, Domain.host_id == Host.id)
+    .where(Domain.id == bindparam("b_domain"))
+)
+_DOMAIN_ON_HOST = (
+    select(Domain)
+    .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
+    .options(joinedload(Domain.vnodes))
+    .execution_options(populate_existing=True)
+)
+# kind 0: a vnode (domain, index, home pnode or -1, actual MiB or -1, vCPUs)
+# kind 1: a backing cell (domain, vnode, pnode, MiB, 0); kind 2: claims (NULL, -1, pnode, MiB, 0)
+_HOST_ROWS = union_all(
+    select(
+        literal(0, Integer()),
+        Vnode.domain_id,
+        Vnode.index,
+        func.coalesce(Vnode.home_pnode, -1),
+        func.coalesce(Vnode.actual_mib, -1),
+        Vnode.vcpu_count,
+    )
+    .join(Domain, Domain.id == Vnode.domain_id)
+    .where(Domain.host_id == bindparam("b_host")),
+    select(
+        literal(1, Integer()),
+        Backing.domain_id,
+        Backing.vnode,
+        Backing.pnode,
+        Backing.mib,
+        literal(0, Integer()),
+    ).where(Backing.host_id == bindparam("b_host")),
+    select(
+        literal(2, Integer()),
+        literal(None, String()),
+        literal(-1, Integer()),
+        Claim.pnode,
+        cast(func.sum(Claim.mib), BigInteger()),
+        literal(0, Integer()),
+    )
+    .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
+    .group_by(Claim.pnode),
+)
+
+
+def load_domain_accounting(
+    session: Session, host: Host, domain_id: str, now: datetime | None = None
+) -> HostAccounting | None:
+    """The state of a locked host for a write to one of its domains, in two more statements.
+
+    Only that domain is loaded as ORM rows; every other domain on the host is read as plain rows
+    (vnodes, backing, claims in one statement) straight into arrays and kept as per-pnode sums,
+    so the cost does not grow with the ORM work for the host's other domains.
+    None when the domain is not (or no longer) on this host.
+    """
+    domain = (
+        session.scalars(_DOMAIN_ON_HOST, {"b_domain": domain_id, "b_host": host.id})
+        .unique()
+        .one_or_none()
+    )
+    if domain is None or not domain.vnodes:
+        return None
+    p = len(host.pnodes)
+    at = utcnow() if now is None else now
+    rows = session.execute(_HOST_ROWS, {"b_host": host.id, "b_now": at}).all()
+    kind = np.array([r[0] for r in rows], dtype=np.int64)
+    names, dom = np.unique(np.array([str(r[1]) for r in rows]), return_inverse=True)
+    num = np.array([r[2:] for r in rows], dtype=np.int64).reshape(-1, 4)
+    claimed = np.zeros(p, dtype=np.int64)
+    claim = kind == 2
+    claimed[num[claim, 1]] = num[claim, 2]
+    # One slot per domain id seen; only domains with vnode rows are on the host.
+    vn, cell = kind == 0, kind == 1
+    n, vmax = len(names), max(int(num[vn, 0].max()) + 1, len(domain.vnodes))
+    on_host = np.zeros(n, dtype=bool)
+    on_host[dom[vn]] = True
+    home = np.zeros((n, vmax), dtype=np.int64)
+    actual = np.full((n, vmax), -1, dtype=np.int64)
+    vcpus = np.zeros((n, vmax), dtype=np.int64)
+    home[dom[vn], num[vn, 0]] = num[vn, 1]
+    actual[dom[vn], num[vn, 0]] = num[vn, 2]
+    vcpus[dom[vn], num[vn, 0]] = num[vn, 3]  # 0 in slots without a vnode
+    cell &= on_host[dom]
+    x = np.zeros((n, vmax, p), dtype=np.int64)
+    x[dom[cell], num[cell, 0], num[cell, 1]] = num[cell, 2]
+    charges = charge_mib(x, actual, np.maximum(home, 0))
+    t = int(np.searchsorted(names, domain_id))
+    rest = np.arange(n) != t
+    rest_alloc = charges[rest].sum(axis=(0, 1)).astype(np.int64)
+    homed = home[rest] >= 0
+    rest_load = np.bincount(home[rest][homed], weights=vcpus[rest][homed], minlength=p).astype(
+        np.int64
+    )
+    k = len(domain.vnodes)
+    return HostAccounting(
+        host=host,
+        domains=[domain],
+        backing={domain.id: x[t, :k].copy()},
+        claimed_mib=claimed,
+        others=OtherDomains(allocated_mib=rest_alloc, load_vcpus=rest_load),
+    )
+
+
+def domains_of(states: Sequence[HostAccounting]) -> list[Domain]:
+    return [d for s in states for d in s.domains]
