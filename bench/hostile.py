@@ -18,7 +18,7 @@ import time
 import httpx
 
 from bench.server import Server
-from service.db.migrations import upgrade
+from service.db.alembic import upgrade
 
 HOSTILE = b'"' + b'\\"' * ((1 << 19) - 1)
 JSON = {"Content-Type": "application/json"}

@@ -269,7 +269,7 @@ def main() -> None:
     args = ap.parse_args()
     results: dict[str, dict[str, RouteStats]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        from service.db.migrations import upgrade
+        from service.db.alembic import upgrade
 
         sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(sqlite_url)

@@ -539,7 +539,7 @@ def run_load(
 def scratch_postgres() -> Iterator[str]:
     import psycopg
 
-    from service.db.migrations import upgrade
+    from service.db.alembic import upgrade
 
     name = f"nb_load_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3) as conn:

@@ -477,8 +477,7 @@ class HostPatch(BaseModel):
     state: Annotated[
         Literal["active", "maintenance", "offline"] | None,
         Field(
-            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves them); offline: takes none. Back to active ends an evacuation.",
-            title="State",
+            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves them); offline: takes none. Back to active ends an evacuation."
         ),
     ] = None
 
@@ -526,51 +525,6 @@ class MemoryTotals(BaseModel):
     capacity_mib: Annotated[int, Field(title="Capacity Mib")]
     claimed_mib: Annotated[int, Field(title="Claimed Mib")]
     free_mib: Annotated[int, Field(title="Free Mib")]
-
-
-class MigrationRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    auto_advance: Annotated[
-        bool | None,
-        Field(
-            description="The service advances each phase as soon as its steps are acknowledged (starting at once with planned -> preparing); the caller only watches the events",
-            title="Auto Advance",
-        ),
-    ] = False
-    destination_host_id: Annotated[
-        str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Destination Host Id",
-        ),
-    ]
-    domain_id: Annotated[
-        str,
-        Field(
-            description="UUID",
-            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
-            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            title="Domain Id",
-        ),
-    ]
-    policy: Annotated[
-        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
-        Field(
-            description="Pool levels on the destination; default the domain's policy (faithful when it is explicit)",
-            title="Policy",
-        ),
-    ] = None
-    strategy: Annotated[
-        Literal["rebalance", "replug"] | None,
-        Field(
-            description="rebalance: fewest MiB moved between pools; replug: unplug every hot-pluggable block down to a boot minimum, migrate, replug by the new topology",
-            title="Strategy",
-        ),
-    ] = "rebalance"
 
 
 class MigrationStepOut(BaseModel):
@@ -1031,7 +985,7 @@ class TargetPut(BaseModel):
     )
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
-        Field(description="Also switch the domain's policy", title="Policy"),
+        Field(description="Also switch the domain's policy"),
     ] = None
     target_mib: Annotated[int, Field(ge=0, le=2147483648, title="Target Mib")]
     vnode_targets_mib: Annotated[
@@ -1236,7 +1190,10 @@ class DomainCreate(BaseModel):
     ]
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
-        Field(title="Policy"),
+        Field(
+            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            title="Policy",
+        ),
     ] = "proportional"
     template: Annotated[
         Literal["worst-case"] | None,
@@ -1299,7 +1256,10 @@ class DomainCreated(BaseModel):
     name: Annotated[str, Field(title="Name")]
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"],
-        Field(title="Policy"),
+        Field(
+            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            title="Policy",
+        ),
     ]
     state: Annotated[str, Field(title="State")]
     uncooperative: Annotated[bool, Field(title="Uncooperative")]
@@ -1324,7 +1284,10 @@ class DomainOut(BaseModel):
     name: Annotated[str, Field(title="Name")]
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"],
-        Field(title="Policy"),
+        Field(
+            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            title="Policy",
+        ),
     ]
     state: Annotated[str, Field(title="State")]
     uncooperative: Annotated[bool, Field(title="Uncooperative")]
@@ -1422,7 +1385,13 @@ class HostCreated(BaseModel):
     memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
     name: Annotated[str, Field(title="Name")]
     pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
-    state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
+    state: Annotated[
+        Literal["active", "maintenance", "offline"],
+        Field(
+            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves\nthem); offline: takes none.",
+            title="HostLifecycle",
+        ),
+    ]
     version: Annotated[int, Field(title="Version")]
 
 
@@ -1448,8 +1417,58 @@ class HostOut(BaseModel):
     memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
     name: Annotated[str, Field(title="Name")]
     pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
-    state: Annotated[Literal["active", "maintenance", "offline"], Field(title="State")]
+    state: Annotated[
+        Literal["active", "maintenance", "offline"],
+        Field(
+            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves\nthem); offline: takes none.",
+            title="HostLifecycle",
+        ),
+    ]
     version: Annotated[int, Field(title="Version")]
+
+
+class MigrationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    auto_advance: Annotated[
+        bool | None,
+        Field(
+            description="The service advances each phase as soon as its steps are acknowledged (starting at once with planned -> preparing); the caller only watches the events",
+            title="Auto Advance",
+        ),
+    ] = False
+    destination_host_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Destination Host Id",
+        ),
+    ]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            title="Domain Id",
+        ),
+    ]
+    policy: Annotated[
+        Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
+        Field(
+            description="Pool levels on the destination; default the domain's policy (faithful when it is explicit)"
+        ),
+    ] = None
+    strategy: Annotated[
+        Literal["rebalance", "replug"] | None,
+        Field(
+            description="rebalance: fewest MiB moved between pools; replug: unplug every hot-pluggable block down to a boot minimum, migrate, replug by the new topology",
+            title="Strategy",
+        ),
+    ] = "rebalance"
 
 
 class ObservedIn(BaseModel):
@@ -1529,7 +1548,10 @@ class PlacementRequest(BaseModel):
     name: Annotated[Name | None, Field(title="Name")] = None
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
-        Field(title="Policy"),
+        Field(
+            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            title="Policy",
+        ),
     ] = "proportional"
     template: Annotated[
         Literal["worst-case"] | None,
@@ -1721,7 +1743,7 @@ class MigrationOut(BaseModel):
     source_host_id: Annotated[str | None, Field(title="Source Host Id")]
     state: Annotated[
         Literal["planned", "preparing", "migrating", "settling", "completed", "aborted", "failed"],
-        Field(title="State"),
+        Field(title="MigrationState"),
     ]
     steps: Annotated[list[MigrationStepOut], Field(title="Steps")]
     strategy: Annotated[Literal["rebalance", "replug"], Field(title="Strategy")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from service.db.migrations import ROOT, upgrade
+from service.db.alembic import ROOT, upgrade
 from service.settings import Settings
 
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 
+from service.db.alembic import upgrade
 from service.db.base import Base
-from service.db.migrations import upgrade
 from service.db.session import make_engine
 
 settings.register_profile(

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from service.db.alembic import head_revision
 from service.db.base import Base
-from service.db.migrations import head_revision
 from service.db.session import make_engine
 
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.server import free_port
-from service.db.migrations import upgrade
+from service.db.alembic import upgrade
 from tests.conftest import ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,10 +28,10 @@ from service.schemas.migrations import (
     AbortRequest,
     MigrationOut,
     MigrationRequest,
-    MigrationState,
     PlanOut,
 )
 from service.settings import Settings
+from service.vocabulary import MigrationState
 
 router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.problems import problem_response, responses
-from service.db.migrations import current_revision, head_revision
+from service.db.alembic import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
 

@@ -30,9 +30,9 @@ from service.api.ratelimit import retry_after
 from service.api.session import COOKIE, binding_for, session_cookie, wants_html
 from service.db.accounting import live_claim
 from service.db.base import utcnow
-from service.db.hosts import ACTIVE_MIGRATION_STATES
 from service.db.models import ApiKey, Backing, Claim, Domain, Host, Migration, Step
 from service.settings import Settings
+from service.vocabulary import ACTIVE_MIGRATION_STATES
 
 router = APIRouter(prefix="/ui", tags=["ui"])
 

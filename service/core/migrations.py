@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -325,6 +325,29 @@ def _blocking(migration: Migration, phase: str) -> list[Step]:
     return [s for s in migration.steps if s.phase == phase and s.state != "acked"]
 
 
+def next_state(migration: Migration) -> str:
+    """The state an advance moves the migration to, once every step of its gate is
+    acknowledged (pure); a 409 naming the steps, their actor and host, while one is not."""
+    if migration.state not in NEXT:
+        raise Conflict(f"the migration is {migration.state}; nothing to advance")
+    gate = GATE.get(migration.state)
+    blocking = [] if gate is None else _blocking(migration, gate)
+    failed = [s for s in blocking if s.state == "failed"]
+    if failed:
+        raise Conflict(
+            f"step {failed[0].seq} ({failed[0].op}) failed: {failed[0].detail}; abort",
+            failed_steps=[s.id for s in failed],
+        )
+    if blocking:
+        raise Conflict(
+            f"{len(blocking)} {gate} step(s) not yet acknowledged: "
+            + "; ".join(_who(s) for s in blocking[:5]),
+            pending_steps=[s.id for s in blocking],
+            pending=[_pending(s) for s in blocking],
+        )
+    return NEXT[migration.state]
+
+
 def advance(
     session: Session, migration_id: str, actor: str, settings: Settings, now: datetime
 ) -> Migration:
@@ -332,26 +355,8 @@ def advance(
     if _expired(migration, now):
         _fail(session, migration, src, dst, domain, actor, now, "claims expired")
         return migration
-    if migration.state not in NEXT:
-        raise Conflict(f"the migration is {migration.state}; nothing to advance")
-    gate = GATE.get(migration.state)
-    if gate is not None:
-        blocking = _blocking(migration, gate)
-        failed = [s for s in blocking if s.state == "failed"]
-        if failed:
-            raise Conflict(
-                f"step {failed[0].seq} ({failed[0].op}) failed: {failed[0].detail}; abort",
-                failed_steps=[s.id for s in failed],
-            )
-        if blocking:
-            raise Conflict(
-                f"{len(blocking)} {gate} step(s) not yet acknowledged: "
-                + "; ".join(_who(s) for s in blocking[:5]),
-                pending_steps=[s.id for s in blocking],
-                pending=[_pending(s) for s in blocking],
-            )
     before = migration.state
-    target = NEXT[before]
+    target = next_state(migration)
     internal = migration.plan["internal"]
     if target == "preparing":
         _set_pool_targets(domain, internal["carried_mib"])
@@ -477,6 +482,27 @@ def stuck_reason(migration: Migration, now: datetime, settings: Settings) -> str
     )
 
 
+def abort_outcome(migration: Migration, runs_on: RunsOn | None) -> Literal["rollback", "moved"]:
+    """What an abort does (pure): roll back to the source, or record that the domain moved.
+
+    Once the migrate step may have run, only the caller knows where the domain runs: rolling
+    back a domain that runs on the destination would give away memory it is using."""
+    if migration.state == "settling":
+        raise Conflict("the domain already runs on the destination; advance to complete it")
+    if migration.state not in ABORTABLE:
+        raise Conflict(f"the migration is {migration.state}; nothing to abort")
+    if migration.state != "migrating" or _migrate_failed(migration):
+        return "rollback"
+    if runs_on is None:
+        raise Conflict(
+            "the migrate step may have run: say where the domain runs now "
+            '(body {"runs_on": "source"} or {"runs_on": "destination"}); '
+            "its claims are held until then",
+            options=["source", "destination"],
+        )
+    return "moved" if runs_on == "destination" else "rollback"
+
+
 def abort(
     session: Session,
     migration_id: str,
@@ -485,20 +511,8 @@ def abort(
     runs_on: RunsOn | None = None,
 ) -> Migration:
     migration, src, dst, domain = _locked(session, migration_id, now)
-    if migration.state == "settling":
-        raise Conflict("the domain already runs on the destination; advance to complete it")
-    if migration.state not in ABORTABLE:
-        raise Conflict(f"the migration is {migration.state}; nothing to abort")
-    if migration.state == "migrating" and not _migrate_failed(migration):
-        if runs_on is None:
-            raise Conflict(
-                "the migrate step may have run: say where the domain runs now "
-                '(body {"runs_on": "source"} or {"runs_on": "destination"}); '
-                "its claims are held until then",
-                options=["source", "destination"],
-            )
-        if runs_on == "destination":
-            return _moved_anyway(session, migration, src, dst, domain, actor, now)
+    if abort_outcome(migration, runs_on) == "moved":
+        return _moved_anyway(session, migration, src, dst, domain, actor, now)
     _rollback(session, migration, src, dst, domain, now)
     before = migration.state
     migration.state = "aborted"

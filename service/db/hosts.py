@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from service.db.filters import filtered
 from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Vnode
 from service.db.pagination import fetch_page
-
-ACTIVE_MIGRATION_STATES = ("planned", "preparing", "migrating", "settling")
+from service.vocabulary import ACTIVE_MIGRATION_STATES
 
 
 def get_host(session: Session, host_id: str, *, lock: bool = False) -> Host | None:

@@ -29,18 +29,6 @@ from service.db.base import JSONType, UUIDStr, new_id, utcnow
 
 from .base import Base
 
-HOST_STATES = ("active", "maintenance", "offline")
-DOMAIN_STATES = ("running", "migrating")
-MIGRATION_STATES = (
-    "planned",
-    "preparing",
-    "migrating",
-    "settling",
-    "completed",
-    "aborted",
-    "failed",
-)
-STEP_STATES = ("waiting", "pending", "acked", "failed", "cancelled")
 TOKEN_KINDS = ("agent", "guest")
 API_KEY_ROLES = ("admin", "operator", "scheduler", "enroll", "viewer")
 

@@ -23,8 +23,8 @@ from service.schemas.common import (
     example,
     strict_example,
 )
+from service.vocabulary import Policy
 
-Policy = Literal["proportional", "round-robin", "nearest", "faithful", "explicit"]
 MAX_VNODES = 32
 MAX_VCPUS = 4096
 VcpuId = Annotated[int, Field(strict=True, ge=0, lt=MAX_VCPUS)]
@@ -96,7 +96,7 @@ class DomainShape(StrictModel):
     host_id: IdIn | None = Field(
         default=None, description="Place here, or fail; else the best host"
     )
-    policy: Policy = "proportional"
+    policy: Policy = Policy.PROPORTIONAL
     vnode_targets_mib: list[MiB] | None = Field(
         default=None, max_length=MAX_VNODES, description="Per-vnode targets (policy explicit)"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -18,8 +18,8 @@ from service.schemas.common import (
     example,
     strict_example,
 )
+from service.vocabulary import HostLifecycle
 
-HostState = Literal["active", "maintenance", "offline"]
 MAX_PNODES = 64
 
 Distance = Annotated[int, Field(strict=True)]
@@ -60,7 +60,7 @@ class HostCreate(StrictModel):
 class HostPatch(StrictModel):
     model_config = strict_example({"state": "maintenance", "labels": {"rack": "r12"}})
 
-    state: HostState | None = Field(
+    state: HostLifecycle | None = Field(
         default=None,
         description="active: takes new domains; maintenance: keeps its domains, takes none "
         "(evacuate moves them); offline: takes none. Back to active ends an evacuation.",
@@ -140,7 +140,7 @@ class HostOut(BaseModel):
 
     id: Id
     name: str
-    state: HostState
+    state: HostLifecycle
     pnodes: list[PnodeOut]
     memory: MemoryTotals = Field(description="The pnodes' figures summed")
     distances: list[list[int]]

@@ -9,12 +9,9 @@ from pydantic import BaseModel, Field
 
 from service.schemas.agent import StepActor
 from service.schemas.common import Id, IdIn, MiB, StrictModel, example, strict_example
-from service.schemas.domains import Policy
+from service.vocabulary import MigrationState, Policy
 
 Strategy = Literal["rebalance", "replug"]
-MigrationState = Literal[
-    "planned", "preparing", "migrating", "settling", "completed", "aborted", "failed"
-]
 
 
 class MigrationRequest(StrictModel):

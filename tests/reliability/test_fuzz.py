@@ -23,7 +23,7 @@ from schemathesis import checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from service.app import create_app
-from service.db.migrations import upgrade
+from service.db.alembic import upgrade
 from service.settings import Settings
 from tests.api.client import api_client
 from tests.api.world import World, build_world

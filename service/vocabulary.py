@@ -1,0 +1,60 @@
+"""The service's states and policies, each defined once.
+
+StrEnums: a member is its string, so rows, JSON and comparisons with plain strings all agree,
+and the OpenAPI document names each set once (a component the client turns into a Literal).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class HostLifecycle(StrEnum):
+    """active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves
+    them); offline: takes none."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+    OFFLINE = "offline"
+
+
+class DomainState(StrEnum):
+    RUNNING = "running"
+    MIGRATING = "migrating"
+
+
+class MigrationState(StrEnum):
+    PLANNED = "planned"
+    PREPARING = "preparing"
+    MIGRATING = "migrating"
+    SETTLING = "settling"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+class StepState(StrEnum):
+    WAITING = "waiting"
+    PENDING = "pending"
+    ACKED = "acked"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Policy(StrEnum):
+    """How a domain's target is spread over its vnodes (see `service.engine.distribute`)."""
+
+    PROPORTIONAL = "proportional"
+    ROUND_ROBIN = "round-robin"
+    NEAREST = "nearest"
+    FAITHFUL = "faithful"
+    EXPLICIT = "explicit"
+
+
+# A migration holds claims and its domain in these states.
+ACTIVE_MIGRATION_STATES = (
+    MigrationState.PLANNED,
+    MigrationState.PREPARING,
+    MigrationState.MIGRATING,
+    MigrationState.SETTLING,
+)

@@ -1,0 +1,55 @@
+"""A target change as a change set, and what refuses one (no database)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.core.domains import retarget
+from service.errors import Conflict, Infeasible, InvalidInput
+from service.schemas.domains import TargetPut
+from tests.core.sim import Driver, Sim, make_domain, make_host
+
+
+def _sim() -> Sim:
+    host = make_host([8192, 8192])
+    d, backing = make_domain("vm", host, [4096, 4096], [0, 1], dynamic_min_mib=1024)
+    other, other_backing = make_domain("big", host, [4096, 4096], [0, 1])
+    return Sim.of(host, [(d, backing, Driver.IDEAL), (other, other_backing, Driver.IDEAL)])
+
+
+def test_a_lower_target_is_new_backing_pool_steps_one_event_and_a_new_version() -> None:
+    sim = _sim()
+    d = sim.domain("vm")
+    changes = retarget(sim.accounting, d, TargetPut(target_mib=4096), actor="t", now=sim.now)
+    assert changes.backing[d.id].sum() == 4096
+    assert [t.target_mib for t in changes.targets] == [4096]
+    steps = changes.pool_steps[d.id]
+    assert steps and all(s["grow"] is False and s["host_id"] == d.host_id for s in steps)
+    assert [e["action"] for e in changes.events] == ["domain.target_changed"]
+    sim.commit(changes)
+    assert d.target_mib == 4096 and d.version == 2
+    assert [vn.target_mib for vn in d.vnodes] == [2048, 2048]
+    # Charged at what the guest still holds until it reports, then at the new backing.
+    assert np.array_equal(sim.free_mib(), [0, 0])
+    sim.tick()
+    assert np.array_equal(sim.free_mib(), [2048, 2048])
+
+
+def test_what_refuses_a_target() -> None:
+    sim = _sim()
+    d = sim.domain("vm")
+    with pytest.raises(InvalidInput, match="dynamic range"):
+        retarget(sim.accounting, d, TargetPut(target_mib=512), actor="t", now=sim.now)
+    explicit = TargetPut(target_mib=4096, vnode_targets_mib=[4096, 0])
+    with pytest.raises(InvalidInput, match="only with, policy 'explicit'"):
+        retarget(sim.accounting, d, explicit, actor="t", now=sim.now)
+    sim.commit(retarget(sim.accounting, d, TargetPut(target_mib=4096), actor="t", now=sim.now))
+    sim.tick()
+    assert np.array_equal(sim.free_mib(), [2048, 2048])
+    sim.accounting.claimed_mib += 1024  # an incoming migration's claims on each pnode
+    with pytest.raises(Infeasible):  # claimed memory is never given to a target
+        retarget(sim.accounting, d, TargetPut(target_mib=8192), actor="t", now=sim.now)
+    d.state = "migrating"
+    with pytest.raises(Conflict, match="migrating"):
+        retarget(sim.accounting, d, TargetPut(target_mib=4096), actor="t", now=sim.now)
