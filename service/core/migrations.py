@@ -32,7 +32,7 @@ from service.db.accounting import HostAccounting, live_claim
 from service.db.apply import apply, write_counters
 from service.db.audit import record_event
 from service.db.base import utcnow
-from service.db.changes import ChangeSet
+from service.db.changes import ChangeSet, step_row
 from service.db.loaders import load_host_accounting
 from service.db.locks import lock_hosts
 from service.db.models import Claim, Domain, Host, Migration, Step
@@ -202,21 +202,23 @@ def start(
     host_of = {"source": src.host.id, "destination": dst.host.id}
     steps = [
         Step(
-            domain_id=domain.id,
-            host_id=host_of[s.host],
-            seq=s.seq,
-            phase=s.phase,
-            op=s.op,
-            vnode=s.vnode,
-            pnode=s.pnode,
-            mib=s.mib,
-            pfn_ranges=[list(r) for r in s.pfn_ranges],
-            target_mib=s.target_mib,
-            grow=grow,
-            state="acked" if s.phase == "claim" else "waiting",
-            detail="claimed by the service" if s.phase == "claim" else None,
-            acked_at=now if s.phase == "claim" else None,
-            created_at=now,
+            **step_row(
+                domain_id=domain.id,
+                host_id=host_of[s.host],
+                seq=s.seq,
+                phase=s.phase,
+                op=s.op,
+                vnode=s.vnode,
+                pnode=s.pnode,
+                mib=s.mib,
+                pfn_ranges=[list(r) for r in s.pfn_ranges],
+                target_mib=s.target_mib,
+                grow=grow,
+                state="acked" if s.phase == "claim" else "waiting",
+                detail="claimed by the service" if s.phase == "claim" else None,
+                acked_at=now if s.phase == "claim" else None,
+                created_at=now,
+            )
         )
         for s, grow in zip(plan.steps, _grow_flags(plan), strict=True)
     ]

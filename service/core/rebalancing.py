@@ -7,7 +7,6 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.core.domains import topology_of
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, Row, event, step_row
@@ -19,29 +18,21 @@ from service.schemas.migrations import BlockMoveOut, RebalanceOut, RebalanceRequ
 
 def _plan(state: HostAccounting, budget_mib: int) -> RebalancePlan:
     doms = state.domains
-    n, p = len(doms), state.n_pnodes
-    v = max((len(d.vnodes) for d in doms), default=1)
-    x = np.zeros((n, v, p), dtype=np.int64)
-    size = np.zeros((n, v), dtype=np.int64)
+    arrays = state.arrays()
+    n, v = arrays.size_mib.shape
     vdist = np.full((n, v, v), 10, dtype=np.int64)
-    vcpus = np.zeros((n, v), dtype=np.int64)
-    home = np.zeros((n, v), dtype=np.int64)
     for i, d in enumerate(doms):
         k = len(d.vnodes)
-        topo = topology_of(d)
-        x[i, :k] = state.backing[d.id]
-        size[i, :k] = topo.size_mib
-        vdist[i, :k, :k] = topo.distances
-        vcpus[i, :k] = topo.vcpus_per_vnode()
-        home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
+        vdist[i, :k, :k] = d.distances
     movable = np.array([d.state == "running" for d in doms], dtype=bool)
-    size = np.where(movable[:, None], size, x.sum(axis=2))  # migrating domains stay put
+    # migrating domains stay put
+    size = np.where(movable[:, None], arrays.size_mib, arrays.backing_mib.sum(axis=2))
     return plan_rebalance(
-        backing_mib=x,
+        backing_mib=arrays.backing_mib,
         size_mib=size,
         vdist=vdist,
-        vcpus_per_vnode=vcpus,
-        home=home,
+        vcpus_per_vnode=arrays.vcpu_count,
+        home=arrays.home,
         block_mib=np.array([d.block_mib for d in doms] or [128], dtype=np.int64)[: max(n, 1)],
         pdist=state.pdist,
         free_mib=np.maximum(state.headroom_mib(), 0),

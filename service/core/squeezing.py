@@ -56,22 +56,13 @@ def _input(
 ) -> SqueezeInput:
     """The engine's arrays; domains in `held` (flagged by this very request) count as inactive."""
     doms = state.domains
-    n, p = len(doms), state.n_pnodes
-    vmax = max((len(d.vnodes) for d in doms), default=1)
-    backing = np.zeros((n, vmax, p), dtype=np.int64)
-    size = np.zeros((n, vmax), dtype=np.int64)
-    home = np.zeros((n, vmax), dtype=np.int64)
-    for i, d in enumerate(doms):
-        k = len(d.vnodes)
-        backing[i, :k] = state.backing[d.id]
-        size[i, :k] = [vn.size_mib for vn in d.vnodes]
-        home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
+    arrays = state.arrays()
     actual = [actual_total(d) for d in doms]
     active = [d.id not in held and is_active(d, now, settings) for d in doms]
     return SqueezeInput(
-        backing_mib=backing,
-        size_mib=size,
-        home=home,
+        backing_mib=arrays.backing_mib,
+        size_mib=arrays.size_mib,
+        home=arrays.home,
         dynamic_min_mib=np.array([d.dynamic_min_mib for d in doms], dtype=np.int64),
         dynamic_max_mib=np.array([d.dynamic_max_mib for d in doms], dtype=np.int64),
         target_mib=np.array([d.target_mib for d in doms], dtype=np.int64),
@@ -82,7 +73,7 @@ def _input(
         active=np.array(active, dtype=bool),
         capacity_mib=state.capacity_mib,
         claimed_mib=state.claimed_mib,
-        free_mib=_request_vector(body, p),
+        free_mib=_request_vector(body, state.n_pnodes),
         total_free_mib=body.total_free_mib,
         balance=body.balance,
     )

@@ -29,6 +29,19 @@ class OtherDomains:
     load_vcpus: I64  # (P,) their vCPUs by home pnode
 
 
+@dataclass(frozen=True, kw_only=True)
+class DomainArrays:
+    """Domains as arrays padded to the widest: slot (i, v) is vnode v of domain i; slots past a
+    domain's vnodes hold zeros (and -1, "not reported", for the actual size)."""
+
+    backing_mib: I64  # (N, V, P)
+    size_mib: I64  # (N, V)
+    home: I64  # (N, V) home pnode
+    actual_mib: I64  # (N, V) the guest's report, -1 when none
+    vcpu_count: I64  # (N, V)
+    vnode_count: I64  # (N,)
+
+
 @dataclass(kw_only=True)
 class HostAccounting:
     """A host, the domains loaded as rows (with their `backing`), and the live claims.
@@ -57,21 +70,35 @@ class HostAccounting:
     def domain(self, domain_id: str) -> Domain | None:
         return next((d for d in self.domains if d.id == domain_id), None)
 
+    def arrays(self) -> DomainArrays:
+        """The loaded domains as arrays padded to the widest (the engine's shapes)."""
+        n, p = len(self.domains), self.n_pnodes
+        vmax = max((len(d.vnodes) for d in self.domains), default=1)
+        out = DomainArrays(
+            backing_mib=np.zeros((n, vmax, p), dtype=np.int64),
+            size_mib=np.zeros((n, vmax), dtype=np.int64),
+            home=np.zeros((n, vmax), dtype=np.int64),
+            actual_mib=np.full((n, vmax), -1, dtype=np.int64),
+            vcpu_count=np.zeros((n, vmax), dtype=np.int64),
+            vnode_count=np.array([len(d.vnodes) for d in self.domains], dtype=np.int64),
+        )
+        for i, d in enumerate(self.domains):
+            k = len(d.vnodes)
+            out.backing_mib[i, :k] = self.backing.get(d.id, np.zeros((k, p), dtype=np.int64))
+            for vn in d.vnodes:
+                out.size_mib[i, vn.index] = vn.size_mib
+                out.home[i, vn.index] = vn.home_pnode or 0
+                out.vcpu_count[i, vn.index] = vn.vcpu_count
+                if vn.actual_mib is not None:
+                    out.actual_mib[i, vn.index] = vn.actual_mib
+        return out
+
     def charges(self) -> dict[str, I64]:
         """Per-domain (V, P) charges: backing, or the reported actual size when larger."""
         if not self.domains:
             return {}
-        vmax = max(len(d.vnodes) for d in self.domains)
-        n, p = len(self.domains), self.n_pnodes
-        backing = np.zeros((n, vmax, p), dtype=np.int64)
-        actual = np.full((n, vmax), -1, dtype=np.int64)
-        home = np.zeros((n, vmax), dtype=np.int64)
-        for i, d in enumerate(self.domains):
-            k = len(d.vnodes)
-            backing[i, :k] = self.backing.get(d.id, np.zeros((k, p), dtype=np.int64))
-            actual[i, :k] = [-1 if vn.actual_mib is None else vn.actual_mib for vn in d.vnodes]
-            home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
-        c = charge_mib(backing, actual, home)
+        a = self.arrays()
+        c = charge_mib(a.backing_mib, a.actual_mib, a.home)
         return {d.id: c[i, : len(d.vnodes)] for i, d in enumerate(self.domains)}
 
     def allocated_mib(self, charges: dict[str, I64] | None = None) -> I64:

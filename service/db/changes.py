@@ -108,8 +108,12 @@ def step_row(
     target_mib: int | None = None,
     grow: bool | None = None,
     migration_id: str | None = None,
+    state: str = "pending",
+    detail: str | None = None,
+    acked_at: datetime | None = None,
 ) -> Row:
-    """A pending step's row, every column present (rows of one INSERT share their keys)."""
+    """A step's row, every column present (rows of one INSERT share their keys); the one
+    builder of steps, whether inserted in a batch or as ORM rows of a migration."""
     return {
         "id": new_id(),
         "migration_id": migration_id,
@@ -124,10 +128,10 @@ def step_row(
         "pfn_ranges": pfn_ranges,
         "target_mib": target_mib,
         "grow": grow,
-        "state": "pending",
-        "detail": None,
+        "state": state,
+        "detail": detail,
         "created_at": created_at,
-        "acked_at": None,
+        "acked_at": acked_at,
     }
 
 

@@ -1,6 +1,7 @@
 """Engines and sessions with write transactions that serialize per host.
 
-PostgreSQL: writers lock the host row (`SELECT ... FOR UPDATE`, see `lock_host`).
+PostgreSQL: writers lock the host row and its pnodes (`SELECT ... FOR UPDATE`: see
+`service.db.loaders.host_stmt` and `service.db.locks.lock_hosts`).
 SQLite ignores `FOR UPDATE` and pysqlite defers `BEGIN`, so a check-then-write would race; we use
 SQLAlchemy's documented recipe (driver-level autocommit off, `BEGIN IMMEDIATE` on begin) so every
 transaction takes the database write lock up front. Read-only requests (GET, HEAD) use

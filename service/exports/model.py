@@ -21,10 +21,9 @@ import uuid as _uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ExportDomain", "ExportError", "ExportVnode", "compress_ranges"]
+from service.engine.topology import MAX_VNODES  # Xen's limit: 1 to 32 vnodes per domain
 
-#: Xen's limit on vnodes per domain (DESIGN.md: 1 to 32 vnodes).
-MAX_VNODES = 32
+__all__ = ["ExportDomain", "ExportError", "ExportVnode", "compress_ranges"]
 
 
 class ExportError(Exception):

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from service.engine.topology import MAX_VNODES
 from service.schemas.common import (
     ExternalId,
     Id,
@@ -25,7 +26,6 @@ from service.schemas.common import (
 )
 from service.vocabulary import Policy
 
-MAX_VNODES = 32
 MAX_VCPUS = 4096
 VcpuId = Annotated[int, Field(strict=True, ge=0, lt=MAX_VCPUS)]
 Distance = Annotated[int, Field(strict=True)]
