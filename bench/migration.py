@@ -43,7 +43,7 @@ def _guest() -> dict[str, Any]:
     size = np.full(32, 32 * GIB, dtype=np.int64)  # 1 TiB static max
     return dict(
         size_mib=size,
-        vcpus_per_vnode=np.full(32, 2, dtype=np.int64),
+        vcpu_count=np.full(32, 2, dtype=np.int64),
         vdist=vdist,
         block_mib=128,
         dynamic_min_mib=512 * GIB,
@@ -107,7 +107,7 @@ def _rebalance_case(d: int = 200, v: int = 8, p: int = 64) -> Callable[[], Any]:
             backing_mib=x,
             size_mib=size,
             vdist=vd,
-            vcpus_per_vnode=np.ones((d, v), dtype=np.int64),
+            vcpu_count=np.ones((d, v), dtype=np.int64),
             home=home,
             block_mib=np.full(d, 128, dtype=np.int64),
             pdist=pd,

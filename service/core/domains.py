@@ -196,7 +196,7 @@ def initial_demand(spec: Spec, explicit: list[int] | None) -> I64:
 def _place_on(state: HostState, spec: Spec, demand: I64, excluding: str | None = None) -> Placement:
     return place(
         demand_mib=demand,
-        vcpus=spec.topology.vcpus_per_vnode(),
+        vcpu_count=spec.topology.vcpus_per_vnode(),
         vdist=spec.topology.distances,
         free_mib=np.maximum(state.headroom_mib(excluding), 0),
         cpus=state.cpus,
@@ -336,7 +336,7 @@ def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
     view = load_cluster(session)
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpus=spec.topology.vcpus_per_vnode(),
+        vcpu_count=spec.topology.vcpus_per_vnode(),
         vdist=spec.topology.distances,
         cluster=view.arrays,
         limit=MAX_HOST_ATTEMPTS,

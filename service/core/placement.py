@@ -115,7 +115,7 @@ def rank(
         return []
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpus=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpus_per_vnode(),
         vdist=topo.distances,
         cluster=view.arrays,
         limit=limit,

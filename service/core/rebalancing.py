@@ -39,7 +39,7 @@ def _plan(state: HostState, budget_mib: int) -> RebalancePlan:
         backing_mib=x,
         size_mib=size,
         vdist=vdist,
-        vcpus_per_vnode=vcpus,
+        vcpu_count=vcpus,
         home=home,
         block_mib=np.array([d.block_mib for d in doms] or [128], dtype=np.int64)[: max(n, 1)],
         pdist=state.pdist,
