@@ -58,14 +58,14 @@ def _migration_case(
     src, dst = _host(ps), _host(pdst)
     home = np.arange(32, dtype=np.int64) * ps // 32
     xs = distribute(
-        768 * GIB,
-        g["size_mib"],
-        src["free"],
-        home,
-        g["vdist"],
-        src["pdist"],
-        "faithful",
-        vcpu_weight=g["vcpus_per_vnode"],
+        target_mib=768 * GIB,
+        size_mib=g["size_mib"],
+        headroom_mib=src["free"],
+        home=home,
+        vdist=g["vdist"],
+        pdist=src["pdist"],
+        policy="faithful",
+        vcpu_count=g["vcpu_count"],
     )
 
     def run() -> Any:

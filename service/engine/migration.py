@@ -320,16 +320,16 @@ def _destination(r: _Request, target_after: int) -> tuple[I64, I64]:
     )
     home_dst = placement.mapping.astype(np.int64)
     backing_after = distribute(
-        target_after,
-        r.size,
-        r.free,
-        home_dst,
-        r.vdist,
-        r.pdist_dst,
-        cast(Policy, r.policy),
+        target_mib=target_after,
+        size_mib=r.size,
+        headroom_mib=r.free,
+        home=home_dst,
+        vdist=r.vdist,
+        pdist=r.pdist_dst,
+        policy=cast(Policy, r.policy),
         explicit_targets_mib=r.t_before if r.policy == "explicit" else None,
         block_mib=r.block,
-        vcpu_weight=r.vcpu_count,
+        vcpu_count=r.vcpu_count,
     )
     return home_dst, backing_after
 

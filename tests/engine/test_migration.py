@@ -33,14 +33,14 @@ def _seed_guest() -> dict[str, Any]:
     cw = np.ones(16, dtype=np.int64)
     cw[0] = 17
     xs = distribute(
-        8 * 1024,
-        size,
-        np.array([64 * 1024]),
-        np.zeros(16, dtype=np.int64),
-        vdist,
-        np.array([[10]]),
-        "faithful",
-        vcpu_weight=cw,
+        target_mib=8 * 1024,
+        size_mib=size,
+        headroom_mib=np.array([64 * 1024]),
+        home=np.zeros(16, dtype=np.int64),
+        vdist=vdist,
+        pdist=np.array([[10]]),
+        policy="faithful",
+        vcpu_count=cw,
     )
     return dict(
         size_mib=size,
