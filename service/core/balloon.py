@@ -211,7 +211,9 @@ def pool_change_rows(
             "created_at": now,
             "acked_at": None,
         }
-        for seq, op in enumerate(pool_change_ops(topo, before_mib, after_mib), start=1)
+        for seq, op in enumerate(
+            pool_change_ops(topo=topo, before_mib=before_mib, after_mib=after_mib), start=1
+        )
     ]
 
 

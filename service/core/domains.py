@@ -187,16 +187,16 @@ def initial_demand(spec: Spec, explicit: list[int] | None) -> I64:
     """Per-vnode MiB to place: the explicit targets, else the target in proportion to size."""
     if explicit is not None:
         return np.asarray(explicit, dtype=np.int64)
-    out: I64 = apportion(np.array([spec.target_mib], dtype=np.int64), spec.topology.size_mib[None])[
-        0
-    ]
+    out: I64 = apportion(
+        total_mib=np.array([spec.target_mib], dtype=np.int64), weights=spec.topology.size_mib[None]
+    )[0]
     return out
 
 
 def _place_on(state: HostState, spec: Spec, demand: I64, excluding: str | None = None) -> Placement:
     return place(
         demand_mib=demand,
-        vcpu_count=spec.topology.vcpus_per_vnode(),
+        vcpu_count=spec.topology.vcpu_count(),
         vdist=spec.topology.distances,
         free_mib=np.maximum(state.headroom_mib(excluding), 0),
         cpus=state.cpus,
@@ -226,7 +226,7 @@ def _distribute(
         current_mib=current,
         explicit_targets_mib=None if explicit is None else np.asarray(explicit, np.int64),
         block_mib=topo.block_mib,
-        vcpu_count=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpu_count(),
     )
 
 
@@ -336,7 +336,7 @@ def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
     view = load_cluster(session)
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpu_count=spec.topology.vcpus_per_vnode(),
+        vcpu_count=spec.topology.vcpu_count(),
         vdist=spec.topology.distances,
         cluster=view.arrays,
         limit=MAX_HOST_ATTEMPTS,

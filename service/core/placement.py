@@ -61,7 +61,7 @@ def _max_feasible(
             pdist=host.pdist,
             policy="proportional" if policy == "explicit" else policy,  # type: ignore[arg-type]
             block_mib=topo.block_mib,
-            vcpu_count=topo.vcpus_per_vnode(),
+            vcpu_count=topo.vcpu_count(),
         )
     except InfeasibleError as exc:
         return exc.max_feasible_mib
@@ -115,7 +115,7 @@ def rank(
         return []
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpu_count=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpu_count(),
         vdist=topo.distances,
         cluster=view.arrays,
         limit=limit,

@@ -31,7 +31,7 @@ def _plan(state: HostState, budget_mib: int) -> RebalancePlan:
         x[i, :k] = state.backing[d.id]
         size[i, :k] = topo.size_mib
         vdist[i, :k, :k] = topo.distances
-        vcpus[i, :k] = topo.vcpus_per_vnode()
+        vcpus[i, :k] = topo.vcpu_count()
         home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
     movable = np.array([d.state == "running" for d in doms], dtype=bool)
     size = np.where(movable[:, None], size, x.sum(axis=2))  # migrating domains stay put

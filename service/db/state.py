@@ -95,7 +95,7 @@ class HostState:
             x[i, :k] = self.backing.get(d.id, np.zeros((k, p), dtype=np.int64))
             actual[i, :k] = [-1 if vn.actual_mib is None else vn.actual_mib for vn in d.vnodes]
             home[i, :k] = [vn.home_pnode or 0 for vn in d.vnodes]
-        c = charge_mib(x, actual, home)
+        c = charge_mib(backing_mib=x, actual_mib=actual, home=home)
         return {d.id: c[i, : len(d.vnodes)] for i, d in enumerate(self.domains)}
 
     def allocated_mib(self, charges: dict[str, I64] | None = None) -> I64:
@@ -297,7 +297,7 @@ def load_domain_state(
     cell &= on_host[dom]
     x = np.zeros((n, vmax, p), dtype=np.int64)
     x[dom[cell], num[cell, 0], num[cell, 1]] = num[cell, 2]
-    charges = charge_mib(x, actual, np.maximum(home, 0))
+    charges = charge_mib(backing_mib=x, actual_mib=actual, home=np.maximum(home, 0))
     t = int(np.searchsorted(names, domain_id))
     rest = np.arange(n) != t
     rest_alloc = charges[rest].sum(axis=(0, 1)).astype(np.int64)

@@ -48,7 +48,7 @@ I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 
 
-def apportion(total_mib: I64, weights: I64) -> I64:
+def apportion(*, total_mib: I64, weights: I64) -> I64:
     """Split ``total[n]`` over ``weights[n, :]`` exactly by largest remainder (Hamilton).
 
     Each share is the floor or ceiling of ``total * w / sum(w)``, so a share never exceeds its
@@ -107,18 +107,18 @@ def _fill_in_order(amount: I64, cap: I64, order: NDArray[np.intp]) -> I64:
 
 
 def vnode_targets_many(
+    *,
     target_mib: I64,
     size_mib: I64,
     policy: Policy,
     current_t_mib: I64,
     vdist: I64,
     block_mib: I64,
-    *,
     vcpu_count: I64,
 ) -> I64:
     """(N, V) per-vnode targets for proportional / round-robin / nearest; inputs pre-validated."""
     if policy == "proportional":
-        return apportion(target_mib, size_mib)
+        return apportion(total_mib=target_mib, weights=size_mib)
     cur = np.clip(current_t_mib, 0, size_mib)
     delta = target_mib - cur.sum(axis=1)
     grow = delta >= 0
@@ -139,6 +139,7 @@ def vnode_targets_many(
 
 
 def assign_many(
+    *,
     t_mib: I64,
     headroom_mib: I64,
     home: I64,
@@ -186,7 +187,7 @@ def assign_many(
     return x
 
 
-def max_feasible_target_mib(size_mib: I64, headroom_mib: I64) -> I64:
+def max_feasible_target_mib(*, size_mib: I64, headroom_mib: I64) -> I64:
     """(N,) exact maximum backable target: min(sum size, sum headroom).
 
     Max-flow of the complete bipartite network source -> vnode (cap size) -> pnode -> sink
@@ -214,7 +215,7 @@ def _faithful_one(
     if target == 0:
         return np.zeros((v, p), dtype=np.int64)
     cw = vcpu_count
-    c = cost_matrix(vdist, pdist, home, cw)
+    c = cost_matrix(vdist=vdist, pdist=pdist, home=home, vcpu_count=cw)
     wsum = float(cw.sum())
     near = (cw.astype(np.float64) @ pdist[home].astype(np.float64)) / (wsum if wsum else 1.0)
     if wsum == 0:
@@ -359,7 +360,7 @@ def _batch(
 
 def _check_feasible(b: _Batch) -> None:
     """InfeasibleError for the first domain whose target cannot be backed, listing all."""
-    maxf = max_feasible_target_mib(b.size, b.headroom)
+    maxf = max_feasible_target_mib(size_mib=b.size, headroom_mib=b.headroom)
     bad = np.flatnonzero(b.target > maxf)
     if bad.size:
         i = int(bad[0])
@@ -440,9 +441,17 @@ def distribute_many(
     else:
         cur_t = b.current.sum(axis=2) if b.current is not None else np.zeros_like(b.size)
         tv = vnode_targets_many(
-            b.target, b.size, policy, cur_t, b.vdist, b.block, vcpu_count=b.vcpu_count
+            target_mib=b.target,
+            size_mib=b.size,
+            policy=policy,
+            current_t_mib=cur_t,
+            vdist=b.vdist,
+            block_mib=b.block,
+            vcpu_count=b.vcpu_count,
         )
-    return assign_many(tv, b.headroom, b.home, b.pdist, b.current)
+    return assign_many(
+        t_mib=tv, headroom_mib=b.headroom, home=b.home, pdist=b.pdist, current_mib=b.current
+    )
 
 
 def distribute(

@@ -308,7 +308,7 @@ def _destination(r: _Request, target_after: int) -> tuple[I64, I64]:
     """Destination homes (``place`` with the source levels as demand) and final backing
     (``distribute`` with the domain's policy); raises ``InfeasibleError`` from distribute."""
     weights = r.t_before[None] if r.target_before else r.size[None]
-    demand = apportion(np.array([target_after]), weights)
+    demand = apportion(total_mib=np.array([target_after]), weights=weights)
     placement = place(
         demand_mib=demand[0],
         vcpu_count=r.vcpu_count,
@@ -505,7 +505,7 @@ def _infeasible(r: _Request, reason: str) -> MigrationPlan:
         moved_mib=0,
         distortion_before=_distortion_before(r),
         distortion_after=0.0,
-        remote_fraction_before=remote_fraction(r.backing_src, r.home_src),
+        remote_fraction_before=remote_fraction(backing_mib=r.backing_src, home=r.home_src),
         remote_fraction_after=0.0,
         carried_mib=np.zeros(v, dtype=np.int64),
         backing_carried_mib=empty,
@@ -514,7 +514,13 @@ def _infeasible(r: _Request, reason: str) -> MigrationPlan:
 
 
 def _distortion_before(r: _Request) -> float:
-    return distortion(r.backing_src, r.vdist, r.pdist_src, r.home_src, r.vcpu_count)
+    return distortion(
+        backing_mib=r.backing_src,
+        vdist=r.vdist,
+        pdist=r.pdist_src,
+        home=r.home_src,
+        vcpu_count=r.vcpu_count,
+    )
 
 
 def plan_migration(
@@ -618,9 +624,15 @@ def _plan(r: _Request) -> MigrationPlan:
         steps=steps,
         moved_mib=int(moved),
         distortion_before=_distortion_before(r),
-        distortion_after=distortion(backing_after, r.vdist, r.pdist_dst, home_dst, r.vcpu_count),
-        remote_fraction_before=remote_fraction(r.backing_src, r.home_src),
-        remote_fraction_after=remote_fraction(backing_after, home_dst),
+        distortion_after=distortion(
+            backing_mib=backing_after,
+            vdist=r.vdist,
+            pdist=r.pdist_dst,
+            home=home_dst,
+            vcpu_count=r.vcpu_count,
+        ),
+        remote_fraction_before=remote_fraction(backing_mib=r.backing_src, home=r.home_src),
+        remote_fraction_after=remote_fraction(backing_mib=backing_after, home=home_dst),
         carried_mib=t_mid,
         backing_carried_mib=land.carried,
         block_mib=r.block,

@@ -80,7 +80,7 @@ class HostArrays:
     load_vcpus: IntArray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Guest:
     demand: FloatArray
     demand_int: IntArray
@@ -93,7 +93,7 @@ class _Guest:
     total_demand: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Host:
     free: FloatArray
     cpus: FloatArray
@@ -348,7 +348,7 @@ def _greedy(g: _Guest, h: _Host, starts: IntArray) -> IntArray:
     return maps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Eval:
     overflow: float
     score: float
@@ -583,7 +583,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
     ranked = np.lexsort((score, over))
     found: list[IntArray] = [greedy]
     best_m = greedy[ranked[0]]
-    best_e = _Eval(float(over[ranked[0]]), float(score[ranked[0]]))
+    best_e = _Eval(overflow=float(over[ranked[0]]), score=float(score[ranked[0]]))
     seen: set[bytes] = set()
     for idx in ranked:
         if remaining <= per_iter or len(seen) >= _POLISH:
@@ -596,7 +596,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
         remaining -= used * per_iter
         found.append(m[None])
         o, s = _evaluate(g, h, m[None])
-        e = _Eval(float(o[0]), float(s[0]))
+        e = _Eval(overflow=float(o[0]), score=float(s[0]))
         if e.better_than(best_e):
             best_m, best_e = m, e
     # Iterated local search: perturb the incumbent with a few random moves and swaps.
@@ -617,7 +617,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
         remaining -= used * per_iter
         found.append(m[None])
         o, s = _evaluate(g, h, m[None])
-        e = _Eval(float(o[0]), float(s[0]))
+        e = _Eval(overflow=float(o[0]), score=float(s[0]))
         if e.better_than(best_e):
             best_m, best_e, fails = m, e, 0
         else:
@@ -946,7 +946,7 @@ def _exact_distortion_rows(g: _Guest, pdist_int: IntArray, maps: IntArray) -> Fl
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _ShapeResult:
     mapping: IntArray  # (H_s, V)
     over: FloatArray  # (H_s,)
@@ -1003,7 +1003,9 @@ def _rank_shape(
         best_bal[upd] = b[take]
     distortion = _exact_distortion_rows(g, pdist_int, mapping)
     score = distortion + BALANCE_WEIGHT * best_bal
-    return _ShapeResult(mapping, best_over, score, distortion, exhaustive)
+    return _ShapeResult(
+        mapping=mapping, over=best_over, score=score, distortion=distortion, exhaustive=exhaustive
+    )
 
 
 def _distinct_loads(

@@ -82,8 +82,8 @@ def _host_figures(x: I64, vd: I64, pd: I64, home: I64, cw: I64) -> tuple[float, 
     total = float(mem.sum())
     if total == 0:
         return 0.0, 0.0
-    dist = distortion_many(x, vd, pd, home, cw)
-    rem = remote_fraction_many(x, home)
+    dist = distortion_many(backing_mib=x, vdist=vd, pdist=pd, home=home, vcpu_count=cw)
+    rem = remote_fraction_many(backing_mib=x, home=home)
     return float((dist * mem).sum() / total), float((rem * mem).sum() / total)
 
 
@@ -261,7 +261,10 @@ def plan_rebalance(
     if x0.size == 0:
         return _plan(moves, x, (dist0, remote0), (dist0, remote0))
     wsum = cw.sum(axis=1).astype(np.float64)
-    cost = cost_matrix_many(vd, pd, hm, cw) / np.where(wsum > 0, wsum, 1.0)[:, None, None]
+    cost = (
+        cost_matrix_many(vdist=vd, pdist=pd, home=hm, vcpu_count=cw)
+        / np.where(wsum > 0, wsum, 1.0)[:, None, None]
+    )
     cost[wsum == 0] = 0.0  # no vCPU weight: distortion is 0 whatever the backing
     starts = np.cumsum(size, axis=1) * PAGES_PER_MIB - size * PAGES_PER_MIB  # (D, V)
     host = _Host(cost=cost, size=size, blk=blk, starts=starts)

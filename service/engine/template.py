@@ -23,7 +23,7 @@ from .topology import MAX_VNODES, validate_slit
 __all__ = ["WorstCaseTemplate", "worst_case_template"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class WorstCaseTemplate:
     vnodes: int
     distances: NDArray[np.int64]  # (K, K)

@@ -113,7 +113,7 @@ def _frozen(a: NDArray[np.int64]) -> I64:
     return out
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class PhysicalTopology:
     """A host's pnodes; arrays are read-only so a topology can be shared safely."""
 
@@ -192,7 +192,7 @@ def physical_from_lists(
     )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class VirtualTopology:
     """What the guest sees (SRAT/SLIT): fixed for the guest's lifetime, so validated strictly."""
 
@@ -218,7 +218,7 @@ class VirtualTopology:
             size_mib=size_mib, vcpus=vcpus, distances=distances, block_mib=block_mib
         )
 
-    def vcpus_per_vnode(self) -> I64:
+    def vcpu_count(self) -> I64:
         """vCPU counts weight the distortion metric: more vCPUs, more accesses from that vnode."""
         return np.bincount(self.vcpu_vnode, minlength=self.n_vnodes).astype(np.int64)
 
@@ -257,7 +257,7 @@ def _block_size(block_mib: object, issues: list[Issue]) -> int | None:
     if not _is_int(block_mib):
         issues.append(Issue(loc=("block_mib",), msg="must be an integer"))
         return None
-    b = int(block_mib)  # type: ignore[call-overload]
+    b: int = int(block_mib)  # type: ignore[call-overload]
     if b <= 0 or b & (b - 1) or b > MAX_MIB:
         issues.append(Issue(loc=("block_mib",), msg=f"must be a positive power of two, got {b}"))
         return None
@@ -320,7 +320,7 @@ def _vcpu_owners(vlist: list[object] | None, k: int, issues: list[Issue]) -> dic
     return owner
 
 
-def _virtual_slit_issues(distances: object, k: int) -> list[Issue]:
+def _virtual_slit_issues(distances: object, k: int) -> tuple[Issue, ...]:
     """SLIT validity, plus Xen's rule that no local distance exceeds a remote one."""
     slit = validate_slit(distances, k, ("distances",))
     if slit:
@@ -328,10 +328,10 @@ def _virtual_slit_issues(distances: object, k: int) -> list[Issue]:
     # Redundant with 10 < 11 today, but it is Xen's stated rule and survives a looser SLIT.
     d = np.array(distances, dtype=np.int64)
     bad = np.argwhere(np.diag(d)[:, None] > d)
-    return [
+    return tuple(
         Issue(loc=("distances", int(i), int(j)), msg="local distance above a remote one")
         for i, j in bad.tolist()
-    ]
+    )
 
 
 def virtual_from_lists(

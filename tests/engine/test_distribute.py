@@ -133,8 +133,8 @@ def test_faithful_keeps_invariants_and_is_no_worse_than_proportional(
         policy="proportional",
         vcpu_count=c.weight,
     )
-    args = (c.vdist, c.pdist, c.home, c.weight)
-    assert distortion(x, *args) <= distortion(y, *args) + 1e-6
+    args = {"vdist": c.vdist, "pdist": c.pdist, "home": c.home, "vcpu_count": c.weight}
+    assert distortion(backing_mib=x, **args) <= distortion(backing_mib=y, **args) + 1e-6
 
 
 @FAST

@@ -109,7 +109,7 @@ def test_virtual_collects_all_issues() -> None:
 
 def test_virtual_layout_helpers() -> None:
     t = virtual_from_lists(size_mib=[256, 512], vcpus=[[0, 2], [1]], distances=GOOD, block_mib=128)
-    assert t.vcpus_per_vnode().tolist() == [2, 1]
+    assert t.vcpu_count().tolist() == [2, 1]
     assert t.vcpu_vnode.tolist() == [0, 1, 0]
     assert t.memranges().tolist() == [[0, 256 * 256], [256 * 256, 768 * 256]]
     assert t.plugged_blocks(np.array([1, 384])).tolist() == [1, 3]
