@@ -252,7 +252,10 @@ def _check_shapes(
     pds: I64,
     dst: tuple[I64, I64, I64, I64],
 ) -> None:
-    """InputError unless the arrays agree on V, Ps and Pd (``dst``: free, cpus, pdist, load)."""
+    """InputError unless the arrays agree on V, Ps and Pd.
+
+    ``cw``: vCPU count per vnode; ``xs``/``hs``/``pds``: source backing, homes and SLIT;
+    ``dst``: the destination's free MiB, CPUs, SLIT and vCPU load."""
     free, cpus, pdd, load = dst
     v = size.shape[0]
     ps, pd = pds.shape[0], pdd.shape[0]

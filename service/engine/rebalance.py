@@ -94,7 +94,9 @@ def _ranges(start_pfn: int, first_block: int, n: int, block: int) -> tuple[tuple
 
 
 def _check(x0: I64, size: I64, vd: I64, cw: I64, hm: I64, blk: I64, pd: I64, free0: I64) -> None:
-    """InputError unless the host's arrays agree in shape and are in range."""
+    """InputError unless the host's arrays agree in shape and are in range.
+
+    ``x0``: backing (D, V, P); ``cw``: vCPU count per vnode; ``hm``: homes; ``blk``: blocks."""
     d, v, p = x0.shape
     if (
         size.shape != (d, v)
