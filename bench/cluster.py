@@ -265,7 +265,7 @@ def engine_rank_ms(db_url: str, repeats: int) -> float:
     body = guest_body("x")
     kw = {
         "demand_mib": np.full(GUEST_VNODES, GUEST_VNODE_MIB, np.int64),
-        "vcpus": np.full(GUEST_VNODES, 4, np.int64),
+        "vcpu_count": np.full(GUEST_VNODES, 4, np.int64),
         "vdist": np.array([v["distances"] for v in body["vnodes"]], np.int64),  # type: ignore[attr-defined,index]
         "cluster": view.arrays,
         "limit": 10,

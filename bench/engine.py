@@ -58,7 +58,13 @@ def _bench(d: int, v: int, p: int, quick: bool) -> tuple[float, float, bool, flo
 
     def np_dist() -> object:
         return distribute_many(
-            target, h["size"], head, h["home"], h["vdist"], h["pdist"], "proportional"
+            target_mib=target,
+            size_mib=h["size"],
+            headroom_mib=head,
+            home=h["home"],
+            vdist=h["vdist"],
+            pdist=h["pdist"],
+            policy="proportional",
         )
 
     dist_np = median_ms(np_dist, repeat)

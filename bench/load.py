@@ -384,7 +384,7 @@ async def audit_api(url: str, token: str) -> Audit:
                     x[i, vn["index"]] = vn["backing_mib"]
                     actual[i, vn["index"]] = -1 if vn["actual_mib"] is None else vn["actual_mib"]
                     home[i, vn["index"]] = vn["home_pnode"] or 0
-            charged = charge_mib(x, actual, home).sum(axis=(0, 1))
+            charged = charge_mib(backing_mib=x, actual_mib=actual, home=home).sum(axis=(0, 1))
         reported_backing = {b["domain_id"]: b["backing_mib"] for b in acc["domains"]}
         for d in ds:
             held = sum(sum(vn["backing_mib"]) for vn in d["vnodes"])

@@ -43,7 +43,7 @@ def _guest() -> dict[str, Any]:
     size = np.full(32, 32 * GIB, dtype=np.int64)  # 1 TiB static max
     return dict(
         size_mib=size,
-        vcpus_per_vnode=np.full(32, 2, dtype=np.int64),
+        vcpu_count=np.full(32, 2, dtype=np.int64),
         vdist=vdist,
         block_mib=128,
         dynamic_min_mib=512 * GIB,
@@ -58,14 +58,14 @@ def _migration_case(
     src, dst = _host(ps), _host(pdst)
     home = np.arange(32, dtype=np.int64) * ps // 32
     xs = distribute(
-        768 * GIB,
-        g["size_mib"],
-        src["free"],
-        home,
-        g["vdist"],
-        src["pdist"],
-        "faithful",
-        vcpu_weight=g["vcpus_per_vnode"],
+        target_mib=768 * GIB,
+        size_mib=g["size_mib"],
+        headroom_mib=src["free"],
+        home=home,
+        vdist=g["vdist"],
+        pdist=src["pdist"],
+        policy="faithful",
+        vcpu_count=g["vcpu_count"],
     )
 
     def run() -> Any:
@@ -107,7 +107,7 @@ def _rebalance_case(d: int = 200, v: int = 8, p: int = 64) -> Callable[[], Any]:
             backing_mib=x,
             size_mib=size,
             vdist=vd,
-            vcpus_per_vnode=np.ones((d, v), dtype=np.int64),
+            vcpu_count=np.ones((d, v), dtype=np.int64),
             home=home,
             block_mib=np.full(d, 128, dtype=np.int64),
             pdist=pd,

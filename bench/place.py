@@ -144,11 +144,11 @@ def single_case(
     }
 
     def ours() -> object:
-        return place(demand_mib=demand, vcpus=vcpus, vdist=vdist, **host_kw)
+        return place(demand_mib=demand, vcpu_count=vcpus, vdist=vdist, **host_kw)
 
     ours()  # warm-up
     ours_ms = median_ms(ours, repeats, warmup=False)
-    r = place(demand_mib=demand, vcpus=vcpus, vdist=vdist, **host_kw)
+    r = place(demand_mib=demand, vcpu_count=vcpus, vdist=vdist, **host_kw)
     note = "spread" if r.spread else ("fits" if r.feasible else r.reason)
     rows.append(Row(name, "numa-balloon place", ours_ms, r.distortion, note))
     novas: dict[str, Nova] = {}
@@ -198,7 +198,9 @@ def ranking_case(n_hosts: int, repeats: int, cap_s: float, rows: list[Row]) -> N
     out: list[ClusterRanking] = []
     ms = median_ms(
         lambda: out.append(
-            rank_cluster(demand_mib=demand, vcpus=vcpus, vdist=vdist, cluster=cluster, limit=10)
+            rank_cluster(
+                demand_mib=demand, vcpu_count=vcpus, vdist=vdist, cluster=cluster, limit=10
+            )
         ),
         repeats,
     )

@@ -198,5 +198,7 @@ def pool_change_rows(
             grow=op.grow,
             created_at=now,
         )
-        for seq, op in enumerate(pool_change_ops(topo, before_mib, after_mib), start=1)
+        for seq, op in enumerate(
+            pool_change_ops(topo=topo, before_mib=before_mib, after_mib=after_mib), start=1
+        )
     ]

@@ -96,7 +96,7 @@ def shorthand_distances(k: int, host_distances: list[list[int]] | None) -> list[
 def _vnode_loc(issue: Issue) -> Issue:
     """The engine locates distance errors in the k x k matrix; the request has one row per vnode."""
     if issue.loc[:1] == ("distances",) and len(issue.loc) > 1:
-        return Issue(("vnodes", issue.loc[1], "distances", *issue.loc[2:]), issue.msg)
+        return Issue(loc=("vnodes", issue.loc[1], "distances", *issue.loc[2:]), msg=issue.msg)
     return issue
 
 
@@ -119,7 +119,7 @@ def build_spec(
         distances = shorthand_distances(k, host_distances)
         sizes, vcpus = _even_lists(body, k, block)
     try:
-        topo = virtual_from_lists(sizes, vcpus, distances, block)
+        topo = virtual_from_lists(size_mib=sizes, vcpus=vcpus, distances=distances, block_mib=block)
     except TopologyError as exc:
         issues = exc.issues if body.vnodes is None else tuple(map(_vnode_loc, exc.issues))
         raise InvalidInput(
@@ -179,9 +179,9 @@ def initial_demand(spec: Spec, explicit: list[int] | None) -> I64:
     """Per-vnode MiB to place: the explicit targets, else the target in proportion to size."""
     if explicit is not None:
         return np.asarray(explicit, dtype=np.int64)
-    out: I64 = apportion(np.array([spec.target_mib], dtype=np.int64), spec.topology.size_mib[None])[
-        0
-    ]
+    out: I64 = apportion(
+        total_mib=np.array([spec.target_mib], dtype=np.int64), weights=spec.topology.size_mib[None]
+    )[0]
     return out
 
 
@@ -190,7 +190,7 @@ def _place_on(
 ) -> Placement:
     return place(
         demand_mib=demand,
-        vcpus=spec.topology.vcpus_per_vnode(),
+        vcpu_count=spec.topology.vcpu_count(),
         vdist=spec.topology.distances,
         free_mib=np.maximum(state.headroom_mib(excluding), 0),
         cpus=state.cpus,
@@ -210,17 +210,17 @@ def _distribute(
     current: I64 | None,
 ) -> I64:
     return distribute(
-        target,
-        topo.size_mib,
-        state.headroom_mib(domain_id),
-        home,
-        topo.distances,
-        state.pdist,
-        policy,  # type: ignore[arg-type]
+        target_mib=target,
+        size_mib=topo.size_mib,
+        headroom_mib=state.headroom_mib(domain_id),
+        home=home,
+        vdist=topo.distances,
+        pdist=state.pdist,
+        policy=policy,  # type: ignore[arg-type]
         current_mib=current,
         explicit_targets_mib=None if explicit is None else np.asarray(explicit, np.int64),
         block_mib=topo.block_mib,
-        vcpu_weight=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpu_count(),
     )
 
 
@@ -330,7 +330,7 @@ def _rank_candidates(session: Session, spec: Spec, demand: I64) -> list[str]:
     view = load_cluster(session)
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpus=spec.topology.vcpus_per_vnode(),
+        vcpu_count=spec.topology.vcpu_count(),
         vdist=spec.topology.distances,
         cluster=view.arrays,
         limit=MAX_HOST_ATTEMPTS,
@@ -518,10 +518,10 @@ def _check_target(domain: Domain, body: TargetPut, policy: str) -> None:
 
 def topology_of(domain: Domain) -> VirtualTopology:
     return virtual_from_lists(
-        [vn.size_mib for vn in domain.vnodes],
-        [vn.vcpus for vn in domain.vnodes],
-        domain.distances,
-        domain.block_mib,
+        size_mib=[vn.size_mib for vn in domain.vnodes],
+        vcpus=[vn.vcpus for vn in domain.vnodes],
+        distances=domain.distances,
+        block_mib=domain.block_mib,
     )
 
 

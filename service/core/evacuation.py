@@ -65,7 +65,7 @@ def _destinations(session: Session, domain_id: str) -> list[str]:
         return []
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpus=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpu_count(),
         vdist=topo.distances,
         cluster=view.arrays,
         limit=MAX_DESTINATIONS + 1,

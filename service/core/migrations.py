@@ -113,7 +113,7 @@ def compute_plan(
     topo = topology_of(domain)
     plan = plan_migration(
         size_mib=topo.size_mib,
-        vcpus_per_vnode=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpu_count(),
         vdist=topo.distances,
         block_mib=topo.block_mib,
         dynamic_min_mib=domain.dynamic_min_mib,

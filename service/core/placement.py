@@ -53,15 +53,15 @@ def _max_feasible(
         return 0
     try:
         distribute(
-            dynamic_max_mib,
-            topo.size_mib,
-            host.free_mib,
-            mapping,
-            topo.distances,
-            host.pdist,
-            "proportional" if policy == "explicit" else policy,  # type: ignore[arg-type]
+            target_mib=dynamic_max_mib,
+            size_mib=topo.size_mib,
+            headroom_mib=host.free_mib,
+            home=mapping,
+            vdist=topo.distances,
+            pdist=host.pdist,
+            policy="proportional" if policy == "explicit" else policy,  # type: ignore[arg-type]
             block_mib=topo.block_mib,
-            vcpu_weight=topo.vcpus_per_vnode(),
+            vcpu_count=topo.vcpu_count(),
         )
     except InfeasibleError as exc:
         return exc.max_feasible_mib
@@ -115,7 +115,7 @@ def rank(
         return []
     ranking = rank_cluster(
         demand_mib=demand,
-        vcpus=topo.vcpus_per_vnode(),
+        vcpu_count=topo.vcpu_count(),
         vdist=topo.distances,
         cluster=view.arrays,
         limit=limit,

@@ -31,7 +31,7 @@ def _plan(state: HostAccounting, budget_mib: int) -> RebalancePlan:
         backing_mib=arrays.backing_mib,
         size_mib=size,
         vdist=vdist,
-        vcpus_per_vnode=arrays.vcpu_count,
+        vcpu_count=arrays.vcpu_count,
         home=arrays.home,
         block_mib=np.array([d.block_mib for d in doms] or [128], dtype=np.int64)[: max(n, 1)],
         pdist=state.pdist,

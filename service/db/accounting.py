@@ -98,7 +98,7 @@ class HostAccounting:
         if not self.domains:
             return {}
         a = self.arrays()
-        c = charge_mib(a.backing_mib, a.actual_mib, a.home)
+        c = charge_mib(backing_mib=a.backing_mib, actual_mib=a.actual_mib, home=a.home)
         return {d.id: c[i, : len(d.vnodes)] for i, d in enumerate(self.domains)}
 
     def allocated_mib(self, charges: dict[str, I64] | None = None) -> I64:

@@ -199,7 +199,7 @@ def load_domain_accounting(
     cell &= on_host[dom]
     x = np.zeros((n, vmax, p), dtype=np.int64)
     x[dom[cell], num[cell, 0], num[cell, 1]] = num[cell, 2]
-    charges = charge_mib(x, actual, np.maximum(home, 0))
+    charges = charge_mib(backing_mib=x, actual_mib=actual, home=np.maximum(home, 0))
     t = int(np.searchsorted(names, domain_id))
     rest = np.arange(n) != t
     rest_alloc = charges[rest].sum(axis=(0, 1)).astype(np.int64)

@@ -18,7 +18,7 @@ __all__ = ["charge_mib"]
 I64 = NDArray[np.int64]
 
 
-def charge_mib(backing_mib: I64, actual_mib: I64, home: I64) -> I64:
+def charge_mib(*, backing_mib: I64, actual_mib: I64, home: I64) -> I64:
     """(D, V, P) charges from backing (D, V, P), reported actuals (D, V; -1 = never reported)
     and home pnodes (D, V). Vectorized over every domain and vnode of a host."""
     x = np.asarray(backing_mib, dtype=np.int64)
@@ -34,6 +34,6 @@ def charge_mib(backing_mib: I64, actual_mib: I64, home: I64) -> I64:
     empty = weights.sum(axis=1) == 0
     hm = np.clip(np.asarray(home, dtype=np.int64).reshape(d * v), 0, max(p - 1, 0))
     weights[empty, hm[empty]] = 1
-    extra = apportion(excess.reshape(d * v), weights).reshape(d, v, p)
+    extra = apportion(total_mib=excess.reshape(d * v), weights=weights).reshape(d, v, p)
     out: I64 = x + extra
     return out

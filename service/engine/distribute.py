@@ -19,6 +19,7 @@ left, usually after round 0 (the home pnode).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
@@ -47,7 +48,7 @@ I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 
 
-def apportion(total_mib: I64, weights: I64) -> I64:
+def apportion(*, total_mib: I64, weights: I64) -> I64:
     """Split ``total[n]`` over ``weights[n, :]`` exactly by largest remainder (Hamilton).
 
     Each share is the floor or ceiling of ``total * w / sum(w)``, so a share never exceeds its
@@ -106,17 +107,18 @@ def _fill_in_order(amount: I64, cap: I64, order: NDArray[np.intp]) -> I64:
 
 
 def vnode_targets_many(
+    *,
     target_mib: I64,
     size_mib: I64,
     policy: Policy,
     current_t_mib: I64,
     vdist: I64,
     block_mib: I64,
-    vcpu_weight: I64,
+    vcpu_count: I64,
 ) -> I64:
     """(N, V) per-vnode targets for proportional / round-robin / nearest; inputs pre-validated."""
     if policy == "proportional":
-        return apportion(target_mib, size_mib)
+        return apportion(total_mib=target_mib, weights=size_mib)
     cur = np.clip(current_t_mib, 0, size_mib)
     delta = target_mib - cur.sum(axis=1)
     grow = delta >= 0
@@ -125,7 +127,7 @@ def vnode_targets_many(
     if policy == "round-robin":
         change = _round_robin(amount, cap, block_mib)
     elif policy == "nearest":
-        home_vnode = np.argmax(vcpu_weight, axis=1)
+        home_vnode = np.argmax(vcpu_count, axis=1)
         key = np.take_along_axis(vdist, home_vnode[:, None, None], axis=1)[:, 0, :]
         order = np.argsort(key, axis=1, kind="stable")
         order = np.where(grow[:, None], order, order[:, ::-1])
@@ -137,6 +139,7 @@ def vnode_targets_many(
 
 
 def assign_many(
+    *,
     t_mib: I64,
     headroom_mib: I64,
     home: I64,
@@ -184,7 +187,7 @@ def assign_many(
     return x
 
 
-def max_feasible_target_mib(size_mib: I64, headroom_mib: I64) -> I64:
+def max_feasible_target_mib(*, size_mib: I64, headroom_mib: I64) -> I64:
     """(N,) exact maximum backable target: min(sum size, sum headroom).
 
     Max-flow of the complete bipartite network source -> vnode (cap size) -> pnode -> sink
@@ -201,7 +204,7 @@ def _faithful_one(
     home: I64,
     vdist: I64,
     pdist: I64,
-    cw: I64,
+    vcpu_count: I64,
 ) -> I64:
     """Transportation LP: minimise belief error, tie-break towards physically near memory.
 
@@ -211,7 +214,8 @@ def _faithful_one(
     v, p = size.shape[0], hcap.shape[0]
     if target == 0:
         return np.zeros((v, p), dtype=np.int64)
-    c = cost_matrix(vdist, pdist, home, cw)
+    cw = vcpu_count
+    c = cost_matrix(vdist=vdist, pdist=pdist, home=home, vcpu_count=cw)
     wsum = float(cw.sum())
     near = (cw.astype(np.float64) @ pdist[home].astype(np.float64)) / (wsum if wsum else 1.0)
     if wsum == 0:
@@ -275,29 +279,36 @@ def _repair(x: I64, target: int, size: I64, hcap: I64, cost: F64) -> I64:
     return x
 
 
-def distribute_many(
+@dataclass(frozen=True, kw_only=True)
+class _Batch:
+    """``distribute_many``'s arguments, coerced and checked: targets (N,), sizes (N, V),
+    headroom (N, P), homes (N, V), vdist (N, V, V), pdist (P, P), blocks (N,), vCPU counts
+    (N, V) and the current backing (N, V, P) or None."""
+
+    target: I64
+    size: I64
+    headroom: I64
+    home: I64
+    vdist: I64
+    pdist: I64
+    block: I64
+    vcpu_count: I64
+    current: I64 | None
+
+
+def _batch(
+    *,
     target_mib: object,
     size_mib: object,
     headroom_mib: object,
     home: object,
     vdist: object,
     pdist: object,
-    policy: Policy = "proportional",
-    current_mib: object | None = None,
-    explicit_targets_mib: object | None = None,
-    block_mib: int | object = 128,
-    vcpu_weight: object | None = None,
-) -> I64:
-    """(N, V, P) backings for N domains of one host, each with its own headroom row.
-
-    Padding: a domain with fewer vnodes pads ``size_mib`` with 0 (and ``vcpu_weight`` with 0);
-    padded vnodes get nothing.  ``block_mib`` is a scalar or one value per domain.
-    ``faithful`` solves one LP per domain; the other policies are fully vectorised.
-    Raises ``InfeasibleError`` for the first infeasible domain; its ``domains`` attribute lists
-    all of them and ``per_domain_max_mib`` gives every domain's maximum.
-    """
-    if policy not in POLICIES:
-        raise InputError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    current_mib: object | None,
+    block_mib: int | object,
+    vcpu_count: object | None,
+) -> _Batch:
+    """Coerce and check ``distribute_many``'s arrays; InputError names the bad one."""
     t = int_array(target_mib, "target_mib", 1)
     size = int_array(size_mib, "size_mib", 2)
     head = int_array(headroom_mib, "headroom_mib", 2)
@@ -321,53 +332,130 @@ def distribute_many(
     blk = np.broadcast_to(int_array(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
     if (blk <= 0).any():
         raise InputError("block_mib must be positive")
+    # Without vCPU counts every non-empty vnode weighs the same.
     cw = (
         (size > 0).astype(np.int64)
-        if vcpu_weight is None
-        else int_array(vcpu_weight, "vcpu_weight", 2)
+        if vcpu_count is None
+        else int_array(vcpu_count, "vcpu_count", 2)
     )
     if cw.shape != (n, v) or (cw < 0).any():
-        raise InputError("vcpu_weight must be (N,V) and non-negative")
+        raise InputError("vcpu_count must be (N,V) and non-negative")
     cur = None
     if current_mib is not None:
         cur = int_array(current_mib, "current_mib", 3)
         if cur.shape != (n, v, p) or (cur < 0).any():
             raise InputError("current_mib must be a non-negative (N,V,P) array")
-    maxf = max_feasible_target_mib(size, head)
-    bad = np.flatnonzero(t > maxf)
+    return _Batch(
+        target=t,
+        size=size,
+        headroom=head,
+        home=hm,
+        vdist=vd,
+        pdist=pd,
+        block=blk,
+        vcpu_count=cw,
+        current=cur,
+    )
+
+
+def _check_feasible(b: _Batch) -> None:
+    """InfeasibleError for the first domain whose target cannot be backed, listing all."""
+    maxf = max_feasible_target_mib(size_mib=b.size, headroom_mib=b.headroom)
+    bad = np.flatnonzero(b.target > maxf)
     if bad.size:
         i = int(bad[0])
-        limit = "vnode sizes" if maxf[i] == size[i].sum() else "pnode headroom"
+        limit = "vnode sizes" if maxf[i] == b.size[i].sum() else "pnode headroom"
         raise InfeasibleError(
             int(maxf[i]),
-            f"domain {i}: target {int(t[i])} MiB exceeds what {limit} can back",
-            domains=tuple(int(b) for b in bad),
+            f"domain {i}: target {int(b.target[i])} MiB exceeds what {limit} can back",
+            domains=tuple(int(d) for d in bad),
             per_domain_max_mib=tuple(int(m) for m in maxf),
         )
+
+
+def _explicit_targets(b: _Batch, explicit_targets_mib: object | None) -> I64:
+    """The caller's per-vnode targets, checked against sizes and the domain targets."""
+    if explicit_targets_mib is None:
+        raise InputError("explicit policy needs explicit_targets_mib")
+    tv = int_array(explicit_targets_mib, "explicit_targets_mib", 2)
+    if tv.shape != b.size.shape:
+        raise InputError("explicit_targets_mib must be (N,V)")
+    if (tv < 0).any() or (tv > b.size).any():
+        raise InputError("explicit targets must be within 0..size_mib per vnode")
+    if (tv.sum(axis=1) != b.target).any():
+        raise InputError("explicit targets must sum to target_mib")
+    return tv
+
+
+def distribute_many(
+    *,
+    target_mib: object,
+    size_mib: object,
+    headroom_mib: object,
+    home: object,
+    vdist: object,
+    pdist: object,
+    policy: Policy = "proportional",
+    current_mib: object | None = None,
+    explicit_targets_mib: object | None = None,
+    block_mib: int | object = 128,
+    vcpu_count: object | None = None,
+) -> I64:
+    """(N, V, P) backings for N domains of one host, each with its own headroom row.
+
+    Padding: a domain with fewer vnodes pads ``size_mib`` with 0 (and ``vcpu_count`` with 0);
+    padded vnodes get nothing.  ``block_mib`` is a scalar or one value per domain.
+    ``faithful`` solves one LP per domain; the other policies are fully vectorised.
+    Raises ``InfeasibleError`` for the first infeasible domain; its ``domains`` attribute lists
+    all of them and ``per_domain_max_mib`` gives every domain's maximum.
+    """
+    if policy not in POLICIES:
+        raise InputError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    b = _batch(
+        target_mib=target_mib,
+        size_mib=size_mib,
+        headroom_mib=headroom_mib,
+        home=home,
+        vdist=vdist,
+        pdist=pdist,
+        current_mib=current_mib,
+        block_mib=block_mib,
+        vcpu_count=vcpu_count,
+    )
+    _check_feasible(b)
     if policy == "faithful":
-        out = np.zeros((n, v, p), dtype=np.int64)
-        for i in range(n):  # one LP per domain, as allowed: domains are independent
+        out = np.zeros((*b.size.shape, b.pdist.shape[0]), dtype=np.int64)
+        for i in range(b.size.shape[0]):  # one LP per domain, as allowed: they are independent
             out[i] = _faithful_one(
-                int(t[i]), size[i], np.maximum(head[i], 0), hm[i], vd[i], pd, cw[i]
+                int(b.target[i]),
+                b.size[i],
+                np.maximum(b.headroom[i], 0),
+                b.home[i],
+                b.vdist[i],
+                b.pdist,
+                b.vcpu_count[i],
             )
         return out
     if policy == "explicit":
-        if explicit_targets_mib is None:
-            raise InputError("explicit policy needs explicit_targets_mib")
-        tv = int_array(explicit_targets_mib, "explicit_targets_mib", 2)
-        if tv.shape != (n, v):
-            raise InputError("explicit_targets_mib must be (N,V)")
-        if (tv < 0).any() or (tv > size).any():
-            raise InputError("explicit targets must be within 0..size_mib per vnode")
-        if (tv.sum(axis=1) != t).any():
-            raise InputError("explicit targets must sum to target_mib")
+        tv = _explicit_targets(b, explicit_targets_mib)
     else:
-        cur_t = cur.sum(axis=2) if cur is not None else np.zeros_like(size)
-        tv = vnode_targets_many(t, size, policy, cur_t, vd, blk, cw)
-    return assign_many(tv, head, hm, pd, cur)
+        cur_t = b.current.sum(axis=2) if b.current is not None else np.zeros_like(b.size)
+        tv = vnode_targets_many(
+            target_mib=b.target,
+            size_mib=b.size,
+            policy=policy,
+            current_t_mib=cur_t,
+            vdist=b.vdist,
+            block_mib=b.block,
+            vcpu_count=b.vcpu_count,
+        )
+    return assign_many(
+        t_mib=tv, headroom_mib=b.headroom, home=b.home, pdist=b.pdist, current_mib=b.current
+    )
 
 
 def distribute(
+    *,
     target_mib: int,
     size_mib: object,
     headroom_mib: object,
@@ -378,7 +466,7 @@ def distribute(
     current_mib: object | None = None,
     explicit_targets_mib: object | None = None,
     block_mib: int = 128,
-    vcpu_weight: object | None = None,
+    vcpu_count: object | None = None,
 ) -> I64:
     """(V, P) backing ``X`` of one domain; see the module docstring for the two stages.
 
@@ -398,19 +486,19 @@ def distribute(
         if explicit_targets_mib is None
         else int_array(explicit_targets_mib, "explicit_targets_mib", 1)[None]
     )
-    cw = None if vcpu_weight is None else int_array(vcpu_weight, "vcpu_weight", 1)[None]
+    cw = None if vcpu_count is None else int_array(vcpu_count, "vcpu_count", 1)[None]
     out = distribute_many(
-        np.array([int(target_mib)], dtype=np.int64),
-        size[None],
-        int_array(headroom_mib, "headroom_mib", 1)[None],
-        int_array(home, "home", 1)[None],
-        vd[None],
-        pdist,
-        policy,
-        cur,
-        exp,
-        block_mib,
-        cw,
+        target_mib=np.array([int(target_mib)], dtype=np.int64),
+        size_mib=size[None],
+        headroom_mib=int_array(headroom_mib, "headroom_mib", 1)[None],
+        home=int_array(home, "home", 1)[None],
+        vdist=vd[None],
+        pdist=pdist,
+        policy=policy,
+        current_mib=cur,
+        explicit_targets_mib=exp,
+        block_mib=block_mib,
+        vcpu_count=cw,
     )
     res: I64 = out[0]
     return res

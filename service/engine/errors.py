@@ -17,7 +17,7 @@ class EngineError(Exception):
     """Base class so callers can catch every engine failure with one clause."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Issue:
     """One problem in a submitted topology, located like a pydantic error ``loc``."""
 

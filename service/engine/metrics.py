@@ -21,51 +21,54 @@ F64 = NDArray[np.float64]
 
 
 def cost_matrix(
+    *,
     vdist: NDArray[np.integer],
     pdist: NDArray[np.integer],
     home: NDArray[np.integer],
-    vcpu_weight: NDArray[np.integer] | NDArray[np.floating],
+    vcpu_count: NDArray[np.integer] | NDArray[np.floating],
 ) -> F64:
     """(V, P) cost of backing one MiB of pool u on pnode p: vCPU-weighted belief error.
 
-    C[u, p] = sum_a cw[a] * |V[a, u] - D[home[a], p]|: every vnode a whose vCPUs touch pool u
-    expects distance V[a, u] and gets D[home[a], p].
+    C[u, p] = sum_a vcpu_count[a] * |V[a, u] - D[home[a], p]|: every vnode a whose vCPUs touch
+    pool u expects distance V[a, u] and gets D[home[a], p].
     """
     out: F64 = cost_matrix_many(
-        np.asarray(vdist)[None],
-        np.asarray(pdist),
-        np.asarray(home)[None],
-        np.asarray(vcpu_weight)[None],
+        vdist=np.asarray(vdist)[None],
+        pdist=np.asarray(pdist),
+        home=np.asarray(home)[None],
+        vcpu_count=np.asarray(vcpu_count)[None],
     )[0]
     return out
 
 
 def cost_matrix_many(
+    *,
     vdist: NDArray[np.integer],
     pdist: NDArray[np.integer],
     home: NDArray[np.integer],
-    vcpu_weight: NDArray[np.integer] | NDArray[np.floating],
+    vcpu_count: NDArray[np.integer] | NDArray[np.floating],
 ) -> F64:
-    """Batched ``cost_matrix``: vdist (N,V,V), pdist (P,P) shared, home (N,V), weight (N,V)."""
+    """Batched ``cost_matrix``: vdist (N,V,V), pdist (P,P) shared, home (N,V), vcpu_count (N,V)."""
     v = np.asarray(vdist, dtype=np.float64)
     d_home = np.asarray(pdist, dtype=np.float64)[np.asarray(home)]  # (N, A, P)
-    cw = np.asarray(vcpu_weight, dtype=np.float64)
+    cw = np.asarray(vcpu_count, dtype=np.float64)
     err = np.abs(v[:, :, :, None] - d_home[:, :, None, :])  # (N, A, U, P)
     out: F64 = np.einsum("na,naup->nup", cw, err)
     return out
 
 
 def distortion_many(
+    *,
     backing_mib: NDArray[np.integer],
     vdist: NDArray[np.integer],
     pdist: NDArray[np.integer],
     home: NDArray[np.integer],
-    vcpu_weight: NDArray[np.integer] | NDArray[np.floating],
+    vcpu_count: NDArray[np.integer] | NDArray[np.floating],
 ) -> F64:
     """(N,) distortion of N domains on one host; padded vnodes must carry weight 0 and X 0."""
     x = np.asarray(backing_mib, dtype=np.float64)
-    cw = np.asarray(vcpu_weight, dtype=np.float64)
-    c = cost_matrix_many(vdist, pdist, home, cw)
+    cw = np.asarray(vcpu_count, dtype=np.float64)
+    c = cost_matrix_many(vdist=vdist, pdist=pdist, home=home, vcpu_count=cw)
     num = np.einsum("nup,nup->n", x, c)
     den = cw.sum(axis=1) * x.sum(axis=(1, 2))
     out = np.zeros(x.shape[0], dtype=np.float64)
@@ -74,11 +77,12 @@ def distortion_many(
 
 
 def distortion(
+    *,
     backing_mib: NDArray[np.integer],
     vdist: NDArray[np.integer],
     pdist: NDArray[np.integer],
     home: NDArray[np.integer],
-    vcpu_weight: NDArray[np.integer] | NDArray[np.floating],
+    vcpu_count: NDArray[np.integer] | NDArray[np.floating],
 ) -> float:
     """Memory-weighted mean |virtual - physical| distance error, in SLIT units.
 
@@ -87,16 +91,16 @@ def distortion(
     """
     return float(
         distortion_many(
-            np.asarray(backing_mib)[None],
-            np.asarray(vdist)[None],
-            pdist,
-            np.asarray(home)[None],
-            np.asarray(vcpu_weight)[None],
+            backing_mib=np.asarray(backing_mib)[None],
+            vdist=np.asarray(vdist)[None],
+            pdist=pdist,
+            home=np.asarray(home)[None],
+            vcpu_count=np.asarray(vcpu_count)[None],
         )[0]
     )
 
 
-def remote_fraction_many(backing_mib: NDArray[np.integer], home: NDArray[np.integer]) -> F64:
+def remote_fraction_many(*, backing_mib: NDArray[np.integer], home: NDArray[np.integer]) -> F64:
     """(N,) share of each domain's memory not on its vnode's home pnode."""
     x = np.asarray(backing_mib, dtype=np.int64)
     h = np.asarray(home, dtype=np.int64)
@@ -109,6 +113,9 @@ def remote_fraction_many(backing_mib: NDArray[np.integer], home: NDArray[np.inte
     return out
 
 
-def remote_fraction(backing_mib: NDArray[np.integer], home: NDArray[np.integer]) -> float:
+def remote_fraction(*, backing_mib: NDArray[np.integer], home: NDArray[np.integer]) -> float:
     """Share of memory remote from its vCPUs: the locality figure migration plans report."""
-    return float(remote_fraction_many(np.asarray(backing_mib)[None], np.asarray(home)[None])[0])
+    many = remote_fraction_many(
+        backing_mib=np.asarray(backing_mib)[None], home=np.asarray(home)[None]
+    )
+    return float(many[0])

@@ -74,7 +74,7 @@ Host = Literal["source", "destination"]
 PHASES: tuple[Phase, ...] = ("claim", "prepare", "migrate", "settle", "release")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlanStep:
     """One action for one host agent; ``target_mib`` is the vnode pool level after it."""
 
@@ -89,7 +89,7 @@ class PlanStep:
     target_mib: int | None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class MigrationPlan:
     """A complete, replayable plan; ``feasible=False`` plans carry a reason and no steps."""
 
@@ -163,7 +163,7 @@ def _carry(t_before: I64, t_after: I64, amount: int) -> I64:
     return first + _fill_ordered(rest, t_before - low, order)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Chunks:
     """Pool changes of one sub-phase, one per (vnode, pnode), in emission order."""
 
@@ -177,7 +177,12 @@ def _chunks(delta: I64, level0: I64) -> _Chunks:
     """Chunks of a signed (V, P) change applied vnode by vnode, pnode by pnode."""
     before = level0[:, None] + np.cumsum(delta, axis=1) - delta
     v, p = np.nonzero(delta)
-    return _Chunks(v.astype(np.int64), p.astype(np.int64), before[v, p], before[v, p] + delta[v, p])
+    return _Chunks(
+        vnode=v.astype(np.int64),
+        pnode=p.astype(np.int64),
+        start=before[v, p],
+        end=before[v, p] + delta[v, p],
+    )
 
 
 def _split_blocks(c: _Chunks, block: int) -> tuple[I64, I64, I64, I64, NDArray[np.bool_]]:
@@ -207,46 +212,324 @@ def _split_blocks(c: _Chunks, block: int) -> tuple[I64, I64, I64, I64, NDArray[n
     return vv[keep], pp[keep], ss[keep], ee[keep], bb[keep]
 
 
-def _infeasible(
-    reason: str,
-    strategy: Strategy,
-    backing_src: I64,
-    home_src: I64,
-    pd: int,
-    target_before: int,
-    d_before: float,
-    r_before: float,
-    block: int,
-) -> MigrationPlan:
-    v = backing_src.shape[0]
+@dataclass(frozen=True, kw_only=True)
+class _Request:
+    """``plan_migration``'s arguments, coerced and checked: what every stage reads.
+
+    ``size``, ``vcpu_count``, ``home_src``: (V,); ``vdist``: (V, V); ``backing_src``: (V, Ps);
+    ``free``, ``cpus``, ``load``: destination (Pd,), ``free`` clipped at 0; ``t_before``: the
+    source pool levels (V,)."""
+
+    size: I64
+    vcpu_count: I64
+    vdist: I64
+    backing_src: I64
+    home_src: I64
+    pdist_src: I64
+    free: I64
+    cpus: I64
+    pdist_dst: I64
+    load: I64
+    block: int
+    dmin: int
+    dmax: int
+    policy: str
+    strategy: Strategy
+    boot_mib: int | None
+    t_before: I64
+
+    @property
+    def target_before(self) -> int:
+        return int(self.t_before.sum())
+
+
+def _check_shapes(
+    size: I64,
+    cw: I64,
+    vd: I64,
+    xs: I64,
+    hs: I64,
+    pds: I64,
+    dst: tuple[I64, I64, I64, I64],
+) -> None:
+    """InputError unless the arrays agree on V, Ps and Pd.
+
+    ``cw``: vCPU count per vnode; ``xs``/``hs``/``pds``: source backing, homes and SLIT;
+    ``dst``: the destination's free MiB, CPUs, SLIT and vCPU load."""
+    free, cpus, pdd, load = dst
+    v = size.shape[0]
+    ps, pd = pds.shape[0], pdd.shape[0]
+    if v == 0 or ps == 0 or pd == 0:
+        raise InputError("need at least one vnode and one pnode on each host")
+    if (
+        cw.shape != (v,)
+        or vd.shape != (v, v)
+        or xs.shape != (v, ps)
+        or hs.shape != (v,)
+        or pds.shape != (ps, ps)
+        or free.shape != (pd,)
+        or cpus.shape != (pd,)
+        or pdd.shape != (pd, pd)
+        or load.shape != (pd,)
+    ):
+        raise InputError(
+            "inconsistent shapes: size/vcpus/home (V,), vdist (V,V), backing_src "
+            "(V,Ps), pdist_src (Ps,Ps), free/cpus/load_dst (Pd,), pdist_dst (Pd,Pd)"
+        )
+
+
+def _check_values(
+    *, size: I64, cw: I64, xs: I64, hs: I64, block: int, policy: str, strategy: str
+) -> None:
+    """InputError for an unknown policy or strategy, a bad block size or negative inputs."""
+    ps = xs.shape[1]
+    if strategy not in ("rebalance", "replug"):
+        raise InputError(f"unknown strategy {strategy!r}")
+    if policy not in POLICIES:
+        raise InputError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    if block <= 0 or (size % block).any() or (size <= 0).any():
+        raise InputError("block_mib must be positive and divide every positive size_mib")
+    if (xs < 0).any() or (cw < 0).any() or ((hs < 0) | (hs >= ps)).any():
+        raise InputError("backing and vcpus must be non-negative, home_src must index a pnode")
+
+
+def _target_after(r: _Request) -> int | str:
+    """The domain total on the destination, or the reason there is none."""
+    target_before, dmin, dmax = r.target_before, r.dmin, r.dmax
+    if not dmin <= target_before <= dmax:
+        return f"source target {target_before} MiB is outside dynamic range [{dmin}, {dmax}] MiB"
+    can_back = min(int(r.size.sum()), int(r.free.sum()))
+    target_after = min(target_before, can_back)
+    if target_after < dmin:
+        return f"destination can back at most {can_back} MiB, below dynamic_min {dmin}"
+    if r.policy == "explicit" and target_after < target_before:
+        return f"explicit policy cannot shrink from {target_before} to {target_after} MiB"
+    return target_after
+
+
+def _destination(r: _Request, target_after: int) -> tuple[I64, I64]:
+    """Destination homes (``place`` with the source levels as demand) and final backing
+    (``distribute`` with the domain's policy); raises ``InfeasibleError`` from distribute."""
+    weights = r.t_before[None] if r.target_before else r.size[None]
+    demand = apportion(total_mib=np.array([target_after]), weights=weights)
+    placement = place(
+        demand_mib=demand[0],
+        vcpu_count=r.vcpu_count,
+        vdist=r.vdist,
+        free_mib=r.free,
+        cpus=r.cpus,
+        pdist=r.pdist_dst,
+        load_vcpus=r.load,
+    )
+    home_dst = placement.mapping.astype(np.int64)
+    backing_after = distribute(
+        target_mib=target_after,
+        size_mib=r.size,
+        headroom_mib=r.free,
+        home=home_dst,
+        vdist=r.vdist,
+        pdist=r.pdist_dst,
+        policy=cast(Policy, r.policy),
+        explicit_targets_mib=r.t_before if r.policy == "explicit" else None,
+        block_mib=r.block,
+        vcpu_count=r.vcpu_count,
+    )
+    return home_dst, backing_after
+
+
+def _carried_total(r: _Request, t_after: I64, target_after: int) -> int:
+    """MiB the migrate step carries: see "Carried levels" in the module docstring."""
+    floor = max(r.dmin, int(np.minimum(r.t_before, t_after).sum()))
+    if r.strategy == "rebalance":
+        return floor
+    boot = r.dmin if r.boot_mib is None else max(int(r.boot_mib), r.dmin)
+    return min(boot, r.target_before, target_after)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Landing:
+    """Where the carried memory lands on the destination and what settle then changes.
+
+    All (V, Pd) but ``claims`` (Pd,): ``surplus_spare``/``surplus_slot`` are carried MiB above
+    a pool's destination level, backed in spare memory or in growth slots; ``grow_a`` and
+    ``grow_c`` the growth of settle's sub-phases (A) and (C)."""
+
+    carried: I64
+    claims: I64
+    surplus_spare: I64
+    surplus_slot: I64
+    grow_a: I64
+    grow_c: I64
+
+
+def _landing(r: _Request, t_mid: I64, backing_after: I64, home_dst: I64) -> _Landing:
+    """Destination backing at migrate: a sub-backing of the final one plus any surplus."""
+    pd = r.pdist_dst.shape[0]
+    t_after = backing_after.sum(axis=1)
+    sub = np.minimum(t_mid, t_after)
+    x_sub = _keep_nearest(backing_after, sub, home_dst, r.pdist_dst)
+    surplus = t_mid - sub
+    grow_need = backing_after - x_sub
+    spare = np.maximum(r.free - backing_after.sum(axis=0), 0)
+    gd = grow_need.sum(axis=0)
+    alloc = _interval_alloc(surplus, np.concatenate([spare, gd]))
+    sp_spare, sp_slot = alloc[:, :pd], alloc[:, pd:]
+    # Settle sub-phases: (A) grow into free claimed room, (B) shrink surplus, (C) grow the rest.
+    room = gd - sp_slot.sum(axis=0)
+    before = np.cumsum(grow_need, axis=0) - grow_need
+    grow_a = np.clip(room[None, :] - before, 0, grow_need)
+    return _Landing(
+        carried=x_sub + sp_spare + sp_slot,
+        claims=backing_after.sum(axis=0) + sp_spare.sum(axis=0),
+        surplus_spare=sp_spare,
+        surplus_slot=sp_slot,
+        grow_a=grow_a,
+        grow_c=grow_need - grow_a,
+    )
+
+
+class _Steps:
+    """The plan's steps in emission order, numbered as they are added."""
+
+    def __init__(self, topo: VirtualTopology) -> None:
+        self.topo = topo
+        self.steps: list[PlanStep] = []
+
+    def add(
+        self,
+        *,
+        phase: Phase,
+        op: Op,
+        host: Host,
+        vnode: int | None,
+        pnode: int | None,
+        mib: int,
+        pfn_ranges: tuple[tuple[int, int], ...] = (),
+        target_mib: int | None = None,
+    ) -> None:
+        """One step with the next ``seq``."""
+        step = PlanStep(
+            seq=len(self.steps),
+            phase=phase,
+            op=op,
+            host=host,
+            vnode=vnode,
+            pnode=pnode,
+            mib=mib,
+            pfn_ranges=pfn_ranges,
+            target_mib=target_mib,
+        )
+        self.steps.append(step)
+
+    def pools(self, phase: Phase, host: Host, c: _Chunks) -> None:
+        """Balloon / plug / unplug steps of the pool changes ``c``, split at block bounds."""
+        block = self.topo.block_mib
+        vv, pp, ss, ee, isblk = _split_blocks(c, block)
+        nb_s = -(-ss // block)
+        nb_e = -(-ee // block)
+        for i in range(vv.shape[0]):  # one iteration per emitted step
+            s, e, vn = int(ss[i]), int(ee[i]), int(vv[i])
+            lo, hi = sorted((int(nb_s[i]), int(nb_e[i])))
+            op: Op = ("plug" if e > s else "unplug") if isblk[i] else "balloon"
+            ranges = tuple(self.topo.block_pfn_ranges(vn, lo, hi - lo)) if isblk[i] else ()
+            self.add(
+                phase=phase,
+                op=op,
+                host=host,
+                vnode=vn,
+                pnode=int(pp[i]),
+                mib=abs(e - s),
+                pfn_ranges=ranges,
+                target_mib=e,
+            )
+
+    def per_pnode(self, op: Literal["claim", "release"], host: Host, mib: I64, on: I64) -> None:
+        """One ``op`` step per pnode where ``on`` is positive, of ``mib[p]`` MiB."""
+        for p in np.flatnonzero(on > 0).tolist():
+            self.add(
+                phase=op,
+                op=op,
+                host=host,
+                vnode=None,
+                pnode=int(p),
+                mib=int(mib[p]),
+                pfn_ranges=(),
+                target_mib=None,
+            )
+
+
+def _plan_steps(r: _Request, t_mid: I64, x_mid_src: I64, land: _Landing) -> tuple[PlanStep, ...]:
+    """Claim, prepare, migrate, settle (A, B, C) and release, in that order."""
+    v = r.size.shape[0]
+    topo = VirtualTopology(
+        size_mib=r.size,
+        vcpu_vnode=np.repeat(np.arange(v), r.vcpu_count),
+        distances=r.vdist,
+        block_mib=r.block,
+    )
+    out = _Steps(topo)
+    out.per_pnode("claim", "destination", land.claims, land.claims)
+    out.pools("prepare", "source", _chunks(x_mid_src - r.backing_src, r.t_before))
+    carried = int(t_mid.sum())
+    out.add(
+        phase="migrate",
+        op="migrate",
+        host="source",
+        vnode=None,
+        pnode=None,
+        mib=carried,
+        pfn_ranges=(),
+        target_mib=carried,
+    )
+    level = t_mid
+    for delta in (land.grow_a, -(land.surplus_spare + land.surplus_slot), land.grow_c):
+        out.pools("settle", "destination", _chunks(delta, level))
+        level = level + delta.sum(axis=1)
+    out.per_pnode("release", "source", x_mid_src.sum(axis=0), r.backing_src.sum(axis=0))
+    return tuple(out.steps)
+
+
+def _infeasible(r: _Request, reason: str) -> MigrationPlan:
+    """A plan that says why the destination cannot take the domain: no steps, empty after."""
+    v, pd = r.size.shape[0], r.pdist_dst.shape[0]
     empty = np.zeros((v, pd), dtype=np.int64)
     return MigrationPlan(
         feasible=False,
         reason=reason,
-        strategy=strategy,
-        mapping_before=home_src,
+        strategy=r.strategy,
+        mapping_before=r.home_src,
         mapping_after=np.zeros(v, dtype=np.int64),
-        backing_before=backing_src,
+        backing_before=r.backing_src,
         backing_after=empty,
         claims_mib=np.zeros(pd, dtype=np.int64),
-        target_before_mib=target_before,
+        target_before_mib=r.target_before,
         target_after_mib=0,
         steps=(),
         moved_mib=0,
-        distortion_before=d_before,
+        distortion_before=_distortion_before(r),
         distortion_after=0.0,
-        remote_fraction_before=r_before,
+        remote_fraction_before=remote_fraction(backing_mib=r.backing_src, home=r.home_src),
         remote_fraction_after=0.0,
         carried_mib=np.zeros(v, dtype=np.int64),
         backing_carried_mib=empty,
-        block_mib=block,
+        block_mib=r.block,
+    )
+
+
+def _distortion_before(r: _Request) -> float:
+    return distortion(
+        backing_mib=r.backing_src,
+        vdist=r.vdist,
+        pdist=r.pdist_src,
+        home=r.home_src,
+        vcpu_count=r.vcpu_count,
     )
 
 
 def plan_migration(
     *,
     size_mib: ArrayLike,
-    vcpus_per_vnode: ArrayLike,
+    vcpu_count: ArrayLike,
     vdist: ArrayLike,
     block_mib: int,
     dynamic_min_mib: int,
@@ -268,7 +551,7 @@ def plan_migration(
     plan with ``feasible=False`` and the reason.  See the module docstring for the semantics.
     """
     size = int_array(size_mib, "size_mib", 1)
-    cw = int_array(vcpus_per_vnode, "vcpus_per_vnode", 1)
+    cw = int_array(vcpu_count, "vcpu_count", 1)
     vd = int_array(vdist, "vdist", 2)
     xs = int_array(backing_src, "backing_src", 2)
     hs = int_array(home_src, "home_src", 1)
@@ -277,191 +560,83 @@ def plan_migration(
     cpus = int_array(cpus_dst, "cpus_dst", 1)
     pdd = int_array(pdist_dst, "pdist_dst", 2)
     load = int_array(load_vcpus_dst, "load_vcpus_dst", 1)
-    v = size.shape[0]
-    ps, pd = pds.shape[0], pdd.shape[0]
-    if v == 0 or ps == 0 or pd == 0:
-        raise InputError("need at least one vnode and one pnode on each host")
-    if (
-        cw.shape != (v,)
-        or vd.shape != (v, v)
-        or xs.shape != (v, ps)
-        or hs.shape != (v,)
-        or pds.shape != (ps, ps)
-        or free.shape != (pd,)
-        or cpus.shape != (pd,)
-        or pdd.shape != (pd, pd)
-        or load.shape != (pd,)
-    ):
-        raise InputError(
-            "inconsistent shapes: size/vcpus/home (V,), vdist (V,V), backing_src "
-            "(V,Ps), pdist_src (Ps,Ps), free/cpus/load_dst (Pd,), pdist_dst (Pd,Pd)"
-        )
-    if strategy not in ("rebalance", "replug"):
-        raise InputError(f"unknown strategy {strategy!r}")
-    if policy not in POLICIES:
-        raise InputError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    _check_shapes(size, cw, vd, xs, hs, pds, (free, cpus, pdd, load))
     block = int(block_mib)
-    if block <= 0 or (size % block).any() or (size <= 0).any():
-        raise InputError("block_mib must be positive and divide every positive size_mib")
-    if (xs < 0).any() or (cw < 0).any() or ((hs < 0) | (hs >= ps)).any():
-        raise InputError("backing and vcpus must be non-negative, home_src must index a pnode")
+    _check_values(size=size, cw=cw, xs=xs, hs=hs, block=block, policy=policy, strategy=strategy)
     t_before = xs.sum(axis=1)
     if (t_before > size).any():
         raise InputError("a source pool is above its vnode size")
     dmin, dmax = int(dynamic_min_mib), int(dynamic_max_mib)
     if not 0 <= dmin <= dmax:
         raise InputError("need 0 <= dynamic_min_mib <= dynamic_max_mib")
-    target_before = int(t_before.sum())
-    d_before = distortion(xs, vd, pds, hs, cw)
-    r_before = remote_fraction(xs, hs)
-
-    def fail(reason: str) -> MigrationPlan:
-        return _infeasible(reason, strategy, xs, hs, pd, target_before, d_before, r_before, block)
-
-    if not dmin <= target_before <= dmax:
-        return fail(
-            f"source target {target_before} MiB is outside dynamic range [{dmin}, {dmax}] MiB"
-        )
-    free_pos = np.maximum(free, 0)
-    can_back = min(int(size.sum()), int(free_pos.sum()))
-    target_after = min(target_before, can_back)
-    if target_after < dmin:
-        return fail(f"destination can back at most {can_back} MiB, below dynamic_min {dmin}")
-    if policy == "explicit" and target_after < target_before:
-        return fail(f"explicit policy cannot shrink from {target_before} to {target_after} MiB")
-
-    # Destination mapping and pool levels.
-    demand = apportion(np.array([target_after]), t_before[None] if target_before else size[None])
-    placement = place(
-        demand_mib=demand[0],
-        vcpus=cw,
+    request = _Request(
+        size=size,
+        vcpu_count=cw,
         vdist=vd,
-        free_mib=free_pos,
+        backing_src=xs,
+        home_src=hs,
+        pdist_src=pds,
+        free=np.maximum(free, 0),
         cpus=cpus,
-        pdist=pdd,
-        load_vcpus=load,
+        pdist_dst=pdd,
+        load=load,
+        block=block,
+        dmin=dmin,
+        dmax=dmax,
+        policy=policy,
+        strategy=strategy,
+        boot_mib=boot_mib,
+        t_before=t_before,
     )
-    home_dst = placement.mapping.astype(np.int64)
+    return _plan(request)
+
+
+def _plan(r: _Request) -> MigrationPlan:
+    """Destination, carried levels, landing and steps of a checked request."""
+    target_after = _target_after(r)
+    if isinstance(target_after, str):
+        return _infeasible(r, target_after)
     try:
-        xa = distribute(
-            target_after,
-            size,
-            free_pos,
-            home_dst,
-            vd,
-            pdd,
-            cast(Policy, policy),
-            explicit_targets_mib=t_before if policy == "explicit" else None,
-            block_mib=block,
-            vcpu_weight=cw,
-        )
+        home_dst, backing_after = _destination(r, target_after)
     except InfeasibleError as e:  # cannot happen with target_after <= can_back; be explicit
-        return fail(e.reason)
-    t_after = xa.sum(axis=1)
-
-    # Carried levels (see module docstring).
-    floor = max(dmin, int(np.minimum(t_before, t_after).sum()))
-    if strategy == "rebalance":
-        carried_total = floor
-    else:
-        boot = dmin if boot_mib is None else max(int(boot_mib), dmin)
-        carried_total = min(boot, target_before, target_after)
-    t_mid = _carry(t_before, t_after, carried_total)
-    x_mid_src = _keep_nearest(xs, t_mid, hs, pds)
-
-    # Destination backing at migrate: a sub-backing of the final one plus any surplus.
-    sub = np.minimum(t_mid, t_after)
-    x_sub = _keep_nearest(xa, sub, home_dst, pdd)
-    surplus = t_mid - sub
-    grow_need = xa - x_sub
-    spare = np.maximum(free_pos - xa.sum(axis=0), 0)
-    gd = grow_need.sum(axis=0)
-    alloc = _interval_alloc(surplus, np.concatenate([spare, gd]))
-    sp_spare, sp_slot = alloc[:, :pd], alloc[:, pd:]
-    slot_total = int(sp_slot.sum())
-    if slot_total > target_after - dmin:
-        return fail(
-            f"destination lacks {slot_total - (target_after - dmin)} MiB of room to "
-            f"re-pool without going below dynamic_min {dmin} MiB"
+        return _infeasible(r, e.reason)
+    t_after = backing_after.sum(axis=1)
+    t_mid = _carry(r.t_before, t_after, _carried_total(r, t_after, target_after))
+    x_mid_src = _keep_nearest(r.backing_src, t_mid, r.home_src, r.pdist_src)
+    land = _landing(r, t_mid, backing_after, home_dst)
+    slot_total = int(land.surplus_slot.sum())
+    if slot_total > target_after - r.dmin:
+        return _infeasible(
+            r,
+            f"destination lacks {slot_total - (target_after - r.dmin)} MiB of room to "
+            f"re-pool without going below dynamic_min {r.dmin} MiB",
         )
-    x_carried = x_sub + sp_spare + sp_slot
-    claims = xa.sum(axis=0) + sp_spare.sum(axis=0)
-
-    # Settle sub-phases: (A) grow into free claimed room, (B) shrink surplus, (C) grow the rest.
-    room = gd - sp_slot.sum(axis=0)
-    before = np.cumsum(grow_need, axis=0) - grow_need
-    grow_a = np.clip(room[None, :] - before, 0, grow_need)
-    grow_c = grow_need - grow_a
-
-    topo = VirtualTopology(
-        size_mib=size, vcpu_vnode=np.repeat(np.arange(v), cw), distances=vd, block_mib=block
-    )
-    steps: list[PlanStep] = []
-
-    def emit(phase: Phase, host: Host, c: _Chunks) -> None:
-        vv, pp, ss, ee, isblk = _split_blocks(c, block)
-        nb_s = -(-ss // block)
-        nb_e = -(-ee // block)
-        for i in range(vv.shape[0]):  # one iteration per emitted step
-            s, e, vn = int(ss[i]), int(ee[i]), int(vv[i])
-            lo, hi = sorted((int(nb_s[i]), int(nb_e[i])))
-            op: Op = ("plug" if e > s else "unplug") if isblk[i] else "balloon"
-            ranges = tuple(topo.block_pfn_ranges(vn, lo, hi - lo)) if isblk[i] else ()
-            steps.append(
-                PlanStep(len(steps), phase, op, host, vn, int(pp[i]), abs(e - s), ranges, e)
-            )
-
-    for p in np.flatnonzero(claims > 0).tolist():
-        steps.append(
-            PlanStep(
-                len(steps), "claim", "claim", "destination", None, int(p), int(claims[p]), (), None
-            )
-        )
-    emit("prepare", "source", _chunks(x_mid_src - xs, t_before))
-    steps.append(
-        PlanStep(
-            len(steps),
-            "migrate",
-            "migrate",
-            "source",
-            None,
-            None,
-            int(t_mid.sum()),
-            (),
-            int(t_mid.sum()),
-        )
-    )
-    level = t_mid
-    for delta in (grow_a, -(sp_spare + sp_slot), grow_c):
-        emit("settle", "destination", _chunks(delta, level))
-        level = level + delta.sum(axis=1)
-    left_src = x_mid_src.sum(axis=0)
-    for p in np.flatnonzero(xs.sum(axis=0) > 0).tolist():
-        steps.append(
-            PlanStep(
-                len(steps), "release", "release", "source", None, int(p), int(left_src[p]), (), None
-            )
-        )
-
+    steps = _plan_steps(r, t_mid, x_mid_src, land)
     moved = sum(s.mib for s in steps if s.op in ("balloon", "plug", "unplug"))
     return MigrationPlan(
         feasible=True,
         reason="",
-        strategy=strategy,
-        mapping_before=hs,
+        strategy=r.strategy,
+        mapping_before=r.home_src,
         mapping_after=home_dst,
-        backing_before=xs,
-        backing_after=xa,
-        claims_mib=claims,
-        target_before_mib=target_before,
+        backing_before=r.backing_src,
+        backing_after=backing_after,
+        claims_mib=land.claims,
+        target_before_mib=r.target_before,
         target_after_mib=target_after,
-        steps=tuple(steps),
+        steps=steps,
         moved_mib=int(moved),
-        distortion_before=d_before,
-        distortion_after=distortion(xa, vd, pdd, home_dst, cw),
-        remote_fraction_before=r_before,
-        remote_fraction_after=remote_fraction(xa, home_dst),
+        distortion_before=_distortion_before(r),
+        distortion_after=distortion(
+            backing_mib=backing_after,
+            vdist=r.vdist,
+            pdist=r.pdist_dst,
+            home=home_dst,
+            vcpu_count=r.vcpu_count,
+        ),
+        remote_fraction_before=remote_fraction(backing_mib=r.backing_src, home=r.home_src),
+        remote_fraction_after=remote_fraction(backing_mib=backing_after, home=home_dst),
         carried_mib=t_mid,
-        backing_carried_mib=x_carried,
-        block_mib=block,
+        backing_carried_mib=land.carried,
+        block_mib=r.block,
     )

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 BALANCE_WEIGHT = 1e-3
 """Weight of balance in the score; balance lies in [0, 1], so it cannot beat a distortion gap
@@ -36,7 +37,7 @@ DEFAULT_BUDGET_EVALS = 300_000
 """Candidate evaluations the heuristic may spend; 32 vnodes on 64 pnodes stay well under 1 s."""
 
 DEFAULT_POOL_SIZE = 256
-"""Mappings per distinct host topology that rank_hosts scores against every host of it."""
+"""Mappings per distinct host topology that rank_cluster scores against every host of it."""
 
 _OVERFLOW_KEY = 1024.0
 """Exchange rate of one MiB of overflow into score units in the local search: larger than any
@@ -80,14 +81,6 @@ class HostArrays:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ranking:
-    """Placements in the input order of the hosts, plus host indices best first."""
-
-    placements: tuple[Placement, ...]
-    order: IntArray
-
-
-@dataclass(frozen=True)
 class _Guest:
     demand: FloatArray
     demand_int: IntArray
@@ -100,7 +93,7 @@ class _Guest:
     total_demand: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Host:
     free: FloatArray
     cpus: FloatArray
@@ -133,14 +126,15 @@ def _int_square(x: ArrayLike, n: int, name: str) -> IntArray:
     return arr.astype(np.int64)
 
 
-def _make_guest(demand_mib: ArrayLike, vcpus: ArrayLike, vdist: ArrayLike) -> _Guest:
+def _make_guest(demand_mib: ArrayLike, vcpu_count: ArrayLike, vdist: ArrayLike) -> _Guest:
+    """The guest's arrays, validated, as floats for scoring and integers for exact figures."""
     demand = _int_vector(demand_mib, "demand_mib")
-    cw = _int_vector(vcpus, "vcpus")
+    cw = _int_vector(vcpu_count, "vcpu_count")  # cw: vCPU count per vnode
     v = demand.shape[0]
     if v == 0:
         raise ValueError("a domain needs at least one vnode")
     if cw.shape != (v,):
-        raise ValueError("vcpus must have one entry per vnode")
+        raise ValueError("vcpu_count must have one entry per vnode")
     vd = _int_square(vdist, v, "vdist")
     total_cw = float(cw.sum())
     total_demand = float(demand.sum())
@@ -354,7 +348,7 @@ def _greedy(g: _Guest, h: _Host, starts: IntArray) -> IntArray:
     return maps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Eval:
     overflow: float
     score: float
@@ -372,6 +366,178 @@ def _evaluate(g: _Guest, h: _Host, maps: IntArray) -> tuple[FloatArray, FloatArr
     return over[0], dist + BALANCE_WEIGHT * bal[0]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Fixed:
+    """What the local search reuses every iteration: transposes, diagonals and the self term.
+
+    ``w``/``vd``/``pd``: guest weights, virtual and physical distances (float); ``self_ok`` is
+    vnode a's own-pool cost when homed on p with its memory there, (V, P)."""
+
+    w: FloatArray
+    vd: FloatArray
+    pd: FloatArray
+    wt: FloatArray
+    vdt: FloatArray
+    wdiag: FloatArray
+    vdiag: FloatArray
+    ddiag: FloatArray
+    upper: BoolArray
+    self_ok: FloatArray
+
+
+def _fixed_terms(g: _Guest, h: _Host) -> _Fixed:
+    """The iteration-invariant pieces of ``_local_search``, computed once per search."""
+    v = g.demand.shape[0]
+    w, vd, pd = g.w, g.vdist, h.pdist
+    wdiag, vdiag, ddiag = np.diagonal(w), np.diagonal(vd), np.diagonal(pd)
+    return _Fixed(
+        w=w,
+        vd=vd,
+        pd=pd,
+        wt=w.T,
+        vdt=vd.T,
+        wdiag=wdiag,
+        vdiag=vdiag,
+        ddiag=ddiag,
+        upper=np.triu(np.ones((v, v), dtype=bool), k=1),
+        self_ok=wdiag[:, None] * np.abs(vdiag[:, None] - ddiag[None, :]),
+    )
+
+
+def _home_costs(fx: _Fixed, m: IntArray) -> FloatArray:
+    """(V, P) cost ``G[a, p]`` of homing vnode ``a`` on ``p`` with the other vnodes fixed."""
+    dr = fx.pd[:, m]  # (P, V): D[p, m_u]
+    dc = fx.pd[m, :].T  # (P, V): D[m_u, p]
+    t1 = np.einsum("au,apu->ap", fx.w, np.abs(fx.vd[:, None, :] - dr[None, :, :]))
+    t2 = np.einsum("au,apu->ap", fx.wt, np.abs(fx.vdt[:, None, :] - dc[None, :, :]))
+    wrong_self = fx.wdiag[:, None] * (
+        np.abs(fx.vdiag[:, None] - dr.T) + np.abs(fx.vdiag[:, None] - dc.T)
+    )
+    out: FloatArray = t1 + t2 - wrong_self + fx.self_ok
+    return out
+
+
+def _move_keys(
+    g: _Guest, h: _Host, m: IntArray, cost: FloatArray, mem: FloatArray, ncpu: FloatArray
+) -> FloatArray:
+    """(V, P) search key of moving vnode ``a`` to pnode ``q`` (inf where ``q`` is its home).
+
+    ``mem``/``ncpu``: the guest's MiB and vCPUs per pnode under mapping ``m``."""
+    ar = np.arange(m.shape[0])
+    cur = cost[ar, m]
+    d_dist_mv = cost - cur[:, None]
+    src = m
+    dem, cw = g.demand[:, None], g.cw[:, None]
+    f_src, f_dst = h.free[src][:, None], h.free[None, :]
+    d_over_mv = (
+        _overflow(mem[None, :] + dem, f_dst)
+        - _overflow(mem[None, :], f_dst)
+        + _overflow(mem[src][:, None] - dem, f_src)
+        - _overflow(mem[src][:, None], f_src)
+    )
+    l_src, c_src = h.load[src][:, None], h.cpus[src][:, None]
+    l_dst, c_dst = h.load[None, :], h.cpus[None, :]
+    d_cpu_mv = (
+        _cpu_contrib(ncpu[None, :] + cw, l_dst, c_dst)
+        - _cpu_contrib(ncpu[None, :], l_dst, c_dst)
+        + _cpu_contrib(ncpu[src][:, None] - cw, l_src, c_src)
+        - _cpu_contrib(ncpu[src][:, None], l_src, c_src)
+    )
+    d_mem_mv = (
+        _mem_contrib(mem[None, :] + dem, f_dst)
+        - _mem_contrib(mem[None, :], f_dst)
+        + _mem_contrib(mem[src][:, None] - dem, f_src)
+        - _mem_contrib(mem[src][:, None], f_src)
+    )
+    key_mv: FloatArray = (
+        _OVERFLOW_KEY * d_over_mv
+        + d_dist_mv
+        + BALANCE_WEIGHT * _balance_from_sums(g, d_cpu_mv, d_mem_mv)
+    )
+    key_mv[ar, m] = np.inf
+    return key_mv
+
+
+def _swap_distortion(fx: _Fixed, m: IntArray, cost: FloatArray) -> FloatArray:
+    """(V, V) exact distortion change of swapping the homes of vnodes ``a`` and ``b``."""
+    w, vd, wt, vdt = fx.w, fx.vd, fx.wt, fx.vdt
+    cur = cost[np.arange(m.shape[0]), m]
+    g_ab = cost[:, m]  # G[a, m_b]
+    dmm = fx.pd[m][:, m]  # D[m_a, m_b]
+    dd = fx.ddiag[m]
+    s1 = w * np.abs(vd - dd[None, :]) + wt * np.abs(vdt - dd[None, :])
+    s2 = w * np.abs(vd - dd[:, None]) + wt * np.abs(vdt - dd[:, None])
+    pair_old = w * np.abs(vd - dmm) + wt * np.abs(vdt - dmm.T)
+    pair_new = w * np.abs(vd - dmm.T) + wt * np.abs(vdt - dmm)
+    out: FloatArray = g_ab + g_ab.T - cur[:, None] - cur[None, :] - s1 - s2 + pair_old + pair_new
+    return out
+
+
+def _swap_keys(
+    g: _Guest,
+    h: _Host,
+    fx: _Fixed,
+    m: IntArray,
+    cost: FloatArray,
+    mem: FloatArray,
+    ncpu: FloatArray,
+) -> FloatArray:
+    """(V, V) search key of swapping vnodes ``a < b`` on different pnodes (inf elsewhere)."""
+    d_dist_sw = _swap_distortion(fx, m, cost)
+    delta_dem = g.demand[None, :] - g.demand[:, None]  # d_b - d_a lands on m_a
+    delta_cw = g.cw[None, :] - g.cw[:, None]
+    ma, mb = m[:, None], m[None, :]
+    fa, fb = h.free[ma], h.free[mb]
+    memab, memb = mem[ma], mem[mb]
+    d_over_sw = (
+        _overflow(memab + delta_dem, fa)
+        - _overflow(memab, fa)
+        + _overflow(memb - delta_dem, fb)
+        - _overflow(memb, fb)
+    )
+    na, nb = ncpu[ma], ncpu[mb]
+    la, ca, lb, cb = h.load[ma], h.cpus[ma], h.load[mb], h.cpus[mb]
+    d_cpu_sw = (
+        _cpu_contrib(na + delta_cw, la, ca)
+        - _cpu_contrib(na, la, ca)
+        + _cpu_contrib(nb - delta_cw, lb, cb)
+        - _cpu_contrib(nb, lb, cb)
+    )
+    d_mem_sw = (
+        _mem_contrib(memab + delta_dem, fa)
+        - _mem_contrib(memab, fa)
+        + _mem_contrib(memb - delta_dem, fb)
+        - _mem_contrib(memb, fb)
+    )
+    key_sw = (
+        _OVERFLOW_KEY * d_over_sw
+        + d_dist_sw
+        + BALANCE_WEIGHT * _balance_from_sums(g, d_cpu_sw, d_mem_sw)
+    )
+    out: FloatArray = np.where(fx.upper & (ma != mb), key_sw, np.inf)
+    return out
+
+
+def _apply_move(g: _Guest, m: IntArray, mem: FloatArray, ncpu: FloatArray, a: int, q: int) -> None:
+    """Rehome vnode ``a`` on pnode ``q``, updating the per-pnode sums in place."""
+    old = int(m[a])
+    mem[old] -= g.demand[a]
+    ncpu[old] -= g.cw[a]
+    mem[q] += g.demand[a]
+    ncpu[q] += g.cw[a]
+    m[a] = q
+
+
+def _apply_swap(g: _Guest, m: IntArray, mem: FloatArray, ncpu: FloatArray, a: int, b: int) -> None:
+    """Exchange the homes of vnodes ``a`` and ``b``, updating the per-pnode sums in place."""
+    pa, pb = int(m[a]), int(m[b])
+    mem[pa] += g.demand[b] - g.demand[a]
+    mem[pb] += g.demand[a] - g.demand[b]
+    ncpu[pa] += g.cw[b] - g.cw[a]
+    ncpu[pb] += g.cw[a] - g.cw[b]
+    m[a], m[b] = pb, pa
+
+
 def _local_search(g: _Guest, h: _Host, start: IntArray, max_iters: int) -> tuple[IntArray, int]:
     """Steepest descent over all single-vnode moves and all pair swaps, priced as arrays.
 
@@ -381,121 +547,24 @@ def _local_search(g: _Guest, h: _Host, start: IntArray, max_iters: int) -> tuple
     """
     m = start.copy()
     v, p = m.shape[0], h.free.shape[0]
-    w, vd, pd = g.w, g.vdist, h.pdist
-    wt, vdt = w.T, vd.T
-    wdiag, vdiag, ddiag = np.diagonal(w), np.diagonal(vd), np.diagonal(pd)
-    ar = np.arange(v)
-    upper = np.triu(np.ones((v, v), dtype=bool), k=1)
-    self_ok = wdiag[:, None] * np.abs(vdiag[:, None] - ddiag[None, :])  # (V, P)
+    fx = _fixed_terms(g, h)
     mem = np.bincount(m, weights=g.demand, minlength=p).astype(np.float64)
     ncpu = np.bincount(m, weights=g.cw, minlength=p).astype(np.float64)
     used = 0
     for _ in range(max_iters):
         used += 1
-        dr = pd[:, m]  # (P, V): D[p, m_u]
-        dc = pd[m, :].T  # (P, V): D[m_u, p]
-        t1 = np.einsum("au,apu->ap", w, np.abs(vd[:, None, :] - dr[None, :, :]))
-        t2 = np.einsum("au,apu->ap", wt, np.abs(vdt[:, None, :] - dc[None, :, :]))
-        wrong_self = wdiag[:, None] * (
-            np.abs(vdiag[:, None] - dr.T) + np.abs(vdiag[:, None] - dc.T)
-        )
-        cost = t1 + t2 - wrong_self + self_ok  # (V, P)
-        cur = cost[ar, m]
-
-        # single-vnode moves a -> q
-        d_dist_mv = cost - cur[:, None]
-        src = m
-        dem, cw = g.demand[:, None], g.cw[:, None]
-        f_src, f_dst = h.free[src][:, None], h.free[None, :]
-        d_over_mv = (
-            _overflow(mem[None, :] + dem, f_dst)
-            - _overflow(mem[None, :], f_dst)
-            + _overflow(mem[src][:, None] - dem, f_src)
-            - _overflow(mem[src][:, None], f_src)
-        )
-        l_src, c_src = h.load[src][:, None], h.cpus[src][:, None]
-        l_dst, c_dst = h.load[None, :], h.cpus[None, :]
-        d_cpu_mv = (
-            _cpu_contrib(ncpu[None, :] + cw, l_dst, c_dst)
-            - _cpu_contrib(ncpu[None, :], l_dst, c_dst)
-            + _cpu_contrib(ncpu[src][:, None] - cw, l_src, c_src)
-            - _cpu_contrib(ncpu[src][:, None], l_src, c_src)
-        )
-        d_mem_mv = (
-            _mem_contrib(mem[None, :] + dem, f_dst)
-            - _mem_contrib(mem[None, :], f_dst)
-            + _mem_contrib(mem[src][:, None] - dem, f_src)
-            - _mem_contrib(mem[src][:, None], f_src)
-        )
-        key_mv = (
-            _OVERFLOW_KEY * d_over_mv
-            + d_dist_mv
-            + BALANCE_WEIGHT * _balance_from_sums(g, d_cpu_mv, d_mem_mv)
-        )
-        key_mv[ar, m] = np.inf
-
-        # pair swaps a <-> b
-        g_ab = cost[:, m]  # G[a, m_b]
-        dmm = pd[m][:, m]  # D[m_a, m_b]
-        dd = ddiag[m]
-        s1 = w * np.abs(vd - dd[None, :]) + wt * np.abs(vdt - dd[None, :])
-        s2 = w * np.abs(vd - dd[:, None]) + wt * np.abs(vdt - dd[:, None])
-        pair_old = w * np.abs(vd - dmm) + wt * np.abs(vdt - dmm.T)
-        pair_new = w * np.abs(vd - dmm.T) + wt * np.abs(vdt - dmm)
-        d_dist_sw = g_ab + g_ab.T - cur[:, None] - cur[None, :] - s1 - s2 + pair_old + pair_new
-        delta_dem = g.demand[None, :] - g.demand[:, None]  # d_b - d_a lands on m_a
-        delta_cw = g.cw[None, :] - g.cw[:, None]
-        ma, mb = m[:, None], m[None, :]
-        fa, fb = h.free[ma], h.free[mb]
-        memab, memb = mem[ma], mem[mb]
-        d_over_sw = (
-            _overflow(memab + delta_dem, fa)
-            - _overflow(memab, fa)
-            + _overflow(memb - delta_dem, fb)
-            - _overflow(memb, fb)
-        )
-        na, nb = ncpu[ma], ncpu[mb]
-        la, ca, lb, cb = h.load[ma], h.cpus[ma], h.load[mb], h.cpus[mb]
-        d_cpu_sw = (
-            _cpu_contrib(na + delta_cw, la, ca)
-            - _cpu_contrib(na, la, ca)
-            + _cpu_contrib(nb - delta_cw, lb, cb)
-            - _cpu_contrib(nb, lb, cb)
-        )
-        d_mem_sw = (
-            _mem_contrib(memab + delta_dem, fa)
-            - _mem_contrib(memab, fa)
-            + _mem_contrib(memb - delta_dem, fb)
-            - _mem_contrib(memb, fb)
-        )
-        key_sw = (
-            _OVERFLOW_KEY * d_over_sw
-            + d_dist_sw
-            + BALANCE_WEIGHT * _balance_from_sums(g, d_cpu_sw, d_mem_sw)
-        )
-        key_sw = np.where(upper & (ma != mb), key_sw, np.inf)
-
+        cost = _home_costs(fx, m)
+        key_mv = _move_keys(g, h, m, cost, mem, ncpu)
+        key_sw = _swap_keys(g, h, fx, m, cost, mem, ncpu)
         i_mv = int(np.argmin(key_mv))
         i_sw = int(np.argmin(key_sw))
         best_mv, best_sw = float(key_mv.flat[i_mv]), float(key_sw.flat[i_sw])
         if min(best_mv, best_sw) >= -_TOL:
             break
         if best_mv <= best_sw:
-            a, q = divmod(i_mv, p)
-            old = int(m[a])
-            mem[old] -= g.demand[a]
-            ncpu[old] -= g.cw[a]
-            mem[q] += g.demand[a]
-            ncpu[q] += g.cw[a]
-            m[a] = q
+            _apply_move(g, m, mem, ncpu, *divmod(i_mv, p))
         else:
-            a, b = divmod(i_sw, v)
-            pa, pb = int(m[a]), int(m[b])
-            mem[pa] += g.demand[b] - g.demand[a]
-            mem[pb] += g.demand[a] - g.demand[b]
-            ncpu[pa] += g.cw[b] - g.cw[a]
-            ncpu[pb] += g.cw[a] - g.cw[b]
-            m[a], m[b] = pb, pa
+            _apply_swap(g, m, mem, ncpu, *divmod(i_sw, v))
     return m, used
 
 
@@ -503,7 +572,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
     """Greedy mappings from every start pnode, the best few polished by local search.
 
     Returns all distinct candidates (K, V) and the index of the best one on this host; the pool
-    doubles as rank_hosts' shortlist for a host topology.
+    doubles as rank_cluster's shortlist for a host topology.
     """
     v, p = g.demand.shape[0], h.free.shape[0]
     starts = np.unique(np.linspace(0, p - 1, num=min(p, _MAX_STARTS)).round().astype(np.int64))
@@ -514,7 +583,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
     ranked = np.lexsort((score, over))
     found: list[IntArray] = [greedy]
     best_m = greedy[ranked[0]]
-    best_e = _Eval(float(over[ranked[0]]), float(score[ranked[0]]))
+    best_e = _Eval(overflow=float(over[ranked[0]]), score=float(score[ranked[0]]))
     seen: set[bytes] = set()
     for idx in ranked:
         if remaining <= per_iter or len(seen) >= _POLISH:
@@ -527,7 +596,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
         remaining -= used * per_iter
         found.append(m[None])
         o, s = _evaluate(g, h, m[None])
-        e = _Eval(float(o[0]), float(s[0]))
+        e = _Eval(overflow=float(o[0]), score=float(s[0]))
         if e.better_than(best_e):
             best_m, best_e = m, e
     # Iterated local search: perturb the incumbent with a few random moves and swaps.
@@ -548,7 +617,7 @@ def _heuristic_pool(g: _Guest, h: _Host, budget_evals: int) -> tuple[IntArray, i
         remaining -= used * per_iter
         found.append(m[None])
         o, s = _evaluate(g, h, m[None])
-        e = _Eval(float(o[0]), float(s[0]))
+        e = _Eval(overflow=float(o[0]), score=float(s[0]))
         if e.better_than(best_e):
             best_m, best_e, fails = m, e, 0
         else:
@@ -614,7 +683,7 @@ def _finish(g: _Guest, h: _Host, mapping: IntArray) -> Placement:
 def place(
     *,
     demand_mib: ArrayLike,
-    vcpus: ArrayLike,
+    vcpu_count: ArrayLike,
     vdist: ArrayLike,
     free_mib: ArrayLike,
     cpus: ArrayLike,
@@ -628,7 +697,7 @@ def place(
     home pnode but the host has enough free memory in total, the best mapping is still returned
     with ``spread=True``: memory will be spread to other pnodes by ``distribute``.
     """
-    g = _make_guest(demand_mib, vcpus, vdist)
+    g = _make_guest(demand_mib, vcpu_count, vdist)
     h = _make_host(free_mib, cpus, pdist, load_vcpus)
     v = g.demand.shape[0]
     if h.free.shape[0] == 0:
@@ -681,190 +750,6 @@ def _topology_pool(
     return pool[keep], dist[keep], float("nan")
 
 
-def rank_hosts(
-    *,
-    demand_mib: ArrayLike,
-    vcpus: ArrayLike,
-    vdist: ArrayLike,
-    hosts: Sequence[HostArrays],
-    budget_evals: int = DEFAULT_BUDGET_EVALS,
-    pool_size: int = DEFAULT_POOL_SIZE,
-) -> Ranking:
-    """Place one domain on every host of a cluster and order the hosts best first.
-
-    Hosts are grouped by topology (pnode count and distances). Per group a shortlist of mappings
-    is built once and scored against every host of the group in one broadcast pass; only hosts
-    the shortlist cannot serve well are searched on their own:
-
-    * a host where no shortlisted mapping fits although the host has room in total;
-    * a host whose best fitting shortlisted mapping is worse in distortion than a mapping left
-      out of an exact shortlist (so the answer stays exact on small search spaces).
-
-    Balance among mappings of equal distortion is optimised within the shortlist only.
-    Order: feasible first, then not spread, then score, then input position.
-    """
-    g = _make_guest(demand_mib, vcpus, vdist)
-    v = g.demand.shape[0]
-    n_hosts = len(hosts)
-    results: list[Placement | None] = [None] * n_hosts
-    exhaustive = np.zeros(n_hosts, dtype=bool)
-    groups: dict[tuple[int, bytes], list[int]] = {}
-    for i, host in enumerate(hosts):
-        d = np.asarray(host.pdist, dtype=np.int64)
-        groups.setdefault((d.shape[0], d.tobytes()), []).append(i)
-
-    for (p, _), members in groups.items():
-        idx = np.asarray(members, dtype=np.int64)
-        if p == 0:
-            for i in members:
-                results[i] = Placement(
-                    feasible=False,
-                    mapping=np.zeros(v, dtype=np.int64),
-                    distortion=0.0,
-                    score=0.0,
-                    spread=False,
-                    reason="host has no NUMA nodes",
-                )
-            continue
-        hs = [
-            _make_host(hosts[i].free_mib, hosts[i].cpus, hosts[i].pdist, hosts[i].load_vcpus)
-            for i in members
-        ]
-        pdist_int = hs[0].pdist_int
-        maps, dist, bound = _topology_pool(g, pdist_int, pool_size, budget_evals)
-        free = np.stack([h.free for h in hs])
-        over, bal = _host_terms(
-            g, maps, free, np.stack([h.cpus for h in hs]), np.stack([h.load for h in hs])
-        )
-        score = dist[None, :] + BALANCE_WEIGHT * bal
-        best = _best_lexicographic(over, score)
-        rows = np.arange(idx.shape[0])
-        best_over = over[rows, best]
-        best_dist = dist[best]
-        room = free.sum(axis=1) >= g.total_demand
-        searched = np.zeros(idx.shape[0], dtype=bool)
-        chosen: dict[int, IntArray] = {}
-        if np.isnan(bound):
-            # Heuristic shortlist: hosts whose state spoils it get a capacity-aware greedy,
-            # batched over all of them and a few start pnodes each (the most free ones).
-            weak = room & ((best_over > 0) | (best_dist > dist.min() + BALANCE_WEIGHT))
-            for r, m in _batched_greedy(g, hs, np.flatnonzero(weak), maps[best]).items():
-                chosen[r] = m
-            still = [r for r, m in chosen.items() if _fits(g, hs[r], m) is False]
-            for r in still:
-                chosen[r] = _search(g, hs[r], budget_evals)
-                searched[r] = True
-        else:
-            # Exact shortlist: search on its own any host that a left-out mapping may serve
-            # better, so small search spaces stay exact.
-            refine = room & ((best_over > 0) | (best_dist > bound + _TOL))
-            for row in np.flatnonzero(refine).tolist():
-                chosen[row] = _search(g, hs[row], budget_evals)
-                searched[row] = True
-        exact_dist = {int(k): _exact_distortion(g, hs[0], maps[k]) for k in np.unique(best)}
-        for r, i in enumerate(members):
-            h = hs[r]
-            if r in chosen:
-                pl = _finish(g, h, chosen[r])
-                results[i] = pl
-                exhaustive[i] = bool(searched[r])
-                continue
-            k = int(best[r])
-            d_exact = exact_dist[k]
-            sc = d_exact + BALANCE_WEIGHT * float(bal[r, k])
-            mapping = maps[k].copy()
-            exhaustive[i] = not np.isnan(bound)
-            if not room[r]:
-                need, have = int(g.demand_int.sum()), int(h.free.sum())
-                reason = f"needs {_fmt_mib(need)}, host has {_fmt_mib(have)} free"
-                results[i] = Placement(
-                    feasible=False,
-                    mapping=mapping,
-                    distortion=d_exact,
-                    score=sc,
-                    spread=False,
-                    reason=reason,
-                )
-            else:
-                results[i] = Placement(
-                    feasible=True,
-                    mapping=mapping,
-                    distortion=d_exact,
-                    score=sc,
-                    spread=bool(best_over[r] > 0),
-                    reason="",
-                )
-
-    order = _order(results)
-    # The hosts that will actually be chosen deserve a search of their own.
-    top = [int(i) for i in order[:_REFINE_TOP] if not exhaustive[int(i)]]
-    for i in top:
-        host = hosts[i]
-        h = _make_host(host.free_mib, host.cpus, host.pdist, host.load_vcpus)
-        old = results[i]
-        assert old is not None
-        new = _finish(g, h, _search(g, h, budget_evals))
-        if (new.spread, new.score) < (old.spread, old.score):
-            results[i] = new
-    if top:
-        order = _order(results)
-    done = [r for r in results if r is not None]
-    return Ranking(placements=tuple(done), order=order)
-
-
-def _order(results: Sequence[Placement | None]) -> IntArray:
-    done = [r for r in results if r is not None]
-    assert len(done) == len(results)
-    n = len(done)
-    feasible = np.array([r.feasible for r in done], dtype=bool)
-    spread = np.array([r.spread for r in done], dtype=bool)
-    scores = np.array([r.score for r in done], dtype=np.float64)
-    out: IntArray = np.lexsort((np.arange(n), scores, spread, ~feasible)).astype(np.int64)
-    return out
-
-
-def _fits(g: _Guest, h: _Host, mapping: IntArray) -> bool:
-    mem = np.bincount(mapping, weights=g.demand, minlength=h.free.shape[0])
-    return bool(np.all(mem <= h.free))
-
-
-def _batched_greedy(
-    g: _Guest, hs: Sequence[_Host], rows: IntArray, fallback: IntArray
-) -> dict[int, IntArray]:
-    """Capacity-aware greedy for many hosts of one topology in one vectorized construction.
-
-    Each host gets a few starts (its most free pnodes); the greedy broadcasts per-row host
-    arrays, so all hosts advance together. A host keeps its shortlist mapping (``fallback``
-    row) when that is no worse.
-    """
-    if rows.shape[0] == 0:
-        return {}
-    p = hs[0].free.shape[0]
-    n_starts = min(p, _BATCH_STARTS)
-    free = np.stack([hs[int(r)].free for r in rows])
-    cpus = np.stack([hs[int(r)].cpus for r in rows])
-    load = np.stack([hs[int(r)].load for r in rows])
-    starts = np.argsort(-free, axis=1, kind="stable")[:, :n_starts]  # (B, S)
-    rep = np.repeat(np.arange(rows.shape[0]), n_starts)
-    batch = _Host(
-        free=free[rep],
-        cpus=cpus[rep],
-        load=load[rep],
-        pdist=hs[0].pdist,
-        pdist_int=hs[0].pdist_int,
-    )
-    maps = _greedy(g, batch, starts.ravel().astype(np.int64))
-    cand = np.concatenate([maps, fallback[rows]], axis=0)
-    owner = np.concatenate([rep, np.arange(rows.shape[0])])
-    over, score = _rowwise(g, cand, hs[0].pdist, free[owner], cpus[owner], load[owner])
-    out: dict[int, IntArray] = {}
-    ranked = np.lexsort((score, over, owner))
-    firsts = ranked[np.r_[True, owner[ranked][1:] != owner[ranked][:-1]]]
-    for j in firsts:
-        out[int(rows[owner[j]])] = cand[j].copy()
-    return out
-
-
 def _rowwise(
     g: _Guest,
     maps: IntArray,
@@ -886,8 +771,6 @@ def _rowwise(
 
 
 # --------------------------------------------------------------------------- cluster ranking
-
-BoolArray = NDArray[np.bool_]
 
 _SPREAD_KEY = 1e6
 """Added to the sort key of a spread placement; larger than any score (distortion <= 244)."""
@@ -1063,7 +946,7 @@ def _exact_distortion_rows(g: _Guest, pdist_int: IntArray, maps: IntArray) -> Fl
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _ShapeResult:
     mapping: IntArray  # (H_s, V)
     over: FloatArray  # (H_s,)
@@ -1120,7 +1003,9 @@ def _rank_shape(
         best_bal[upd] = b[take]
     distortion = _exact_distortion_rows(g, pdist_int, mapping)
     score = distortion + BALANCE_WEIGHT * best_bal
-    return _ShapeResult(mapping, best_over, score, distortion, exhaustive)
+    return _ShapeResult(
+        mapping=mapping, over=best_over, score=score, distortion=distortion, exhaustive=exhaustive
+    )
 
 
 def _distinct_loads(
@@ -1167,10 +1052,82 @@ def _top(key: FloatArray, limit: int) -> IntArray:
     return out
 
 
+@dataclass(kw_only=True)
+class _ClusterResults:
+    """Per host (input order) the best placement found so far; filled shape by shape."""
+
+    mapping: IntArray  # (H, V)
+    over: FloatArray  # (H,) overflow MiB
+    score: FloatArray
+    distortion: FloatArray
+    exhaustive: BoolArray  # the answer is known optimal: no refinement needed
+
+
+def _rank_shapes(
+    g: _Guest, cluster: ClusterArrays, pool_size: int, budget_evals: int
+) -> _ClusterResults:
+    """``_rank_shape`` for every topology of the cluster, scattered back to host order."""
+    h, v = cluster.n_hosts, g.demand.shape[0]
+    res = _ClusterResults(
+        mapping=np.zeros((h, v), dtype=np.int64),
+        over=np.zeros(h),
+        score=np.zeros(h),
+        distortion=np.zeros(h),
+        exhaustive=np.ones(h, dtype=bool),
+    )
+    for s, pdist in enumerate(cluster.shapes):
+        members = np.flatnonzero(cluster.shape == s)
+        p = pdist.shape[0]
+        if members.shape[0] == 0 or p == 0:
+            continue
+        one = _rank_shape(
+            g,
+            pdist,
+            cluster.free_mib[members, :p].astype(np.float64),
+            cluster.cpus[members, :p].astype(np.float64),
+            cluster.load_vcpus[members, :p].astype(np.float64),
+            pool_size,
+            budget_evals,
+        )
+        res.mapping[members] = one.mapping
+        res.over[members], res.score[members] = one.over, one.score
+        res.distortion[members], res.exhaustive[members] = one.distortion, one.exhaustive
+    return res
+
+
+def _refine_hosts(
+    g: _Guest,
+    cluster: ClusterArrays,
+    res: _ClusterResults,
+    spread: BoolArray,
+    hosts: list[int],
+    budget_evals: int,
+) -> None:
+    """Give each of ``hosts`` ``place``'s own search; keep its answer where it is better.
+
+    Updates ``res`` and ``spread`` in place."""
+    for i in hosts:
+        p = cluster.shapes[int(cluster.shape[i])].shape[0]
+        host = _make_host(
+            cluster.free_mib[i, :p],
+            cluster.cpus[i, :p],
+            cluster.shapes[int(cluster.shape[i])],
+            cluster.load_vcpus[i, :p],
+        )
+        new = _finish(g, host, _search(g, host, budget_evals))
+        if (new.spread, new.score) < (bool(spread[i]), float(res.score[i])):
+            res.mapping[i], res.score[i], res.distortion[i] = (
+                new.mapping,
+                new.score,
+                new.distortion,
+            )
+            spread[i] = new.spread
+
+
 def rank_cluster(
     *,
     demand_mib: ArrayLike,
-    vcpus: ArrayLike,
+    vcpu_count: ArrayLike,
     vdist: ArrayLike,
     cluster: ClusterArrays,
     limit: int | None = None,
@@ -1187,63 +1144,31 @@ def rank_cluster(
     whose answer is not known optimal get ``place``'s own search, then the top is re-picked.
     Results match ``place`` exactly wherever a shape's every mapping fits in the shortlist.
     """
-    g = _make_guest(demand_mib, vcpus, vdist)
-    h, v = cluster.n_hosts, g.demand.shape[0]
+    g = _make_guest(demand_mib, vcpu_count, vdist)
+    h = cluster.n_hosts
     limit = h if limit is None else max(0, min(limit, h))
     free_total = cluster.free_mib.sum(axis=1)
-    mapping = np.zeros((h, v), dtype=np.int64)
-    over = np.zeros(h)
-    score = np.zeros(h)
-    distortion = np.zeros(h)
-    exhaustive = np.ones(h, dtype=bool)
-    for s, pdist in enumerate(cluster.shapes):
-        members = np.flatnonzero(cluster.shape == s)
-        p = pdist.shape[0]
-        if members.shape[0] == 0 or p == 0:
-            continue
-        res = _rank_shape(
-            g,
-            pdist,
-            cluster.free_mib[members, :p].astype(np.float64),
-            cluster.cpus[members, :p].astype(np.float64),
-            cluster.load_vcpus[members, :p].astype(np.float64),
-            pool_size,
-            budget_evals,
-        )
-        mapping[members] = res.mapping
-        over[members], score[members] = res.over, res.score
-        distortion[members], exhaustive[members] = res.distortion, res.exhaustive
+    res = _rank_shapes(g, cluster, pool_size, budget_evals)
     n_pnodes = np.array([s.shape[0] for s in cluster.shapes], dtype=np.int64)
     has_nodes = n_pnodes[cluster.shape] > 0 if h else np.zeros(0, dtype=bool)
     feasible = has_nodes & (free_total >= g.total_demand)
-    spread = feasible & (over > 0)
+    spread = feasible & (res.over > 0)
     # A fitting placement without distortion can only gain on the balance tie-break: no search.
-    exhaustive |= ~feasible | ((distortion == 0.0) & ~spread)
-    key = score + _SPREAD_KEY * spread + _INFEASIBLE_KEY * ~feasible
+    exhaustive = res.exhaustive | ~feasible | ((res.distortion == 0.0) & ~spread)
+    key = res.score + _SPREAD_KEY * spread + _INFEASIBLE_KEY * ~feasible
     order = _top(key, limit)
     refine = [int(i) for i in order[:refine_top] if not exhaustive[int(i)]]
-    for i in refine:
-        p = cluster.shapes[int(cluster.shape[i])].shape[0]
-        host = _make_host(
-            cluster.free_mib[i, :p],
-            cluster.cpus[i, :p],
-            cluster.shapes[int(cluster.shape[i])],
-            cluster.load_vcpus[i, :p],
-        )
-        new = _finish(g, host, _search(g, host, budget_evals))
-        if (new.spread, new.score) < (bool(spread[i]), float(score[i])):
-            mapping[i], score[i], distortion[i] = new.mapping, new.score, new.distortion
-            spread[i] = new.spread
+    _refine_hosts(g, cluster, res, spread, refine, budget_evals)
     if refine:
-        key = score + _SPREAD_KEY * spread + _INFEASIBLE_KEY * ~feasible
+        key = res.score + _SPREAD_KEY * spread + _INFEASIBLE_KEY * ~feasible
         order = _top(key, limit)
     return ClusterRanking(
         order=order,
         feasible=feasible,
         spread=spread,
-        score=score,
-        distortion=distortion,
-        mapping=mapping,
+        score=res.score,
+        distortion=res.distortion,
+        mapping=res.mapping,
         need_mib=int(g.demand_int.sum()),
         free_total_mib=free_total,
     )

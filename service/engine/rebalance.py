@@ -49,7 +49,7 @@ _MIN_GAIN = 1e-9
 """Smallest per-MiB gain (SLIT units per vCPU weight) worth a move: guards against float noise."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BlockMove:
     """Move ``mib`` (whole blocks) of domain ``domain`` between two (vnode, pnode) cells."""
 
@@ -63,7 +63,7 @@ class BlockMove:
     to_pfn_ranges: tuple[tuple[int, int], ...] = ()
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class RebalancePlan:
     """Moves in order, their total, and host figures before/after (memory-weighted)."""
 
@@ -82,8 +82,8 @@ def _host_figures(x: I64, vd: I64, pd: I64, home: I64, cw: I64) -> tuple[float, 
     total = float(mem.sum())
     if total == 0:
         return 0.0, 0.0
-    dist = distortion_many(x, vd, pd, home, cw)
-    rem = remote_fraction_many(x, home)
+    dist = distortion_many(backing_mib=x, vdist=vd, pdist=pd, home=home, vcpu_count=cw)
+    rem = remote_fraction_many(backing_mib=x, home=home)
     return float((dist * mem).sum() / total), float((rem * mem).sum() / total)
 
 
@@ -93,31 +93,10 @@ def _ranges(start_pfn: int, first_block: int, n: int, block: int) -> tuple[tuple
     return tuple((int(a), int(a) + step) for a in s.tolist())
 
 
-def plan_rebalance(
-    *,
-    backing_mib: ArrayLike,
-    size_mib: ArrayLike,
-    vdist: ArrayLike,
-    vcpus_per_vnode: ArrayLike,
-    home: ArrayLike,
-    block_mib: ArrayLike,
-    pdist: ArrayLike,
-    free_mib: ArrayLike,
-    budget_mib: int,
-) -> RebalancePlan:
-    """Greedy block moves within ``budget_mib`` (see the module docstring).
+def _check(x0: I64, size: I64, vd: I64, cw: I64, hm: I64, blk: I64, pd: I64, free0: I64) -> None:
+    """InputError unless the host's arrays agree in shape and are in range.
 
-    Shapes: backing (D,V,P), size/vcpus/home (D,V) (pad missing vnodes with size 0, vcpus 0),
-    vdist (D,V,V), block (D,), pdist (P,P), free (P,): what the host has free per pnode now.
-    """
-    x0 = int_array(backing_mib, "backing_mib", 3)
-    size = int_array(size_mib, "size_mib", 2)
-    vd = int_array(vdist, "vdist", 3)
-    cw = int_array(vcpus_per_vnode, "vcpus_per_vnode", 2)
-    hm = int_array(home, "home", 2)
-    blk = int_array(block_mib, "block_mib", 1)
-    pd = int_array(pdist, "pdist", 2)
-    free0 = int_array(free_mib, "free_mib", 1)
+    ``x0``: backing (D, V, P); ``cw``: vCPU count per vnode; ``hm``: homes; ``blk``: blocks."""
     d, v, p = x0.shape
     if (
         size.shape != (d, v)
@@ -138,91 +117,180 @@ def plan_rebalance(
         raise InputError("a pool is above its vnode size")
     if d * v and ((hm < 0) | (hm >= p)).any():
         raise InputError("home must index a pnode")
-    before = _host_figures(x0, vd, pd, hm, cw)
-    x = x0.copy()
-    moves: list[BlockMove] = []
-    if d * v * p == 0:
-        return RebalancePlan((), 0, *before, *before, x)
 
-    wsum = cw.sum(axis=1).astype(np.float64)
-    cost = cost_matrix_many(vd, pd, hm, cw) / np.where(wsum > 0, wsum, 1.0)[:, None, None]
-    cost[wsum == 0] = 0.0  # no vCPU weight: distortion is 0 whatever the backing
-    starts = np.cumsum(size, axis=1) * PAGES_PER_MIB - size * PAGES_PER_MIB  # (D, V)
-    free = free0.copy()
-    budget = int(budget_mib)
+
+@dataclass(frozen=True, kw_only=True)
+class _Host:
+    """The host's fixed arrays during the greedy: per-MiB cost (D, V, P), sizes (D, V), blocks
+    (D,) and each vnode's first PFN (D, V)."""
+
+    cost: F64
+    size: I64
+    blk: I64
+    starts: I64
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Cell:
+    """A candidate move: domain, source (vnode, pnode) and target (vnode, pnode)."""
+
+    dom: int
+    fu: int
+    fp: int
+    tu: int
+    tp: int
+
+
+def _best_cell(host: _Host, x: I64, free: I64, budget: int) -> _Cell | None:
+    """The move of greatest gain per MiB, or None when nothing gains (module docstring)."""
+    cost, size, blk = host.cost, host.size, host.blk
+    d, v, p = x.shape
     b3 = blk[:, None, None]
     neg, pos = -np.inf, np.inf
-    didx = np.arange(d)
-    while True:
-        okd = (blk <= budget)[:, None, None]
-        t = x.sum(axis=2)
-        src_ok = (x >= b3) & okd
-        vroom = (size - t >= blk[:, None])[:, :, None]  # (D, V, 1)
-        proom = free[None, None, :] >= b3  # (D, 1, P)
-        src_c = np.where(src_ok, cost, neg)
-        # (a) same vnode, other pnode: per (d, u) row
-        tgt_a = np.where(proom, cost, pos)
-        ia_s, ia_t = src_c.argmax(axis=2), tgt_a.argmin(axis=2)  # (D, V)
-        ga = (
-            np.take_along_axis(src_c, ia_s[:, :, None], 2)[:, :, 0]
-            - np.take_along_axis(tgt_a, ia_t[:, :, None], 2)[:, :, 0]
-        )
-        # (b) same pnode, other vnode: per (d, p) column
-        tgt_b = np.where(vroom, cost, pos)
-        ib_s, ib_t = src_c.argmax(axis=1), tgt_b.argmin(axis=1)  # (D, P)
-        gb = (
-            np.take_along_axis(src_c, ib_s[:, None, :], 1)[:, 0, :]
-            - np.take_along_axis(tgt_b, ib_t[:, None, :], 1)[:, 0, :]
-        )
-        # (c) both change (relaxed): global per domain
-        tgt_c = np.where(vroom & proom, cost, pos).reshape(d, v * p)
-        flat_s = src_c.reshape(d, v * p)
-        ic_s, ic_t = flat_s.argmax(axis=1), tgt_c.argmin(axis=1)
-        gc = flat_s[didx, ic_s] - tgt_c[didx, ic_t]
-        best = np.stack(
-            [
-                np.nanmax(np.where(np.isfinite(ga), ga, neg), axis=1),
-                np.nanmax(np.where(np.isfinite(gb), gb, neg), axis=1),
-                np.where(np.isfinite(gc), gc, neg),
-            ],
-            axis=1,
-        )  # (D, 3)
-        # Host objective gain per MiB: every domain's cost is already per MiB of the host.
-        k = int(np.argmax(best))
-        dom, kind = divmod(k, 3)
-        gain = float(best[dom, kind])
-        if not gain > _MIN_GAIN:
+    okd = (blk <= budget)[:, None, None]
+    t = x.sum(axis=2)
+    src_ok = (x >= b3) & okd
+    vroom = (size - t >= blk[:, None])[:, :, None]  # (D, V, 1)
+    proom = free[None, None, :] >= b3  # (D, 1, P)
+    src_c = np.where(src_ok, cost, neg)
+    # (a) same vnode, other pnode: per (d, u) row
+    tgt_a = np.where(proom, cost, pos)
+    ia_s, ia_t = src_c.argmax(axis=2), tgt_a.argmin(axis=2)  # (D, V)
+    ga = (
+        np.take_along_axis(src_c, ia_s[:, :, None], 2)[:, :, 0]
+        - np.take_along_axis(tgt_a, ia_t[:, :, None], 2)[:, :, 0]
+    )
+    # (b) same pnode, other vnode: per (d, p) column
+    tgt_b = np.where(vroom, cost, pos)
+    ib_s, ib_t = src_c.argmax(axis=1), tgt_b.argmin(axis=1)  # (D, P)
+    gb = (
+        np.take_along_axis(src_c, ib_s[:, None, :], 1)[:, 0, :]
+        - np.take_along_axis(tgt_b, ib_t[:, None, :], 1)[:, 0, :]
+    )
+    # (c) both change (relaxed): global per domain
+    tgt_c = np.where(vroom & proom, cost, pos).reshape(d, v * p)
+    flat_s = src_c.reshape(d, v * p)
+    ic_s, ic_t = flat_s.argmax(axis=1), tgt_c.argmin(axis=1)
+    gc = flat_s[np.arange(d), ic_s] - tgt_c[np.arange(d), ic_t]
+    best = np.stack(
+        [
+            np.nanmax(np.where(np.isfinite(ga), ga, neg), axis=1),
+            np.nanmax(np.where(np.isfinite(gb), gb, neg), axis=1),
+            np.where(np.isfinite(gc), gc, neg),
+        ],
+        axis=1,
+    )  # (D, 3)
+    # Host objective gain per MiB: every domain's cost is already per MiB of the host.
+    dom, kind = divmod(int(np.argmax(best)), 3)
+    if not float(best[dom, kind]) > _MIN_GAIN:
+        return None
+    if kind == 0:
+        u = int(np.argmax(np.where(np.isfinite(ga[dom]), ga[dom], neg)))
+        return _Cell(dom=dom, fu=u, fp=int(ia_s[dom, u]), tu=u, tp=int(ia_t[dom, u]))
+    if kind == 1:
+        q = int(np.argmax(np.where(np.isfinite(gb[dom]), gb[dom], neg)))
+        return _Cell(dom=dom, fu=int(ib_s[dom, q]), fp=q, tu=int(ib_t[dom, q]), tp=q)
+    fu, fp = divmod(int(ic_s[dom]), p)
+    tu, tp = divmod(int(ic_t[dom]), p)
+    return _Cell(dom=dom, fu=fu, fp=fp, tu=tu, tp=tp)
+
+
+def _move(host: _Host, x: I64, free: I64, budget: int, c: _Cell) -> BlockMove | None:
+    """As many whole blocks as fit (source, size, room, budget), applied to ``x`` and
+    ``free`` in place; None if not one block fits (cannot happen: candidates were filtered
+    on one whole block)."""
+    t = x.sum(axis=2)
+    dom, fu, fp, tu, tp = c.dom, c.fu, c.fp, c.tu, c.tp
+    b = int(host.blk[dom])
+    lim = [int(x[dom, fu, fp]), budget]
+    if tu != fu:
+        lim.append(int(host.size[dom, tu] - t[dom, tu]))
+    if tp != fp:
+        lim.append(int(free[tp]))
+    nblk = min(lim) // b
+    if nblk <= 0:
+        return None
+    mib = nblk * b
+    lf, lt = int(t[dom, fu]), int(t[dom, tu])
+    top = -(-lf // b)
+    out_r = _ranges(int(host.starts[dom, fu]), top - nblk, nblk, b)
+    in_r = out_r if tu == fu else _ranges(int(host.starts[dom, tu]), -(-lt // b), nblk, b)
+    x[dom, fu, fp] -= mib
+    x[dom, tu, tp] += mib
+    free[fp] += mib
+    free[tp] -= mib
+    return BlockMove(
+        domain=dom,
+        from_vnode=fu,
+        from_pnode=fp,
+        to_vnode=tu,
+        to_pnode=tp,
+        mib=mib,
+        pfn_ranges=out_r,
+        to_pfn_ranges=in_r,
+    )
+
+
+def plan_rebalance(
+    *,
+    backing_mib: ArrayLike,
+    size_mib: ArrayLike,
+    vdist: ArrayLike,
+    vcpu_count: ArrayLike,
+    home: ArrayLike,
+    block_mib: ArrayLike,
+    pdist: ArrayLike,
+    free_mib: ArrayLike,
+    budget_mib: int,
+) -> RebalancePlan:
+    """Greedy block moves within ``budget_mib`` (see the module docstring).
+
+    Shapes: backing (D,V,P), size/vcpus/home (D,V) (pad missing vnodes with size 0, vcpus 0),
+    vdist (D,V,V), block (D,), pdist (P,P), free (P,): what the host has free per pnode now.
+    """
+    x0 = int_array(backing_mib, "backing_mib", 3)
+    size = int_array(size_mib, "size_mib", 2)
+    vd = int_array(vdist, "vdist", 3)
+    cw = int_array(vcpu_count, "vcpu_count", 2)
+    hm = int_array(home, "home", 2)
+    blk = int_array(block_mib, "block_mib", 1)
+    pd = int_array(pdist, "pdist", 2)
+    free0 = int_array(free_mib, "free_mib", 1)
+    _check(x0, size, vd, cw, hm, blk, pd, free0)
+    dist0, remote0 = _host_figures(x0, vd, pd, hm, cw)
+    x = x0.copy()
+    moves: list[BlockMove] = []
+    if x0.size == 0:
+        return _plan(moves, x, (dist0, remote0), (dist0, remote0))
+    wsum = cw.sum(axis=1).astype(np.float64)
+    cost = (
+        cost_matrix_many(vdist=vd, pdist=pd, home=hm, vcpu_count=cw)
+        / np.where(wsum > 0, wsum, 1.0)[:, None, None]
+    )
+    cost[wsum == 0] = 0.0  # no vCPU weight: distortion is 0 whatever the backing
+    starts = np.cumsum(size, axis=1) * PAGES_PER_MIB - size * PAGES_PER_MIB  # (D, V)
+    host = _Host(cost=cost, size=size, blk=blk, starts=starts)
+    free = free0.copy()
+    budget = int(budget_mib)
+    while (cell := _best_cell(host, x, free, budget)) is not None:
+        move = _move(host, x, free, budget, cell)
+        if move is None:
             break
-        if kind == 0:
-            u = int(np.argmax(np.where(np.isfinite(ga[dom]), ga[dom], neg)))
-            fu, fp, tu, tp = u, int(ia_s[dom, u]), u, int(ia_t[dom, u])
-        elif kind == 1:
-            q = int(np.argmax(np.where(np.isfinite(gb[dom]), gb[dom], neg)))
-            fu, fp, tu, tp = int(ib_s[dom, q]), q, int(ib_t[dom, q]), q
-        else:
-            fu, fp = divmod(int(ic_s[dom]), p)
-            tu, tp = divmod(int(ic_t[dom]), p)
-        b = int(blk[dom])
-        lim = [int(x[dom, fu, fp]), budget]
-        if tu != fu:
-            lim.append(int(size[dom, tu] - t[dom, tu]))
-        if tp != fp:
-            lim.append(int(free[tp]))
-        nblk = min(lim) // b
-        if nblk <= 0:  # cannot happen: candidates were filtered on one whole block
-            break
-        mib = nblk * b
-        lf, lt = int(t[dom, fu]), int(t[dom, tu])
-        top = -(-lf // b)
-        out_r = _ranges(int(starts[dom, fu]), top - nblk, nblk, b)
-        in_r = out_r if tu == fu else _ranges(int(starts[dom, tu]), -(-lt // b), nblk, b)
-        x[dom, fu, fp] -= mib
-        x[dom, tu, tp] += mib
-        free[fp] += mib
-        free[tp] -= mib
-        budget -= mib
-        moves.append(BlockMove(dom, fu, fp, tu, tp, mib, out_r, in_r))
-    after = _host_figures(x, vd, pd, hm, cw)
+        budget -= move.mib
+        moves.append(move)
+    return _plan(moves, x, (dist0, remote0), _host_figures(x, vd, pd, hm, cw))
+
+
+def _plan(
+    moves: list[BlockMove], x: I64, before: tuple[float, float], after: tuple[float, float]
+) -> RebalancePlan:
+    """The plan of ``moves``; ``before``/``after``: (distortion, remote fraction) figures."""
     return RebalancePlan(
-        tuple(moves), sum(m.mib for m in moves), before[0], after[0], before[1], after[1], x
+        moves=tuple(moves),
+        moved_mib=sum(m.mib for m in moves),
+        distortion_before=before[0],
+        distortion_after=after[0],
+        remote_fraction_before=before[1],
+        remote_fraction_after=after[1],
+        backing_after_mib=x,
     )

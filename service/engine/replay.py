@@ -39,7 +39,7 @@ class ReplayError(EngineError):
         super().__init__(f"step {seq}: {message}")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ReplayTrace:
     """What the replay saw: the domain total after each step and the per-pnode peaks."""
 
@@ -67,6 +67,185 @@ def _blocks(step: PlanStep, span: tuple[int, int], block_pages: int, seq: int) -
     return out
 
 
+class _Replayer:
+    """The explicit state a replay walks: pool levels, source and destination backing, claims.
+
+    Lists of ints on purpose (see the module docstring): obviously correct, not fast."""
+
+    def __init__(self, plan: MigrationPlan, env: dict[str, ArrayLike], dynamic_min: int) -> None:
+        self.plan = plan
+        self.size = [int(s) for s in np.asarray(env["size_mib"]).tolist()]
+        self.block = plan.block_mib
+        self.block_pages = self.block * PAGES_PER_MIB
+        self.starts: list[int] = []
+        acc = 0
+        for s in self.size:
+            self.starts.append(acc)
+            acc += s * PAGES_PER_MIB
+        self.cap_s = [int(c) for c in np.asarray(env["capacity_src_mib"]).tolist()]
+        self.oth_s = [int(c) for c in np.asarray(env["used_src_other_mib"]).tolist()]
+        self.cap_d = [int(c) for c in np.asarray(env["capacity_dst_mib"]).tolist()]
+        self.oth_d = [int(c) for c in np.asarray(env["used_dst_other_mib"]).tolist()]
+        nv, ps, pd = len(self.size), len(self.cap_s), len(self.cap_d)
+        self.nv, self.ps, self.pd = nv, ps, pd
+        self.src = [[int(x) for x in row] for row in plan.backing_before.tolist()]
+        self.dst = [[0] * pd for _ in range(nv)]
+        self.claims = [0] * pd
+        self.level = [sum(row) for row in self.src]
+        self.dmin = dynamic_min
+        self.migrated = False
+        self.phase_idx = 0
+        self.totals: list[int] = []
+        self.peak_s = [sum(self.src[v][p] for v in range(nv)) for p in range(ps)]
+        self.peak_d = [0] * pd
+
+    # ----------------------------------------------------------------- invariants
+
+    def check_state(self, seq: int) -> None:
+        """Every invariant of the module docstring on the current state; records peaks."""
+        nv, level, size = self.nv, self.level, self.size
+        for v in range(nv):
+            if not 0 <= level[v] <= size[v]:
+                raise ReplayError(seq, f"vnode {v} pool {level[v]} outside 0..{size[v]}")
+        total = sum(level)
+        if total < self.dmin:
+            raise ReplayError(seq, f"domain total {total} MiB below dynamic_min {self.dmin}")
+        self.totals.append(total)
+        self._check_source(seq)
+        self._check_destination(seq)
+        grid, where = (self.dst, "destination") if self.migrated else (self.src, "source")
+        for v in range(nv):
+            if sum(grid[v]) != level[v]:
+                raise ReplayError(seq, f"vnode {v} {where} backing != pool level")
+
+    def _check_source(self, seq: int) -> None:
+        src, nv = self.src, self.nv
+        for p in range(self.ps):
+            use = sum(src[v][p] for v in range(nv))
+            if any(src[v][p] < 0 for v in range(nv)):
+                raise ReplayError(seq, f"negative source backing on pnode {p}")
+            if use + self.oth_s[p] > self.cap_s[p]:
+                raise ReplayError(seq, f"source pnode {p}: {use}+{self.oth_s[p]} > {self.cap_s[p]}")
+            self.peak_s[p] = max(self.peak_s[p], use)
+
+    def _check_destination(self, seq: int) -> None:
+        dst, nv, claims = self.dst, self.nv, self.claims
+        for p in range(self.pd):
+            use = sum(dst[v][p] for v in range(nv))
+            if any(dst[v][p] < 0 for v in range(nv)):
+                raise ReplayError(seq, f"negative destination backing on pnode {p}")
+            if claims[p] + self.oth_d[p] > self.cap_d[p]:
+                raise ReplayError(
+                    seq,
+                    f"destination pnode {p}: claims {claims[p]} + {self.oth_d[p]} > "
+                    f"{self.cap_d[p]}",
+                )
+            if use > claims[p]:
+                raise ReplayError(seq, f"destination pnode {p}: backing {use} > claim {claims[p]}")
+            self.peak_d[p] = max(self.peak_d[p], use)
+
+    # ----------------------------------------------------------------- steps
+
+    def step(self, i: int, st: PlanStep) -> None:
+        """Check a step's numbering and phase, apply it, then check the state."""
+        seq = st.seq
+        if seq != i:
+            raise ReplayError(seq, f"seq {seq} at position {i}")
+        if st.phase not in PHASES or PHASES.index(st.phase) < self.phase_idx:
+            raise ReplayError(seq, f"phase {st.phase} out of order")
+        self.phase_idx = PHASES.index(st.phase)
+        if st.mib < 0:
+            raise ReplayError(seq, "negative mib")
+        if st.op == "claim":
+            if st.phase != "claim" or st.host != "destination" or st.pnode is None:
+                raise ReplayError(seq, "claim must be a destination claim-phase pnode step")
+            self.claims[st.pnode] += st.mib
+        elif st.op == "migrate":
+            self._migrate(st)
+        elif st.op == "release":
+            self._release(st)
+        elif st.op in ("balloon", "plug", "unplug"):
+            self._pool(st)
+        else:
+            raise ReplayError(seq, f"unknown op {st.op}")
+        self.check_state(seq)
+
+    def _migrate(self, st: PlanStep) -> None:
+        seq, level = st.seq, self.level
+        if st.phase != "migrate" or self.migrated:
+            raise ReplayError(seq, "exactly one migrate step, in the migrate phase")
+        carried = [int(x) for x in self.plan.backing_carried_mib.sum(axis=1).tolist()]
+        if carried != level:
+            raise ReplayError(seq, f"carried levels {carried} != pool levels {level}")
+        if st.mib != sum(level) or st.target_mib != sum(level):
+            raise ReplayError(seq, f"migrate carries {sum(level)} MiB, step says {st.mib}")
+        self.dst = [[int(x) for x in row] for row in self.plan.backing_carried_mib.tolist()]
+        self.migrated = True
+
+    def _release(self, st: PlanStep) -> None:
+        seq = st.seq
+        if st.phase != "release" or st.host != "source" or st.pnode is None:
+            raise ReplayError(seq, "release must be a source release-phase pnode step")
+        have = sum(self.src[v][st.pnode] for v in range(self.nv))
+        if st.mib != have:
+            raise ReplayError(seq, f"release of {st.mib} MiB, pnode {st.pnode} holds {have}")
+        for v in range(self.nv):
+            self.src[v][st.pnode] = 0
+
+    def _pool(self, st: PlanStep) -> None:
+        seq = st.seq
+        if st.vnode is None or st.pnode is None or st.target_mib is None:
+            raise ReplayError(seq, "pool step needs vnode, pnode and target_mib")
+        on_src = st.host == "source"
+        if on_src != (st.phase == "prepare") or (not on_src and st.phase != "settle"):
+            raise ReplayError(seq, f"{st.host} pool step in phase {st.phase}")
+        v, p = st.vnode, st.pnode
+        old, new = self.level[v], st.target_mib
+        if abs(new - old) != st.mib:
+            raise ReplayError(seq, f"target {new} from {old} is not a {st.mib} MiB change")
+        grid = self.src if on_src else self.dst
+        grid[v][p] += new - old
+        self.level[v] = new
+        if not 0 <= new <= self.size[v]:
+            raise ReplayError(seq, f"vnode {v} pool {new} outside 0..{self.size[v]}")
+        self._check_blocks(st, v, old, new)
+
+    def _check_blocks(self, st: PlanStep, v: int, old: int, new: int) -> None:
+        """A pool step's op and PFN ranges against the plugged blocks it changes."""
+        seq, block = st.seq, self.block
+        ob, nb = -(-old // block), -(-new // block)
+        want = set(range(min(ob, nb), max(ob, nb)))
+        span = (self.starts[v], self.starts[v] + self.size[v] * PAGES_PER_MIB)
+        named = _blocks(st, span, self.block_pages, seq)
+        expect_op = "balloon" if ob == nb else ("plug" if nb > ob else "unplug")
+        if st.op != expect_op:
+            raise ReplayError(seq, f"{st.op} changes plugged blocks {ob}->{nb}")
+        if named != want:
+            raise ReplayError(
+                seq,
+                f"PFN ranges name blocks {sorted(named)[:4]}..., expected {sorted(want)[:4]}...",
+            )
+
+    def finish(self) -> ReplayTrace:
+        """The end checks (migrated, destination == backing_after, source empty)."""
+        if not self.migrated:
+            raise ReplayError(-1, "plan has no migrate step")
+        final = np.array(self.dst, dtype=np.int64).reshape(self.nv, self.pd)
+        if not np.array_equal(final, self.plan.backing_after):
+            raise ReplayError(-1, "final destination backing differs from backing_after")
+        left = sum(sum(row) for row in self.src)
+        if left:
+            raise ReplayError(-1, f"{left} MiB left on the source")
+        return ReplayTrace(
+            totals_mib=tuple(self.totals),
+            min_total_mib=min(self.totals),
+            peak_src_mib=np.array(self.peak_s, dtype=np.int64),
+            peak_dst_mib=np.array(self.peak_d, dtype=np.int64),
+            claims_mib=np.array(self.claims, dtype=np.int64),
+            final_backing_mib=final,
+        )
+
+
 def replay(
     plan: MigrationPlan,
     *,
@@ -80,140 +259,15 @@ def replay(
     """Apply every step of ``plan`` in order, checking every intermediate state."""
     if not plan.feasible:
         raise ReplayError(-1, f"plan is infeasible: {plan.reason}")
-    size = [int(s) for s in np.asarray(size_mib).tolist()]
-    block = plan.block_mib
-    block_pages = block * PAGES_PER_MIB
-    starts: list[int] = []
-    acc = 0
-    for s in size:
-        starts.append(acc)
-        acc += s * PAGES_PER_MIB
-    cap_s = [int(c) for c in np.asarray(capacity_src_mib).tolist()]
-    oth_s = [int(c) for c in np.asarray(used_src_other_mib).tolist()]
-    cap_d = [int(c) for c in np.asarray(capacity_dst_mib).tolist()]
-    oth_d = [int(c) for c in np.asarray(used_dst_other_mib).tolist()]
-    nv, ps, pd = len(size), len(cap_s), len(cap_d)
-    src = [[int(x) for x in row] for row in plan.backing_before.tolist()]
-    dst = [[0] * pd for _ in range(nv)]
-    claims = [0] * pd
-    level = [sum(row) for row in src]
-    dmin = int(dynamic_min_mib)
-    migrated = False
-    phase_idx = 0
-    totals: list[int] = []
-    peak_s = [sum(src[v][p] for v in range(nv)) for p in range(ps)]
-    peak_d = [0] * pd
-
-    def check_state(seq: int) -> None:
-        for v in range(nv):
-            if not 0 <= level[v] <= size[v]:
-                raise ReplayError(seq, f"vnode {v} pool {level[v]} outside 0..{size[v]}")
-        total = sum(level)
-        if total < dmin:
-            raise ReplayError(seq, f"domain total {total} MiB below dynamic_min {dmin}")
-        totals.append(total)
-        for p in range(ps):
-            use = sum(src[v][p] for v in range(nv))
-            if any(src[v][p] < 0 for v in range(nv)):
-                raise ReplayError(seq, f"negative source backing on pnode {p}")
-            if use + oth_s[p] > cap_s[p]:
-                raise ReplayError(seq, f"source pnode {p}: {use}+{oth_s[p]} > {cap_s[p]}")
-            peak_s[p] = max(peak_s[p], use)
-        for p in range(pd):
-            use = sum(dst[v][p] for v in range(nv))
-            if any(dst[v][p] < 0 for v in range(nv)):
-                raise ReplayError(seq, f"negative destination backing on pnode {p}")
-            if claims[p] + oth_d[p] > cap_d[p]:
-                raise ReplayError(
-                    seq, f"destination pnode {p}: claims {claims[p]} + {oth_d[p]} > {cap_d[p]}"
-                )
-            if use > claims[p]:
-                raise ReplayError(seq, f"destination pnode {p}: backing {use} > claim {claims[p]}")
-            peak_d[p] = max(peak_d[p], use)
-        if not migrated:
-            for v in range(nv):
-                if sum(src[v]) != level[v]:
-                    raise ReplayError(seq, f"vnode {v} source backing != pool level")
-        else:
-            for v in range(nv):
-                if sum(dst[v]) != level[v]:
-                    raise ReplayError(seq, f"vnode {v} destination backing != pool level")
-
-    check_state(-1)
+    env = {
+        "size_mib": size_mib,
+        "capacity_src_mib": capacity_src_mib,
+        "used_src_other_mib": used_src_other_mib,
+        "capacity_dst_mib": capacity_dst_mib,
+        "used_dst_other_mib": used_dst_other_mib,
+    }
+    state = _Replayer(plan, env, int(dynamic_min_mib))
+    state.check_state(-1)
     for i, st in enumerate(plan.steps):
-        seq = st.seq
-        if seq != i:
-            raise ReplayError(seq, f"seq {seq} at position {i}")
-        if st.phase not in PHASES or PHASES.index(st.phase) < phase_idx:
-            raise ReplayError(seq, f"phase {st.phase} out of order")
-        phase_idx = PHASES.index(st.phase)
-        if st.mib < 0:
-            raise ReplayError(seq, "negative mib")
-        if st.op == "claim":
-            if st.phase != "claim" or st.host != "destination" or st.pnode is None:
-                raise ReplayError(seq, "claim must be a destination claim-phase pnode step")
-            claims[st.pnode] += st.mib
-        elif st.op == "migrate":
-            if st.phase != "migrate" or migrated:
-                raise ReplayError(seq, "exactly one migrate step, in the migrate phase")
-            carried = [int(x) for x in plan.backing_carried_mib.sum(axis=1).tolist()]
-            if carried != level:
-                raise ReplayError(seq, f"carried levels {carried} != pool levels {level}")
-            if st.mib != sum(level) or st.target_mib != sum(level):
-                raise ReplayError(seq, f"migrate carries {sum(level)} MiB, step says {st.mib}")
-            dst = [[int(x) for x in row] for row in plan.backing_carried_mib.tolist()]
-            migrated = True
-        elif st.op == "release":
-            if st.phase != "release" or st.host != "source" or st.pnode is None:
-                raise ReplayError(seq, "release must be a source release-phase pnode step")
-            have = sum(src[v][st.pnode] for v in range(nv))
-            if st.mib != have:
-                raise ReplayError(seq, f"release of {st.mib} MiB, pnode {st.pnode} holds {have}")
-            for v in range(nv):
-                src[v][st.pnode] = 0
-        elif st.op in ("balloon", "plug", "unplug"):
-            if st.vnode is None or st.pnode is None or st.target_mib is None:
-                raise ReplayError(seq, "pool step needs vnode, pnode and target_mib")
-            on_src = st.host == "source"
-            if on_src != (st.phase == "prepare") or (not on_src and st.phase != "settle"):
-                raise ReplayError(seq, f"{st.host} pool step in phase {st.phase}")
-            v, p = st.vnode, st.pnode
-            old, new = level[v], st.target_mib
-            if abs(new - old) != st.mib:
-                raise ReplayError(seq, f"target {new} from {old} is not a {st.mib} MiB change")
-            grid = src if on_src else dst
-            grid[v][p] += new - old
-            level[v] = new
-            if not 0 <= new <= size[v]:
-                raise ReplayError(seq, f"vnode {v} pool {new} outside 0..{size[v]}")
-            ob, nb = -(-old // block), -(-new // block)
-            want = set(range(min(ob, nb), max(ob, nb)))
-            named = _blocks(st, (starts[v], starts[v] + size[v] * PAGES_PER_MIB), block_pages, seq)
-            expect_op = "balloon" if ob == nb else ("plug" if nb > ob else "unplug")
-            if st.op != expect_op:
-                raise ReplayError(seq, f"{st.op} changes plugged blocks {ob}->{nb}")
-            if named != want:
-                raise ReplayError(
-                    seq,
-                    f"PFN ranges name blocks {sorted(named)[:4]}..., "
-                    f"expected {sorted(want)[:4]}...",
-                )
-        else:
-            raise ReplayError(seq, f"unknown op {st.op}")
-        check_state(seq)
-    if not migrated:
-        raise ReplayError(-1, "plan has no migrate step")
-    final = np.array(dst, dtype=np.int64).reshape(nv, pd)
-    if not np.array_equal(final, plan.backing_after):
-        raise ReplayError(-1, "final destination backing differs from backing_after")
-    left = sum(sum(row) for row in src)
-    if left:
-        raise ReplayError(-1, f"{left} MiB left on the source")
-    return ReplayTrace(
-        totals_mib=tuple(totals),
-        min_total_mib=min(totals),
-        peak_src_mib=np.array(peak_s, dtype=np.int64),
-        peak_dst_mib=np.array(peak_d, dtype=np.int64),
-        claims_mib=np.array(claims, dtype=np.int64),
-        final_backing_mib=final,
-    )
+        state.step(i, st)
+    return state.finish()

@@ -43,7 +43,7 @@ F64 = NDArray[np.float64]
 B = NDArray[np.bool_]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class SqueezeInput:
     """All domains of one host, padded to V vnodes (padding: size 0, backing 0).
 
@@ -66,7 +66,7 @@ class SqueezeInput:
     balance: bool = False
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class SqueezePlan:
     """Result: apply ``decreases`` first, wait until that memory is really free, then
     ``increases`` (squeezed's two phases, so the host never transiently overcommits)."""
@@ -113,7 +113,7 @@ def cumulative_round(
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Entries:
     """Sparse (d, v, p) pattern of a batch of backings, sorted by (d, v, p).
 
@@ -155,7 +155,17 @@ def _entries(x: I64, size: I64, home: I64, rows: I64) -> tuple[_Entries, I64]:
     flat = np.flatnonzero(mask).astype(np.int64)
     vid, p = np.divmod(flat, npn)
     d, v = np.divmod(vid, nv)
-    e = _Entries(d, v, p, vid, k, nv, npn, _seg_bounds(d, k), _seg_bounds(vid, k * nv))
+    e = _Entries(
+        d=d,
+        v=v,
+        p=p,
+        vid=vid,
+        n_dom=k,
+        n_v=nv,
+        n_p=npn,
+        d_bounds=_seg_bounds(d, k),
+        vid_bounds=_seg_bounds(vid, k * nv),
+    )
     return e, x.ravel()[flat]
 
 
@@ -253,35 +263,46 @@ def _gamma_per_pnode(g: F64, col0: F64, colm: F64, col1: F64, limit: F64) -> F64
     return out
 
 
-def squeeze(inp: SqueezeInput) -> SqueezePlan:
-    """Plan one squeeze / balance round for a host; see the module docstring.
+@dataclass(frozen=True, kw_only=True)
+class _Anchors:
+    """The active domains' three anchor plans on one sparse pattern (see the module docstring).
 
-    Raises ``InfeasibleError`` when even gamma = 0 (every active domain at dynamic_min) cannot
-    satisfy the request.  ``max_feasible_mib`` is then, for ``total_free_mib``, the largest
-    total that could be freed; for ``free_mib``, the sum over pnodes of
-    ``min(requested, freeable)`` -- asking for ``min(requested, freeable)`` per pnode succeeds.
-    """
-    _check(inp)
-    x = np.asarray(inp.backing_mib, dtype=np.int64)
-    p = x.shape[2]
+    ``p0``/``pm``/``p1``: entry values at gamma 0, at the breakpoint ``g`` (D,) and at 1;
+    ``mn``/``mx``: the active domains' dynamic range (D,)."""
+
+    e: _Entries
+    p0: I64
+    pm: I64
+    p1: I64
+    g: F64
+    mn: I64
+    mx: I64
+
+    @property
+    def rng(self) -> I64:
+        out: I64 = self.mx - self.mn
+        return out
+
+
+def _held_inactive(inp: SqueezeInput, x: I64, rows: I64, ina: B) -> I64:
+    """(P,) usage of the inactive domains: max(backing, actual) per pnode, grown like P_1."""
+    size = np.asarray(inp.size_mib, dtype=np.int64)
+    home = np.asarray(inp.home, dtype=np.int64)
+    cur = rows.sum(axis=1)
+    actual = np.minimum(np.asarray(inp.actual_mib, dtype=np.int64), size.sum(axis=1))
+    ei, vi = _entries(x[ina], size[ina], home[ina], rows[ina])
+    held = grow(ei, vi, np.maximum(actual[ina] - cur[ina], 0), size[ina])
+    out: I64 = ei.col(held).sum(axis=0)
+    return out
+
+
+def _anchors(inp: SqueezeInput, x: I64, rows: I64, act: B) -> _Anchors:
+    """P_0, P_mid and P_1 of the active domains and each one's breakpoint gamma."""
     size = np.asarray(inp.size_mib, dtype=np.int64)
     home = np.asarray(inp.home, dtype=np.int64)
     mn = np.asarray(inp.dynamic_min_mib, dtype=np.int64)
     mx = np.asarray(inp.dynamic_max_mib, dtype=np.int64)
-    act = np.asarray(inp.active, dtype=bool)
-    cap = np.asarray(inp.capacity_mib, dtype=np.int64) - np.asarray(inp.claimed_mib, np.int64)
-    rows = x.sum(axis=2)
-    if (rows > size).any():
-        raise InputError("a vnode is backed beyond its size")
     cur = rows.sum(axis=1)
-
-    # Inactive domains: held at max(backing, actual) per pnode.
-    ina = ~act
-    actual = np.minimum(np.asarray(inp.actual_mib, dtype=np.int64), size.sum(axis=1))
-    ei, vi = _entries(x[ina], size[ina], home[ina], rows[ina])
-    held = grow(ei, vi, np.maximum(actual[ina] - cur[ina], 0), size[ina])
-    fixed = ei.col(held).sum(axis=0)  # (P,)
-
     sa, mna, mxa, cura = size[act], mn[act], mx[act], cur[act]
     e, val = _entries(x[act], sa, home[act], rows[act])
     mid = np.clip(cura, mna, mxa)
@@ -295,67 +316,113 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
         out=np.zeros(mid.shape[0]),
         where=rng > 0,
     )
-    col0, colm, col1 = e.col(p0), e.col(pm), e.col(p1)
+    return _Anchors(e=e, p0=p0, pm=pm, p1=p1, g=g, mn=mna, mx=mxa)
 
+
+def _infeasible(
+    inp: SqueezeInput, free_cap: I64, used0: I64, bad: I64, req: I64
+) -> InfeasibleError:
+    """Why even gamma = 0 fails, and the most that could be freed (``squeeze``'s docstring).
+
+    ``free_cap``: capacity - claimed - inactive usage per pnode; ``bad``: failing pnodes."""
+    freeable = free_cap - used0
+    over = np.flatnonzero(freeable < 0)
+    if over.size:
+        maxf = 0
+        why = (
+            f"pnodes {over.tolist()} are over capacity even with every active domain at dynamic_min"
+        )
+    elif inp.free_mib is not None:
+        maxf = int(np.minimum(req, freeable).sum())
+        why = (
+            f"pnodes {bad.tolist()} cannot free the requested memory even with every "
+            f"active domain at dynamic_min (freeable there: {freeable[bad].tolist()} MiB)"
+        )
+    else:
+        maxf = int(freeable.sum())
+        why = (
+            f"only {maxf} MiB can be freed on this host with every active domain at "
+            f"dynamic_min (requested {inp.total_free_mib} MiB)"
+        )
+    return InfeasibleError(maxf, why)
+
+
+def _gamma(a: _Anchors, limit: I64, budget: int | None) -> float:
+    """The largest shared gamma in [0, 1] within every pnode's ``limit`` and the budget."""
+    e = a.e
+    gp = _gamma_per_pnode(
+        a.g,
+        e.col(a.p0).astype(np.float64),
+        e.col(a.pm).astype(np.float64),
+        e.col(a.p1).astype(np.float64),
+        limit.astype(np.float64),
+    )
+    gamma = float(gp.min(initial=1.0))
+    if budget is not None and int(a.mx.sum()) > budget:
+        gamma = min(gamma, (budget - int(a.mn.sum())) / float(a.rng.sum()))
+    return min(max(gamma, 0.0), 1.0)
+
+
+def _integer_usage(
+    a: _Anchors, p: int, gamma: float, limit: I64, budget: int | None
+) -> tuple[float, I64, I64]:
+    """The integer plan at ``gamma``, backed off a hair while float slop breaks a limit.
+
+    Returns gamma, the entry values and their per-pnode usage (P,)."""
+    e = a.e
+    perm = np.argsort(e.d * p + e.p, kind="stable")
+    ua = _integer_plan(e, perm, gamma, a.g, a.p0, a.pm, a.p1, a.mn, a.rng, limit)
+    for i in range(6):  # float slop only: back gamma off a hair and retry
+        ucol = e.col(ua).sum(axis=0)
+        if (ucol <= limit).all() and (budget is None or int(ua.sum()) <= budget):
+            break
+        gamma = max(gamma - 1e-9 * (16**i), 0.0)
+        ua = _integer_plan(e, perm, gamma, a.g, a.p0, a.pm, a.p1, a.mn, a.rng, limit)
+    else:
+        gamma, ua = 0.0, a.p0
+        ucol = e.col(ua).sum(axis=0)
+    return gamma, ua, ucol
+
+
+def squeeze(inp: SqueezeInput) -> SqueezePlan:
+    """Plan one squeeze / balance round for a host; see the module docstring.
+
+    Raises ``InfeasibleError`` when even gamma = 0 (every active domain at dynamic_min) cannot
+    satisfy the request.  ``max_feasible_mib`` is then, for ``total_free_mib``, the largest
+    total that could be freed; for ``free_mib``, the sum over pnodes of
+    ``min(requested, freeable)`` -- asking for ``min(requested, freeable)`` per pnode succeeds.
+    """
+    _check(inp)
+    x = np.asarray(inp.backing_mib, dtype=np.int64)
+    p = x.shape[2]
+    act = np.asarray(inp.active, dtype=bool)
+    cap = np.asarray(inp.capacity_mib, dtype=np.int64) - np.asarray(inp.claimed_mib, np.int64)
+    rows = x.sum(axis=2)
+    if (rows > np.asarray(inp.size_mib, dtype=np.int64)).any():
+        raise InputError("a vnode is backed beyond its size")
+    fixed = _held_inactive(inp, x, rows, ~act)  # (P,)
+    a = _anchors(inp, x, rows, act)
     req = (
         np.zeros(p, dtype=np.int64)
         if inp.free_mib is None
         else np.asarray(inp.free_mib, dtype=np.int64)
     )
     limit = cap - fixed - req  # per-pnode bound on active domains' usage
-    used0 = col0.sum(axis=0)
+    used0 = a.e.col(a.p0).sum(axis=0)
     budget: int | None = None
     if inp.total_free_mib is not None:
         budget = int(cap.sum() - fixed.sum() - inp.total_free_mib)
-
     bad = np.flatnonzero(used0 > limit)
-    if bad.size or (budget is not None and int(mna.sum()) > budget):
-        freeable = cap - fixed - used0
-        over = np.flatnonzero(freeable < 0)
-        if over.size:
-            maxf = 0
-            why = (
-                f"pnodes {over.tolist()} are over capacity even with every active domain at "
-                "dynamic_min"
-            )
-        elif inp.free_mib is not None:
-            maxf = int(np.minimum(req, freeable).sum())
-            why = (
-                f"pnodes {bad.tolist()} cannot free the requested memory even with every "
-                f"active domain at dynamic_min (freeable there: {freeable[bad].tolist()} MiB)"
-            )
-        else:
-            maxf = int(freeable.sum())
-            why = (
-                f"only {maxf} MiB can be freed on this host with every active domain at "
-                f"dynamic_min (requested {inp.total_free_mib} MiB)"
-            )
-        raise InfeasibleError(maxf, why)
+    if bad.size or (budget is not None and int(a.mn.sum()) > budget):
+        raise _infeasible(inp, cap - fixed, used0, bad, req)
+    gamma, ua, ucol = _integer_usage(a, p, _gamma(a, limit, budget), limit, budget)
+    return _plan(inp, x, rows, act, a.e, ua, gamma, (cap - (fixed + ucol)).astype(np.int64))
 
-    gp = _gamma_per_pnode(
-        g,
-        col0.astype(np.float64),
-        colm.astype(np.float64),
-        col1.astype(np.float64),
-        limit.astype(np.float64),
-    )
-    gamma = float(gp.min(initial=1.0))
-    if budget is not None and int(mxa.sum()) > budget:
-        gamma = min(gamma, (budget - int(mna.sum())) / float(rng.sum()))
-    gamma = min(max(gamma, 0.0), 1.0)
 
-    perm = np.argsort(e.d * p + e.p, kind="stable")
-    ua = _integer_plan(e, perm, gamma, g, p0, pm, p1, mna, rng, limit)
-    for i in range(6):  # float slop only: back gamma off a hair and retry
-        ucol = e.col(ua).sum(axis=0)
-        if (ucol <= limit).all() and (budget is None or int(ua.sum()) <= budget):
-            break
-        gamma = max(gamma - 1e-9 * (16**i), 0.0)
-        ua = _integer_plan(e, perm, gamma, g, p0, pm, p1, mna, rng, limit)
-    else:
-        gamma, ua = 0.0, p0
-        ucol = e.col(ua).sum(axis=0)
-
+def _plan(
+    inp: SqueezeInput, x: I64, rows: I64, act: B, e: _Entries, ua: I64, gamma: float, free: I64
+) -> SqueezePlan:
+    """The plan of the active domains' entry values ``ua``; ``free``: free MiB per pnode."""
     new_x = x.copy()
     new_x[act] = e.dense(ua)
     vt = rows.copy()
@@ -365,7 +432,6 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
         .reshape(e.n_dom, e.n_v)
     )
     new_t = np.where(act, vt.sum(axis=1), np.asarray(inp.actual_mib, dtype=np.int64))
-    used = fixed + ucol
     old_t = np.asarray(inp.target_mib, dtype=np.int64)
     dec = tuple(np.flatnonzero(act & (new_t < old_t)).tolist())
     inc = tuple(np.flatnonzero(act & (new_t > old_t)).tolist())
@@ -374,7 +440,7 @@ def squeeze(inp: SqueezeInput) -> SqueezePlan:
         target_mib=new_t.astype(np.int64),
         backing_mib=new_x,
         vnode_target_mib=vt,
-        free_mib_after=(cap - used).astype(np.int64),
+        free_mib_after=free,
         decreases=dec,
         increases=inc,
     )

@@ -23,7 +23,7 @@ from .topology import MAX_VNODES, validate_slit
 __all__ = ["WorstCaseTemplate", "worst_case_template"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class WorstCaseTemplate:
     vnodes: int
     distances: NDArray[np.int64]  # (K, K)
@@ -34,7 +34,7 @@ class WorstCaseTemplate:
 def worst_case_template(host_distance_matrices: Sequence[object]) -> WorstCaseTemplate:
     """Pick the template host; raise ``TopologyError`` listing every invalid matrix."""
     if len(host_distance_matrices) == 0:
-        raise TopologyError((Issue(("hosts",), "need at least one host"),))
+        raise TopologyError((Issue(loc=("hosts",), msg="need at least one host"),))
     issues: list[Issue] = []
     for i, m in enumerate(host_distance_matrices):
         issues.extend(validate_slit(m, None, ("hosts", i, "distances")))
@@ -48,8 +48,8 @@ def worst_case_template(host_distance_matrices: Sequence[object]) -> WorstCaseTe
         raise TopologyError(
             (
                 Issue(
-                    ("hosts", best, "distances"),
-                    f"{dist.shape[0]} nodes exceed the {MAX_VNODES}-vnode limit of a guest",
+                    loc=("hosts", best, "distances"),
+                    msg=f"{dist.shape[0]} nodes exceed the {MAX_VNODES}-vnode limit of a guest",
                 ),
             )
         )

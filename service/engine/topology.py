@@ -59,33 +59,37 @@ def validate_slit(
     issues: list[Issue] = []
     rows = _as_list(distances)
     if rows is None:
-        return (Issue(loc_prefix, "must be a list of lists of integers"),)
+        return (Issue(loc=loc_prefix, msg="must be a list of lists of integers"),)
     size = len(rows) if n is None else n
     if len(rows) != size:
-        issues.append(Issue(loc_prefix, f"must have {size} rows, got {len(rows)}"))
+        issues.append(Issue(loc=loc_prefix, msg=f"must have {size} rows, got {len(rows)}"))
     if size == 0:
-        issues.append(Issue(loc_prefix, "must not be empty"))
+        issues.append(Issue(loc=loc_prefix, msg="must not be empty"))
     for i, row_obj in enumerate(rows):
         row = _as_list(row_obj)
         if row is None:
-            issues.append(Issue((*loc_prefix, i), "must be a list of integers"))
+            issues.append(Issue(loc=(*loc_prefix, i), msg="must be a list of integers"))
             continue
         if len(row) != size:
-            issues.append(Issue((*loc_prefix, i), f"must have {size} entries, got {len(row)}"))
+            issues.append(
+                Issue(loc=(*loc_prefix, i), msg=f"must have {size} entries, got {len(row)}")
+            )
         for j, d in enumerate(row):
             loc = (*loc_prefix, i, j)
             if not _is_int(d):
-                issues.append(Issue(loc, "must be an integer"))
+                issues.append(Issue(loc=loc, msg="must be an integer"))
                 continue
             dv = int(d)  # type: ignore[call-overload]
             if i == j:
                 if dv != SLIT_LOCAL:
-                    issues.append(Issue(loc, f"local distance must be {SLIT_LOCAL}, got {dv}"))
+                    issues.append(
+                        Issue(loc=loc, msg=f"local distance must be {SLIT_LOCAL}, got {dv}")
+                    )
             elif not SLIT_MIN_REMOTE <= dv <= SLIT_MAX_REMOTE:
                 issues.append(
                     Issue(
-                        loc,
-                        f"remote distance must be in {SLIT_MIN_REMOTE}..{SLIT_MAX_REMOTE}, "
+                        loc=loc,
+                        msg=f"remote distance must be in {SLIT_MIN_REMOTE}..{SLIT_MAX_REMOTE}, "
                         f"got {dv}",
                     )
                 )
@@ -94,11 +98,11 @@ def validate_slit(
 
 def _int_field(value: object, loc: Loc, issues: list[Issue], lo: int, hi: int) -> int | None:
     if not _is_int(value):
-        issues.append(Issue(loc, "must be an integer"))
+        issues.append(Issue(loc=loc, msg="must be an integer"))
         return None
     v: int = int(value)  # type: ignore[call-overload]
     if not lo <= v <= hi:
-        issues.append(Issue(loc, f"must be in {lo}..{hi}, got {v}"))
+        issues.append(Issue(loc=loc, msg=f"must be in {lo}..{hi}, got {v}"))
         return None
     return v
 
@@ -109,7 +113,7 @@ def _frozen(a: NDArray[np.int64]) -> I64:
     return out
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class PhysicalTopology:
     """A host's pnodes; arrays are read-only so a topology can be shared safely."""
 
@@ -130,16 +134,20 @@ class PhysicalTopology:
     @classmethod
     def from_lists(
         cls,
+        *,
         memory_mib: object,
         reserved_mib: object,
         cpus: object,
         distances: object,
     ) -> PhysicalTopology:
-        return physical_from_lists(memory_mib, reserved_mib, cpus, distances)
+        """``physical_from_lists`` as a constructor."""
+        return physical_from_lists(
+            memory_mib=memory_mib, reserved_mib=reserved_mib, cpus=cpus, distances=distances
+        )
 
 
 def physical_from_lists(
-    memory_mib: object, reserved_mib: object, cpus: object, distances: object
+    *, memory_mib: object, reserved_mib: object, cpus: object, distances: object
 ) -> PhysicalTopology:
     """Build a validated ``PhysicalTopology`` from JSON-ish lists; raise with every issue."""
     issues: list[Issue] = []
@@ -147,13 +155,13 @@ def physical_from_lists(
     res = _as_list(reserved_mib)
     cp = _as_list(cpus)
     if mem is None:
-        raise TopologyError((Issue(("pnodes",), "memory_mib must be a list"),))
+        raise TopologyError((Issue(loc=("pnodes",), msg="memory_mib must be a list"),))
     n = len(mem)
     if not 1 <= n <= MAX_PNODES:
-        issues.append(Issue(("pnodes",), f"must have 1..{MAX_PNODES} pnodes, got {n}"))
+        issues.append(Issue(loc=("pnodes",), msg=f"must have 1..{MAX_PNODES} pnodes, got {n}"))
     for name, lst in (("reserved_mib", res), ("cpus", cp)):
         if lst is None or len(lst) != n:
-            issues.append(Issue(("pnodes",), f"{name} must be a list of {n} integers"))
+            issues.append(Issue(loc=("pnodes",), msg=f"{name} must be a list of {n} integers"))
     mem_v: list[int] = []
     res_v: list[int] = []
     cpu_v: list[int] = []
@@ -163,7 +171,9 @@ def physical_from_lists(
         if res is not None and len(res) == n:
             r = _int_field(res[p], ("pnodes", p, "reserved_mib"), issues, 0, MAX_MIB)
             if m is not None and r is not None and r >= m:
-                issues.append(Issue(("pnodes", p, "reserved_mib"), "must be below memory_mib"))
+                issues.append(
+                    Issue(loc=("pnodes", p, "reserved_mib"), msg="must be below memory_mib")
+                )
         c = None
         if cp is not None and len(cp) == n:
             c = _int_field(cp[p], ("pnodes", p, "cpus"), issues, 1, 1 << 20)
@@ -182,7 +192,7 @@ def physical_from_lists(
     )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class VirtualTopology:
     """What the guest sees (SRAT/SLIT): fixed for the guest's lifetime, so validated strictly."""
 
@@ -201,11 +211,14 @@ class VirtualTopology:
 
     @classmethod
     def from_lists(
-        cls, size_mib: object, vcpus: object, distances: object, block_mib: object = 128
+        cls, *, size_mib: object, vcpus: object, distances: object, block_mib: object = 128
     ) -> VirtualTopology:
-        return virtual_from_lists(size_mib, vcpus, distances, block_mib)
+        """``virtual_from_lists`` as a constructor."""
+        return virtual_from_lists(
+            size_mib=size_mib, vcpus=vcpus, distances=distances, block_mib=block_mib
+        )
 
-    def vcpus_per_vnode(self) -> I64:
+    def vcpu_count(self) -> I64:
         """vCPU counts weight the distortion metric: more vCPUs, more accesses from that vnode."""
         return np.bincount(self.vcpu_vnode, minlength=self.n_vnodes).astype(np.int64)
 
@@ -239,8 +252,90 @@ class VirtualTopology:
         return [(int(s), int(s) + step) for s in starts.tolist()]
 
 
+def _block_size(block_mib: object, issues: list[Issue]) -> int | None:
+    """The hotplug block size if valid (a power of two up to MAX_MIB), else None + issue."""
+    if not _is_int(block_mib):
+        issues.append(Issue(loc=("block_mib",), msg="must be an integer"))
+        return None
+    b: int = int(block_mib)  # type: ignore[call-overload]
+    if b <= 0 or b & (b - 1) or b > MAX_MIB:
+        issues.append(Issue(loc=("block_mib",), msg=f"must be a positive power of two, got {b}"))
+        return None
+    return b
+
+
+def _vnode_sizes(sizes: list[object], block: int | None, issues: list[Issue]) -> list[int]:
+    """Each vnode's size (0 where invalid); sizes must be positive multiples of the block."""
+    size_v: list[int] = []
+    for v, s in enumerate(sizes):
+        sv = _int_field(s, ("vnodes", v, "size_mib"), issues, 1, MAX_MIB)
+        if sv is not None and block is not None and sv % block:
+            issues.append(
+                Issue(
+                    loc=("vnodes", v, "size_mib"),
+                    msg=f"must be a multiple of block_mib ({block})",
+                )
+            )
+        size_v.append(sv or 0)
+    return size_v
+
+
+def _vcpu_owners(vlist: list[object] | None, k: int, issues: list[Issue]) -> dict[int, int]:
+    """vCPU id -> vnode; every vnode needs a vCPU, every id one vnode, ids 0..n-1 no gaps."""
+    owner: dict[int, int] = {}
+    if vlist is None or len(vlist) != k:
+        issues.append(Issue(loc=("vnodes",), msg=f"vcpus must be a list of {k} lists"))
+        return owner
+    for v, ids_obj in enumerate(vlist):
+        ids = _as_list(ids_obj)
+        if ids is None:
+            issues.append(Issue(loc=("vnodes", v, "vcpus"), msg="must be a list of vCPU ids"))
+            continue
+        if not ids:
+            issues.append(
+                Issue(loc=("vnodes", v, "vcpus"), msg="each vnode needs at least one vCPU")
+            )
+        for i, c in enumerate(ids):
+            cid = _int_field(c, ("vnodes", v, "vcpus", i), issues, 0, 4095)
+            if cid is None:
+                continue
+            if cid in owner:
+                issues.append(
+                    Issue(
+                        loc=("vnodes", v, "vcpus", i),
+                        msg=f"vCPU {cid} already in vnode {owner[cid]}",
+                    )
+                )
+            else:
+                owner[cid] = v
+    top = max(owner, default=-1) + 1
+    missing = sorted(set(range(top)) - set(owner))
+    if missing:
+        issues.append(
+            Issue(
+                loc=("vnodes",),
+                msg=f"vCPU ids must be 0..{top - 1} without gaps; missing {missing[:8]}",
+            )
+        )
+    return owner
+
+
+def _virtual_slit_issues(distances: object, k: int) -> tuple[Issue, ...]:
+    """SLIT validity, plus Xen's rule that no local distance exceeds a remote one."""
+    slit = validate_slit(distances, k, ("distances",))
+    if slit:
+        return slit
+    # Redundant with 10 < 11 today, but it is Xen's stated rule and survives a looser SLIT.
+    d = np.array(distances, dtype=np.int64)
+    bad = np.argwhere(np.diag(d)[:, None] > d)
+    return tuple(
+        Issue(loc=("distances", int(i), int(j)), msg="local distance above a remote one")
+        for i, j in bad.tolist()
+    )
+
+
 def virtual_from_lists(
-    size_mib: object, vcpus: object, distances: object, block_mib: object = 128
+    *, size_mib: object, vcpus: object, distances: object, block_mib: object = 128
 ) -> VirtualTopology:
     """Build a validated ``VirtualTopology``; ``vcpus[v]`` lists the vCPU ids of vnode v.
 
@@ -248,73 +343,17 @@ def virtual_from_lists(
     0..n-1 in exactly one vnode, SLIT-valid distances, sizes positive multiples of the block.
     """
     issues: list[Issue] = []
-    block: int | None = None
-    if not _is_int(block_mib):
-        issues.append(Issue(("block_mib",), "must be an integer"))
-    else:
-        b = int(block_mib)  # type: ignore[call-overload]
-        if b <= 0 or b & (b - 1) or b > MAX_MIB:
-            issues.append(Issue(("block_mib",), f"must be a positive power of two, got {b}"))
-        else:
-            block = b
+    block = _block_size(block_mib, issues)
     sizes = _as_list(size_mib)
     vlist = _as_list(vcpus)
     if sizes is None:
-        raise TopologyError((*issues, Issue(("vnodes",), "size_mib must be a list")))
+        raise TopologyError((*issues, Issue(loc=("vnodes",), msg="size_mib must be a list")))
     k = len(sizes)
     if not 1 <= k <= MAX_VNODES:
-        issues.append(Issue(("vnodes",), f"must have 1..{MAX_VNODES} vnodes, got {k}"))
-    size_v: list[int] = []
-    for v, s in enumerate(sizes):
-        sv = _int_field(s, ("vnodes", v, "size_mib"), issues, 1, MAX_MIB)
-        if sv is not None and block is not None and sv % block:
-            issues.append(
-                Issue(("vnodes", v, "size_mib"), f"must be a multiple of block_mib ({block})")
-            )
-        size_v.append(sv or 0)
-    owner: dict[int, int] = {}
-    if vlist is None or len(vlist) != k:
-        issues.append(Issue(("vnodes",), f"vcpus must be a list of {k} lists"))
-    else:
-        for v, ids_obj in enumerate(vlist):
-            ids = _as_list(ids_obj)
-            if ids is None:
-                issues.append(Issue(("vnodes", v, "vcpus"), "must be a list of vCPU ids"))
-                continue
-            if not ids:
-                issues.append(Issue(("vnodes", v, "vcpus"), "each vnode needs at least one vCPU"))
-            for i, c in enumerate(ids):
-                cid = _int_field(c, ("vnodes", v, "vcpus", i), issues, 0, 4095)
-                if cid is None:
-                    continue
-                if cid in owner:
-                    issues.append(
-                        Issue(
-                            ("vnodes", v, "vcpus", i),
-                            f"vCPU {cid} already in vnode {owner[cid]}",
-                        )
-                    )
-                else:
-                    owner[cid] = v
-        top = max(owner, default=-1) + 1
-        missing = sorted(set(range(top)) - set(owner))
-        if missing:
-            issues.append(
-                Issue(
-                    ("vnodes",),
-                    f"vCPU ids must be 0..{top - 1} without gaps; missing {missing[:8]}",
-                )
-            )
-    slit = validate_slit(distances, k, ("distances",))
-    issues.extend(slit)
-    if not slit:
-        # Redundant with 10 < 11 today, but it is Xen's stated rule and survives a looser SLIT.
-        d = np.array(distances, dtype=np.int64)
-        bad = np.argwhere(np.diag(d)[:, None] > d)
-        issues.extend(
-            Issue(("distances", int(i), int(j)), "local distance above a remote one")
-            for i, j in bad.tolist()
-        )
+        issues.append(Issue(loc=("vnodes",), msg=f"must have 1..{MAX_VNODES} vnodes, got {k}"))
+    size_v = _vnode_sizes(sizes, block, issues)
+    owner = _vcpu_owners(vlist, k, issues)
+    issues.extend(_virtual_slit_issues(distances, k))
     if issues:
         raise TopologyError(tuple(issues))
     vcpu_vnode = np.empty(len(owner), dtype=np.int64)

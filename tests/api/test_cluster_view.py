@@ -6,10 +6,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from service.db.cluster import cluster_hosts, load_cluster
+from service.db.cluster import load_cluster
 from service.db.models import Domain
 from tests.api.audit import audit
 from tests.api.client import ApiClient
+from tests.api.cluster_reference import cluster_hosts
 from tests.api.factories import domain_body, host_body
 from tests.api.statements import count_statements
 

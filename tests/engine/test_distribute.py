@@ -35,16 +35,16 @@ def test_deterministic_policies_keep_invariants_and_match_reference(
     target = int(mf * frac)
     cur = c.current if use_current else None
     x = distribute(
-        target,
-        c.size,
-        c.headroom,
-        c.home,
-        c.vdist,
-        c.pdist,
-        policy,  # type: ignore[arg-type]
+        target_mib=target,
+        size_mib=c.size,
+        headroom_mib=c.headroom,
+        home=c.home,
+        vdist=c.vdist,
+        pdist=c.pdist,
+        policy=policy,  # type: ignore[arg-type]
         current_mib=cur,
         block_mib=c.block,
-        vcpu_weight=c.weight,
+        vcpu_count=c.weight,
     )
     _check_invariants(x, target, c)
     ref = ref_distribute(
@@ -76,30 +76,30 @@ def test_infeasible_error_reports_the_true_maximum(c: DomainCase, policy: str) -
         target = mf + 1
     with pytest.raises(InfeasibleError) as ei:
         distribute(
-            target,
-            c.size,
-            c.headroom,
-            c.home,
-            c.vdist,
-            c.pdist,
-            policy,  # type: ignore[arg-type]
+            target_mib=target,
+            size_mib=c.size,
+            headroom_mib=c.headroom,
+            home=c.home,
+            vdist=c.vdist,
+            pdist=c.pdist,
+            policy=policy,  # type: ignore[arg-type]
             explicit_targets_mib=explicit,
             block_mib=c.block,
-            vcpu_weight=c.weight,
+            vcpu_count=c.weight,
         )
     assert ei.value.max_feasible_mib == mf
     if policy == "explicit":
         return
     x = distribute(
-        mf,
-        c.size,
-        c.headroom,
-        c.home,
-        c.vdist,
-        c.pdist,
-        policy,  # type: ignore[arg-type]
+        target_mib=mf,
+        size_mib=c.size,
+        headroom_mib=c.headroom,
+        home=c.home,
+        vdist=c.vdist,
+        pdist=c.pdist,
+        policy=policy,  # type: ignore[arg-type]
         block_mib=c.block,
-        vcpu_weight=c.weight,
+        vcpu_count=c.weight,
     )
     _check_invariants(x, mf, c)
 
@@ -113,14 +113,28 @@ def test_faithful_keeps_invariants_and_is_no_worse_than_proportional(
 
     target = int(_max_feasible(c) * frac)
     x = distribute(
-        target, c.size, c.headroom, c.home, c.vdist, c.pdist, "faithful", vcpu_weight=c.weight
+        target_mib=target,
+        size_mib=c.size,
+        headroom_mib=c.headroom,
+        home=c.home,
+        vdist=c.vdist,
+        pdist=c.pdist,
+        policy="faithful",
+        vcpu_count=c.weight,
     )
     _check_invariants(x, target, c)
     y = distribute(
-        target, c.size, c.headroom, c.home, c.vdist, c.pdist, "proportional", vcpu_weight=c.weight
+        target_mib=target,
+        size_mib=c.size,
+        headroom_mib=c.headroom,
+        home=c.home,
+        vdist=c.vdist,
+        pdist=c.pdist,
+        policy="proportional",
+        vcpu_count=c.weight,
     )
-    args = (c.vdist, c.pdist, c.home, c.weight)
-    assert distortion(x, *args) <= distortion(y, *args) + 1e-6
+    args = {"vdist": c.vdist, "pdist": c.pdist, "home": c.home, "vcpu_count": c.weight}
+    assert distortion(backing_mib=x, **args) <= distortion(backing_mib=y, **args) + 1e-6
 
 
 @FAST
@@ -132,44 +146,48 @@ def test_explicit_targets_are_backed_exactly(c: DomainCase, data: st.DataObject)
     while t.sum() > mf:
         t //= 2
     x = distribute(
-        int(t.sum()),
-        c.size,
-        c.headroom,
-        c.home,
-        c.vdist,
-        c.pdist,
-        "explicit",
+        target_mib=int(t.sum()),
+        size_mib=c.size,
+        headroom_mib=c.headroom,
+        home=c.home,
+        vdist=c.vdist,
+        pdist=c.pdist,
+        policy="explicit",
         explicit_targets_mib=t,
-        vcpu_weight=c.weight,
+        vcpu_count=c.weight,
     )
     _check_invariants(x, int(t.sum()), c)
     assert x.sum(axis=1).tolist() == t.tolist()
 
 
 def test_explicit_rejects_wrong_sum_and_oversized_pool() -> None:
-    args = (
-        np.array([256, 256]),
-        np.array([1024]),
-        np.array([0, 0]),
-        np.array([[10, 20], [20, 10]]),
-        np.array([[10]]),
-    )
+    args = {
+        "size_mib": np.array([256, 256]),
+        "headroom_mib": np.array([1024]),
+        "home": np.array([0, 0]),
+        "vdist": np.array([[10, 20], [20, 10]]),
+        "pdist": np.array([[10]]),
+    }
     with pytest.raises(InputError):
-        distribute(300, *args, "explicit", explicit_targets_mib=np.array([100, 100]))
+        distribute(
+            target_mib=300, **args, policy="explicit", explicit_targets_mib=np.array([100, 100])
+        )
     with pytest.raises(InputError):
-        distribute(300, *args, "explicit", explicit_targets_mib=np.array([300, 0]))
+        distribute(
+            target_mib=300, **args, policy="explicit", explicit_targets_mib=np.array([300, 0])
+        )
 
 
 def test_home_first_then_nearest_pnode() -> None:
     pdist = np.array([[10, 20, 30], [20, 10, 20], [30, 20, 10]])
     x = distribute(
-        1024,
-        np.array([1024]),
-        np.array([256, 512, 4096]),
-        np.array([0]),
-        np.array([[10]]),
-        pdist,
-        "proportional",
+        target_mib=1024,
+        size_mib=np.array([1024]),
+        headroom_mib=np.array([256, 512, 4096]),
+        home=np.array([0]),
+        vdist=np.array([[10]]),
+        pdist=pdist,
+        policy="proportional",
     )
     assert x.tolist() == [[256, 512, 256]]
 
@@ -177,13 +195,13 @@ def test_home_first_then_nearest_pnode() -> None:
 def test_proportional_uses_largest_remainder() -> None:
     pd = np.array([[10]])
     x = distribute(
-        1000,
-        np.array([1024, 1024, 1024]),
-        np.array([10000]),
-        np.zeros(3, np.int64),
-        np.full((3, 3), 20) - 10 * np.eye(3, dtype=np.int64),
-        pd,
-        "proportional",
+        target_mib=1000,
+        size_mib=np.array([1024, 1024, 1024]),
+        headroom_mib=np.array([10000]),
+        home=np.zeros(3, np.int64),
+        vdist=np.full((3, 3), 20) - 10 * np.eye(3, dtype=np.int64),
+        pdist=pd,
+        policy="proportional",
     )
     assert x[:, 0].tolist() == [334, 333, 333]
 
@@ -215,30 +233,30 @@ def test_distribute_many_matches_single_domain_calls(
         cur[i, :k] = c.current
         targets.append(int(_max_feasible(c) * frac))
     out = distribute_many(
-        np.array(targets),
-        size,
-        head,
-        home,
-        vd,
-        cases[0].pdist,
-        policy,  # type: ignore[arg-type]
+        target_mib=np.array(targets),
+        size_mib=size,
+        headroom_mib=head,
+        home=home,
+        vdist=vd,
+        pdist=cases[0].pdist,
+        policy=policy,  # type: ignore[arg-type]
         current_mib=cur,
         block_mib=blocks,
-        vcpu_weight=w,
+        vcpu_count=w,
     )
     for i, c in enumerate(cases):
         k = c.size.size
         one = distribute(
-            targets[i],
-            c.size,
-            c.headroom,
-            c.home,
-            c.vdist,
-            cases[0].pdist,
-            policy,
+            target_mib=targets[i],
+            size_mib=c.size,
+            headroom_mib=c.headroom,
+            home=c.home,
+            vdist=c.vdist,
+            pdist=cases[0].pdist,
+            policy=policy,
             current_mib=c.current,
             block_mib=c.block,  # type: ignore[arg-type]
-            vcpu_weight=c.weight,
+            vcpu_count=c.weight,
         )
         assert out[i, :k].tolist() == one.tolist()
         assert not out[i, k:].any()
@@ -247,12 +265,12 @@ def test_distribute_many_matches_single_domain_calls(
 def test_distribute_many_reports_every_infeasible_domain() -> None:
     with pytest.raises(InfeasibleError) as ei:
         distribute_many(
-            np.array([100, 5000, 6000]),
-            np.full((3, 1), 4096),
-            np.full((3, 1), 4096),
-            np.zeros((3, 1), np.int64),
-            np.full((3, 1, 1), 10),
-            np.array([[10]]),
+            target_mib=np.array([100, 5000, 6000]),
+            size_mib=np.full((3, 1), 4096),
+            headroom_mib=np.full((3, 1), 4096),
+            home=np.zeros((3, 1), np.int64),
+            vdist=np.full((3, 1, 1), 10),
+            pdist=np.array([[10]]),
         )
     assert ei.value.domains == (1, 2)
     assert ei.value.max_feasible_mib == 4096
@@ -261,19 +279,29 @@ def test_distribute_many_reports_every_infeasible_domain() -> None:
 def test_bad_inputs_raise_input_error() -> None:
     with pytest.raises(InputError):
         distribute(
-            10, np.array([1.5]), np.array([10]), np.array([0]), np.array([[10]]), np.array([[10]])
+            target_mib=10,
+            size_mib=np.array([1.5]),
+            headroom_mib=np.array([10]),
+            home=np.array([0]),
+            vdist=np.array([[10]]),
+            pdist=np.array([[10]]),
         )
     with pytest.raises(InputError):
         distribute(
-            10, np.array([128]), np.array([10]), np.array([3]), np.array([[10]]), np.array([[10]])
+            target_mib=10,
+            size_mib=np.array([128]),
+            headroom_mib=np.array([10]),
+            home=np.array([3]),
+            vdist=np.array([[10]]),
+            pdist=np.array([[10]]),
         )
     with pytest.raises(InputError):
         distribute(
-            10,
-            np.array([128]),
-            np.array([10]),
-            np.array([0]),
-            np.array([[10]]),
-            np.array([[10]]),
-            "magic",
+            target_mib=10,
+            size_mib=np.array([128]),
+            headroom_mib=np.array([10]),
+            home=np.array([0]),
+            vdist=np.array([[10]]),
+            pdist=np.array([[10]]),
+            policy="magic",
         )  # type: ignore[arg-type]

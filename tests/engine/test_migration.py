@@ -33,18 +33,18 @@ def _seed_guest() -> dict[str, Any]:
     cw = np.ones(16, dtype=np.int64)
     cw[0] = 17
     xs = distribute(
-        8 * 1024,
-        size,
-        np.array([64 * 1024]),
-        np.zeros(16, dtype=np.int64),
-        vdist,
-        np.array([[10]]),
-        "faithful",
-        vcpu_weight=cw,
+        target_mib=8 * 1024,
+        size_mib=size,
+        headroom_mib=np.array([64 * 1024]),
+        home=np.zeros(16, dtype=np.int64),
+        vdist=vdist,
+        pdist=np.array([[10]]),
+        policy="faithful",
+        vcpu_count=cw,
     )
     return dict(
         size_mib=size,
-        vcpus_per_vnode=cw,
+        vcpu_count=cw,
         vdist=vdist,
         block_mib=128,
         dynamic_max_mib=16 * 1024,
@@ -147,7 +147,7 @@ def test_prepare_never_below_dynamic_min_when_pools_do_not_overlap() -> None:
     free = np.array([0, 2560])  # 512 MiB spare beyond the final 2048 on pnode 1
     kw: dict[str, Any] = dict(
         size_mib=size,
-        vcpus_per_vnode=[1, 3],
+        vcpu_count=[1, 3],
         vdist=[[10, 40], [40, 10]],
         block_mib=128,
         dynamic_max_mib=4096,
@@ -207,7 +207,7 @@ def _random_case(seed: int, tight: bool) -> tuple[dict[str, Any], dict[str, Any]
     boot = None if rng.random() < 0.5 else int(rng.integers(0, total + 1))
     kw = dict(
         size_mib=size,
-        vcpus_per_vnode=rng.integers(0, 5, size=v),
+        vcpu_count=rng.integers(0, 5, size=v),
         vdist=slit(rng, v),
         block_mib=block,
         dynamic_min_mib=dmin,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from service.engine import place as pl
 from service.engine.place import BALANCE_WEIGHT, HostArrays, Placement
+from tests.engine import rank_reference
 
 
 def place(
@@ -27,7 +28,7 @@ def place(
     """The keyword-only entry point, called positionally to keep the examples short."""
     return pl.place(
         demand_mib=demand_mib,  # type: ignore[arg-type]
-        vcpus=vcpus,  # type: ignore[arg-type]
+        vcpu_count=vcpus,  # type: ignore[arg-type]
         vdist=vdist,  # type: ignore[arg-type]
         free_mib=free_mib,  # type: ignore[arg-type]
         cpus=cpus,  # type: ignore[arg-type]
@@ -39,10 +40,11 @@ def place(
 
 def rank_hosts(
     demand_mib: object, vcpus: object, vdist: object, hosts: list[HostArrays], **kw: int
-) -> pl.Ranking:
-    return pl.rank_hosts(
+) -> rank_reference.Ranking:
+    """The reference oracle (``tests/engine/rank_reference.py``), called positionally."""
+    return rank_reference.rank_hosts(
         demand_mib=demand_mib,  # type: ignore[arg-type]
-        vcpus=vcpus,  # type: ignore[arg-type]
+        vcpu_count=vcpus,  # type: ignore[arg-type]
         vdist=vdist,  # type: ignore[arg-type]
         hosts=hosts,
         **kw,

@@ -23,7 +23,7 @@ I64 = np.int64
 def _place(dem: np.ndarray, cw: np.ndarray, vd: np.ndarray, host: HostArrays) -> object:
     return place(
         demand_mib=dem,
-        vcpus=cw,
+        vcpu_count=cw,
         vdist=vd,
         free_mib=host.free_mib,
         cpus=host.cpus,
@@ -66,7 +66,7 @@ def test_fast_ranking_equals_place_on_small_clusters(
 ) -> None:
     dem, cw, vd, hosts = case
     ranking = rank_cluster(
-        demand_mib=dem, vcpus=cw, vdist=vd, cluster=cluster_arrays(hosts=hosts), limit=limit
+        demand_mib=dem, vcpu_count=cw, vdist=vd, cluster=cluster_arrays(hosts=hosts), limit=limit
     )
     wants = [_place(dem, cw, vd, h) for h in hosts]
     for i, want in enumerate(wants):
@@ -109,7 +109,7 @@ def test_heuristic_shapes_give_valid_placements_and_a_sound_order() -> None:
     hosts = busy_hosts(rng, 400)
     dem, cw, vd = np.full(8, 8192, I64), np.full(8, 4, I64), snc(2, 4)
     ranking = rank_cluster(
-        demand_mib=dem, vcpus=cw, vdist=vd, cluster=cluster_arrays(hosts=hosts), limit=25
+        demand_mib=dem, vcpu_count=cw, vdist=vd, cluster=cluster_arrays(hosts=hosts), limit=25
     )
     for i, host in enumerate(hosts):
         inst = {
@@ -148,7 +148,7 @@ def test_fast_ranking_finds_a_host_the_shortlist_misses() -> None:
     ]
     dem, cw = np.full(4, 8192, I64), np.full(4, 2, I64)
     ranking = rank_cluster(
-        demand_mib=dem, vcpus=cw, vdist=snc(2, 2), cluster=cluster_arrays(hosts=hosts)
+        demand_mib=dem, vcpu_count=cw, vdist=snc(2, 2), cluster=cluster_arrays(hosts=hosts)
     )
     got = ranking.placement(0)
     assert got.feasible and not got.spread
@@ -166,7 +166,7 @@ def test_ties_go_to_the_earlier_host_and_limit_bounds_the_order() -> None:
     hosts = [same] * 30
     ranking = rank_cluster(
         demand_mib=np.array([4096, 4096], I64),
-        vcpus=np.array([2, 2], I64),
+        vcpu_count=np.array([2, 2], I64),
         vdist=pd,
         cluster=cluster_arrays(hosts=hosts),
         limit=5,
@@ -192,7 +192,7 @@ def test_infeasible_hosts_say_why_and_come_last() -> None:
     ]
     ranking = rank_cluster(
         demand_mib=np.array([4096, 4096], I64),
-        vcpus=np.array([2, 2], I64),
+        vcpu_count=np.array([2, 2], I64),
         vdist=pd,
         cluster=cluster_arrays(hosts=hosts),
     )

@@ -28,7 +28,7 @@ ENV: dict[str, Any] = dict(
 def _plan(strategy: str = "rebalance") -> MigrationPlan:
     return plan_migration(
         size_mib=SIZE,
-        vcpus_per_vnode=[2, 1, 1, 1],
+        vcpu_count=[2, 1, 1, 1],
         vdist=VDIST,
         block_mib=128,
         dynamic_min_mib=1024,

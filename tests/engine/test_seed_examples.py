@@ -31,7 +31,16 @@ def test_faithful_16_vnode_guest_moved_from_1_node_to_16_node_host_empties_close
     headroom = np.full(16, 64 * 1024, dtype=np.int64)
     headroom[:4] = 0  # pnode 0 and its socket have no free memory: all memory is remote
     target = 8 * 1024
-    x = distribute(target, size, headroom, home, vdist, pdist, "faithful", vcpu_weight=weight)
+    x = distribute(
+        target_mib=target,
+        size_mib=size,
+        headroom_mib=headroom,
+        home=home,
+        vdist=vdist,
+        pdist=pdist,
+        policy="faithful",
+        vcpu_count=weight,
+    )
     pools = x.sum(axis=1)
     assert int(x.sum()) == target
     assert pools[0] == 0  # the closest pool (vdist 10) is emptied
@@ -39,7 +48,16 @@ def test_faithful_16_vnode_guest_moved_from_1_node_to_16_node_host_empties_close
     assert (pools[4:] > 0).sum() == 8  # the memory sits in the farthest (vdist 32) pools
     assert (x[:, :4] == 0).all()
     # Full guest (16 GiB): the farthest pools fill completely before any near pool.
-    x = distribute(14 * 1024, size, headroom, home, vdist, pdist, "faithful", vcpu_weight=weight)
+    x = distribute(
+        target_mib=14 * 1024,
+        size_mib=size,
+        headroom_mib=headroom,
+        home=home,
+        vdist=vdist,
+        pdist=pdist,
+        policy="faithful",
+        vcpu_count=weight,
+    )
     pools = x.sum(axis=1)
     assert (pools[4:] == 1024).all() and pools[0] == 0
 
@@ -47,25 +65,25 @@ def test_faithful_16_vnode_guest_moved_from_1_node_to_16_node_host_empties_close
 def test_faithful_16_vnode_guest_on_1_node_host_fills_home_pool_first() -> None:
     vdist, size, weight = _guest_16_vnodes()
     x = distribute(
-        1024,
-        size,
-        np.array([64 * 1024]),
-        np.zeros(16, dtype=np.int64),
-        vdist,
-        np.array([[10]]),
-        "faithful",
-        vcpu_weight=weight,
+        target_mib=1024,
+        size_mib=size,
+        headroom_mib=np.array([64 * 1024]),
+        home=np.zeros(16, dtype=np.int64),
+        vdist=vdist,
+        pdist=np.array([[10]]),
+        policy="faithful",
+        vcpu_count=weight,
     )
     assert x[:, 0].tolist() == [1024] + [0] * 15
     x = distribute(
-        3 * 1024,
-        size,
-        np.array([64 * 1024]),
-        np.zeros(16, dtype=np.int64),
-        vdist,
-        np.array([[10]]),
-        "faithful",
-        vcpu_weight=weight,
+        target_mib=3 * 1024,
+        size_mib=size,
+        headroom_mib=np.array([64 * 1024]),
+        home=np.zeros(16, dtype=np.int64),
+        vdist=vdist,
+        pdist=np.array([[10]]),
+        policy="faithful",
+        vcpu_count=weight,
     )
     pools = x[:, 0]
     assert pools[0] == 1024 and pools[1:4].sum() == 2048 and pools[4:].sum() == 0
@@ -78,13 +96,13 @@ def test_round_robin_1_gib_decrease_over_4_pools_takes_256_mib_each() -> None:
     home = np.array([0, 0, 1, 1])
     current = np.array([[1024, 0], [1024, 0], [0, 1024], [0, 1024]], dtype=np.int64)
     x = distribute(
-        4096 - 1024,
-        size,
-        np.array([8192, 8192]),
-        home,
-        vdist,
-        pdist,
-        "round-robin",
+        target_mib=4096 - 1024,
+        size_mib=size,
+        headroom_mib=np.array([8192, 8192]),
+        home=home,
+        vdist=vdist,
+        pdist=pdist,
+        policy="round-robin",
         current_mib=current,
         block_mib=128,
     )

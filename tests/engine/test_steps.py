@@ -21,16 +21,16 @@ def test_ops_replay_to_the_new_targets_within_each_span(
     sizes = [b * block for b in blocks]
     k = len(sizes)
     topo = virtual_from_lists(
-        sizes,
-        [[v] for v in range(k)],
-        [[10 if u == v else 20 for u in range(k)] for v in range(k)],
-        block,
+        size_mib=sizes,
+        vcpus=[[v] for v in range(k)],
+        distances=[[10 if u == v else 20 for u in range(k)] for v in range(k)],
+        block_mib=block,
     )
     before = np.array([data.draw(st.integers(0, s)) for s in sizes], dtype=np.int64)
     after = np.array([data.draw(st.integers(0, s)) for s in sizes], dtype=np.int64)
     pools = before.copy()
     spans = topo.memranges()
-    for op in pool_change_ops(topo, before, after):
+    for op in pool_change_ops(topo=topo, before_mib=before, after_mib=after):
         delta = op.target_mib - int(pools[op.vnode])
         assert abs(delta) == op.mib > 0
         assert (op.op == "plug") == (delta > 0 and bool(op.pfn_ranges))
@@ -46,16 +46,16 @@ def test_ops_replay_to_the_new_targets_within_each_span(
 
 
 def test_1_gib_shrink_of_a_2_gib_pool_unplugs_8_blocks_of_128_mib() -> None:
-    topo = virtual_from_lists([2048], [[0]], [[10]], 128)
-    ops = pool_change_ops(topo, np.array([2048]), np.array([1024]))
+    topo = virtual_from_lists(size_mib=[2048], vcpus=[[0]], distances=[[10]], block_mib=128)
+    ops = pool_change_ops(topo=topo, before_mib=np.array([2048]), after_mib=np.array([1024]))
     assert [(o.op, o.mib, o.target_mib) for o in ops] == [("unplug", 1024, 1024)]
     assert ops[0].pfn_ranges[0] == (1024 * 256, 1024 * 256 + 128 * 256)
     assert len(ops[0].pfn_ranges) == 8
 
 
 def test_growth_inside_the_top_block_is_a_balloon_deflate() -> None:
-    topo = virtual_from_lists([1024], [[0]], [[10]], 128)
-    ops = pool_change_ops(topo, np.array([100]), np.array([120]))
+    topo = virtual_from_lists(size_mib=[1024], vcpus=[[0]], distances=[[10]], block_mib=128)
+    ops = pool_change_ops(topo=topo, before_mib=np.array([100]), after_mib=np.array([120]))
     assert [(o.op, o.mib) for o in ops] == [("balloon", 20)]
-    ops = pool_change_ops(topo, np.array([100]), np.array([300]))
+    ops = pool_change_ops(topo=topo, before_mib=np.array([100]), after_mib=np.array([300]))
     assert [(o.op, o.mib, o.target_mib) for o in ops] == [("balloon", 28, 128), ("plug", 172, 300)]

@@ -50,7 +50,9 @@ def test_huge_ints_are_issues_not_crashes() -> None:
 
 def test_physical_collects_all_issues() -> None:
     with pytest.raises(TopologyError) as ei:
-        physical_from_lists([0, 4096], [0, 5000], [0, 4], [[10, 9], [20, 10]])
+        physical_from_lists(
+            memory_mib=[0, 4096], reserved_mib=[0, 5000], cpus=[0, 4], distances=[[10, 9], [20, 10]]
+        )
     locs = {i.loc for i in ei.value.issues}
     assert {
         ("pnodes", 0, "memory_mib"),
@@ -61,7 +63,9 @@ def test_physical_collects_all_issues() -> None:
 
 
 def test_physical_capacity() -> None:
-    t = physical_from_lists([4096, 8192], [512, 0], [4, 4], GOOD)
+    t = physical_from_lists(
+        memory_mib=[4096, 8192], reserved_mib=[512, 0], cpus=[4, 4], distances=GOOD
+    )
     assert t.capacity_mib.tolist() == [3584, 8192]
     assert t.capacity_mib.dtype == np.int64
     with pytest.raises(ValueError):
@@ -72,35 +76,40 @@ def test_physical_rejects_too_many_pnodes() -> None:
     n = 65
     d = [[10 if i == j else 20 for j in range(n)] for i in range(n)]
     with pytest.raises(TopologyError):
-        physical_from_lists([1024] * n, [0] * n, [1] * n, d)
+        physical_from_lists(memory_mib=[1024] * n, reserved_mib=[0] * n, cpus=[1] * n, distances=d)
 
 
 def test_virtual_collects_all_issues() -> None:
     with pytest.raises(TopologyError) as ei:
-        virtual_from_lists([256, 100], [[0, 1], [], [5]], [[10, 20], [20, 10]], 96)
+        virtual_from_lists(
+            size_mib=[256, 100],
+            vcpus=[[0, 1], [], [5]],
+            distances=[[10, 20], [20, 10]],
+            block_mib=96,
+        )
     locs = {i.loc for i in ei.value.issues}
     assert ("block_mib",) in locs
     assert ("vnodes",) in locs  # vcpus list length mismatch
     with pytest.raises(TopologyError) as ei:
-        virtual_from_lists([256, 200], [[0, 2], []], GOOD, 128)
+        virtual_from_lists(size_mib=[256, 200], vcpus=[[0, 2], []], distances=GOOD, block_mib=128)
     locs = {i.loc for i in ei.value.issues}
     assert ("vnodes", 1, "size_mib") in locs
     assert ("vnodes", 1, "vcpus") in locs  # a vnode without vCPUs
     assert ("vnodes",) in locs  # vCPU 1 missing
     with pytest.raises(TopologyError) as ei:
-        virtual_from_lists([128], [[0, 0]], [[10]], 128)
+        virtual_from_lists(size_mib=[128], vcpus=[[0, 0]], distances=[[10]], block_mib=128)
     assert ei.value.issues[0].loc == ("vnodes", 0, "vcpus", 1)
     with pytest.raises(TopologyError):
         virtual_from_lists(
-            [128] * 33,
-            [[i] for i in range(33)],
-            [[10 if i == j else 20 for j in range(33)] for i in range(33)],
+            size_mib=[128] * 33,
+            vcpus=[[i] for i in range(33)],
+            distances=[[10 if i == j else 20 for j in range(33)] for i in range(33)],
         )
 
 
 def test_virtual_layout_helpers() -> None:
-    t = virtual_from_lists([256, 512], [[0, 2], [1]], GOOD, 128)
-    assert t.vcpus_per_vnode().tolist() == [2, 1]
+    t = virtual_from_lists(size_mib=[256, 512], vcpus=[[0, 2], [1]], distances=GOOD, block_mib=128)
+    assert t.vcpu_count().tolist() == [2, 1]
     assert t.vcpu_vnode.tolist() == [0, 1, 0]
     assert t.memranges().tolist() == [[0, 256 * 256], [256 * 256, 768 * 256]]
     assert t.plugged_blocks(np.array([1, 384])).tolist() == [1, 3]
