@@ -1191,7 +1191,7 @@ class DomainCreate(BaseModel):
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
         Field(
-            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            description="How a domain's target is spread over its vnodes: proportional to their sizes (default),\nround-robin in block steps, nearest pools first, faithful (virtual distance follows physical\ndistance), or explicit per-vnode targets.",
             title="Policy",
         ),
     ] = "proportional"
@@ -1257,7 +1257,7 @@ class DomainCreated(BaseModel):
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"],
         Field(
-            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            description="How a domain's target is spread over its vnodes: proportional to their sizes (default),\nround-robin in block steps, nearest pools first, faithful (virtual distance follows physical\ndistance), or explicit per-vnode targets.",
             title="Policy",
         ),
     ]
@@ -1285,7 +1285,7 @@ class DomainOut(BaseModel):
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"],
         Field(
-            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            description="How a domain's target is spread over its vnodes: proportional to their sizes (default),\nround-robin in block steps, nearest pools first, faithful (virtual distance follows physical\ndistance), or explicit per-vnode targets.",
             title="Policy",
         ),
     ]
@@ -1549,7 +1549,7 @@ class PlacementRequest(BaseModel):
     policy: Annotated[
         Literal["proportional", "round-robin", "nearest", "faithful", "explicit"] | None,
         Field(
-            description="How a domain's target is spread over its vnodes (see `service.engine.distribute`).",
+            description="How a domain's target is spread over its vnodes: proportional to their sizes (default),\nround-robin in block steps, nearest pools first, faithful (virtual distance follows physical\ndistance), or explicit per-vnode targets.",
             title="Policy",
         ),
     ] = "proportional"

@@ -1,4 +1,5 @@
-"""The service's states and policies, each defined once.
+"""The service's states and policies, each defined once (policies in the engine, which owns
+them).
 
 StrEnums: a member is its string, so rows, JSON and comparisons with plain strings all agree,
 and the OpenAPI document names each set once (a component the client turns into a Literal).
@@ -7,6 +8,17 @@ and the OpenAPI document names each set once (a component the client turns into 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from service.engine.distribute import Policy
+
+__all__ = [
+    "ACTIVE_MIGRATION_STATES",
+    "DomainState",
+    "HostLifecycle",
+    "MigrationState",
+    "Policy",
+    "StepState",
+]
 
 
 class HostLifecycle(StrEnum):
@@ -39,16 +51,6 @@ class StepState(StrEnum):
     ACKED = "acked"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-
-class Policy(StrEnum):
-    """How a domain's target is spread over its vnodes (see `service.engine.distribute`)."""
-
-    PROPORTIONAL = "proportional"
-    ROUND_ROBIN = "round-robin"
-    NEAREST = "nearest"
-    FAITHFUL = "faithful"
-    EXPLICIT = "explicit"
 
 
 # A migration holds claims and its domain in these states.

@@ -34,6 +34,7 @@ from service.engine.place import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
+from service.vocabulary import Policy
 
 I64 = NDArray[np.int64]
 MAX_HOST_ATTEMPTS = 3
@@ -216,7 +217,7 @@ def _distribute(
         home=home,
         vdist=topo.distances,
         pdist=state.pdist,
-        policy=policy,  # type: ignore[arg-type]
+        policy=Policy(policy),
         current_mib=current,
         explicit_targets_mib=None if explicit is None else np.asarray(explicit, np.int64),
         block_mib=topo.block_mib,

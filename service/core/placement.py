@@ -30,6 +30,7 @@ from service.engine.place import HostArrays, Placement, rank_cluster
 from service.engine.topology import VirtualTopology
 from service.errors import NotFound
 from service.schemas.domains import PlacementRequest
+from service.vocabulary import Policy
 
 DEFAULT_LIMIT = 10
 
@@ -59,7 +60,7 @@ def _max_feasible(
             home=mapping,
             vdist=topo.distances,
             pdist=host.pdist,
-            policy="proportional" if policy == "explicit" else policy,  # type: ignore[arg-type]
+            policy=Policy.PROPORTIONAL if policy == Policy.EXPLICIT else Policy(policy),
             block_mib=topo.block_mib,
             vcpu_count=topo.vcpu_count(),
         )

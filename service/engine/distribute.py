@@ -20,7 +20,7 @@ left, usually after round 0 (the home pnode).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,8 +41,20 @@ __all__ = [
     "vnode_targets_many",
 ]
 
-Policy = Literal["proportional", "round-robin", "nearest", "faithful", "explicit"]
-POLICIES: tuple[str, ...] = get_args(Policy)
+
+class Policy(StrEnum):
+    """How a domain's target is spread over its vnodes: proportional to their sizes (default),
+    round-robin in block steps, nearest pools first, faithful (virtual distance follows physical
+    distance), or explicit per-vnode targets."""
+
+    PROPORTIONAL = "proportional"
+    ROUND_ROBIN = "round-robin"
+    NEAREST = "nearest"
+    FAITHFUL = "faithful"
+    EXPLICIT = "explicit"
+
+
+POLICIES: tuple[str, ...] = tuple(Policy)
 
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
@@ -395,7 +407,7 @@ def distribute_many(
     home: object,
     vdist: object,
     pdist: object,
-    policy: Policy = "proportional",
+    policy: Policy = Policy.PROPORTIONAL,
     current_mib: object | None = None,
     explicit_targets_mib: object | None = None,
     block_mib: int | object = 128,
@@ -462,7 +474,7 @@ def distribute(
     home: object,
     vdist: object,
     pdist: object,
-    policy: Policy = "proportional",
+    policy: Policy = Policy.PROPORTIONAL,
     current_mib: object | None = None,
     explicit_targets_mib: object | None = None,
     block_mib: int = 128,

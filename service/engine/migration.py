@@ -44,7 +44,7 @@ Semantics chosen here (the HTTP layer and the replayer rely on them):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -329,7 +329,7 @@ def _destination(r: _Request, target_after: int) -> tuple[I64, I64]:
         home=home_dst,
         vdist=r.vdist,
         pdist=r.pdist_dst,
-        policy=cast(Policy, r.policy),
+        policy=Policy(r.policy),
         explicit_targets_mib=r.t_before if r.policy == "explicit" else None,
         block_mib=r.block,
         vcpu_count=r.vcpu_count,
