@@ -101,7 +101,7 @@ def agent_report(
 ) -> AgentReportOut:
     """Record one batch report under the host's lock; unknown domains are listed, not errors
     (a domain that just migrated away may still be reported once)."""
-    state = load_host_accounting(session, host_id, lock=True)
+    state = load_host_accounting(session, host_id, lock=True, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     _validate(state, body)
@@ -121,8 +121,7 @@ def agent_report(
         )
         observed = observed.merge(changes)
     apply(session, state, observed)
-    for domain_id, reported in reports.items():
-        complete_pool_steps(session, domain_id, reported, now, by="host agent")
+    complete_pool_steps(session, reports, now, by="host agent")
     # After the reports: a driver that just made progress is not stalled.
     flagged, rows, drift = _drift(state, now, settings, actor)
     apply(session, state, stalled(state.domains, now, settings, actor=actor).merge(drift))
@@ -145,7 +144,7 @@ def observe_host(
 ) -> tuple[bool, list[DriftPnode]]:
     """The agent's heartbeat: free MiB per pnode (drift), and the host's balloon drivers
     evaluated (stalled ones flagged). Returns whether the host is flagged, and the drift."""
-    state = load_host_accounting(session, host_id, lock=True, now=now)
+    state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     n = state.n_pnodes

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.db.changes import ChangeSet, Row, event, step_row
@@ -95,6 +95,9 @@ def observe(
             held = vn.actual_mib if vn.actual_mib is not None else vn.target_mib
             after[vn.index] = min(reported[vn.index], max(vn.target_mib, held), vn.size_mib)
     progress = _closer(before, after, domain.target_mib)
+    # A flagged driver found at its target cooperates again, moving or not.
+    sizes = [v for v in after.values() if v is not None]
+    at_target = len(sizes) == len(after) and sum(sizes) == domain.target_mib
     changes = ChangeSet()
     if after != before:
         changes.actual_mib[domain.id] = {
@@ -110,7 +113,7 @@ def observe(
                 after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
             )
         )
-    if progress:
+    if progress or (domain.uncooperative and at_target):
         changes.status.append((domain, {"last_progress_at": now, "uncooperative": False}))
         if domain.uncooperative:
             changes.events.insert(
@@ -128,11 +131,13 @@ def observe(
 
 
 def _closer(before: dict[int, int | None], after: dict[int, int | None], target_mib: int) -> bool:
-    """Progress: every pool reported and the total at the target or nearer to it than before."""
+    """Progress: every pool reported, and the total nearer the target than before (or first
+    reported). A driver that stays at its target makes none: it is not stalled either
+    (`stalled_for` is 0 at the target), and its rows need no write every report."""
     if any(v is None for v in after.values()):
         return False
     gap_after = abs(sum(v for v in after.values() if v is not None) - target_mib)
-    if gap_after == 0 or any(v is None for v in before.values()):
+    if any(v is None for v in before.values()):
         return True
     return gap_after < abs(sum(v for v in before.values() if v is not None) - target_mib)
 
@@ -148,26 +153,32 @@ def reached(step: Step, actual_mib: int) -> bool:
 
 def complete_pool_steps(
     session: Session,
-    domain_id: str,
-    reported: dict[int, int],
+    reports: dict[str, dict[int, int]],
     now: datetime,
     by: str = "guest",
 ) -> int:
-    """Pending pool operations a raw report (the guest's, or the host agent's view of the
-    hypervisor) shows done need no agent ack."""
-    steps = session.scalars(
-        select(Step).where(
-            Step.domain_id == domain_id, Step.state == "pending", Step.op.in_(GUEST_OPS)
-        )
-    ).all()
+    """Pending pool operations that raw reports (domain id -> vnode -> MiB: the guest's, or
+    the host agent's view of the hypervisor) show done need no agent ack. One query for all the
+    reported domains; the acks are written with the transaction's flush."""
+    if not reports:
+        return 0
+    steps = session.scalars(_PENDING_POOL_STEPS, {"b_domains": list(reports)}).all()
     done = 0
     for step in steps:
+        reported = reports[step.domain_id]
         if step.vnode in reported and reached(step, reported[step.vnode]):
             step.state = "acked"
             step.detail = f"{by} reported the pool at its target"
             step.acked_at = now
             done += 1
     return done
+
+
+_PENDING_POOL_STEPS = select(Step).where(
+    Step.domain_id.in_(bindparam("b_domains", expanding=True)),
+    Step.state == "pending",
+    Step.op.in_(GUEST_OPS),
+)
 
 
 def pool_change_rows(

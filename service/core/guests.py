@@ -24,7 +24,7 @@ def guest_report(
     reported = {p.index: p.actual_mib for p in body.vnodes}
     changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")
     apply(session, state, changes)
-    complete_pool_steps(session, domain.id, reported, now)
+    complete_pool_steps(session, {domain.id: reported}, now)
     session.flush()
     return domain
 

@@ -34,7 +34,7 @@ from service.db.accounting import I64, HostAccounting
 from service.db.base import utcnow
 from service.db.batch import Build, WriteBatch, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
-from service.db.models import Backing, Domain, Event, Pnode, Step, Vnode
+from service.db.models import Backing, Domain, Event, Host, Pnode, Step, Vnode
 from service.db.status import status_update
 from service.errors import Conflict
 
@@ -58,8 +58,7 @@ def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> N
     _write_actual(batch, changes.actual_mib)
     _write_pool_steps(batch, session, changes.pool_steps)
     batch.add_rows(_STEPS, changes.new_steps)
-    for row, values in changes.status:
-        session.execute(status_update(row, values))
+    _write_status(session, changes.status)
     batch.add_rows(_EVENTS, changes.events)
     updated_at = utcnow()
     guards = [_target_params(t, updated_at) for t in changes.targets]
@@ -187,6 +186,15 @@ def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list
         session.execute(_CANCEL_MANY, {"b_domains": list(steps)})
         if rows:
             session.execute(_INSERT_STEPS, rows)
+
+
+def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> None:
+    """One UPDATE per distinct (model, values): a batch report's progress marks are one."""
+    groups: dict[tuple[type, tuple[tuple[str, Any], ...]], list[Domain | Host]] = {}
+    for row, values in status:
+        groups.setdefault((type(row), tuple(sorted(values.items()))), []).append(row)
+    for (_, items), rows in groups.items():
+        session.execute(status_update(rows, dict(items)))
 
 
 def _target_params(t: NewTarget, updated_at: Any) -> dict[str, Any]:

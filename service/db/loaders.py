@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
 from service.db.accounting import HostAccounting, OtherDomains, live_claim
 from service.db.base import utcnow
@@ -67,6 +67,14 @@ def _claims_stmt(host_id: str, now: datetime) -> Select[str, int, int, int]:
     )
 
 
+_FULL = (joinedload(Domain.vnodes),)
+_LEAN = (
+    joinedload(Domain.vnodes).defer(Vnode.vcpus, raiseload=True),
+    defer(Domain.labels, raiseload=True),
+    defer(Domain.distances, raiseload=True),
+)
+
+
 def load_host_accounting(
     session: Session,
     host_id: str,
@@ -74,10 +82,13 @@ def load_host_accounting(
     lock: bool,
     host: Host | None = None,
     now: datetime | None = None,
+    lean: bool = False,
 ) -> HostAccounting | None:
     """Three statements: the host with its pnodes (locked when writing), the domains with their
     vnodes, and backing plus the claims live at `now` (the request's clock; default: the wall
-    clock). `host`: already loaded (and locked) by the caller."""
+    clock). `host`: already loaded (and locked) by the caller. `lean`: without the JSON columns
+    that only topology and views read (labels, distances, vCPU ids): a report touches 20 domains
+    every 10 s and needs none of them; reading one then raises instead of querying."""
     if host is None:
         host = session.scalars(host_stmt(lock).where(Host.id == host_id)).unique().one_or_none()
     if host is None:
@@ -89,7 +100,7 @@ def load_host_accounting(
         for d in session.scalars(
             select(Domain)
             .where(Domain.host_id == host_id)
-            .options(joinedload(Domain.vnodes))
+            .options(*(_LEAN if lean else _FULL))
             .order_by(Domain.created_at, Domain.id)
             .execution_options(populate_existing=lock)
         )

@@ -9,6 +9,7 @@ the loaded object as already-committed values so the unit of work does not write
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, update
@@ -24,18 +25,21 @@ _STATUS_COLUMNS = {
 }
 
 
-def status_update(row: Domain | Host, values: dict[str, Any]) -> Update:
-    """The UPDATE of status columns of a host or domain; refuses any other column."""
-    model = type(row)
+def status_update(rows: Sequence[Domain | Host], values: dict[str, Any]) -> Update:
+    """The UPDATE of the same status values on hosts or domains (all of one model); refuses
+    any other column."""
+    model = type(rows[0])
     unknown = set(values) - _STATUS_COLUMNS[model]
     if unknown:
         raise ValueError(f"not status columns of {model.__name__}: {sorted(unknown)}")
     table = cast(Table, model.__table__)
-    return update(table).where(table.c.id == row.id).values(**values)
+    ids = [row.id for row in rows]
+    where = table.c.id == ids[0] if len(ids) == 1 else table.c.id.in_(ids)
+    return update(table).where(where).values(**values)
 
 
 def write_status(session: Session, row: Domain | Host, **values: Any) -> None:
     """Write status columns of a host or domain without touching its version."""
-    session.execute(status_update(row, values))
+    session.execute(status_update([row], values))
     for name, value in values.items():
         set_committed_value(row, name, value)
