@@ -14,13 +14,19 @@ from service.engine.errors import Issue
 
 __all__ = [
     "Conflict",
+    "Contended",
     "Forbidden",
+    "HttpError",
     "Infeasible",
+    "Internal",
     "InvalidInput",
     "MethodNotAllowed",
+    "NotAcceptable",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "PreconditionFailed",
+    "ResourceChanged",
     "ServiceError",
     "ServiceUnavailable",
     "TooManyRequests",
@@ -71,6 +77,16 @@ class Conflict(ServiceError):
     status, slug, title = 409, "conflict", "The request conflicts with the current state"
 
 
+class Contended(Conflict):
+    """Concurrent requests on the same hosts kept colliding (deadlocks, serialization failures)
+    after the retries: nothing changed, and the client may try again."""
+
+    title = "The request conflicts with concurrent requests"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
 class Infeasible(ServiceError):
     status, slug, title = 409, "infeasible", "Not enough memory to do that"
 
@@ -79,8 +95,18 @@ class MethodNotAllowed(ServiceError):
     status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
 
+class NotAcceptable(ServiceError):
+    status, slug, title = 406, "not-acceptable", "Not acceptable"
+
+
 class PreconditionFailed(ServiceError):
     status, slug, title = 412, "precondition-failed", "If-Match does not match the current version"
+
+
+class ResourceChanged(PreconditionFailed):
+    """Another request modified the row first (its version moved under this one's write)."""
+
+    title = "The resource changed while this request ran"
 
 
 class PayloadTooLarge(ServiceError):
@@ -107,6 +133,27 @@ class ServiceUnavailable(ServiceError):
 
     def __init__(self, detail: str, retry_after_s: int = 2) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class Overloaded(ServiceUnavailable):
+    """No database connection became free in time."""
+
+    title = "The service is overloaded; retry later"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, retry_after_s)
+
+
+class Internal(ServiceError):
+    """Something failed unexpectedly; the body says no more than that (the logs say the rest)."""
+
+    status, slug, title = 500, "internal", "Internal error"
+
+
+class HttpError(ServiceError):
+    """An HTTP status the vocabulary has no word for (raised by the framework, not by us)."""
+
+    status, slug, title = 500, "http-error", "HTTP error"
 
 
 def issues_to_errors(

@@ -10,9 +10,7 @@ settings, is compared in constant time and never touches the database.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
@@ -24,15 +22,13 @@ from sqlalchemy.orm import Session
 
 from service.api.authz import access_for, role_allows
 from service.core.api_keys import KEY_PREFIX, resolve_key
-from service.db.base import utcnow
 from service.db.models import Token
-from service.db.tokens import revoke_tokens
+from service.db.tokens import TOKEN_PREFIX, digest
 from service.errors import Forbidden, Unauthorized
 from service.schemas.api_keys import Role
 from service.settings import Settings
 
 Kind = Literal["admin", "key", "agent", "guest"]
-_PREFIX = {"agent": "nbh_", "guest": "nbg_"}
 MAX_TOKEN_CHARS = 512
 
 
@@ -61,19 +57,6 @@ class Principal:
 
 
 ADMIN = Principal("admin", role="admin")
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def issue_token(session: Session, kind: Literal["agent", "guest"], subject_id: str) -> str:
-    """Revoke the subject's current token of this kind and issue a new one (shown once)."""
-    now = utcnow()
-    revoke_tokens(session, kind, subject_id)
-    token = _PREFIX[kind] + secrets.token_urlsafe(32)
-    session.add(Token(kind=kind, subject_id=subject_id, token_hash=digest(token), created_at=now))
-    return token
 
 
 # Documents the scheme in OpenAPI (the Authorize button); the middleware does the work.
@@ -110,7 +93,7 @@ def resolve(session: Session, token: str, now: datetime) -> Principal:
     if token.startswith(KEY_PREFIX):
         key = resolve_key(session, token, now)
         return Principal("key", key.id, key.name, key.role)
-    if not token.startswith(tuple(_PREFIX.values())):
+    if not token.startswith(tuple(TOKEN_PREFIX.values())):
         raise Unauthorized("the bearer token is not valid")
     token_hash = digest(token)
     row = session.execute(

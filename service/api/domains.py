@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.api.auth import Admin, issue_token
+from service.api.auth import Admin
 from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import (
@@ -35,6 +35,7 @@ from service.db.loaders import load_host_accounting
 from service.db.models import Domain
 from service.db.pagination import fetch_page
 from service.db.retry import retry_transaction
+from service.db.tokens import issue_token
 from service.schemas.agent import GuestToken
 from service.schemas.common import Page
 from service.schemas.domains import (

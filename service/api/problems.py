@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,12 +26,19 @@ from service.db.pagination import BadCursor
 from service.db.retry import is_retryable
 from service.errors import (
     Conflict,
+    Contended,
     Forbidden,
+    HttpError,
     Infeasible,
+    Internal,
     InvalidInput,
+    MethodNotAllowed,
+    NotAcceptable,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     PreconditionFailed,
+    ResourceChanged,
     ServiceError,
     ServiceUnavailable,
     TooManyRequests,
@@ -145,133 +152,117 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-_STATUS_SLUGS = {
-    400: ("bad-request", "Bad request"),
-    401: ("unauthorized", "Missing or invalid bearer token"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not-found", "No such resource"),
-    405: ("method-not-allowed", "Method not allowed"),
-    406: ("not-acceptable", "Not acceptable"),
-    409: ("conflict", "Conflict"),
-    413: ("payload-too-large", "Request body too large"),
-    415: ("unsupported-media-type", "Unsupported media type"),
-    422: ("validation-error", "The request is not valid"),
+# The framework's own HTTP errors (no route, method not allowed, an undecodable body), by status:
+# their slug and title are the vocabulary's, written once in service.errors.
+_BY_STATUS: dict[int, type[ServiceError]] = {
+    kind.status: kind
+    for kind in (
+        ServiceError,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        NotAcceptable,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        InvalidInput,
+    )
 }
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def _problem(request: Request, exc: ServiceError) -> JSONResponse:
-        return render(exc, request.url.path)
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return render(exc, request.url.path)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = validation_errors(exc)
-        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
-        return problem_response(
-            422,
-            "validation-error",
-            "The request is not valid",
-            f"{len(errors)} invalid field(s): {where}",
-            request,
-            errors=errors,
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
+    error = InvalidInput(f"{len(errors)} invalid field(s): {where}", errors=errors)
+    return render(error, request.url.path)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): invalid input, like
+        # any other undecodable JSON, so it is a 422 with a location, as the contract says.
+        error = InvalidInput(
+            "the body could not be decoded as JSON",
+            errors=[{"loc": ["body"], "msg": "not valid UTF-8 JSON"}],
         )
+        return render(error, request.url.path)
+    kind = _BY_STATUS.get(exc.status_code, HttpError)
+    detail = exc.detail if isinstance(exc.detail, str) else kind.title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.method} {request.url.path}"
+    return problem_response(
+        exc.status_code, kind.slug, kind.title, detail, request, headers=dict(exc.headers or {})
+    )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400:
-            # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): invalid input, like
-            # any other undecodable JSON, so it is a 422 with a location, as the contract says.
-            return problem_response(
-                422,
-                "validation-error",
-                "The request is not valid",
-                "the body could not be decoded as JSON",
-                request,
-                errors=[{"loc": ["body"], "msg": "not valid UTF-8 JSON"}],
-            )
-        slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
-        detail = exc.detail if isinstance(exc.detail, str) else title
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = f"no route matches {request.method} {request.url.path}"
-        return problem_response(
-            exc.status_code, slug, title, detail, request, headers=dict(exc.headers or {})
+
+async def _cursor(request: Request, exc: Exception) -> JSONResponse:
+    error = InvalidInput(str(exc), errors=[{"loc": ["query", "cursor"], "msg": str(exc)}])
+    return render(error, request.url.path)
+
+
+async def _stale(request: Request, exc: Exception) -> JSONResponse:
+    error = ResourceChanged("another request modified the resource first; re-read it and retry")
+    return render(error, request.url.path)
+
+
+async def _integrity(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IntegrityError)
+    log.warning("integrity error on %s: %s", request.url.path, exc.orig)
+    error = Conflict("a database constraint refused the change (a concurrent request won); retry")
+    return render(error, request.url.path)
+
+
+async def _operational(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OperationalError)
+    if is_retryable(exc):  # still colliding after the retries: the client may try again
+        error: ServiceError = Contended(
+            "concurrent requests on the same hosts kept colliding; nothing was changed, retry"
         )
-
-    @app.exception_handler(BadCursor)
-    async def _cursor(request: Request, exc: BadCursor) -> JSONResponse:
-        return problem_response(
-            422,
-            "validation-error",
-            "The request is not valid",
-            str(exc),
-            request,
-            errors=[{"loc": ["query", "cursor"], "msg": str(exc)}],
-        )
-
-    @app.exception_handler(StaleDataError)
-    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
-        return problem_response(
-            412,
-            "precondition-failed",
-            "The resource changed while this request ran",
-            "another request modified the resource first; re-read it and retry",
-            request,
-        )
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
-        log.warning("integrity error on %s: %s", request.url.path, exc.orig)
-        return problem_response(
-            409,
-            "conflict",
-            "The request conflicts with the current state",
-            "a database constraint refused the change (a concurrent request won); retry",
-            request,
-        )
-
-    @app.exception_handler(OperationalError)
-    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
-        if is_retryable(exc):  # still colliding after the retries: the client may try again
-            return problem_response(
-                409,
-                "conflict",
-                "The request conflicts with concurrent requests",
-                "concurrent requests on the same hosts kept colliding; nothing was changed, retry",
-                request,
-                headers={"Retry-After": "1"},
-            )
+    else:
         log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
-        return problem_response(
-            503,
-            "unavailable",
-            "The database is unavailable; retry later",
-            "the database did not answer; nothing was changed",
-            request,
-            headers={"Retry-After": "2"},
-        )
+        error = ServiceUnavailable("the database did not answer; nothing was changed")
+    return render(error, request.url.path)
 
-    @app.exception_handler(PoolTimeoutError)
-    async def _pool(request: Request, exc: PoolTimeoutError) -> JSONResponse:
-        return problem_response(
-            503,
-            "unavailable",
-            "The service is overloaded; retry later",
-            "no database connection became free in time; nothing was changed",
-            request,
-            headers={"Retry-After": "1"},
-        )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            500,
-            "internal",
-            "Internal error",
-            "the request failed unexpectedly; nothing was changed",
-            request,
-        )
+async def _pool(request: Request, exc: Exception) -> JSONResponse:
+    error = Overloaded("no database connection became free in time; nothing was changed")
+    return render(error, request.url.path)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    error = Internal("the request failed unexpectedly; nothing was changed")
+    return render(error, request.url.path)
+
+
+_HANDLERS: tuple[
+    tuple[type[Exception], Callable[[Request, Exception], Awaitable[JSONResponse]]], ...
+] = (
+    (ServiceError, _service_error),
+    (RequestValidationError, _validation),
+    (StarletteHTTPException, _http),
+    (BadCursor, _cursor),
+    (StaleDataError, _stale),
+    (IntegrityError, _integrity),
+    (OperationalError, _operational),
+    (PoolTimeoutError, _pool),
+    (Exception, _unexpected),
+)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error the service returns becomes a problem: ours, the framework's, the
+    database's, and (hiding internals) anything unexpected."""
+    for kind, handler in _HANDLERS:
+        app.add_exception_handler(kind, handler)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -22,8 +22,9 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from service.api.auth import ADMIN, Principal, digest
+from service.api.auth import ADMIN, Principal
 from service.core.api_keys import live_key_by_id
+from service.db.tokens import digest
 from service.settings import Settings
 
 UI_PREFIX = "/ui"

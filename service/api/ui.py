@@ -10,16 +10,13 @@ The page is built from a fixed number of queries, whatever the size of the clust
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import Caller, Principal, is_admin, parse_bearer, resolve
@@ -28,9 +25,8 @@ from service.api.deps import SessionDep
 from service.api.problems import Forbidden, TooManyRequests, Unauthorized, responses
 from service.api.ratelimit import retry_after
 from service.api.session import COOKIE, binding_for, session_cookie, wants_html
-from service.db.accounting import live_claim
-from service.db.base import utcnow
-from service.db.models import ApiKey, Backing, Claim, Domain, Host, Migration, Step
+from service.db.models import ApiKey, Domain, Host, Migration
+from service.db.overview import Overview, load_overview
 from service.settings import Settings
 from service.vocabulary import ACTIVE_MIGRATION_STATES
 
@@ -155,82 +151,10 @@ def ui_logout() -> Response:
     summary="Topology view: pnodes, memory by domain, SLIT heat maps, migrations (read-only)",
 )
 def ui_topology(session: SessionDep, principal: Caller) -> Response:
-    view = _load(session)
+    view = load_overview(session, max_hosts=MAX_HOSTS, recent_migrations=RECENT_MIGRATIONS)
     return HTMLResponse(
         _page("Topology", _render(view, principal)), headers={"Cache-Control": "no-store"}
     )
-
-
-# -- data ----------------------------------------------------------------------------------
-
-
-@dataclass
-class View:
-    hosts: list[Host]
-    domains: list[Domain]
-    backing: dict[tuple[str, int], dict[str, int]]  # (host, pnode) -> domain -> MiB
-    claims: dict[tuple[str, int], int]
-    migrations: list[Migration]
-    steps: dict[str, tuple[int, int]]  # migration -> (acked, total)
-
-
-def _load(session: Session) -> View:
-    hosts = list(
-        session.scalars(
-            select(Host)
-            .options(selectinload(Host.pnodes))
-            .order_by(Host.created_at)
-            .limit(MAX_HOSTS)
-        ).all()
-    )
-    domains = list(
-        session.scalars(
-            select(Domain).options(selectinload(Domain.vnodes)).order_by(Domain.created_at)
-        ).all()
-    )
-    backing: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
-    for host_id, pnode, domain_id, mib in session.execute(
-        select(Backing.host_id, Backing.pnode, Backing.domain_id, func.sum(Backing.mib)).group_by(
-            Backing.host_id, Backing.pnode, Backing.domain_id
-        )
-    ).all():
-        backing[(host_id, pnode)][domain_id] = int(mib)
-    claims = {
-        (h, p): int(m)
-        for h, p, m in session.execute(
-            select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
-            .where(live_claim(utcnow()))
-            .group_by(Claim.host_id, Claim.pnode)
-        ).all()
-    }
-    active = list(
-        session.scalars(
-            select(Migration)
-            .where(Migration.state.in_(ACTIVE_MIGRATION_STATES))
-            .order_by(Migration.created_at)
-        ).all()
-    )
-    recent = list(
-        session.scalars(
-            select(Migration)
-            .where(Migration.state.not_in(ACTIVE_MIGRATION_STATES))
-            .order_by(Migration.updated_at.desc())
-            .limit(RECENT_MIGRATIONS)
-        ).all()
-    )
-    migrations = active + recent
-    steps: dict[str, tuple[int, int]] = {}
-    if migrations:
-        for mid, state, n in session.execute(
-            select(Step.migration_id, Step.state, func.count())
-            .where(Step.migration_id.in_([m.id for m in migrations]))
-            .group_by(Step.migration_id, Step.state)
-        ).all():
-            if mid is None:
-                continue
-            acked, total = steps.get(mid, (0, 0))
-            steps[mid] = (acked + (n if state == "acked" else 0), total + int(n))
-    return View(hosts, domains, dict(backing), claims, migrations, steps)
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -270,7 +194,7 @@ def _gib(mib: int) -> str:
     return f"{mib / 1024:.1f}".rstrip("0").rstrip(".") + " GiB"
 
 
-def _bars(host: Host, view: View, colors: dict[str, str], names: dict[str, str]) -> str:
+def _bars(host: Host, view: Overview, colors: dict[str, str], names: dict[str, str]) -> str:
     """One stacked bar per pnode: domains, held above target, claimed, free."""
     n = len(host.pnodes)
     top = max(p.capacity_mib for p in host.pnodes) or 1
@@ -363,85 +287,111 @@ def _signed_in(principal: Principal) -> str:
     )
 
 
-def _render(view: View, principal: Principal) -> str:
-    colors = {d.id: PALETTE[i % len(PALETTE)] for i, d in enumerate(view.domains)}
-    names = {d.id: d.name for d in view.domains}
-    host_names = {h.id: h.name for h in view.hosts}
+def _header(view: Overview, principal: Principal) -> str:
+    """The cluster's totals over the hosts shown, and who is signed in."""
     cap = sum(p.capacity_mib for h in view.hosts for p in h.pnodes)
     alloc = sum(p.allocated_mib for h in view.hosts for p in h.pnodes)
     claimed = sum(p.claimed_mib for h in view.hosts for p in h.pnodes)
     in_flight = sum(m.state in ACTIVE_MIGRATION_STATES for m in view.migrations)
-    parts = [
+    return (
         "<header><h1>numa-balloon</h1>"
         f"<span>{len(view.hosts)} hosts · {len(view.domains)} domains · {_gib(alloc)} allocated"
         f" · {_gib(claimed)} claimed · {_gib(cap - alloc - claimed)} free of {_gib(cap)}"
         f" · {in_flight} migration(s) in flight</span>"
         f'<a href="/docs">Swagger UI</a>{_signed_in(principal)}</header><main>'
-    ]
-    for h in view.hosts:
-        doms = [d for d in view.domains if d.host_id == h.id]
-        legend = "".join(
-            f'<span><i class="sw" style="background:{colors[d.id]}"></i>{escape(d.name)}</span>'
-            for d in doms
-        )
-        hatch = (
-            '<span><i class="sw" style="background:#5b6170"></i>held</span>'
-            if any(d.uncooperative for d in doms)
-            else ""
-        )
-        parts.append(
-            f"<section><h2>{escape(h.name)} <small>{len(h.pnodes)} pnode(s) · "
-            f"{escape(h.state)}{' · drift!' if h.drift_flagged else ''}</small></h2>"
-            '<div style="display:flex;gap:16px;align-items:flex-end">'
-            f"<div>{_bars(h, view, colors, names)}</div>"
-            f'<div><div style="font-size:11px;color:#667">SLIT</div>{_heat(h)}</div></div>'
-            f'<div class="legend">{legend}{hatch}'
-            '<span><i class="sw" style="background:repeating-linear-gradient(45deg,#777 0 2px,'
-            '#fff 2px 4px)"></i>claimed</span><span><i class="sw" style="background:#e8ebf0">'
-            "</i>free</span></div></section>"
-        )
-    rows = []
-    for d in view.domains:
-        actual = [vn.actual_mib for vn in d.vnodes]
-        act = "—" if any(a is None for a in actual) else str(sum(a or 0 for a in actual))
-        tags = [f'<span class="tag {"run" if d.state == "running" else "fly"}">{d.state}</span>']
-        if d.uncooperative:
-            tags.append('<span class="tag bad">uncooperative</span>')
-        rows.append(
-            f'<tr><td><i class="sw" style="background:{colors[d.id]}"></i>{escape(d.name)}</td>'
-            f"<td>{escape(host_names.get(d.host_id or '', '—'))}</td><td>{len(d.vnodes)}</td>"
-            f"<td>{d.target_mib}</td><td>{act}</td>"
-            f"<td>{d.dynamic_min_mib}&ndash;{d.dynamic_max_mib}</td><td>{' '.join(tags)}</td></tr>"
-        )
-    parts.append(
+    )
+
+
+def _host_section(h: Host, view: Overview, colors: dict[str, str], names: dict[str, str]) -> str:
+    """One host: its pnode bars and SLIT side by side, and a legend of its domains."""
+    doms = [d for d in view.domains if d.host_id == h.id]
+    legend = "".join(
+        f'<span><i class="sw" style="background:{colors[d.id]}"></i>{escape(d.name)}</span>'
+        for d in doms
+    )
+    hatch = (
+        '<span><i class="sw" style="background:#5b6170"></i>held</span>'
+        if any(d.uncooperative for d in doms)
+        else ""
+    )
+    return (
+        f"<section><h2>{escape(h.name)} <small>{len(h.pnodes)} pnode(s) · "
+        f"{escape(h.state)}{' · drift!' if h.drift_flagged else ''}</small></h2>"
+        '<div style="display:flex;gap:16px;align-items:flex-end">'
+        f"<div>{_bars(h, view, colors, names)}</div>"
+        f'<div><div style="font-size:11px;color:#667">SLIT</div>{_heat(h)}</div></div>'
+        f'<div class="legend">{legend}{hatch}'
+        '<span><i class="sw" style="background:repeating-linear-gradient(45deg,#777 0 2px,'
+        '#fff 2px 4px)"></i>claimed</span><span><i class="sw" style="background:#e8ebf0">'
+        "</i>free</span></div></section>"
+    )
+
+
+def _domain_row(d: Domain, colors: dict[str, str], host_names: dict[str, str]) -> str:
+    actual = [vn.actual_mib for vn in d.vnodes]
+    act = "—" if any(a is None for a in actual) else str(sum(a or 0 for a in actual))
+    tags = [f'<span class="tag {"run" if d.state == "running" else "fly"}">{d.state}</span>']
+    if d.uncooperative:
+        tags.append('<span class="tag bad">uncooperative</span>')
+    return (
+        f'<tr><td><i class="sw" style="background:{colors[d.id]}"></i>{escape(d.name)}</td>'
+        f"<td>{escape(host_names.get(d.host_id or '', '—'))}</td><td>{len(d.vnodes)}</td>"
+        f"<td>{d.target_mib}</td><td>{act}</td>"
+        f"<td>{d.dynamic_min_mib}&ndash;{d.dynamic_max_mib}</td><td>{' '.join(tags)}</td></tr>"
+    )
+
+
+def _domains(view: Overview, colors: dict[str, str], host_names: dict[str, str]) -> str:
+    rows = [_domain_row(d, colors, host_names) for d in view.domains]
+    return (
         "<section><h2>Domains</h2><table><tr><th>name</th><th>host</th><th>vnodes</th>"
         "<th>target MiB</th><th>actual MiB</th><th>dynamic range</th><th>state</th></tr>"
         + "".join(rows)
         + "</table></section>"
     )
-    mrows = []
-    for m in view.migrations:
-        acked, total = view.steps.get(m.id, (0, 0))
-        plan = m.plan or {}
-        cls = (
-            "fly"
-            if m.state in ACTIVE_MIGRATION_STATES
-            else ("run" if m.state == "completed" else "bad")
-        )
-        mrows.append(
-            f"<tr><td>{escape(names.get(m.domain_id, m.domain_id[:8]))}</td>"
-            f"<td>{escape(host_names.get(m.source_host_id or '', '—'))} → "
-            f"{escape(host_names.get(m.destination_host_id or '', '—'))}</td>"
-            f"<td>{escape(m.strategy)}</td><td><span class='tag {cls}'>{escape(m.state)}</span>"
-            f"</td><td>{acked}/{total}</td>"
-            f"<td>{plan.get('distortion_before', 0):g} → {plan.get('distortion_after', 0):g}</td>"
-            f"<td>{sum(plan.get('claims_mib', []))}</td></tr>"
-        )
-    parts.append(
+
+
+def _migration_row(
+    m: Migration, view: Overview, names: dict[str, str], host_names: dict[str, str]
+) -> str:
+    acked, total = view.steps.get(m.id, (0, 0))
+    plan = m.plan or {}
+    cls = (
+        "fly"
+        if m.state in ACTIVE_MIGRATION_STATES
+        else ("run" if m.state == "completed" else "bad")
+    )
+    return (
+        f"<tr><td>{escape(names.get(m.domain_id, m.domain_id[:8]))}</td>"
+        f"<td>{escape(host_names.get(m.source_host_id or '', '—'))} → "
+        f"{escape(host_names.get(m.destination_host_id or '', '—'))}</td>"
+        f"<td>{escape(m.strategy)}</td><td><span class='tag {cls}'>{escape(m.state)}</span>"
+        f"</td><td>{acked}/{total}</td>"
+        f"<td>{plan.get('distortion_before', 0):g} → {plan.get('distortion_after', 0):g}</td>"
+        f"<td>{sum(plan.get('claims_mib', []))}</td></tr>"
+    )
+
+
+def _migrations(view: Overview, names: dict[str, str], host_names: dict[str, str]) -> str:
+    mrows = [_migration_row(m, view, names, host_names) for m in view.migrations]
+    return (
         "<section><h2>Migrations <small>in flight first, then the latest</small></h2>"
         "<table><tr><th>domain</th><th>from → to</th><th>strategy</th><th>phase</th>"
         "<th>steps acked</th><th>distortion</th><th>claims MiB</th></tr>"
         + ("".join(mrows) or '<tr><td colspan="7">none yet</td></tr>')
         + "</table></section></main>"
     )
-    return "".join(parts)
+
+
+def _render(view: Overview, principal: Principal) -> str:
+    colors = {d.id: PALETTE[i % len(PALETTE)] for i, d in enumerate(view.domains)}
+    names = {d.id: d.name for d in view.domains}
+    host_names = {h.id: h.name for h in view.hosts}
+    return "".join(
+        [
+            _header(view, principal),
+            *(_host_section(h, view, colors, names) for h in view.hosts),
+            _domains(view, colors, host_names),
+            _migrations(view, names, host_names),
+        ]
+    )

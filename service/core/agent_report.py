@@ -53,7 +53,7 @@ def _validate(state: HostAccounting, body: AgentReportIn) -> None:
         )
 
 
-def _drift(
+def drift(
     state: HostAccounting, now: datetime, settings: Settings, actor: str
 ) -> tuple[bool, list[DriftPnode], ChangeSet]:
     """Each pnode's observed free memory against the accounting's; the host is flagged when one
@@ -123,8 +123,8 @@ def agent_report(
     apply(session, state, observed)
     complete_pool_steps(session, reports, now, by="host agent")
     # After the reports: a driver that just made progress is not stalled.
-    flagged, rows, drift = _drift(state, now, settings, actor)
-    apply(session, state, stalled(state.domains, now, settings, actor=actor).merge(drift))
+    flagged, rows, drifted = drift(state, now, settings, actor)
+    apply(session, state, stalled(state.domains, now, settings, actor=actor).merge(drifted))
     return AgentReportOut(
         host_id=host_id,
         domains_accepted=len(reports),
@@ -132,31 +132,3 @@ def agent_report(
         drift_flagged=flagged,
         drift=rows,
     )
-
-
-def observe_host(
-    session: Session,
-    host_id: str,
-    free_mib: dict[int, int],
-    now: datetime,
-    settings: Settings,
-    actor: str,
-) -> tuple[bool, list[DriftPnode]]:
-    """The agent's heartbeat: free MiB per pnode (drift), and the host's balloon drivers
-    evaluated (stalled ones flagged). Returns whether the host is flagged, and the drift."""
-    state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
-    if state is None:
-        raise NotFound(f"no host with id {host_id}")
-    n = state.n_pnodes
-    bad = [
-        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
-        for i, index in enumerate(free_mib)
-        if index >= n
-    ]
-    if bad:
-        raise InvalidInput("observed pnodes the host does not have", errors=bad)
-    for index, mib in free_mib.items():
-        state.host.pnodes[index].observed_free_mib = mib  # Pnode: no version
-    flagged, rows, drift = _drift(state, now, settings, actor)
-    apply(session, state, drift.merge(stalled(state.domains, now, settings, actor=actor)))
-    return flagged, rows

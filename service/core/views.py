@@ -1,16 +1,28 @@
-"""ORM rows + backing arrays -> toolstack response models."""
+"""ORM rows + backing arrays -> toolstack response models: the one place rows become responses,
+so a field is spelled once whichever route (or core operation) returns it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from service.core.placement import Ranked
 from service.db.accounting import HostAccounting
-from service.db.models import Domain
+from service.db.models import Domain, Host, Step
 from service.engine.topology import PAGES_PER_MIB
+from service.schemas.agent import StepOut
 from service.schemas.domains import DomainOut, MemoryOut, MemRange, PlacementOut, VnodeOut
-from service.schemas.hosts import Accounting, DomainBacking, PnodeAccounting
+from service.schemas.hosts import (
+    Accounting,
+    DomainBacking,
+    Evacuation,
+    HostOut,
+    MemoryTotals,
+    PnodeAccounting,
+    PnodeOut,
+)
 
 I64 = NDArray[np.int64]
 
@@ -110,3 +122,62 @@ def placement_out(r: Ranked) -> PlacementOut:
         max_feasible_mib=r.max_feasible_mib,
         free_mib=r.free_mib,
     )
+
+
+def host_out(host: Host, evacuation: tuple[int, int] | None = None) -> HostOut:
+    """`evacuation`: (domains left, migrations in flight), for a host being evacuated."""
+    pnodes = [
+        PnodeOut(
+            index=p.index,
+            memory_mib=p.memory_mib,
+            reserved_mib=p.reserved_mib,
+            capacity_mib=p.capacity_mib,
+            cpus=p.cpus,
+            allocated_mib=p.allocated_mib,
+            claimed_mib=p.claimed_mib,
+            free_mib=p.capacity_mib - p.allocated_mib - p.claimed_mib,
+        )
+        for p in host.pnodes
+    ]
+    evac = None
+    if host.evacuation_requested_at is not None:
+        left, moving = evacuation or (0, 0)
+        evac = Evacuation(
+            requested_at=host.evacuation_requested_at,
+            domains_remaining=left,
+            migrations_in_flight=moving,
+            done=left == 0,
+        )
+    return HostOut(
+        id=host.id,
+        name=host.name,
+        state=host.state,
+        pnodes=pnodes,
+        memory=MemoryTotals(
+            capacity_mib=sum(p.capacity_mib for p in pnodes),
+            allocated_mib=sum(p.allocated_mib for p in pnodes),
+            claimed_mib=sum(p.claimed_mib for p in pnodes),
+            free_mib=sum(p.free_mib for p in pnodes),
+        ),
+        distances=host.distances,
+        drift_flagged=host.drift_flagged,
+        external_id=host.external_id,
+        labels=host.labels or {},
+        evacuation=evac,
+        version=host.version,
+        created_at=host.created_at,
+    )
+
+
+def host_summary(out: HostOut) -> dict[str, Any]:
+    """What the audit log keeps of a host when it is created or deleted."""
+    return {
+        "name": out.name,
+        "state": out.state,
+        "pnodes": len(out.pnodes),
+        "capacity_mib": [p.capacity_mib for p in out.pnodes],
+    }
+
+
+def step_out(step: Step) -> StepOut:
+    return StepOut.model_validate(step, from_attributes=True)

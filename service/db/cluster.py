@@ -217,3 +217,15 @@ def host_shapes(session: Session) -> HostShapes:
         distances=[json.loads(r[1]) for r in rows],
         hosts=int(rows[0][2]) if rows else 0,
     )
+
+
+def hosts_by_state(session: Session) -> dict[str, int]:
+    """How many hosts are in each state (every state named, zero included): one statement."""
+    counts = dict.fromkeys(("active", "maintenance", "offline"), 0)
+    for state, n in session.execute(select(Host.state, func.count()).group_by(Host.state)).all():
+        counts[state] = int(n)
+    return counts
+
+
+def domain_count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Domain)) or 0)

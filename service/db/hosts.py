@@ -136,3 +136,13 @@ def pnode_totals(session: Session) -> tuple[int, int, int]:
 
 def name_taken(name: str) -> Select[tuple[bool]]:
     return select(exists().where(Host.name == name))
+
+
+def migrations_with_steps(session: Session, migration_ids: Sequence[str]) -> dict[str, Migration]:
+    """Migrations (an evacuation's) by id, each with its steps: two statements."""
+    found = session.scalars(
+        select(Migration)
+        .where(Migration.id.in_(migration_ids))
+        .options(selectinload(Migration.steps))
+    ).all()
+    return {m.id: m for m in found}

@@ -6,7 +6,7 @@ import base64
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -21,6 +21,22 @@ class BadCursor(ValueError):
 def encode_cursor(created_at: datetime, row_id: str) -> str:
     raw = json.dumps([created_at.isoformat(), row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class Keyed(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+def next_cursor(rows: Sequence[Keyed], more: bool) -> str | None:
+    """The cursor after a page from `fetch_page`, None on the last page."""
+    if not more or not rows:
+        return None
+    last = rows[-1]
+    return encode_cursor(last.created_at, last.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:

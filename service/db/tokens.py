@@ -1,7 +1,15 @@
-"""Revocation of agent and guest tokens (rows keep their digest for the audit trail)."""
+"""Agent and guest tokens: issue, revocation and digests (rows keep their digest for the audit
+trail).
+
+A token is 256 random bits shown once; only its SHA-256 digest is stored, so issuing one belongs
+with the rows that hold it, where core operations (registering a host, creating a domain) reach
+it without the web layer.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from typing import Literal
 
 from sqlalchemy import update
@@ -9,6 +17,21 @@ from sqlalchemy.orm import Session
 
 from service.db.base import utcnow
 from service.db.models import Token
+
+TOKEN_PREFIX = {"agent": "nbh_", "guest": "nbg_"}
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_token(session: Session, kind: Literal["agent", "guest"], subject_id: str) -> str:
+    """Revoke the subject's current token of this kind and issue a new one (shown once)."""
+    now = utcnow()
+    revoke_tokens(session, kind, subject_id)
+    token = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32)
+    session.add(Token(kind=kind, subject_id=subject_id, token_hash=digest(token), created_at=now))
+    return token
 
 
 def revoke_tokens(session: Session, kind: Literal["agent", "guest"], subject_id: str) -> None:

@@ -1,0 +1,133 @@
+"""The host agent's rules: observed free memory and drift, the step queue, step acks.
+
+The batch report (`core/agent_report.py`) and the single observation (`PUT .../observed`) judge
+drift alike: the observation reuses the report's drift rule rather than keeping a copy, so the
+two heartbeats cannot disagree about when a host is flagged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.core.agent_report import drift
+from service.core.balloon import stalled
+from service.core.migrations import drive, fail_for_step, mark_progress, migrate_destinations
+from service.core.sweeper import sweep_migrations
+from service.core.views import step_out
+from service.db import steps as repo
+from service.db.accounting import HostAccounting
+from service.db.apply import apply
+from service.db.audit import record_event
+from service.db.loaders import load_host_accounting
+from service.errors import Conflict, InvalidInput, NotFound
+from service.schemas.agent import AckIn, ObservedIn, ObservedOut, StepList, StepOut
+from service.settings import Settings
+
+
+def _check_pnodes(state: HostAccounting, body: ObservedIn) -> None:
+    n = state.n_pnodes
+    bad: list[dict[str, Any]] = [
+        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
+        for i, p in enumerate(body.pnodes)
+        if p.index >= n
+    ]
+    if bad:
+        raise InvalidInput("observed pnodes the host does not have", errors=bad)
+
+
+def record_observed(
+    session: Session,
+    factory: sessionmaker[Session],
+    host_id: str,
+    body: ObservedIn,
+    settings: Settings,
+    actor: str,
+    now: datetime,
+) -> ObservedOut:
+    """The agent's heartbeat: store free MiB per pnode, flag or clear drift, sweep the host's
+    balloon drivers. Migrations whose claims lapsed (a client that started one and vanished)
+    are swept first, in transactions of their own, before this host's lock (lock order)."""
+    sweep_migrations(factory, now, settings)
+    state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
+    if state is None:
+        raise NotFound(f"no host with id {host_id}")
+    _check_pnodes(state, body)
+    for p in body.pnodes:
+        state.host.pnodes[p.index].observed_free_mib = p.free_mib  # Pnode: no version
+    flagged, rows, drifted = drift(state, now, settings, actor)
+    # The agent's report is the host's heartbeat: evaluate its balloon drivers now.
+    apply(session, state, drifted.merge(stalled(state.domains, now, settings, actor=actor)))
+    return ObservedOut(
+        host_id=state.host.id,
+        drift_flagged=flagged,
+        threshold_mib=settings.drift_threshold_mib,
+        pnodes=rows,
+    )
+
+
+def pending_steps(session: Session, host_id: str) -> StepList:
+    """The host's pending steps, oldest first; a migrate step names where the memory goes."""
+    rows = repo.pending_steps(session, host_id)
+    items = [step_out(s) for s in rows]
+    destinations = migrate_destinations(
+        session, [s.migration_id for s in rows if s.op == "migrate"]
+    )
+    for item in items:
+        if item.op == "migrate" and item.migration_id in destinations:
+            item.destination = destinations[item.migration_id]
+    return StepList(items=items)
+
+
+def ack_step(
+    session: Session,
+    host_id: str,
+    step_id: uuid.UUID,
+    body: AckIn,
+    settings: Settings,
+    actor: str,
+    now: datetime,
+) -> StepOut:
+    """Acknowledge a step (ok) or record its failure. Commits: what the ack unblocks then runs,
+    each in a transaction of its own (host locks after the step's): a failed step ends its
+    migration, an acked one lets an auto-advance go on. A retried ack gets the same answer and
+    changes nothing."""
+    # Lock order as in advance: the migration row before its step rows.
+    ref = repo.step_migration_id(session, host_id, str(step_id))
+    if ref is None:
+        raise NotFound(f"no step {step_id} on this host")
+    migration_id = ref[0]
+    migration = repo.lock_migration(session, migration_id) if migration_id is not None else None
+    step = repo.lock_step(session, host_id, str(step_id))
+    if step is None:
+        raise NotFound(f"no step {step_id} on this host")
+    outcome = "acked" if body.ok else "failed"
+    if step.state == outcome:
+        return step_out(step)  # a retried ack: same answer, nothing changes
+    if step.state != "pending":
+        raise Conflict(f"the step is already {step.state}")
+    step.state = outcome
+    step.detail = body.detail
+    step.acked_at = now
+    if migration is not None:
+        mark_progress(session, migration, now, actor)
+    record_event(
+        session,
+        actor,
+        f"step.{outcome}",
+        "step",
+        step.id,
+        after={"op": step.op, "domain_id": step.domain_id, "detail": body.detail},
+    )
+    session.flush()
+    out = step_out(step)
+    session.commit()
+    if step.migration_id is not None:
+        if outcome == "failed":
+            fail_for_step(session, step, actor, now)
+        else:
+            drive(session, step.migration_id, settings, now)
+    return out

@@ -1,0 +1,42 @@
+"""Queries about steps: a host's queue and the row locks an acknowledgement takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session
+
+from service.db.models import Migration, Step
+
+MAX_PENDING = 1000
+
+
+def pending_steps(session: Session, host_id: str) -> Sequence[Step]:
+    """The host's pending steps, oldest first (at most MAX_PENDING, one statement)."""
+    return session.scalars(
+        select(Step)
+        .where(Step.host_id == host_id, Step.state == "pending")
+        .order_by(Step.created_at, Step.seq)
+        .limit(MAX_PENDING)
+    ).all()
+
+
+def step_migration_id(session: Session, host_id: str, step_id: str) -> Row[str | None] | None:
+    """The step's migration id (a row, so a step without one is told from no step), unlocked:
+    the migration is locked before the step."""
+    return session.execute(
+        select(Step.migration_id).where(Step.id == step_id, Step.host_id == host_id)
+    ).first()
+
+
+def lock_migration(session: Session, migration_id: str) -> Migration | None:
+    return session.scalars(
+        select(Migration).where(Migration.id == migration_id).with_for_update()
+    ).first()
+
+
+def lock_step(session: Session, host_id: str, step_id: str) -> Step | None:
+    return session.scalars(
+        select(Step).where(Step.id == step_id, Step.host_id == host_id).with_for_update()
+    ).first()
