@@ -8,6 +8,7 @@ domain's or host's ``version`` (ETag) moves: they go through `apply` as the chan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,13 +24,18 @@ from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode
 from service.settings import Settings
 
 
-def _validate(state: HostAccounting, body: AgentReportIn) -> None:
+def pnode_errors(state: HostAccounting, indexes: Sequence[int]) -> list[dict[str, Any]]:
+    """Located errors for reported pnode indexes the host does not have."""
     n = state.n_pnodes
-    errors: list[dict[str, Any]] = [
+    return [
         {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
-        for i, p in enumerate(body.pnodes)
-        if p.index >= n
+        for i, index in enumerate(indexes)
+        if index >= n
     ]
+
+
+def _validate(state: HostAccounting, body: AgentReportIn) -> None:
+    errors = pnode_errors(state, [p.index for p in body.pnodes])
     seen_domains: set[str] = set()
     for i, d in enumerate(body.domains):
         if d.domain_id in seen_domains:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.core.agent_report import drift
+from service.core.agent_report import drift, pnode_errors
 from service.core.balloon import stalled
 from service.core.migrations import drive, fail_for_step, mark_progress, migrate_destinations
 from service.core.sweeper import sweep_migrations
@@ -29,12 +28,7 @@ from service.settings import Settings
 
 
 def _check_pnodes(state: HostAccounting, body: ObservedIn) -> None:
-    n = state.n_pnodes
-    bad: list[dict[str, Any]] = [
-        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
-        for i, p in enumerate(body.pnodes)
-        if p.index >= n
-    ]
+    bad = pnode_errors(state, [p.index for p in body.pnodes])
     if bad:
         raise InvalidInput("observed pnodes the host does not have", errors=bad)
 

@@ -19,9 +19,9 @@ from sqlalchemy import Integer, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 
 from service.core.balloon import pool_change_rows
+from service.core.bookkeeping import set_bookkeeping
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
-from service.db.audit import record_event
 from service.db.base import utcnow
 from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
@@ -536,28 +536,19 @@ def patch_domain(
     """Labels and external id: the orchestrator's own bookkeeping (spec: the ETag moves)."""
     domain, _ = lock_domain_host(session, domain_id)
     precondition(domain.version)
-    fields = body.model_fields_set
-    changes: dict[str, tuple[Any, Any]] = {}
-    if "labels" in fields and body.labels != domain.labels:
-        changes["labels"] = (domain.labels, body.labels)
-        domain.labels = dict(body.labels or {})
-    if "external_id" in fields and body.external_id != domain.external_id:
-        if body.external_id is not None and session.scalar(
-            select(exists().where(Domain.external_id == body.external_id, Domain.id != domain.id))
-        ):
-            raise Conflict(f"a domain with external_id {body.external_id!r} already exists")
-        changes["external_id"] = (domain.external_id, body.external_id)
-        domain.external_id = body.external_id
-    if changes:
-        record_event(
-            session,
-            actor,
-            "domain.updated",
-            "domain",
-            domain.id,
-            before={k: b for k, (b, _) in changes.items()},
-            after={k: a for k, (_, a) in changes.items()},
-        )
+    changed = set_bookkeeping(
+        session,
+        domain,
+        body,
+        kind="domain",
+        actor=actor,
+        external_id_taken=lambda value: bool(
+            session.scalar(
+                select(exists().where(Domain.external_id == value, Domain.id != domain.id))
+            )
+        ),
+    )
+    if changed:
         session.flush()
     return domain
 

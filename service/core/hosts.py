@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core import evacuation
+from service.core.bookkeeping import set_bookkeeping
 from service.core.migrations import claims_of, migration_out
 from service.core.sweeper import sweep_migrations
 from service.core.views import accounting_out, host_out, host_summary
@@ -149,28 +149,16 @@ def _set_state(session: Session, host: Host, state: str, actor: str) -> None:
 
 def _set_fields(session: Session, host: Host, body: HostPatch, actor: str) -> None:
     """Labels and external id: one `host.updated` event for whatever changed."""
-    fields = body.model_fields_set
-    changes: dict[str, tuple[Any, Any]] = {}
-    if "labels" in fields and body.labels != host.labels:
-        changes["labels"] = (host.labels, body.labels)
-        host.labels = dict(body.labels or {})
-    if "external_id" in fields and body.external_id != host.external_id:
-        if body.external_id is not None and session.scalar(
-            repo.external_id_taken(body.external_id, other_than=host.id)
-        ):
-            raise Conflict(f"a host with external_id {body.external_id!r} already exists")
-        changes["external_id"] = (host.external_id, body.external_id)
-        host.external_id = body.external_id
-    if changes:
-        record_event(
-            session,
-            actor,
-            "host.updated",
-            "host",
-            host.id,
-            before={k: b for k, (b, _) in changes.items()},
-            after={k: a for k, (_, a) in changes.items()},
-        )
+    set_bookkeeping(
+        session,
+        host,
+        body,
+        kind="host",
+        actor=actor,
+        external_id_taken=lambda value: bool(
+            session.scalar(repo.external_id_taken(value, other_than=host.id))
+        ),
+    )
 
 
 def change_host(session: Session, host: Host, body: HostPatch, actor: str) -> HostOut:
