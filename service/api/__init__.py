@@ -1,1 +1,1 @@
-"""HTTP layer: thin routers that parse, authorize, load state, call the engine and persist."""
+"""HTTP layer: thin routers that parse, authorize, call one core operation and render."""

@@ -1,4 +1,5 @@
-"""Business logic between the routers and the engine: load state, call the engine, persist.
+"""Business rules: lock and load a host's accounting, decide with pure functions that return
+change sets, and hand them to `service.db.apply.apply`.
 
 Nothing here commits: the router owns the transaction, so a failure anywhere changes nothing.
 """
