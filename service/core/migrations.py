@@ -49,18 +49,25 @@ from service.schemas.migrations import (
     RunsOn,
 )
 from service.settings import Settings
+from service.vocabulary import (
+    ACTIVE_MIGRATION_STATES,
+    DomainState,
+    MigrationState,
+    StepState,
+)
 
 I64 = NDArray[np.int64]
-ACTIVE = ("planned", "preparing", "migrating", "settling")
-ABORTABLE = ("planned", "preparing", "migrating")
-NEXT = {
-    "planned": "preparing",
-    "preparing": "migrating",
-    "migrating": "settling",
-    "settling": "completed",
+M = MigrationState
+ACTIVE = ACTIVE_MIGRATION_STATES
+ABORTABLE = (M.PLANNED, M.PREPARING, M.MIGRATING)
+NEXT: dict[str, MigrationState] = {
+    M.PLANNED: M.PREPARING,
+    M.PREPARING: M.MIGRATING,
+    M.MIGRATING: M.SETTLING,
+    M.SETTLING: M.COMPLETED,
 }
 # The phase whose steps must all be acknowledged before leaving each state.
-GATE = {"preparing": "prepare", "migrating": "migrate", "settling": "settle"}
+GATE: dict[str, str] = {M.PREPARING: "prepare", M.MIGRATING: "migrate", M.SETTLING: "settle"}
 
 
 def _policy(domain: Domain, body: MigrationRequest) -> str:
@@ -106,7 +113,7 @@ def compute_plan(
     if found is None:
         raise Conflict("the domain moved or was deleted while this request ran; retry")
     domain = found
-    if lock and domain.state != "running":
+    if lock and domain.state != DomainState.RUNNING:
         raise Conflict(f"the domain is {domain.state}; one migration at a time")
     if dst.host.state != "active":
         raise Conflict(f"destination host {dst.host.name} is {dst.host.state}")
@@ -214,7 +221,7 @@ def start(
                 pfn_ranges=[list(r) for r in s.pfn_ranges],
                 target_mib=s.target_mib,
                 grow=grow,
-                state="acked" if s.phase == "claim" else "waiting",
+                state=StepState.ACKED if s.phase == "claim" else StepState.WAITING,
                 detail="claimed by the service" if s.phase == "claim" else None,
                 acked_at=now if s.phase == "claim" else None,
                 created_at=now,
@@ -227,7 +234,7 @@ def start(
         source_host_id=src.host.id,
         destination_host_id=dst.host.id,
         strategy=plan.strategy,
-        state="planned",
+        state=M.PLANNED,
         plan=stored,
         auto_advance=body.auto_advance,
         expires_at=expires,
@@ -239,7 +246,7 @@ def start(
     session.flush()
     _add_claims(session, migration, dst.host.id, domain.id, plan.claims_mib, now)
     dst.claimed_mib += plan.claims_mib
-    domain.state = "migrating"
+    domain.state = DomainState.MIGRATING
     write_counters(session, dst)
     record_event(
         session,
@@ -319,12 +326,12 @@ def _locked(
 
 def _set_phase_steps(migration: Migration, phases: Sequence[str], state: str) -> None:
     for step in migration.steps:
-        if step.phase in phases and step.state == "waiting":
+        if step.phase in phases and step.state == StepState.WAITING:
             step.state = state
 
 
 def _blocking(migration: Migration, phase: str) -> list[Step]:
-    return [s for s in migration.steps if s.phase == phase and s.state != "acked"]
+    return [s for s in migration.steps if s.phase == phase and s.state != StepState.ACKED]
 
 
 def next_state(migration: Migration) -> str:
@@ -334,7 +341,7 @@ def next_state(migration: Migration) -> str:
         raise Conflict(f"the migration is {migration.state}; nothing to advance")
     gate = GATE.get(migration.state)
     blocking = [] if gate is None else _blocking(migration, gate)
-    failed = [s for s in blocking if s.state == "failed"]
+    failed = [s for s in blocking if s.state == StepState.FAILED]
     if failed:
         raise Conflict(
             f"step {failed[0].seq} ({failed[0].op}) failed: {failed[0].detail}; abort",
@@ -360,21 +367,21 @@ def advance(
     before = migration.state
     target = next_state(migration)
     internal = migration.plan["internal"]
-    if target == "preparing":
+    if target == M.PREPARING:
         _set_pool_targets(domain, internal["carried_mib"])
-        _set_phase_steps(migration, ["prepare"], "pending")
-    elif target == "migrating":
-        _set_phase_steps(migration, ["migrate"], "pending")
-    elif target == "settling":
+        _set_phase_steps(migration, ["prepare"], StepState.PENDING)
+    elif target == M.MIGRATING:
+        _set_phase_steps(migration, ["migrate"], StepState.PENDING)
+    elif target == M.SETTLING:
         _switch_host(session, migration, src, dst, domain)
-        _set_phase_steps(migration, ["settle", "release"], "pending")
+        _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
     else:
         session.execute(delete(Claim).where(Claim.migration_id == migration.id))
         dst.claimed_mib = _live_claims(session, dst)
         write_counters(session, dst)
-        domain.state = "running"
+        domain.state = DomainState.RUNNING
     migration.state = target
-    if before == "planned":
+    if before == M.PLANNED:
         # From here on the guest may be copying into the claimed memory: no clock frees it.
         migration.expires_at = None
         session.execute(
@@ -451,7 +458,7 @@ def _switch_host(
 def _expired(migration: Migration, now: datetime) -> bool:
     """Only a `planned` migration's claims are leased; nothing can be using them yet."""
     return (
-        migration.state == "planned"
+        migration.state == M.PLANNED
         and migration.expires_at is not None
         and migration.expires_at <= now
     )
@@ -470,13 +477,13 @@ def mark_progress(session: Session, migration: Migration, now: datetime, actor: 
 
 def stuck_reason(migration: Migration, now: datetime, settings: Settings) -> str | None:
     """Why a migration past `planned` counts as stuck (no progress for `stuck_after_s`)."""
-    if migration.state not in ("preparing", "migrating", "settling"):
+    if migration.state not in (M.PREPARING, M.MIGRATING, M.SETTLING):
         return None
     idle_s = (now - migration.progress_at).total_seconds()
     if idle_s < settings.stuck_after_s:
         return None
     gate = GATE[migration.state]
-    waiting = [s for s in migration.steps if s.phase == gate and s.state != "acked"]
+    waiting = [s for s in migration.steps if s.phase == gate and s.state != StepState.ACKED]
     what = f"{len(waiting)} {gate} step(s) unacknowledged" if waiting else "ready to advance"
     return (
         f"no progress for {idle_s:.0f} s in {migration.state} ({what}); its claims are held "
@@ -489,11 +496,11 @@ def abort_outcome(migration: Migration, runs_on: RunsOn | None) -> Literal["roll
 
     Once the migrate step may have run, only the caller knows where the domain runs: rolling
     back a domain that runs on the destination would give away memory it is using."""
-    if migration.state == "settling":
+    if migration.state == M.SETTLING:
         raise Conflict("the domain already runs on the destination; advance to complete it")
     if migration.state not in ABORTABLE:
         raise Conflict(f"the migration is {migration.state}; nothing to abort")
-    if migration.state != "migrating" or _migrate_failed(migration):
+    if migration.state != M.MIGRATING or _migrate_failed(migration):
         return "rollback"
     if runs_on is None:
         raise Conflict(
@@ -517,7 +524,7 @@ def abort(
         return _moved_anyway(session, migration, src, dst, domain, actor, now)
     _rollback(session, migration, src, dst, domain, now)
     before = migration.state
-    migration.state = "aborted"
+    migration.state = M.ABORTED
     migration.reason = "aborted by the toolstack"
     record_event(
         session,
@@ -534,7 +541,7 @@ def abort(
 
 def _migrate_failed(migration: Migration) -> bool:
     """The source agent reported the live migration failed: the domain is still on the source."""
-    return any(s.phase == "migrate" and s.state == "failed" for s in migration.steps)
+    return any(s.phase == "migrate" and s.state == StepState.FAILED for s in migration.steps)
 
 
 def _moved_anyway(
@@ -550,10 +557,14 @@ def _moved_anyway(
     let the migration settle there; rolling back to the source would give away live memory."""
     _switch_host(session, migration, src, dst, domain)
     for step in migration.steps:
-        if step.phase == "migrate" and step.state != "acked":
-            step.state, step.detail, step.acked_at = "acked", f"resolved by {actor}: moved", now
-    _set_phase_steps(migration, ["settle", "release"], "pending")
-    migration.state = "settling"
+        if step.phase == "migrate" and step.state != StepState.ACKED:
+            step.state, step.detail, step.acked_at = (
+                StepState.ACKED,
+                f"resolved by {actor}: moved",
+                now,
+            )
+    _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
+    migration.state = M.SETTLING
     migration.reason = "abort requested after the domain moved: settling on the destination"
     mark_progress(session, migration, now, actor)
     record_event(
@@ -575,13 +586,13 @@ def _rollback(
     """Release the claims, cancel the steps, and ask the guest's pools back to their levels."""
     session.execute(delete(Claim).where(Claim.migration_id == migration.id))
     for step in migration.steps:
-        if step.state in ("waiting", "pending"):
-            step.state = "cancelled"
+        if step.state in (StepState.WAITING, StepState.PENDING):
+            step.state = StepState.CANCELLED
             step.detail = "migration ended"
     carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
     x_src = src.backing[domain.id]
     domain.target_mib = int(x_src.sum())
-    domain.state = "running"
+    domain.state = DomainState.RUNNING
     homes = [vn.home_pnode or 0 for vn in domain.vnodes]
     steps = pool_change_rows(
         domain.id, src.host.id, topology_of(domain), carried, x_src.sum(axis=1), homes, now
@@ -604,7 +615,7 @@ def _fail(
 ) -> None:
     before = migration.state
     _rollback(session, migration, src, dst, domain, now)
-    migration.state = "failed"
+    migration.state = M.FAILED
     migration.reason = reason
     record_event(
         session,
@@ -623,7 +634,7 @@ def expired_migration_ids(session: Session, now: datetime, limit: int = 20) -> l
     return list(
         session.scalars(
             select(Migration.id)
-            .where(Migration.state == "planned", Migration.expires_at <= now)
+            .where(Migration.state == M.PLANNED, Migration.expires_at <= now)
             .order_by(Migration.expires_at)
             .limit(limit)
         ).all()
@@ -648,7 +659,7 @@ def flag_stuck(session: Session, now: datetime, settings: Settings, actor: str) 
     rows = session.scalars(
         select(Migration)
         .where(
-            Migration.state.in_(("preparing", "migrating", "settling")),
+            Migration.state.in_((M.PREPARING, M.MIGRATING, M.SETTLING)),
             Migration.progress_at <= cutoff,
             Migration.stuck_at.is_(None),
         )
@@ -673,7 +684,7 @@ def migration_out(
     plan = {k: v for k, v in migration.plan.items() if k != "internal"}
     state, reason = migration.state, migration.reason
     if _expired(migration, now):
-        state, reason, claims = "failed", "claims expired", []
+        state, reason, claims = M.FAILED, "claims expired", []
     stuck = stuck_reason(migration, now, settings)
     return MigrationOut(
         id=migration.id,
@@ -764,7 +775,7 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
     reason = f"step {seq} ({op}) failed on host {host_id}: {detail or 'no detail given'}"
     if migration.state in ABORTABLE:
         _fail(session, migration, src, dst, domain, actor, now, reason)
-    elif migration.state == "settling":
+    elif migration.state == M.SETTLING:
         migration.reason = reason
         record_event(
             session,
