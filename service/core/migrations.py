@@ -32,7 +32,7 @@ from service.db.accounting import HostAccounting, live_claim
 from service.db.apply import apply, write_counters
 from service.db.audit import record_event
 from service.db.base import utcnow
-from service.db.changes import ChangeSet, step_row
+from service.db.changes import ChangeSet, NewTarget, step_row
 from service.db.loaders import load_host_accounting
 from service.db.locks import lock_hosts
 from service.db.models import Claim, Domain, Host, Migration, Step
@@ -368,7 +368,7 @@ def advance(
     target = next_state(migration)
     internal = migration.plan["internal"]
     if target == M.PREPARING:
-        _set_pool_targets(domain, internal["carried_mib"])
+        apply(session, src, _carry(domain, internal["carried_mib"]))
         _set_phase_steps(migration, ["prepare"], StepState.PENDING)
     elif target == M.MIGRATING:
         _set_phase_steps(migration, ["migrate"], StepState.PENDING)
@@ -419,10 +419,11 @@ def _who(step: Step) -> str:
     return f"{step.op}{vnode} by the {step.actor} on host {step.host_id}"
 
 
-def _set_pool_targets(domain: Domain, targets: Sequence[int]) -> None:
-    for vn in domain.vnodes:
-        vn.target_mib = int(targets[vn.index])
-    domain.target_mib = int(sum(targets))
+def _carry(domain: Domain, levels: Sequence[int]) -> ChangeSet:
+    """The pools' levels while the domain moves (what the guest carries across)."""
+    carried = [int(t) for t in levels]
+    total = NewTarget(domain=domain, target_mib=sum(carried), set_at=domain.target_set_at)
+    return ChangeSet(pool_targets={domain.id: carried}, targets=[total])
 
 
 def _live_claims(session: Session, state: HostAccounting) -> I64:
@@ -447,12 +448,18 @@ def _switch_host(
     domain.host_id = dst.host.id
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
-        vn.actual_mib = None  # re-reported on the new host; never trusted above the target
-    domain.target_mib = int(after.sum())
     dst.domains.append(domain)
     dst.claimed_mib = _live_claims(session, dst)
     write_counters(session, src)
-    apply(session, dst, ChangeSet(backing={domain.id: after}))
+    arrived = ChangeSet(
+        backing={domain.id: after},
+        # re-reported on the new host; never trusted above the target meanwhile
+        actual_mib={domain.id: {vn.index: None for vn in domain.vnodes}},
+        targets=[
+            NewTarget(domain=domain, target_mib=int(after.sum()), set_at=domain.target_set_at)
+        ],
+    )
+    apply(session, dst, arrived)
 
 
 def _expired(migration: Migration, now: datetime) -> bool:
@@ -591,7 +598,6 @@ def _rollback(
             step.detail = "migration ended"
     carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
     x_src = src.backing[domain.id]
-    domain.target_mib = int(x_src.sum())
     domain.state = DomainState.RUNNING
     homes = [vn.home_pnode or 0 for vn in domain.vnodes]
     steps = pool_change_rows(
@@ -600,7 +606,9 @@ def _rollback(
     session.flush()
     dst.claimed_mib = _live_claims(session, dst)
     write_counters(session, dst)
-    apply(session, src, ChangeSet(backing={domain.id: x_src}, pool_steps={domain.id: steps}))
+    restored = NewTarget(domain=domain, target_mib=int(x_src.sum()), set_at=domain.target_set_at)
+    back = ChangeSet(backing={domain.id: x_src}, targets=[restored], pool_steps={domain.id: steps})
+    apply(session, src, back)
 
 
 def _fail(

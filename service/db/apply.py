@@ -56,6 +56,8 @@ def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> N
     batch = WriteBatch(session)
     _write_backing(batch, session, accounting, changes.backing)
     _write_actual(batch, changes.actual_mib)
+    for domain_id, levels in changes.pool_targets.items():
+        _write_vnode_targets(batch, accounting, domain_id, levels)
     _write_pool_steps(batch, session, changes.pool_steps)
     batch.add_rows(_STEPS, changes.new_steps)
     _write_status(session, changes.status)
@@ -155,10 +157,11 @@ def _replace_backing(session: Session, host_id: str, new: dict[str, I64]) -> Non
 
 
 def _write_vnode_targets(
-    batch: WriteBatch, accounting: HostAccounting, domain_id: str, backing: I64
+    batch: WriteBatch, accounting: HostAccounting, domain_id: str, levels: I64 | list[int]
 ) -> None:
-    """A vnode's target is its backing row's sum; written only when one of them moves."""
-    targets = [int(t) for t in backing.sum(axis=1).tolist()]
+    """Per-vnode targets: the backing rows' sums (a (V, P) matrix) or explicit levels (a list);
+    written only when one of them moves."""
+    targets = [int(t) for t in (levels.sum(axis=1) if isinstance(levels, np.ndarray) else levels)]
     domain = accounting.domain(domain_id)
     if domain is not None and all(vn.target_mib == targets[vn.index] for vn in domain.vnodes):
         return
@@ -166,7 +169,7 @@ def _write_vnode_targets(
     batch.add(_vnode_targets_w(len(targets)), {"domain": domain_id, **params})
 
 
-def _write_actual(batch: WriteBatch, actual: dict[str, dict[int, int]]) -> None:
+def _write_actual(batch: WriteBatch, actual: dict[str, dict[int, int | None]]) -> None:
     for domain_id, reported in actual.items():
         if reported:
             params: dict[str, Any] = {"domain": domain_id}

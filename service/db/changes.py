@@ -42,7 +42,10 @@ class ChangeSet:
     # domain id -> the pool-change steps that replace its pending ones (an empty list cancels)
     pool_steps: dict[str, list[Row]] = field(default_factory=dict)
     new_steps: list[Row] = field(default_factory=list)  # steps queued beside the pending ones
-    actual_mib: dict[str, dict[int, int]] = field(default_factory=dict)  # domain -> vnode -> MiB
+    # domain id -> vnode -> reported MiB (None: not reported, as after a move)
+    actual_mib: dict[str, dict[int, int | None]] = field(default_factory=dict)
+    # domain id -> per-vnode pool targets that do not follow its backing (a migration's levels)
+    pool_targets: dict[str, list[int]] = field(default_factory=dict)
     status: list[tuple[Domain | Host, Row]] = field(default_factory=list)  # version unchanged
     events: list[Row] = field(default_factory=list)
 
@@ -54,6 +57,7 @@ class ChangeSet:
                 self.pool_steps,
                 self.new_steps,
                 self.actual_mib,
+                self.pool_targets,
                 self.status,
                 self.events,
             )
@@ -67,6 +71,7 @@ class ChangeSet:
             pool_steps={**self.pool_steps, **other.pool_steps},
             new_steps=[*self.new_steps, *other.new_steps],
             actual_mib={**self.actual_mib, **other.actual_mib},
+            pool_targets={**self.pool_targets, **other.pool_targets},
             status=[*self.status, *other.status],
             events=[*self.events, *other.events],
         )
@@ -145,6 +150,10 @@ def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: dateti
             targets = backing.sum(axis=1).tolist()
             for vn in domain.vnodes:
                 set_committed_value(vn, "target_mib", int(targets[vn.index]))
+    for domain_id, levels in changes.pool_targets.items():
+        domain = accounting.domain(domain_id)
+        for vn in domain.vnodes if domain is not None else []:
+            set_committed_value(vn, "target_mib", levels[vn.index])
     for domain_id, reported in changes.actual_mib.items():
         domain = accounting.domain(domain_id)
         for vn in domain.vnodes if domain is not None else []:
