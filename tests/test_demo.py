@@ -1,7 +1,8 @@
 """`make demo` end to end: the simulator against a real uvicorn on SQLite, as a user runs it.
 
 The story is seeded and the service's clock is real but fast (inactive after 1 s, uncooperative
-after 2 s), so the outcomes below are the same on every run; the whole run is bounded to 60 s.
+after 2 s), so the outcomes below are the same on every run. The timeout only guards against a
+hang (a loaded machine may take several times the usual ~20 s): speed is measured in bench/.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_make_demo_plays_the_whole_story(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
-    started = time.monotonic()
     run = subprocess.run(
         [
             sys.executable,
@@ -38,11 +37,9 @@ def test_make_demo_plays_the_whole_story(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
-    elapsed = time.monotonic() - started
     assert run.returncode == 0, run.stdout + run.stderr
-    assert elapsed < 60
     out = run.stdout
     assert "[########################] 8/8 audit the accounting ... clean" in out
     assert "numa-balloon demo: 4 hosts, 8 guests" in out
