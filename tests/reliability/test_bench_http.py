@@ -59,4 +59,6 @@ def test_open_loop_sends_at_the_offered_rate(server: tuple[Server, str]) -> None
     healthz = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
     n, elapsed, lat = asyncio.run(measure_open(srv.port, lambda i, k: healthz, 4, 40, 1.0))
     assert n == len(lat) == 40
-    assert 0.95 <= elapsed < 3.0  # the last arrival is due at 0.975 s
+    # The last arrival is due at 0.975 s: sent on schedule, not as fast as possible. (No upper
+    # bound that a busy machine could break: that would time the machine, not the tool.)
+    assert elapsed >= 0.95
