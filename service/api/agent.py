@@ -14,6 +14,7 @@ from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import responses
 from service.core import agents as core
 from service.core.agent_report import agent_report
+from service.core.migrations import drive
 from service.db.retry import retry_transaction
 from service.schemas.agent import (
     AckIn,
@@ -68,8 +69,10 @@ def batch_report(
 ) -> AgentReportOut:
     # One request per host per interval; status only. Lapsed claims are freed by the background
     # sweeper, not here: at 1,000 reports a second a sweep per report would cost more than it.
-    out = agent_report(session, host_id, body, now, settings, principal.actor)
+    out, moved_on = agent_report(session, host_id, body, now, settings, principal.actor)
     session.commit()
+    for migration_id in sorted(moved_on):  # pool steps the report completed may clear a gate
+        drive(session, migration_id, settings, now)
     return out
 
 

@@ -15,7 +15,7 @@ from service.api.problems import NotFound, responses
 from service.core.balloon import GUEST_OPS
 from service.core.domains import load_domain
 from service.core.guests import guest_report
-from service.core.migrations import active_migration_of, drive
+from service.core.migrations import drive
 from service.core.views import memranges
 from service.db.models import Domain, Step
 from service.db.retry import retry_transaction
@@ -107,10 +107,9 @@ def report(
     body: BalloonReport, session: SessionDep, settings: SettingsDep, principal: Guest, now: Now
 ) -> GuestBalloon:
     assert principal.subject_id is not None
-    domain = guest_report(session, principal.subject_id, body, now, principal.actor)
+    domain, moved_on = guest_report(session, principal.subject_id, body, now, principal.actor)
     out = _balloon_view(session, domain)
     session.commit()
-    migration_id = active_migration_of(session, domain.id)
-    if migration_id is not None:  # pool steps this report completed may clear its gate
+    for migration_id in sorted(moved_on):  # pool steps this report completed may clear a gate
         drive(session, migration_id, settings, now)
     return out

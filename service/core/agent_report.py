@@ -104,9 +104,10 @@ def agent_report(
     now: datetime,
     settings: Settings,
     actor: str,
-) -> AgentReportOut:
+) -> tuple[AgentReportOut, set[str]]:
     """Record one batch report under the host's lock; unknown domains are listed, not errors
-    (a domain that just migrated away may still be reported once)."""
+    (a domain that just migrated away may still be reported once). Also returns the migrations
+    whose pool steps the report completed (to drive on after the commit)."""
     state = load_host_accounting(session, host_id, lock=True, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
@@ -127,14 +128,15 @@ def agent_report(
         )
         observed = observed.merge(changes)
     apply(session, state, observed)
-    complete_pool_steps(session, reports, now, by="host agent")
+    moved_on = complete_pool_steps(session, reports, now, by="host agent")
     # After the reports: a driver that just made progress is not stalled.
     flagged, rows, drifted = drift(state, now, settings, actor)
     apply(session, state, stalled(state.domains, now, settings, actor=actor).merge(drifted))
-    return AgentReportOut(
+    out = AgentReportOut(
         host_id=host_id,
         domains_accepted=len(reports),
         unknown_domains=unknown,
         drift_flagged=flagged,
         drift=rows,
     )
+    return out, moved_on

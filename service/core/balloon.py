@@ -156,22 +156,24 @@ def complete_pool_steps(
     reports: dict[str, dict[int, int]],
     now: datetime,
     by: str = "guest",
-) -> int:
+) -> set[str]:
     """Pending pool operations that raw reports (domain id -> vnode -> MiB: the guest's, or
     the host agent's view of the hypervisor) show done need no agent ack. One query for all the
-    reported domains; the acks are written with the transaction's flush."""
+    reported domains; the acks are written with the transaction's flush. Returns the migrations
+    whose steps this acknowledged: the caller drives them on once it commits."""
     if not reports:
-        return 0
+        return set()
     steps = session.scalars(_PENDING_POOL_STEPS, {"b_domains": list(reports)}).all()
-    done = 0
+    migrations: set[str] = set()
     for step in steps:
         reported = reports[step.domain_id]
         if step.vnode in reported and reached(step, reported[step.vnode]):
             step.state = "acked"
             step.detail = f"{by} reported the pool at its target"
             step.acked_at = now
-            done += 1
-    return done
+            if step.migration_id is not None:
+                migrations.add(step.migration_id)
+    return migrations
 
 
 _PENDING_POOL_STEPS = select(Step).where(

@@ -16,17 +16,18 @@ from service.schemas.guest import BalloonReport
 
 def guest_report(
     session: Session, domain_id: str, body: BalloonReport, now: datetime, actor: str
-) -> Domain:
+) -> tuple[Domain, set[str]]:
     """Store the per-pool actual sizes (capped: see `balloon.observe`) and the counters they
-    imply; pool steps the report shows done are acknowledged."""
+    imply; pool steps the report shows done are acknowledged. Also returns the migrations whose
+    steps it completed (to drive on after the commit)."""
     domain, state = lock_domain_host(session, domain_id)
     _check_pools(domain, body)
     reported = {p.index: p.actual_mib for p in body.vnodes}
     changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")
     apply(session, state, changes)
-    complete_pool_steps(session, {domain.id: reported}, now)
+    moved_on = complete_pool_steps(session, {domain.id: reported}, now)
     session.flush()
-    return domain
+    return domain, moved_on
 
 
 def _check_pools(domain: Domain, body: BalloonReport) -> None:

@@ -763,13 +763,6 @@ def drive(session: Session, migration_id: str, settings: Settings, now: datetime
     return state
 
 
-def active_migration_of(session: Session, domain_id: str) -> str | None:
-    """The id of the domain's migration in flight, if any (there is at most one)."""
-    return session.scalar(
-        select(Migration.id).where(Migration.domain_id == domain_id, Migration.state.in_(ACTIVE))
-    )
-
-
 def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> str | None:
     """A step of a migration was acknowledged as failed: end the migration now, with an event,
     rather than at the next advance. Before the domain moved, it fails and rolls back (claims
