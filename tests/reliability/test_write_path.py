@@ -594,6 +594,37 @@ def test_reports_race_rebalances(postgres_db_url: str) -> None:
             audit_rows(postgres_db_url)
 
 
+def test_reports_naming_domains_created_and_deleted_meanwhile(postgres_db_url: str) -> None:
+    """The agent names a domain being deleted and its guest reports once more; another domain
+    is created on the host at the same instant: a report of the dead is unknown or refused
+    (401 once its token is revoked, 409 when the domain went), never a 5xx or a stale charge."""
+    with live_server(postgres_db_url) as server, client(server) as http:
+        host = make_host(http, "churn")
+        keep = make_domain(http, "churn-keep", host["id"])
+        for rnd in range(12):
+            doomed = make_domain(http, f"churn-doomed{rnd}", host["id"])
+            reports = {doomed["id"]: [600, 600], keep["id"]: [640 - 32 * (rnd % 3), 640]}
+            calls = [
+                lambda h, d=doomed: h.delete(f"/v1/domains/{d['id']}"),
+                agent_report(host, reports),
+                guest_report(doomed["guest_token"], [500, 500]),
+                lambda h, r=rnd: h.post(
+                    "/v1/domains",
+                    json=domain_body(f"churn-new{r}", [256, 256], host_id=host["id"]),
+                ),
+                retarget(keep["id"], 640 + 128 * (rnd % 5)),
+                squeeze(host["id"], 1024),
+            ]
+            answers = at_once(server, calls)
+            assert answers[2].status_code in {200, 401, 409}, answers[2].text
+            no_5xx(*answers[:2], *answers[3:])
+            audit_rows(postgres_db_url)
+            again = agent_report(host, reports)(http)
+            no_5xx(again)
+            assert doomed["id"] in again.json()["unknown_domains"]
+            audit_rows(postgres_db_url)
+
+
 def _migration_round(server: Server, http: httpx.Client, db_url: str, rnd: int) -> None:
     """One auto-advancing migration; each phase's acks race the guest, both agents, a retarget
     of a bystander and a squeeze of the source."""
