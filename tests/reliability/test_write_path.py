@@ -579,6 +579,33 @@ def test_guest_and_agent_reports_retargets_and_squeezes_on_one_host_at_once(
         assert all(succeeded), f"some kind of call never went through: {succeeded}"
 
 
+def test_concurrent_reports_and_heartbeats_move_no_version(postgres_db_url: str) -> None:
+    """Only status writes at once (guests, the batch report, the single heartbeat): counters
+    stay exact and no domain's or host's version moves."""
+    with live_server(postgres_db_url) as server, client(server) as http:
+        host = make_host(http, "status")
+        doms = [make_domain(http, f"status-{i}", host["id"]) for i in range(3)]
+        for d in doms[:2]:
+            no_5xx(retarget(d["id"], 768)(http))
+        before = audit_rows(postgres_db_url)
+        host_version = http.get(f"/v1/hosts/{host['id']}").json()["version"]
+        heartbeat = {"pnodes": [{"index": 0, "free_mib": 100}, {"index": 1, "free_mib": 4000}]}
+        observed = f"/v1/agent/hosts/{host['id']}/observed"
+        for rnd in range(15):
+            shrink = [640 - 64 * (rnd % 4), 640 - 32 * (rnd % 5)]
+            calls = [
+                guest_report(doms[0]["guest_token"], shrink),
+                guest_report(doms[1]["guest_token"], shrink[::-1]),
+                guest_report(doms[2]["guest_token"], [640, 640]),
+                agent_report(host, {d["id"]: shrink for d in doms}, free_mib=500 * (rnd % 3)),
+                lambda h: h.put(observed, json=heartbeat, headers=_bearer(host["agent_token"])),
+            ]
+            no_5xx(*at_once(server, calls))
+            audit_rows(postgres_db_url)
+        assert audit_rows(postgres_db_url) == before
+        assert http.get(f"/v1/hosts/{host['id']}").json()["version"] == host_version
+
+
 def test_reports_race_rebalances(postgres_db_url: str) -> None:
     with live_server(postgres_db_url) as server, client(server) as http:
         for rnd in range(8):
