@@ -25,6 +25,9 @@ from sqlalchemy import select
 
 from bench.server import Server
 from service.app import create_app
+from service.core.domains import lock_domain_host
+from service.db.apply import apply
+from service.db.changes import ChangeSet, NewTarget
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
 from service.db.session import make_engine, make_sessionmaker
 from service.engine.accounting import charge_mib
@@ -500,6 +503,39 @@ def test_an_agent_report_that_clears_a_gate_moves_an_auto_advance_migration_on(
     )
     no_5xx(again)  # a retried ack: same answer, and no drive either
     assert pg.get(f"/v1/migrations/{mid}").json()["state"] == "migrating"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="latent: apply puts a domain's vnode targets (_write_vnode_targets) and its actual "
+    "sizes (_write_actual) in one batch, i.e. two UPDATEs of the same vnode rows in one "
+    "PostgreSQL statement: only one takes effect, while absorb keeps both in memory. No route "
+    "merges an observation with a new backing today; ChangeSet.merge allows it",
+)
+def test_one_change_set_may_move_a_backing_and_record_a_report_of_the_same_domain(
+    pg: ApiClient, postgres_db_url: str, clock: Clock
+) -> None:
+    host = make_host(pg, "h")
+    dom = make_domain(pg, "vm", host["id"])
+    engine = make_engine(postgres_db_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            domain, state = lock_domain_host(s, dom["id"])
+            backing = state.backing[domain.id].copy()
+            backing[0] = backing[0] * 4 // 5  # same cells, a smaller vnode 0: one UPDATE
+            changes = ChangeSet(
+                backing={domain.id: backing},
+                targets=[NewTarget(domain=domain, target_mib=int(backing.sum()), set_at=clock.now)],
+                actual_mib={domain.id: {0: 600}},
+            )
+            apply(s, state, changes)
+            s.commit()
+    finally:
+        engine.dispose()
+    vnodes = pg.get(f"/v1/domains/{dom['id']}").json()["vnodes"]
+    assert [vn["target_mib"] for vn in vnodes] == backing.sum(axis=1).tolist()
+    assert vnodes[0]["actual_mib"] == 600
+    audit_rows(postgres_db_url, clock.now)
 
 
 @pytest.fixture
