@@ -59,6 +59,7 @@ def observed(
     responses=responses(401, 403, 404, 422),
     summary="Batch report: free MiB per pnode and every domain's per-vnode actual size",
 )
+@retry_transaction
 def batch_report(
     host_id: str,
     body: AgentReportIn,

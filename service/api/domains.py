@@ -201,10 +201,14 @@ def patch_domain(
 )
 @retry_transaction
 def delete_domain(
-    domain_id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None
+    domain_id: uuid.UUID,
+    session: SessionDep,
+    principal: Admin,
+    now: Now,
+    if_match: IfMatch = None,
 ) -> Response:
     core.delete_domain(
-        session, str(domain_id), principal.actor, lambda v: check_if_match(if_match, v)
+        session, str(domain_id), principal.actor, now, lambda v: check_if_match(if_match, v)
     )
     session.commit()
     return Response(status_code=204)

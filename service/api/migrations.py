@@ -39,7 +39,7 @@ router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
 def _out(
     session: SessionDep, migration: Migration, now: datetime, settings: Settings
 ) -> MigrationOut:
-    claims = core.claims_of(session, [migration.id])[migration.id]
+    claims = core.claims_of(session, [migration.id], now)[migration.id]
     return core.migration_out(migration, claims, now, settings)
 
 
@@ -113,7 +113,7 @@ def list_migrations(
     page, more = fetch_page(
         session, stmt, Migration.created_at, Migration.id, cursor, page_size(limit, settings)
     )
-    claims = core.claims_of(session, [m.id for m in page])
+    claims = core.claims_of(session, [m.id for m in page], now)
     return Page[MigrationOut](
         items=[core.migration_out(m, claims[m.id], now, settings) for m in page],
         next_cursor=next_cursor(page, more),

@@ -108,7 +108,7 @@ def agent_report(
     """Record one batch report under the host's lock; unknown domains are listed, not errors
     (a domain that just migrated away may still be reported once). Also returns the migrations
     whose pool steps the report completed (to drive on after the commit)."""
-    state = load_host_accounting(session, host_id, lock=True, lean=True)
+    state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     _validate(state, body)

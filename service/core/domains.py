@@ -570,9 +570,10 @@ def delete_domain(
     session: Session,
     domain_id: str,
     actor: str,
+    now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
 ) -> None:
-    domain, state = lock_domain_host(session, domain_id)
+    domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     if domain.state != "running":
         raise Conflict(f"the domain is {domain.state}; abort its migration first")

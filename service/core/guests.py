@@ -20,7 +20,7 @@ def guest_report(
     """Store the per-pool actual sizes (capped: see `balloon.observe`) and the counters they
     imply; pool steps the report shows done are acknowledged. Also returns the migrations whose
     steps it completed (to drive on after the commit)."""
-    domain, state = lock_domain_host(session, domain_id)
+    domain, state = lock_domain_host(session, domain_id, now)
     _check_pools(domain, body)
     reported = {p.index: p.actual_mib for p in body.vnodes}
     changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")

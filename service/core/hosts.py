@@ -206,7 +206,7 @@ def evacuate_host(
         session, host_id, options.strategy, options.auto_advance, actor, settings, now
     )
     by_id = repo.migrations_with_steps(session, result.migration_ids)
-    claims = claims_of(session, result.migration_ids)
+    claims = claims_of(session, result.migration_ids, now)
     return EvacuationOut(
         host_id=host_id,
         migrations=[

@@ -31,7 +31,6 @@ from service.core.domains import topology_of
 from service.db.accounting import HostAccounting, live_claim
 from service.db.apply import apply, write_counters
 from service.db.audit import record_event
-from service.db.base import utcnow
 from service.db.changes import ChangeSet, NewTarget, step_row
 from service.db.loaders import load_host_accounting
 from service.db.locks import lock_hosts
@@ -373,11 +372,11 @@ def advance(
     elif target == M.MIGRATING:
         _set_phase_steps(migration, ["migrate"], StepState.PENDING)
     elif target == M.SETTLING:
-        _switch_host(session, migration, src, dst, domain)
+        _switch_host(session, migration, src, dst, domain, now)
         _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
     else:
         session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-        dst.claimed_mib = _live_claims(session, dst)
+        dst.claimed_mib = _live_claims(session, dst, now)
         write_counters(session, dst)
         domain.state = DomainState.RUNNING
     migration.state = target
@@ -426,14 +425,20 @@ def _carry(domain: Domain, levels: Sequence[int]) -> ChangeSet:
     return ChangeSet(pool_targets={domain.id: carried}, targets=[total])
 
 
-def _live_claims(session: Session, state: HostAccounting) -> I64:
-    fresh = load_host_accounting(session, state.host.id, lock=False)
+def _live_claims(session: Session, state: HostAccounting, now: datetime) -> I64:
+    """The host's claims live at `now`, read again after this transaction changed them."""
+    fresh = load_host_accounting(session, state.host.id, lock=False, now=now)
     assert fresh is not None
     return fresh.claimed_mib
 
 
 def _switch_host(
-    session: Session, migration: Migration, src: HostAccounting, dst: HostAccounting, domain: Domain
+    session: Session,
+    migration: Migration,
+    src: HostAccounting,
+    dst: HostAccounting,
+    domain: Domain,
+    now: datetime,
 ) -> None:
     """The migrate step is done: the domain runs on the destination from now on."""
     plan = migration.plan
@@ -441,7 +446,7 @@ def _switch_host(
     claims = np.array(plan["claims_mib"], dtype=np.int64)
     spare = np.maximum(claims - after.sum(axis=0), 0)
     session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-    _add_claims(session, migration, dst.host.id, domain.id, spare, utcnow())
+    _add_claims(session, migration, dst.host.id, domain.id, spare, now)
     session.flush()
     src.domains.remove(domain)
     src.backing.pop(domain.id, None)
@@ -449,7 +454,7 @@ def _switch_host(
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
     dst.domains.append(domain)
-    dst.claimed_mib = _live_claims(session, dst)
+    dst.claimed_mib = _live_claims(session, dst, now)
     write_counters(session, src)
     arrived = ChangeSet(
         backing={domain.id: after},
@@ -562,7 +567,7 @@ def _moved_anyway(
 ) -> Migration:
     """Abort asked after the domain moved: record the truth (it runs on the destination) and
     let the migration settle there; rolling back to the source would give away live memory."""
-    _switch_host(session, migration, src, dst, domain)
+    _switch_host(session, migration, src, dst, domain, now)
     for step in migration.steps:
         if step.phase == "migrate" and step.state != StepState.ACKED:
             step.state, step.detail, step.acked_at = (
@@ -604,7 +609,7 @@ def _rollback(
         domain.id, src.host.id, topology_of(domain), carried, x_src.sum(axis=1), homes, now
     )
     session.flush()
-    dst.claimed_mib = _live_claims(session, dst)
+    dst.claimed_mib = _live_claims(session, dst, now)
     write_counters(session, dst)
     restored = NewTarget(domain=domain, target_mib=int(x_src.sum()), set_at=domain.target_set_at)
     back = ChangeSet(backing={domain.id: x_src}, targets=[restored], pool_steps={domain.id: steps})
@@ -716,12 +721,14 @@ def migration_out(
     )
 
 
-def claims_of(session: Session, migration_ids: Sequence[str]) -> dict[str, list[ClaimOut]]:
-    """The live claims of some migrations, by migration id, in one statement."""
+def claims_of(
+    session: Session, migration_ids: Sequence[str], now: datetime
+) -> dict[str, list[ClaimOut]]:
+    """The claims of some migrations live at `now`, by migration id, in one statement."""
     out: dict[str, list[ClaimOut]] = {m: [] for m in migration_ids}
     rows = session.scalars(
         select(Claim)
-        .where(Claim.migration_id.in_(list(out)), live_claim(utcnow()))
+        .where(Claim.migration_id.in_(list(out)), live_claim(now))
         .order_by(Claim.pnode)
     ).all()
     for c in rows:

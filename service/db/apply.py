@@ -11,6 +11,7 @@ concurrent squeezes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Set
 from typing import Any, cast
 
 import numpy as np
@@ -32,7 +33,7 @@ from sqlalchemy.sql.dml import UpdateBase
 
 from service.db.accounting import I64, HostAccounting
 from service.db.base import utcnow
-from service.db.batch import Build, WriteBatch, param
+from service.db.batch import Build, WriteBatch, alone, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
 from service.db.models import Backing, Domain, Event, Host, Pnode, Step, Vnode
 from service.db.status import status_update
@@ -54,10 +55,15 @@ def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> N
     """
     session.flush()  # rows the operation added through the ORM (a new domain) come first
     batch = WriteBatch(session)
+    if changes.backing.keys() & changes.pool_targets.keys():
+        raise ValueError("a domain's pool levels follow its new backing or are given, not both")
     _write_backing(batch, session, accounting, changes.backing)
-    _write_actual(batch, changes.actual_mib)
     for domain_id, levels in changes.pool_targets.items():
         _write_vnode_targets(batch, accounting, domain_id, levels)
+    # A batch's statements share one snapshot: two UPDATEs of the same vnode rows in it would
+    # keep one. Actual sizes of a domain whose targets move go in a statement of their own.
+    targeted = changes.backing.keys() | changes.pool_targets.keys()
+    _write_actual(batch, session, changes.actual_mib, targeted)
     _write_pool_steps(batch, session, changes.pool_steps)
     batch.add_rows(_STEPS, changes.new_steps)
     _write_status(session, changes.status)
@@ -169,13 +175,23 @@ def _write_vnode_targets(
     batch.add(_vnode_targets_w(len(targets)), {"domain": domain_id, **params})
 
 
-def _write_actual(batch: WriteBatch, actual: dict[str, dict[int, int | None]]) -> None:
+def _write_actual(
+    batch: WriteBatch,
+    session: Session,
+    actual: dict[str, dict[int, int | None]],
+    targeted: Set[str],
+) -> None:
     for domain_id, reported in actual.items():
-        if reported:
-            params: dict[str, Any] = {"domain": domain_id}
-            for i, (v, mib) in enumerate(sorted(reported.items())):
-                params.update({f"v{i}": v, f"m{i}": mib})
-            batch.add(_vnode_actual_w(len(reported)), params)
+        if not reported:
+            continue
+        params: dict[str, Any] = {"domain": domain_id}
+        for i, (v, mib) in enumerate(sorted(reported.items())):
+            params.update({f"v{i}": v, f"m{i}": mib})
+        build = _vnode_actual_w(len(reported))
+        if domain_id in targeted:
+            session.execute(alone(build), {f"w_{k}": v for k, v in params.items()})
+        else:
+            batch.add(build, params)
 
 
 def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list[Row]]) -> None:
@@ -192,9 +208,14 @@ def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list
 
 
 def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> None:
-    """One UPDATE per distinct (model, values): a batch report's progress marks are one."""
-    groups: dict[tuple[type, tuple[tuple[str, Any], ...]], list[Domain | Host]] = {}
+    """One UPDATE per distinct (model, values): a batch report's progress marks are one.
+    A row named twice ends with its later values, as `absorb` leaves it in memory."""
+    latest: dict[tuple[type, str], tuple[Domain | Host, Row]] = {}
     for row, values in status:
+        key = (type(row), row.id)
+        latest[key] = (row, {**latest[key][1], **values} if key in latest else dict(values))
+    groups: dict[tuple[type, tuple[tuple[str, Any], ...]], list[Domain | Host]] = {}
+    for row, values in latest.values():
         groups.setdefault((type(row), tuple(sorted(values.items()))), []).append(row)
     for (_, items), rows in groups.items():
         session.execute(status_update(rows, dict(items)))

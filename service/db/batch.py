@@ -76,7 +76,7 @@ class WriteBatch:
                 rowcount = int(conn.execute(_insert(table), list(rows)).rowcount)
             else:
                 params = {f"w_{k}": v for k, v in p.items()}
-                rowcount = int(conn.execute(_alone(build), params).rowcount)
+                rowcount = int(conn.execute(alone(build), params).rowcount)
         return rowcount
 
 
@@ -86,7 +86,8 @@ def _insert(table: Table) -> UpdateBase:
 
 
 @functools.lru_cache(maxsize=256)
-def _alone(build: Build) -> UpdateBase:
+def alone(build: Build) -> UpdateBase:
+    """A batch statement sent on its own (parameters prefixed `w_`)."""
     return build("w_")
 
 

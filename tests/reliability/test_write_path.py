@@ -471,13 +471,6 @@ def test_a_migration_whose_hosts_both_report_meanwhile(
     assert dom["id"] in final
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the agent batch report acknowledges a migration's pool steps (balloon."
-    "complete_pool_steps) but never drives an auto_advance migration, unlike the guest report "
-    "(api/guest.py) and a step ack (core/agents.py); the step can no longer be acked, so a "
-    "guest without an in-guest driver stays in preparing for good",
-)
 def test_an_agent_report_that_clears_a_gate_moves_an_auto_advance_migration_on(
     pg: ApiClient, postgres_db_url: str, clock: Clock
 ) -> None:
@@ -505,13 +498,6 @@ def test_an_agent_report_that_clears_a_gate_moves_an_auto_advance_migration_on(
     assert pg.get(f"/v1/migrations/{mid}").json()["state"] == "migrating"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="latent: apply puts a domain's vnode targets (_write_vnode_targets) and its actual "
-    "sizes (_write_actual) in one batch, i.e. two UPDATEs of the same vnode rows in one "
-    "PostgreSQL statement: only one takes effect, while absorb keeps both in memory. No route "
-    "merges an observation with a new backing today; ChangeSet.merge allows it",
-)
 def test_one_change_set_may_move_a_backing_and_record_a_report_of_the_same_domain(
     pg: ApiClient, postgres_db_url: str, clock: Clock
 ) -> None:
@@ -553,13 +539,6 @@ def late(postgres_db_url: str, late_clock: Clock) -> Iterator[ApiClient]:
     app.state.engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claims are judged live at the wall clock, not the request's clock, by the guest "
-    "report (core/guests.py: lock_domain_host without now), the agent batch report "
-    "(core/agent_report.py: load_host_accounting without now), delete_domain and "
-    "migrations._live_claims; every other writer uses `now`, so claimed_mib flips",
-)
 def test_reports_judge_claims_on_the_request_clock_like_every_other_writer(
     late: ApiClient, postgres_db_url: str, late_clock: Clock
 ) -> None:
