@@ -8,7 +8,7 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db.filters import filtered
-from service.db.models import Backing, Claim, Domain, Host, Migration, Pnode, Vnode
+from service.db.models import Claim, Domain, Host, Migration, Pnode
 from service.db.pagination import fetch_page
 from service.vocabulary import ACTIVE_MIGRATION_STATES
 
@@ -101,26 +101,6 @@ def host_usage_reason(session: Session, host_id: str) -> str | None:
     if migrations:
         return "a migration in flight uses this host; let it finish or abort it"
     return None
-
-
-def backing_rows(session: Session, host_id: str) -> Sequence[Backing]:
-    return session.scalars(
-        select(Backing)
-        .where(Backing.host_id == host_id)
-        .order_by(Backing.domain_id, Backing.vnode, Backing.pnode)
-    ).all()
-
-
-def vnode_counts_on_host(session: Session, host_id: str) -> dict[str, int]:
-    """Vnode count of every domain on the host, in creation order (one query)."""
-    rows = session.execute(
-        select(Domain.id, func.count(Vnode.index))
-        .join(Vnode, Vnode.domain_id == Domain.id)
-        .where(Domain.host_id == host_id)
-        .group_by(Domain.id, Domain.created_at)
-        .order_by(Domain.created_at, Domain.id)
-    ).all()
-    return {d: int(n) for d, n in rows}
 
 
 def pnode_totals(session: Session) -> tuple[int, int, int]:
