@@ -126,7 +126,7 @@ def agent_report(
         changes, _ = observe(
             domain, reports[domain.id], now, actor=actor, action="domain.actual_observed"
         )
-        observed = observed.merge(changes)
+        observed.extend(changes)
     apply(session, state, observed)
     moved_on = complete_pool_steps(session, reports, now, by="host agent")
     # After the reports: a driver that just made progress is not stalled.

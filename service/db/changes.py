@@ -64,17 +64,22 @@ class ChangeSet:
         )
 
     def merge(self, other: ChangeSet) -> ChangeSet:
-        """Both change sets as one, `other` after `self`."""
-        return ChangeSet(
-            backing={**self.backing, **other.backing},
-            targets=[*self.targets, *other.targets],
-            pool_steps={**self.pool_steps, **other.pool_steps},
-            new_steps=[*self.new_steps, *other.new_steps],
-            actual_mib={**self.actual_mib, **other.actual_mib},
-            pool_targets={**self.pool_targets, **other.pool_targets},
-            status=[*self.status, *other.status],
-            events=[*self.events, *other.events],
-        )
+        """Both change sets as one, `other` after `self` (neither is changed)."""
+        out = ChangeSet()
+        out.extend(self)
+        out.extend(other)
+        return out
+
+    def extend(self, other: ChangeSet) -> None:
+        """Add `other`'s changes after these, in place (a report folds one set per domain)."""
+        self.backing.update(other.backing)
+        self.targets += other.targets
+        self.pool_steps.update(other.pool_steps)
+        self.new_steps += other.new_steps
+        self.actual_mib.update(other.actual_mib)
+        self.pool_targets.update(other.pool_targets)
+        self.status += other.status
+        self.events += other.events
 
 
 def event(

@@ -11,9 +11,7 @@ targets are its backing rows' sums and add up to its target, and reports never m
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +33,7 @@ from service.settings import Settings
 from tests.api.client import ApiClient, api_client
 from tests.api.factories import domain_body, host_body
 from tests.conftest import ADMIN_TOKEN
-from tests.reliability.hostile import client, live_server
+from tests.reliability.hostile import Call, at_once, client, live_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
@@ -121,8 +119,6 @@ def no_5xx(*answers: httpx.Response) -> None:
 
 # -- Calls ------------------------------------------------------------------------------------
 
-Call = Callable[[httpx.Client], httpx.Response]
-
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
@@ -166,25 +162,6 @@ def ack(host: Json, step_id: str) -> Call:
     path = f"/v1/agent/hosts/{host['id']}/steps/{step_id}/ack"
     body = {"ok": True, "detail": "done"}
     return lambda http: http.post(path, json=body, headers=_bearer(host["agent_token"]))
-
-
-def at_once(server: Server, calls: list[Call]) -> list[httpx.Response]:
-    """The calls from one thread each, released together (clients connected beforehand)."""
-    barrier = threading.Barrier(len(calls))
-    clients = [client(server) for _ in calls]
-    for c in clients:
-        c.get("/healthz")
-
-    def run(i: int) -> httpx.Response:
-        barrier.wait()
-        return calls[i](clients[i])
-
-    try:
-        with ThreadPoolExecutor(len(calls)) as pool:
-            return list(pool.map(run, range(len(calls))))
-    finally:
-        for c in clients:
-            c.close()
 
 
 # -- World ------------------------------------------------------------------------------------
