@@ -13,6 +13,7 @@ from service.engine.distribute import Policy
 
 __all__ = [
     "ACTIVE_MIGRATION_STATES",
+    "GUEST_OPS",
     "DomainState",
     "HostLifecycle",
     "MigrationState",
@@ -60,3 +61,7 @@ ACTIVE_MIGRATION_STATES = (
     MigrationState.MIGRATING,
     MigrationState.SETTLING,
 )
+
+
+# The steps a guest's driver carries out on its own pools; a report of pool sizes completes them.
+GUEST_OPS = ("plug", "unplug", "balloon")

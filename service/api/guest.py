@@ -12,7 +12,6 @@ from sqlalchemy import select
 from service.api.auth import Guest
 from service.api.deps import Now, SessionDep, SettingsDep
 from service.api.problems import NotFound, responses
-from service.core.balloon import GUEST_OPS
 from service.core.domains import load_domain
 from service.core.guests import guest_report
 from service.core.migrations import drive
@@ -28,6 +27,7 @@ from service.schemas.guest import (
     GuestTopology,
     GuestVnode,
 )
+from service.vocabulary import GUEST_OPS
 
 router = APIRouter(prefix="/v1/guest", tags=["guest"])
 

@@ -9,18 +9,19 @@ domain's or host's ``version`` (ETag) moves: they go through `apply` as the chan
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.core.balloon import complete_pool_steps, observe, stalled
+from service.core.balloon import capped, complete_pool_steps, observe, stall_time, stalled
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, event
 from service.db.loaders import load_host_accounting
+from service.db.report_view import DomainView, ReportView, load_report_view, write_observed_free
 from service.errors import InvalidInput, NotFound
-from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode
+from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode, ReportVnode
 from service.settings import Settings
 
 
@@ -59,26 +60,33 @@ def _validate(state: HostAccounting, body: AgentReportIn) -> None:
         )
 
 
+def drift_rows(
+    accounted_free_mib: Sequence[int], observed_free_mib: Sequence[int | None], threshold_mib: int
+) -> tuple[bool, list[DriftPnode]]:
+    """Each pnode's observed free memory against the accounting's, and whether one differs by
+    more than the threshold (the host is then flagged)."""
+    rows = [
+        DriftPnode(
+            index=i,
+            accounted_free_mib=accounted,
+            observed_free_mib=observed,
+            drift_mib=None if observed is None else observed - accounted,
+        )
+        for i, (accounted, observed) in enumerate(
+            zip(accounted_free_mib, observed_free_mib, strict=True)
+        )
+    ]
+    flagged = any(r.drift_mib is not None and abs(r.drift_mib) > threshold_mib for r in rows)
+    return flagged, rows
+
+
 def drift(
     state: HostAccounting, now: datetime, settings: Settings, actor: str
 ) -> tuple[bool, list[DriftPnode], ChangeSet]:
-    """Each pnode's observed free memory against the accounting's; the host is flagged when one
-    differs by more than ``drift_threshold_mib`` (pure)."""
+    """`drift_rows` of the loaded accounting, with the flag's change and event (pure)."""
     accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
-    rows = [
-        DriftPnode(
-            index=p.index,
-            accounted_free_mib=int(accounted[p.index]),
-            observed_free_mib=p.observed_free_mib,
-            drift_mib=None
-            if p.observed_free_mib is None
-            else p.observed_free_mib - int(accounted[p.index]),
-        )
-        for p in state.host.pnodes
-    ]
-    flagged = any(
-        r.drift_mib is not None and abs(r.drift_mib) > settings.drift_threshold_mib for r in rows
-    )
+    observed = [p.observed_free_mib for p in state.host.pnodes]
+    flagged, rows = drift_rows(accounted, observed, settings.drift_threshold_mib)
     host = state.host
     values: dict[str, Any] = {"observed_at": now}
     changes = ChangeSet(status=[(host, values)])
@@ -97,6 +105,81 @@ def drift(
     return flagged, rows, changes
 
 
+def settled(view: ReportView, body: AgentReportIn, now: datetime, settings: Settings) -> bool:
+    """Whether the report changes nothing but the observation itself (pure): every reported pool
+    is what the service holds, no pool step is pending for a reported domain, no driver is to be
+    flagged or cleared, and no claim on the host could lapse. Anything else, an invalid report
+    included, takes the full path, which writes it or refuses it."""
+    if any(view.claimed_mib) or any(p.index >= len(view.claimed_mib) for p in body.pnodes):
+        return False
+    if len({d.domain_id for d in body.domains}) != len(body.domains):
+        return False
+    for d in body.domains:
+        domain = view.domains.get(d.domain_id)
+        if domain is None or domain.pending_pool_steps or not _repeats(domain, d.vnodes):
+            return False
+        total = _total(domain.actual_mib)
+        if domain.uncooperative and total == domain.target_mib:
+            return False  # observe clears the flag of a driver found at its target
+    limit = timedelta(seconds=settings.uncooperative_after_s)
+    return all(d.uncooperative or _stall(d, now) <= limit for d in view.domains.values())
+
+
+def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
+    """Every reported vnode exists once and is taken to be the size the service holds."""
+    seen: set[int] = set()
+    for vn in vnodes:
+        i = vn.index
+        if i >= len(domain.actual_mib) or i in seen:
+            return False
+        seen.add(i)
+        held = domain.actual_mib[i]
+        size = capped(
+            vn.actual_mib,
+            target_mib=domain.vnode_target_mib[i],
+            actual_mib=held,
+            size_mib=domain.size_mib[i],
+        )
+        if held is None or size != held:
+            return False
+    return True
+
+
+def _total(sizes: Sequence[int | None]) -> int | None:
+    return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
+
+
+def _stall(domain: DomainView, now: datetime) -> timedelta:
+    return stall_time(
+        _total(domain.actual_mib),
+        target_mib=domain.target_mib,
+        last_progress_at=domain.last_progress_at,
+        target_set_at=domain.target_set_at,
+        now=now,
+    )
+
+
+def _settled_report(
+    session: Session, view: ReportView, host_id: str, body: AgentReportIn, threshold_mib: int
+) -> AgentReportOut | None:
+    """The answer to a settled report whose drift flag stays as it is, with the observed free
+    memory written; None when the flag would move (the full path writes that and its event)."""
+    reported = {p.index: p.free_mib for p in body.pnodes}
+    observed = [reported.get(i, was) for i, was in enumerate(view.observed_free_mib)]
+    flagged, rows = drift_rows(view.accounted_free_mib, observed, threshold_mib)
+    if flagged != view.drift_flagged:
+        return None
+    was = view.observed_free_mib
+    write_observed_free(session, host_id, {i: f for i, f in reported.items() if f != was[i]})
+    return AgentReportOut(
+        host_id=host_id,
+        domains_accepted=len(body.domains),
+        unknown_domains=[],
+        drift_flagged=flagged,
+        drift=rows,
+    )
+
+
 def agent_report(
     session: Session,
     host_id: str,
@@ -107,7 +190,17 @@ def agent_report(
 ) -> tuple[AgentReportOut, set[str]]:
     """Record one batch report under the host's lock; unknown domains are listed, not errors
     (a domain that just migrated away may still be reported once). Also returns the migrations
-    whose pool steps the report completed (to drive on after the commit)."""
+    whose pool steps the report completed (to drive on after the commit).
+
+    A settled report (the usual one) is answered from plain rows and writes only the
+    observation; any other loads the host's accounting and goes through `apply`."""
+    view = load_report_view(session, host_id, now)  # locks the host
+    if view is None:
+        raise NotFound(f"no host with id {host_id}")
+    if settled(view, body, now, settings):
+        out = _settled_report(session, view, host_id, body, settings.drift_threshold_mib)
+        if out is not None:
+            return out, set()
     state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")

@@ -25,8 +25,7 @@ from service.db.models import Domain, Step
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
-
-GUEST_OPS = ("plug", "unplug", "balloon")
+from service.vocabulary import GUEST_OPS
 
 
 def actual_total(domain: Domain) -> int | None:
@@ -38,11 +37,36 @@ def actual_total(domain: Domain) -> int | None:
 
 def stalled_for(domain: Domain, now: datetime) -> timedelta:
     """How long the driver has gone without progress toward an unmet target."""
-    actual = actual_total(domain)
-    if actual is None or actual == domain.target_mib:
+    return stall_time(
+        actual_total(domain),
+        target_mib=domain.target_mib,
+        last_progress_at=domain.last_progress_at,
+        target_set_at=domain.target_set_at,
+        now=now,
+    )
+
+
+def stall_time(
+    actual_mib: int | None,
+    *,
+    target_mib: int,
+    last_progress_at: datetime | None,
+    target_set_at: datetime,
+    now: datetime,
+) -> timedelta:
+    """`stalled_for` of a domain given as values: its total actual size (None until every pool
+    has reported), its target and when either last moved."""
+    if actual_mib is None or actual_mib == target_mib:
         return timedelta(0)
-    since = max(domain.last_progress_at or domain.target_set_at, domain.target_set_at)
+    since = max(last_progress_at or target_set_at, target_set_at)
     return max(now - since, timedelta(0))
+
+
+def capped(reported_mib: int, *, target_mib: int, actual_mib: int | None, size_mib: int) -> int:
+    """What a vnode's reported size is taken to be: at most the larger of its target and what
+    it held before (its target when it never reported), and at most its size."""
+    held = actual_mib if actual_mib is not None else target_mib
+    return min(reported_mib, max(target_mib, held), size_mib)
 
 
 def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
@@ -92,8 +116,12 @@ def observe(
     after = dict(before)
     for vn in domain.vnodes:
         if vn.index in reported:
-            held = vn.actual_mib if vn.actual_mib is not None else vn.target_mib
-            after[vn.index] = min(reported[vn.index], max(vn.target_mib, held), vn.size_mib)
+            after[vn.index] = capped(
+                reported[vn.index],
+                target_mib=vn.target_mib,
+                actual_mib=vn.actual_mib,
+                size_mib=vn.size_mib,
+            )
     progress = _closer(before, after, domain.target_mib)
     # A flagged driver found at its target cooperates again, moving or not.
     sizes = [v for v in after.values() if v is not None]

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
+from tests.api.statements import count_statements
 
 
 def _setup(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -142,3 +143,40 @@ def test_another_hosts_agent_is_refused(client: ApiClient) -> None:
         f"/v1/agent/hosts/{host['id']}/report", token=other["agent_token"], json={"pnodes": []}
     )
     assert r.status_code == 403
+
+
+def test_a_settled_report_writes_only_the_observation(client: ApiClient) -> None:
+    """The report an agent sends every 10 s once its guests are at their targets: answered from
+    plain rows in a fixed number of statements, with no event and no version moved, while a
+    report that moves the drift flag still takes the full path and records it."""
+    host, _, dom = _setup(client)
+    sizes = {"domain_id": dom["id"], "vnodes": [{"index": i, "actual_mib": 4096} for i in (0, 1)]}
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    free = [p["capacity_mib"] - p["allocated_mib"] for p in acc["pnodes"]]
+    first = {
+        "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
+        "domains": [sizes],
+    }
+    assert _report(client, host, first).status_code == 200  # the first report of the sizes
+    events = len(client.get("/v1/events?since=0&limit=500").json()["items"])
+    before = client.get(f"/v1/domains/{dom['id']}")
+    steady = dict(first, pnodes=[{"index": 0, "free_mib": free[0] - 100}])
+    n, r = count_statements(client, lambda: _report(client, host, steady))
+    assert r.status_code == 200, r.text
+    # the token; the host stamped (its lock), its pnodes, its vnodes; one observed free MiB
+    assert n == 5, n
+    out = r.json()
+    assert out["domains_accepted"] == 1 and not out["drift_flagged"]
+    assert [p["drift_mib"] for p in out["drift"]] == [-100, 0]
+    assert len(client.get("/v1/events?since=0&limit=500").json()["items"]) == events
+    after = client.get(f"/v1/domains/{dom['id']}")
+    assert after.headers["etag"] == before.headers["etag"]
+    assert [v["actual_mib"] for v in after.json()["vnodes"]] == [4096, 4096]
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    assert [p["observed_free_mib"] for p in acc["pnodes"]] == [free[0] - 100, free[1]]
+    # Far off: the flag moves, with its event, through the full path.
+    off = dict(first, pnodes=[{"index": 1, "free_mib": free[1] - 5000}])
+    out = _report(client, host, off).json()
+    assert out["drift_flagged"] and out["drift"][1]["drift_mib"] == -5000
+    actions = [e["action"] for e in client.get("/v1/events?since=0&limit=500").json()["items"]]
+    assert actions[-1] == "host.drift_flagged"

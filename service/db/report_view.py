@@ -1,0 +1,140 @@
+"""A host as its agent's batch report sees it, read as plain rows in three statements.
+
+At the agents' natural rate (every host every 10 s) nearly every report repeats what the service
+already holds. Telling so takes the host's lock and two reads of plain rows; the full path
+(`load_host_accounting`, `observe`, `apply`) with its ORM rows runs only when the report would
+change something. Nothing here writes memory: `apply` stays the only writer of the accounting.
+The observation itself (`observed_at`, each pnode's observed free MiB) is status the agent owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, and_, bindparam, exists, select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import Domain, Host, Pnode, Step, Vnode
+from service.vocabulary import GUEST_OPS, StepState
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainView:
+    """One domain's balloon state: the domain-level fields, then its vnodes in index order."""
+
+    target_mib: int
+    uncooperative: bool
+    last_progress_at: datetime | None
+    target_set_at: datetime
+    pending_pool_steps: bool
+    vnode_target_mib: list[int]
+    size_mib: list[int]
+    actual_mib: list[int | None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportView:
+    """The locked host's stored counters per pnode (index order) and the domains on it."""
+
+    drift_flagged: bool
+    accounted_free_mib: list[int]  # capacity - claimed - allocated, as the counters hold them
+    claimed_mib: list[int]
+    observed_free_mib: list[int | None]
+    domains: dict[str, DomainView]
+
+
+_HOSTS = cast(Table, Host.__table__)
+_PNODES = cast(Table, Pnode.__table__)
+_DOMAINS = cast(Table, Domain.__table__)
+_VNODES = cast(Table, Vnode.__table__)
+_STEPS = cast(Table, Step.__table__)
+
+# Core statements on the tables (not the mapped classes): no ORM compile or loading step.
+_LOCK = (
+    update(_HOSTS)
+    .where(_HOSTS.c.id == bindparam("b_host"))
+    .values(observed_at=bindparam("b_now"))
+    .returning(_HOSTS.c.drift_flagged)
+)
+_PNODE_ROWS = (
+    select(
+        _PNODES.c.memory_mib
+        - _PNODES.c.reserved_mib
+        - _PNODES.c.claimed_mib
+        - _PNODES.c.allocated_mib,
+        _PNODES.c.claimed_mib,
+        _PNODES.c.observed_free_mib,
+    )
+    .where(_PNODES.c.host_id == bindparam("b_host"))
+    .order_by(_PNODES.c.index)
+)
+_PENDING = exists().where(
+    _STEPS.c.domain_id == _DOMAINS.c.id,
+    _STEPS.c.state == StepState.PENDING.value,
+    _STEPS.c.op.in_(GUEST_OPS),
+)
+_VNODE_ROWS = (
+    select(
+        _DOMAINS.c.id,
+        _DOMAINS.c.target_mib,
+        _DOMAINS.c.uncooperative,
+        _DOMAINS.c.last_progress_at,
+        _DOMAINS.c.target_set_at,
+        _PENDING,
+        _VNODES.c.target_mib,
+        _VNODES.c.size_mib,
+        _VNODES.c.actual_mib,
+    )
+    .join(_VNODES, _VNODES.c.domain_id == _DOMAINS.c.id)
+    .where(_DOMAINS.c.host_id == bindparam("b_host"))
+    .order_by(_DOMAINS.c.id, _VNODES.c.index)
+)
+_OBSERVED_FREE = (
+    update(_PNODES)
+    .where(and_(_PNODES.c.host_id == bindparam("b_host"), _PNODES.c.index == bindparam("b_i")))
+    .values(observed_free_mib=bindparam("b_free"))
+)
+
+
+def load_report_view(session: Session, host_id: str, now: datetime) -> ReportView | None:
+    """Lock the host by stamping its `observed_at` (status: the version does not move), then
+    read its pnode counters and its domains' vnodes. None when there is no such host."""
+    conn = session.connection()
+    flagged = conn.execute(_LOCK, {"b_host": host_id, "b_now": now}).scalar_one_or_none()
+    if flagged is None:
+        return None
+    pnodes = conn.execute(_PNODE_ROWS, {"b_host": host_id}).all()
+    domains: dict[str, DomainView] = {}
+    for row in conn.execute(_VNODE_ROWS, {"b_host": host_id}):
+        view = domains.get(row[0])
+        if view is None:
+            view = domains[row[0]] = DomainView(
+                target_mib=row[1],
+                uncooperative=row[2],
+                last_progress_at=row[3],
+                target_set_at=row[4],
+                pending_pool_steps=row[5],
+                vnode_target_mib=[],
+                size_mib=[],
+                actual_mib=[],
+            )
+        view.vnode_target_mib.append(row[6])
+        view.size_mib.append(row[7])
+        view.actual_mib.append(row[8])
+    return ReportView(
+        drift_flagged=flagged,
+        accounted_free_mib=[p[0] for p in pnodes],
+        claimed_mib=[p[1] for p in pnodes],
+        observed_free_mib=[p[2] for p in pnodes],
+        domains=domains,
+    )
+
+
+def write_observed_free(session: Session, host_id: str, free_mib: Mapping[int, int]) -> None:
+    """Each reported pnode's observed free MiB (status: pnodes carry no version)."""
+    if free_mib:
+        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
+        session.connection().execute(_OBSERVED_FREE, rows)
