@@ -8,7 +8,9 @@ Then 2 uvicorn workers serve it and every row of issue 18's table is measured ov
 
 Latencies of the cluster-wide reads are sequential requests from one client (the service's
 own time, no queueing); the agent reports are offered open loop at the agents' natural rate
-(every host every 10 s) and the batch report's server CPU is read from /proc.
+(every host every 10 s) and the batch report's server CPU is read from /proc. Every guest is at
+its target and its host's agent has reported so before: the steady report is the natural one.
+A report that changes every pool (a host's first, or all its guests moving) is timed apart.
 
     python -m bench.cluster [--quick] [--hosts N] [--seconds S]
 
@@ -153,8 +155,8 @@ def generate(n_hosts: int, seed: int = 18) -> tuple[Cluster, dict[str, list[str]
                 f"{dstamp}\t{dstamp}\t{dstamp}\t1\n"
             )
             for v, (s, p) in enumerate(zip(sizes, homes, strict=True)):
-                rows["vnodes"].append(
-                    f"{did}\t{v}\t{s}\t{vcpus_json[v]}\t{VCPUS_PER_VNODE}\t{s}\t{p}\n"
+                rows["vnodes"].append(  # at its target, as its host's agent last reported
+                    f"{did}\t{v}\t{s}\t{vcpus_json[v]}\t{VCPUS_PER_VNODE}\t{s}\t{s}\t{p}\n"
                 )
                 rows["backing"].append(f"{did}\t{v}\t{hid}\t{p}\t{s}\n")
                 alloc[p] += s
@@ -176,7 +178,7 @@ COLUMNS = {
     "domains": "id, name, host_id, state, policy, block_mib, static_max_mib, dynamic_min_mib, "
     "dynamic_max_mib, target_mib, distances, from_template, uncooperative, target_set_at, "
     "created_at, updated_at, version",
-    "vnodes": "domain_id, index, size_mib, vcpus, vcpu_count, target_mib, home_pnode",
+    "vnodes": "domain_id, index, size_mib, vcpus, vcpu_count, target_mib, actual_mib, home_pnode",
     "backing": "domain_id, vnode, host_id, pnode, mib",
     "tokens": "id, kind, subject_id, token_hash, created_at",
 }
@@ -273,10 +275,14 @@ def engine_rank_ms(db_url: str, repeats: int) -> float:
     return median_ms(lambda: rank_cluster(**kw), repeats)  # type: ignore[arg-type]
 
 
-def report_request(cl: Cluster, h: int) -> bytes:
-    """The batch report of host h: every domain's per-vnode actual size (as targeted)."""
+def report_request(cl: Cluster, h: int, less_mib: int = 0) -> bytes:
+    """The batch report of host h: every domain's per-vnode actual size (as targeted: the steady
+    report; `less_mib` below it on every vnode: a report that changes every pool)."""
     domains = [
-        {"domain_id": d, "vnodes": [{"index": v, "actual_mib": s} for v, s in enumerate(sizes)]}
+        {
+            "domain_id": d,
+            "vnodes": [{"index": v, "actual_mib": s - less_mib} for v, s in enumerate(sizes)],
+        }
         for d, sizes in cl.domains_by_host[h]
     ]
     body = json.dumps({"domains": domains}, separators=(",", ":"))
@@ -287,30 +293,30 @@ def report_request(cl: Cluster, h: int) -> bytes:
     ).encode()
 
 
-def measure_reports(
-    srv: Server, cl: Cluster, seconds: float, rate: float
-) -> tuple[float, float, float]:
-    """(server CPU ms per report, achieved reports/s, p99 ms at `rate` offered), or nans when
-    the route is not there (it is built on the agents' branch)."""
-    probe = httpx.post(
-        f"{srv.url}/v1/agent/hosts/{cl.host_ids[0]}/report",
-        headers={"Authorization": f"Bearer {cl.agent_tokens[0]}"},
-        json={"domains": []},
-    )
-    if probe.status_code in (404, 405):
-        return float("nan"), float("nan"), float("nan")
-    probe.raise_for_status()
+def measure_reports(srv: Server, cl: Cluster, seconds: float, rate: float) -> dict[str, float]:
+    """Server CPU ms per steady report and per report that changes every pool (closed loop,
+    4 clients), then achieved reports/s and p99 ms at `rate` offered (open loop)."""
     n_hosts = len(cl.host_ids)
-    reqs = [report_request(cl, h) for h in range(n_hosts)]
+    steady = [report_request(cl, h) for h in range(n_hosts)]
+    changed = [report_request(cl, h, less_mib=128) for h in range(n_hosts)]
     pids = [srv.proc.pid, *srv.worker_pids()] if srv.proc is not None else []
-    c0 = sum(map(_cpu_s, pids))
-    n, _, _ = asyncio.run(measure(srv.port, lambda i, k: reqs[(i * 7919 + k) % n_hosts], 4, 3))
-    cpu_ms = (sum(map(_cpu_s, pids)) - c0) * 1000 / max(n, 1)
-    done, elapsed, lat = asyncio.run(open_loop(srv.port, reqs, 64, rate, seconds))
+
+    def cpu_ms(reqs: list[bytes]) -> float:
+        c0 = sum(map(_cpu_s, pids))
+        n, _, _ = asyncio.run(measure(srv.port, lambda i, k: reqs[(i * 7919 + k) % n_hosts], 4, 3))
+        return (sum(map(_cpu_s, pids)) - c0) * 1000 / max(n, 1)
+
+    steady_ms = cpu_ms(steady)
+    done, elapsed, lat = asyncio.run(open_loop(srv.port, steady, 64, rate, seconds))
     total = int(rate * seconds)
     # Reports still unanswered when the grace period ended count as infinitely late.
     lat_ms = np.concatenate([np.array(lat) * 1000, np.full(total - done, np.inf)])
-    return cpu_ms, done / elapsed, float(np.percentile(lat_ms, 99, method="higher"))
+    return {
+        "report_cpu_ms": steady_ms,
+        "reports_rps": done / elapsed,
+        "reports_p99_ms": float(np.percentile(lat_ms, 99, method="higher")),
+        "report_changed_cpu_ms": cpu_ms(changed),  # last: it moves the hosts off the steady state
+    }
 
 
 async def open_loop(
@@ -416,8 +422,7 @@ def measure_http(srv: Server, cl: Cluster, n: int, report_s: float, rate: float)
         rows["list pages (50 items)"] = Timings(
             [x for t in lists for x in t.samples_s], sum(t.server_cpu_s for t in lists)
         )
-    cpu_ms, rps, p99 = measure_reports(srv, cl, report_s, rate)
-    res.extra.update(report_cpu_ms=cpu_ms, reports_rps=rps, reports_p99_ms=p99)
+    res.extra.update(measure_reports(srv, cl, report_s, rate))
     return res
 
 
