@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -91,8 +92,26 @@ async def _sweep_forever(app: FastAPI) -> None:
             log.warning("sweep failed: %s", exc)
 
 
+# Python's default collects the youngest generation every 700 allocations: a list page or a
+# batch report builds thousands of objects, so each request ran several collections, and the
+# objects every request leaves behind (ORM states, schema models) made the full ones slow:
+# GET /v1/domains?limit=50 at 10,000 hosts took p50 77 ms, p99 242 ms; with the startup heap
+# frozen and this threshold, 38 and 53 ms. Nearly all garbage here is freed by reference
+# counting; the collector is only for cycles.
+GC_THRESHOLD = (20_000, 20, 20)
+
+
+def _tune_gc() -> None:
+    """Move everything alive after start-up (modules, routes, schemas) out of the collector's
+    reach, and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    _tune_gc()
     task = None
     if app.state.settings.sweep_interval_s > 0:
         task = asyncio.create_task(_sweep_forever(app), name="numa-balloon-sweeper")
