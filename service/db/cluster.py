@@ -1,25 +1,23 @@
-"""Cluster-wide reads: the settings row and every active host as placement arrays.
+"""Cluster-wide reads: the settings row, every active host as placement arrays, host shapes.
 
-``load_cluster`` reads every active host in one statement, straight into (hosts x pnodes)
-matrices (no ORM object per host): ranking 10,000 hosts costs one round trip, and the work
-that grows with the cluster is numpy's.
+``load_cluster`` gives every active host as (hosts x pnodes) matrices with no ORM object per
+host: on PostgreSQL from the worker's kept copy, brought up to date in one statement that reads
+only what changed (`cluster_feed`), elsewhere read whole in one statement (`cluster_rows`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Select, Text, case, cast, func, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import Engine, Text, cast, func, select
+from sqlalchemy.orm import Session
 
-from service.db.models import Backing, ClusterSettings, Domain, Host, Pnode
+from service.db.cluster_feed import feed_for
+from service.db.cluster_rows import read_whole, slit_key
+from service.db.models import Backing, ClusterSettings, Domain, Host
 from service.engine.place import ClusterArrays
 
 
@@ -58,113 +56,29 @@ class ClusterView:
         )
 
 
-def _packed(*values: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[str]:
-    """A host's per-pnode values as one string of space-separated integers, each pnode's index
-    first and then its values: one aggregate, and no aggregate ORDER BY (which SQLite < 3.44
-    lacks) because every group carries its own index."""
-    text: ColumnElement[str] = cast(Pnode.index, Text)
-    for v in values:
-        text = text + " " + cast(v, Text)
-    return func.aggregate_strings(text, " ")
-
-
-class slit_key(FunctionElement[str]):
-    """A short key equal for equal SLITs: md5 of the JSON text on PostgreSQL, so that ranking
-    10,000 hosts by topology sorts 32-byte keys in memory rather than kilobytes each on disk;
-    the text itself elsewhere (SQLite has no md5, and its clusters are small)."""
-
-    type = Text()
-    inherit_cache = True
-
-
-@compiles(slit_key)
-def _slit_key_default(element: slit_key, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
-
-
-@compiles(slit_key, "postgresql")
-def _slit_key_pg(element: slit_key, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"md5(CAST({compiler.process(element.clauses, **kw)} AS TEXT))"
-
-
-def _cluster_stmt() -> Select[str, str, str, str | None, str]:
-    """Per active host: id, name, its SLIT's key, the SLIT itself only on one host per key (the
-    text travels once per topology, not 10,000 times) and its packed per-pnode values."""
-    key = slit_key(Host.distances)
-    one_per_key = (
-        select(key.label("key"), func.min(Host.id).label("id"))
-        .where(Host.state == "active")
-        .group_by(key)
-        .subquery()
-    )
-    per_host = (
-        select(
-            Pnode.host_id.label("host_id"),
-            _packed(
-                Pnode.memory_mib - Pnode.reserved_mib - Pnode.allocated_mib - Pnode.claimed_mib,
-                Pnode.cpus,
-                Pnode.load_vcpus,
-            ).label("pnodes"),
-        )
-        .group_by(Pnode.host_id)
-        .subquery()
-    )
-    return (
-        select(
-            Host.id,
-            Host.name,
-            key,
-            case((one_per_key.c.id.is_not(None), cast(Host.distances, Text)), else_=None),
-            per_host.c.pnodes,
-        )
-        .join(per_host, per_host.c.host_id == Host.id)
-        .outerjoin(one_per_key, one_per_key.c.id == Host.id)
-        .where(Host.state == "active")
-        .order_by(Host.created_at, Host.id)
-    )
-
-
-_CLUSTER = _cluster_stmt()
-
-
-def _unpack(packed: list[str]) -> tuple[NDArray[np.int64], ...]:
-    """(free, cpus, load) as (hosts x pnodes) matrices from each host's packed string."""
-    counts = np.array([t.count(" ") + 1 for t in packed], dtype=np.int64) // 4
-    # numpy's own text parser: 8x faster than splitting into 270,000 Python strings.
-    flat = np.fromstring(" ".join(packed), dtype=np.int64, sep=" ").reshape(-1, 4)
-    rows = np.repeat(np.arange(len(packed)), counts)
-    width = int(flat[:, 0].max()) + 1
-    out = tuple(np.zeros((len(packed), width), dtype=np.int64) for _ in range(3))
-    for k, mat in enumerate(out):
-        mat[rows, flat[:, 0]] = flat[:, k + 1]
-    return out
-
-
 def load_cluster(session: Session, release_domain: Domain | None = None) -> ClusterView:
-    """Every active host as matrices, in one statement. With ``release_domain``, that domain's
+    """Every active host as matrices: on PostgreSQL the worker's kept copy brought up to date
+    (`service.db.cluster_feed`), elsewhere one statement. With ``release_domain``, that domain's
     own memory and vCPUs count as free on its host (to compare it fairly with other hosts)."""
-    result = session.execute(_CLUSTER).all()
-    if not result:
-        empty = np.zeros((0, 0), dtype=np.int64)
-        arrays = ClusterArrays(
-            free_mib=empty, cpus=empty, load_vcpus=empty, shape=np.zeros(0, np.int64), shapes=()
-        )
-        return ClusterView(ids=[], names=[], arrays=arrays)
-    ids = [r[0] for r in result]
-    free, cpus, load = _unpack([r[4] for r in result])
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        rows = feed_for(bind if isinstance(bind, Engine) else bind.engine).rows(session)
+    else:
+        rows, _ = read_whole(session)
+    free, load = rows.free, rows.load
+    if release_domain is not None and release_domain.host_id in rows.ids:
+        free, load = free.copy(), load.copy()  # the kept rows are shared
+        _release(session, release_domain, free, load, rows.ids.index(release_domain.host_id))
     shape_of: dict[str, int] = {}
-    shape = np.array([shape_of.setdefault(r[2], len(shape_of)) for r in result], dtype=np.int64)
-    slits = {shape_of[r[2]]: json.loads(r[3]) for r in result if r[3] is not None}
-    if release_domain is not None and release_domain.host_id in ids:
-        _release(session, release_domain, free, load, ids.index(release_domain.host_id))
+    shape = np.array([shape_of.setdefault(k, len(shape_of)) for k in rows.keys], dtype=np.int64)
     arrays = ClusterArrays(
         free_mib=np.maximum(free, 0),
-        cpus=cpus,
+        cpus=rows.cpus,
         load_vcpus=np.maximum(load, 0),
         shape=shape,
-        shapes=tuple(np.array(slits[k], dtype=np.int64) for k in range(len(slits))),
+        shapes=tuple(np.array(json.loads(rows.slits[k]), dtype=np.int64) for k in shape_of),
     )
-    return ClusterView(ids=ids, names=[r[1] for r in result], arrays=arrays)
+    return ClusterView(ids=rows.ids, names=rows.names, arrays=arrays)
 
 
 def _release(

@@ -56,6 +56,7 @@ class Host(Base):
     __table_args__ = (
         CheckConstraint("state IN ('active', 'maintenance', 'offline')", name="state_valid"),
         Index("ix_hosts_created_at_id", "created_at", "id"),
+        Index("ix_hosts_changed_xid", "changed_xid"),
     )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
@@ -73,6 +74,12 @@ class Host(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The transaction that last changed what placement reads of this host (name, state, SLIT,
+    # pnode counters); stamped by triggers on PostgreSQL, never by the service. See
+    # service/db/cluster_feed.py.
+    changed_xid: Mapped[int] = mapped_column(
+        BigInteger, server_default="0", deferred=True, deferred_raiseload=True
+    )
 
     pnodes: Mapped[list[Pnode]] = relationship(
         back_populates="host",
