@@ -16,11 +16,14 @@ then a few seeded perturbations while the evaluation budget lasts.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from service.engine.memo import Memo
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -52,6 +55,10 @@ _POLISH = 4
 _SEED = 0x5EED
 _BATCH_STARTS = 4
 _REFINE_TOP = 8
+# Kept searches: shortlists per (guest shape, topology), and the in-depth search of a host's
+# exact state (a host unchanged since the last request for the same shape is not searched again).
+SHORTLISTS: Memo[tuple[NDArray[np.int64], NDArray[np.float64], float]] = Memo(256)
+SEARCHES: Memo[Placement] = Memo(1024)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +98,7 @@ class _Guest:
     w: FloatArray
     total_cw: float
     total_demand: float
+    key: bytes  # the inputs, for memoized searches
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +161,7 @@ def _make_guest(demand_mib: ArrayLike, vcpu_count: ArrayLike, vdist: ArrayLike) 
         w=w,
         total_cw=total_cw,
         total_demand=total_demand,
+        key=demand.tobytes() + cw.tobytes() + vd.tobytes(),
     )
 
 
@@ -966,8 +975,7 @@ def _rank_shape(
 ) -> _ShapeResult:
     """All hosts of one topology in one pass: a shortlist of mappings scored against the
     (hosts x pnodes) headroom; hosts the shortlist cannot serve get one batched greedy."""
-    maps, dist, bound = _topology_pool(g, pdist_int, pool_size, budget_evals, sample=True)
-    maps, dist = _distinct_loads(g, maps, dist, pdist_int.shape[0])
+    maps, dist, bound = _shortlist(g, pdist_int, pool_size, budget_evals)
     over, bal = _host_terms_levels(g, maps, free, cpus, load)
     best = _best_lexicographic(over, dist[None, :] + BALANCE_WEIGHT * bal)
     rows = np.arange(free.shape[0])
@@ -1006,6 +1014,23 @@ def _rank_shape(
     return _ShapeResult(
         mapping=mapping, over=best_over, score=score, distortion=distortion, exhaustive=exhaustive
     )
+
+
+def _shortlist(
+    g: _Guest, pdist_int: IntArray, pool_size: int, budget_evals: int
+) -> tuple[IntArray, FloatArray, float]:
+    """`_topology_pool` (sampled) with `_distinct_loads` applied: a function of the guest's shape
+    and the topology alone, so kept across requests (read-only)."""
+
+    def compute() -> tuple[IntArray, FloatArray, float]:
+        maps, dist, bound = _topology_pool(g, pdist_int, pool_size, budget_evals, sample=True)
+        maps, dist = _distinct_loads(g, maps, dist, pdist_int.shape[0])
+        maps.setflags(write=False)
+        dist.setflags(write=False)
+        return maps, dist, bound
+
+    key = (g.key, pdist_int.tobytes(), pdist_int.shape[0], pool_size, budget_evals)
+    return SHORTLISTS.get(key, compute)
 
 
 def _distinct_loads(
@@ -1114,7 +1139,15 @@ def _refine_hosts(
             cluster.shapes[int(cluster.shape[i])],
             cluster.load_vcpus[i, :p],
         )
-        new = _finish(g, host, _search(g, host, budget_evals))
+        key = (
+            g.key,
+            host.pdist_int.tobytes(),
+            host.free.tobytes(),
+            host.cpus.tobytes(),
+            host.load.tobytes(),
+            budget_evals,
+        )
+        new = SEARCHES.get(key, functools.partial(_searched, g, host, budget_evals))
         if (new.spread, new.score) < (bool(spread[i]), float(res.score[i])):
             res.mapping[i], res.score[i], res.distortion[i] = (
                 new.mapping,
@@ -1122,6 +1155,12 @@ def _refine_hosts(
                 new.distortion,
             )
             spread[i] = new.spread
+
+
+def _searched(g: _Guest, host: _Host, budget_evals: int) -> Placement:
+    found = _finish(g, host, _search(g, host, budget_evals))
+    found.mapping.setflags(write=False)  # kept in SEARCHES
+    return found
 
 
 def rank_cluster(

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from service.engine.place import (
     BALANCE_WEIGHT,
+    SEARCHES,
+    SHORTLISTS,
     ClusterArrays,
     HostArrays,
     cluster_arrays,
@@ -216,3 +218,41 @@ def test_cluster_arrays_are_checked() -> None:
         ClusterArrays(**{**ok, "free_mib": np.full((2, 1), -1, I64)})
     with pytest.raises(ValueError, match="shape indices"):
         ClusterArrays(**{**ok, "shape": np.array([0, 1], I64)})
+
+
+def test_kept_searches_give_the_answers_of_fresh_ones() -> None:
+    """A second ranking of the same flavour reuses the shortlists and the in-depth searches of
+    unchanged hosts, and answers exactly what a ranking with nothing kept answers, also after
+    the best host's state changed (its state is part of the key)."""
+    rng = np.random.default_rng(11)
+    hosts = busy_hosts(rng, 60)
+    guest = {"demand_mib": np.full(8, 4096, I64), "vcpu_count": np.full(8, 2, I64)}
+    guest["vdist"] = snc(2, 4)
+
+    def ranked(cluster: ClusterArrays) -> tuple[list[int], np.ndarray, np.ndarray]:
+        r = rank_cluster(**guest, cluster=cluster, limit=10)  # type: ignore[arg-type]
+        return r.order.tolist(), r.mapping.copy(), r.score.copy()
+
+    SHORTLISTS.clear()
+    SEARCHES.clear()
+    cluster = cluster_arrays(hosts=hosts)
+    first = ranked(cluster)
+    searched = SEARCHES.misses
+    assert searched > 0 and SHORTLISTS.misses > 0
+    again = ranked(cluster)
+    assert SEARCHES.misses == searched and SEARCHES.hits == searched and SHORTLISTS.hits > 0
+    busy = cluster.free_mib.copy()
+    busy[first[0][0]] //= 2  # the best host fills up
+    changed = ClusterArrays(
+        free_mib=busy,
+        cpus=cluster.cpus,
+        load_vcpus=cluster.load_vcpus,
+        shape=cluster.shape,
+        shapes=cluster.shapes,
+    )
+    after = ranked(changed)
+    SHORTLISTS.clear()
+    SEARCHES.clear()
+    for kept, fresh in ((again, first), (after, ranked(changed))):
+        assert kept[0] == fresh[0]
+        assert np.array_equal(kept[1], fresh[1]) and np.array_equal(kept[2], fresh[2])
