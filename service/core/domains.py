@@ -411,7 +411,8 @@ def lock_domain_host(
 ) -> tuple[Domain, HostAccounting]:
     """Lock the domain's host and load its state; the domain is then read under the lock.
 
-    The state holds this domain as ORM rows and the host's other domains as per-pnode sums."""
+    The state holds this domain as ORM rows and the host's other domains as per-pnode sums
+    (the locked counters less this domain's charges)."""
     # One statement finds and locks the host; the domain is re-read under the lock below.
     host = session.scalars(LOCK_DOMAIN_HOST, {"b_domain": domain_id}).unique().one_or_none()
     if host is None:
@@ -419,9 +420,10 @@ def lock_domain_host(
             raise Conflict("the domain has no host")
         raise NotFound(f"no domain with id {domain_id}")
     state = load_domain_accounting(session, host, domain_id, now)
-    if state is None:  # moved by a concurrent migration: the caller retries
+    domain = None if state is None else state.domain(domain_id)
+    if state is None or domain is None:  # moved by a concurrent migration: the caller retries
         raise Conflict("the domain moved while this request ran; retry")
-    return state.domains[0], state
+    return domain, state
 
 
 def set_target(

@@ -2,8 +2,9 @@
 
 Three statements for a whole host: the host row (locked when writing) with its pnodes, the
 domains on it with their vnodes, and their backing rows with the live claims. A write to one
-domain loads that domain as rows and everything else on the host as arrays in one more
-statement. Everything the engine needs is then numpy.
+domain loads that domain with its backing and the claims; the rest of the host is its locked
+counters less that domain's charges, so the cost does not grow with the host's other domains.
+Everything the engine needs is then numpy.
 """
 
 from __future__ import annotations
@@ -136,35 +137,12 @@ _DOMAIN_ON_HOST = (
     .options(joinedload(Domain.vnodes))
     .execution_options(populate_existing=True)
 )
-# kind 0: a vnode (domain, index, home pnode or -1, actual MiB or -1, vCPUs)
-# kind 1: a backing cell (domain, vnode, pnode, MiB, 0); kind 2: claims (NULL, -1, pnode, MiB, 0)
-_HOST_ROWS = union_all(
-    select(
-        literal(0, Integer()),
-        Vnode.domain_id,
-        Vnode.index,
-        func.coalesce(Vnode.home_pnode, -1),
-        func.coalesce(Vnode.actual_mib, -1),
-        Vnode.vcpu_count,
-    )
-    .join(Domain, Domain.id == Vnode.domain_id)
-    .where(Domain.host_id == bindparam("b_host")),
-    select(
-        literal(1, Integer()),
-        Backing.domain_id,
-        Backing.vnode,
-        Backing.pnode,
-        Backing.mib,
-        literal(0, Integer()),
-    ).where(Backing.host_id == bindparam("b_host")),
-    select(
-        literal(2, Integer()),
-        literal(None, String()),
-        literal(-1, Integer()),
-        Claim.pnode,
-        cast(func.sum(Claim.mib), BigInteger()),
-        literal(0, Integer()),
-    )
+# The domain's backing cells (vnode, pnode, MiB) and the host's live claims (-1, pnode, MiB).
+_DOMAIN_ROWS = union_all(
+    select(Backing.vnode, Backing.pnode, Backing.mib).where(
+        Backing.domain_id == bindparam("b_domain"), Backing.host_id == bindparam("b_host")
+    ),
+    select(literal(-1, Integer()), Claim.pnode, cast(func.sum(Claim.mib), BigInteger()))
     .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
     .group_by(Claim.pnode),
 )
@@ -175,9 +153,11 @@ def load_domain_accounting(
 ) -> HostAccounting | None:
     """The state of a locked host for a write to one of its domains, in two more statements.
 
-    Only that domain is loaded as ORM rows; every other domain on the host is read as plain rows
-    (vnodes, backing, claims in one statement) straight into arrays and kept as per-pnode sums,
-    so the cost does not grow with the ORM work for the host's other domains.
+    Only that domain is loaded, as ORM rows with its backing. The host's other domains are the
+    locked pnode counters less this domain's own charges and vCPUs: `apply` keeps the counters
+    equal to the sum over the host's domains, so a write to one domain reads nothing of the
+    others. Counters that would leave the others negative (they never should) are not trusted:
+    the others are then read row by row (`load_host_accounting`).
     None when the domain is not (or no longer) on this host.
     """
     domain = (
@@ -187,42 +167,35 @@ def load_domain_accounting(
     )
     if domain is None or not domain.vnodes:
         return None
-    p = len(host.pnodes)
+    p, k = len(host.pnodes), len(domain.vnodes)
     at = utcnow() if now is None else now
-    rows = session.execute(_HOST_ROWS, {"b_host": host.id, "b_now": at}).all()
-    kind = np.array([r[0] for r in rows], dtype=np.int64)
-    names, dom = np.unique(np.array([str(r[1]) for r in rows]), return_inverse=True)
-    num = np.array([r[2:] for r in rows], dtype=np.int64).reshape(-1, 4)
+    params = {"b_domain": domain_id, "b_host": host.id, "b_now": at}
+    x = np.zeros((k, p), dtype=np.int64)
     claimed = np.zeros(p, dtype=np.int64)
-    claim = kind == 2
-    claimed[num[claim, 1]] = num[claim, 2]
-    # One slot per domain id seen; only domains with vnode rows are on the host.
-    vn, cell = kind == 0, kind == 1
-    n, vmax = len(names), max(int(num[vn, 0].max()) + 1, len(domain.vnodes))
-    on_host = np.zeros(n, dtype=bool)
-    on_host[dom[vn]] = True
-    home = np.zeros((n, vmax), dtype=np.int64)
-    actual = np.full((n, vmax), -1, dtype=np.int64)
-    vcpus = np.zeros((n, vmax), dtype=np.int64)
-    home[dom[vn], num[vn, 0]] = num[vn, 1]
-    actual[dom[vn], num[vn, 0]] = num[vn, 2]
-    vcpus[dom[vn], num[vn, 0]] = num[vn, 3]  # 0 in slots without a vnode
-    cell &= on_host[dom]
-    x = np.zeros((n, vmax, p), dtype=np.int64)
-    x[dom[cell], num[cell, 0], num[cell, 1]] = num[cell, 2]
-    charges = charge_mib(backing_mib=x, actual_mib=actual, home=np.maximum(home, 0))
-    t = int(np.searchsorted(names, domain_id))
-    rest = np.arange(n) != t
-    rest_alloc = charges[rest].sum(axis=(0, 1)).astype(np.int64)
-    homed = home[rest] >= 0
-    rest_load = np.bincount(home[rest][homed], weights=vcpus[rest][homed], minlength=p).astype(
-        np.int64
-    )
-    k = len(domain.vnodes)
+    for vnode, pnode, mib in session.execute(_DOMAIN_ROWS, params).all():
+        if vnode < 0:
+            claimed[pnode] = mib
+        elif vnode < k:
+            x[vnode, pnode] = mib
+    home = np.array([-1 if v.home_pnode is None else v.home_pnode for v in domain.vnodes])
+    actual = np.array([-1 if v.actual_mib is None else v.actual_mib for v in domain.vnodes])
+    own = charge_mib(backing_mib=x[None], actual_mib=actual[None], home=np.maximum(home, 0)[None])
+    homed = home >= 0
+    own_load = np.bincount(
+        home[homed], weights=np.array([v.vcpu_count for v in domain.vnodes])[homed], minlength=p
+    ).astype(np.int64)
+    stored = np.array([(pn.allocated_mib, pn.load_vcpus) for pn in host.pnodes], dtype=np.int64)
+    rest_alloc = stored[:, 0] - own[0].sum(axis=0)
+    rest_load = stored[:, 1] - own_load
+    if (rest_alloc < 0).any() or (rest_load < 0).any():
+        whole = load_host_accounting(session, host.id, lock=True, host=host, now=at)
+        if whole is None or whole.domain(domain_id) is None:
+            return None
+        return whole
     return HostAccounting(
         host=host,
         domains=[domain],
-        backing={domain.id: x[t, :k].copy()},
+        backing={domain.id: x},
         claimed_mib=claimed,
         others=OtherDomains(allocated_mib=rest_alloc, load_vcpus=rest_load),
     )

@@ -16,8 +16,9 @@ from service.db.apply import apply
 from service.db.base import utcnow
 from service.db.changes import ChangeSet, NewTarget
 from service.db.loaders import load_host_accounting
-from service.db.models import Domain
+from service.db.models import Domain, Pnode
 from service.errors import Conflict
+from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 from tests.api.statements import count_statements
@@ -131,3 +132,23 @@ def test_target_writes_keep_the_version_guard(client: ApiClient, together: int) 
         s.commit()
     got = client.get(f"/v1/domains/{ids[0]}").json()
     assert got["memory"]["target_mib"] == 3072 and got["version"] == 100
+
+
+def test_a_target_change_reads_nothing_of_the_other_domains_and_mends_bad_counters(
+    client: ApiClient,
+) -> None:
+    """The rest of the host is its locked counters less the domain's own charges. Counters that
+    would leave the others below zero are not trusted: the host is read row by row, and the
+    change writes counters equal to the charges again."""
+    d = _domain(client)
+    other = client.post(
+        "/v1/domains", json=domain_body("other", [1024], host_id=d["host_id"])
+    ).json()
+    with client.app.state.sessionmaker() as s:
+        s.execute(update(Pnode).where(Pnode.host_id == d["host_id"]).values(allocated_mib=0))
+        s.commit()
+    r = client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3072})
+    assert r.status_code == 200, r.text
+    totals = audit(client.app.state.sessionmaker)  # counters == charges of both domains
+    assert totals["backing"] == 3072 + 1024, totals
+    assert client.get(f"/v1/domains/{other['id']}").json()["memory"]["target_mib"] == 1024
