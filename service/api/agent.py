@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 
 from service.api.auth import Agent
-from service.api.deps import Now, SessionDep, SettingsDep
+from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.problems import responses
+from service.api.render import model_response
 from service.core import agents as core
 from service.core.agent_report import agent_report
 from service.core.migrations import drive
@@ -59,22 +61,26 @@ def observed(
     responses=responses(401, 403, 404, 422),
     summary="Batch report: free MiB per pnode and every domain's per-vnode actual size",
 )
-@retry_transaction
-def batch_report(
+async def batch_report(
     host_id: str,
     body: AgentReportIn,
-    session: SessionDep,
+    request: Request,
     settings: SettingsDep,
     principal: Agent,
     now: Now,
-) -> AgentReportOut:
-    # One request per host per interval; status only. Lapsed claims are freed by the background
-    # sweeper, not here: at 1,000 reports a second a sweep per report would cost more than it.
-    out, moved_on = agent_report(session, host_id, body, now, settings, principal.actor)
-    session.commit()
-    for migration_id in sorted(moved_on):  # pool steps the report completed may clear a gate
-        drive(session, migration_id, settings, now)
-    return out
+) -> Response:
+    # One request per host per interval, so one hop to the thread pool: the unit of work (with
+    # its retries) and the migrations it moved on, each committed. Status only. Lapsed claims
+    # are freed by the background sweeper, not here: at 1,000 reports a second a sweep per
+    # report would cost more than it.
+    def write(session: Session) -> AgentReportOut:
+        out, moved_on = agent_report(session, host_id, body, now, settings, principal.actor)
+        session.commit()
+        for migration_id in sorted(moved_on):  # pool steps the report completed may clear a gate
+            drive(session, migration_id, settings, now)
+        return out
+
+    return model_response(await run_db(request, write))
 
 
 @router.get(
