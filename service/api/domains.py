@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from service.api.auth import Admin
 from service.api.deps import Now, SessionDep, SettingsDep, run_db
@@ -21,19 +20,16 @@ from service.api.filters import (
     parse_labels,
 )
 from service.api.idempotency import IdempotencyKey, idempotent_create
-from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
+from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import Conflict, responses
 from service.api.render import model_response
 from service.core import domains as core
-from service.core import placement
+from service.core import listing, placement
 from service.core.exporting import export_domain
 from service.core.placement import DEFAULT_LIMIT
 from service.core.views import domain_out, placement_out
 from service.db.audit import record_event
-from service.db.filters import filtered
 from service.db.loaders import load_host_accounting
-from service.db.models import Domain
-from service.db.pagination import fetch_page
 from service.db.retry import retry_transaction
 from service.db.tokens import issue_token
 from service.schemas.agent import GuestToken
@@ -87,8 +83,8 @@ def create_domain(
 
 
 @router.get("", response_model=Page[DomainOut], responses=responses(401, 403, 422))
-def list_domains(
-    session: SessionDep,
+async def list_domains(
+    request: Request,
     settings: SettingsDep,
     _: Admin,
     host_id: Annotated[uuid.UUID | None, Query(description="Only domains on this host")] = None,
@@ -97,24 +93,21 @@ def list_domains(
     label: LabelQuery = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[DomainOut]:
-    stmt = filtered(
-        select(Domain).options(selectinload(Domain.vnodes)),
-        Domain,
-        name=name,
-        external_id=external_id,
-        labels=parse_labels(label),
-    )
-    if host_id is not None:
-        stmt = stmt.where(Domain.host_id == str(host_id))
-    page, more = fetch_page(
-        session, stmt, Domain.created_at, Domain.id, cursor, page_size(limit, settings)
-    )
-    backing = core.backing_of(session, page)
-    return Page[DomainOut](
-        items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
-        next_cursor=next_cursor(page, more),
-    )
+) -> Response:
+    labels, size = parse_labels(label), page_size(limit, settings)
+
+    def read(session: Session) -> Page[DomainOut]:
+        return listing.list_domains(
+            session,
+            cursor,
+            size,
+            host_id=None if host_id is None else str(host_id),
+            name=name,
+            external_id=external_id,
+            labels=labels,
+        )
+
+    return model_response(await run_db(request, read))
 
 
 @router.get("/by-name/{name}", response_model=DomainOut, responses=responses(401, 403, 404, 422))

@@ -7,14 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from service.api.auth import Admin
-from service.api.deps import Now, SessionDep, SettingsDep
+from service.api.deps import Now, SessionDep, SettingsDep, run_db
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
+from service.api.render import model_response
 from service.core import hosts as core
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
@@ -65,8 +67,8 @@ def create_host(
 
 
 @router.get("", response_model=Page[HostOut], responses=responses(401, 403, 422))
-def list_hosts(
-    session: SessionDep,
+async def list_hosts(
+    request: Request,
     settings: SettingsDep,
     _: Admin,
     name: NameQuery = None,
@@ -74,15 +76,15 @@ def list_hosts(
     label: LabelQuery = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[HostOut]:
-    return core.list_hosts(
-        session,
-        cursor,
-        page_size(limit, settings),
-        name=name,
-        external_id=external_id,
-        labels=parse_labels(label),
-    )
+) -> Response:
+    labels, size = parse_labels(label), page_size(limit, settings)
+
+    def read(session: Session) -> Page[HostOut]:
+        return core.list_hosts(
+            session, cursor, size, name=name, external_id=external_id, labels=labels
+        )
+
+    return model_response(await run_db(request, read))
 
 
 @router.get("/by-name/{name}", response_model=HostOut, responses=responses(401, 403, 404, 422))
