@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 from service.db.cluster_rows import CHANGES, I64, HostRows, read_whole, unpack
 
@@ -57,16 +58,17 @@ class ClusterFeed:
             return rows
 
 
-_FEEDS: weakref.WeakKeyDictionary[Engine, ClusterFeed] = weakref.WeakKeyDictionary()
+_FEEDS: weakref.WeakKeyDictionary[Pool, ClusterFeed] = weakref.WeakKeyDictionary()
 _FEEDS_LOCK = threading.Lock()
 
 
 def feed_for(engine: Engine) -> ClusterFeed:
-    """The worker's feed for a database (one per engine: tests run several)."""
+    """The worker's feed for a database: one per connection pool, which an engine shares with
+    the engines its execution options derive (read sessions, lookups); tests run several."""
     with _FEEDS_LOCK:
-        feed = _FEEDS.get(engine)
+        feed = _FEEDS.get(engine.pool)
         if feed is None:
-            feed = _FEEDS[engine] = ClusterFeed()
+            feed = _FEEDS[engine.pool] = ClusterFeed()
         return feed
 
 

@@ -114,3 +114,19 @@ def test_a_transaction_that_commits_after_a_later_one_is_not_missed(pg_client: A
     view = _same_as_whole(client)
     assert view.arrays.free_mib[view.ids.index(one["id"]), 0] == before - 1024
     assert feed_for(engine).whole_reads == 1
+
+
+def test_reads_and_writes_of_a_worker_share_one_kept_copy(pg_client: ApiClient) -> None:
+    """Read sessions bind to an engine derived for REPEATABLE READ; it shares the pool, and so
+    the copy: a preview (read) and an unpinned create (write) read the cluster whole once."""
+    client = pg_client
+    _mk(client, "/v1/hosts", host_body("h", n=2))
+    shape = {"vnodes": [{"size_mib": 1024, "vcpus": [0], "distances": [10]}]}
+    shape["memory"] = {"dynamic_min_mib": 512, "dynamic_max_mib": 1024, "target_mib": 1024}
+    assert client.post("/v1/placements", json=shape).status_code == 200
+    _mk(client, "/v1/domains", dict(shape, name="vm"))
+    assert client.post("/v1/placements", json=shape).status_code == 200
+    read_engine = client.app.state.read_sessionmaker.kw["bind"]
+    assert read_engine is not client.app.state.engine
+    assert feed_for(read_engine) is feed_for(client.app.state.engine)
+    assert feed_for(read_engine).whole_reads == 1
