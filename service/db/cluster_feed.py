@@ -49,11 +49,11 @@ class ClusterFeed:
                 result = session.execute(CHANGES, {"b_snap": self._snapshot}).all()
                 caught_up = _apply(self._rows, result)
                 if caught_up is not None:
-                    self._rows, self._snapshot = caught_up, result[0][0]
+                    self._rows, self._snapshot = _read_only(caught_up), result[0][0]
                     return caught_up
             rows, snapshot = read_whole(session, snapshot=True)
             assert snapshot is not None
-            self._rows, self._snapshot = rows, snapshot
+            self._rows, self._snapshot = _read_only(rows), snapshot
             self.whole_reads += 1
             return rows
 
@@ -70,6 +70,13 @@ def feed_for(engine: Engine) -> ClusterFeed:
         if feed is None:
             feed = _FEEDS[engine.pool] = ClusterFeed()
         return feed
+
+
+def _read_only(rows: HostRows) -> HostRows:
+    """The kept matrices are shared by every request of the worker: writing one raises."""
+    for mat in (rows.free, rows.cpus, rows.load):
+        mat.setflags(write=False)
+    return rows
 
 
 def _apply(rows: HostRows, result: Sequence[Any]) -> HostRows | None:
