@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Row, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 T = TypeVar("T", bound=Any)
@@ -74,4 +74,17 @@ def fetch_page(
 ) -> tuple[Sequence[T], bool]:
     """One page of entities and whether another follows (one row more is read to know)."""
     rows = session.scalars(keyset(stmt, created_at, row_id, cursor, limit)).all()
+    return rows[:limit], len(rows) > limit
+
+
+def fetch_row_page(
+    session: Session,
+    stmt: Select[Any],
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[str],
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Row[Any]], bool]:
+    """`fetch_page` of a statement of columns: plain rows, no ORM objects."""
+    rows = session.execute(keyset(stmt, created_at, row_id, cursor, limit)).all()
     return rows[:limit], len(rows) > limit
