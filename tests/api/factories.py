@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.api.client import ApiClient
 
 
 def slit(n: int, per_socket: int = 1, near: int = 12, far: int = 21) -> list[list[int]]:
@@ -63,3 +66,11 @@ def domain_body(
     if host_id is not None:
         body["host_id"] = host_id
     return body
+
+
+def created(client: ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST `body` and return the created resource (asserting 201)."""
+    r = client.post(path, json=body)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out

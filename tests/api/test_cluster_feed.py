@@ -14,7 +14,7 @@ from service.db.cluster import ClusterView, load_cluster
 from service.db.cluster_feed import feed_for
 from service.db.cluster_rows import read_whole
 from tests.api.client import ApiClient
-from tests.api.factories import domain_body, host_body
+from tests.api.factories import created, domain_body, host_body
 
 pytestmark = pytest.mark.postgres
 
@@ -52,25 +52,18 @@ def _same_as_whole(client: ApiClient) -> ClusterView:
     return view
 
 
-def _mk(client: ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = client.post(path, json=body)
-    assert r.status_code == 201, r.text
-    out: dict[str, Any] = r.json()
-    return out
-
-
 def test_the_kept_copy_follows_every_kind_of_write(pg_client: ApiClient) -> None:
     client = pg_client
     feed = feed_for(client.app.state.engine)
     hosts = [
-        _mk(client, "/v1/hosts", host_body(f"h{i}", n=n, per_socket=max(1, n // 2)))
+        created(client, "/v1/hosts", host_body(f"h{i}", n=n, per_socket=max(1, n // 2)))
         for i, n in enumerate([1, 2, 8, 2])
     ]
     _same_as_whole(client)
     assert feed.whole_reads == 1
-    d = _mk(client, "/v1/domains", domain_body("a", [2048, 2048], vcpus_per_vnode=2))
+    d = created(client, "/v1/domains", domain_body("a", [2048, 2048], vcpus_per_vnode=2))
     _same_as_whole(client)  # an unpinned create
-    _mk(client, "/v1/domains", domain_body("b", [1024] * 4, host_id=hosts[2]["id"]))
+    created(client, "/v1/domains", domain_body("b", [1024] * 4, host_id=hosts[2]["id"]))
     assert client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 2048}).is_success
     _same_as_whole(client)  # a pinned create and a retarget
     for state in ("maintenance", "active", "offline"):
@@ -78,7 +71,7 @@ def test_the_kept_copy_follows_every_kind_of_write(pg_client: ApiClient) -> None
         assert r.status_code == 200, r.text
         view = _same_as_whole(client)  # left, joined again (in creation order), left
         assert (hosts[0]["id"] in view.ids) == (state == "active")
-    _mk(client, "/v1/hosts", host_body("late", n=16, per_socket=4))
+    created(client, "/v1/hosts", host_body("late", n=16, per_socket=4))
     _same_as_whole(client)  # a host registered, wider than any kept
     assert client.delete(f"/v1/domains/{d['id']}").status_code == 204
     _same_as_whole(client)
@@ -94,7 +87,7 @@ def test_a_transaction_that_commits_after_a_later_one_is_not_missed(pg_client: A
     to date (T2 seen, T1 not yet); T1 commits: the next request must see it, although its
     transaction id is below one the copy has already seen."""
     client = pg_client
-    one, two = (_mk(client, "/v1/hosts", host_body(f"h{i}", n=2)) for i in range(2))
+    one, two = (created(client, "/v1/hosts", host_body(f"h{i}", n=2)) for i in range(2))
     _same_as_whole(client)
     engine: Engine = client.app.state.engine
     bump = text(
@@ -120,11 +113,13 @@ def test_reads_and_writes_of_a_worker_share_one_kept_copy(pg_client: ApiClient) 
     """Read sessions bind to an engine derived for REPEATABLE READ; it shares the pool, and so
     the copy: a preview (read) and an unpinned create (write) read the cluster whole once."""
     client = pg_client
-    _mk(client, "/v1/hosts", host_body("h", n=2))
-    shape = {"vnodes": [{"size_mib": 1024, "vcpus": [0], "distances": [10]}]}
-    shape["memory"] = {"dynamic_min_mib": 512, "dynamic_max_mib": 1024, "target_mib": 1024}
+    created(client, "/v1/hosts", host_body("h", n=2))
+    shape: dict[str, Any] = {
+        "vnodes": [{"size_mib": 1024, "vcpus": [0], "distances": [10]}],
+        "memory": {"dynamic_min_mib": 512, "dynamic_max_mib": 1024, "target_mib": 1024},
+    }
     assert client.post("/v1/placements", json=shape).status_code == 200
-    _mk(client, "/v1/domains", dict(shape, name="vm"))
+    created(client, "/v1/domains", dict(shape, name="vm"))
     assert client.post("/v1/placements", json=shape).status_code == 200
     read_engine = client.app.state.read_sessionmaker.kw["bind"]
     assert read_engine is not client.app.state.engine

@@ -11,27 +11,20 @@ from service.db.models import Domain
 from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.cluster_reference import cluster_hosts
-from tests.api.factories import domain_body, host_body
+from tests.api.factories import created, domain_body, host_body
 from tests.api.statements import count_statements
-
-
-def _mk(client: ApiClient, path: str, body: dict[str, object]) -> dict[str, object]:
-    r = client.post(path, json=body)
-    assert r.status_code == 201, r.text
-    out: dict[str, object] = r.json()
-    return out
 
 
 def test_matrices_match_the_orm_per_host_and_read_in_one_statement(client: ApiClient) -> None:
     shapes = [(1, 1), (2, 1), (8, 4), (16, 4)]
     hosts = [
-        _mk(client, "/v1/hosts", host_body(f"h{i}", n=n, per_socket=per, memory_mib=32768))
+        created(client, "/v1/hosts", host_body(f"h{i}", n=n, per_socket=per, memory_mib=32768))
         for i, (n, per) in enumerate(shapes * 2)
     ]
-    off = _mk(client, "/v1/hosts", host_body("off", n=2))
+    off = created(client, "/v1/hosts", host_body("off", n=2))
     client.patch(f"/v1/hosts/{off['id']}", json={"state": "offline"})
     domains = [
-        _mk(client, "/v1/domains", domain_body(f"d{i}", [2048] * k, vcpus_per_vnode=3))
+        created(client, "/v1/domains", domain_body(f"d{i}", [2048] * k, vcpus_per_vnode=3))
         for i, k in enumerate([1, 2, 4, 8, 3, 2])
     ]
     audit(client.app.state.sessionmaker)  # the materialized vCPU load is right, too
@@ -63,8 +56,8 @@ def test_matrices_match_the_orm_per_host_and_read_in_one_statement(client: ApiCl
 
 def test_placements_limit_keeps_the_best_hosts_in_order(client: ApiClient) -> None:
     for i, mib in enumerate([8192, 65536, 16384, 32768]):
-        _mk(client, "/v1/hosts", host_body(f"h{i}", n=2, memory_mib=mib))
-    d = _mk(client, "/v1/domains", domain_body("vm", [4096, 4096]))
+        created(client, "/v1/hosts", host_body(f"h{i}", n=2, memory_mib=mib))
+    d = created(client, "/v1/domains", domain_body("vm", [4096, 4096]))
     url = f"/v1/domains/{d['id']}/placements"
     every = client.get(url).json()["hosts"]
     assert len(every) == 4
@@ -74,11 +67,11 @@ def test_placements_limit_keeps_the_best_hosts_in_order(client: ApiClient) -> No
 
 
 def test_template_reads_one_row_per_topology_and_names_the_first_host(client: ApiClient) -> None:
-    first16 = _mk(client, "/v1/hosts", host_body("a16", n=16, memory_mib=4096, per_socket=4))
+    first16 = created(client, "/v1/hosts", host_body("a16", n=16, memory_mib=4096, per_socket=4))
     for i in range(3):
-        _mk(client, "/v1/hosts", host_body(f"two{i}", n=2))
-    _mk(client, "/v1/hosts", host_body("b16", n=16, memory_mib=4096, per_socket=4))
-    off = _mk(client, "/v1/hosts", host_body("off", n=32, memory_mib=4096, per_socket=8))
+        created(client, "/v1/hosts", host_body(f"two{i}", n=2))
+    created(client, "/v1/hosts", host_body("b16", n=16, memory_mib=4096, per_socket=4))
+    off = created(client, "/v1/hosts", host_body("off", n=32, memory_mib=4096, per_socket=8))
     client.patch(f"/v1/hosts/{off['id']}", json={"state": "offline"})
     n, r = count_statements(client, lambda: client.post("/v1/cluster/worst-case-template"))
     assert r.status_code == 200, r.text
@@ -91,10 +84,12 @@ def test_template_reads_one_row_per_topology_and_names_the_first_host(client: Ap
 def test_a_topology_whose_first_host_is_offline_still_ranks(client: ApiClient) -> None:
     """Each SLIT's text travels on one active host's row; an offline host of the same shape
     must never be that one (with 8 offline twins, an unfiltered pick would miss 8 times in 9)."""
-    twins = [_mk(client, "/v1/hosts", host_body(f"twin{i}", n=4, per_socket=2)) for i in range(9)]
+    twins = [
+        created(client, "/v1/hosts", host_body(f"twin{i}", n=4, per_socket=2)) for i in range(9)
+    ]
     for h in twins[1:]:
         assert client.patch(f"/v1/hosts/{h['id']}", json={"state": "offline"}).status_code == 200
-    d = _mk(client, "/v1/domains", domain_body("vm", [1024, 1024]))
+    d = created(client, "/v1/domains", domain_body("vm", [1024, 1024]))
     assert d["host_id"] == twins[0]["id"]
     ranked = client.get(f"/v1/domains/{d['id']}/placements").json()["hosts"]
     assert [h["host_id"] for h in ranked] == [twins[0]["id"]]
