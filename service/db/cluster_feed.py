@@ -49,12 +49,13 @@ class ClusterFeed:
                 result = session.execute(CHANGES, {"b_snap": self._snapshot}).all()
                 caught_up = _apply(self._rows, result)
                 if caught_up is not None:
-                    self._rows, self._snapshot = _read_only(caught_up), result[0][0]
+                    if result[0][2]:  # a transaction that wrote may see its own changes
+                        self._rows, self._snapshot = _read_only(caught_up), result[0][0]
                     return caught_up
             rows, snapshot = read_whole(session, snapshot=True)
-            assert snapshot is not None
-            self._rows, self._snapshot = _read_only(rows), snapshot
             self.whole_reads += 1
+            if snapshot is not None:
+                self._rows, self._snapshot = _read_only(rows), snapshot
             return rows
 
 
@@ -83,10 +84,10 @@ def _apply(rows: HostRows, result: Sequence[Any]) -> HostRows | None:
     """`rows` with the changed hosts of `result` (rows of `CHANGES`) applied, or None when they
     must be read whole: the active hosts counted differ, or a host has more pnodes than kept."""
     active = int(result[0][1])
-    changed = [r for r in result if r[2] is not None]
+    changed = [r[3:] for r in result if r[3] is not None]
     if not changed:
         return rows if active == len(rows.ids) else None
-    free, cpus, load = unpack([r[8] for r in changed])
+    free, cpus, load = unpack([r[6] for r in changed])
     width = rows.free.shape[1]
     if free.shape[1] > width:
         return None
@@ -96,7 +97,7 @@ def _apply(rows: HostRows, result: Sequence[Any]) -> HostRows | None:
     names, keys, slits = list(rows.names), list(rows.keys), dict(rows.slits)
     joined: list[int] = []
     for j, r in enumerate(changed):
-        host_id, name, state, key, slit = r[2], r[3], r[5], r[6], r[7]
+        host_id, name, state, key, slit = r[0], r[1], r[3], r[4], r[5]
         i = at.get(host_id)
         if state != "active":
             if i is not None:
@@ -134,10 +135,10 @@ def _reorder(
     the order a whole read gives (ranking breaks ties by it)."""
     width = rows.free.shape[1]
     idx = np.flatnonzero(keep)
-    ids = [rows.ids[i] for i in idx] + [r[2] for r in joined]
-    names = [rows.names[i] for i in idx] + [r[3] for r in joined]
-    created = [rows.created[i] for i in idx] + [r[4] for r in joined]
-    keys = [rows.keys[i] for i in idx] + [r[6] for r in joined]
+    ids = [rows.ids[i] for i in idx] + [r[0] for r in joined]
+    names = [rows.names[i] for i in idx] + [r[1] for r in joined]
+    created = [rows.created[i] for i in idx] + [r[2] for r in joined]
+    keys = [rows.keys[i] for i in idx] + [r[4] for r in joined]
 
     def stacked(kept: I64, new: I64) -> I64:
         padded = np.zeros((new.shape[0], width), dtype=np.int64)

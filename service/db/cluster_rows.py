@@ -106,6 +106,14 @@ def unpack(packed: list[str]) -> tuple[I64, I64, I64]:
     return free, cpus, load
 
 
+# The statement's snapshot, and whether its transaction has written nothing: rows read by a
+# transaction that wrote may hold its own uncommitted changes, which must not be kept.
+_SNAPSHOT = cast(literal_column("pg_current_snapshot()"), Text).label("snapshot")
+_CLEAN: ColumnElement[bool] = literal_column("pg_current_xact_id_if_assigned() IS NULL").label(
+    "clean"
+)
+
+
 def _whole_stmt(snapshot: bool) -> Select[Any]:
     """Every active host; with `snapshot`, the statement's PostgreSQL snapshot on every row."""
     key = slit_key(Host.distances)
@@ -120,7 +128,7 @@ def _whole_stmt(snapshot: bool) -> Select[Any]:
         .group_by(Pnode.host_id)
         .subquery()
     )
-    snap = cast(literal_column("pg_current_snapshot()"), Text) if snapshot else None
+    at = [_SNAPSHOT, _CLEAN] if snapshot else []
     return (
         select(
             Host.id,
@@ -129,7 +137,7 @@ def _whole_stmt(snapshot: bool) -> Select[Any]:
             key,
             case((one_per_key.c.id.is_not(None), cast(Host.distances, Text)), else_=None),
             per_host.c.pnodes,
-            *([snap] if snap is not None else []),
+            *at,
         )
         .join(per_host, per_host.c.host_id == Host.id)
         .outerjoin(one_per_key, one_per_key.c.id == Host.id)
@@ -143,13 +151,13 @@ _WHOLE_AT = _whole_stmt(snapshot=True)
 
 
 def read_whole(session: Session, *, snapshot: bool = False) -> tuple[HostRows, str | None]:
-    """Every active host, and with `snapshot` (PostgreSQL) the snapshot they were read in."""
+    """Every active host, and with `snapshot` (PostgreSQL) the snapshot they were read in, or
+    None when the reading transaction has written (what it read must not be kept)."""
     result = session.execute(_WHOLE_AT if snapshot else _WHOLE).all()
     if not result:
-        at = None
         if snapshot:
-            at = session.execute(select(cast(literal_column("pg_current_snapshot()"), Text)))
-            return HostRows.empty(), at.scalar_one()
+            at, clean = session.execute(select(_SNAPSHOT, _CLEAN)).one()
+            return HostRows.empty(), at if clean else None
         return HostRows.empty(), None
     free, cpus, load = unpack([r[5] for r in result])
     rows = HostRows(
@@ -162,19 +170,21 @@ def read_whole(session: Session, *, snapshot: bool = False) -> tuple[HostRows, s
         cpus=cpus,
         load=load,
     )
-    return rows, (result[0][6] if snapshot else None)
+    return rows, (result[0][6] if snapshot and result[0][7] else None)
 
 
 def _changes_stmt() -> Select[Any]:
-    """The new snapshot and the number of active hosts, and beside them every host whose last
-    change is not visible in the snapshot `:b_snap` (any state: a host may have left)."""
+    """The new snapshot, the number of active hosts and whether the transaction is clean, and
+    beside them every host whose last change is not visible in the snapshot `:b_snap` (any
+    state: a host may have left)."""
     header = select(
-        cast(literal_column("pg_current_snapshot()"), Text).label("snapshot"),
+        _SNAPSHOT,
         select(func.count())
         .select_from(Host)
         .where(Host.state == "active")
         .scalar_subquery()
         .label("active"),
+        _CLEAN,
     ).subquery()
     # Every transaction a snapshot leaves out has an id at least its xmin: the index narrows
     # the hosts to the recent ones, the visibility test keeps those committed since.

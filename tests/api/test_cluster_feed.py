@@ -125,3 +125,20 @@ def test_reads_and_writes_of_a_worker_share_one_kept_copy(pg_client: ApiClient) 
     assert read_engine is not client.app.state.engine
     assert feed_for(read_engine) is feed_for(client.app.state.engine)
     assert feed_for(read_engine).whole_reads == 1
+
+
+def test_what_a_transaction_that_wrote_sees_is_not_kept(pg_client: ApiClient) -> None:
+    """A transaction sees its own uncommitted changes. Kept, they would outlive its rollback:
+    the copy is only brought forward by transactions that have written nothing."""
+    client = pg_client
+    one = created(client, "/v1/hosts", host_body("h", n=2))
+    view = _same_as_whole(client)
+    before = int(view.arrays.free_mib[view.ids.index(one["id"]), 0])
+    bump = text('UPDATE pnodes SET allocated_mib = 1024 WHERE host_id = :h AND "index" = 0')
+    with client.app.state.sessionmaker() as s:
+        s.execute(bump, {"h": one["id"]})
+        mine = load_cluster(s)
+        assert mine.arrays.free_mib[mine.ids.index(one["id"]), 0] == before - 1024
+        s.rollback()
+    view = _same_as_whole(client)
+    assert view.arrays.free_mib[view.ids.index(one["id"]), 0] == before
