@@ -18,6 +18,7 @@ from service.core.migrations import drive
 from service.core.views import memranges
 from service.db.models import Domain, Step
 from service.db.retry import retry_transaction
+from service.db.steps import pending_guest_op
 from service.schemas.guest import (
     BalloonReport,
     GuestBalloon,
@@ -27,7 +28,6 @@ from service.schemas.guest import (
     GuestTopology,
     GuestVnode,
 )
-from service.vocabulary import GUEST_OPS
 
 router = APIRouter(prefix="/v1/guest", tags=["guest"])
 
@@ -63,9 +63,7 @@ def topology(session: SessionDep, principal: Guest) -> GuestTopology:
 
 def _balloon_view(session: SessionDep, domain: Domain) -> GuestBalloon:
     steps = session.scalars(
-        select(Step)
-        .where(Step.domain_id == domain.id, Step.state == "pending", Step.op.in_(GUEST_OPS))
-        .order_by(Step.seq)
+        select(Step).where(Step.domain_id == domain.id, pending_guest_op()).order_by(Step.seq)
     ).all()
     return GuestBalloon(
         target_mib=domain.target_mib,

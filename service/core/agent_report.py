@@ -14,7 +14,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.core.balloon import capped, complete_pool_steps, observe, stall_time, stalled
+from service.core.balloon import (
+    capped,
+    complete_pool_steps,
+    observe,
+    stall_time,
+    stalled,
+    total_reported,
+)
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, event
@@ -118,7 +125,7 @@ def settled(view: ReportView, body: AgentReportIn, now: datetime, settings: Sett
         domain = view.domains.get(d.domain_id)
         if domain is None or domain.pending_pool_steps or not _repeats(domain, d.vnodes):
             return False
-        total = _total(domain.actual_mib)
+        total = total_reported(domain.actual_mib)
         if domain.uncooperative and total == domain.target_mib:
             return False  # observe clears the flag of a driver found at its target
     limit = timedelta(seconds=settings.uncooperative_after_s)
@@ -145,13 +152,9 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
     return True
 
 
-def _total(sizes: Sequence[int | None]) -> int | None:
-    return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
-
-
 def _stall(domain: DomainView, now: datetime) -> timedelta:
     return stall_time(
-        _total(domain.actual_mib),
+        total_reported(domain.actual_mib),
         target_mib=domain.target_mib,
         last_progress_at=domain.last_progress_at,
         target_set_at=domain.target_set_at,

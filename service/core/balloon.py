@@ -13,7 +13,7 @@ to hold beyond what it was given cannot exist, and believing it could overcommit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -22,17 +22,21 @@ from sqlalchemy.orm import Session
 
 from service.db.changes import ChangeSet, Row, event, step_row
 from service.db.models import Domain, Step
+from service.db.steps import pending_guest_op
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
-from service.vocabulary import GUEST_OPS
 
 
 def actual_total(domain: Domain) -> int | None:
-    reports = [vn.actual_mib for vn in domain.vnodes]
-    if any(r is None for r in reports):
+    return total_reported([vn.actual_mib for vn in domain.vnodes])
+
+
+def total_reported(sizes: Sequence[int | None]) -> int | None:
+    """A domain's reported size: the sum of its pools, None until every pool has reported."""
+    if any(s is None for s in sizes):
         return None
-    return sum(r for r in reports if r is not None)
+    return sum(s for s in sizes if s is not None)
 
 
 def stalled_for(domain: Domain, now: datetime) -> timedelta:
@@ -205,9 +209,7 @@ def complete_pool_steps(
 
 
 _PENDING_POOL_STEPS = select(Step).where(
-    Step.domain_id.in_(bindparam("b_domains", expanding=True)),
-    Step.state == "pending",
-    Step.op.in_(GUEST_OPS),
+    Step.domain_id.in_(bindparam("b_domains", expanding=True)), pending_guest_op()
 )
 
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Row, and_, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Migration, Step
+from service.vocabulary import GUEST_OPS, StepState
 
 MAX_PENDING = 1000
+
+
+def pending_guest_op() -> ColumnElement[bool]:
+    """A step still waiting on a guest's driver (plug, unplug, balloon): what the guest's balloon
+    view lists and what a report of its pool sizes can complete."""
+    return and_(Step.state == StepState.PENDING, Step.op.in_(GUEST_OPS))
 
 
 def pending_steps(session: Session, host_id: str) -> Sequence[Step]:
