@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from service.core.balloon import pool_change_rows
 from service.core.bookkeeping import set_bookkeeping
-from service.core.rows import DomainLike
+from service.core.rows import DomainRow
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.base import utcnow
@@ -589,7 +589,7 @@ def delete_domain(
     apply(session, state, ChangeSet(events=[deleted]))
 
 
-def backing_of(session: Session, domains: Sequence[DomainLike]) -> dict[str, tuple[I64, int]]:
+def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tuple[I64, int]]:
     """Backing matrices of some domains and their hosts' pnode counts, in one statement: the
     backing rows and, as (host id, -1, count, 0) rows, the pnode counts."""
     host_ids = {d.host_id for d in domains if d.host_id is not None}

@@ -2,68 +2,30 @@
 
 Three statements in one read session: the page of domains (the filters, a keyset on
 (created_at, id)), their vnodes, their backing with their hosts' pnode counts. The rows become
-small frozen records, not ORM objects: building 50 domains and their ~450 vnodes through the ORM
-cost a page more than its SQL did.
-"""
+small frozen records (`core/rows.py`), not ORM objects."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.domains import backing_of
+from service.core.rows import ListedDomain, ListedVnode
 from service.core.views import domain_out
 from service.db.filters import filtered
-from service.db.models import Domain, Vnode
+from service.db.models import Domain
 from service.db.pagination import fetch_row_page, next_cursor
+from service.db.tables import DOMAINS, VNODES
 from service.schemas.common import Page
 from service.schemas.domains import DomainOut
 
-_DOMAINS = cast(Table, Domain.__table__)
-_VNODES = cast(Table, Vnode.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class ListedVnode:
-    index: int
-    size_mib: int
-    vcpus: list[int]
-    target_mib: int
-    actual_mib: int | None
-    home_pnode: int | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListedDomain:
-    id: str
-    name: str
-    host_id: str | None
-    state: str
-    policy: str
-    block_mib: int
-    static_max_mib: int
-    dynamic_min_mib: int
-    dynamic_max_mib: int
-    target_mib: int
-    distances: list[list[int]]
-    uncooperative: bool
-    external_id: str | None
-    labels: dict[str, str]
-    version: int
-    created_at: datetime
-    vnodes: list[ListedVnode]
-
-
-_DOMAIN_COLUMNS = [_DOMAINS.c[f] for f in ListedDomain.__dataclass_fields__ if f != "vnodes"]
+_DOMAIN_COLUMNS = [DOMAINS.c[f] for f in ListedDomain.__dataclass_fields__ if f != "vnodes"]
 _VNODE_ROWS = select(
-    _VNODES.c.domain_id, *(_VNODES.c[f] for f in ListedVnode.__dataclass_fields__)
-).order_by(_VNODES.c.domain_id, _VNODES.c.index)
+    VNODES.c.domain_id, *(VNODES.c[f] for f in ListedVnode.__dataclass_fields__)
+).order_by(VNODES.c.domain_id, VNODES.c.index)
 
 
 def list_domains(
@@ -85,7 +47,7 @@ def list_domains(
     vnodes: defaultdict[str, list[ListedVnode]] = defaultdict(list)
     if rows:
         ids = [r.id for r in rows]
-        for v in session.execute(_VNODE_ROWS.where(_VNODES.c.domain_id.in_(ids))):
+        for v in session.execute(_VNODE_ROWS.where(VNODES.c.domain_id.in_(ids))):
             vnodes[v[0]].append(ListedVnode(*v[1:]))
     page = [ListedDomain(**r._mapping, vnodes=vnodes[r.id]) for r in rows]
     backing = backing_of(session, page)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.core.placement import Ranked
-from service.core.rows import DomainLike
+from service.core.rows import DomainRow
 from service.db.accounting import HostAccounting
 from service.db.models import Host, Step
 from service.engine.topology import PAGES_PER_MIB
@@ -38,7 +38,7 @@ def memranges(sizes_mib: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def domain_out(domain: DomainLike, backing: I64 | None, n_pnodes: int) -> DomainOut:
+def domain_out(domain: DomainRow, backing: I64 | None, n_pnodes: int) -> DomainOut:
     k = len(domain.vnodes)
     x = backing if backing is not None else np.zeros((k, n_pnodes), dtype=np.int64)
     ranges = memranges([vn.size_mib for vn in domain.vnodes])
