@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Set
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
     BigInteger,
     Integer,
     String,
-    Table,
     and_,
     bindparam,
     case,
@@ -35,16 +34,10 @@ from service.db.accounting import I64, HostAccounting
 from service.db.base import utcnow
 from service.db.batch import Build, WriteBatch, alone, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
-from service.db.models import Backing, Domain, Event, Host, Pnode, Step, Vnode
+from service.db.models import Domain, Host
 from service.db.status import status_update
+from service.db.tables import BACKING, DOMAINS, EVENTS, PNODES, STEPS, VNODES
 from service.errors import Conflict
-
-_BACKING = cast(Table, Backing.__table__)
-_VNODES = cast(Table, Vnode.__table__)
-_PNODES = cast(Table, Pnode.__table__)
-_DOMAINS = cast(Table, Domain.__table__)
-_STEPS = cast(Table, Step.__table__)
-_EVENTS = cast(Table, Event.__table__)
 
 
 def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> None:
@@ -65,9 +58,9 @@ def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> N
     targeted = changes.backing.keys() | changes.pool_targets.keys()
     _write_actual(batch, session, changes.actual_mib, targeted)
     _write_pool_steps(batch, session, changes.pool_steps)
-    batch.add_rows(_STEPS, changes.new_steps)
+    batch.add_rows(STEPS, changes.new_steps)
     _write_status(session, changes.status)
-    batch.add_rows(_EVENTS, changes.events)
+    batch.add_rows(EVENTS, changes.events)
     updated_at = utcnow()
     guards = [_target_params(t, updated_at) for t in changes.targets]
     absorb(accounting, changes, updated_at=updated_at)
@@ -210,7 +203,7 @@ def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list
     rows = [row for domain_rows in steps.values() for row in domain_rows]
     if len(steps) == 1:
         batch.add(_cancel_pool_steps_w, {"domain": next(iter(steps))})
-        batch.add_rows(_STEPS, rows)
+        batch.add_rows(STEPS, rows)
     elif steps:
         session.execute(_CANCEL_MANY, {"b_domains": list(steps)})
         if rows:
@@ -248,9 +241,9 @@ def _target_params(t: NewTarget, updated_at: Any) -> dict[str, Any]:
 
 def _domain_target_w(x: str) -> UpdateBase:
     """Target, policy and version, guarded by the version read (0 rows when it moved)."""
-    c = _DOMAINS.c
+    c = DOMAINS.c
     return (
-        update(_DOMAINS)
+        update(DOMAINS)
         .where(c.id == param(x, "id", String()), c.version == param(x, "version", Integer()))
         .values(
             target_mib=param(x, "target", BigInteger()),
@@ -267,7 +260,7 @@ _DOMAIN_TARGET = _domain_target_w("b_")  # executemany: parameters named b_<name
 
 @functools.lru_cache(maxsize=64)
 def _backing_cells_w(n: int) -> Build:
-    c = _BACKING.c
+    c = BACKING.c
 
     def build(x: str) -> UpdateBase:
         cells = [
@@ -280,7 +273,7 @@ def _backing_cells_w(n: int) -> Build:
             for i in range(n)
         ]
         return (
-            update(_BACKING)
+            update(BACKING)
             .where(c.domain_id == param(x, "domain", String()))
             .values(mib=case(*cells, else_=c.mib))
         )
@@ -290,12 +283,12 @@ def _backing_cells_w(n: int) -> Build:
 
 @functools.lru_cache(maxsize=64)
 def _vnode_targets_w(k: int) -> Build:
-    c = _VNODES.c
+    c = VNODES.c
 
     def build(x: str) -> UpdateBase:
         targets = ((c.index == v, param(x, f"t{v}", BigInteger())) for v in range(k))
         return (
-            update(_VNODES)
+            update(VNODES)
             .where(c.domain_id == param(x, "domain", String()), c.index < k)
             .values(target_mib=case(*targets))
         )
@@ -305,7 +298,7 @@ def _vnode_targets_w(k: int) -> Build:
 
 @functools.lru_cache(maxsize=64)
 def _vnode_actual_w(n: int) -> Build:
-    c = _VNODES.c
+    c = VNODES.c
 
     def build(x: str) -> UpdateBase:
         cells = [
@@ -313,7 +306,7 @@ def _vnode_actual_w(n: int) -> Build:
             for i in range(n)
         ]
         return (
-            update(_VNODES)
+            update(VNODES)
             .where(c.domain_id == param(x, "domain", String()))
             .values(actual_mib=case(*cells, else_=c.actual_mib))
         )
@@ -323,14 +316,14 @@ def _vnode_actual_w(n: int) -> Build:
 
 @functools.lru_cache(maxsize=64)
 def _pnode_counters_w(p: int) -> Build:
-    c = _PNODES.c
+    c = PNODES.c
 
     def per_pnode(x: str, name: str, type_: Any) -> Any:
         return case(*((c.index == i, param(x, f"{name}{i}", type_)) for i in range(p)))
 
     def build(x: str) -> UpdateBase:
         return (
-            update(_PNODES)
+            update(PNODES)
             .where(c.host_id == param(x, "host", String()), c.index < p)
             .values(
                 allocated_mib=per_pnode(x, "a", BigInteger()),
@@ -344,9 +337,9 @@ def _pnode_counters_w(p: int) -> Build:
 
 def _cancel_pool_steps_w(x: str) -> UpdateBase:
     """The domain's pending steps outside migrations, cancelled."""
-    c = _STEPS.c
+    c = STEPS.c
     return (
-        update(_STEPS)
+        update(STEPS)
         .where(c.domain_id == param(x, "domain", String()))
         .where(c.state == "pending", c.migration_id.is_(None))
         .values(state="cancelled", detail="superseded by a newer target")
@@ -354,23 +347,23 @@ def _cancel_pool_steps_w(x: str) -> UpdateBase:
 
 
 _CANCEL_MANY = (
-    update(_STEPS)
-    .where(_STEPS.c.domain_id.in_(bindparam("b_domains", expanding=True)))
-    .where(_STEPS.c.state == "pending", _STEPS.c.migration_id.is_(None))
+    update(STEPS)
+    .where(STEPS.c.domain_id.in_(bindparam("b_domains", expanding=True)))
+    .where(STEPS.c.state == "pending", STEPS.c.migration_id.is_(None))
     .values(state="cancelled", detail="superseded by a newer target")
 )
-_INSERT_STEPS = insert(_STEPS)
+_INSERT_STEPS = insert(STEPS)
 _VNODE_ACTUAL = (
-    update(_VNODES)
-    .where(_VNODES.c.domain_id == bindparam("b_domain"), _VNODES.c.index == bindparam("b_index"))
+    update(VNODES)
+    .where(VNODES.c.domain_id == bindparam("b_domain"), VNODES.c.index == bindparam("b_index"))
     .values(actual_mib=bindparam("b_mib"))
 )
 _VNODE_TARGET = (
-    update(_VNODES)
-    .where(_VNODES.c.domain_id == bindparam("b_domain"), _VNODES.c.index == bindparam("b_index"))
+    update(VNODES)
+    .where(VNODES.c.domain_id == bindparam("b_domain"), VNODES.c.index == bindparam("b_index"))
     .values(target_mib=bindparam("b_target"))
 )
-_DELETE_BACKING = delete(_BACKING).where(
-    _BACKING.c.domain_id.in_(bindparam("b_domains", expanding=True))
+_DELETE_BACKING = delete(BACKING).where(
+    BACKING.c.domain_id.in_(bindparam("b_domains", expanding=True))
 )
-_INSERT_BACKING = insert(_BACKING)
+_INSERT_BACKING = insert(BACKING)

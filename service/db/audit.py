@@ -7,15 +7,15 @@ no memory (keys, labels, tokens, host registration), write theirs here.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from service.db.changes import event
-from service.db.models import Event
+from service.db.tables import EVENTS
 
-_INSERT_EVENT = insert(cast(Table, Event.__table__))
+_INSERT_EVENT = insert(EVENTS)
 
 
 def record_event(

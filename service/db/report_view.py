@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Domain, Host, Pnode, Step, Vnode
-from service.vocabulary import GUEST_OPS, StepState
+from service.db.models import Step
+from service.db.steps import pending_guest_op
+from service.db.tables import DOMAINS, HOSTS, PNODES, VNODES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,55 +46,42 @@ class ReportView:
     domains: dict[str, DomainView]
 
 
-_HOSTS = cast(Table, Host.__table__)
-_PNODES = cast(Table, Pnode.__table__)
-_DOMAINS = cast(Table, Domain.__table__)
-_VNODES = cast(Table, Vnode.__table__)
-_STEPS = cast(Table, Step.__table__)
-
 # Core statements on the tables (not the mapped classes): no ORM compile or loading step.
 _LOCK = (
-    update(_HOSTS)
-    .where(_HOSTS.c.id == bindparam("b_host"))
+    update(HOSTS)
+    .where(HOSTS.c.id == bindparam("b_host"))
     .values(observed_at=bindparam("b_now"))
-    .returning(_HOSTS.c.drift_flagged)
+    .returning(HOSTS.c.drift_flagged)
 )
 _PNODE_ROWS = (
     select(
-        _PNODES.c.memory_mib
-        - _PNODES.c.reserved_mib
-        - _PNODES.c.claimed_mib
-        - _PNODES.c.allocated_mib,
-        _PNODES.c.claimed_mib,
-        _PNODES.c.observed_free_mib,
+        PNODES.c.memory_mib - PNODES.c.reserved_mib - PNODES.c.claimed_mib - PNODES.c.allocated_mib,
+        PNODES.c.claimed_mib,
+        PNODES.c.observed_free_mib,
     )
-    .where(_PNODES.c.host_id == bindparam("b_host"))
-    .order_by(_PNODES.c.index)
+    .where(PNODES.c.host_id == bindparam("b_host"))
+    .order_by(PNODES.c.index)
 )
-_PENDING = exists().where(
-    _STEPS.c.domain_id == _DOMAINS.c.id,
-    _STEPS.c.state == StepState.PENDING.value,
-    _STEPS.c.op.in_(GUEST_OPS),
-)
+_PENDING = exists().where(Step.domain_id == DOMAINS.c.id, pending_guest_op())
 _VNODE_ROWS = (
     select(
-        _DOMAINS.c.id,
-        _DOMAINS.c.target_mib,
-        _DOMAINS.c.uncooperative,
-        _DOMAINS.c.last_progress_at,
-        _DOMAINS.c.target_set_at,
+        DOMAINS.c.id,
+        DOMAINS.c.target_mib,
+        DOMAINS.c.uncooperative,
+        DOMAINS.c.last_progress_at,
+        DOMAINS.c.target_set_at,
         _PENDING,
-        _VNODES.c.target_mib,
-        _VNODES.c.size_mib,
-        _VNODES.c.actual_mib,
+        VNODES.c.target_mib,
+        VNODES.c.size_mib,
+        VNODES.c.actual_mib,
     )
-    .join(_VNODES, _VNODES.c.domain_id == _DOMAINS.c.id)
-    .where(_DOMAINS.c.host_id == bindparam("b_host"))
-    .order_by(_DOMAINS.c.id, _VNODES.c.index)
+    .join(VNODES, VNODES.c.domain_id == DOMAINS.c.id)
+    .where(DOMAINS.c.host_id == bindparam("b_host"))
+    .order_by(DOMAINS.c.id, VNODES.c.index)
 )
 _OBSERVED_FREE = (
-    update(_PNODES)
-    .where(and_(_PNODES.c.host_id == bindparam("b_host"), _PNODES.c.index == bindparam("b_i")))
+    update(PNODES)
+    .where(and_(PNODES.c.host_id == bindparam("b_host"), PNODES.c.index == bindparam("b_i")))
     .values(observed_free_mib=bindparam("b_free"))
 )
 
