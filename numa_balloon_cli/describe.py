@@ -54,7 +54,7 @@ def host_fields(h: m.HostOut) -> None:
             ),
             (
                 "drift",
-                "flagged (the agent sees less free memory than the books)"
+                "flagged (the free memory the agent observes and the books disagree)"
                 if h.drift_flagged
                 else "none",
             ),
