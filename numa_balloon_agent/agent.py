@@ -142,8 +142,8 @@ class Agent:
             extra={
                 "free_mib": free,
                 "domains": len(domains),
-                "unknown_domains": len(report.get("unknown_domains", [])),
-                "drift_flagged": report.get("drift_flagged"),
+                "unknown_domains": len(report.unknown_domains),
+                "drift_flagged": report.drift_flagged,
             },
         )
         acked = applied = 0

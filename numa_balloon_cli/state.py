@@ -7,6 +7,9 @@ from enum import IntEnum
 
 import typer
 
+from numa_balloon_cli.config import resolve
+from numa_balloon_cli.names import Names
+from numa_balloon_cli.output import HUMAN
 from numa_balloon_client import Client
 
 
@@ -22,16 +25,36 @@ class Exit(IntEnum):
 
 @dataclass
 class State:
-    url: str
-    token: str | None
-    output: str
+    """The global flags as given (before or after the subcommand: the last one wins); the
+    service is found from them only when a command first talks to it."""
+
+    url: str | None = None
+    token: str | None = None
+    profile: str | None = None
+    output: str = "table"
     _client: Client | None = field(default=None, repr=False)
+    _names: Names | None = field(default=None, repr=False)
+
+    @property
+    def human(self) -> bool:
+        return self.output in HUMAN
+
+    @property
+    def wide(self) -> bool:
+        return self.output == "wide"
 
     @property
     def nb(self) -> Client:
         if self._client is None:
-            self._client = Client(self.url, self.token)
+            target = resolve(self.url, self.token, self.profile)  # ConfigError: exit 2
+            self._client = Client(target.url, target.token)
         return self._client
+
+    @property
+    def names(self) -> Names:
+        if self._names is None:
+            self._names = Names(self.nb)
+        return self._names
 
     def close(self) -> None:
         if self._client is not None:
