@@ -3,14 +3,16 @@ with the private libvirt, the service and the host agent, and print the headline
 
 A machine that cannot run it (no QEMU package from apt, not root) fails under CI=true and is
 skipped elsewhere, saying why. Everything started is stopped on the way out, also after a failure
-or Ctrl-C; the work directory (logs, console, domain XML) is kept only when the run failed or
-`--keep` asks for it. `var/e2e/` keeps the kernel, the guest image and libvirt's QEMU probe."""
+or Ctrl-C (or SIGTERM); the work directory (logs, console, domain XML) is kept only when the run
+failed or `--keep` asks for it. `var/e2e/` keeps the kernel, the guest image and libvirt's QEMU
+probe for the next run."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -21,19 +23,24 @@ from types import FrameType
 
 from e2e import image, kernel, system
 from e2e.daemons import PrivateLibvirt
+from e2e.observe import observe
 from e2e.services import HostAgent, Service
 from e2e.story import Story, StoryFailed
 from numa_balloon_client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+STARTED = time.monotonic()
 
 
 def say(message: str) -> None:
-    print(f"e2e: {message}", flush=True)
+    print(f"e2e [{time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """The first Ctrl-C or SIGTERM stops the run; later ones must not cut its cleanup short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -47,98 +54,106 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--interval", type=float, default=1.0, help="the host agent's --interval")
     p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
+    p.add_argument(
+        "--observe",
+        action="store_true",
+        help="then describe what targets the service does not handle yet do (e2e/observe.py)",
+    )
     return p.parse_args(argv)
 
 
-def prepare(args: argparse.Namespace) -> tuple[kernel.Kernel, Path] | str:
-    """The kernel and the guest image, or why this machine cannot run the story."""
-    start = time.monotonic()
-    try:
-        done = system.prepare(args.libvirt_python)
-    except system.Unavailable as exc:
-        return str(exc)
-    var = args.var.resolve()
+def guest_files(var: Path, done: list[str]) -> tuple[Path, Path]:
+    """The guest's kernel and initramfs, from the cache or made into it."""
     k = kernel.fetch(var / "kernel", done)
     initrd = image.build(image.default_layers(k), var / "image", done)
-    say(
-        f"prepared in {time.monotonic() - start:.1f} s: "
-        + ("; ".join(done) if done else "everything was there")
-        + f" (kernel {k.release}, image {initrd.name})"
-    )
-    return k, initrd
+    return k.boot_image().resolve(), initrd
 
 
-def play(args: argparse.Namespace, k: kernel.Kernel, initrd: Path, workdir: Path) -> str:
-    token = secrets.token_urlsafe(24)
-    with (
-        PrivateLibvirt(workdir / "libvirt", args.var.resolve() / "libvirt-cache") as lv,
-        Service(workdir / "service", token=token) as service,
-        HostAgent(
-            workdir / "agent",
-            url=service.url,
-            admin_token=token,
-            uri=lv.uri,
-            name="e2e-host",
-            interval_s=args.interval,
-        ) as agent,
-        Client(service.url, token, timeout_s=30) as admin,
-    ):
-        say(f"libvirtd at {lv.uri}; service at {service.url}; host agent every {args.interval} s")
+def play(args: argparse.Namespace, workdir: Path, done: list[str]) -> str:
+    """Start everything (the service first: it migrates and imports while the guest's files and
+    libvirt are made ready), play the story, and stop everything in reverse order."""
+    var = args.var.resolve()
+    with contextlib.ExitStack() as stack:
+        service = stack.enter_context(Service(workdir / "service"))
+        boot, initrd = guest_files(var, done)
+        say(
+            "ready: "
+            + ("; ".join(done) if done else "everything was cached")
+            + f" (kernel {boot.name}, image {initrd.name})"
+        )
+        lv = stack.enter_context(PrivateLibvirt(workdir / "libvirt", var / "libvirt-cache"))
+        say(f"libvirtd at {lv.uri}")
+        service.wait_ready()
+        agent = stack.enter_context(
+            HostAgent(
+                workdir / "agent",
+                url=service.url,
+                admin_token=service.token,
+                uri=lv.uri,
+                name="e2e-host",
+                interval_s=args.interval,
+            )
+        )
+        say(f"service at {service.url}; numa-balloon-agent every {args.interval} s")
+        admin = stack.enter_context(Client(service.url, service.token, timeout_s=30))
         conn = lv.open()
+        stack.callback(conn.close)
         try:
-            story = Story(admin, conn, agent, workdir, k.vmlinuz.resolve(), initrd, say=say)
+            story = Story(admin, conn, agent, workdir, boot, initrd, say=say)
+            stack.callback(story.close)
             outcome = story.play()
+            if args.observe:
+                observe(story)
         except BaseException:
-            for name, path in (
-                ("host agent", agent.log),
-                ("service", service.log),
-                ("guest console", workdir / "console.log"),
-            ):
-                if path.exists():
-                    lines = path.read_text(errors="replace").splitlines()[-12:]
-                    print(f"--- {name} ({path})", *lines, sep="\n", file=sys.stderr)
+            _show_logs(agent, service, workdir)
             raise
-        finally:
-            conn.close()
     return str(outcome.headline())
+
+
+def _show_logs(agent: HostAgent, service: Service, workdir: Path) -> None:
+    for name, path in (
+        ("host agent", agent.log),
+        ("service", service.log),
+        ("guest console", workdir / "console.log"),
+    ):
+        if path.exists():
+            lines = path.read_text(errors="replace").splitlines()[-12:]
+            print(f"--- {name} ({path})", *lines, sep="\n", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: everything cleaned up
-    prepared = prepare(args)
-    if isinstance(prepared, str):
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped as on Ctrl-C: everything cleaned up
+    try:
+        done = system.prepare(args.libvirt_python)
+    except system.Unavailable as exc:
         if IN_CI:
-            print(f"e2e real-guest: cannot run on this machine under CI: {prepared}")
+            print(f"e2e real-guest: cannot run on this machine under CI: {exc}")
             return 1
-        print(f"e2e real-guest: skipped: {prepared}")
+        print(f"e2e real-guest: skipped: {exc}")
         return 0
-    k, initrd = prepared
     workdir = Path(tempfile.mkdtemp(prefix="nb-e2e-"))
     keep = args.keep
     try:
-        headline = play(args, k, initrd, workdir)
-    except (StoryFailed, TimeoutError, RuntimeError) as exc:
+        headline = play(args, workdir, done)
+    except (StoryFailed, TimeoutError) as exc:
         keep = True
         print(f"e2e: FAILED: {exc}", file=sys.stderr)
-        print(f"e2e: logs kept in {workdir}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         keep = True
-        print(f"\ne2e: interrupted; everything stopped; logs kept in {workdir}", file=sys.stderr)
+        print("\ne2e: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
     except Exception:
         keep = True
         traceback.print_exc()
-        print(f"e2e: logs kept in {workdir}", file=sys.stderr)
         return 1
     finally:
-        if not keep:
-            import shutil
-
+        if keep:
+            print(f"e2e: work directory kept: {workdir}", file=sys.stderr)
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
-    if args.keep:
-        say(f"work directory kept: {workdir}")
     print(headline, flush=True)
     return 0
 

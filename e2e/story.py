@@ -107,20 +107,20 @@ class Story:
     console: Console | None = None
     host_id: str = ""
     domain_id: str = ""
-    _agent_client: Client | None = None
+    agent_client: Client | None = None
 
     def play(self) -> Outcome:
-        try:
-            self.register()
-            self.define_and_boot()
-            self.retarget_per_vnode()
-            self.grow_to_dynamic_max()
-            self.squeeze()
-            self.check_saved_definition()
-        finally:
-            if self._agent_client is not None:
-                self._agent_client.close()
+        self.register()
+        self.define_and_boot()
+        self.retarget_per_vnode()
+        self.grow_to_dynamic_max()
+        self.squeeze()
+        self.check_saved_definition()
         return self.outcome
+
+    def close(self) -> None:
+        if self.agent_client is not None:
+            self.agent_client.close()
 
     # --- 1. the host ---------------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ class Story:
         state = self.agent.state()
         assert state is not None
         self.host_id = str(state["host_id"])
-        self._agent_client = Client(self.admin.http.base_url.__str__(), str(state["agent_token"]))
+        self.agent_client = Client(self.admin.http.base_url.__str__(), str(state["agent_token"]))
         host = self.admin.get_host(self.host_id)
         cells = ET.fromstring(self.conn.getCapabilities()).findall("host/topology/cells/cell")
         if len(host.pnodes) != max(len(cells), 1):
@@ -189,26 +189,35 @@ class Story:
         self.console = Console(console_log)
         start = time.monotonic()
         dom.create()
+        started_s = time.monotonic() - start
         self.console.wait(
             lambda c: c.meminfo() is not None, timeout_s=BOOT_TIMEOUT_S, what="init's meminfo"
         )
         self.outcome.boot_s = time.monotonic() - start
+        init = self.console.first("init")
         ready = self.console.first("ready")
         block = int(ready.fields.get("block_size_bytes", "0")) if ready else 0
+        uptime = init.fields.get("uptime", "?") if init else "?"
         self.say(
-            f"guest {created.name} booted in {self.outcome.boot_s:.1f} s "
-            f"(memory block {block // 2**20} MiB); {self._guest_nodes()}"
+            f"guest {created.name} booted in {self.outcome.boot_s:.1f} s (QEMU started in "
+            f"{started_s:.1f} s; the kernel ran init at uptime {uptime} s; memory block "
+            f"{block // 2**20} MiB); {self._guest_nodes()}"
         )
         converged = wait_for(
             self._converged, timeout_s=STEP_TIMEOUT_S, what="the service seeing the booted guest"
         )
-        self.say(f"service at the initial targets {self._targets()} MiB after {converged:.1f} s")
+        guest = ", ".join(f"{kib / KIB_PER_MIB:.0f}" for kib in self.settled_guest())
+        self.say(
+            f"service at the initial targets {self.targets()} MiB after {converged:.1f} s; "
+            f"the guest's own MemTotal per node: {guest} MiB (boot memory the kernel keeps "
+            "for itself is not in it)"
+        )
 
     # --- 3. resizes ----------------------------------------------------------------------------
 
     def retarget_per_vnode(self) -> None:
         """vnode 0 grows by two blocks while vnode 1 gives one back: a plug and an unplug."""
-        before = self._targets()
+        before = self.targets()
         after = [before[0] + 2 * BLOCK_MIB, before[1] - BLOCK_MIB]
         body = {"target_mib": sum(after), "policy": "explicit", "vnode_targets_mib": after}
         self._resize("PUT target per vnode", lambda: self.admin.set_target(self.domain_id, body))
@@ -230,11 +239,11 @@ class Story:
 
     def _resize(self, label: str, request: Callable[[], object]) -> None:
         console = self._console()
-        base = self._settled_guest()
-        before = self._targets()
+        base = self.settled_guest()
+        before = self.targets()
         start = time.monotonic()
         request()
-        after = self._targets()
+        after = self.targets()
         if after == before:
             raise StoryFailed(f"{label}: the service left the targets at {before} MiB")
         expected = [(a - b) * KIB_PER_MIB for a, b in zip(after, before, strict=True)]
@@ -251,7 +260,7 @@ class Story:
         guest_s = time.monotonic() - start
         wait_for(self._converged, timeout_s=STEP_TIMEOUT_S, what=f"{label}: the service")
         converged_s = time.monotonic() - start
-        final = self._settled_guest()
+        final = self.settled_guest()
         delta = tuple(f - b for f, b in zip(final, base, strict=True))
         if not guest_followed(console):
             raise StoryFailed(f"{label}: the guest's nodes moved on to {delta} KiB")
@@ -287,7 +296,7 @@ class Story:
             f"node{i} {kib / KIB_PER_MIB:.1f} MiB" for i, kib in enumerate(now.node_kib)
         )
 
-    def _settled_guest(self, quiet_s: float = 1.0) -> tuple[int, ...]:
+    def settled_guest(self, quiet_s: float = 1.0) -> tuple[int, ...]:
         """The guest's MemTotal per node once it has not changed for `quiet_s`."""
         console = self._console()
         console.wait(
@@ -299,7 +308,7 @@ class Story:
         assert now is not None
         return now.node_kib
 
-    def _targets(self) -> list[int]:
+    def targets(self) -> list[int]:
         return [v.target_mib for v in self.admin.get_domain(self.domain_id).vnodes]
 
     def _converged(self) -> str | None:
@@ -311,8 +320,8 @@ class Story:
             return f"(vnode, actual, target) {off}"
         if dom.uncooperative:
             return "the domain is flagged uncooperative"
-        assert self._agent_client is not None
-        steps = [s for s in self._agent_client.agent_steps(self.host_id).items]
+        assert self.agent_client is not None
+        steps = [s for s in self.agent_client.agent_steps(self.host_id).items]
         pending = [f"{s.op} vnode {s.vnode}" for s in steps if s.domain_id == self.domain_id]
         if pending:
             return f"steps pending: {pending}"
@@ -325,7 +334,7 @@ class Story:
             return f"host allocated {allocated} MiB, the domain's target is {dom.memory.target_mib}"
         return None
 
-    def _layout(self, flags: int = 0) -> list[tuple[int, int, int, int | None]]:
+    def devices(self, flags: int = 0) -> list[tuple[int, int, int, int | None]]:
         """(node, boot KiB, requested KiB, current KiB) per virtio-mem device of the domain."""
         dom = self.conn.lookupByUUIDString(self.domain_id)
         root = ET.fromstring(dom.XMLDesc(flags))
@@ -350,7 +359,7 @@ class Story:
         """Each device holds what it was asked for, and the service's actual size of each vnode
         is the boot memory plus the device's `<current>`: the agent's report carried it."""
         dom = self.admin.get_domain(self.domain_id)
-        for node, boot, requested, current in self._layout():
+        for node, boot, requested, current in self.devices():
             if current != requested:
                 raise StoryFailed(f"vnode {node}: <current> {current} KiB, <requested> {requested}")
             actual = dom.vnodes[node].actual_mib
@@ -363,8 +372,8 @@ class Story:
         """The persistent definition follows the live one (issue 27, item 1): a restart of the
         domain boots with the sizes the service set, not the ones it was defined with."""
         libvirt = binding()
-        live = [(n, r) for n, _, r, _ in self._layout()]
-        saved = [(n, r) for n, _, r, _ in self._layout(libvirt.VIR_DOMAIN_XML_INACTIVE)]
+        live = [(n, r) for n, _, r, _ in self.devices()]
+        saved = [(n, r) for n, _, r, _ in self.devices(libvirt.VIR_DOMAIN_XML_INACTIVE)]
         if live != saved:
             raise StoryFailed(f"saved <requested> {saved} KiB, live {live}")
         self.say(f"the saved definition follows the live devices: {saved} (node, KiB)")
