@@ -294,7 +294,13 @@ def _definition(
             f"{' and '.join(lonely)} need a kernel",
             errors=[{"loc": ["query", n], "msg": "needs kernel"} for n in lonely],
         )
-    return Definition(**asked)
+    return Definition(
+        domain_type=domain_type or "kvm",
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
+        serial_log=serial_log,
+    )
 
 
 @router.get(
