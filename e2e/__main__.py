@@ -62,25 +62,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def guest_files(var: Path, done: list[str]) -> tuple[Path, Path]:
+def guest_files(var: Path) -> tuple[Path, Path]:
     """The guest's kernel and initramfs, from the cache or made into it."""
-    k = kernel.fetch(var / "kernel", done)
-    initrd = image.build(image.default_layers(k), var / "image", done)
+    k = kernel.fetch(var / "kernel", say)
+    initrd = image.build(image.default_layers(k), var / "image", say)
     return k.boot_image().resolve(), initrd
 
 
-def play(args: argparse.Namespace, workdir: Path, done: list[str]) -> str:
+def play(args: argparse.Namespace, workdir: Path) -> str:
     """Start everything (the service first: it migrates and imports while the guest's files and
     libvirt are made ready), play the story, and stop everything in reverse order."""
     var = args.var.resolve()
     with contextlib.ExitStack() as stack:
         service = stack.enter_context(Service(workdir / "service"))
-        boot, initrd = guest_files(var, done)
-        say(
-            "ready: "
-            + ("; ".join(done) if done else "everything was cached")
-            + f" (kernel {boot.name}, image {initrd.name})"
-        )
+        boot, initrd = guest_files(var)
+        say(f"guest: kernel {boot}, initramfs {initrd}")
         lv = stack.enter_context(PrivateLibvirt(workdir / "libvirt", var / "libvirt-cache"))
         say(f"libvirtd at {lv.uri}")
         service.wait_ready()
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)  # stopped as on Ctrl-C: everything cleaned up
     try:
-        done = system.prepare(args.libvirt_python)
+        system.prepare(args.libvirt_python, say)
     except system.Unavailable as exc:
         if IN_CI:
             print(f"e2e real-guest: cannot run on this machine under CI: {exc}")
@@ -136,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="nb-e2e-"))
     keep = args.keep
     try:
-        headline = play(args, workdir, done)
+        headline = play(args, workdir)
     except (StoryFailed, TimeoutError) as exc:
         keep = True
         print(f"e2e: FAILED: {exc}", file=sys.stderr)

@@ -106,12 +106,13 @@ def _nodes(line: Line) -> tuple[int, ...] | None:
     if line.kind != "meminfo":
         return None
     try:
+        float(line.fields["uptime"])  # written last: a line cut short has none
         nodes = sorted(
             (int(k.removeprefix("node")), int(v))
             for k, v in line.fields.items()
             if k.startswith("node")
         )
-    except ValueError:
+    except (KeyError, ValueError):
         return None
     if not nodes or [n for n, _ in nodes] != list(range(len(nodes))):
         return None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e.kernel import Kernel
+from e2e.system import Say
 
 #: Bump when the layout changes in a way the inputs' hashes cannot see.
 IMAGE_FORMAT = 1
@@ -99,7 +100,7 @@ def image_key(layers: Sequence[Layer]) -> str:
     return h.hexdigest()[:20]
 
 
-def build(layers: Sequence[Layer], cache: Path, log: list[str]) -> Path:
+def build(layers: Sequence[Layer], cache: Path, say: Say) -> Path:
     """The initramfs of `layers`, from the cache or built into it."""
     target = cache / f"initrd-{image_key(layers)}.gz"
     if target.exists():
@@ -127,5 +128,5 @@ def build(layers: Sequence[Layer], cache: Path, log: list[str]) -> Path:
         partial = Path(tmp) / "initrd.gz"
         partial.write_bytes(gzip.compress(cpio.stdout, compresslevel=6, mtime=0))
         partial.rename(target)
-    log.append(f"guest image {target.name} built ({target.stat().st_size // 1024} KiB)")
+    say(f"guest image {target.name} built ({target.stat().st_size // 1024} KiB)")
     return target

@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.system import run
+from e2e.system import Say, run
 
 META_PACKAGE = "linux-image-amd64"
 _DONE = ".unpacked"
@@ -128,7 +128,7 @@ def current_package() -> tuple[str, str] | None:
     return package, version.group(1)
 
 
-def fetch(cache: Path, log: list[str]) -> Kernel:
+def fetch(cache: Path, say: Say) -> Kernel:
     """The current Debian kernel, unpacked under `cache` (downloaded only the first time)."""
     wanted = current_package()
     if wanted is None:
@@ -139,8 +139,8 @@ def fetch(cache: Path, log: list[str]) -> Kernel:
     package, version = wanted
     target = cache / f"{package}_{version}"
     if not (target / _DONE).exists():
+        say(f"downloading the guest kernel {package} {version} (apt-get download, dpkg-deb -x)")
         _unpack(package, version, target)
-        log.append(f"kernel {package} {version} downloaded")
     releases = [p.name for p in (target / "lib" / "modules").iterdir()]
     if len(releases) != 1:
         raise RuntimeError(f"{target}: expected one module directory, found {releases}")

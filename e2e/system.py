@@ -11,7 +11,7 @@ import pwd
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 #: Debian package -> a file of it the run uses (present = installed and usable).
@@ -34,6 +34,9 @@ QEMU_PACKAGE = "qemu-system-x86"
 #: libvirt 9.0 resolves this compiled-in user before it reads qemu.conf; Debian creates it in
 #: libvirt-daemon-system, which the run does not install (it would start the system daemons).
 QEMU_USER = "libvirt-qemu"
+
+
+Say = Callable[[str], None]
 
 
 class Unavailable(Exception):
@@ -75,51 +78,49 @@ def apt_candidate(package: str) -> str | None:
     return None
 
 
-def apt_install(packages: Sequence[str], log: list[str]) -> None:
+def apt_install(packages: Sequence[str], say: Say) -> None:
     if os.geteuid() != 0:
         raise Unavailable(f"not root: install {' '.join(packages)} (or run make e2e as root)")
     if shutil.which("apt-get") is None:
         raise Unavailable(f"no apt-get to install {' '.join(packages)}")
     if any(apt_candidate(p) is None for p in packages):
+        say("apt-get update")
         run(["apt-get", "update", "-qq"])
-        log.append("apt-get update")
     if apt_candidate(QEMU_PACKAGE) is None:
         raise Unavailable(f"apt has no {QEMU_PACKAGE} package for this machine")
+    say(f"apt-get install {' '.join(packages)}")
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages])
-    log.append(f"apt-get install {' '.join(packages)}")
 
 
-def ensure_qemu_user(log: list[str]) -> None:
+def ensure_qemu_user(say: Say) -> None:
     try:
         pwd.getpwnam(QEMU_USER)
     except KeyError:
+        say(f"useradd {QEMU_USER}")
         home = ["--home-dir", "/var/lib/libvirt", "--shell", "/usr/sbin/nologin"]
         run(["useradd", "--system", "--user-group", "--no-create-home", *home, QEMU_USER])
-        log.append(f"useradd {QEMU_USER}")
 
 
-def ensure_binding(requirement: str, log: list[str]) -> None:
+def ensure_binding(requirement: str, say: Say) -> None:
     """`import libvirt` in this interpreter, building the binding with pip when missing."""
     if importlib.util.find_spec("libvirt") is not None:
         return
+    say(f"pip install {requirement} (built against the system's libvirt)")
     run([sys.executable, "-m", "pip", "install", "-q", requirement])
     importlib.invalidate_caches()
-    log.append(f"pip install {requirement}")
 
 
-def prepare(libvirt_python: str) -> list[str]:
-    """Everything the machine needs; returns what was done (empty on a prepared machine)."""
+def prepare(libvirt_python: str, say: Say) -> None:
+    """Everything the machine needs, each missing piece announced as it is installed."""
     if sys.platform != "linux":
         raise Unavailable(f"a Linux host is needed, not {sys.platform}")
-    log: list[str] = []
     absent = missing()
     if absent:
-        apt_install(absent, log)
+        apt_install(absent, say)
         still = missing(absent)
         if still:
             raise RuntimeError(f"installed {' '.join(absent)} but {still} still lack their files")
     if os.geteuid() != 0:
         raise Unavailable("the private libvirtd needs root (a mount namespace, the qemu driver)")
-    ensure_qemu_user(log)
-    ensure_binding(libvirt_python, log)
-    return log
+    ensure_qemu_user(say)
+    ensure_binding(libvirt_python, say)
