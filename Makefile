@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose c
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
 .PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client \
-	libvirt-binding e2e
+	libvirt-binding
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,7 @@ test: install system-deps libvirt-binding
 # agent (docs/real-guest.md). As root it installs what it needs with apt; var/e2e keeps the Debian
 # kernel and the guest image. The last line is the headline. Without QEMU from apt: fails under
 # CI=true, skips elsewhere.
+.PHONY: e2e
 e2e: install
 	LIBVIRT_PYTHON='$(LIBVIRT_PYTHON)' $(PY) -m e2e
 
