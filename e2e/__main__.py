@@ -119,8 +119,6 @@ def _show_logs(agent: HostAgent, service: Service, workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)  # stopped as on Ctrl-C: everything cleaned up
     try:
         system.prepare(args.libvirt_python, say)
     except system.Unavailable as exc:
@@ -131,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="nb-e2e-"))
     keep = args.keep
-    try:
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:  # from here a Ctrl-C or SIGTERM stops the run with everything cleaned up
         headline = play(args, workdir)
     except (StoryFailed, TimeoutError) as exc:
         keep = True
@@ -146,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if keep:
             print(f"e2e: work directory kept: {workdir}", file=sys.stderr)
         else:
