@@ -124,18 +124,55 @@ class LibvirtBackend:
         lay = lx.layout(dom.XMLDesc(0))
         device = lay.devices.get(step.vnode)
         live = self.lv.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
-        flags = live | (self.lv.VIR_DOMAIN_AFFECT_CONFIG if dom.isPersistent() else 0)
         if device is not None:
             requested = lx.requested_kib(device, lay.boot_kib.get(step.vnode, 0), step.target_mib)
-            call = f"updateDeviceFlags(virtio-mem node {step.vnode}, requested={requested} KiB)"
-            if not dry_run:
-                dom.updateDeviceFlags(lx.device_update_xml(device, requested), flags)
-            return Outcome(False, True, call)
+            affect = self._affect(dom)
+            if dry_run:
+                what = f"virtio-mem node {step.vnode}, requested={requested} KiB"
+                return Outcome(False, True, "; ".join(_update(what, a) for a in affect))
+            return self._resize_device(dom, device, requested, affect)
         total = self._balloon_total(step, lay, dom)
         call = f"setMemoryFlags({total} KiB)"
         if not dry_run:
             dom.setMemoryFlags(total, live or self.lv.VIR_DOMAIN_AFFECT_CONFIG)
         return Outcome(False, True, call)
+
+    def _affect(self, dom: Any) -> list[str]:
+        """The definitions a device update changes, one call each: libvirt (9.0) refuses
+        AFFECT_LIVE|AFFECT_CONFIG for a memory device ("memory not found", the device parsed for
+        the saved definition has lost its live alias), while each alone works."""
+        if not dom.isActive():
+            return ["CONFIG"]
+        return ["LIVE", "CONFIG"] if dom.isPersistent() else ["LIVE"]
+
+    def _resize_device(
+        self, dom: Any, device: lx.VirtioMem, requested: int, affect: list[str]
+    ) -> Outcome:
+        """`<requested>` of the running device (its live element: the alias names the QEMU
+        device), then of the saved definition's (its own element, matched by address). Once the
+        live size is set the step stands; a saved definition that did not follow is said in the
+        detail."""
+        lv = self.lv
+        what = f"virtio-mem node {device.node}, requested={requested} KiB"
+        done: list[str] = []
+        for a in affect:
+            element = device
+            if a == "CONFIG" and dom.isActive():
+                saved = lx.layout(dom.XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE)).devices.get(device.node)
+                if saved is None:
+                    done.append(f"the saved definition has no virtio-mem device on {device.node}")
+                    break
+                element = saved
+            flag = lv.VIR_DOMAIN_AFFECT_LIVE if a == "LIVE" else lv.VIR_DOMAIN_AFFECT_CONFIG
+            try:
+                dom.updateDeviceFlags(lx.device_update_xml(element, requested), flag)
+            except lv.libvirtError as exc:
+                if not done:
+                    raise  # nothing changed: the step failed
+                done.append(f"the saved definition kept its size: {exc}")
+                break
+            done.append(_update(what, a))
+        return Outcome(False, True, "; ".join(done))
 
     def _balloon_total(self, step: Step, lay: lx.DomainLayout, dom: Any) -> int:
         """One pool: its target. Several pools behind one balloon: the current balloon moved by
@@ -193,3 +230,7 @@ class LibvirtBackend:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _update(what: str, affect: str) -> str:
+    return f"updateDeviceFlags({what}, AFFECT_{affect})"
