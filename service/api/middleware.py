@@ -38,6 +38,11 @@ def _is_json(content_type: bytes | None) -> bool:
     )
 
 
+def _read_as_json(content_type: bytes | None) -> bool:
+    """Whether FastAPI would parse the body as JSON: JSON media types, and no media type at all."""
+    return content_type is None or _is_json(content_type)
+
+
 class RequestLimits:
     """Body size, media type, nesting depth and string checks, all before FastAPI parses the body.
 
@@ -107,6 +112,8 @@ class RequestLimits:
                 f"the body must be application/json, not {shown}",
                 errors=[{"loc": ["header", "content-type"], "msg": "expected application/json"}],
             )
+        if not _read_as_json(content_type):
+            return None
         if len(body) > _OFFLOAD_BYTES:
             return await anyio.to_thread.run_sync(self._check_json, body)
         return self._check_json(body)
