@@ -1,21 +1,32 @@
-"""The hostile client's first hour (issue 22): lone surrogates in any body and unbounded error
-lists."""
+"""The hostile client's first hour (issue 22, items 1, 2, 4 and 5): lone surrogates in any body,
+X-Forwarded-For spoofing, the unauthenticated sign-in form and unbounded error lists."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from bench.server import Server
+from service.api.forwarded import TrustedProxies
 from service.api.problems import MAX_ERRORS, ProblemResponse, render
+from service.app import create_app
 from service.errors import InvalidInput
-from tests.api.client import ApiClient
+from service.settings import Settings, parse_networks
+from tests.api.client import ApiClient, api_client
 from tests.api.factories import domain_body, host_body
 from tests.conftest import ADMIN_TOKEN
 from tests.reliability.hostile import live_server
@@ -41,6 +52,20 @@ def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = r.json()
     assert body["status"] == status
     return body
+
+
+@pytest.fixture
+def make_app(db_url: str) -> Iterator[Callable[..., FastAPI]]:
+    apps: list[FastAPI] = []
+
+    def make(**settings: Any) -> FastAPI:
+        app = create_app(Settings(database_url=db_url, admin_token=ADMIN_TOKEN, **settings))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.state.engine.dispose()
 
 
 # --- 1. lone surrogates, in any string of any body ----------------------------------------------
@@ -182,6 +207,189 @@ def test_after_a_lone_surrogate_the_keep_alive_connection_serves_the_next_reques
             ]
         statuses = _keep_alive_exchange(server, requests)
         assert statuses == [200] + [422, 200] * len(SURROGATES)
+
+
+# --- 2. X-Forwarded-For: believed from trusted proxies only -------------------------------------
+
+
+def test_the_right_most_untrusted_hop_is_the_client() -> None:
+    proxies = TrustedProxies(parse_networks("127.0.0.1, 10.0.0.0/8"))
+    assert proxies.client("192.0.2.7", ["6.6.6.6"]) == "192.0.2.7"  # not a proxy: its own
+    assert proxies.client("127.0.0.1", ["6.6.6.6, 203.0.113.9"]) == "203.0.113.9"
+    assert proxies.client("127.0.0.1", ["6.6.6.6, 203.0.113.9, 10.1.2.3"]) == "203.0.113.9"
+    assert proxies.client("127.0.0.1", ["6.6.6.6", "203.0.113.9"]) == "203.0.113.9"
+    assert proxies.client("127.0.0.1", ["10.1.1.1, 10.2.2.2"]) == "10.1.1.1"  # all trusted
+    assert proxies.client("127.0.0.1", ["6.6.6.6, not-an-ip, 10.1.2.3"]) == "10.1.2.3"
+    assert proxies.client("127.0.0.1", []) == "127.0.0.1"
+    assert not TrustedProxies(parse_networks("")).trusts("127.0.0.1")
+    with pytest.raises(ValueError, match=r"10\.0\.0\.1/8"):
+        Settings(trusted_proxies="10.0.0.1/8")  # host bits set: a typo, refused at start-up
+
+
+def _bad(c: ApiClient, forwarded_for: str | None = None, token: str = "nbk_guess") -> int:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return c.get("/v1/cluster", token=token, headers=headers).status_code
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    with api_client(make_app(failed_auth_per_min=3), ADMIN_TOKEN) as c:
+        rotated = [_bad(c, f"198.51.100.{i}") for i in range(6)]
+        assert rotated == [401, 401, 401, 429, 429, 429]  # all counted against the peer
+
+
+def test_a_failed_auth_limit_never_locks_out_a_valid_credential(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    with api_client(make_app(failed_auth_per_min=3), ADMIN_TOKEN) as c:
+        assert [_bad(c) for _ in range(5)] == [401, 401, 401, 429, 429]
+        assert c.get("/v1/cluster").status_code == 200  # the admin token, same address
+        key = c.post("/v1/api-keys", json={"name": "same-nat", "role": "viewer"}).json()
+        assert c.get("/v1/cluster", token=key["secret"]).status_code == 200
+        malformed = c.get("/v1/cluster", token=None, headers={"Authorization": "Basic x"})
+        assert malformed.status_code == 429  # a malformed header is a failure too
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_right_most_untrusted_hop(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    # The in-process transport's peer is 127.0.0.1: here, the proxy.
+    app = make_app(failed_auth_per_min=3, trusted_proxies="127.0.0.1")
+    with api_client(app, ADMIN_TOKEN) as c:
+        attacker = [_bad(c, f"198.51.100.{i}, 203.0.113.9") for i in range(4)]
+        assert attacker == [401, 401, 401, 429]
+        r = c.get("/v1/cluster", token="nbk_guess", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert "203.0.113.9" in _problem(r, 429)["detail"]
+        # The address the attacker wrote, and anyone else's, are not locked.
+        assert _bad(c, "198.51.100.1") == 401
+        assert _bad(c, "192.0.2.50") == 401
+
+
+def _dockerfile_uvicorn_flags() -> list[str]:
+    """The uvicorn options the image runs with, but --host and --port."""
+    cmd = json.loads(next(line for line in (ROOT / "Dockerfile").read_text().splitlines()
+                          if line.startswith("CMD "))[4:])  # fmt: skip
+    words = shlex.split(cmd[-1].split("exec ", 1)[1])
+    assert words[:2] == ["uvicorn", "service.app:create_app"], words
+    flags, rest = [], iter(words[2:])
+    for word in rest:
+        if word in ("--host", "--port"):
+            next(rest)
+        else:
+            flags.append(word)
+    return flags
+
+
+class ShippedServer(Server):
+    """uvicorn with the Dockerfile's own options (only the address differs)."""
+
+    def start(self, timeout_s: float = 60) -> None:
+        env = dict(
+            os.environ,
+            NUMA_BALLOON_DATABASE_URL=self.db_url,
+            NUMA_BALLOON_ADMIN_TOKEN=self.admin_token,
+            **self.extra_env,
+        )
+        env.pop("FORWARDED_ALLOW_IPS", None)
+        cmd = [
+            sys.executable, "-m", "uvicorn", "service.app:create_app",
+            *_dockerfile_uvicorn_flags(), "--host", "127.0.0.1", "--port", str(self.port),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            assert self.proc.poll() is None, f"uvicorn exited with {self.proc.returncode}"
+            assert time.monotonic() < deadline, "uvicorn did not become ready"
+            time.sleep(0.1)
+
+
+@contextmanager
+def _from(server: Server, address: str) -> Iterator[httpx.Client]:
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(base_url=server.url, transport=transport, timeout=60) as c:
+        yield c
+
+
+@pytest.mark.postgres
+def test_the_shipped_server_counts_the_socket_peer_whatever_x_forwarded_for_says(
+    postgres_db_url: str,
+) -> None:
+    with ShippedServer(postgres_db_url) as server, _from(server, "127.0.0.1") as attacker:
+        # 160 bad tokens, each claiming another address, then 40 naming the victim's.
+        claimed = [f"10.0.{i}.1" for i in range(160)] + ["127.0.0.2"] * 40
+        statuses = [
+            attacker.get(
+                "/v1/cluster",
+                headers={"Authorization": "Bearer nbk_guess", "X-Forwarded-For": address},
+            ).status_code
+            for address in claimed
+        ]
+        assert set(statuses) == {401, 429} and statuses.count(429) >= 150, statuses
+        # The victim (127.0.0.2) kept its own budget, and the limit never refuses a valid token.
+        with _from(server, "127.0.0.2") as victim:
+            bearer = {"Authorization": f"Bearer {server.admin_token}"}
+            assert victim.get("/v1/cluster", headers=bearer).status_code == 200
+            wrong = victim.get("/v1/cluster", headers={"Authorization": "Bearer nbk_typo"})
+            assert wrong.status_code == 401
+        # And the attacker's own valid token still works.
+        bearer = {"Authorization": f"Bearer {server.admin_token}"}
+        assert attacker.get("/v1/cluster", headers=bearer).status_code == 200
+
+
+def test_every_shipped_command_line_leaves_x_forwarded_for_to_the_service() -> None:
+    assert "--no-proxy-headers" in _dockerfile_uvicorn_flags()
+    run = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "uvicorn" in run and "--no-proxy-headers" in run
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "NUMA_BALLOON_TRUSTED_PROXIES: 172.28.0.10" in compose
+    assert "ipv4_address: 172.28.0.10" in compose
+
+
+# --- 4. /ui/login before authentication ---------------------------------------------------------
+
+MIB_FORM = b"&".join([b"a=1"] * 262_000)
+
+
+def test_an_unauthenticated_mib_form_is_refused_before_it_is_read(client: ApiClient) -> None:
+    r = client.post("/ui/login", token=None, content=MIB_FORM, headers=FORM)
+    assert "4096 bytes" in _problem(r, 413)["detail"]
+
+    async def streamed() -> Any:  # no Content-Length: refused once 4 KiB have arrived
+        for _ in range(256):
+            yield b"a=1&" * 1024
+
+    r = client.post("/ui/login", token=None, content=streamed(), headers=FORM)
+    _problem(r, 413)
+
+
+def test_json_bodies_are_not_parsed_before_authentication(client: ApiClient) -> None:
+    for body in (b'{"key": "a", "key": "b"}', b"[" * 40 + b"]" * 40, b'{"k": "\\udc00"}'):
+        for path in ("/ui/login", "/ui/logout"):
+            r = client.post(path, token=None, content=body, headers=JSON)
+            assert r.status_code in (401, 303), (path, body, r.text)  # never the body's 422
+    assert _problem(client.post("/ui/login", token=None, content=b"{" * 5000, headers=JSON), 413)
+
+
+def test_failed_sign_ins_are_counted_and_a_valid_key_still_signs_in(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    with api_client(make_app(failed_auth_per_min=3), ADMIN_TOKEN) as c:
+        key = c.post("/v1/api-keys", json={"name": "ui", "role": "viewer"}).json()["secret"]
+
+        def login(form: str) -> int:
+            return c.post("/ui/login", token=None, content=form, headers=FORM).status_code
+
+        too_many_fields = "&".join(f"f{i}=1" for i in range(5))
+        assert [login("key=nbk_wrong"), login(""), login(too_many_fields)] == [401, 401, 422]
+        assert login("key=nbk_wrong") == 429
+        assert _bad(c) == 429  # the same budget as bearer tokens
+        assert login(f"key={key}") == 303
 
 
 # --- 5. 422 error lists are capped --------------------------------------------------------------
