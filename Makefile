@@ -38,7 +38,7 @@ run: migrate
 	echo "  admin token: $$TOKEN"; \
 	echo ""; \
 	NUMA_BALLOON_ADMIN_TOKEN="$$TOKEN" exec $(VENV)/bin/uvicorn service.app:create_app --factory \
-		--host 127.0.0.1 --port $(PORT)
+		--host 127.0.0.1 --port $(PORT) --no-proxy-headers
 
 # Installs the Debian tools when running as root with apt (CI, fresh machines); elsewhere the
 # tests that need them skip locally (and fail under CI=true).

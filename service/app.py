@@ -36,6 +36,7 @@ from service.api import (
 )
 from service.api.authentication import Authentication
 from service.api.filters import reject_unknown_query
+from service.api.forwarded import ForwardedHeaders, TrustedProxies
 from service.api.headers import SecurityHeaders
 from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
@@ -178,6 +179,8 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.add_middleware(Authentication)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, registry=app.state.registry)
+    # Outermost: the client's address and scheme, read from a trusted proxy's headers only.
+    app.add_middleware(ForwardedHeaders, trusted=TrustedProxies(settings.trusted_proxy_networks))
 
     default_openapi = app.openapi
 
