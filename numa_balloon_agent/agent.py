@@ -73,13 +73,29 @@ class Agent:
             return None
         return state if state.get("url") == self.settings.url else None
 
+    def _state_dir_unusable(self, why: str) -> UsageError:
+        return UsageError(
+            f"--state-dir {self.settings.state_dir}: cannot keep the agent's state there: {why}"
+        )
+
+    def _check_state_dir(self) -> None:
+        """Before a token is issued: it must have somewhere to go."""
+        try:
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._state_dir_unusable(exc.strerror or str(exc)) from exc
+        if not os.access(self.settings.state_dir, os.W_OK | os.X_OK):
+            raise self._state_dir_unusable("not writable")
+
     def _save_state(self, state: dict[str, Any]) -> None:
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f)
+            os.replace(tmp, self.state_path)
+        except OSError as exc:
+            raise self._state_dir_unusable(exc.strerror or str(exc)) from exc
 
     def ensure_registered(self) -> Client:
         if self.client is not None:
@@ -101,8 +117,12 @@ class Agent:
             )
         s = self.settings
         body = host_body(self.backend, s.name, s.reserved_mib, s.external_id)
+        self._check_state_dir()
         with Client(s.url, s.admin_token) as admin:
-            done = register(admin, body)
+            try:
+                done = register(admin, body)
+            except Unauthorized as exc:
+                raise Refused(f"{one_line(exc)}: the admin token was refused") from exc
         state = {"url": s.url, "host_id": done.host_id, "agent_token": done.agent_token}
         self._save_state(state)
         log.info(

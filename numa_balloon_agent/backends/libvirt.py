@@ -62,18 +62,18 @@ class LibvirtBackend:
         # print each one (a domain looked up and not found is an answer here, not an error).
         self.lv.registerErrorHandler(lambda _ctx, _err: None, None)
         self.uri = uri
-        with self._answering("cannot connect to"):
+        with self._answering("cannot connect to", " (is its daemon running, its socket ours?)"):
             self.conn = self.lv.open(uri)
         self.migrate_uri = migrate_uri
         self.migration = migration
 
     @contextmanager
-    def _answering(self, doing: str) -> Iterator[None]:
+    def _answering(self, doing: str, hint: str = "") -> Iterator[None]:
         """libvirt errors while observing: the hypervisor is not answering (one line)."""
         try:
             yield
         except self.lv.libvirtError as exc:
-            raise Unavailable(f"libvirt: {doing} {self.uri}: {exc}") from exc
+            raise Unavailable(f"libvirt: {doing} {self.uri}{hint}: {exc}") from exc
 
     def external_id(self) -> str | None:
         """A local hypervisor is this machine (/etc/machine-id, as the CLI's --from-sysfs and

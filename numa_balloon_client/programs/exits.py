@@ -18,6 +18,7 @@ from numa_balloon_client.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
+from numa_balloon_client.sysfs import SysfsError
 
 log = logging.getLogger("numa_balloon_client.programs")
 
@@ -84,6 +85,8 @@ def classify(exc: BaseException) -> Exit | None:
     """The exit code for an ordinary failure; None for a bug (which keeps its traceback)."""
     if isinstance(exc, ProgramError):
         return exc.exit_code
+    if isinstance(exc, SysfsError):  # the tree given is not one the kernel would publish
+        return Exit.USAGE
     if isinstance(exc, TRANSIENT):
         return Exit.UNAVAILABLE
     if isinstance(exc, ApiError):

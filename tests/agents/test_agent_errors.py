@@ -70,7 +70,8 @@ def test_no_libvirt_daemon(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     require_binding()
     uri = f"qemu+unix:///system?socket={tmp_path / 'no-daemon-sock'}"
     code, line = agent(capsys, "discover", "--backend", "libvirt", "--uri", uri)
-    assert code == 3 and f"cannot connect to {uri}" in line and "no-daemon-sock" in line
+    assert code == 3 and f"cannot connect to {uri} (is its daemon running" in line
+    assert "no-daemon-sock" in line
 
 
 def test_no_xl(
@@ -190,3 +191,29 @@ def test_the_installed_command_exits_with_the_code(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("numa-balloon-agent: error: sysfs root")
+
+
+def test_wrong_admin_token_and_a_state_dir_that_cannot_be(
+    capsys: pytest.CaptureFixture[str], service: LocalService, tmp_path: Path
+) -> None:
+    root = host_tree(tmp_path / "root", [4096])
+    argv = ["run", "--once", "--url", service.url, "--sysfs-root", str(root), "--name", "adm"]
+    argv += ["--log-format", "text"]
+    state = ["--state-dir", str(tmp_path / "state")]
+    code, line = agent(capsys, *argv, *state, "--token", "not-the-admin-token")
+    assert code == 1 and "401" in line and "the admin token was refused" in line
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    code, line = agent(capsys, *argv, "--state-dir", str(a_file / "state"), "--token", ADMIN)
+    assert code == 2 and f"--state-dir {a_file / 'state'}: cannot keep the agent's state" in line
+    with Client(service.url, ADMIN) as admin:  # checked before registering: no host, no token
+        assert not list(admin.iter_hosts(name="adm"))
+
+
+def test_a_tree_the_kernel_would_not_publish(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = host_tree(tmp_path / "root", [4096, 4096])
+    (root / "sys/devices/system/node/node1/distance").write_text("10 21 31\n")  # 3 for 2 nodes
+    code, line = agent(capsys, "discover", "--sysfs-root", str(root))
+    assert code == 2 and "node1/distance has 3 entries for 2 nodes" in line
