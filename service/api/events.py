@@ -127,7 +127,9 @@ async def list_events(
             ge=0,
             le=MAX_WAIT_S,
             description="Long-poll: when nothing matches yet, wait up to this many seconds for "
-            "an event and answer as soon as one is written (an empty page after the wait)",
+            "an event and answer as soon as one is written (an empty page after the wait). "
+            "Open long-polls and streams are capped per worker and per credential: 429 with "
+            "Retry-After beyond",
         ),
     ] = None,
 ) -> Page[EventOut]:
@@ -168,7 +170,8 @@ async def _stream_waiter(request: Request, caller: Admin) -> AsyncIterator[Waite
         **responses(401, 403, 422),
         200: {
             "description": "`text/event-stream`: one SSE event per audit event, `id:` its seq, "
-            "`event:` its action, `data:` the event as JSON (the list's item schema)",
+            "`event:` its action, `data:` the event as JSON (the list's item schema). Open "
+            "streams and long-polls are capped per worker and per credential (429 beyond)",
         },
     },
     summary="Stream audit events as Server-Sent Events, resumable with Last-Event-ID.",
