@@ -245,9 +245,10 @@ class EventHub:
         return self._by_kind[kind] if kind is not None else self._reserved.total()
 
     def poke(self, *_: object) -> None:
-        """Something committed in this process (any thread): read the log now."""
+        """Something committed in this process (any thread): read the log now (if anybody
+        waits: a waiter arriving later reads its first page itself)."""
         loop, kick = self._loop, self._kick
-        if loop is not None and kick is not None and not loop.is_closed():
+        if self._listening and loop is not None and kick is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(kick.set)
 
