@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, insert
 
 from bench.server import Server
-from service.api.watch import EventHub
+from service.api.watch import HOLE_GRACE_S, MAX_HOLES, EventHub, LogCursor
 from service.app import create_app
 from service.db.events import EventFilter, events_after
 from service.db.models import Event
@@ -385,3 +385,16 @@ def test_filters_deliver_the_right_events_on_both_workers(postgres_db_url: str) 
         assert [e["subject_id"] for e in streams["a h1"].result(timeout=60)] == [h1]
         assert [e["subject_id"] for e in streams["b state"].result(timeout=60)] == [h1, h2]
         assert not on_b["migrations"].done()
+
+
+def test_the_cursor_looks_for_skipped_seqs_for_a_while_then_forgets_them() -> None:
+    cursor = LogCursor.from_recent([10, 9, 7], window=5, now=0.0)
+    assert (cursor.top, cursor.holes(0.0)) == (10, [6, 8])  # 5 and below: outside the window
+    assert cursor.absorb([8, 12, 13], now=1.0) == {8}  # 8 came late; 11 is skipped now
+    assert cursor.top == 13 and cursor.holes(1.0) == [6, 11]
+    assert cursor.holes(HOLE_GRACE_S + 0.5) == [11]  # 6 is past its grace: rolled back
+    assert cursor.holes(HOLE_GRACE_S + 1.5) == []
+    jump = 13 + MAX_HOLES + 10
+    cursor.absorb([jump], now=100.0)  # a jump: only the most recent holes are kept
+    assert cursor.holes(100.0) == list(range(jump - MAX_HOLES, jump))
+    assert LogCursor.from_recent([], window=5, now=0.0).top == 0
