@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from bench.http import _cpu_s
 from bench.load import scratch_postgres
 from bench.server import Server
 
@@ -205,6 +206,17 @@ def _latest(w: World) -> int:
         return int(last)
 
 
+async def settle(w: World, busy: float = 0.3, at_most_s: float = 30) -> None:
+    """Until the workers have let the crowd in: their CPU under `busy` cores over a second."""
+    pids = w.srv.worker_pids()
+    deadline = time.perf_counter() + at_most_s
+    while time.perf_counter() < deadline:
+        c0, t0 = sum(map(_cpu_s, pids)), time.perf_counter()
+        await asyncio.sleep(1)
+        if (sum(map(_cpu_s, pids)) - c0) / (time.perf_counter() - t0) < busy:
+            return
+
+
 @dataclass
 class Row:
     name: str
@@ -232,7 +244,7 @@ async def run(w: World, count: int, requests: int, budget_s: float, per_s: float
             tasks.append(asyncio.create_task(start(i)))
             if i % 50 == 49:
                 await asyncio.sleep(0.2)  # a crowd arriving, not one burst of connects
-        await asyncio.sleep(5)  # every request has reached its waiter
+        await settle(w)
         for t in tasks:
             if t.done():
                 t.result()  # a refused waiter fails the benchmark
