@@ -110,6 +110,7 @@ bench: install
 	$(PY) -m bench.cluster
 	$(PY) -m bench.client
 	$(PY) -m bench.http
+	$(PY) -m bench.waiters
 
 # Schemathesis over every route with many more cases than `make test` runs.
 fuzz: install

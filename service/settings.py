@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     # How often a process looks for events other replicas wrote while someone long-polls or
     # streams (its own writes wake waiters at once).
     events_poll_s: float = Field(default=0.5, gt=0, le=10)
+    # Long-polls (`GET /v1/events?wait=`) and event streams open at once in one worker, and per
+    # credential (API key, or the admin token) in one worker; 429 with Retry-After beyond, 0: no
+    # limit. Each holds a connection and a little memory; none holds a database session, and an
+    # event costs only the waiters it matches.
+    events_max_waiters: int = Field(default=1000, ge=0)
+    events_max_waiters_per_key: int = Field(default=100, ge=0)
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.
     db_concurrency: int = Field(default=4, ge=0)
