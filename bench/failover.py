@@ -19,16 +19,30 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.cluster import DOMAINS_PER_HOST, SHAPES, VCPUS_PER_VNODE, Shape, slit
+from bench.cluster import (
+    DOMAINS_PER_HOST,
+    GUEST_VNODE_MIB,
+    GUEST_VNODES,
+    SHAPES,
+    VCPUS_PER_VNODE,
+    Shape,
+    slit,
+)
 from bench.timing import median_ms
 from service.engine.failover import (
+    Admission,
+    DomainChange,
     FailoverHosts,
+    FailoverPlan,
     GuestShape,
+    HostChange,
     ProtectedDomains,
+    check_change,
     plan_failover,
     protected_domains,
 )
@@ -116,6 +130,58 @@ def subset(
     )
 
 
+def admission_ms(
+    plan: FailoverPlan, hosts: FailoverHosts, domains: ProtectedDomains, repeats: int
+) -> dict[str, float]:
+    """One check of each kind on the plan's busiest restart host (the most scenarios restart
+    something there): a create of bench/cluster.py's guest (8 vnodes of 8 GiB) on it, a target
+    raised by 1 GiB on one of its domains, and the host set to maintenance."""
+    state = plan.state
+    assert state.level.sweep is not None
+    used = state.level.sweep.pairs.host
+    h = int(np.bincount(used[used >= 0]).argmax())
+    p = hosts.shapes[int(hosts.shape[h])].shape[0]
+    vd = np.array(slit(GUEST_VNODES, 4, 12, 21), dtype=np.int64)
+    new = GuestShape(
+        restart_mib=np.full(GUEST_VNODES, GUEST_VNODE_MIB, dtype=np.int64),
+        vcpu_count=np.full(GUEST_VNODES, 4, dtype=np.int64),
+        vdist=vd,
+    )
+    free = hosts.free_mib[h, :p].copy()
+    need = GUEST_VNODES * GUEST_VNODE_MIB
+    for q in np.argsort(-free, kind="stable").tolist():
+        take = min(int(free[q]), need)
+        free[q] -= take
+        need -= take
+    d = int(np.flatnonzero(domains.host == h)[0])
+    old = domains.guests[int(domains.guest[d])]
+    bigger = GuestShape(
+        restart_mib=old.restart_mib + np.eye(old.restart_mib.shape[0], dtype=np.int64)[0] * 1024,
+        vcpu_count=old.vcpu_count,
+        vdist=old.vdist,
+    )
+    raised = hosts.free_mib[h, :p].copy()
+    raised[int(np.argmax(raised))] -= 1024
+    checks: dict[str, Callable[[], Admission]] = {
+        "create": lambda: check_change(
+            state,
+            hosts=(HostChange(host=h, free_mib=free),),
+            domains=(DomainChange(domain=None, host=h, guest=new),),
+        ),
+        "raise": lambda: check_change(
+            state,
+            hosts=(HostChange(host=h, free_mib=raised),),
+            domains=(DomainChange(domain=d, host=h, guest=bigger),),
+        ),
+        "maintenance": lambda: check_change(state, hosts=(HostChange(host=h, eligible=False),)),
+    }
+    out = {}
+    for name, fn in checks.items():
+        out[name] = median_ms(fn, repeats)
+        print(f"admission {name:<12} ms={out[name]:.1f} tolerated={fn().tolerated}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, default=10_000)
@@ -125,9 +191,10 @@ def main() -> None:
     hosts, domains = generate(args.hosts)
     print(
         f"{args.hosts:,} hosts, {domains.n_domains:,} protected domains "
-        f"({len(domains.guests):,} distinct guest shapes) built in {time.perf_counter() - t0:.1f} s; "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"({len(domains.guests):,} distinct guest shapes) built in "
+        f"{time.perf_counter() - t0:.1f} s; load average {os.getloadavg()[0]:.2f}"
     )
+    print(f"load average before the measures: {os.getloadavg()[0]:.2f}")
     h1k, d1k = subset(hosts, domains, 1000)
     h100, d100 = subset(hosts, domains, 100)
     plans = {}
@@ -141,7 +208,8 @@ def main() -> None:
         print(
             f"{name:<10} r={r} hosts={h.n_hosts:>6} tolerated={p.tolerated} exact={p.exact} "
             f"method={p.method} scenarios={p.scenarios} max_host_failures={p.max_host_failures} "
-            f"(exact={p.max_host_failures_exact}) worst={p.worst.failed_hosts if p.worst else None} "
+            f"(exact={p.max_host_failures_exact}) "
+            f"worst={p.worst.failed_hosts if p.worst else None} "
             f"squeeze_mib={p.worst.squeeze_mib if p.worst else 0} ms={ms:.1f}"
         )
         return ms
@@ -149,7 +217,9 @@ def main() -> None:
     r1_1000 = run("r1_1000", h1k, d1k, 1)
     r2_100 = run("r2_100", h100, d100, 2)
     r1 = run("r1_exact", hosts, domains, 1)
-    admission = float("nan")
+    adm = admission_ms(plans["r1_exact"], hosts, domains, max(args.repeats, 5))
+    admission = max(adm.values())
+    print(f"load average after the measures: {os.getloadavg()[0]:.2f}")
     print(
         f"failover engine {args.hosts} hosts: r1_exact_ms={r1:.1f} r1_1000_ms={r1_1000:.1f} "
         f"r2_100_ms={r2_100:.1f} admission_ms={admission:.1f} "

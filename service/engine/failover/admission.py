@@ -32,6 +32,7 @@ from service.engine.failover.levels import Context, Level, swept_plan
 from service.engine.failover.pack import ScenarioPlan, load_of
 from service.engine.failover.problem import Problem, with_domain, with_host_rows
 from service.engine.failover.reasons import Unplaced, reason
+from service.engine.failover.repair import repair
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -69,6 +70,8 @@ class FailoverState:
     stranded: IntArray
     unproven: BoolArray
     by_host: IntArray
+    host_sorted: IntArray
+    bounds: IntArray
     packed_on: dict[int, frozenset[int]]
     slots: Slots | None
 
@@ -103,10 +106,13 @@ def make_state(ctx: Context, lvl: Level) -> FailoverState:
             stranded=np.zeros(0, np.int64),
             unproven=np.zeros(0, bool),
             by_host=np.zeros(0, np.int64),
+            host_sorted=np.zeros(0, np.int64),
+            bounds=np.zeros(1, np.int64),
             packed_on={},
             slots=ctx.slots() if lvl.method != "exhaustive" else None,
         )
     s = lvl.scen.shape[0]
+    by_host = np.argsort(lvl.sweep.pairs.host, kind="stable")
     stranded = np.zeros(s, dtype=np.int64)
     unproven = np.zeros(s, dtype=bool)
     for sigma, plan in lvl.packed.items():
@@ -117,7 +123,9 @@ def make_state(ctx: Context, lvl: Level) -> FailoverState:
         level=lvl,
         stranded=stranded,
         unproven=unproven,
-        by_host=np.argsort(lvl.sweep.pairs.host, kind="stable"),
+        by_host=by_host,
+        host_sorted=lvl.sweep.pairs.host[by_host],
+        bounds=np.searchsorted(lvl.sweep.pairs.sigma, np.arange(s + 1)).astype(np.int64),
         packed_on=_packed_index(lvl.packed),
         slots=None,
     )
@@ -135,23 +143,25 @@ def _lost_room(old: Problem, new: Problem, h: int) -> bool:
     return bool((new.full[h] < old.full[h]).any() or (old.eligible[h] and not new.eligible[h]))
 
 
-def _broken_on(state: FailoverState, new: Problem, h: int) -> set[int]:
-    """Scenarios whose restarts no longer fit host ``h`` in ``new``."""
+def _broken_on(state: FailoverState, new: Problem, h: int) -> tuple[IntArray, set[int]]:
+    """Scenarios whose restarts no longer fit host ``h`` in ``new``: the sweep rows on ``h`` of
+    those the sweep planned, and those searched one by one."""
     lvl = state.level
     assert lvl.sweep is not None and lvl.packed is not None
     pairs = lvl.sweep.pairs
-    hosts_sorted = pairs.host[state.by_host]
-    lo, hi = np.searchsorted(hosts_sorted, [h, h + 1])
+    lo, hi = np.searchsorted(state.host_sorted, [h, h + 1])
     rows = state.by_host[lo:hi]
-    rows = rows[~np.isin(pairs.sigma[rows], list(lvl.packed))]
-    out: set[int] = set()
+    if lvl.packed:
+        rows = rows[~np.isin(pairs.sigma[rows], np.fromiter(lvl.packed, dtype=np.int64))]
+    broken_rows = np.zeros(0, dtype=np.int64)
     if rows.size:
         sig = pairs.sigma[rows]
         order = np.argsort(sig, kind="stable")
         heads = np.flatnonzero(np.r_[True, sig[order][1:] != sig[order][:-1]])
         tot = np.add.reduceat(pairs.load[rows[order]], heads, axis=0)
         bad = (tot > new.full[h]).any(axis=1) | (not new.eligible[h])
-        out.update(sig[order][heads][bad].tolist())
+        broken_rows = rows[np.isin(sig, sig[order][heads][bad])]
+    packed: set[int] = set()
     for sigma in state.packed_on.get(h, ()):
         plan = lvl.packed[sigma]
         load = sum(
@@ -159,8 +169,8 @@ def _broken_on(state: FailoverState, new: Problem, h: int) -> set[int]:
             np.zeros(new.full.shape[1], dtype=np.int64),
         )
         if (load > new.full[h]).any() or not new.eligible[h]:
-            out.add(sigma)
-    return out
+            packed.add(sigma)
+    return broken_rows, packed
 
 
 def _with_scenarios(scen: IntArray, old: Problem, h: int, r: int) -> tuple[IntArray, set[int]]:
@@ -214,19 +224,35 @@ def _to_redo(
     new: Problem,
     hosts: tuple[HostChange, ...],
     domains: tuple[DomainChange, ...],
-) -> tuple[IntArray, set[int]]:
-    """The level's scenarios (new ones appended) and those the change may break."""
-    assert state.level.scen is not None
-    scen = state.level.scen
+) -> tuple[IntArray, set[int], dict[int, ScenarioPlan]]:
+    """The level's scenarios (new ones appended), those to search again, and those repaired."""
+    lvl = state.level
+    assert lvl.scen is not None and lvl.sweep is not None
+    scen = lvl.scen
     redo: set[int] = set()
     for dc in domains:
         for h in {dc.host} | ({int(old.dom_host[dc.domain])} if dc.domain is not None else set()):
             scen, fails_h = _with_scenarios(scen, old, h, state.r)
             redo |= fails_h
+    broken: list[tuple[int, IntArray]] = []
     for hc in hosts:
         if _lost_room(old, new, hc.host):
-            redo |= _broken_on(state, new, hc.host)
-    return scen, redo
+            rows, packed = _broken_on(state, new, hc.host)
+            redo |= packed
+            broken.append((hc.host, rows))
+    twice: set[int] = set()
+    if len(broken) > 1:  # a scenario broken on two hosts is searched again
+        sig_sets = [set(lvl.sweep.pairs.sigma[r].tolist()) for _, r in broken]
+        twice = {s for i, a in enumerate(sig_sets) for b in sig_sets[i + 1 :] for s in a & b}
+    redo |= twice
+    repaired: dict[int, ScenarioPlan] = {}
+    ctx = state.ctx
+    for h, rows in broken:
+        rows = rows[~np.isin(lvl.sweep.pairs.sigma[rows], np.fromiter(redo, dtype=np.int64))]
+        plans, left = repair(new, ctx.cls, ctx.cands, lvl.sweep, scen, rows, h, state.bounds)
+        repaired.update(plans)
+        redo |= left
+    return scen, redo, {s: p for s, p in repaired.items() if s not in redo}
 
 
 def _verdict(
@@ -260,9 +286,10 @@ def check_change(
     if lvl.scen is None or lvl.packed is None:
         changed = np.array(sorted({hc.host for hc in hosts}), dtype=np.int64)
         return _bounded(state, new, changed, len(old.guests))
-    scen, redo = _to_redo(state, old, new, hosts, domains)
+    scen, redo, repaired = _to_redo(state, old, new, hosts, domains)
     ctx = dataclasses.replace(state.ctx, prob=new, levels={}, slot_cache=[])
     packed = dict(lvl.packed)
+    packed.update(repaired)
     grow = scen.shape[0] - state.stranded.shape[0]
     stranded = np.concatenate([state.stranded, np.zeros(grow, np.int64)])
     unproven = np.concatenate([state.unproven, np.zeros(grow, bool)])
@@ -279,7 +306,9 @@ def check_change(
         stranded=stranded,
         unproven=unproven,
         by_host=state.by_host,
-        packed_on=_reindex(state.packed_on, lvl.packed, packed, redo),
+        host_sorted=state.host_sorted,
+        bounds=state.bounds,
+        packed_on=_reindex(state.packed_on, lvl.packed, packed, redo | set(repaired)),
         slots=None,
     )
     failed_hosts, why = _verdict(ctx, lvl2, stranded)

@@ -165,7 +165,7 @@ def recount(prob: Problem, sl: Slots, hosts: IntArray) -> Slots:
 def with_guest(prob: Problem, sl: Slots, guest: int) -> Slots:
     """``sl`` after a new guest joined (slots grow until it fits; hosts are recounted)."""
     g = prob.guests[guest]
-    vectors = []
+    vectors: list[IntArray | None] = []
     for s, vec in enumerate(sl.vectors):
         if vec is None:
             vectors.append(None)

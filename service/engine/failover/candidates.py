@@ -103,9 +103,11 @@ def _fit_rows(
 
 
 def _class_candidates(
-    prob: Problem, items: IntArray, guest: int, scans: list[_Scan], want: int
+    prob: Problem, items: IntArray, guest: int, scans: list[_Scan], want: int, seed: int
 ) -> tuple[IntArray, IntArray, BoolArray]:
-    """Hosts where the class fits, its mappings there and whether each needs squeezing."""
+    """Hosts where the class fits, its mappings there and whether each needs squeezing. The
+    hosts with room enough in total are scanned from a point that depends on ``seed``, so that
+    classes list different hosts and scenarios spread their restarts over the cluster."""
     total = int(items.sum())
     found: list[tuple[IntArray, IntArray, BoolArray]] = []
     n_found = 0
@@ -120,7 +122,8 @@ def _class_candidates(
             if hi <= lo:
                 continue
             los[k], progressed = hi, True
-            rows = sc.hosts[lo:hi]
+            rot = int(seed * 0.6180339887 * cut)
+            rows = sc.hosts[(rot + np.arange(lo, hi)) % cut]
             ok_now, ok_full, m = _fit_rows(prob, items, guest, sc.shape, rows)
             found.append((rows[ok_full], m[ok_full], ~ok_now[ok_full]))
             n_found += int(ok_full.sum())
@@ -144,7 +147,7 @@ def find_candidates(prob: Problem, cls: Classes, want: int = DEFAULT_WANT) -> Ca
     n_free = np.zeros(cls.n_classes, dtype=np.int64)
     for c in range(cls.n_classes):
         items = cls.class_items(c)
-        hosts, maps, sq = _class_candidates(prob, items, int(cls.guest[c]), scans, want)
+        hosts, maps, sq = _class_candidates(prob, items, int(cls.guest[c]), scans, want, c)
         # No-squeeze fits first (most free now first), then the rest (most free once squeezed).
         room = np.where(sq, full_tot[hosts], now_tot[hosts])
         order = np.lexsort((hosts, -room, sq))

@@ -103,3 +103,22 @@ def build_classes(prob: Problem, max_classes: int = MAX_CLASSES) -> Classes:
         perm=perm.astype(np.int64),
         guest_items=items,
     )
+
+
+def class_for(cls: Classes, items: IntArray) -> tuple[int, IntArray] | None:
+    """A class whose candidates also hold a guest the classes were not built with (one that
+    an admission check adds): the class with the least MiB whose sorted items are each at
+    least the guest's, and the guest's permutation (class item i is guest item perm[i])."""
+    n = items.shape[0]
+    if cls.n_classes == 0 or n > cls.items.shape[1]:
+        return None
+    perm = np.argsort(-items, kind="stable")
+    need = items[perm]
+    exact = cls.guest >= 0
+    holds = (cls.items[:, :n] >= need[None, :]).all(axis=1) & ~exact & (cls.n_items >= n)
+    if not holds.any():
+        return None
+    c = int(np.flatnonzero(holds)[np.argmin(cls.items[holds].sum(axis=1))])
+    full = np.arange(cls.items.shape[1])
+    full[:n] = perm
+    return c, full

@@ -31,7 +31,6 @@ def finish(
 ) -> ScenarioPlan:
     """The plan's figures: MiB squeezed (restarts beyond what is free now on their pnodes) and
     MiB left free now on the eligible survivors after the restarts."""
-    alive = alive_mask(prob, failed)
     loads: dict[int, IntArray] = {}
     for d, (h, m) in placed.items():
         loads[h] = loads.get(h, 0) + load_of(prob, d, m)
@@ -45,7 +44,7 @@ def finish(
         unplaced=tuple(d for d in order if d not in placed),
         proven=proven,
         squeeze_mib=squeeze,
-        free_after_mib=int(prob.now[alive].sum()) - used,
+        free_after_mib=prob.now_eligible_total - int(prob.now_eligible[list(failed)].sum()) - used,
     )
 
 

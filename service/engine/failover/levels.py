@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -132,19 +133,27 @@ def _sweep_all(ctx: Context, scen: IntArray) -> Sweep:
     parts = [sweep(ctx.prob, ctx.cls, ctx.cands, scen[sl]) for sl in _chunks(ctx.prob, scen)]
     if len(parts) == 1:
         return parts[0]
-    offs = np.cumsum([0] + [p.ok.shape[0] for p in parts[:-1]])
+    offs = np.cumsum([0] + [p.ok.shape[0] for p in parts[:-1]]).tolist()
+    h = ctx.prob.n_hosts
+
+    def cat(get: Callable[[Sweep], IntArray]) -> IntArray:
+        return np.concatenate([get(p) for p in parts])
+
     pairs = Pairs(
         sigma=np.concatenate([p.pairs.sigma + o for p, o in zip(parts, offs, strict=True)]),
-        dom=np.concatenate([p.pairs.dom for p in parts]),
-        host=np.concatenate([p.pairs.host for p in parts]),
-        mapping=np.concatenate([p.pairs.mapping for p in parts]),
-        load=np.concatenate([p.pairs.load for p in parts]),
+        dom=cat(lambda p: p.pairs.dom),
+        host=cat(lambda p: p.pairs.host),
+        entry=cat(lambda p: p.pairs.entry),
+        mapping=cat(lambda p: p.pairs.mapping),
+        load=cat(lambda p: p.pairs.load),
     )
     return Sweep(
         pairs=pairs,
         ok=np.concatenate([p.ok for p in parts]),
-        squeeze_mib=np.concatenate([p.squeeze_mib for p in parts]),
-        used_now_mib=np.concatenate([p.used_now_mib for p in parts]),
+        squeeze_mib=cat(lambda p: p.squeeze_mib),
+        used_now_mib=cat(lambda p: p.used_now_mib),
+        keys=np.concatenate([p.keys + o * h for p, o in zip(parts, offs, strict=True)]),
+        key_load=cat(lambda p: p.key_load),
     )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine.failover.candidates import Candidates
-from service.engine.failover.classes import Classes
+from service.engine.failover.classes import Classes, class_for
 from service.engine.failover.fit import (
     DISTORTION_TOL,
     Fit,
@@ -38,6 +38,9 @@ BoolArray = NDArray[np.bool_]
 
 SCAN_LIMITED = 256
 """Hosts the greedy searches one by one for a guest with a distortion limit."""
+
+SCAN_FIRST = 256
+"""Roomiest hosts per topology the greedy scans before all the others."""
 
 
 class OutOfBudget(Exception):
@@ -138,16 +141,20 @@ def _from_candidates(
     prob: Problem, cls: Classes, cands: Candidates, d: int, alive: BoolArray, res: Residual
 ) -> tuple[int, IntArray] | None:
     g = int(prob.dom_guest[d])
-    if g >= cls.of_guest.shape[0]:
-        return None  # a guest shape newer than the classes (an admission check's)
-    c = int(cls.of_guest[g])
-    k = prob.guests[g].items.shape[0]
+    guest = prob.guests[g]
+    k = guest.items.shape[0]
+    if g < cls.of_guest.shape[0]:
+        c, perm = int(cls.of_guest[g]), cls.perm[g]
+    elif (found := class_for(cls, guest.items)) is not None and guest.limit is None:
+        c, perm = found  # a guest newer than the classes (an admission check's)
+    else:
+        return None
     for e in range(int(cands.start[c]), int(cands.start[c + 1])):
         h = int(cands.host[e])
         if not alive[h]:
             continue
         mg = np.zeros(cls.perm.shape[1], dtype=np.int64)
-        mg[cls.perm[g]] = cands.mapping[e]
+        mg[perm] = cands.mapping[e]
         # The entry's mapping was found on the host's state when the candidates were listed:
         # checked again against the state now (this scenario's restarts, later changes).
         if (load_of(prob, d, mg[:k]) <= res.of(h)).all():
@@ -164,39 +171,50 @@ def _rows(prob: Problem, res: Residual, hosts: IntArray, nb: int) -> tuple[IntAr
     return full, now
 
 
-def _scan(prob: Problem, d: int, alive: BoolArray, res: Residual) -> tuple[int, IntArray] | None:
-    """Every surviving host, the guest's own sizes: a host that fits now, else one that fits
-    once squeezed (the one with the most free MiB)."""
+def _scan_hosts(
+    prob: Problem, d: int, res: Residual, s: int, hosts: IntArray
+) -> tuple[int, int, int, IntArray] | None:
+    """The best of ``hosts`` (topology ``s``) for domain ``d``: (needs squeeze, -room, host,
+    mapping), or None."""
     g = int(prob.dom_guest[d])
     guest = prob.guests[g]
-    best: tuple[int, int, int, IntArray] | None = None  # (needs squeeze, -room, host, mapping)
-    for s in range(len(prob.shapes)):
-        hosts = np.flatnonzero(alive & (prob.shape == s))
-        if hosts.size == 0 or prob.shapes[s].shape[0] == 0:
-            continue
-        nb = int(prob.n_bins[hosts[0]])
-        full, now = _rows(prob, res, hosts, nb)
-        if guest.limit is not None and not prob.spread:
-            order = np.argsort(-full.sum(axis=1), kind="stable")[:SCAN_LIMITED]
-            for i in order.tolist():
-                ans, m = fit_host(prob, g, int(hosts[i]), full[i], prob.fit_budget)
-                if ans == Fit.FIT and m is not None:
-                    sq = int(not (load_of(prob, d, m)[:nb] <= now[i]).all())
-                    cand = (sq, -int(full[i].sum()), int(hosts[i]), m)
-                    best = cand if best is None or cand[:3] < best[:3] else best
-                    break
-            continue
-        if prob.spread and prob.home_ok(g, s)[0] != Fit.FIT:
-            continue
-        for sq, grid in ((0, now), (1, full)):
-            ok, m = greedy_fit_many(guest.items, grid)
-            if ok.any():
-                room = np.where(ok, grid.sum(axis=1), -1)
-                i = int(np.argmax(room))
-                cand = (sq, -int(room[i]), int(hosts[i]), m[i])
-                best = cand if best is None or cand[:3] < best[:3] else best
-                break
-    return None if best is None else (best[2], best[3])
+    nb = int(prob.n_bins[hosts[0]])
+    full, now = _rows(prob, res, hosts, nb)
+    if guest.limit is not None and not prob.spread:
+        for i in np.argsort(-full.sum(axis=1), kind="stable")[:SCAN_LIMITED].tolist():
+            ans, m = fit_host(prob, g, int(hosts[i]), full[i], prob.fit_budget)
+            if ans == Fit.FIT and m is not None:
+                sq = int(not (load_of(prob, d, m)[:nb] <= now[i]).all())
+                return sq, -int(full[i].sum()), int(hosts[i]), m
+        return None
+    if prob.spread and prob.home_ok(g, s)[0] != Fit.FIT:
+        return None
+    for sq, grid in ((0, now), (1, full)):
+        ok, m = greedy_fit_many(guest.items, grid)
+        if ok.any():
+            room = np.where(ok, grid.sum(axis=1), -1)
+            i = int(np.argmax(room))
+            return sq, -int(room[i]), int(hosts[i]), m[i]
+    return None
+
+
+def _scan(prob: Problem, d: int, alive: BoolArray, res: Residual) -> tuple[int, IntArray] | None:
+    """The surviving hosts, the guest's own sizes: a host that fits now, else one that fits
+    once squeezed (the one with the most free MiB). The roomiest ``SCAN_FIRST`` hosts of each
+    topology are tried first, the others only when none of those fits."""
+    for first in (True, False):
+        best: tuple[int, int, int, IntArray] | None = None
+        for s, order in enumerate(prob.roomiest):
+            hosts = order[alive[order]]
+            hosts = hosts[:SCAN_FIRST] if first else hosts[SCAN_FIRST:]
+            if hosts.size == 0 or prob.shapes[s].shape[0] == 0:
+                continue
+            cand = _scan_hosts(prob, d, res, s, hosts)
+            if cand is not None and (best is None or cand[:3] < best[:3]):
+                best = cand
+        if best is not None:
+            return best[2], best[3]
+    return None
 
 
 def greedy(

@@ -82,6 +82,31 @@ class Problem:
     def n_domains(self) -> int:
         return int(self.dom_host.shape[0])
 
+    @functools.cached_property
+    def now_eligible(self) -> IntArray:
+        """(H,) MiB free now on each host that may receive restarts (0 on the others)."""
+        out: IntArray = np.where(self.eligible, self.now.sum(axis=1), 0).astype(np.int64)
+        return out
+
+    @functools.cached_property
+    def roomiest(self) -> tuple[IntArray, ...]:
+        """Per topology, its eligible hosts by decreasing MiB they can free."""
+        tot = self.full.sum(axis=1)
+        out = []
+        for s in range(len(self.shapes)):
+            hosts = np.flatnonzero((self.shape == s) & self.eligible)
+            out.append(hosts[np.argsort(-tot[hosts], kind="stable")].astype(np.int64))
+        return tuple(out)
+
+    @functools.cached_property
+    def n_items(self) -> IntArray:
+        """(G,) items of each guest (vnodes, or 1 with allow_spread)."""
+        return np.array([g.items.shape[0] for g in self.guests], dtype=np.int64)
+
+    @functools.cached_property
+    def now_eligible_total(self) -> int:
+        return int(self.now_eligible.sum())
+
     def domains_of(self, host: int) -> IntArray:
         out: IntArray = self.host_doms[self.host_start[host] : self.host_start[host + 1]]
         return out

@@ -30,12 +30,14 @@ ROUNDS = 3
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Pairs:
-    """One row per (scenario, failed domain): ``host`` -1 when the sweep found none; ``mapping``
-    guest item -> bin; ``load`` (N, B) MiB per bin of that restart."""
+    """One row per (scenario, failed domain), grouped by scenario: ``host`` -1 when the sweep
+    found none; ``entry`` the candidate used; ``mapping`` guest item -> bin; ``load`` (N, B) MiB
+    per bin of that restart."""
 
     sigma: IntArray
     dom: IntArray
     host: IntArray
+    entry: IntArray
     mapping: IntArray
     load: IntArray
 
@@ -43,12 +45,15 @@ class Pairs:
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Sweep:
     """``ok`` (S,): the scenario's restarts all fit; ``squeeze_mib``/``used_now_mib`` (S,): MiB
-    the restarts take beyond / within what is free now on their hosts."""
+    the restarts take beyond / within what is free now on their hosts; ``keys`` (U,) sorted
+    ``scenario * hosts + host`` of every host a scenario loads, ``key_load`` (U, B) that load."""
 
     pairs: Pairs
     ok: BoolArray
     squeeze_mib: IntArray
     used_now_mib: IntArray
+    keys: IntArray
+    key_load: IntArray
 
 
 def scenario_pairs(prob: Problem, scen: IntArray) -> tuple[IntArray, IntArray]:
@@ -137,17 +142,20 @@ def sweep(prob: Problem, cls: Classes, cands: Candidates, scen: IntArray) -> Swe
     ok[sigma[(host < 0) | ~prob.eligible[np.maximum(host, 0)]]] = False
     squeeze = np.zeros(s, dtype=np.int64)
     used = np.zeros(s, dtype=np.int64)
+    keys, tot = np.zeros(0, np.int64), np.zeros((0, b), np.int64)
     a = np.flatnonzero(host >= 0)
     if a.size:
         key = sigma[a] * prob.n_hosts + host[a]
         order = np.argsort(key, kind="stable")
         ks = key[order]
         heads = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-        tot = np.add.reduceat(load[a[order]], heads, axis=0)
-        hs, ss = ks[heads] % prob.n_hosts, ks[heads] // prob.n_hosts
+        keys, tot = ks[heads], np.add.reduceat(load[a[order]], heads, axis=0)
+        hs, ss = keys % prob.n_hosts, keys // prob.n_hosts
         ok[ss[(tot > prob.full[hs]).any(axis=1)]] = False
         now = prob.now[hs]
         np.add.at(squeeze, ss, np.maximum(tot - now, 0).sum(axis=1))
         np.add.at(used, ss, np.minimum(tot, now).sum(axis=1))
-    pairs = Pairs(sigma=sigma, dom=dom, host=host, mapping=mapping, load=load)
-    return Sweep(pairs=pairs, ok=ok, squeeze_mib=squeeze, used_now_mib=used)
+    pairs = Pairs(sigma=sigma, dom=dom, host=host, entry=entry, mapping=mapping, load=load)
+    return Sweep(
+        pairs=pairs, ok=ok, squeeze_mib=squeeze, used_now_mib=used, keys=keys, key_load=tot
+    )
