@@ -191,3 +191,17 @@ def test_bad_domains_and_levels_are_refused() -> None:
         GuestShape(restart_mib=np.array([1, 2]), vcpu_count=np.array([1, 1]), vdist=SLIT2[:1])
     with pytest.raises(InputError, match="max_distortion"):
         guest([1], limit=float("nan"))
+
+
+def test_reservations_decide_where_one_large_guest_defeats_the_slots() -> None:
+    # 36 hosts with 5 GiB free, 4 with 8 GiB; two 1 GiB domains each, and a 6 GiB one on host 0.
+    # The slot must hold the 6 GiB guest, so only 4 hosts offer one: the slot bound fails; with
+    # two backups per domain the reservations hold, and every scenario agrees.
+    free = [[8 * GIB]] * 4 + [[5 * GIB]] * 36
+    hs = hosts(free, shapes=(np.array([[10]]),))
+    pairs = [(h, guest([GIB])) for h in range(40) for _ in range(2)] + [(0, guest([6 * GIB]))]
+    ds = domains(*pairs)
+    bound = plan_failover(hs, ds, host_failures=2, max_scenarios=100, find_max=False)
+    assert bound.tolerated and bound.method == "reservations" and not bound.exact
+    exact = plan_failover(hs, ds, host_failures=2, find_max=False)
+    assert exact.tolerated and exact.exact

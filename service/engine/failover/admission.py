@@ -33,6 +33,7 @@ from service.engine.failover.pack import ScenarioPlan, load_of
 from service.engine.failover.problem import Problem, with_domain, with_host_rows
 from service.engine.failover.reasons import Unplaced, reason
 from service.engine.failover.repair import repair
+from service.engine.failover.reserve import reservations_tolerate
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -212,8 +213,10 @@ def _bounded(state: FailoverState, new: Problem, changed: IntArray, n_guests: in
     for g in range(n_guests, len(new.guests)):
         sl = with_guest(new, sl, g)
     short = totals_fail(new, state.r)
-    ok = short is None and slots_tolerate(new, sl, state.r)
     ctx = dataclasses.replace(state.ctx, prob=new, levels={}, slot_cache=[sl])
+    ok = short is None and (
+        slots_tolerate(new, sl, state.r) or reservations_tolerate(new, ctx.cls, ctx.cands, state.r)
+    )
     st = dataclasses.replace(state, ctx=ctx, slots=sl)
     return Admission(tolerated=ok, exact=False, failed_hosts=short or (), stranded=(), state=st)
 

@@ -45,8 +45,10 @@ def top_hosts(x: IntArray, r: int) -> tuple[int, ...]:
 
 
 def protected_mib(prob: Problem) -> IntArray:
+    """(H,) restart MiB of the domains each host protects (those of the host CSR)."""
+    d = prob.host_doms
     out: IntArray = np.bincount(
-        prob.dom_host, weights=prob.dom_total, minlength=prob.n_hosts
+        prob.dom_host[d], weights=prob.dom_total[d], minlength=prob.n_hosts
     ).astype(np.int64)
     return out
 
@@ -182,6 +184,6 @@ def slots_tolerate(prob: Problem, sl: Slots, r: int) -> bool:
     """Whether every r failures leave enough slots for the failed domains (sufficient)."""
     if r > prob.n_hosts:
         return False
-    count = np.bincount(prob.dom_host, minlength=prob.n_hosts).astype(np.int64)
+    count = np.diff(prob.host_start).astype(np.int64)
     n = np.minimum(sl.per_host, UNBOUNDED_SLOTS)
     return top_sum(n + count, r) <= int(n.sum())

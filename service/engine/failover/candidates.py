@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine.failover.classes import Classes
-from service.engine.failover.fit import Fit, greedy_fit_many, search_fit
+from service.engine.failover.fit import Fit, greedy_fit_batch, greedy_fit_many, search_fit
 from service.engine.failover.problem import Problem
 
 IntArray = NDArray[np.int64]
@@ -102,18 +102,49 @@ def _fit_rows(
     return ok_now, ok_full, m
 
 
+def _first_chunks(
+    prob: Problem, cls: Classes, batch: IntArray, scans: list[_Scan]
+) -> list[list[tuple[IntArray, IntArray, BoolArray]]]:
+    """``_class_candidates``' first chunk of every topology for the capacity-only classes
+    ``batch``, all classes at once (the same hosts, greedy and order as the per-class scan)."""
+    out: list[list[tuple[IntArray, IntArray, BoolArray]]] = [[] for _ in batch.tolist()]
+    items = cls.items[batch]
+    totals = items.sum(axis=1)
+    for sc in scans:
+        nb = int(prob.n_bins[sc.hosts[0]])
+        cut = np.searchsorted(-sc.totals, -totals, side="right")
+        rot = (batch * 0.6180339887 * cut).astype(np.int64)
+        pos = np.arange(min(CHUNK, sc.hosts.shape[0]))
+        valid = pos[None, :] < np.minimum(cut, CHUNK)[:, None]
+        rows = sc.hosts[(rot[:, None] + pos[None, :]) % np.maximum(cut, 1)[:, None]]
+        ok_now, m_now = greedy_fit_batch(items, prob.now[rows, :nb])
+        ok_full, m_full = greedy_fit_batch(items, prob.full[rows, :nb])
+        ok_full |= ok_now
+        m = np.where(ok_now[:, :, None], m_now, m_full)
+        for i in range(batch.shape[0]):
+            take = valid[i] & ok_full[i]
+            out[i].append((rows[i, take], m[i, take], ~ok_now[i, take]))
+    return out
+
+
 def _class_candidates(
-    prob: Problem, items: IntArray, guest: int, scans: list[_Scan], want: int, seed: int
+    prob: Problem,
+    items: IntArray,
+    guest: int,
+    scans: list[_Scan],
+    want: int,
+    seed: int,
+    first: list[tuple[IntArray, IntArray, BoolArray]] | None = None,
 ) -> tuple[IntArray, IntArray, BoolArray]:
     """Hosts where the class fits, its mappings there and whether each needs squeezing. The
     hosts with room enough in total are scanned from a point that depends on ``seed``, so that
     classes list different hosts and scenarios spread their restarts over the cluster."""
     total = int(items.sum())
-    found: list[tuple[IntArray, IntArray, BoolArray]] = []
-    n_found = 0
+    found: list[tuple[IntArray, IntArray, BoolArray]] = list(first or [])
+    n_found = sum(f[0].shape[0] for f in found)
     exact = guest >= 0 and not prob.spread
     chunk = LIMITED_SCAN if exact else CHUNK
-    los = [0] * len(scans)
+    los = [chunk if first is not None else 0] * len(scans)
     while n_found < want:
         progressed = False
         for k, sc in enumerate(scans):
@@ -145,9 +176,14 @@ def find_candidates(prob: Problem, cls: Classes, want: int = DEFAULT_WANT) -> Ca
     parts_h, parts_m, parts_s = [], [], []
     counts = np.zeros(cls.n_classes, dtype=np.int64)
     n_free = np.zeros(cls.n_classes, dtype=np.int64)
+    batch = np.flatnonzero(cls.guest < 0) if scans else np.zeros(0, np.int64)
+    firsts = dict(zip(batch.tolist(), _first_chunks(prob, cls, batch, scans), strict=True))
     for c in range(cls.n_classes):
         items = cls.class_items(c)
-        hosts, maps, sq = _class_candidates(prob, items, int(cls.guest[c]), scans, want, c)
+        first = firsts.get(c)
+        if first is not None:
+            first = [(h, m[:, : items.shape[0]], q) for h, m, q in first]
+        hosts, maps, sq = _class_candidates(prob, items, int(cls.guest[c]), scans, want, c, first)
         # No-squeeze fits first (most free now first), then the rest (most free once squeezed).
         room = np.where(sq, full_tot[hosts], now_tot[hosts])
         order = np.lexsort((hosts, -room, sq))

@@ -30,7 +30,7 @@ class Classes:
     """``items`` (C, K) class items padded with 0, ``n_items`` (C,); ``guest`` (C,) the one
     guest of an exact class (-1 for an envelope); ``of_guest`` (G,); ``perm`` (G, K): class item
     i of guest g is guest item ``perm[g, i]`` (padding maps to itself); ``guest_items`` (G, K)
-    every guest's own items, padded with 0."""
+    every guest's own items, padded with 0; ``sorted_items`` (G, K) them in class order."""
 
     items: IntArray
     n_items: IntArray
@@ -38,6 +38,7 @@ class Classes:
     of_guest: IntArray
     perm: IntArray
     guest_items: IntArray
+    sorted_items: IntArray
 
     @property
     def n_classes(self) -> int:
@@ -102,6 +103,7 @@ def build_classes(prob: Problem, max_classes: int = MAX_CLASSES) -> Classes:
         of_guest=inverse.astype(np.int64),
         perm=perm.astype(np.int64),
         guest_items=items,
+        sorted_items=np.take_along_axis(items, perm, axis=1),
     )
 
 

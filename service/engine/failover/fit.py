@@ -81,6 +81,38 @@ def _greedy(
     return ok, mapping
 
 
+def _greedy_batch(items: IntArray, rem: IntArray, best: bool) -> tuple[BoolArray, IntArray]:
+    """``_greedy`` for C item lists (C, K), sorted decreasing, on C host batches (C, M, B)."""
+    r = rem.copy()
+    c, m, _ = r.shape
+    k = items.shape[1]
+    mapping = np.zeros((c, m, k), dtype=np.int64)
+    ok = np.ones((c, m), dtype=bool)
+    ci, mi = np.ogrid[:c, :m]
+    for i in range(k):
+        a = items[:, i][:, None, None]
+        fits = r >= a
+        if best:
+            p = np.argmin(np.where(fits, r, np.iinfo(np.int64).max), axis=2)
+        else:
+            p = np.argmax(np.where(fits, r, -1), axis=2)
+        ok &= fits[ci, mi, p]
+        r[ci, mi, p] -= items[:, i][:, None]
+        mapping[:, :, i] = p
+    return ok, mapping
+
+
+def greedy_fit_batch(items: IntArray, rem: IntArray) -> tuple[BoolArray, IntArray]:
+    """``greedy_fit_many`` for C classes at once: ``items`` (C, K) each sorted decreasing
+    (padded with 0), ``rem`` (C, M, B); returns (C, M) and (C, M, K)."""
+    ok, mapping = _greedy_batch(items, rem, best=True)
+    if not ok.all():
+        ok2, map2 = _greedy_batch(items, rem, best=False)
+        mapping = np.where(ok[:, :, None], mapping, map2)
+        ok |= ok2
+    return ok, mapping
+
+
 def greedy_fit_many(items: IntArray, rem: IntArray) -> tuple[BoolArray, IntArray]:
     """Per row of ``rem`` (M, B): whether a greedy packing of ``items`` fits, and its mapping
     (M, V) item -> bin. Best fit decreasing first (tight hosts), worst fit decreasing for the

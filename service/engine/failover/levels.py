@@ -46,7 +46,8 @@ from service.engine.failover.inputs import (
 )
 from service.engine.failover.pack import ScenarioPlan, scenario_domains
 from service.engine.failover.problem import Problem, make_problem
-from service.engine.failover.sweep import Pairs, Sweep, sweep
+from service.engine.failover.reserve import reservations_tolerate
+from service.engine.failover.sweep import Pairs, Sweep, guest_mapping, sweep
 
 IntArray = NDArray[np.int64]
 
@@ -144,7 +145,6 @@ def _sweep_all(ctx: Context, scen: IntArray) -> Sweep:
         dom=cat(lambda p: p.pairs.dom),
         host=cat(lambda p: p.pairs.host),
         entry=cat(lambda p: p.pairs.entry),
-        mapping=cat(lambda p: p.pairs.mapping),
         load=cat(lambda p: p.pairs.load),
     )
     return Sweep(
@@ -166,11 +166,12 @@ def swept_plan(ctx: Context, lvl: Level, sigma: int) -> ScenarioPlan:
     failed = tuple(int(h) for h in lvl.scen[sigma])
     p = lvl.sweep.pairs
     rows = np.flatnonzero(p.sigma == sigma)
+    maps = guest_mapping(ctx.cls, ctx.cands, p.entry[rows], ctx.prob.dom_guest[p.dom[rows]])
     placed: Placed = {}
-    for i in rows.tolist():
+    for k, i in enumerate(rows.tolist()):
         d = int(p.dom[i])
-        v = ctx.prob.guests[int(ctx.prob.dom_guest[d])].items.shape[0]
-        placed[d] = (int(p.host[i]), p.mapping[i, :v].copy())
+        v = int(ctx.prob.n_items[ctx.prob.dom_guest[d]])
+        placed[d] = (int(p.host[i]), maps[k, :v])
     return finish(ctx.prob, failed, placed, scenario_domains(ctx.prob, failed), proven=True)
 
 
@@ -249,13 +250,20 @@ def bounded_level(ctx: Context, r: int, want_worst: bool) -> Level:
             note=note,
         )
     heavy = top_hosts(protected_mib(prob), r)
-    if slots_tolerate(prob, ctx.slots(), r):
+    method = (
+        "slots"
+        if slots_tolerate(prob, ctx.slots(), r)
+        else "reservations"
+        if reservations_tolerate(prob, ctx.cls, ctx.cands, r)
+        else None
+    )
+    if method is not None:
         worst = _solve_if_small(ctx, heavy) if want_worst else None
         return Level(
             r=r,
             status=Status.TOLERATED,
             exact=False,
-            method="slots",
+            method=method,
             scenarios=count,
             searched=0,
             worst=worst,

@@ -32,6 +32,7 @@ from service.engine.failover.levels import (
 from service.engine.failover.pack import ScenarioPlan, load_of
 from service.engine.failover.reasons import Unplaced, reason
 from service.engine.failover.restarts import Restarts, empty_restarts, make_restarts
+from service.engine.failover.sweep import guest_mapping
 
 IntArray = NDArray[np.int64]
 
@@ -106,14 +107,15 @@ def single_failure_restarts(ctx: Context, lvl: Level) -> Restarts:
     assert lvl.scen is not None and lvl.sweep is not None and lvl.packed is not None
     p = lvl.sweep.pairs
     keep = lvl.sweep.ok[p.sigma] & (p.host >= 0)
-    dom, host, item_map = [p.dom[keep]], [p.host[keep]], [p.mapping[keep]]
+    maps = guest_mapping(ctx.cls, ctx.cands, p.entry[keep], ctx.prob.dom_guest[p.dom[keep]])
+    dom, host, item_map = [p.dom[keep]], [p.host[keep]], [maps]
     for plan in lvl.packed.values():
         ds = sorted(plan.placed)
         if not ds:
             continue
         dom.append(np.array(ds, dtype=np.int64))
         host.append(np.array([plan.placed[d][0] for d in ds], dtype=np.int64))
-        rows = np.zeros((len(ds), p.mapping.shape[1]), dtype=np.int64)
+        rows = np.zeros((len(ds), maps.shape[1]), dtype=np.int64)
         for i, d in enumerate(ds):
             m = plan.placed[d][1]
             rows[i, : m.shape[0]] = m

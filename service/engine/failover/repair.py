@@ -18,7 +18,7 @@ from service.engine.failover.classes import Classes
 from service.engine.failover.complete import Placed
 from service.engine.failover.pack import ScenarioPlan
 from service.engine.failover.problem import Problem
-from service.engine.failover.sweep import Sweep, item_loads
+from service.engine.failover.sweep import Sweep, guest_mapping, item_loads
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -115,7 +115,8 @@ def repair(
     spans = [np.arange(bounds[s], bounds[s + 1]) for s in todo.tolist()]
     allr = np.concatenate(spans)
     at = np.searchsorted(allr, rows)
-    r_host, r_load, r_map = p.host[allr].copy(), p.load[allr].copy(), p.mapping[allr].copy()
+    r_host, r_load = p.host[allr].copy(), p.load[allr].copy()
+    r_map = guest_mapping(cls, cands, p.entry[allr], new.dom_guest[p.dom[allr]])
     r_host[at], r_load[at], r_map[at] = hosts, loads, maps
     squeeze, used = _figures(new, p.sigma[allr], r_host, r_load, scen.shape[0])
     dom = p.dom[allr].tolist()

@@ -31,14 +31,13 @@ ROUNDS = 3
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Pairs:
     """One row per (scenario, failed domain), grouped by scenario: ``host`` -1 when the sweep
-    found none; ``entry`` the candidate used; ``mapping`` guest item -> bin; ``load`` (N, B) MiB
-    per bin of that restart."""
+    found none; ``entry`` the candidate used (``guest_mapping`` gives the guest's mapping);
+    ``load`` (N, B) MiB per bin of that restart."""
 
     sigma: IntArray
     dom: IntArray
     host: IntArray
     entry: IntArray
-    mapping: IntArray
     load: IntArray
 
 
@@ -109,8 +108,8 @@ def _choose(
     return entry, c
 
 
-def _guest_mapping(cls: Classes, cands: Candidates, entry: IntArray, guest: IntArray) -> IntArray:
-    """Class item -> bin mappings of the chosen entries, as guest item -> bin."""
+def guest_mapping(cls: Classes, cands: Candidates, entry: IntArray, guest: IntArray) -> IntArray:
+    """Guest item -> bin mappings (N, K) of candidate entries used by guests ``guest``."""
     mc = (
         cands.mapping[np.maximum(entry, 0)]
         if cands.mapping.shape[0]
@@ -135,9 +134,15 @@ def sweep(prob: Problem, cls: Classes, cands: Candidates, scen: IntArray) -> Swe
     guest = prob.dom_guest[dom]
     entry, _ = _choose(cls, cands, scen, sigma, guest)
     host = np.where(entry >= 0, cands.host[np.maximum(entry, 0)] if cands.host.size else -1, -1)
-    mapping = _guest_mapping(cls, cands, entry, guest)
     b = prob.full.shape[1]
-    load = item_loads(cls.guest_items[guest], mapping, b)
+    # Class item i is the guest's i-th largest item: the entry's class mapping loads the bins
+    # with the guest's sorted items directly.
+    mc = (
+        cands.mapping[np.maximum(entry, 0)]
+        if cands.mapping.shape[0]
+        else np.zeros((entry.shape[0], cls.perm.shape[1]), np.int64)
+    )
+    load = item_loads(cls.sorted_items[guest], mc, b)
     ok = np.ones(s, dtype=bool)
     ok[sigma[(host < 0) | ~prob.eligible[np.maximum(host, 0)]]] = False
     squeeze = np.zeros(s, dtype=np.int64)
@@ -155,7 +160,7 @@ def sweep(prob: Problem, cls: Classes, cands: Candidates, scen: IntArray) -> Swe
         now = prob.now[hs]
         np.add.at(squeeze, ss, np.maximum(tot - now, 0).sum(axis=1))
         np.add.at(used, ss, np.minimum(tot, now).sum(axis=1))
-    pairs = Pairs(sigma=sigma, dom=dom, host=host, entry=entry, mapping=mapping, load=load)
+    pairs = Pairs(sigma=sigma, dom=dom, host=host, entry=entry, load=load)
     return Sweep(
         pairs=pairs, ok=ok, squeeze_mib=squeeze, used_now_mib=used, keys=keys, key_load=tot
     )
