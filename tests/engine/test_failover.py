@@ -205,3 +205,19 @@ def test_reservations_decide_where_one_large_guest_defeats_the_slots() -> None:
     assert bound.tolerated and bound.method == "reservations" and not bound.exact
     exact = plan_failover(hs, ds, host_failures=2, find_max=False)
     assert exact.tolerated and exact.exact
+
+
+def test_a_spread_restart_still_keeps_its_distortion_limit() -> None:
+    # Memory may spread, but the vCPUs' homes must still meet the limit: 16 apart virtually,
+    # at best 12 physically, weighted 1: distortion 4 > 0 on any mapping.
+    vd = np.array([[10, 16], [16, 10]])
+    g = GuestShape(
+        restart_mib=np.array([0, 256]), vcpu_count=np.array([1, 0]), vdist=vd, max_distortion=0.0
+    )
+    hs = hosts([[0, 0], [0, 256]], shapes=(NEAR2,))
+    plan = plan_failover(hs, domains((0, g)), allow_spread=True)
+    assert not plan.tolerated and plan.exact
+    assert plan.worst is not None
+    assert plan.worst.unplaced[0].reason == (
+        "no surviving host's topology has a mapping within its distortion limit 0"
+    )

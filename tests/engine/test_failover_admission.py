@@ -117,3 +117,23 @@ def test_a_bound_decided_level_is_rechecked_by_the_bounds() -> None:
         plan.state, domains=(DomainChange(domain=None, host=7, guest=guest([1024])),)
     )
     assert not more.tolerated and more.failed_hosts  # the totals condition names a scenario
+
+
+def test_a_first_protected_domain_brings_its_hosts_scenarios() -> None:
+    """r = 2: hosts 0 and 1 held no protected domain, so the level had no scenario {0, 1};
+    the domain created on 1 strands when 0 and 1 fail together (2 is full, 3 may not receive)."""
+    from tests.engine.test_failover import domains, guest, hosts
+
+    hs = hosts(
+        [[4096], [4096], [0], [4096]],
+        eligible=[True, True, True, False],
+        shapes=(np.array([[10]]),),
+    )
+    plan = plan_failover(hs, domains((3, guest([1024]))), host_failures=2)
+    assert plan.tolerated and plan.exact
+    got = check_change(
+        plan.state, domains=(DomainChange(domain=None, host=1, guest=guest([1024])),)
+    )
+    assert not got.tolerated and got.exact
+    assert got.failed_hosts == (0, 1)
+    assert [u.domain for u in got.stranded] == [1]
