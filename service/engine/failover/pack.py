@@ -73,6 +73,9 @@ class Residual:
     def of(self, h: int) -> IntArray:
         return self.full[h] if h in self.full else self.prob.full[h]
 
+    def now_of(self, h: int) -> IntArray:
+        return self.now[h] if h in self.now else self.prob.now[h]
+
     def take(self, h: int, load: IntArray) -> None:
         self.full[h] = self.of(h) - load
         self.now[h] = (self.now[h] if h in self.now else self.prob.now[h]) - load
@@ -149,16 +152,19 @@ def _from_candidates(
         c, perm = found  # a guest newer than the classes (an admission check's)
     else:
         return None
-    for e in range(int(cands.start[c]), int(cands.start[c + 1])):
-        h = int(cands.host[e])
-        if not alive[h]:
-            continue
-        mg = np.zeros(cls.perm.shape[1], dtype=np.int64)
-        mg[perm] = cands.mapping[e]
-        # The entry's mapping was found on the host's state when the candidates were listed:
-        # checked again against the state now (this scenario's restarts, later changes).
-        if (load_of(prob, d, mg[:k]) <= res.of(h)).all():
-            return h, mg[:k]
+    entries = [
+        e for e in range(int(cands.start[c]), int(cands.start[c + 1])) if alive[cands.host[e]]
+    ]
+    # The entries' mappings were found on the hosts' states when the candidates were listed:
+    # checked again against the state now (this scenario's restarts, later changes), first
+    # without squeezing anybody, then squeezing.
+    for room in (res.now_of, res.of):
+        for e in entries:
+            h = int(cands.host[e])
+            mg = np.zeros(cls.perm.shape[1], dtype=np.int64)
+            mg[perm] = cands.mapping[e]
+            if (load_of(prob, d, mg[:k]) <= room(h)).all():
+                return h, mg[:k]
     return None
 
 

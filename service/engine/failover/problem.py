@@ -99,6 +99,11 @@ class Problem:
         return tuple(out)
 
     @functools.cached_property
+    def guest_vnodes(self) -> IntArray:
+        """(G,) vnodes of each guest."""
+        return np.array([g.n_vnodes for g in self.guests], dtype=np.int64)
+
+    @functools.cached_property
     def n_items(self) -> IntArray:
         """(G,) items of each guest (vnodes, or 1 with allow_spread)."""
         return np.array([g.items.shape[0] for g in self.guests], dtype=np.int64)

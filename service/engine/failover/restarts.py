@@ -67,8 +67,7 @@ def _spread_home(prob: Problem, d: int, h: int) -> IntArray:
 
 
 def n_vnodes(prob: Problem, dom: IntArray) -> IntArray:
-    per_guest = np.array([g.n_vnodes for g in prob.guests], dtype=np.int64)
-    out: IntArray = per_guest[prob.dom_guest[dom]] if dom.size else np.zeros(0, np.int64)
+    out: IntArray = prob.guest_vnodes[prob.dom_guest[dom]] if dom.size else np.zeros(0, np.int64)
     return out
 
 
@@ -99,7 +98,7 @@ def make_restarts(
 ) -> Restarts:
     """Rows from item mappings (pnodes, or the one host-wide bin with ``allow_spread``)."""
     n = dom.shape[0]
-    width = max((g.n_vnodes for g in prob.guests), default=1)
+    width = int(prob.guest_vnodes.max(initial=1))
     mapping = np.full((n, width), -1, dtype=np.int64)
     n_v = n_vnodes(prob, dom)
     if prob.spread:

@@ -3,11 +3,12 @@ that the domains of one scenario take different entries, then one joint capacity
 
 Within a scenario the domains are ranked (largest first); the j-th takes entry
 ``(j + offset) mod K`` of its class's list, ``offset`` a hash of the scenario, so two scenarios
-rarely lean on the same hosts (an admission check then re-checks few of them). An entry that is
-one of the failed hosts is replaced by the one ``n`` further (``n``: the scenario's domains), which
-no other domain of that class in the scenario uses. Entries of different classes may still meet on
-one host: the per-(scenario, host, pnode) sums of the domains' real loads are compared with what
-the host can free. A scenario that passes has a proven plan; the others go to ``pack``.
+rarely lean on the same hosts (an admission check then re-checks few of them), and the domains
+of one class in one scenario take different entries while the list is long enough. An entry
+that is one of the failed hosts is replaced by the one ``n`` further (``n``: the scenario's
+domains). Entries may still meet on one host: the per-(scenario, host, pnode) sums of the
+domains' real loads are compared with what the host can free. A scenario that passes has a
+proven plan; the others go to ``pack``.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _choose(
     entry = np.full(sigma.shape[0], -1, dtype=np.int64)
     pending = np.ones(sigma.shape[0], dtype=bool)
     for t in range(ROUNDS):
-        can = pending & ((t + 1) * n <= k)
+        can = pending & (k > 0)
         idx = np.flatnonzero(can)
         if idx.size == 0:
             break
