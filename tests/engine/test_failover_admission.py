@@ -35,7 +35,7 @@ def change(draw: st.DrawFn, case: Case) -> tuple[Case, Change]:
     unprotected domain keeps its place with host -1 and is dropped by ``_live``)."""
     hosts, doms = list(case.hosts), list(case.domains)
     live = [i for i, d in enumerate(doms) if d.host >= 0]
-    kinds = ("create", "maintenance") + (("raise", "move", "unprotect") if live else ())
+    kinds = ("create", "maintenance", "free") + (("raise", "move", "unprotect") if live else ())
     kind = draw(st.sampled_from(kinds))
     h = draw(st.integers(0, len(hosts) - 1))
     i = draw(st.sampled_from(live)) if live else -1
@@ -47,6 +47,11 @@ def change(draw: st.DrawFn, case: Case) -> tuple[Case, Change]:
         doms.append(oracle.ODomain(h, restart, vcpus, draw(slit(v)), None))
         hc = _less_free(draw, hosts, h)
         dc = DomainChange(domain=None, host=h, guest=_guest(doms[-1]))
+    elif kind == "free":  # a domain deleted or shrunk there, or back from maintenance
+        more = tuple(f + draw(st.sampled_from(SIZES)) for f in hosts[h].free)
+        hosts[h] = dataclasses.replace(hosts[h], free=more, eligible=True)
+        change = HostChange(host=h, free_mib=np.array(more, dtype=np.int64), eligible=True)
+        return Case(tuple(hosts), tuple(doms), case.spread), ((change,), ())
     elif kind == "maintenance":
         hosts[h] = dataclasses.replace(hosts[h], eligible=False)
         return Case(tuple(hosts), tuple(doms), case.spread), (

@@ -140,6 +140,10 @@ def _apply(prob: Problem, hosts: tuple[HostChange, ...], doms: tuple[DomainChang
     return prob
 
 
+def _gained_room(old: Problem, new: Problem, h: int) -> bool:
+    return bool((new.full[h] > old.full[h]).any() or (new.eligible[h] and not old.eligible[h]))
+
+
 def _lost_room(old: Problem, new: Problem, h: int) -> bool:
     return bool((new.full[h] < old.full[h]).any() or (old.eligible[h] and not new.eligible[h]))
 
@@ -239,6 +243,8 @@ def _to_redo(
             redo |= fails_h
     broken: list[tuple[int, IntArray]] = []
     for hc in hosts:
+        if _gained_room(old, new, hc.host):  # a scenario that strands may now restart all
+            redo |= set(np.flatnonzero((state.stranded > 0) | state.unproven).tolist())
         if _lost_room(old, new, hc.host):
             rows, packed = _broken_on(state, new, hc.host)
             redo |= packed
