@@ -4,6 +4,7 @@ where the plan says it is exact, and the bound path must never claim tolerated w
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,9 @@ def check_worst(case: Case, plan: FailoverPlan, want: oracle.OracleLevel) -> Non
     assert want.per_scenario[w.failed_hosts] == len(w.unplaced)
     rows = _restarts(w.restarts, range(len(w.restarts)))
     oracle.restart_fits(case.hosts, case.domains, w.failed_hosts, rows, case.spread)
+    for (d, h, m), got in zip(rows, w.restarts.distortion.tolist(), strict=True):
+        want_d = oracle.distortion(case.domains[d], case.hosts[h].pdist, m)
+        assert got == pytest.approx(want_d, abs=1e-9)
     failed_doms = {i for i, d in enumerate(case.domains) if d.host in w.failed_hosts}
     assert {d for d, _, _ in rows} | {u.domain for u in w.unplaced} == failed_doms
     assert all(u.reason for u in w.unplaced)
@@ -71,6 +75,8 @@ def test_bound_is_never_optimistic(case: Case, r: int) -> None:
     want = oracle.level(case.hosts, case.domains, r, case.spread)
     if plan.tolerated:
         assert want.tolerated
+        exact = plan_failover(hosts, domains, host_failures=r, allow_spread=case.spread)
+        assert exact.exact and exact.tolerated
     if plan.method == "totals":
         assert not want.tolerated
     true_max = oracle.max_host_failures(case.hosts, case.domains, case.spread)

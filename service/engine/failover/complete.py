@@ -27,7 +27,12 @@ Placed = dict[int, tuple[int, IntArray]]
 
 
 def finish(
-    prob: Problem, failed: tuple[int, ...], placed: Placed, order: list[int], proven: bool
+    prob: Problem,
+    failed: tuple[int, ...],
+    placed: Placed,
+    order: list[int],
+    proven: bool,
+    nodes: int = 0,
 ) -> ScenarioPlan:
     """The plan's figures: MiB squeezed (restarts beyond what is free now on their pnodes) and
     MiB left free now on the eligible survivors after the restarts."""
@@ -45,6 +50,7 @@ def finish(
         proven=proven,
         squeeze_mib=squeeze,
         free_after_mib=prob.now_eligible_total - int(prob.now_eligible[list(failed)].sum()) - used,
+        nodes=nodes,
     )
 
 
@@ -76,6 +82,7 @@ def _most_placed(
         d = rest[i]
         seen: set[tuple[object, ...]] = set()
         for h in alone[d]:
+            budget.tick()  # hosts count too: a domain may fit thousands of them
             rem = res.of(h)
             key = _host_key(prob, h, rem, canonical)
             if key in seen:
@@ -95,6 +102,17 @@ def _most_placed(
     return best
 
 
+def _most_by_memory(prob: Problem, rest: list[int], alone: dict[int, list[int]]) -> int:
+    """How many of ``rest`` could restart at most, counting memory alone: the smallest first,
+    while their MiB fit what the hosts that can take any of them free in total."""
+    if not rest:
+        return 0
+    hosts = np.unique(np.concatenate([np.array(alone[d], dtype=np.int64) for d in rest]))
+    room = int(prob.full[hosts].sum())
+    need = np.cumsum(np.sort(prob.dom_total[np.array(rest, dtype=np.int64)]))
+    return int(np.searchsorted(need, room, side="right"))
+
+
 def solve(
     prob: Problem, cls: Classes, cands: Candidates, failed: tuple[int, ...], budget_nodes: int
 ) -> ScenarioPlan:
@@ -108,19 +126,17 @@ def solve(
     alone: dict[int, list[int]] = {}
     unknown = False
     for d in order:
-        alone[d], unk = fits_alone(prob, d, alive, budget)
+        alone[d], unk = fits_alone(prob, d, alive)
         unknown |= unk
     rest = [d for d in order if alone[d]]
     best: Placed = {d: placed[d] for d in rest if d in placed}
-    if len(best) == len(rest):
+    if len(best) >= _most_by_memory(prob, rest, alone):
         return finish(prob, failed, best, order, proven=not unknown)
     # Roomiest hosts first: plans that restart everything are found early.
     for d in rest:
         alone[d].sort(key=lambda h: (-int(prob.full[h].sum()), h))
     try:
-        if budget.spent > budget.nodes:
-            raise OutOfBudget
         _most_placed(prob, rest, alone, best, budget)
     except OutOfBudget:
-        return finish(prob, failed, best, order, proven=False)
-    return finish(prob, failed, best, order, proven=not unknown)
+        return finish(prob, failed, best, order, proven=False, nodes=budget.spent)
+    return finish(prob, failed, best, order, proven=not unknown, nodes=budget.spent)

@@ -54,11 +54,15 @@ IntArray = NDArray[np.int64]
 DEFAULT_MAX_SCENARIOS = 20_000
 """Most scenarios checked one by one; beyond, the bounds answer (``exact`` false)."""
 
-DEFAULT_SEARCH_NODES = 200_000
+DEFAULT_SEARCH_NODES = 100_000
 """Node budget of one scenario's complete search."""
 
 DEFAULT_FIT_NODES = 20_000
 """Node budget of one domain-on-one-host search."""
+
+LEVEL_NODES = 1_000_000
+"""Node budget of the complete searches of one level, all scenarios together: a cluster where
+many scenarios strand is not searched without end (the later ones are then unproven)."""
 
 WORST_DOMAINS = 4_000
 """Most domains in a scenario searched to name what a bound-decided level would strand."""
@@ -197,10 +201,12 @@ def enumerate_level(ctx: Context, r: int) -> Level:
     prob = ctx.prob
     scen = _scenarios(prob, r)
     sw = _sweep_all(ctx, scen)
-    packed = {
-        int(i): solve(prob, ctx.cls, ctx.cands, tuple(int(h) for h in scen[i]), ctx.search_nodes)
-        for i in np.flatnonzero(~sw.ok).tolist()
-    }
+    packed: dict[int, ScenarioPlan] = {}
+    left = LEVEL_NODES
+    for i in np.flatnonzero(~sw.ok).tolist():
+        failed = tuple(int(h) for h in scen[i])
+        packed[i] = solve(prob, ctx.cls, ctx.cands, failed, max(min(ctx.search_nodes, left), 1))
+        left -= packed[i].nodes
     failing = [p for p in packed.values() if p.unplaced]
     unproven = any(not p.proven for p in packed.values())
     if not failing:

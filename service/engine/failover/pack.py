@@ -32,6 +32,7 @@ from service.engine.failover.fit import (
     search_fit,
 )
 from service.engine.failover.problem import Problem
+from service.engine.failover.sweep import item_loads
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -89,7 +90,7 @@ class Residual:
 class ScenarioPlan:
     """A scenario's restarts: ``placed`` domain -> (host, guest item -> bin); ``unplaced`` in
     the scenario's order; ``proven``: the plan strands as few domains as possible (all placed, or
-    the complete search finished)."""
+    the complete search finished); ``nodes``: what its complete search spent."""
 
     failed: tuple[int, ...]
     placed: dict[int, tuple[int, IntArray]]
@@ -97,6 +98,7 @@ class ScenarioPlan:
     proven: bool
     squeeze_mib: int
     free_after_mib: int
+    nodes: int = 0
 
 
 def alive_mask(prob: Problem, failed: tuple[int, ...]) -> BoolArray:
@@ -143,6 +145,9 @@ def fit_host(
 def _from_candidates(
     prob: Problem, cls: Classes, cands: Candidates, d: int, alive: BoolArray, res: Residual
 ) -> tuple[int, IntArray] | None:
+    """The first entry of the domain's class list whose mapping, with the guest's own sizes,
+    still fits its host now (the scenario's restarts, later changes counted): first without
+    squeezing anybody, then squeezing. All entries are checked at once."""
     g = int(prob.dom_guest[d])
     guest = prob.guests[g]
     k = guest.items.shape[0]
@@ -152,19 +157,23 @@ def _from_candidates(
         c, perm = found  # a guest newer than the classes (an admission check's)
     else:
         return None
-    entries = [
-        e for e in range(int(cands.start[c]), int(cands.start[c + 1])) if alive[cands.host[e]]
-    ]
-    # The entries' mappings were found on the hosts' states when the candidates were listed:
-    # checked again against the state now (this scenario's restarts, later changes), first
-    # without squeezing anybody, then squeezing.
-    for room in (res.now_of, res.of):
-        for e in entries:
-            h = int(cands.host[e])
-            mg = np.zeros(cls.perm.shape[1], dtype=np.int64)
-            mg[perm] = cands.mapping[e]
-            if (load_of(prob, d, mg[:k]) <= room(h)).all():
-                return h, mg[:k]
+    entries = np.arange(int(cands.start[c]), int(cands.start[c + 1]))
+    entries = entries[alive[cands.host[entries]]]
+    if entries.size == 0:
+        return None
+    hosts = cands.host[entries]
+    mg = np.zeros((entries.shape[0], cls.perm.shape[1]), dtype=np.int64)
+    mg[:, perm] = cands.mapping[entries]
+    mg = mg[:, :k]
+    load = item_loads(np.broadcast_to(guest.items, mg.shape), mg, prob.full.shape[1])
+    now, full = prob.now[hosts], prob.full[hosts]
+    for i in np.flatnonzero(np.isin(hosts, list(res.full))).tolist():
+        now[i], full[i] = res.now_of(int(hosts[i])), res.of(int(hosts[i]))
+    for grid in (now, full):
+        ok = (load <= grid).all(axis=1)
+        if ok.any():
+            i = int(np.argmax(ok))
+            return int(hosts[i]), mg[i]
     return None
 
 
@@ -208,10 +217,13 @@ def _scan(prob: Problem, d: int, alive: BoolArray, res: Residual) -> tuple[int, 
     """The surviving hosts, the guest's own sizes: a host that fits now, else one that fits
     once squeezed (the one with the most free MiB). The roomiest ``SCAN_FIRST`` hosts of each
     topology are tried first, the others only when none of those fits."""
+    g = int(prob.dom_guest[d])
+    if not prob.may_fit(g):
+        return None
     for first in (True, False):
         best: tuple[int, int, int, IntArray] | None = None
         for s, order in enumerate(prob.roomiest):
-            hosts = order[alive[order]]
+            hosts = order[alive[order] & prob.could_hold(g)[order]]
             hosts = hosts[:SCAN_FIRST] if first else hosts[SCAN_FIRST:]
             if hosts.size == 0 or prob.shapes[s].shape[0] == 0:
                 continue
@@ -244,24 +256,32 @@ def greedy(
 # --------------------------------------------------------------------------- complete search
 
 
-def fits_alone(prob: Problem, d: int, alive: BoolArray, budget: Budget) -> tuple[list[int], bool]:
-    """Every survivor where domain ``d`` fits on its own (complete), and whether some host's
-    search ran out of budget (then the list may miss hosts)."""
-    g = int(prob.dom_guest[d])
+ALONE_SEARCHES = 64
+"""Complete per-host searches per guest for the hosts the greedy could not fit (the roomiest
+first); hosts beyond stay undecided, which makes a plan that needs them unproven."""
+
+
+def _alone_all(prob: Problem, g: int) -> tuple[IntArray, bool]:
+    """Every eligible host where guest ``g`` fits on its own (its room once squeezed), and
+    whether some host stayed undecided. Kept per problem: a scenario only removes hosts."""
+    if g in prob.alone_cache:
+        return prob.alone_cache[g]
+    if not prob.may_fit(g):
+        prob.alone_cache[g] = (np.zeros(0, np.int64), False)
+        return prob.alone_cache[g]
     guest = prob.guests[g]
-    out: list[int] = []
+    found: list[IntArray] = []
     unknown = False
-    for s in range(len(prob.shapes)):
-        hosts = np.flatnonzero(alive & (prob.shape == s))
+    left = ALONE_SEARCHES
+    for s, hosts in enumerate(prob.roomiest):
         if hosts.size == 0 or prob.shapes[s].shape[0] == 0:
             continue
-        nb = int(prob.n_bins[hosts[0]])
-        full = prob.full[hosts, :nb]
+        full = prob.full[hosts, : int(prob.n_bins[hosts[0]])]
         if prob.spread:
             home = prob.home_ok(g, s)[0]
             unknown |= home == Fit.UNKNOWN
             if home == Fit.FIT:
-                out.extend(hosts[full[:, 0] >= guest.total].tolist())
+                found.append(hosts[full[:, 0] >= guest.total])
             continue
         if guest.limit is None:
             ok, _ = greedy_fit_many(guest.items, full)
@@ -269,17 +289,25 @@ def fits_alone(prob: Problem, d: int, alive: BoolArray, budget: Budget) -> tuple
             ok = np.zeros(hosts.shape[0], dtype=bool)
         maybe = ~ok & (full.sum(axis=1) >= guest.total) & (full.max(axis=1) >= guest.items.max())
         for i in np.flatnonzero(maybe).tolist():
-            ans, _, spent = search_fit(
-                guest.items,
-                full[i],
-                budget=max(min(prob.fit_budget, budget.left), 1),
-                dist=prob.distortion(g, s),
-            )
-            budget.spent += spent
+            if left == 0:
+                unknown = True
+                break
+            left -= 1
+            dist = prob.distortion(g, s)
+            ans, _, _ = search_fit(guest.items, full[i], budget=prob.fit_budget, dist=dist)
             ok[i] = ans == Fit.FIT
             unknown |= ans == Fit.UNKNOWN
-        out.extend(hosts[ok].tolist())
+        found.append(hosts[ok])
+    out = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    prob.alone_cache[g] = (out, unknown)
     return out, unknown
+
+
+def fits_alone(prob: Problem, d: int, alive: BoolArray) -> tuple[list[int], bool]:
+    """Every survivor where domain ``d`` fits on its own (complete), and whether some host's
+    search was left undecided (then the list may miss hosts)."""
+    hosts, unknown = _alone_all(prob, int(prob.dom_guest[d]))
+    return hosts[alive[hosts]].tolist(), unknown
 
 
 def _spread_options(prob: Problem, d: int, rem: IntArray) -> Iterator[IntArray]:

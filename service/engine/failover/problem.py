@@ -73,6 +73,7 @@ class Problem:
     host_doms: IntArray
     fit_budget: int
     home_cache: dict[tuple[int, int], tuple[Fit, IntArray | None]] = field(default_factory=dict)
+    alone_cache: dict[int, tuple[IntArray, bool]] = field(default_factory=dict)
 
     @property
     def n_hosts(self) -> int:
@@ -97,6 +98,41 @@ class Problem:
             hosts = np.flatnonzero((self.shape == s) & self.eligible)
             out.append(hosts[np.argsort(-tot[hosts], kind="stable")].astype(np.int64))
         return tuple(out)
+
+    @functools.cached_property
+    def largest_bin(self) -> int:
+        """The most any one bin (pnode) of an eligible host can free: no item beyond it fits."""
+        return int(self.full[self.eligible].max(initial=0))
+
+    @functools.cached_property
+    def largest_host(self) -> int:
+        """The most any eligible host can free in total."""
+        return int(self.full[self.eligible].sum(axis=1).max(initial=0))
+
+    def may_fit(self, g: int) -> bool:
+        """False when guest ``g`` certainly fits no eligible host (an item or its total too
+        large): the scans skip it."""
+        guest = self.guests[g]
+        return int(guest.items.max()) <= self.largest_bin and guest.total <= self.largest_host
+
+    def could_hold(self, g: int) -> BoolArray:
+        """(H,) hosts that pass the necessary conditions for guest ``g`` alone: room enough in
+        total, and a bin as large as its largest item (the only hosts a scan must look at)."""
+        guest = self.guests[g]
+        out: BoolArray = (self.full_total >= guest.total) & (
+            self.full_bin_max >= int(guest.items.max())
+        )
+        return out
+
+    @functools.cached_property
+    def full_bin_max(self) -> IntArray:
+        out: IntArray = self.full.max(axis=1, initial=0)
+        return out
+
+    @functools.cached_property
+    def full_total(self) -> IntArray:
+        out: IntArray = self.full.sum(axis=1)
+        return out
 
     @functools.cached_property
     def guest_vnodes(self) -> IntArray:
@@ -214,7 +250,7 @@ def with_host_rows(
     else:
         now[host, :p] = free[host, :p]
         full[host, :p] = free[host, :p] + sq[host, :p]
-    return dataclasses.replace(prob, hosts=hosts, now=now, full=full, eligible=elig)
+    return dataclasses.replace(prob, hosts=hosts, now=now, full=full, eligible=elig, alone_cache={})
 
 
 def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape | None) -> Problem:

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine.failover.fit import Fit, search_fit
-from service.engine.failover.pack import Budget, alive_mask, fits_alone
+from service.engine.failover.pack import alive_mask, fits_alone
 from service.engine.failover.problem import Problem
 
 IntArray = NDArray[np.int64]
@@ -89,7 +89,7 @@ def reason(prob: Problem, failed: tuple[int, ...], d: int, placed_mib: int, prov
     alive = alive_mask(prob, failed)
     if not alive.any():
         return "no eligible survivor: every host that may receive restarts has failed"
-    hosts, unknown = fits_alone(prob, d, alive, Budget(nodes=prob.fit_budget * 16))
+    hosts, unknown = fits_alone(prob, d, alive)
     if hosts:
         why = (
             f"{len(hosts)} eligible survivor(s) could take it alone, but the other restarts of "
