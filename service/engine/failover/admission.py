@@ -98,7 +98,17 @@ def _packed_index(plans: dict[int, ScenarioPlan]) -> dict[int, frozenset[int]]:
     return {h: frozenset(s) for h, s in out.items()}
 
 
+def _warm(prob: Problem) -> None:
+    """Compute the problem's kept per-host figures now, so that every admission check starts
+    from them (each change carries them over instead of recomputing them over every host)."""
+    for name in ("roomiest", "full_total", "full_bin_max", "now_eligible_total", "n_items"):
+        getattr(prob, name)
+    for name in ("largest_bin", "largest_host"):
+        getattr(prob, name)
+
+
 def make_state(ctx: Context, lvl: Level) -> FailoverState:
+    _warm(ctx.prob)
     if lvl.scen is None or lvl.sweep is None or lvl.packed is None:
         return FailoverState(
             ctx=ctx,

@@ -40,6 +40,9 @@ BoolArray = NDArray[np.bool_]
 SCAN_LIMITED = 256
 """Hosts the greedy searches one by one for a guest with a distortion limit."""
 
+ENTRY_CHUNK = 32
+"""Candidate entries checked at once (the first ones usually fit)."""
+
 SCAN_FIRST = 256
 """Roomiest hosts per topology the greedy scans before all the others."""
 
@@ -159,21 +162,22 @@ def _from_candidates(
         return None
     entries = np.arange(int(cands.start[c]), int(cands.start[c + 1]))
     entries = entries[alive[cands.host[entries]]]
-    if entries.size == 0:
-        return None
-    hosts = cands.host[entries]
-    mg = np.zeros((entries.shape[0], cls.perm.shape[1]), dtype=np.int64)
-    mg[:, perm] = cands.mapping[entries]
-    mg = mg[:, :k]
-    load = item_loads(np.broadcast_to(guest.items, mg.shape), mg, prob.full.shape[1])
-    now, full = prob.now[hosts], prob.full[hosts]
-    for i in np.flatnonzero(np.isin(hosts, list(res.full))).tolist():
-        now[i], full[i] = res.now_of(int(hosts[i])), res.of(int(hosts[i]))
-    for grid in (now, full):
-        ok = (load <= grid).all(axis=1)
-        if ok.any():
-            i = int(np.argmax(ok))
-            return int(hosts[i]), mg[i]
+    touched = list(res.full)
+    for squeezing in (False, True):
+        for lo in range(0, entries.shape[0], ENTRY_CHUNK):
+            e = entries[lo : lo + ENTRY_CHUNK]
+            hosts = cands.host[e]
+            mg = np.zeros((e.shape[0], cls.perm.shape[1]), dtype=np.int64)
+            mg[:, perm] = cands.mapping[e]
+            mg = mg[:, :k]
+            load = item_loads(np.broadcast_to(guest.items, mg.shape), mg, prob.full.shape[1])
+            room = (prob.full if squeezing else prob.now)[hosts]
+            for i in np.flatnonzero(np.isin(hosts, touched)).tolist():
+                room[i] = (res.of if squeezing else res.now_of)(int(hosts[i]))
+            ok = (load <= room).all(axis=1)
+            if ok.any():
+                i = int(np.argmax(ok))
+                return int(hosts[i]), mg[i]
     return None
 
 

@@ -250,7 +250,40 @@ def with_host_rows(
     else:
         now[host, :p] = free[host, :p]
         full[host, :p] = free[host, :p] + sq[host, :p]
-    return dataclasses.replace(prob, hosts=hosts, now=now, full=full, eligible=elig, alone_cache={})
+    out = dataclasses.replace(prob, hosts=hosts, now=now, full=full, eligible=elig, alone_cache={})
+    _carry_host_caches(prob, out, host)
+    return out
+
+
+_GUEST_CACHES = ("guest_vnodes", "n_items")
+_HOST_CACHES = ("roomiest", "now_eligible", "now_eligible_total", "full_total", "full_bin_max")
+
+
+def _carry_host_caches(old: Problem, new: Problem, host: int) -> None:
+    """Kept per-host figures of ``old`` moved to ``new`` (one host changed), so an admission
+    check does not recompute them over every host. The order of ``roomiest`` is only a
+    preference, so it is kept while the set of eligible hosts is the same."""
+    cached = old.__dict__
+    if "full_total" in cached:
+        total = old.full_total.copy()
+        total[host] = int(new.full[host].sum())
+        new.__dict__["full_total"] = total
+    if "full_bin_max" in cached:
+        top = old.full_bin_max.copy()
+        top[host] = int(new.full[host].max(initial=0))
+        new.__dict__["full_bin_max"] = top
+    if "roomiest" in cached and bool(old.eligible[host]) == bool(new.eligible[host]):
+        new.__dict__["roomiest"] = old.roomiest
+    for name in _GUEST_CACHES:
+        if name in cached:
+            new.__dict__[name] = cached[name]
+
+
+def _carry_all_caches(old: Problem, new: Problem) -> None:
+    """Every kept per-host figure of ``old`` moved to ``new`` (only domains changed)."""
+    for name in (*_HOST_CACHES, "largest_bin", "largest_host"):
+        if name in old.__dict__:
+            new.__dict__[name] = old.__dict__[name]
 
 
 def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape | None) -> Problem:
@@ -267,7 +300,9 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
             start = start.copy()
             start[old + 1 :] -= 1
     if guest is None:
-        return dataclasses.replace(prob, host_start=start, host_doms=doms)
+        out = dataclasses.replace(prob, host_start=start, host_doms=doms)
+        _carry_all_caches(prob, out)
+        return out
     g = make_guest(guest, prob.spread)
     gi = len(guests)
     guests = (*guests, g)
@@ -282,7 +317,7 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
     doms = np.insert(doms, int(start[host + 1]), domain)
     start = start.copy()
     start[host + 1 :] += 1
-    return dataclasses.replace(
+    out = dataclasses.replace(
         prob,
         dom_host=dom_host,
         dom_guest=dom_guest,
@@ -291,3 +326,5 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
         host_start=start,
         host_doms=doms,
     )
+    _carry_all_caches(prob, out)
+    return out
