@@ -71,6 +71,11 @@ def test_a_vnode_no_pnode_can_hold_strands_its_domain_though_memory_suffices() -
     spread = plan_failover(hs, ds, allow_spread=True)
     assert spread.tolerated and spread.exact
     assert spread.max_host_failures == 2
+    # Without the search, only what this level proves: r when tolerated, else none.
+    quick = plan_failover(hs, ds, allow_spread=True, find_max=False)
+    assert (quick.max_host_failures, quick.max_host_failures_exact) == (1, False)
+    quick = plan_failover(hs, ds, find_max=False)
+    assert (quick.max_host_failures, quick.max_host_failures_exact) == (0, False)
 
 
 def test_squeezing_the_survivors_makes_room_and_is_reported() -> None:

@@ -56,8 +56,9 @@ class FailoverPlan:
     """The answer for ``host_failures`` = r (see the module docstring and docs/failover.md).
 
     ``scenarios``: sets of r failed hosts the answer covers, C(n, r); ``searched``: those
-    checked one by one; ``method``: "exhaustive", "slots" (the slot bound proved it), "totals"
-    (a scenario lacks memory in total) or "bound" (no proof either way); ``restarts``: for each
+    checked one by one; ``method``: "exhaustive", "slots" or "reservations" (that bound proved
+    it), "totals" (a scenario lacks memory in total) or "bound" (no proof either way; ``note``
+    says so); ``restarts``: for each
     host with protected domains, where they restart when it fails alone (empty when that level
     was not enumerated); ``state``: what an admission check re-uses."""
 
@@ -147,8 +148,8 @@ def plan_failover(
     """Can every protected domain restart after any ``host_failures`` host failures?
 
     ``find_max``: also search the largest number of failures tolerated (otherwise
-    ``max_host_failures`` is r or r - 1 as far as this level tells). ``with_restarts``: list
-    where each host's domains restart when it fails alone."""
+    ``max_host_failures`` is r when r is tolerated, else 0, and not exact). ``with_restarts``:
+    list where each host's domains restart when it fails alone."""
     r = int(host_failures)
     if r < 0 or r > hosts.n_hosts:
         raise InputError(f"host_failures must be between 0 and the {hosts.n_hosts} hosts")
@@ -167,10 +168,8 @@ def _answer(ctx: Context, r: int, *, find_max: bool, with_restarts: bool) -> Fai
     lvl = level(ctx, r, want_worst=True)
     if find_max:
         mx, mx_exact = max_failures(ctx, r)
-    elif lvl.status == Status.TOLERATED:
-        mx, mx_exact = r, False
-    else:
-        mx, mx_exact = max(r - 1, 0), False
+    else:  # the largest r proven tolerated without searching: r itself, or none
+        mx, mx_exact = (r if lvl.status == Status.TOLERATED else 0), False
     restarts = empty_restarts()
     if with_restarts and ctx.prob.n_domains and ctx.prob.n_hosts <= ctx.max_scenarios:
         one = level(ctx, 1)
