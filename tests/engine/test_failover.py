@@ -74,7 +74,7 @@ def test_a_vnode_no_pnode_can_hold_strands_its_domain_though_memory_suffices() -
     # Without the search, only what this level proves: r when tolerated, else none.
     quick = plan_failover(hs, ds, allow_spread=True, find_max=False)
     assert (quick.max_host_failures, quick.max_host_failures_exact) == (1, False)
-    quick = plan_failover(hs, ds, find_max=False)
+    quick = plan_failover(hs, ds, host_failures=2, find_max=False)
     assert (quick.max_host_failures, quick.max_host_failures_exact) == (0, False)
 
 
