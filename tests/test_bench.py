@@ -29,6 +29,8 @@ HEADLINES = {
     "bench.cluster": rf"^cluster \d+ hosts: placement_p50_ms={NUM} template_ms={NUM} "
     rf"list_p99_ms={NUM} summary_ms={NUM} report_cpu_ms={NUM_OR_NAN} "
     rf"reports_rps={NUM_OR_NAN} reports_p99_ms={NUM_OR_NAN}$",
+    "bench.failover": rf"^failover engine \d+ hosts: r1_exact_ms={NUM} r1_1000_ms={NUM} "
+    rf"r2_100_ms={NUM} admission_ms={NUM} tolerated=(True|False)$",
     "bench.client": rf"^client get_domain: httpx_cpu_ms={NUM} client_cpu_ms={NUM} "
     rf"async_cpu_ms={NUM} overhead_ms=-?{NUM}$",
     # 2 uvicorn workers on a scratch PostgreSQL, with open long-polls and streams.
