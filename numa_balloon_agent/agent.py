@@ -81,19 +81,19 @@ class Agent:
             json.dump(state, f)
         os.replace(tmp, self.state_path)
 
-    def ensure_registered(self) -> Client:
+    def ensure_registered(self, *, refused: bool = False) -> Client:
         if self.client is not None:
             return self.client
         state = self._load_state()
         if state is None:
-            state = self._register()
+            state = self._register(refused=refused)
         self.host_id = str(state["host_id"])
         self.applied = set(state.get("applied", []))
         # Short retries inside a cycle; a longer outage is the loop's backoff, not the client's.
         self.client = Client(self.settings.url, str(state["agent_token"]), retry=SHORT_RETRY)
         return self.client
 
-    def _register(self) -> dict[str, Any]:
+    def _register(self, *, refused: bool = False) -> dict[str, Any]:
         if not self.settings.admin_token:
             raise SystemExit(f"no agent state in {self.state_path}: --token (admin) is needed once")
         body = self.backend.discover(
@@ -103,7 +103,9 @@ class Agent:
         with Client(self.settings.url, self.settings.admin_token) as admin:
             created = admin.create_host(body, idempotency_key=key)
             token = created.agent_token
-            if not token:  # a replay (this machine registered before): secrets are shown once
+            # A replay (this machine registered before) shows the token of the first response,
+            # which may have been rotated since: when that one was just refused, get a new one.
+            if not token or refused:
                 token = admin.rotate_agent_token(created.id).agent_token
         state = {"url": self.settings.url, "host_id": created.id, "agent_token": token}
         self._save_state(state)
@@ -125,6 +127,7 @@ class Agent:
                 self.client.close()
             self.client = None
             self.state_path.unlink(missing_ok=True)
+            self.ensure_registered(refused=True)
             return self._cycle()
 
     def _cycle(self) -> dict[str, int]:

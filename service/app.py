@@ -42,7 +42,7 @@ from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
 from service.api.session import make_signer
 from service.api.watch import EventWatcher
-from service.core.sweeper import sweep_migrations
+from service.core.sweeper import purge_idempotency_records, sweep_migrations
 from service.db.base import utcnow
 from service.db.events import latest_seq
 from service.db.session import (
@@ -79,15 +79,16 @@ def _operation_id(route: APIRoute) -> str:
 
 
 async def _sweep_forever(app: FastAPI) -> None:
-    """Free lapsed claims and flag stuck migrations every `sweep_interval_s`, on every replica."""
+    """Free lapsed claims, flag stuck migrations and delete expired Idempotency-Key records
+    every `sweep_interval_s`, on every replica."""
     settings: Settings = app.state.settings
     log = logging.getLogger("numa_balloon")
     while True:
         await asyncio.sleep(settings.sweep_interval_s)
         try:
-            await anyio.to_thread.run_sync(
-                sweep_migrations, app.state.sessionmaker, app.state.clock(), settings
-            )
+            now = app.state.clock()
+            await anyio.to_thread.run_sync(sweep_migrations, app.state.sessionmaker, now, settings)
+            await anyio.to_thread.run_sync(purge_idempotency_records, app.state.sessionmaker, now)
         except SQLAlchemyError as exc:  # the database is away: try again next round
             log.warning("sweep failed: %s", exc)
 

@@ -220,7 +220,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "create_api_key": (
         "Create a named API key with one role.",
         f"{KEYS} The secret (`nbk_...`) is in this response only; it is stored as a digest. "
-        "Roles: admin, operator, scheduler, enroll, viewer.",
+        "Roles: admin, operator, scheduler, enroll, viewer. `Idempotency-Key` makes retries "
+        "safe: a replay shows the same secret (kept sealed under the key for its window).",
     ),
     "list_api_keys": ("List the API keys (never their secrets).", f"{KEYS} Paged."),
     "get_api_key": ("Read one API key (never its secret).", f"{KEYS}"),

@@ -49,6 +49,7 @@ def create_host(
     session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
+    now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     core.validate_topology(body)  # before the idempotency record: a bad body is never stored
@@ -62,7 +63,7 @@ def create_host(
         )
 
     return idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create
+        session, request, settings, principal.actor, idempotency_key, body, create, now
     )
 
 

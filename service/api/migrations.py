@@ -85,7 +85,7 @@ def start(
         )
 
     response = idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create
+        session, request, settings, principal.actor, idempotency_key, body, create, now
     )
     if body.auto_advance and response.status_code == 201:
         # planned -> preparing (and on, while no step blocks) right away, after the create
