@@ -130,6 +130,24 @@ class Agent:
             self.ensure_registered(refused=True)
             return self._cycle()
 
+    def _report(self, client: Client, body: dict[str, Any]) -> dict[str, Any]:
+        """Send the batch report. Guests the service places on another host are refused (409,
+        naming them): say so and report the rest, so this host's free memory and its own
+        guests are still recorded."""
+        assert self.host_id is not None
+        try:
+            return client.agent_report(self.host_id, body)
+        except Conflict as exc:
+            foreign = set(exc.body.get("foreign_domain_ids") or ())
+            if not foreign:
+                raise
+            log.warning(
+                "guests the service places on another host; not reported",
+                extra={"domain_ids": sorted(foreign)},
+            )
+            kept = [d for d in body["domains"] if d["domain_id"] not in foreign]
+            return client.agent_report(self.host_id, {**body, "domains": kept})
+
     def _cycle(self) -> dict[str, int]:
         client = self.ensure_registered()
         assert self.host_id is not None
@@ -139,7 +157,7 @@ class Agent:
             "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
             "domains": domains,
         }
-        report = client.agent_report(self.host_id, body)
+        report = self._report(client, body)
         log.info(
             "reported",
             extra={

@@ -42,7 +42,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "observed": (
         "Report the free MiB of each pnode as the hypervisor sees it.",
         f"{AGENT} Status only: updates observed free memory and the drift flag (an event when "
-        "it flips) without moving the host's ETag; also the heartbeat that flags stalled "
+        "it flips) without moving the host's ETag (422, located, for a pnode the host lacks or "
+        "named twice); also the heartbeat that flags stalled "
         "balloon drivers `uncooperative` and expires migrations whose claims timed out.",
     ),
     "steps": (
@@ -211,7 +212,11 @@ DOCS: dict[str, tuple[str, str]] = {
         "Report a host's free memory and every domain's pool sizes in one request.",
         f"{AGENT} One request per host per interval: free MiB per pnode and, per domain on the "
         "host, each vnode's actual size as the hypervisor sees it. Status only: no version or "
-        "ETag moves; pool steps whose target is reached complete; unknown domains are listed.",
+        "ETag moves; pool steps whose target is reached complete; ids numa-balloon does not "
+        "manage and domains migrating to or from here are listed as unknown. 422 (located) for "
+        "a pnode or vnode named twice or unknown, or a size above its vnode's span; 409 with "
+        "`foreign_domain_ids` for a domain of another host not migrating to or from here. "
+        "Nothing is written when refused.",
     ),
     "ui_logout": (
         "Sign out of the topology view.",
