@@ -190,7 +190,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             # Nested models (ValidationIssue) go next to Problem, where its $refs point.
             schemas.update(problem.pop("$defs", {}))
             schemas["Problem"] = problem
-            docs.apply(schema)
+            docs.apply(schema, public_metrics=settings.public_metrics)
             app.openapi_schema = schema
         return app.openapi_schema
 

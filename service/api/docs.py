@@ -27,7 +27,9 @@ DOCS: dict[str, tuple[str, str]] = {
     ),
     "metrics": (
         "Export Prometheus metrics.",
-        f"{PUBLIC} Request counts and latencies by route template and status.",
+        "A viewer key or better (any API key role that reads, or the admin token); no token "
+        "when the service runs with NUMA_BALLOON_PUBLIC_METRICS=true. Request counts and "
+        "latencies by route template and status.",
     ),
     "ui_topology": (
         "Show the topology view.",
@@ -299,10 +301,13 @@ ERROR_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def apply(schema: dict[str, Any]) -> None:
-    """Set summaries and descriptions from DOCS, and a per-status example on every problem."""
+def apply(schema: dict[str, Any], *, public_metrics: bool = False) -> None:
+    """Set summaries and descriptions from DOCS, and a per-status example on every problem.
+    With `public_metrics`, /metrics takes a token or none (an empty security requirement)."""
     for item in schema.get("paths", {}).values():
         for op in item.values():
+            if op.get("operationId") == "metrics" and public_metrics:
+                op["security"] = [*op.get("security", []), {}]
             summary, description = DOCS.get(op.get("operationId", ""), (None, ""))
             if summary is not None:
                 op["summary"] = summary

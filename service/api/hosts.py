@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
 from service.schemas.migrations import (
+    EVACUATE_EXAMPLES,
     EvacuateRequest,
     EvacuationOut,
     RebalanceOut,
@@ -167,7 +168,7 @@ def evacuate(
     settings: SettingsDep,
     principal: Admin,
     now: Now,
-    body: EvacuateRequest | None = None,
+    body: Annotated[EvacuateRequest | None, Body(openapi_examples=EVACUATE_EXAMPLES)] = None,
 ) -> EvacuationOut:
     return core.evacuate_host(
         session,
