@@ -1032,6 +1032,17 @@ class Unplaced(BaseModel):
     ]
 
 
+class ValidationError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    ctx: Annotated[dict[str, Any] | None, Field(title="Context")] = None
+    input: Annotated[Any | None, Field(title="Input")] = None
+    loc: Annotated[list[str | int], Field(title="Location")]
+    msg: Annotated[str, Field(title="Message")]
+    type: Annotated[str, Field(title="Error Type")]
+
+
 class ValidationIssue(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1322,6 +1333,13 @@ class GuestTopology(BaseModel):
     )
     block_mib: Annotated[int, Field(title="Block Mib")]
     vnodes: Annotated[list[GuestVnode], Field(title="Vnodes")]
+
+
+class HTTPValidationError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    detail: Annotated[list[ValidationError] | None, Field(title="Detail")] = None
 
 
 class HostCreate(BaseModel):

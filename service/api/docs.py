@@ -34,7 +34,13 @@ DOCS: dict[str, tuple[str, str]] = {
     "ui_topology": (
         "Show the topology view.",
         f"{ADMIN} Server-rendered HTML, read-only: pnodes, memory by domain, SLIT heat maps, "
-        "migrations in flight.",
+        "migrations in flight; it refreshes itself from `/ui/events` (every 30 s without).",
+    ),
+    "ui_events": (
+        "Stream the topology view's cue to refresh.",
+        f"{ADMIN} The audit log's event stream from now on, under /ui where the view's session "
+        "cookie is sent (a viewer key suffices); unnamed SSE events, `id:` the seq, so a "
+        "reconnect resumes with Last-Event-ID.",
     ),
     "ui_login_form": ("Show the topology view's sign-in form.", f"{PUBLIC} HTML form."),
     "ui_login": (
