@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from numa_balloon_cli.output import emit, emit_line, fields, out, table
+from numa_balloon_cli.output import emit, emit_line, fields, out, table, when
 from numa_balloon_cli.state import State, state
 from numa_balloon_client import models as m
 
@@ -30,7 +30,7 @@ def show(ctx: typer.Context) -> None:
         c,
         lambda: fields(
             [
-                ("hosts", f"{c.hosts} {c.hosts_by_state}"),
+                ("hosts", _hosts(c.hosts, c.hosts_by_state)),
                 ("domains", c.domains),
                 ("block MiB", c.block_mib),
                 ("capacity MiB", c.capacity_mib),
@@ -41,6 +41,12 @@ def show(ctx: typer.Context) -> None:
             ]
         ),
     )
+
+
+def _hosts(total: int, by_state: dict[str, int]) -> str:
+    """`3 (2 active, 1 maintenance)`."""
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()) if n)
+    return f"{total} ({parts})" if parts else str(total)
 
 
 @cluster_app.command("template")
@@ -59,22 +65,42 @@ def template(
     emit(st.output, t, human)
 
 
-def _event_line(e: m.EventOut) -> None:
-    out.print(
-        f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<16} {e.action:<28} "
-        f"{e.subject_type} {e.subject_id}",
-        markup=False,
-    )
+def subject_of(st: State, e: m.EventOut) -> str:
+    """`host compute-07`, `domain web`, `cluster`: the name the event carries, else the one the
+    service knows now, else the id."""
+    if e.subject_id is None:
+        return e.subject_type
+    carried = (e.after or {}).get("name") or (e.before or {}).get("name")
+    name: str | None = carried if isinstance(carried, str) else None
+    if name is None and e.subject_type == "host":
+        name = st.names.host(e.subject_id)
+    elif name is None and e.subject_type == "domain":
+        name = st.names.domain(e.subject_id)
+    return f"{e.subject_type} {name or e.subject_id}"
+
+
+def _event_line(st: State, e: m.EventOut) -> None:
+    out.print(f"{e.seq:>6} {when(e.at)} {e.actor:<16} {e.action:<28} {subject_of(st, e)}")
+
+
+SubjectOpt = Annotated[
+    str | None, typer.Option(metavar="ID", help="Only about this host, domain, migration...")
+]
+KindOpt = Annotated[
+    str | None,
+    typer.Option(metavar="KIND", help="An action (migration.advanced) or a type (migration)"),
+]
+ActorOpt = Annotated[str | None, typer.Option(metavar="ACTOR", help="e.g. admin, key:<name>")]
 
 
 @events_app.command("list")
 def list_events(
     ctx: typer.Context,
-    since: Annotated[int, typer.Option(min=0, help="After this seq")] = 0,
-    subject: Annotated[str | None, typer.Option(help="Only about this id")] = None,
-    kind: Annotated[str | None, typer.Option(help="e.g. migration.advanced")] = None,
-    actor: Annotated[str | None, typer.Option(help="e.g. admin, key:<name>")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most N events")] = None,
+    since: Annotated[int, typer.Option(min=0, metavar="SEQ", help="After this seq")] = 0,
+    subject: SubjectOpt = None,
+    kind: KindOpt = None,
+    actor: ActorOpt = None,
+    limit: Annotated[int | None, typer.Option(min=1, metavar="N", help="At most N events")] = None,
 ) -> None:
     """The audit log: who changed what, oldest first."""
     st = state(ctx)
@@ -83,40 +109,54 @@ def list_events(
         items.append(e)
         if limit is not None and len(items) >= limit:
             break
-    rows = [
-        (e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject_type, e.subject_id)
-        for e in items
-    ]
     emit(
         st.output,
         items,
-        lambda: table(None, ["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "ID"], rows),
+        lambda: table(
+            None,
+            ["SEQ", "AT", "ACTOR", "ACTION", "SUBJECT", "ID"],
+            [
+                (e.seq, when(e.at), e.actor, e.action, subject_of(st, e), e.subject_id)
+                for e in items
+            ],
+        ),
     )
 
 
 @events_app.command("watch")
 def watch(
     ctx: typer.Context,
-    since: Annotated[int, typer.Option(min=0, help="After this seq (0: the whole log first)")] = 0,
-    subject: Annotated[str | None, typer.Option(help="Only about this id")] = None,
-    kind: Annotated[str | None, typer.Option()] = None,
-    actor: Annotated[str | None, typer.Option()] = None,
-    count: Annotated[int | None, typer.Option(min=1, help="Stop after N events")] = None,
+    since: Annotated[
+        int | None,
+        typer.Option(min=0, metavar="SEQ", help="After this seq (0: the whole log first)"),
+    ] = None,
+    subject: SubjectOpt = None,
+    kind: KindOpt = None,
+    actor: ActorOpt = None,
+    count: Annotated[int | None, typer.Option(min=1, metavar="N", help="Stop after N events")] = (
+        None
+    ),
     stream: Annotated[bool, typer.Option(help="Use the SSE stream instead of the long-poll")] = (
         False
     ),
 ) -> None:
-    """Follow the audit log as it grows (one JSON document per line with -o json)."""
+    """Follow the audit log from now on, as it grows (--since SEQ: from there; one JSON
+    document per line with -o json)."""
     st = state(ctx)
-    events = (
-        st.nb.stream_events(last_event_id=since, subject_id=subject, kind=kind, actor=actor)
-        if stream
-        else st.nb.watch(since=since, subject_id=subject, kind=kind, actor=actor)
-    )
-    for seen, event in enumerate(events, start=1):
-        emit_line(st.output, event, functools.partial(_event_line, event))
-        if count is not None and seen >= count:
-            return
+    if stream:  # the stream itself starts from now when no seq is given
+        events = st.nb.stream_events(
+            last_event_id=since, subject_id=subject, kind=kind, actor=actor
+        )
+    else:
+        start = st.nb.latest_event_seq() if since is None else since
+        events = st.nb.watch(since=start, subject_id=subject, kind=kind, actor=actor)
+    try:
+        for seen, event in enumerate(events, start=1):
+            emit_line(st.output, event, functools.partial(_event_line, st, event))
+            if count is not None and seen >= count:
+                return
+    except KeyboardInterrupt:
+        return
 
 
 # --- top ----------------------------------------------------------------------------------------
@@ -184,14 +224,18 @@ def _json_snapshot(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def top(
     ctx: typer.Context,
-    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes")] = 2.0,
+    interval: Annotated[
+        float, typer.Option(min=0.2, metavar="SECONDS", help="Seconds between refreshes")
+    ] = 2.0,
     once: Annotated[bool, typer.Option(help="Draw one frame and exit")] = False,
-    count: Annotated[int | None, typer.Option(min=1, help="Stop after N frames")] = None,
+    count: Annotated[int | None, typer.Option(min=1, metavar="N", help="Stop after N frames")] = (
+        None
+    ),
 ) -> None:
     """A live per-host, per-pnode view of the cluster's memory (Ctrl-C to leave)."""
     st = state(ctx)
     frames = 1 if once else count
-    if st.output != "table":
+    if not st.human:
         for i in range(frames or 1_000_000_000):
             emit_line(st.output, _json_snapshot(snapshot(st)), lambda: None)
             if frames is not None and i + 1 >= frames:

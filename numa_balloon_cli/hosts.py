@@ -7,54 +7,89 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from numa_balloon_cli import resolve
+from numa_balloon_cli import complete, describe, resolve
 from numa_balloon_cli.files import load_body, parse_labels
-from numa_balloon_cli.output import emit, fields, out, table
-from numa_balloon_cli.state import state
+from numa_balloon_cli.output import emit, labels, out, table, when
+from numa_balloon_cli.state import State, state
+from numa_balloon_cli.watching import Listing, follow
 from numa_balloon_client import host_from_sysfs
 from numa_balloon_client import models as m
 from numa_balloon_client.sysfs import SYSFS_NODE_ROOT
 
 app = typer.Typer(no_args_is_help=True)
 
-HostArg = Annotated[str, typer.Argument(help="Host name or id")]
-LabelOpt = Annotated[list[str] | None, typer.Option("--label", help="key=value (repeatable)")]
+HostArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="HOST", help="Host name, id or id prefix", autocompletion=complete.hosts
+    ),
+]
+NameOpt = Annotated[str | None, typer.Option(metavar="NAME", help="Only the one of this name")]
+LabelOpt = Annotated[
+    list[str] | None, typer.Option("--label", metavar="KEY=VALUE", help="Only these (repeatable)")
+]
+WatchOpt = Annotated[
+    bool, typer.Option("--watch", "-w", help="Then print each one again when it changes")
+]
+CountOpt = Annotated[
+    int | None, typer.Option(min=1, metavar="N", help="With --watch: stop after N changes")
+]
+DryRunOpt = Annotated[bool, typer.Option(help="Compute only, change nothing")]
+
+COLUMNS = ["NAME", "ID", "STATE", "PNODES", "CAPACITY MiB", "FREE MiB"]
+WIDE = ["ALLOCATED MiB", "CLAIMED MiB", "DRIFT", "EVACUATING", "LABELS", "CREATED"]
 
 
-def _extra(model: Any, key: str) -> Any:
-    """A field a newer server sends that the generated models do not name yet."""
-    return (getattr(model, "model_extra", None) or {}).get(key)
-
-
-def _capacity(h: m.HostOut) -> int:
-    return sum(p.capacity_mib for p in h.pnodes)
+def host_row(h: m.HostOut, wide: bool) -> list[Any]:
+    row: list[Any] = [
+        h.name,
+        h.id,
+        h.state,
+        len(h.pnodes),
+        h.memory.capacity_mib,
+        h.memory.free_mib,
+    ]
+    if wide:
+        evac = h.evacuation
+        row += [
+            h.memory.allocated_mib,
+            h.memory.claimed_mib,
+            "flagged" if h.drift_flagged else None,
+            None if evac is None else f"{evac.domains_remaining} left",
+            labels(h.labels),
+            when(h.created_at),
+        ]
+    return row
 
 
 @app.command("list")
 def list_hosts(
-    ctx: typer.Context, name: Annotated[str | None, typer.Option()] = None, label: LabelOpt = None
+    ctx: typer.Context,
+    name: NameOpt = None,
+    label: LabelOpt = None,
+    watch: WatchOpt = False,
+    count: CountOpt = None,
 ) -> None:
-    """Every host: state, pnodes, capacity (and free memory where the server reports it)."""
+    """Every host: state, pnodes, capacity and free memory (-o wide: allocated, claimed, drift,
+    evacuation, labels)."""
     st = state(ctx)
-    items = list(st.nb.iter_hosts(name=name, labels=parse_labels(label)))
-    if name is not None:
-        items = [h for h in items if h.name == name]
-    rows = [
-        (h.name, h.id, h.state, len(h.pnodes), _capacity(h), _extra(h, "free_mib")) for h in items
-    ]
-    emit(
-        st.output,
-        items,
-        lambda: table(None, ["NAME", "ID", "STATE", "PNODES", "CAPACITY MiB", "FREE MiB"], rows),
-    )
+
+    def fetch() -> list[m.HostOut]:
+        items = st.nb.iter_hosts(name=name, labels=parse_labels(label))
+        return [h for h in items if name is None or h.name == name]
+
+    columns = COLUMNS + WIDE if st.wide else COLUMNS
+    if watch:
+        follow(st, Listing(columns, fetch, lambda h: host_row(h, st.wide)), count)
+        return
+    items = fetch()
+    emit(st.output, items, lambda: table(None, columns, [host_row(h, st.wide) for h in items]))
 
 
 def show_host(h: m.HostOut) -> None:
-    fields([("name", h.name), ("id", h.id), ("state", h.state), ("version", h.version)])
-    rows = [(p.index, p.memory_mib, p.reserved_mib, p.capacity_mib, p.cpus) for p in h.pnodes]
-    table("pnodes", ["PNODE", "MEMORY MiB", "RESERVED MiB", "CAPACITY MiB", "CPUS"], rows)
-    slit = [(i, " ".join(f"{d:>3}" for d in row)) for i, row in enumerate(h.distances)]
-    table("distances (SLIT)", ["PNODE", "ROW"], slit)
+    describe.host_fields(h)
+    describe.pnodes(h, None)
+    describe.slit(h.distances)
 
 
 @app.command("get")
@@ -65,7 +100,17 @@ def get(ctx: typer.Context, host: HostArg) -> None:
     emit(st.output, h, lambda: show_host(h))
 
 
-def _created(st: Any, created: m.HostCreated) -> None:
+@app.command("describe")
+def describe_host(ctx: typer.Context, host: HostArg) -> None:
+    """A host and what is on it: pnodes with their accounting, SLIT, its domains, migrations in
+    flight to or from it, and its recent events."""
+    st = state(ctx)
+    h = resolve.host(st.nb, host)
+    view = describe.HostView.read(st, h)
+    emit(st.output, view.document(), view.show)
+
+
+def _created(st: State, created: m.HostCreated) -> None:
     def human() -> None:
         out.print(f"host {created.name} registered: {created.id}")
         out.print(f"agent token (shown once): {created.agent_token}")
@@ -76,8 +121,13 @@ def _created(st: Any, created: m.HostCreated) -> None:
 @app.command("create")
 def create(
     ctx: typer.Context,
-    file: Annotated[str, typer.Option("--file", "-f", help="Host body, JSON or YAML; - = stdin")],
-    idempotency_key: Annotated[str | None, typer.Option(help="Reuse to make a retry safe")] = None,
+    file: Annotated[
+        str,
+        typer.Option("--file", "-f", metavar="PATH", help="Host body, JSON or YAML; - = stdin"),
+    ],
+    idempotency_key: Annotated[
+        str | None, typer.Option(metavar="KEY", help="Reuse to make a retry safe")
+    ] = None,
 ) -> None:
     """Register a host from a file (`{name, pnodes, distances}`)."""
     st = state(ctx)
@@ -87,12 +137,18 @@ def create(
 @app.command("register")
 def register(
     ctx: typer.Context,
-    root: Annotated[str, typer.Argument(help="The sysfs node directory")] = str(SYSFS_NODE_ROOT),
+    root: Annotated[str, typer.Argument(metavar="ROOT", help="The sysfs node directory")] = str(
+        SYSFS_NODE_ROOT
+    ),
     from_sysfs: Annotated[
         bool, typer.Option("--from-sysfs", help="Read the topology from sysfs (required)")
     ] = False,
-    name: Annotated[str | None, typer.Option(help="Host name [default: hostname]")] = None,
-    reserved_mib: Annotated[int, typer.Option(min=0, help="Held back per pnode")] = 0,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Host name [default: hostname]")
+    ] = None,
+    reserved_mib: Annotated[
+        int, typer.Option(min=0, metavar="MIB", help="Held back per pnode")
+    ] = 0,
     dry_run: Annotated[bool, typer.Option(help="Print the body, register nothing")] = False,
 ) -> None:
     """Register this machine: its NUMA nodes, memory and SLIT from /sys/devices/system/node."""
@@ -101,7 +157,7 @@ def register(
     st = state(ctx)
     body = host_from_sysfs(root, name=name or socket.gethostname(), reserved_mib=reserved_mib)
     if dry_run:
-        emit(st.output if st.output != "table" else "json", body, lambda: None)
+        emit("json" if st.human else st.output, body, lambda: None)
         return
     _created(st, st.nb.create_host(body))
 
@@ -110,7 +166,10 @@ def register(
 def set_state(
     ctx: typer.Context,
     host: HostArg,
-    new_state: Annotated[Literal["active", "maintenance", "offline"], typer.Argument()],
+    new_state: Annotated[
+        Literal["active", "maintenance", "offline"],
+        typer.Argument(metavar="STATE", help="active, maintenance or offline"),
+    ],
 ) -> None:
     """Drain (maintenance), take offline, or reactivate a host; safe against a racing writer."""
     st = state(ctx)
@@ -126,22 +185,20 @@ def evacuate(ctx: typer.Context, host: HostArg) -> None:
     result = st.nb.evacuate(resolve.host_id(st.nb, host))
 
     def human() -> None:
-        migs = result.get("migrations", [])
+        names = st.names
+        names.domains([x.domain_id for x in result.migrations])
+        names.domains([u.domain_id for u in result.unplaced])
         table(
             "migrations started",
             ["MIGRATION", "DOMAIN", "TO HOST", "STATE"],
             [
-                (x.get("id"), x.get("domain_id"), x.get("destination_host_id"), x.get("state"))
-                for x in migs
+                (x.id, names.domain(x.domain_id), names.host(x.destination_host_id), x.state)
+                for x in result.migrations
             ],
         )
-        unplaced = result.get("unplaced", [])
-        if unplaced:
-            table(
-                "not placed",
-                ["DOMAIN", "REASON"],
-                [(u.get("domain_id"), u.get("reason")) for u in unplaced],
-            )
+        if result.unplaced:
+            rows = [(names.domain(u.domain_id), u.reason) for u in result.unplaced]
+            table("not placed", ["DOMAIN", "REASON"], rows)
 
     emit(st.output, result, human)
 
@@ -150,37 +207,12 @@ def evacuate(ctx: typer.Context, host: HostArg) -> None:
 def accounting(ctx: typer.Context, host: HostArg) -> None:
     """Per pnode: capacity, allocated, claimed, free and what the agent last observed."""
     st = state(ctx)
-    acc = st.nb.host_accounting(resolve.host_id(st.nb, host))
+    h = resolve.host(st.nb, host)
+    acc = st.nb.host_accounting(h.id)
 
     def human() -> None:
-        rows = [
-            (
-                p.index,
-                p.capacity_mib,
-                p.allocated_mib,
-                p.claimed_mib,
-                p.free_mib,
-                p.observed_free_mib,
-            )
-            for p in acc.pnodes
-        ]
-        table(
-            "pnodes",
-            [
-                "PNODE",
-                "CAPACITY MiB",
-                "ALLOCATED MiB",
-                "CLAIMED MiB",
-                "FREE MiB",
-                "OBSERVED FREE MiB",
-            ],
-            rows,
-        )
-        drows = [
-            (d.domain_id, " | ".join(" ".join(map(str, r)) for r in d.backing_mib))
-            for d in acc.domains
-        ]
-        table("domains (backing MiB, vnode x pnode)", ["DOMAIN", "BACKING"], drows)
+        describe.pnodes(h, acc)
+        describe.backing(st, acc)
 
     emit(st.output, acc, human)
 
@@ -197,9 +229,11 @@ def delete(ctx: typer.Context, host: HostArg) -> None:
 def squeeze(
     ctx: typer.Context,
     host: HostArg,
-    free: Annotated[int, typer.Option("--free", min=1, help="MiB to free")],
-    pnode: Annotated[int | None, typer.Option(help="Free it on this pnode (default: any)")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Compute only, change nothing")] = False,
+    free: Annotated[int, typer.Option("--free", min=1, metavar="MIB", help="MiB to free")],
+    pnode: Annotated[
+        int | None, typer.Option(metavar="N", help="Free it on this pnode (default: any)")
+    ] = None,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Free memory on a host by ballooning its domains down inside their ranges."""
     st = state(ctx)
@@ -211,13 +245,20 @@ def squeeze(
     res = st.nb.squeeze(resolve.host_id(st.nb, host), body)
 
     def human() -> None:
+        st.names.domains(d.domain_id for d in res.domains)
         rows = [
-            (d.domain_id, d.target_mib, " ".join(map(str, d.vnode_targets_mib)))
+            (
+                st.names.domain(d.domain_id),
+                d.previous_target_mib,
+                d.target_mib,
+                " ".join(map(str, d.vnode_targets_mib)),
+                "held (inactive or uncooperative)" if d.held else d.phase,
+            )
             for d in res.domains
         ]
         table(
             "new targets" + (" (dry run)" if dry_run else ""),
-            ["DOMAIN", "TARGET MiB", "VNODE TARGETS MiB"],
+            ["DOMAIN", "FROM MiB", "TARGET MiB", "VNODE TARGETS MiB", "NOTE"],
             rows,
         )
         out.print("free after, per pnode (MiB): " + " ".join(map(str, res.free_mib_after)))
@@ -228,8 +269,10 @@ def squeeze(
 def rebalance(
     ctx: typer.Context,
     host: HostArg,
-    budget_mib: Annotated[int, typer.Option(min=0, help="At most this many MiB move")] = 4096,
-    dry_run: Annotated[bool, typer.Option(help="Compute only, change nothing")] = False,
+    budget_mib: Annotated[
+        int, typer.Option(min=0, metavar="MIB", help="At most this many MiB move")
+    ] = 4096,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Move blocks between pools so memory sits where the virtual distances say (AutoNUMA)."""
     st = state(ctx)
@@ -238,9 +281,10 @@ def rebalance(
     )
 
     def human() -> None:
+        st.names.domains(mv.domain_id for mv in res.moves)
         rows = [
             (
-                mv.domain_id,
+                st.names.domain(mv.domain_id),
                 f"{mv.from_vnode}@{mv.from_pnode}",
                 f"{mv.to_vnode}@{mv.to_pnode}",
                 mv.mib,

@@ -1,20 +1,29 @@
 """`numa-balloon`: hosts, domains, migrations, squeeze, rebalance, events, keys, top.
 
-Every command speaks HTTP through `numa_balloon_client`; hosts and domains are named by name or
-id. Exit codes: 0 ok, 1 the service refused (4xx, unknown name), 2 usage, 3 unavailable
-(no answer, 503, 5xx), 4 the operation failed (a migration failed or was aborted).
+Every command speaks HTTP through `numa_balloon_client`; hosts, domains, migrations and keys are
+named by name, id or a unique id prefix, and `-o/--output` goes anywhere on the line. Exit codes:
+0 ok, 1 the service refused (4xx, unknown name), 2 usage, 3 unavailable (no answer, 503, 5xx),
+4 the operation failed (a migration failed or was aborted, or --wait timed out).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from numa_balloon_cli import cluster, domains, hosts, keys, migrations
-from numa_balloon_cli.config import ConfigError, resolve
-from numa_balloon_cli.output import err, problem, tagged
+from numa_balloon_cli.anywhere import (
+    OUTPUT_HELP,
+    PROFILE_HELP,
+    TOKEN_HELP,
+    URL_HELP,
+    accept_anywhere,
+)
+from numa_balloon_cli.config import ConfigError
+from numa_balloon_cli.output import Format, err, problem, tagged
 from numa_balloon_cli.resolve import Unknown
 from numa_balloon_cli.state import Exit, State
 from numa_balloon_client import (
@@ -30,7 +39,12 @@ from numa_balloon_client import (
 
 
 class Group(TyperGroup):
-    """Turns the client's exceptions into a message on stderr and a distinct exit code."""
+    """Turns the client's exceptions into a message on stderr and a distinct exit code; gives
+    every subcommand the global flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        accept_anywhere(self)
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (Typer vendors its own click)
         try:
@@ -39,7 +53,9 @@ class Group(TyperGroup):
             problem(exc)
             raise typer.Exit(Exit.UNAVAILABLE) from None
         except ApiError as exc:
-            problem(exc)
+            obj = ctx.obj
+            named = exc.status == 409 and isinstance(obj, State) and obj.human
+            problem(exc, obj.names.in_text if named else str)
             raise typer.Exit(Exit.REFUSED) from None
         except ConnectionFailed as exc:
             err.print(tagged("unavailable", "red", str(exc)))
@@ -67,32 +83,33 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        try:
+            print(f"numa-balloon {version('numa-balloon')}")
+        except PackageNotFoundError:  # run from a tree that was never installed
+            print("numa-balloon (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
-    url: Annotated[
-        str | None, typer.Option(help="Service URL [env NUMA_BALLOON_URL, else the profile]")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer token [env NUMA_BALLOON_TOKEN, else the profile]")
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="Profile in ~/.config/numa-balloon/config.toml")
-    ] = None,
+    url: Annotated[str | None, typer.Option(metavar="URL", help=URL_HELP)] = None,
+    token: Annotated[str | None, typer.Option(metavar="TOKEN", help=TOKEN_HELP)] = None,
+    profile: Annotated[str | None, typer.Option(metavar="NAME", help=PROFILE_HELP)] = None,
     output: Annotated[
-        Literal["table", "json", "yaml"],
-        typer.Option(
-            "--output", "-o", help="table, or one json/yaml document (a line each for watch)"
-        ),
+        Format, typer.Option("--output", "-o", metavar="FORMAT", help=OUTPUT_HELP)
     ] = "table",
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     """Talk to a numa-balloon control plane."""
-    try:
-        target = resolve(url, token, profile)
-    except ConfigError as exc:
-        err.print(tagged("error", "red", str(exc)))
-        raise typer.Exit(Exit.USAGE) from None
-    ctx.obj = State(target.url, target.token, output)
+    ctx.obj = State(url, token, profile, output)
 
 
 app.add_typer(hosts.app, name="hosts", help="Register, inspect, drain and remove hosts.")

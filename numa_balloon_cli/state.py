@@ -3,35 +3,50 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 import typer
 
+from numa_balloon_cli.config import resolve
+from numa_balloon_cli.names import Names
+from numa_balloon_cli.output import HUMAN
 from numa_balloon_client import Client
+from numa_balloon_client.programs.exits import Exit  # shared with the agents
 
-
-class Exit(IntEnum):
-    """What a script can tell apart without parsing the message."""
-
-    OK = 0
-    REFUSED = 1  # the service said no (4xx), or no such host/domain name
-    USAGE = 2  # bad flags or arguments (Click's own code), an unusable config or file
-    UNAVAILABLE = 3  # no answer, 503 after retries, or a server error (5xx)
-    FAILED = 4  # the operation ran and ended badly (a migration failed or was aborted)
+__all__ = ["Exit", "State", "state"]
 
 
 @dataclass
 class State:
-    url: str
-    token: str | None
-    output: str
+    """The global flags as given (before or after the subcommand: the last one wins); the
+    service is found from them only when a command first talks to it."""
+
+    url: str | None = None
+    token: str | None = None
+    profile: str | None = None
+    output: str = "table"
     _client: Client | None = field(default=None, repr=False)
+    _names: Names | None = field(default=None, repr=False)
+
+    @property
+    def human(self) -> bool:
+        return self.output in HUMAN
+
+    @property
+    def wide(self) -> bool:
+        return self.output == "wide"
 
     @property
     def nb(self) -> Client:
         if self._client is None:
-            self._client = Client(self.url, self.token)
+            target = resolve(self.url, self.token, self.profile)  # ConfigError: exit 2
+            self._client = Client(target.url, target.token)
         return self._client
+
+    @property
+    def names(self) -> Names:
+        if self._names is None:
+            self._names = Names(self.nb)
+        return self._names
 
     def close(self) -> None:
         if self._client is not None:

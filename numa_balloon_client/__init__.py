@@ -8,7 +8,7 @@ the events long-poll. It speaks HTTP only and never imports the service.
 
 from numa_balloon_client import models, ops
 from numa_balloon_client._core import Call, Page, RetryPolicy, with_status
-from numa_balloon_client._wait import TERMINAL, StepFailed, WaitTimeout, progress
+from numa_balloon_client._wait import TERMINAL, StepFailed, WaitTimeout, pending_steps, progress
 from numa_balloon_client.aio import AsyncClient
 from numa_balloon_client.client import Client
 from numa_balloon_client.errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "host_from_sysfs",
     "models",
     "ops",
+    "pending_steps",
     "progress",
     "with_status",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -159,6 +159,39 @@ def with_status(call: Call[T]) -> Call[tuple[int, T]]:
     )
 
 
+#: The API's bound on an event seq (a 32-bit column): nothing is ever after it.
+MAX_SEQ = (1 << 31) - 1
+
+
+def head_search() -> Generator[int, int | None, int]:
+    """The newest event's seq (0 for an empty log), from reads that each answer "the first seq
+    after S, if any" (`GET /v1/events?since=S&limit=1`).
+
+    The log reads only forward, so this gallops (S doubles its distance from the last seq found)
+    until nothing is after S, then bisects: about 2·log2(head) reads of one event each. Sans I/O:
+    it yields each S to ask about and is sent the answer, so both clients drive the same search.
+    """
+    first = yield 0
+    if first is None:
+        return 0
+    lo, step = first, 1  # lo: a seq that exists
+    while True:
+        probe = min(lo + step, MAX_SEQ)
+        found = yield probe
+        if found is None:
+            hi = probe  # nothing is after hi
+            break
+        lo, step = found, step * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = yield mid
+        if found is None:
+            hi = mid
+        else:
+            lo = found
+    return lo
+
+
 # --- building calls ---------------------------------------------------------------------------
 
 
@@ -185,11 +218,6 @@ def page_of(cls: type[M]) -> Callable[[httpx.Response], Page[M]]:
         return Page(items.validate_python(data["items"]), data.get("next_cursor"))
 
     return parse
-
-
-def raw_page(r: httpx.Response) -> Page[dict[str, Any]]:
-    data = r.json()
-    return Page(list(data["items"]), data.get("next_cursor"))
 
 
 def as_json(r: httpx.Response) -> Any:

@@ -21,13 +21,16 @@ EARLY_FRACTION = 0.5
 
 
 class WaitTimeout(NumaBalloonError):
-    """The migration did not reach one of the states asked for in time."""
+    """The migration did not reach one of the states asked for in time (it goes on)."""
 
-    def __init__(self, migration: m.MigrationOut, states: Iterable[str]) -> None:
+    def __init__(
+        self, migration: m.MigrationOut, states: Iterable[str], timeout_s: float | None = None
+    ) -> None:
         self.migration = migration
-        super().__init__(
-            f"migration {migration.id} is still {migration.state}, not {'/'.join(states)}"
-        )
+        self.states = tuple(states)
+        self.timeout_s = timeout_s
+        after = "" if timeout_s is None else f" after {timeout_s:g} s"
+        super().__init__(f"migration {migration.id} is still {migration.state}{after}")
 
 
 class StepFailed(NumaBalloonError):
@@ -55,6 +58,12 @@ def ready_to_advance(migration: m.MigrationOut) -> bool:
     if gate is None:
         return False
     return all(s.state == "acked" for s in migration.steps if s.phase == gate)
+
+
+def pending_steps(migration: m.MigrationOut) -> list[m.MigrationStepOut]:
+    """The steps the next advance waits for: the current gate phase's, not yet acknowledged."""
+    gate = GATE.get(migration.state)
+    return [s for s in migration.steps if s.phase == gate and s.state != "acked"]
 
 
 def progress(migration: m.MigrationOut) -> dict[str, tuple[int, int]]:

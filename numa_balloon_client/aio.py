@@ -25,6 +25,7 @@ from numa_balloon_client._core import (
     Page,
     RetryPolicy,
     finish,
+    head_search,
     request_parts,
     should_retry,
 )
@@ -39,7 +40,7 @@ from numa_balloon_client._wait import (
 )
 from numa_balloon_client.client import DEFAULT_TIMEOUT_S
 from numa_balloon_client.errors import Conflict, ConnectionFailed, NumaBalloonError
-from numa_balloon_client.ops import Body, ExportFormat, IfMatch, Labels, Strategy
+from numa_balloon_client.ops import Body, ExportFormat, IfMatch, Labels, RunsOn, Strategy
 
 T = TypeVar("T")
 
@@ -120,10 +121,10 @@ class AsyncClient:
 
     # --- health -------------------------------------------------------------------------------
 
-    async def healthz(self) -> Any:
+    async def healthz(self) -> dict[str, str]:
         return await self.run(ops.healthz())
 
-    async def readyz(self) -> Any:
+    async def readyz(self) -> dict[str, Any]:
         return await self.run(ops.readyz())
 
     # --- hosts --------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ class AsyncClient:
     async def rebalance(self, host_id: str, body: Body) -> m.RebalanceOut:
         return await self.run(ops.rebalance(host_id, body))
 
-    async def evacuate(self, host_id: str, body: Body | None = None) -> dict[str, Any]:
+    async def evacuate(self, host_id: str, body: Body | None = None) -> m.EvacuationOut:
         return await self.run(ops.evacuate(host_id, body))
 
     async def rotate_agent_token(self, host_id: str) -> m.AgentToken:
@@ -231,7 +232,7 @@ class AsyncClient:
     async def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
         return await self.run(ops.rotate_guest_token(domain_id))
 
-    async def place(self, body: Body, *, limit: int | None = None) -> Any:
+    async def place(self, body: Body, *, limit: int | None = None) -> m.PlacementPreview:
         return await self.run(ops.place(body, limit))
 
     # --- migrations ---------------------------------------------------------------------------
@@ -266,8 +267,11 @@ class AsyncClient:
     async def advance_migration(self, migration_id: str) -> m.MigrationOut:
         return await self.run(ops.advance_migration(migration_id))
 
-    async def abort_migration(self, migration_id: str) -> m.MigrationOut:
-        return await self.run(ops.abort_migration(migration_id))
+    async def abort_migration(
+        self, migration_id: str, *, runs_on: RunsOn | None = None
+    ) -> m.MigrationOut:
+        """Give up: roll back to the source; in `migrating`, say where the domain runs now."""
+        return await self.run(ops.abort_migration(migration_id, runs_on))
 
     async def list_migrations(
         self,
@@ -404,6 +408,17 @@ class AsyncClient:
                 if sse.data:
                     yield m.EventOut.model_validate_json(sse.data)
 
+    async def latest_event_seq(self) -> int:
+        """The newest event's seq now (0 when the log is empty): where "from now on" starts."""
+        search = head_search()
+        since = next(search)
+        while True:
+            page = await self.list_events(since=since, limit=1)
+            try:
+                since = search.send(page.items[0].seq if page.items else None)
+            except StopIteration as done:
+                return int(done.value)
+
     async def _head_seq(self, subject_id: str) -> int:
         """The last event about `subject_id`: new events about anything come after it."""
         seq = 0
@@ -438,7 +453,7 @@ class AsyncClient:
                 continue
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise WaitTimeout(mig, wanted)
+                raise WaitTimeout(mig, wanted, timeout_s)
             wait = wait_s if left is None else max(0.0, min(wait_s, left))
             events = await self.poll_events(since, wait_s=wait, poll_s=poll_s)
             since = max([since, *(e.seq for e in events)])
@@ -459,24 +474,24 @@ class AsyncClient:
         *,
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> m.ApiKeyCreated:
         return await self.run(ops.create_api_key(name, role, expires_at, idempotency_key))
 
     async def list_api_keys(
         self, *, limit: int | None = None, cursor: str | None = None
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[m.ApiKeyOut]:
         return await self.run(ops.list_api_keys(limit, cursor))
 
-    def iter_api_keys(self, *, limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    def iter_api_keys(self, *, limit: int | None = None) -> AsyncIterator[m.ApiKeyOut]:
         return self._pages(lambda c: ops.list_api_keys(limit, c))
 
-    async def get_api_key(self, key_id: str) -> dict[str, Any]:
+    async def get_api_key(self, key_id: str) -> m.ApiKeyOut:
         return await self.run(ops.get_api_key(key_id))
 
     async def revoke_api_key(self, key_id: str) -> None:
         await self.run(ops.revoke_api_key(key_id))
 
-    async def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+    async def rotate_api_key(self, key_id: str) -> m.ApiKeyCreated:
         return await self.run(ops.rotate_api_key(key_id))
 
     # --- host agent (with the host's agent token) ---------------------------------------------
@@ -492,7 +507,7 @@ class AsyncClient:
     ) -> m.StepOut:
         return await self.run(ops.agent_ack(host_id, step_id, ok, detail))
 
-    async def agent_report(self, host_id: str, body: Body) -> dict[str, Any]:
+    async def agent_report(self, host_id: str, body: Body) -> m.AgentReportOut:
         return await self.run(ops.agent_report(host_id, body))
 
     # --- guest (with the domain's guest token) ------------------------------------------------

@@ -25,6 +25,7 @@ from numa_balloon_client._core import (
     Page,
     RetryPolicy,
     finish,
+    head_search,
     request_parts,
     should_retry,
 )
@@ -38,7 +39,7 @@ from numa_balloon_client._wait import (
     wait_disabled_by,
 )
 from numa_balloon_client.errors import Conflict, ConnectionFailed, NumaBalloonError
-from numa_balloon_client.ops import Body, ExportFormat, IfMatch, Labels, Strategy
+from numa_balloon_client.ops import Body, ExportFormat, IfMatch, Labels, RunsOn, Strategy
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 10.0
@@ -117,10 +118,10 @@ class Client:
 
     # --- health -------------------------------------------------------------------------------
 
-    def healthz(self) -> Any:
+    def healthz(self) -> dict[str, str]:
         return self.run(ops.healthz())
 
-    def readyz(self) -> Any:
+    def readyz(self) -> dict[str, Any]:
         return self.run(ops.readyz())
 
     # --- hosts --------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class Client:
     def rebalance(self, host_id: str, body: Body) -> m.RebalanceOut:
         return self.run(ops.rebalance(host_id, body))
 
-    def evacuate(self, host_id: str, body: Body | None = None) -> dict[str, Any]:
+    def evacuate(self, host_id: str, body: Body | None = None) -> m.EvacuationOut:
         return self.run(ops.evacuate(host_id, body))
 
     def rotate_agent_token(self, host_id: str) -> m.AgentToken:
@@ -222,7 +223,7 @@ class Client:
     def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
         return self.run(ops.rotate_guest_token(domain_id))
 
-    def place(self, body: Body, *, limit: int | None = None) -> Any:
+    def place(self, body: Body, *, limit: int | None = None) -> m.PlacementPreview:
         return self.run(ops.place(body, limit))
 
     # --- migrations ---------------------------------------------------------------------------
@@ -257,8 +258,11 @@ class Client:
     def advance_migration(self, migration_id: str) -> m.MigrationOut:
         return self.run(ops.advance_migration(migration_id))
 
-    def abort_migration(self, migration_id: str) -> m.MigrationOut:
-        return self.run(ops.abort_migration(migration_id))
+    def abort_migration(
+        self, migration_id: str, *, runs_on: RunsOn | None = None
+    ) -> m.MigrationOut:
+        """Give up: roll back to the source; in `migrating`, say where the domain runs now."""
+        return self.run(ops.abort_migration(migration_id, runs_on))
 
     def list_migrations(
         self,
@@ -399,6 +403,17 @@ class Client:
                 if sse.data:
                     yield m.EventOut.model_validate_json(sse.data)
 
+    def latest_event_seq(self) -> int:
+        """The newest event's seq now (0 when the log is empty): where "from now on" starts."""
+        search = head_search()
+        since = next(search)
+        while True:
+            page = self.list_events(since=since, limit=1)
+            try:
+                since = search.send(page.items[0].seq if page.items else None)
+            except StopIteration as done:
+                return int(done.value)
+
     def _head_seq(self, subject_id: str) -> int:
         """The last event about `subject_id`: new events about anything come after it."""
         return max((e.seq for e in self.iter_events(subject_id=subject_id)), default=0)
@@ -432,7 +447,7 @@ class Client:
                 continue
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise WaitTimeout(mig, wanted)
+                raise WaitTimeout(mig, wanted, timeout_s)
             wait = wait_s if left is None else max(0.0, min(wait_s, left))
             events = self.poll_events(since, wait_s=wait, poll_s=poll_s)
             since = max([since, *(e.seq for e in events)])
@@ -455,24 +470,24 @@ class Client:
         *,
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> m.ApiKeyCreated:
         return self.run(ops.create_api_key(name, role, expires_at, idempotency_key))
 
     def list_api_keys(
         self, *, limit: int | None = None, cursor: str | None = None
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[m.ApiKeyOut]:
         return self.run(ops.list_api_keys(limit, cursor))
 
-    def iter_api_keys(self, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    def iter_api_keys(self, *, limit: int | None = None) -> Iterator[m.ApiKeyOut]:
         return self._pages(lambda c: ops.list_api_keys(limit, c))
 
-    def get_api_key(self, key_id: str) -> dict[str, Any]:
+    def get_api_key(self, key_id: str) -> m.ApiKeyOut:
         return self.run(ops.get_api_key(key_id))
 
     def revoke_api_key(self, key_id: str) -> None:
         self.run(ops.revoke_api_key(key_id))
 
-    def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+    def rotate_api_key(self, key_id: str) -> m.ApiKeyCreated:
         return self.run(ops.rotate_api_key(key_id))
 
     # --- host agent (with the host's agent token) ---------------------------------------------
@@ -488,7 +503,7 @@ class Client:
     ) -> m.StepOut:
         return self.run(ops.agent_ack(host_id, step_id, ok, detail))
 
-    def agent_report(self, host_id: str, body: Body) -> dict[str, Any]:
+    def agent_report(self, host_id: str, body: Body) -> m.AgentReportOut:
         return self.run(ops.agent_report(host_id, body))
 
     # --- guest (with the domain's guest token) ------------------------------------------------

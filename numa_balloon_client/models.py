@@ -1675,7 +1675,20 @@ class Problem(BaseModel):
         extra="allow",
     )
     detail: Annotated[str, Field(title="Detail")]
-    errors: Annotated[list[ValidationIssue] | None, Field(title="Errors")] = None
+    errors: Annotated[
+        list[ValidationIssue] | None,
+        Field(
+            description="Where the input is wrong: at most the first 50 located errors (see errors_omitted)",
+            title="Errors",
+        ),
+    ] = None
+    errors_omitted: Annotated[
+        int | None,
+        Field(
+            description="How many more located errors there were beyond those listed in errors (at least 1); absent when errors lists them all",
+            title="Errors Omitted",
+        ),
+    ] = None
     instance: Annotated[str | None, Field(title="Instance")] = None
     max_feasible_mib: Annotated[int | None, Field(title="Max Feasible Mib")] = None
     status: Annotated[int, Field(title="Status")]

@@ -1,11 +1,8 @@
 """Every operation of the API as a `Call`, once, for both clients.
 
 Public for callers that send calls themselves, e.g. `bench/load.py`, which wraps them in
-`with_status` to count each answer's status code while still getting the parsed models.
-
-Routes that other branches add (events long-poll and stream, evacuate, `POST /v1/placements`,
-API keys, the agent's batch report) are written to their contract and parsed as plain JSON until
-their schemas reach openapi/openapi.json; an older server answers them with `NotFound`.
+`with_status` to count each answer's status code while still getting the parsed models. Every
+answer with a body parses into the model openapi/openapi.json names for it.
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ from numa_balloon_client._core import (
     nothing,
     page_of,
     query,
-    raw_page,
 )
 
 Body = BaseModel | Mapping[str, Any]
@@ -38,6 +34,7 @@ Labels = Mapping[str, str] | Sequence[str] | None
 IfMatch = bool | str | None
 ExportFormat = Literal["xl", "libvirt", "libvirt-domain", "xenstore"]
 Strategy = Literal["rebalance", "replug"]
+RunsOn = Literal["source", "destination"]
 
 
 def _id(value: str) -> str:
@@ -65,11 +62,12 @@ def _create(path: str, body: Body, parse: Any, key: str | None, **kw: Any) -> Ca
 # --- health -------------------------------------------------------------------------------------
 
 
-def healthz() -> Call[Any]:
+def healthz() -> Call[dict[str, str]]:
     return Call("GET", "/healthz", as_json)
 
 
-def readyz() -> Call[Any]:
+def readyz() -> Call[dict[str, Any]]:
+    """`{status, revision}` (no schema in the API: a 503 problem while not ready)."""
     return Call("GET", "/readyz", as_json)
 
 
@@ -116,10 +114,10 @@ def rebalance(host_id: str, body: Body) -> Call[m.RebalanceOut]:
     return Call("POST", f"{host_path(host_id)}/rebalance", model(m.RebalanceOut), body=dump(body))
 
 
-def evacuate(host_id: str, body: Body | None) -> Call[dict[str, Any]]:
-    """202 `{host_id, migrations, unplaced: [{domain_id, reason}]}` (branch i14's contract)."""
+def evacuate(host_id: str, body: Body | None) -> Call[m.EvacuationOut]:
+    """202: the migrations started, and the domains no other host takes (with the reason)."""
     payload = dump(body) if body is not None else None
-    return Call("POST", f"{host_path(host_id)}/evacuate", as_json, body=payload)
+    return Call("POST", f"{host_path(host_id)}/evacuate", model(m.EvacuationOut), body=payload)
 
 
 def rotate_agent_token(host_id: str) -> Call[m.AgentToken]:
@@ -186,9 +184,10 @@ def rotate_guest_token(domain_id: str) -> Call[m.GuestToken]:
     return Call("POST", f"{domain_path(domain_id)}/guest-token", model(m.GuestToken))
 
 
-def place(body: Body, limit: int | None) -> Call[Any]:
+def place(body: Body, limit: int | None) -> Call[m.PlacementPreview]:
     """`POST /v1/placements`: a domain spec ranked over every host, nothing created."""
-    return Call("POST", "/v1/placements", as_json, body=dump(body), params=query(limit=limit))
+    parse = model(m.PlacementPreview)
+    return Call("POST", "/v1/placements", parse, body=dump(body), params=query(limit=limit))
 
 
 # --- migrations ---------------------------------------------------------------------------------
@@ -231,8 +230,10 @@ def advance_migration(migration_id: str) -> Call[m.MigrationOut]:
     return Call("POST", f"{migration_path(migration_id)}/advance", model(m.MigrationOut))
 
 
-def abort_migration(migration_id: str) -> Call[m.MigrationOut]:
-    return Call("POST", f"{migration_path(migration_id)}/abort", model(m.MigrationOut))
+def abort_migration(migration_id: str, runs_on: RunsOn | None = None) -> Call[m.MigrationOut]:
+    """`runs_on` says where the domain runs when the live migration may have run (migrating)."""
+    body = None if runs_on is None else {"runs_on": runs_on}
+    return Call("POST", f"{migration_path(migration_id)}/abort", model(m.MigrationOut), body=body)
 
 
 def list_migrations(
@@ -293,34 +294,35 @@ def events_stream_params(
     return query(subject_id=subject_id, kind=kind, actor=actor)
 
 
-# --- API keys (branch i15) ----------------------------------------------------------------------
+# --- API keys -----------------------------------------------------------------------------------
 
 
 def create_api_key(
     name: str, role: str, expires_at: datetime | str | None, key: str | None
-) -> Call[dict[str, Any]]:
+) -> Call[m.ApiKeyCreated]:
     body: dict[str, Any] = {"name": name, "role": role}
     if expires_at is not None:
         body["expires_at"] = (
             expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
         )
-    return _create("/v1/api-keys", body, as_json, key)
+    return _create("/v1/api-keys", body, model(m.ApiKeyCreated), key)
 
 
-def list_api_keys(limit: int | None, cursor: str | None) -> Call[Page[dict[str, Any]]]:
-    return Call("GET", "/v1/api-keys", raw_page, params=query(limit=limit, cursor=cursor))
+def list_api_keys(limit: int | None, cursor: str | None) -> Call[Page[m.ApiKeyOut]]:
+    params = query(limit=limit, cursor=cursor)
+    return Call("GET", "/v1/api-keys", page_of(m.ApiKeyOut), params=params)
 
 
-def get_api_key(key_id: str) -> Call[dict[str, Any]]:
-    return Call("GET", f"/v1/api-keys/{_id(key_id)}", as_json)
+def get_api_key(key_id: str) -> Call[m.ApiKeyOut]:
+    return Call("GET", f"/v1/api-keys/{_id(key_id)}", model(m.ApiKeyOut))
 
 
 def revoke_api_key(key_id: str) -> Call[None]:
     return Call("DELETE", f"/v1/api-keys/{_id(key_id)}", nothing)
 
 
-def rotate_api_key(key_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/api-keys/{_id(key_id)}/rotate", as_json)
+def rotate_api_key(key_id: str) -> Call[m.ApiKeyCreated]:
+    return Call("POST", f"/v1/api-keys/{_id(key_id)}/rotate", model(m.ApiKeyCreated))
 
 
 # --- host agent (agent token) -------------------------------------------------------------------
@@ -342,9 +344,10 @@ def agent_ack(host_id: str, step_id: str, ok: bool, detail: str | None) -> Call[
     return Call("POST", path, model(m.StepOut), body=body, idempotent=True)
 
 
-def agent_report(host_id: str, body: Body) -> Call[dict[str, Any]]:
-    """The batch report (branch i17): free memory per pnode and every domain's pool sizes."""
-    return Call("POST", f"/v1/agent/hosts/{_id(host_id)}/report", as_json, body=dump(body))
+def agent_report(host_id: str, body: Body) -> Call[m.AgentReportOut]:
+    """The batch report: free memory per pnode and every domain's pool sizes."""
+    path = f"/v1/agent/hosts/{_id(host_id)}/report"
+    return Call("POST", path, model(m.AgentReportOut), body=dump(body))
 
 
 # --- guest (guest token) ------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from numa_balloon_client.programs.exits import ProgramError, UsageError
+
 PAGE_BYTES = 4096
 MIB = 1 << 20
 _BLOCK = re.compile(r"^memory(\d+)$")
@@ -40,10 +42,20 @@ class Progress:
         return "; ".join(parts)
 
 
+class UnknownNode(ProgramError):
+    """The service's topology names a vnode this guest has no node for (exit 4: the guest
+    was not started with the domain's NUMA layout)."""
+
+
 class MemoryBlocks:
     def __init__(self, root: Path | str = "/") -> None:
         self.memory = Path(root) / "sys/devices/system/memory"
         self.nodes = Path(root) / "sys/devices/system/node"
+        if not self.nodes.is_dir():
+            raise UsageError(
+                f"sysfs root {root}: {self.nodes} is not a directory (the root of a sysfs "
+                "tree holds sys/devices/system/node; / in the guest)"
+            )
 
     @property
     def available(self) -> bool:
@@ -91,6 +103,11 @@ class MemoryBlocks:
         """Memory online in the node: its online blocks (what plugging changes), or, on a kernel
         without memory-block hotplug, the node's MemTotal."""
         directory = self.nodes / f"node{node}"
+        if not directory.is_dir():
+            raise UnknownNode(
+                f"vnode {node}: {directory} is not there; the guest must see the domain's "
+                "vnodes as its NUMA nodes (start it from the service's export)"
+            )
         if self.available:
             blocks = [int(m.group(1)) for p in directory.iterdir() if (m := _BLOCK.match(p.name))]
             online = sum(1 for b in blocks if (self.state(b) or "").startswith("online"))

@@ -12,16 +12,25 @@
   `{host}` replaced by the destination host's name;
 - release: checks the domain no longer runs here.
 The service's domain id is the libvirt UUID (the `libvirt-domain` export sets it).
+
+Without the binding, or without a daemon to connect to, the backend cannot start
+(`Unavailable`, exit 3, one line); a daemon that stops answering later ends the agent the same
+way, and the service manager starts it again on a fresh connection.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from numa_balloon_agent.backends import libvirt_xml as lx
 from numa_balloon_agent.backends.base import DomainReport, default_distances
 from numa_balloon_agent.steps import KIB_PER_MIB, Outcome, Step, not_ours
+from numa_balloon_client import machine
+from numa_balloon_client.programs.exits import Unavailable
 
 MIB = 1024 * 1024
 
@@ -29,10 +38,12 @@ MIB = 1024 * 1024
 def _binding() -> Any:
     try:
         return importlib.import_module("libvirt")
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "the libvirt backend needs the libvirt Python binding: pip install libvirt-python "
-            "(with libvirt-dev and pkg-config installed)"
+    except ImportError as exc:
+        raise Unavailable(
+            "the libvirt backend needs the libvirt Python binding (libvirt-python): "
+            "`make libvirt-binding` in a numa-balloon checkout, or "
+            "`pip install 'numa-balloon-agent[libvirt]'` (it builds against libvirt-dev, "
+            "with pkg-config and gcc)"
         ) from exc
 
 
@@ -51,17 +62,40 @@ class LibvirtBackend:
         # print each one (a domain looked up and not found is an answer here, not an error).
         self.lv.registerErrorHandler(lambda _ctx, _err: None, None)
         self.uri = uri
-        self.conn = self.lv.open(uri)
+        with self._answering("cannot connect to", " (is its daemon running, its socket ours?)"):
+            self.conn = self.lv.open(uri)
         self.migrate_uri = migrate_uri
         self.migration = migration
+
+    @contextmanager
+    def _answering(self, doing: str, hint: str = "") -> Iterator[None]:
+        """libvirt errors while observing: the hypervisor is not answering (one line)."""
+        try:
+            yield
+        except self.lv.libvirtError as exc:
+            raise Unavailable(f"libvirt: {doing} {self.uri}{hint}: {exc}") from exc
+
+    def external_id(self) -> str | None:
+        """A local hypervisor is this machine (/etc/machine-id, as the CLI's --from-sysfs and
+        the sysfs backend read it); a remote one is named by its capabilities' host UUID.
+        The test driver is no machine at all."""
+        where = urlsplit(self.uri)
+        if where.scheme.split("+")[0] == "test":
+            return None
+        if not where.netloc:
+            return machine.external_id()
+        with self._answering("cannot read the capabilities of"):
+            uuid = lx.host_uuid(self.conn.getCapabilities())
+        return None if uuid is None else f"libvirt:{uuid}"
 
     # --- discovery and observation -----------------------------------------------------------
 
     def _cells(self) -> tuple[list[int], list[int], list[list[int]]]:
-        memory, cpus, slit = lx.host_topology(self.conn.getCapabilities())
-        if not memory:  # no NUMA information: the whole machine is one node
-            info = self.conn.getInfo()
-            return [int(info[1])], [int(info[2])], default_distances(1)
+        with self._answering("cannot read the capabilities of"):
+            memory, cpus, slit = lx.host_topology(self.conn.getCapabilities())
+            if not memory:  # no NUMA information: the whole machine is one node
+                info = self.conn.getInfo()
+                return [int(info[1])], [int(info[2])], default_distances(1)
         return memory, cpus, slit
 
     def discover(self, *, name: str, reserved_mib: int) -> dict[str, Any]:
@@ -74,12 +108,18 @@ class LibvirtBackend:
 
     def free_mib(self) -> list[int]:
         n = len(self._cells()[0])
-        return [int(b) // MIB for b in self.conn.getCellsFreeMemory(0, n)]
+        with self._answering("cannot read the free memory of"):
+            return [int(b) // MIB for b in self.conn.getCellsFreeMemory(0, n)]
 
     def domains(self) -> list[DomainReport]:
         out = []
-        for dom in self.conn.listAllDomains(self.lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            vnodes = self._actual(dom)
+        with self._answering("cannot list the domains of"):
+            running = self.conn.listAllDomains(self.lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        for dom in running:
+            try:
+                vnodes = self._actual(dom)
+            except self.lv.libvirtError:
+                continue  # it stopped between the listing and the look: not running here
             if vnodes:
                 out.append({"domain_id": dom.UUIDString(), "vnodes": vnodes})
         return out
@@ -124,18 +164,55 @@ class LibvirtBackend:
         lay = lx.layout(dom.XMLDesc(0))
         device = lay.devices.get(step.vnode)
         live = self.lv.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
-        flags = live | (self.lv.VIR_DOMAIN_AFFECT_CONFIG if dom.isPersistent() else 0)
         if device is not None:
             requested = lx.requested_kib(device, lay.boot_kib.get(step.vnode, 0), step.target_mib)
-            call = f"updateDeviceFlags(virtio-mem node {step.vnode}, requested={requested} KiB)"
-            if not dry_run:
-                dom.updateDeviceFlags(lx.device_update_xml(device, requested), flags)
-            return Outcome(False, True, call)
+            affect = self._affect(dom)
+            if dry_run:
+                what = f"virtio-mem node {step.vnode}, requested={requested} KiB"
+                return Outcome(False, True, "; ".join(_update(what, a) for a in affect))
+            return self._resize_device(dom, device, requested, affect)
         total = self._balloon_total(step, lay, dom)
         call = f"setMemoryFlags({total} KiB)"
         if not dry_run:
             dom.setMemoryFlags(total, live or self.lv.VIR_DOMAIN_AFFECT_CONFIG)
         return Outcome(False, True, call)
+
+    def _affect(self, dom: Any) -> list[str]:
+        """The definitions a device update changes, one call each: libvirt (9.0) refuses
+        AFFECT_LIVE|AFFECT_CONFIG for a memory device ("memory not found", the device parsed for
+        the saved definition has lost its live alias), while each alone works."""
+        if not dom.isActive():
+            return ["CONFIG"]
+        return ["LIVE", "CONFIG"] if dom.isPersistent() else ["LIVE"]
+
+    def _resize_device(
+        self, dom: Any, device: lx.VirtioMem, requested: int, affect: list[str]
+    ) -> Outcome:
+        """`<requested>` of the running device (its live element: the alias names the QEMU
+        device), then of the saved definition's (its own element, matched by address). Once the
+        live size is set the step stands; a saved definition that did not follow is said in the
+        detail."""
+        lv = self.lv
+        what = f"virtio-mem node {device.node}, requested={requested} KiB"
+        done: list[str] = []
+        for a in affect:
+            element = device
+            if a == "CONFIG" and dom.isActive():
+                saved = lx.layout(dom.XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE)).devices.get(device.node)
+                if saved is None:
+                    done.append(f"the saved definition has no virtio-mem device on {device.node}")
+                    break
+                element = saved
+            flag = lv.VIR_DOMAIN_AFFECT_LIVE if a == "LIVE" else lv.VIR_DOMAIN_AFFECT_CONFIG
+            try:
+                dom.updateDeviceFlags(lx.device_update_xml(element, requested), flag)
+            except lv.libvirtError as exc:
+                if not done:
+                    raise  # nothing changed: the step failed
+                done.append(f"the saved definition kept its size: {exc}")
+                break
+            done.append(_update(what, a))
+        return Outcome(False, True, "; ".join(done))
 
     def _balloon_total(self, step: Step, lay: lx.DomainLayout, dom: Any) -> int:
         """One pool: its target. Several pools behind one balloon: the current balloon moved by
@@ -193,3 +270,7 @@ class LibvirtBackend:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _update(what: str, affect: str) -> str:
+    return f"updateDeviceFlags({what}, AFFECT_{affect})"

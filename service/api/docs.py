@@ -120,7 +120,11 @@ DOCS: dict[str, tuple[str, str]] = {
     ),
     "export": (
         "Export a domain's vNUMA configuration for xl, libvirt or xenstore.",
-        f"{ADMIN} Text; 409 when the backing spreads a vnode over pnodes xl cannot express.",
+        f"{ADMIN} Text; 409 when the backing spreads a vnode over pnodes xl cannot express. "
+        "`libvirt-domain` has no boot source, console, disk or network unless asked: "
+        "`domain_type=qemu` (QEMU's emulator where KVM is unusable), a direct kernel boot "
+        "(`kernel`, `initrd`, `cmdline`) and `serial_log` (the first serial port to a file) add "
+        "what a first boot needs; these options go with `libvirt-domain` only (422 otherwise).",
     ),
     "list_events": (
         "List audit events after a sequence number, or wait for the next one.",

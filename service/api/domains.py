@@ -21,7 +21,7 @@ from service.api.filters import (
 )
 from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, page_size
-from service.api.problems import Conflict, responses
+from service.api.problems import Conflict, InvalidInput, responses
 from service.api.render import model_response
 from service.core import domains as core
 from service.core import listing, placement
@@ -32,6 +32,7 @@ from service.db.audit import record_event
 from service.db.loaders import load_host_accounting
 from service.db.retry import retry_transaction
 from service.db.tokens import issue_token
+from service.exports.libvirt_domain import Definition
 from service.schemas.agent import GuestToken
 from service.schemas.common import Page
 from service.schemas.domains import (
@@ -243,6 +244,65 @@ _MEDIA = {
 }
 
 
+#: Paths on the hypervisor host and the kernel command line, as XML can carry them: no control
+#: characters (nor U+FFFE, U+FFFF); a path is absolute.
+_HOST_PATH = r"^/[^\x00-\x1f\x7f\ufffe\uffff]*$"
+_CMDLINE = r"^[^\x00-\x1f\x7f\ufffe\uffff]*$"
+_PATH_MAX = 4096
+_CMDLINE_MAX = 2048  # x86's COMMAND_LINE_SIZE
+
+
+def _host_path(what: str) -> Any:
+    return Query(
+        max_length=_PATH_MAX,
+        pattern=_HOST_PATH,
+        description=f"libvirt-domain only: {what} (an absolute path on the hypervisor host)",
+    )
+
+
+def _definition(
+    fmt: ExportFormat,
+    domain_type: Literal["kvm", "qemu"] | None,
+    kernel: str | None,
+    initrd: str | None,
+    cmdline: str | None,
+    serial_log: str | None,
+) -> Definition | None:
+    """The additions asked for, or None; they only go with the complete libvirt domain, and an
+    initrd or a command line only with a kernel."""
+    asked = {
+        name: value
+        for name, value in (
+            ("domain_type", domain_type),
+            ("kernel", kernel),
+            ("initrd", initrd),
+            ("cmdline", cmdline),
+            ("serial_log", serial_log),
+        )
+        if value is not None
+    }
+    if not asked:
+        return None
+    if fmt != "libvirt-domain":
+        raise InvalidInput(
+            f"{', '.join(asked)}: only with format=libvirt-domain, not {fmt}",
+            errors=[{"loc": ["query", n], "msg": "only with format=libvirt-domain"} for n in asked],
+        )
+    if kernel is None and (initrd is not None or cmdline is not None):
+        lonely = [n for n in ("initrd", "cmdline") if n in asked]
+        raise InvalidInput(
+            f"{' and '.join(lonely)} need a kernel",
+            errors=[{"loc": ["query", n], "msg": "needs kernel"} for n in lonely],
+        )
+    return Definition(
+        domain_type=domain_type or "kvm",
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
+        serial_log=serial_log,
+    )
+
+
 @router.get(
     "/{domain_id}/export",
     response_class=PlainTextResponse,
@@ -263,12 +323,30 @@ def export(
     format: Annotated[
         ExportFormat, Query(description="xl | libvirt | libvirt-domain | xenstore")
     ] = "xl",
+    domain_type: Annotated[
+        Literal["kvm", "qemu"] | None,
+        Query(description="libvirt-domain only: `<domain type=...>` (default kvm)"),
+    ] = None,
+    kernel: Annotated[str | None, _host_path("the kernel to boot directly")] = None,
+    initrd: Annotated[str | None, _host_path("its initrd (with kernel)")] = None,
+    cmdline: Annotated[
+        str | None,
+        Query(
+            max_length=_CMDLINE_MAX,
+            pattern=_CMDLINE,
+            description="libvirt-domain only: the kernel's command line (with kernel)",
+        ),
+    ] = None,
+    serial_log: Annotated[
+        str | None, _host_path("write the first serial port (the console) to this file")
+    ] = None,
 ) -> PlainTextResponse:
+    definition = _definition(format, domain_type, kernel, initrd, cmdline, serial_log)
     domain = core.load_domain(session, str(domain_id))
     if domain.host_id is None:
         raise Conflict("the domain has no host to export a placement for")
     state = load_host_accounting(session, domain.host_id, lock=False)
     if state is None:
         raise Conflict("the domain's host is gone")
-    text = export_domain(domain, state.backing[domain.id], format)
+    text = export_domain(domain, state.backing[domain.id], format, definition)
     return PlainTextResponse(text, media_type=_MEDIA[format])

@@ -34,9 +34,16 @@ from starlette.requests import cookie_parser
 from service.api.auth import Caller, Principal, is_admin, parse_bearer, resolve
 from service.api.authz import role_allows
 from service.api.deps import SessionDep
-from service.api.events import MAX_SEQ, stream_events
-from service.api.problems import Forbidden, TooManyRequests, Unauthorized, responses
-from service.api.ratelimit import retry_after
+from service.api.events import MAX_SEQ, StreamWaiter, stream_events
+from service.api.forwarded import client_address
+from service.api.problems import (
+    Forbidden,
+    InvalidInput,
+    TooManyRequests,
+    Unauthorized,
+    responses,
+)
+from service.api.ratelimit import Limits
 from service.api.session import COOKIE, binding_for, session_cookie, wants_html
 from service.db.models import ApiKey, Domain, Host, Migration
 from service.db.overview import Overview, load_overview
@@ -47,6 +54,7 @@ from service.vocabulary import ACTIVE_MIGRATION_STATES
 router = APIRouter(prefix="/ui", tags=["ui"])
 
 MAX_HOSTS = 64
+MAX_FORM_FIELDS = 4  # the sign-in form has one (key); a few more are tolerated, not parsed
 RECENT_MIGRATIONS = 8
 FAR = 32
 PALETTE = (
@@ -91,14 +99,14 @@ def ui_login_form() -> HTMLResponse:
     "/login",
     response_class=RedirectResponse,
     status_code=303,
-    responses=responses(401, 403, 429),
+    responses=responses(401, 403, 413, 422, 429),
     summary="Sign in to the topology view with an API key (form field `key`, or bearer)",
 )
 async def ui_login(request: Request) -> Response:
     """Sets a signed session cookie naming the key (not its secret) and redirects to /ui."""
     try:
         principal, secret_hash = await _sign_in(request)
-    except (Unauthorized, Forbidden, TooManyRequests) as exc:
+    except (Unauthorized, Forbidden, TooManyRequests, InvalidInput) as exc:
         if wants_html(request.headers):
             page = login_page(exc.status, str(exc.detail))
             page.headers.update(exc.headers)
@@ -121,33 +129,46 @@ async def ui_login(request: Request) -> Response:
 
 
 async def _sign_in(request: Request) -> tuple[Principal, str | None]:
-    """The principal of the key in the form (or the bearer header), counted as a failed
-    authentication of the client's address when it names none."""
-    settings: Settings = request.app.state.settings
-    limits = request.app.state.limits
-    address = request.client.host if request.client else "unknown"
-    token = parse_bearer(request.headers.get("authorization"))
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        token = ((form.get("key") or form.get("token") or [""])[0].strip()) or token
-    if not token:
-        raise Unauthorized("sign in with an API key")
-    wait = limits.failed_auth.wait_s(address)
-    if wait > 0:
-        raise TooManyRequests(f"too many failed sign-ins from {address}", retry_after(wait))
-    if is_admin(settings, token):
-        principal, secret_hash = Principal("admin", role="admin"), None
-    else:
-        try:
-            principal, secret_hash = await run_in_threadpool(
-                _resolve, request, token, request.app.state.clock()
-            )
-        except Unauthorized:
-            limits.failed_auth.hit(address)
-            raise
+    """The principal of the key in the form (or the bearer header). A sign-in that names no valid
+    key counts as a failed authentication of the client's address; a valid key is never refused
+    by that limit."""
+    limits: Limits = request.app.state.limits
+    try:
+        token = await _offered_key(request)
+        principal, secret_hash = await _verify(request, token)
+    except (Unauthorized, InvalidInput) as exc:
+        raise limits.failed_authentication(client_address(request.scope), exc) from None
     if principal.role is None or not role_allows(principal.role, "ui_topology"):
         raise Forbidden(f"a {principal.role or principal.kind} token cannot use the topology view")
     return principal, secret_hash
+
+
+async def _offered_key(request: Request) -> str:
+    """The key of the form (fields `key` or `token`), else of the bearer header.
+
+    The body is at most `ANONYMOUS_MAX_BODY_BYTES` (service/api/middleware.py) and is parsed only
+    when it holds at most `MAX_FORM_FIELDS` fields."""
+    token = parse_bearer(request.headers.get("authorization"))
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        try:
+            form = parse_qs(
+                (await request.body()).decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS
+            )
+        except ValueError:
+            raise InvalidInput(
+                f"the sign-in form has more than {MAX_FORM_FIELDS} fields",
+                errors=[{"loc": ["body"], "msg": f"at most {MAX_FORM_FIELDS} fields"}],
+            ) from None
+        token = ((form.get("key") or form.get("token") or [""])[0].strip()) or token
+    if not token:
+        raise Unauthorized("sign in with an API key")
+    return token
+
+
+async def _verify(request: Request, token: str) -> tuple[Principal, str | None]:
+    if is_admin(request.app.state.settings, token):
+        return Principal("admin", role="admin"), None
+    return await run_in_threadpool(_resolve, request, token, request.app.state.clock())
 
 
 def _resolve(request: Request, token: str, now: datetime) -> tuple[Principal, str | None]:
@@ -198,7 +219,7 @@ def ui_topology(session: SessionDep, principal: Caller) -> Response:
 )
 async def ui_events(
     request: Request,
-    principal: Caller,
+    waiter: StreamWaiter,
     since: Annotated[
         int | None, Query(ge=0, le=MAX_SEQ, description="Start after this seq (default: now)")
     ] = None,
@@ -214,7 +235,7 @@ async def ui_events(
     page listens for `message`): `data:` says which action, `id:` resumes after a reconnect."""
     stream = stream_events(
         request,
-        principal,
+        waiter,
         since=since,
         subject_id=None,
         kind=None,

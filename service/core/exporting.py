@@ -8,6 +8,7 @@ from numpy.typing import NDArray
 from service.db.models import Domain
 from service.errors import Conflict
 from service.exports import ExportDomain, ExportError, ExportVnode, export
+from service.exports.libvirt_domain import Definition, to_libvirt_kvm_domain
 
 
 def export_model(domain: Domain, backing: NDArray[np.int64]) -> ExportDomain:
@@ -33,8 +34,14 @@ def export_model(domain: Domain, backing: NDArray[np.int64]) -> ExportDomain:
     )
 
 
-def export_domain(domain: Domain, backing: NDArray[np.int64], fmt: str) -> str:
+def export_domain(
+    domain: Domain, backing: NDArray[np.int64], fmt: str, definition: Definition | None = None
+) -> str:
+    """The domain in `fmt`; `definition` (only for `libvirt-domain`) adds a boot's needs."""
     try:
-        return export(export_model(domain, backing), fmt)
+        model = export_model(domain, backing)
+        if definition is not None:
+            return to_libvirt_kvm_domain(model, definition=definition)
+        return export(model, fmt)
     except ExportError as exc:
         raise Conflict(f"cannot export as {fmt}: {exc.reason}") from None

@@ -18,16 +18,22 @@ requires):
 
 ``<memory>`` is the static maximum (libvirt counts the cells plus the devices), ``<maxMemory>``
 the same with one slot per device (libvirt requires it once memory devices exist).
+
+By default the domain has no boot source, no console, no disk and no network: the operator adds
+them. :class:`Definition` asks for what a first boot needs where that fits in query parameters
+(``domain_type``, a direct kernel boot, a serial log); with none of them the XML is unchanged.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Literal
 
 from service.exports.libvirt import _check_name, _numatune_element, _serialize
 from service.exports.model import ExportDomain, ExportError, compress_ranges
 
-__all__ = ["boot_mib", "to_libvirt_kvm_domain"]
+__all__ = ["Definition", "boot_mib", "to_libvirt_kvm_domain"]
 
 KIB_PER_MIB = 1024
 
@@ -82,24 +88,69 @@ def _devices(domain: ExportDomain, boot: list[int], block: int) -> ET.Element:
     return devices
 
 
-def to_libvirt_kvm_domain(domain: ExportDomain, *, arch: str = "x86_64") -> str:
-    """The whole domain, accepted by libvirt as it is (``virsh define``)."""
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """What the export adds to the domain when asked (each default leaves the XML as it was).
+
+    ``domain_type``: ``kvm`` (hardware virtualization) or ``qemu`` (QEMU's own emulator, TCG,
+    where there is no usable KVM); ``kernel``, ``initrd``, ``cmdline``: a direct kernel boot
+    (``<os><kernel>``..., paths on the hypervisor host); ``serial_log``: the first serial port
+    written to this file on the hypervisor host (the guest's console with ``console=ttyS0``).
+    Paths and the command line are taken as given; the API checks their form.
+    """
+
+    domain_type: Literal["kvm", "qemu"] = "kvm"
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    serial_log: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kernel is None and (self.initrd is not None or self.cmdline is not None):
+            raise ValueError("an initrd or a kernel command line goes with a kernel")
+
+
+def _os_element(definition: Definition, arch: str) -> ET.Element:
+    os_element = ET.Element("os")
+    ET.SubElement(os_element, "type", {"arch": arch}).text = "hvm"
+    for tag in ("kernel", "initrd", "cmdline"):
+        value = getattr(definition, tag)
+        if value is not None:
+            ET.SubElement(os_element, tag).text = value
+    return os_element
+
+
+def _serial_element(path: str) -> ET.Element:
+    serial = ET.Element("serial", {"type": "file"})
+    ET.SubElement(serial, "source", {"path": path})
+    ET.SubElement(serial, "target", {"port": "0"})
+    return serial
+
+
+def to_libvirt_kvm_domain(
+    domain: ExportDomain, *, arch: str = "x86_64", definition: Definition | None = None
+) -> str:
+    """The whole domain, accepted by libvirt as it is (``virsh define``); ``definition`` adds
+    what a boot needs (see :class:`Definition`)."""
     _check_name(domain.name)
+    definition = definition or Definition()
     boot = boot_mib(domain)
     assert domain.block_mib is not None
     devices = _devices(domain, boot, domain.block_mib)
-    root = ET.Element("domain", {"type": "kvm"})
+    slots = len(devices)  # one per virtio-mem device
+    if definition.serial_log is not None:
+        devices.append(_serial_element(definition.serial_log))
+    root = ET.Element("domain", {"type": definition.domain_type})
     ET.SubElement(root, "name").text = domain.name
     ET.SubElement(root, "uuid").text = domain.uuid
-    if len(devices):
-        max_memory = ET.SubElement(root, "maxMemory", {"slots": str(len(devices)), "unit": "KiB"})
+    if slots:
+        max_memory = ET.SubElement(root, "maxMemory", {"slots": str(slots), "unit": "KiB"})
         max_memory.text = str(domain.static_max_mib * KIB_PER_MIB)
     _kib(root, "memory", domain.static_max_mib)
     _kib(root, "currentMemory", domain.target_mib)
     ET.SubElement(root, "vcpu", {"placement": "static"}).text = str(domain.vcpu_count)
     root.append(_numatune_element(domain))
-    os_element = ET.SubElement(root, "os")
-    ET.SubElement(os_element, "type", {"arch": arch}).text = "hvm"
+    root.append(_os_element(definition, arch))
     features = ET.SubElement(root, "features")
     ET.SubElement(features, "acpi")  # SRAT and SLIT reach the guest through ACPI
     ET.SubElement(features, "apic")

@@ -162,3 +162,116 @@ def test_discover_command_prints_the_host_body() -> None:
         ],
         "distances": [[10, 20], [20, 10]],
     }
+
+
+class QemuDriverDevices:
+    """A test-driver domain whose `updateDeviceFlags` for a virtio-mem device does what
+    libvirt 9.0's QEMU driver does (the test driver has no such call): AFFECT_LIVE|AFFECT_CONFIG
+    is refused with "memory not found" (seen on a real guest, issue 27); AFFECT_LIVE sets the
+    running device's `<requested>` (kept here); AFFECT_CONFIG sets the saved definition's, which
+    is defined back into the test driver, so libvirt's own checks of the device still run.
+    Everything else is the real test-driver domain."""
+
+    def __init__(self, dom: Any, libvirt: Any, *, config_error: str | None = None) -> None:
+        self.dom = dom
+        self.lv = libvirt
+        self.config_error = config_error
+        self.calls: list[tuple[str, int]] = []  # (flags, node) per call
+        self.live_requested: dict[int, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dom, name)
+
+    def updateDeviceFlags(self, xml: str, flags: int) -> int:
+        live, config = self.lv.VIR_DOMAIN_AFFECT_LIVE, self.lv.VIR_DOMAIN_AFFECT_CONFIG
+        element = ET.fromstring(xml)
+        node = int(element.findtext("target/node", "-1"))
+        requested = lx.kib(element.find("target/requested"))
+        self.calls.append(({live: "LIVE", config: "CONFIG"}.get(flags, str(flags)), node))
+        if flags == live | config:
+            raise self.lv.libvirtError("invalid argument: memory not found")
+        if flags == live:
+            self.live_requested[node] = requested
+            return 0
+        if self.config_error:
+            raise self.lv.libvirtError(self.config_error)
+        assert element.find("alias") is None, "the saved definition's device has no live alias"
+        saved = ET.fromstring(self.dom.XMLDesc(self.lv.VIR_DOMAIN_XML_INACTIVE))
+        for m in saved.findall("devices/memory[@model='virtio-mem']"):
+            if m.findtext("target/node") == str(node):
+                target = m.find("target/requested")
+                assert target is not None
+                target.set("unit", "KiB")
+                target.text = str(requested)
+        self.dom.connect().defineXML(ET.tostring(saved, encoding="unicode"))
+        return 0
+
+
+def _saved_requested(dom: Any, libvirt: Any) -> dict[int, int]:
+    saved = lx.layout(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    return {n: d.requested_kib for n, d in saved.devices.items()}
+
+
+def _qemu_domain(backend: Any, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> tuple[Any, Any]:
+    libvirt = require_binding()
+    domain, xml = _kvm_domain(2)
+    dom = backend.conn.defineXML(xml)
+    proxy = QemuDriverDevices(dom, libvirt, **kw)
+    monkeypatch.setattr(backend, "_lookup", lambda _id: proxy)
+    return domain, proxy
+
+
+def test_a_persistent_running_domain_is_resized_live_then_in_its_saved_definition(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 1: one call with LIVE|CONFIG fails for every plug and unplug of a
+    persistent domain; two calls, LIVE then CONFIG, change both."""
+    libvirt = require_binding()
+    domain, dom = _qemu_domain(backend, monkeypatch)
+    dom.create()
+    step = Step("s", domain.uuid, "plug", "balloon", 1, 1, 256, 1024, True)
+    outcome = backend.apply(step, dry_run=False)
+    assert (outcome.ack, outcome.ok) == (False, True), outcome.detail
+    assert dom.calls == [("LIVE", 1), ("CONFIG", 1)]
+    assert dom.live_requested == {1: 768 * 1024}
+    assert _saved_requested(dom, libvirt) == {0: 512 * 1024, 1: 768 * 1024}
+    assert outcome.detail.count("updateDeviceFlags") == 2 and "AFFECT_CONFIG" in outcome.detail
+    unplug = Step("u", domain.uuid, "unplug", "balloon", 0, 0, 512, 256, False)
+    assert backend.apply(unplug, dry_run=False).ok
+    assert dom.live_requested == {1: 768 * 1024, 0: 0}
+    assert _saved_requested(dom, libvirt) == {0: 0, 1: 768 * 1024}
+
+
+def test_a_transient_domain_is_resized_live_only_and_a_stopped_one_in_its_definition(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    libvirt = require_binding()
+    domain, dom = _qemu_domain(backend, monkeypatch)
+    step = Step("s", domain.uuid, "plug", "balloon", 0, 0, 256, 1024, True)
+    assert backend.apply(step, dry_run=False).ok  # defined, not running: the definition only
+    assert dom.calls == [("CONFIG", 0)] and dom.live_requested == {}
+    assert _saved_requested(dom, libvirt)[0] == 768 * 1024
+    dom.create()
+    dom.undefine()  # still running, now transient: nothing saved to follow
+    assert not dom.isPersistent()
+    dom.calls.clear()
+    shrink = Step("u", domain.uuid, "unplug", "balloon", 0, 0, 512, 512, False)
+    outcome = backend.apply(shrink, dry_run=False)
+    assert outcome.ok and dom.calls == [("LIVE", 0)] and dom.live_requested == {0: 256 * 1024}
+    assert "AFFECT_CONFIG" not in outcome.detail
+
+
+def test_a_saved_definition_that_cannot_follow_leaves_the_live_resize_standing(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live size is what the step is about (the report completes it); the saved
+    definition's failure is said in the detail, not turned into a failed step."""
+    domain, dom = _qemu_domain(backend, monkeypatch, config_error="disk full")
+    dom.create()
+    step = Step("s", domain.uuid, "plug", "balloon", 1, 1, 256, 1024, True)
+    outcome = backend.apply(step, dry_run=False)
+    assert (outcome.ack, outcome.ok) == (False, True)
+    assert dom.calls == [("LIVE", 1), ("CONFIG", 1)] and dom.live_requested == {1: 768 * 1024}
+    assert "the saved definition kept its size: disk full" in outcome.detail
+    dry = backend.apply(step, dry_run=True).detail
+    assert dry.count("updateDeviceFlags") == 2 and len(dom.calls) == 2  # dry run: no call

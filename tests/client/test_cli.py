@@ -161,7 +161,7 @@ def test_domains_every_command(server: Server, tmp_path: Path) -> None:
     out = ok(
         server, "domains", "create", "-f", write(tmp_path, "d.json", body), "--host", host["name"]
     )
-    assert f"domain {name} created on host {host['id']}" in out and "guest token" in out
+    assert f"domain {name} created on host {host['name']}" in out and "guest token" in out
 
     rows = as_json(server, "domains", "list", "--host", host["name"])
     assert [d["name"] for d in rows] == [name]
@@ -227,7 +227,8 @@ def test_migrations_every_command(server: Server, nb: Client) -> None:
 
     mig = as_json(server, "migrations", "start", dom["name"], "--to", dst, "--strategy", "replug")
     assert mig["state"] == "planned"
-    assert f"migration {mig['id']} preparing" in ok(server, "migrations", "advance", mig["id"])
+    advanced = ok(server, "migrations", "advance", mig["id"])
+    assert f"migration {mig['id']} of {dom['name']}" in advanced and "preparing" in advanced
     pending = run(server, "migrations", "advance", mig["id"])  # nobody acked the steps yet
     assert pending.returncode == 1 and "not yet acknowledged" in pending.stderr
     assert "PHASE" in ok(server, "migrations", "get", mig["id"])
@@ -303,10 +304,11 @@ def test_cluster_events_and_top(server: Server, tmp_path: Path) -> None:
     assert "host.created" in ok(server, "events", "list", "--limit", "5")
     for i in range(2):  # at least three events in the log, whatever ran before
         _host(server, tmp_path, uniq(f"ct{i}"))
-    lines = ok(server, "-o", "json", "events", "watch", "--count", "3").splitlines()
+    lines = ok(server, "-o", "json", "events", "watch", "--since", "0", "--count", "3").splitlines()
     assert [json.loads(x)["seq"] for x in lines] == sorted(json.loads(x)["seq"] for x in lines)
     assert len(lines) == 3
-    assert "host.created" in ok(server, "events", "watch", "--subject", host["id"], "--count", "1")
+    watched = ok(server, "events", "watch", "--since", "0", "--subject", host["id"], "--count", "1")
+    assert "host.created" in watched
 
     frame = ok(server, "top", "--once")
     assert f"{host['name']}  [active]" in frame and "FREE MiB" in frame

@@ -4,14 +4,16 @@ own test driver through ``virsh`` and through the Python binding, and read back.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from service.exports import ExportDomain, ExportError, to_libvirt_kvm_domain
-from service.exports.libvirt_domain import boot_mib
-from tests.exports.conftest import make_domain
+from service.exports.libvirt_domain import Definition, boot_mib
+from tests.exports.conftest import RequireTool, make_domain
 from tests.libvirt_env import require_binding, virsh
 
 KIB = 1024
@@ -117,3 +119,64 @@ def test_single_block_vnodes_have_no_device_and_boot_follows_dynamic_min(
 def test_needs_the_block_size() -> None:
     with pytest.raises(ExportError, match="block size"):
         to_libvirt_kvm_domain(make_domain(2))
+
+
+BOOT = Definition(
+    domain_type="qemu",
+    kernel="/var/lib/nb/vmlinuz-6.1",
+    initrd="/var/lib/nb/initrd.gz",
+    cmdline="console=ttyS0 memhp_default_state=online_movable a=<b>&c",
+    serial_log="/var/log/nb/console.log",
+)
+
+
+def _tags(root: ET.Element, path: str) -> list[str]:
+    element = root.find(path)
+    assert element is not None, path
+    return [child.tag for child in element]
+
+
+def test_the_default_definition_adds_nothing() -> None:
+    """No option: no boot source, no console, type kvm (what the operator completes)."""
+    domain = _domain(2)
+    xml = to_libvirt_kvm_domain(domain)
+    assert xml == to_libvirt_kvm_domain(domain, definition=Definition())
+    root = ET.fromstring(xml)
+    assert root.get("type") == "kvm"
+    assert _tags(root, "os") == ["type"]
+    assert _tags(root, "devices") == ["memory", "memory"]
+
+
+def test_a_definition_that_boots_defines_and_validates(
+    tmp_path: Path, require_tool: RequireTool
+) -> None:
+    domain = _domain(2)
+    xml = to_libvirt_kvm_domain(domain, definition=BOOT)
+    check_devices(xml, domain)
+    tool = shutil.which("virt-xml-validate")
+    require_tool(tool is not None and shutil.which("xmllint") is not None, "virt-xml-validate")
+    path = tmp_path / "domain.xml"
+    path.write_text(xml)
+    proc = subprocess.run([str(tool), str(path), "domain"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    back = virsh(f"define {path}", f"dumpxml {domain.name}")
+    root = ET.fromstring(back[back.index("<domain") :])
+    assert root.get("type") == "qemu"
+    assert root.findtext("os/kernel") == BOOT.kernel
+    assert root.findtext("os/initrd") == BOOT.initrd
+    assert root.findtext("os/cmdline") == BOOT.cmdline  # escaped on the way, intact back
+    serial = root.find("devices/serial")
+    assert serial is not None and serial.get("type") == "file"
+    assert serial.find("source").get("path") == BOOT.serial_log  # type: ignore[union-attr]
+    max_memory = root.find("maxMemory")  # one slot per virtio-mem device, not per device
+    assert max_memory is not None and max_memory.get("slots") == "2"
+
+
+def test_a_kernel_alone_boots_and_an_initrd_needs_one() -> None:
+    kernel_only = Definition(kernel="/boot/vmlinuz")
+    root = ET.fromstring(to_libvirt_kvm_domain(_domain(1), definition=kernel_only))
+    assert _tags(root, "os") == ["type", "kernel"]
+    with pytest.raises(ValueError, match="goes with a kernel"):
+        Definition(initrd="/boot/initrd.img")
+    with pytest.raises(ValueError, match="goes with a kernel"):
+        Definition(cmdline="console=ttyS0")
