@@ -18,6 +18,7 @@ from numa_balloon_agent.backends.base import Backend
 from numa_balloon_agent.registration import register
 from numa_balloon_agent.steps import Step
 from numa_balloon_client import Client, Conflict, RetryPolicy, Unauthorized
+from numa_balloon_client import models as m
 from numa_balloon_client.programs.exits import Refused, UsageError, one_line
 from numa_balloon_client.programs.loop import Backoff, run_cycles
 
@@ -97,19 +98,19 @@ class Agent:
         except OSError as exc:
             raise self._state_dir_unusable(exc.strerror or str(exc)) from exc
 
-    def ensure_registered(self) -> Client:
+    def ensure_registered(self, *, refused: bool = False) -> Client:
         if self.client is not None:
             return self.client
         state = self._load_state()
         if state is None:
-            state = self._register()
+            state = self._register(refused=refused)
         self.host_id = str(state["host_id"])
         self.applied = set(state.get("applied", []))
         # Short retries inside a cycle; a longer outage is the loop's backoff, not the client's.
         self.client = Client(self.settings.url, str(state["agent_token"]), retry=SHORT_RETRY)
         return self.client
 
-    def _register(self) -> dict[str, Any]:
+    def _register(self, *, refused: bool = False) -> dict[str, Any]:
         if not self.settings.admin_token:
             raise UsageError(
                 f"no agent state in {self.state_path}: the admin token (--token or "
@@ -120,7 +121,7 @@ class Agent:
         self._check_state_dir()
         with Client(s.url, s.admin_token) as admin:
             try:
-                done = register(admin, body)
+                done = register(admin, body, refused=refused)
             except Unauthorized as exc:
                 raise Refused(f"{one_line(exc)}: the admin token was refused") from exc
         state = {"url": s.url, "host_id": done.host_id, "agent_token": done.agent_token}
@@ -153,7 +154,26 @@ class Agent:
                 self.client.close()
             self.client = None
             self.state_path.unlink(missing_ok=True)
+            self.ensure_registered(refused=True)
             return self._cycle()
+
+    def _report(self, client: Client, body: dict[str, Any]) -> m.AgentReportOut:
+        """Send the batch report. Guests the service places on another host are refused (409,
+        naming them): say so and report the rest, so this host's free memory and its own
+        guests are still recorded."""
+        assert self.host_id is not None
+        try:
+            return client.agent_report(self.host_id, body)
+        except Conflict as exc:
+            foreign = set(exc.body.get("foreign_domain_ids") or ())
+            if not foreign:
+                raise
+            log.warning(
+                "guests the service places on another host; not reported",
+                extra={"domain_ids": sorted(foreign)},
+            )
+            kept = [d for d in body["domains"] if d["domain_id"] not in foreign]
+            return client.agent_report(self.host_id, {**body, "domains": kept})
 
     def _cycle(self) -> dict[str, int]:
         client = self.ensure_registered()
@@ -164,7 +184,7 @@ class Agent:
             "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
             "domains": domains,
         }
-        report = client.agent_report(self.host_id, body)
+        report = self._report(client, body)
         log.info(
             "reported",
             extra={

@@ -47,18 +47,22 @@ class Registered:
     adopted: bool
 
 
-def register(admin: Client, body: dict[str, Any]) -> Registered:
-    """Create the host, or adopt this machine's when the create conflicts with it."""
+def register(admin: Client, body: dict[str, Any], *, refused: bool = False) -> Registered:
+    """Create the host, or adopt this machine's when the create conflicts with it. `refused`:
+    the agent registers again because its token was just refused."""
     try:
         created = admin.create_host(body, idempotency_key=idempotency_key(body))
     except Conflict as conflict:
         host = own_host(admin, body, conflict)
         token = admin.rotate_agent_token(host.id).agent_token
         return Registered(host.id, host.name, token, adopted=True)
-    # A replay (this machine registered this body before): the secret is shown once, so the
-    # agent takes a new one.
-    token = created.agent_token or admin.rotate_agent_token(created.id).agent_token
-    return Registered(created.id, created.name, token, adopted=False)
+    # A replay (this machine registered this body before) shows the first response's token
+    # again, which may have been rotated since: when that one was just refused, or the record
+    # predates kept secrets (no token), the agent takes a new one.
+    shown = created.agent_token
+    if shown is None or refused:
+        shown = admin.rotate_agent_token(created.id).agent_token
+    return Registered(created.id, created.name, shown, adopted=False)
 
 
 def own_host(admin: Client, body: dict[str, Any], conflict: Conflict) -> m.HostOut:

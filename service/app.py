@@ -43,7 +43,7 @@ from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
 from service.api.session import make_signer
 from service.api.watch import EventHub, LogSource
-from service.core.sweeper import sweep_migrations
+from service.core.sweeper import purge_idempotency_records, sweep_migrations
 from service.db.base import utcnow
 from service.db.session import (
     make_engine,
@@ -79,15 +79,16 @@ def _operation_id(route: APIRoute) -> str:
 
 
 async def _sweep_forever(app: FastAPI) -> None:
-    """Free lapsed claims and flag stuck migrations every `sweep_interval_s`, on every replica."""
+    """Free lapsed claims, flag stuck migrations and delete expired Idempotency-Key records
+    every `sweep_interval_s`, on every replica."""
     settings: Settings = app.state.settings
     log = logging.getLogger("numa_balloon")
     while True:
         await asyncio.sleep(settings.sweep_interval_s)
         try:
-            await anyio.to_thread.run_sync(
-                sweep_migrations, app.state.sessionmaker, app.state.clock(), settings
-            )
+            now = app.state.clock()
+            await anyio.to_thread.run_sync(sweep_migrations, app.state.sessionmaker, now, settings)
+            await anyio.to_thread.run_sync(purge_idempotency_records, app.state.sessionmaker, now)
         except SQLAlchemyError as exc:  # the database is away: try again next round
             log.warning("sweep failed: %s", exc)
 
@@ -192,7 +193,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             # Nested models (ValidationIssue) go next to Problem, where its $refs point.
             schemas.update(problem.pop("$defs", {}))
             schemas["Problem"] = problem
-            docs.apply(schema)
+            docs.apply(schema, public_metrics=settings.public_metrics)
             app.openapi_schema = schema
         return app.openapi_schema
 

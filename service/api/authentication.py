@@ -35,7 +35,7 @@ from service.api.forwarded import client_address
 from service.api.problems import render
 from service.api.ratelimit import Limits, retry_after
 from service.api.session import UI_PREFIX, session_principal, wants_html
-from service.api.ui import login_page
+from service.api.ui import rejection_page
 from service.errors import ServiceError, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.settings import Settings
 
@@ -154,8 +154,9 @@ def _lookup(app: FastAPI, token: str, now: datetime) -> Principal:
 
 async def _reject(scope: Scope, send: Send, exc: ServiceError) -> None:
     """Answer without reading the body; the connection stays usable (the server drains it)."""
-    if scope["path"].startswith(UI_PREFIX) and wants_html(Headers(scope=scope)):
-        response: Response = login_page(exc.status, exc.detail)
+    headers = Headers(scope=scope)
+    if scope["path"].startswith(UI_PREFIX) and wants_html(headers):
+        response: Response = rejection_page(exc, headers)
     else:
         response = render(exc, scope["path"])
 

@@ -163,6 +163,10 @@ async def _stream_waiter(request: Request, caller: Admin) -> AsyncIterator[Waite
         yield waiter
 
 
+# A stream's place among the capped waiters, for every route that streams the log (/ui's too).
+StreamWaiter = Annotated[Waiter, Depends(_stream_waiter)]
+
+
 @router.get(
     "/stream",
     response_class=EventSourceResponse,
@@ -178,7 +182,7 @@ async def _stream_waiter(request: Request, caller: Admin) -> AsyncIterator[Waite
 )
 async def stream_events(
     request: Request,
-    waiter: Annotated[Waiter, Depends(_stream_waiter)],
+    waiter: StreamWaiter,
     since: Annotated[
         int | None,
         Query(ge=0, le=MAX_SEQ, description="Start after this seq (default: from now on)"),
