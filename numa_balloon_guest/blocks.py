@@ -24,7 +24,10 @@ holding the kernel's own data) or that has holes (EINVAL): partial progress, rep
 from __future__ import annotations
 
 import errno
+import os
 import re
+import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +77,11 @@ class Span:
 
 
 class MemoryBlocks:
-    def __init__(self, root: Path | str = "/") -> None:
+    def __init__(self, root: Path | str = "/", *, write_timeout_s: float = 15.0) -> None:
         self.memory = Path(root) / "sys/devices/system/memory"
         self.nodes = Path(root) / "sys/devices/system/node"
         self.iomem = Path(root) / "proc/iomem"
+        self.write_timeout_s = write_timeout_s
 
     @property
     def available(self) -> bool:
@@ -147,9 +151,39 @@ class MemoryBlocks:
         return progress
 
     def write_state(self, block: int, value: str) -> None:
-        """One write to `memoryN/state`: the kernel answers it (OSError with its errno)."""
-        with open(self.memory / f"memory{block}" / "state", "w") as f:
-            f.write(value)
+        """One write to `memoryN/state`: the kernel answers it (OSError with its errno).
+
+        Offlining migrates the block's pages away and retries "for a long time (or even
+        forever), until aborted by the user" (the kernel's admin guide): a page it cannot move
+        keeps the write from returning. The write is made by a child process, killed after
+        `write_timeout_s` (a fatal signal aborts the offlining and the block stays online):
+        ETIMEDOUT, and the agent goes on (a pending step is tried again next cycle)."""
+        path = self.memory / f"memory{block}" / "state"
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its exit code is the errno
+            code = 0
+            try:
+                fd = os.open(path, os.O_WRONLY)
+                os.write(fd, value.encode())
+            except OSError as exc:
+                code = exc.errno or 255
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + self.write_timeout_s
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise OSError(errno.ETIMEDOUT, f"{path}: no answer in {self.write_timeout_s} s")
+            time.sleep(0.02)
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:  # killed by someone else: the offlining was aborted
+            raise OSError(errno.EINTR, f"{path}: the writer got signal {-code}")
+        if code:
+            raise OSError(code, os.strerror(code))
 
     def device_blocks(self) -> set[int]:
         """Blocks inside a virtio-mem device's region: the device holds them, online or not,

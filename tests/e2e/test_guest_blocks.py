@@ -5,6 +5,7 @@ wrong on a real guest, each case as the real kernel did it."""
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from demo.local import LocalService
 from numa_balloon_client import Client
 from numa_balloon_guest.agent import GuestAgent
+from numa_balloon_guest.blocks import MemoryBlocks
 from tests.e2e.guest_kernel import (
     RecordedKernel,
     device_plugs,
@@ -173,3 +175,23 @@ def test_a_block_gone_before_the_write_is_absent_not_refused(tmp_path: Path) -> 
     with pytest.raises(OSError) as gone:
         RecordedKernel(root).write_state(33, "offline")
     assert gone.value.errno == errno.ENODEV
+
+
+def test_an_offline_the_kernel_cannot_finish_is_abandoned(tmp_path: Path) -> None:
+    """The kernel retries migrating a block's pages until the writer gets a fatal signal (the
+    e2e guest's memory38 stayed going-offline for minutes once, the agent blocked in its write).
+    Here the block's `state` is a FIFO nobody reads, so the write never returns either: it is
+    abandoned after the timeout as ETIMEDOUT, and the other blocks are still done."""
+    root = real_guest_tree(tmp_path, plugged={0: 2, 1: 0})
+    state = root / "sys/devices/system/memory/memory32/state"
+    state.unlink()
+    os.mkfifo(state)
+
+    class Stuck(MemoryBlocks):
+        def state(self, block: int) -> str | None:
+            return "online" if block == 32 else super().state(block)
+
+    blocks = Stuck(root, write_timeout_s=0.3)
+    progress = blocks.set_state([32, 33], online=False)
+    assert progress.refused == {32: "ETIMEDOUT"}
+    assert progress.changed == [33]
