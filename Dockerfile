@@ -29,5 +29,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/readyz', timeout=2)"]
 # Migrations are idempotent (Alembic to head), so every replica may run them; compose also runs
-# them once in a dedicated service first.
-CMD ["sh", "-c", "python -m service.cli migrate && exec uvicorn service.app:create_app --factory --host 0.0.0.0 --port \"$PORT\" --proxy-headers --forwarded-allow-ips='*'"]
+# them once in a dedicated service first. --no-proxy-headers: the service itself decides whose
+# X-Forwarded-For to believe (NUMA_BALLOON_TRUSTED_PROXIES, none by default; docs/security.md).
+CMD ["sh", "-c", "python -m service.cli migrate && exec uvicorn service.app:create_app --factory --host 0.0.0.0 --port \"$PORT\" --no-proxy-headers"]

@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages of the real tools the tests run (libvirt schema validator, Xen's xl parser,
 # docker-compose to validate the compose file, headless Chromium to render /ui).
 # libvirt-dev, pkg-config and gcc build the libvirt Python binding of the host agent; curl and jq
-# run the README's walk-throughs (tests/test_readme.py).
+# run the README's walk-throughs (tests/test_readme.py); systemd brings systemd-analyze, which
+# checks the units in deploy/ (tests/agents/test_units.py).
 SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose chromium \
-	fonts-dejavu-core libvirt-dev pkg-config gcc curl jq
+	fonts-dejavu-core libvirt-dev pkg-config gcc curl jq systemd
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
 .PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client \
-	libvirt-binding
+	libvirt-binding dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +39,7 @@ run: migrate
 	echo "  admin token: $$TOKEN"; \
 	echo ""; \
 	NUMA_BALLOON_ADMIN_TOKEN="$$TOKEN" exec $(VENV)/bin/uvicorn service.app:create_app --factory \
-		--host 127.0.0.1 --port $(PORT)
+		--host 127.0.0.1 --port $(PORT) --no-proxy-headers
 
 # Installs the Debian tools when running as root with apt (CI, fresh machines); elsewhere the
 # tests that need them skip locally (and fail under CI=true).
@@ -46,7 +47,8 @@ system-deps:
 	@if command -v virt-xml-validate >/dev/null && ldconfig -p | grep -q libxlutil && \
 		command -v docker-compose >/dev/null && command -v chromium >/dev/null && \
 		pkg-config --exists libvirt && command -v gcc >/dev/null && \
-		command -v curl >/dev/null && command -v jq >/dev/null; then exit 0; fi; \
+		command -v curl >/dev/null && command -v jq >/dev/null && \
+		command -v systemd-analyze >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq || true) && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
@@ -89,6 +91,17 @@ openapi: install
 client: install
 	$(PY) -m numa_balloon_client._codegen
 
+# Wheels in dist/: the separately installable pieces (packages/README.md: client, CLI, host
+# agent, guest agent) and the whole control plane. The pieces build from the top-level package
+# directories, so the build's leftovers there are removed.
+PIECES := numa-balloon-client numa-balloon-cli numa-balloon-agent numa-balloon-guest
+dist: install
+	rm -rf dist
+	$(PY) -m pip wheel -q --no-deps -w dist $(addprefix packages/,$(PIECES)) .
+	rm -rf $(addprefix packages/,$(addsuffix /build,$(PIECES))) \
+		$(addsuffix .egg-info,$(subst -,_,$(PIECES)))
+	@ls dist
+
 bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.place
@@ -97,6 +110,7 @@ bench: install
 	$(PY) -m bench.cluster
 	$(PY) -m bench.client
 	$(PY) -m bench.http
+	$(PY) -m bench.waiters
 
 # Schemathesis over every route with many more cases than `make test` runs.
 fuzz: install

@@ -1,14 +1,13 @@
-"""The agent's cycle: register once (admin token, idempotently), then with the host's own agent
-token: observe, send one batch report, carry out the pending steps. `run` repeats it every
-interval and survives the control plane being down (bounded, jittered backoff)."""
+"""The agent's cycle: register once (admin token, idempotently, adopting this machine's host if
+it is there already: see `registration`), then with the host's own agent token: observe, send
+one batch report, carry out the pending steps. `run` repeats it every interval and survives the
+control plane being down (the shared loop's bounded, jittered backoff)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,26 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from numa_balloon_agent.backends.base import Backend
+from numa_balloon_agent.registration import register
 from numa_balloon_agent.steps import Step
-from numa_balloon_client import Client, Conflict, NumaBalloonError, RetryPolicy
-from numa_balloon_client.errors import ApiError, Unauthorized
+from numa_balloon_client import Client, Conflict, RetryPolicy, Unauthorized
+from numa_balloon_client import models as m
+from numa_balloon_client.programs.exits import Refused, UsageError, one_line
+from numa_balloon_client.programs.loop import Backoff, run_cycles
 
 log = logging.getLogger("numa_balloon_agent")
 STATE_FILE = "agent.json"
 SHORT_RETRY = RetryPolicy(attempts=2, cap_s=1.0)
 
 
-def machine_id(path: Path = Path("/etc/machine-id")) -> str:
-    try:
-        value = path.read_text().strip()
-    except OSError:
-        value = ""
-    return value or os.uname().nodename
-
-
-def idempotency_key(name: str, machine: str) -> str:
-    """Stable across restarts of this machine, so registering again finds the same host."""
-    return "nb-agent-" + hashlib.sha256(f"{machine}\0{name}".encode()).hexdigest()[:40]
+def host_body(
+    backend: Backend, name: str, reserved_mib: int, external_id: str | None
+) -> dict[str, Any]:
+    """The `POST /v1/hosts` body for the backend's machine, with its external_id: the one
+    given, else the backend's own idea of which machine it observes."""
+    body = backend.discover(name=name, reserved_mib=reserved_mib)
+    identity = external_id or backend.external_id()
+    if identity:
+        body["external_id"] = identity
+    return body
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Settings:
     interval_s: float = 10.0
     dry_run: bool = False
     max_backoff_s: float = 300.0
-    machine_id_file: Path = Path("/etc/machine-id")
+    external_id: str | None = None  # None: the backend's (see `host_body`)
 
 
 @dataclass
@@ -73,41 +74,66 @@ class Agent:
             return None
         return state if state.get("url") == self.settings.url else None
 
-    def _save_state(self, state: dict[str, Any]) -> None:
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_path)
+    def _state_dir_unusable(self, why: str) -> UsageError:
+        return UsageError(
+            f"--state-dir {self.settings.state_dir}: cannot keep the agent's state there: {why}"
+        )
 
-    def ensure_registered(self) -> Client:
+    def _check_state_dir(self) -> None:
+        """Before a token is issued: it must have somewhere to go."""
+        try:
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._state_dir_unusable(exc.strerror or str(exc)) from exc
+        if not os.access(self.settings.state_dir, os.W_OK | os.X_OK):
+            raise self._state_dir_unusable("not writable")
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f)
+            os.replace(tmp, self.state_path)
+        except OSError as exc:
+            raise self._state_dir_unusable(exc.strerror or str(exc)) from exc
+
+    def ensure_registered(self, *, refused: bool = False) -> Client:
         if self.client is not None:
             return self.client
         state = self._load_state()
         if state is None:
-            state = self._register()
+            state = self._register(refused=refused)
         self.host_id = str(state["host_id"])
         self.applied = set(state.get("applied", []))
         # Short retries inside a cycle; a longer outage is the loop's backoff, not the client's.
         self.client = Client(self.settings.url, str(state["agent_token"]), retry=SHORT_RETRY)
         return self.client
 
-    def _register(self) -> dict[str, Any]:
+    def _register(self, *, refused: bool = False) -> dict[str, Any]:
         if not self.settings.admin_token:
-            raise SystemExit(f"no agent state in {self.state_path}: --token (admin) is needed once")
-        body = self.backend.discover(
-            name=self.settings.name, reserved_mib=self.settings.reserved_mib
-        )
-        key = idempotency_key(self.settings.name, machine_id(self.settings.machine_id_file))
-        with Client(self.settings.url, self.settings.admin_token) as admin:
-            created = admin.create_host(body, idempotency_key=key)
-            token = created.agent_token
-            if not token:  # a replay (this machine registered before): secrets are shown once
-                token = admin.rotate_agent_token(created.id).agent_token
-        state = {"url": self.settings.url, "host_id": created.id, "agent_token": token}
+            raise UsageError(
+                f"no agent state in {self.state_path}: the admin token (--token or "
+                "NUMA_BALLOON_TOKEN) is needed once, to register this host"
+            )
+        s = self.settings
+        body = host_body(self.backend, s.name, s.reserved_mib, s.external_id)
+        self._check_state_dir()
+        with Client(s.url, s.admin_token) as admin:
+            try:
+                done = register(admin, body, refused=refused)
+            except Unauthorized as exc:
+                raise Refused(f"{one_line(exc)}: the admin token was refused") from exc
+        state = {"url": s.url, "host_id": done.host_id, "agent_token": done.agent_token}
         self._save_state(state)
-        log.info("registered", extra={"host_id": created.id, "host_name": self.settings.name})
+        log.info(
+            "adopted this machine's host" if done.adopted else "registered",
+            extra={
+                "host_id": done.host_id,
+                "host_name": done.host_name,
+                "external_id": body.get("external_id"),
+            },
+        )
         return state
 
     # --- one cycle ---------------------------------------------------------------------------
@@ -117,15 +143,37 @@ class Agent:
         registering again from another state directory) is replaced once with the admin token."""
         try:
             return self._cycle()
-        except Unauthorized:
+        except Unauthorized as exc:
             if not self.settings.admin_token:
-                raise
+                raise Refused(
+                    f"{one_line(exc)}: the agent token in {self.state_path} was refused "
+                    "(rotated?); start the agent once with the admin token to take a new one"
+                ) from exc
             log.warning("agent token refused; registering again", extra={"host_id": self.host_id})
             if self.client is not None:
                 self.client.close()
             self.client = None
             self.state_path.unlink(missing_ok=True)
+            self.ensure_registered(refused=True)
             return self._cycle()
+
+    def _report(self, client: Client, body: dict[str, Any]) -> m.AgentReportOut:
+        """Send the batch report. Guests the service places on another host are refused (409,
+        naming them): say so and report the rest, so this host's free memory and its own
+        guests are still recorded."""
+        assert self.host_id is not None
+        try:
+            return client.agent_report(self.host_id, body)
+        except Conflict as exc:
+            foreign = set(exc.body.get("foreign_domain_ids") or ())
+            if not foreign:
+                raise
+            log.warning(
+                "guests the service places on another host; not reported",
+                extra={"domain_ids": sorted(foreign)},
+            )
+            kept = [d for d in body["domains"] if d["domain_id"] not in foreign]
+            return client.agent_report(self.host_id, {**body, "domains": kept})
 
     def _cycle(self) -> dict[str, int]:
         client = self.ensure_registered()
@@ -136,7 +184,7 @@ class Agent:
             "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
             "domains": domains,
         }
-        report = client.agent_report(self.host_id, body)
+        report = self._report(client, body)
         log.info(
             "reported",
             extra={
@@ -189,29 +237,5 @@ class Agent:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self, *, once: bool = False, cycles: int | None = None) -> int:
-        failures = done = 0
-        while True:
-            try:
-                self.cycle()
-                failures = 0
-            except ApiError as exc:
-                if once or exc.status < 500:
-                    raise
-                failures += 1
-            except NumaBalloonError as exc:  # connection refused, timeouts: the service is down
-                if once:
-                    raise
-                failures += 1
-                log.warning("control plane unreachable", extra={"error": str(exc)})
-            done += 1
-            if once or (cycles is not None and done >= cycles):
-                return 0
-            self.sleep(self.delay(failures))
-
-    def delay(self, failures: int) -> float:
-        """The interval; after failures, doubling up to max_backoff_s, with jitter."""
-        base = self.settings.interval_s
-        if failures == 0:
-            return base
-        backoff = min(self.settings.max_backoff_s, base * 2 ** min(failures, 16))
-        return float(backoff * random.uniform(0.5, 1.0))
+        backoff = Backoff(self.settings.interval_s, self.settings.max_backoff_s)
+        return run_cycles(self.cycle, backoff, once=once, cycles=cycles, sleep=self.sleep)

@@ -7,6 +7,8 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 
+NOT_FOUND = 127  # what a shell answers for a command it cannot find
+
 
 class CommandFailed(RuntimeError):
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
@@ -31,7 +33,11 @@ class Runner:
                 check=False,
             )
         except FileNotFoundError as exc:
-            raise CommandFailed(argv, 127, f"{argv[0]}: not found") from exc
+            raise CommandFailed(argv, NOT_FOUND, f"{argv[0]}: not found") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise CommandFailed(argv, -1, f"no answer in {self.timeout_s:g} s") from exc
+        except OSError as exc:  # found but not runnable (permissions, format)
+            raise CommandFailed(argv, 126, f"{argv[0]}: {exc.strerror or exc}") from exc
         if proc.returncode != 0:
             raise CommandFailed(argv, proc.returncode, proc.stderr)
         return proc.stdout

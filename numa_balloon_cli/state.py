@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 import typer
 
@@ -11,16 +10,9 @@ from numa_balloon_cli.config import resolve
 from numa_balloon_cli.names import Names
 from numa_balloon_cli.output import HUMAN
 from numa_balloon_client import Client
+from numa_balloon_client.programs.exits import Exit  # shared with the agents
 
-
-class Exit(IntEnum):
-    """What a script can tell apart without parsing the message."""
-
-    OK = 0
-    REFUSED = 1  # the service said no (4xx), or no such host/domain name
-    USAGE = 2  # bad flags or arguments (Click's own code), an unusable config or file
-    UNAVAILABLE = 3  # no answer, 503 after retries, or a server error (5xx)
-    FAILED = 4  # the operation ran and ended badly (a migration failed or was aborted)
+__all__ = ["Exit", "State", "state"]
 
 
 @dataclass

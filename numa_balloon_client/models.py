@@ -879,9 +879,21 @@ class SqueezedDomain(BaseModel):
             title="Held",
         ),
     ]
-    phase: Annotated[Literal["decrease", "increase", "unchanged"], Field(title="Phase")]
+    phase: Annotated[
+        Literal["decrease", "increase", "unchanged", "held"],
+        Field(
+            description="decrease | increase (only when balancing: a request to free memory never raises a target) | unchanged | held (left out; its target is not changed)",
+            title="Phase",
+        ),
+    ]
     previous_target_mib: Annotated[int, Field(title="Previous Target Mib")]
-    target_mib: Annotated[int, Field(title="Target Mib")]
+    target_mib: Annotated[
+        int,
+        Field(
+            description="The new target; for a held domain, the actual size it is counted at",
+            title="Target Mib",
+        ),
+    ]
     vnode_targets_mib: Annotated[list[int], Field(title="Vnode Targets Mib")]
 
 
@@ -1020,6 +1032,17 @@ class Unplaced(BaseModel):
     ]
 
 
+class ValidationError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    ctx: Annotated[dict[str, Any] | None, Field(title="Context")] = None
+    input: Annotated[Any | None, Field(title="Input")] = None
+    loc: Annotated[list[str | int], Field(title="Location")]
+    msg: Annotated[str, Field(title="Message")]
+    type: Annotated[str, Field(title="Error Type")]
+
+
 class ValidationIssue(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1124,7 +1147,7 @@ class AgentReportOut(BaseModel):
     unknown_domains: Annotated[
         list[str],
         Field(
-            description="reported ids that are not on this host (unknown, or moved away); ignored",
+            description="reported ids numa-balloon does not manage, or domains migrating to or from this host but placed on the other; ignored (a domain of another host is refused: 409 with `foreign_domain_ids`)",
             title="Unknown Domains",
         ),
     ]
@@ -1242,7 +1265,7 @@ class DomainCreated(BaseModel):
     guest_token: Annotated[
         str | None,
         Field(
-            description="The guest's bearer token for /v1/guest. Shown once; null on an Idempotency-Key replay (rotate it with POST /v1/domains/{id}/guest-token).",
+            description="The guest's bearer token for /v1/guest. Shown once, and again on an Idempotency-Key replay within the key's window (rotate it with POST /v1/domains/{id}/guest-token); null only on the replay of a record stored before secrets were kept.",
             title="Guest Token",
         ),
     ]
@@ -1312,6 +1335,13 @@ class GuestTopology(BaseModel):
     vnodes: Annotated[list[GuestVnode], Field(title="Vnodes")]
 
 
+class HTTPValidationError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    detail: Annotated[list[ValidationError] | None, Field(title="Detail")] = None
+
+
 class HostCreate(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1363,7 +1393,7 @@ class HostCreated(BaseModel):
     agent_token: Annotated[
         str | None,
         Field(
-            description="The host agent's bearer token. Shown once; null when an Idempotency-Key replay returns the stored response (rotate it with POST /v1/hosts/{id}/agent-token).",
+            description="The host agent's bearer token. Shown once, and again on an Idempotency-Key replay within the key's window (rotate it with POST /v1/hosts/{id}/agent-token); null only on the replay of a record stored before secrets were kept.",
             title="Agent Token",
         ),
     ]
@@ -1645,7 +1675,20 @@ class Problem(BaseModel):
         extra="allow",
     )
     detail: Annotated[str, Field(title="Detail")]
-    errors: Annotated[list[ValidationIssue] | None, Field(title="Errors")] = None
+    errors: Annotated[
+        list[ValidationIssue] | None,
+        Field(
+            description="Where the input is wrong: at most the first 50 located errors (see errors_omitted)",
+            title="Errors",
+        ),
+    ] = None
+    errors_omitted: Annotated[
+        int | None,
+        Field(
+            description="How many more located errors there were beyond those listed in errors (at least 1); absent when errors lists them all",
+            title="Errors Omitted",
+        ),
+    ] = None
     instance: Annotated[str | None, Field(title="Instance")] = None
     max_feasible_mib: Annotated[int | None, Field(title="Max Feasible Mib")] = None
     status: Annotated[int, Field(title="Status")]

@@ -9,6 +9,10 @@ What the kernel publishes, per online node `nodeN/`:
 - `meminfo`: `Node N MemTotal:  263999708 kB` (KiB; we keep whole MiB, rounded down),
 - `distance`: one SLIT row, a distance to every online node in index order (`10 21`),
 - `cpulist`: ranges like `0-15,32-47`; empty for a memory-only node (CXL, HBM, PMEM).
+
+When the node directory is a whole tree's (`<root>/sys/devices/system/node`, the real one's root
+being `/`), the body carries that machine's `external_id` from `<root>/etc/machine-id` (see
+`numa_balloon_client.machine`), so the host agent started later on the machine finds the host.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from numa_balloon_client.machine import tree_external_id
+
 SYSFS_NODE_ROOT = Path("/sys/devices/system/node")
+NODE_DIR_PARTS = ("sys", "devices", "system", "node")
 
 _NODE_DIR = re.compile(r"^node(\d+)$")
 _MEMTOTAL = re.compile(r"^Node\s+\d+\s+MemTotal:\s+(\d+)\s*kB\s*$", re.MULTILINE)
@@ -98,4 +105,15 @@ def host_from_sysfs(
             raise SysfsError(f"node{index}/distance has {len(row)} entries for {n} nodes")
         pnodes.append({"memory_mib": memory_mib, "reserved_mib": reserved[i], "cpus": len(cpus)})
         distances.append(row)
-    return {"name": name, "pnodes": pnodes, "distances": distances}
+    body: dict[str, Any] = {"name": name, "pnodes": pnodes, "distances": distances}
+    if (machine := machine_of(root)) is not None:
+        body["external_id"] = machine
+    return body
+
+
+def machine_of(node_dir: Path) -> str | None:
+    """The external id of the machine whose tree holds `node_dir`, if it is a tree's."""
+    absolute = node_dir.absolute()
+    if absolute.parts[-len(NODE_DIR_PARTS) :] != NODE_DIR_PARTS:
+        return None
+    return tree_external_id(absolute.parents[len(NODE_DIR_PARTS) - 1])

@@ -9,14 +9,13 @@ the hypervisor's report before this agent saw it; the blocks it added then wait 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from numa_balloon_client import Client, NumaBalloonError
-from numa_balloon_client.errors import ApiError
+from numa_balloon_client import Client
+from numa_balloon_client.programs.loop import Backoff, run_cycles
 from numa_balloon_guest.blocks import MemoryBlocks, Progress
 
 log = logging.getLogger("numa_balloon_guest")
@@ -98,21 +97,5 @@ class GuestAgent:
         )
 
     def run(self, *, once: bool = False, cycles: int | None = None) -> int:
-        failures = done = 0
-        while True:
-            try:
-                self.cycle()
-                failures = 0
-            except NumaBalloonError as exc:
-                if once or (isinstance(exc, ApiError) and exc.status < 500):
-                    raise
-                failures += 1
-                log.warning("control plane unreachable", extra={"error": str(exc)})
-            done += 1
-            if once or (cycles is not None and done >= cycles):
-                return 0
-            delay = self.interval_s
-            if failures:
-                delay = min(self.max_backoff_s, delay * 2 ** min(failures, 16))
-                delay *= random.uniform(0.5, 1.0)
-            self.sleep(delay)
+        backoff = Backoff(self.interval_s, self.max_backoff_s)
+        return run_cycles(self.cycle, backoff, once=once, cycles=cycles, sleep=self.sleep)

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from numa_balloon_client.programs.exits import ProgramError, UsageError
+
 PAGE_BYTES = 4096
 MIB = 1 << 20
 _BLOCK = re.compile(r"^memory(\d+)$")
@@ -59,13 +61,6 @@ class Progress:
             parts.append(f"{len(self.missing)} block(s) absent")
         return "; ".join(parts)
 
-    def merge(self, other: Progress) -> None:
-        self.changed += other.changed
-        self.already += other.already
-        self.refused.update(other.refused)
-        self.missing += other.missing
-        self.zones.update(other.zones)
-
 
 @dataclass(frozen=True)
 class Span:
@@ -76,12 +71,22 @@ class Span:
     absent: list[int]
 
 
+class UnknownNode(ProgramError):
+    """The service's topology names a vnode this guest has no node for (exit 4: the guest
+    was not started with the domain's NUMA layout)."""
+
+
 class MemoryBlocks:
     def __init__(self, root: Path | str = "/", *, write_timeout_s: float = 15.0) -> None:
         self.memory = Path(root) / "sys/devices/system/memory"
         self.nodes = Path(root) / "sys/devices/system/node"
         self.iomem = Path(root) / "proc/iomem"
         self.write_timeout_s = write_timeout_s
+        if not self.nodes.is_dir():
+            raise UsageError(
+                f"sysfs root {root}: {self.nodes} is not a directory (the root of a sysfs "
+                "tree holds sys/devices/system/node; / in the guest)"
+            )
 
     @property
     def available(self) -> bool:
@@ -104,9 +109,18 @@ class MemoryBlocks:
         """`valid_zones`: the block's zone when online, the zones it may join when offline."""
         return (self._read(block, "valid_zones") or "").split()
 
+    def node_dir(self, node: int) -> Path:
+        directory = self.nodes / f"node{node}"
+        if not directory.is_dir():
+            raise UnknownNode(
+                f"vnode {node}: {directory} is not there; the guest must see the domain's "
+                "vnodes as its NUMA nodes (start it from the service's export)"
+            )
+        return directory
+
     def node_blocks(self, node: int) -> list[int]:
         """The node's blocks in address order (block N covers [N, N + 1) * block size)."""
-        directory = self.nodes / f"node{node}"
+        directory = self.node_dir(node)
         return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _BLOCK.match(p.name)))
 
     def span_blocks(self, node: int, span_start_pfn: int, pfn_ranges: list[list[int]]) -> Span:
@@ -203,7 +217,7 @@ class MemoryBlocks:
         """The node's memory in blocks: online ones, and offline ones a virtio-mem device still
         holds (offlining them is only the guest's half of an unplug; the pool shrinks when the
         device takes them back). On a kernel without memory-block hotplug, the node's MemTotal."""
-        directory = self.nodes / f"node{node}"
+        directory = self.node_dir(node)
         if self.available:
             held = self.device_blocks()
             count = sum(

@@ -36,15 +36,15 @@ from service.api import (
 )
 from service.api.authentication import Authentication
 from service.api.filters import reject_unknown_query
+from service.api.forwarded import ForwardedHeaders, TrustedProxies
 from service.api.headers import SecurityHeaders
 from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
 from service.api.session import make_signer
-from service.api.watch import EventWatcher
-from service.core.sweeper import sweep_migrations
+from service.api.watch import EventHub, LogSource
+from service.core.sweeper import purge_idempotency_records, sweep_migrations
 from service.db.base import utcnow
-from service.db.events import latest_seq
 from service.db.session import (
     make_engine,
     make_lookup_sessionmaker,
@@ -79,15 +79,16 @@ def _operation_id(route: APIRoute) -> str:
 
 
 async def _sweep_forever(app: FastAPI) -> None:
-    """Free lapsed claims and flag stuck migrations every `sweep_interval_s`, on every replica."""
+    """Free lapsed claims, flag stuck migrations and delete expired Idempotency-Key records
+    every `sweep_interval_s`, on every replica."""
     settings: Settings = app.state.settings
     log = logging.getLogger("numa_balloon")
     while True:
         await asyncio.sleep(settings.sweep_interval_s)
         try:
-            await anyio.to_thread.run_sync(
-                sweep_migrations, app.state.sessionmaker, app.state.clock(), settings
-            )
+            now = app.state.clock()
+            await anyio.to_thread.run_sync(sweep_migrations, app.state.sessionmaker, now, settings)
+            await anyio.to_thread.run_sync(purge_idempotency_records, app.state.sessionmaker, now)
         except SQLAlchemyError as exc:  # the database is away: try again next round
             log.warning("sweep failed: %s", exc)
 
@@ -124,16 +125,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
 
 
-def _event_watcher(state: Any, settings: Settings) -> EventWatcher:
+def _event_hub(state: Any, settings: Settings) -> EventHub:
     """One per process; every commit of a write session pokes it (see service.api.watch)."""
-
-    def read_latest() -> int:
-        with state.read_sessionmaker() as session:
-            return latest_seq(session)
-
-    watcher = EventWatcher(read_latest, settings.events_poll_s)
-    event.listen(state.sessionmaker, "after_commit", watcher.poke)
-    return watcher
+    hub = EventHub(
+        LogSource(state.read_sessionmaker, state.db_gate),
+        settings.events_poll_s,
+        max_waiters=settings.events_max_waiters,
+        max_per_key=settings.events_max_waiters_per_key,
+        registry=state.registry,
+    )
+    event.listen(state.sessionmaker, "after_commit", hub.poke)
+    return hub
 
 
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
@@ -159,7 +161,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     n = settings.db_concurrency
     app.state.db_gate = threading.BoundedSemaphore(n) if n else None
     app.state.registry = CollectorRegistry()
-    app.state.event_watcher = _event_watcher(app.state, settings)
+    app.state.event_hub = _event_hub(app.state, settings)
     app.state.limits = Limits(settings.key_rate_per_s, settings.failed_auth_per_min)
     app.state.ui_signer = make_signer(settings)
 
@@ -178,6 +180,8 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.add_middleware(Authentication)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, registry=app.state.registry)
+    # Outermost: the client's address and scheme, read from a trusted proxy's headers only.
+    app.add_middleware(ForwardedHeaders, trusted=TrustedProxies(settings.trusted_proxy_networks))
 
     default_openapi = app.openapi
 
@@ -189,7 +193,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             # Nested models (ValidationIssue) go next to Problem, where its $refs point.
             schemas.update(problem.pop("$defs", {}))
             schemas["Problem"] = problem
-            docs.apply(schema)
+            docs.apply(schema, public_metrics=settings.public_metrics)
             app.openapi_schema = schema
         return app.openapi_schema
 

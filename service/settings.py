@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +12,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_URL = f"sqlite:///{_REPO_ROOT / 'var' / 'numa-balloon.db'}"
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "admin", "token", "password"}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """`10.0.0.5, 10.1.0.0/16, fd00::/8` as networks; ValueError naming a bad entry."""
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or network ({exc})") from None
+    return tuple(out)
 
 
 class Settings(BaseSettings):
@@ -39,6 +54,12 @@ class Settings(BaseSettings):
     # How often a process looks for events other replicas wrote while someone long-polls or
     # streams (its own writes wake waiters at once).
     events_poll_s: float = Field(default=0.5, gt=0, le=10)
+    # Long-polls (`GET /v1/events?wait=`) and event streams open at once in one worker, and per
+    # credential (API key, or the admin token) in one worker; 429 with Retry-After beyond, 0: no
+    # limit. Each holds a connection and a little memory; none holds a database session, and an
+    # event costs only the waiters it matches.
+    events_max_waiters: int = Field(default=1000, ge=0)
+    events_max_waiters_per_key: int = Field(default=100, ge=0)
     # Requests holding a database session at once in one worker (0: no limit). More threads
     # than this only fight over the GIL; the rest wait their turn before opening a session.
     db_concurrency: int = Field(default=4, ge=0)
@@ -46,9 +67,12 @@ class Settings(BaseSettings):
     public_metrics: bool = False
     # Requests per second each API key may make (a burst of twice that), per replica; 0: no limit.
     key_rate_per_s: float = Field(default=100.0, ge=0)
-    # Failed authentications one source address may make per minute before it gets 429s for
-    # every authenticated route, per replica; 0: no limit.
+    # Failed authentications one source address may make per minute, per replica, before its
+    # failing requests get 429 instead of 401 (a valid credential always gets through); 0: no limit.
     failed_auth_per_min: int = Field(default=30, ge=0)
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or
+    # networks, comma-separated ("10.0.0.5,fd00::/8"). Empty: the socket peer is the client.
+    trusted_proxies: str = ""
     # Signs the /ui session cookie. Unset: derived from the admin token, else random per process
     # (set it when several replicas serve /ui without an admin token).
     ui_session_secret: SecretStr | None = None
@@ -71,6 +95,16 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("NUMA_BALLOON_UI_SESSION_SECRET must be at least 32 random characters")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # refuse a typo at start-up rather than trust nothing silently
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def is_sqlite(self) -> bool:

@@ -29,9 +29,14 @@ HEADLINES = {
     "bench.cluster": rf"^cluster \d+ hosts: placement_p50_ms={NUM} template_ms={NUM} "
     rf"list_p99_ms={NUM} summary_ms={NUM} report_cpu_ms={NUM_OR_NAN} "
     rf"reports_rps={NUM_OR_NAN} reports_p99_ms={NUM_OR_NAN}$",
+    "bench.failover": rf"^failover engine \d+ hosts: r1_exact_ms={NUM} r1_1000_ms={NUM} "
+    rf"r2_100_ms={NUM} admission_ms={NUM} tolerated=(True|False)$",
     "bench.client": rf"^client get_domain: httpx_cpu_ms={NUM} client_cpu_ms={NUM} "
     rf"async_cpu_ms={NUM} overhead_ms=-?{NUM}$",
+    # 2 uvicorn workers on a scratch PostgreSQL, with open long-polls and streams.
+    "bench.waiters": rf"^waiters \d+: healthz_p50_ratio={NUM} put_target_p50_ratio={NUM}$",
 }
+ON_POSTGRES = {"bench.cluster", "bench.waiters"}
 
 BEFORE_LAST = {"bench.cluster": rf"^rank 8x\d+: ms={NUM}$"}
 
@@ -39,7 +44,7 @@ BEFORE_LAST = {"bench.cluster": rf"^rank 8x\d+: ms={NUM}$"}
 @pytest.mark.parametrize(
     "module",
     [
-        pytest.param(m, marks=pytest.mark.postgres) if m == "bench.cluster" else m
+        pytest.param(m, marks=pytest.mark.postgres) if m in ON_POSTGRES else m
         for m in sorted(HEADLINES)
     ],
 )

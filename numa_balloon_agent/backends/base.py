@@ -17,6 +17,11 @@ class Backend(Protocol):
         """The `POST /v1/hosts` body for this machine."""
         ...
 
+    def external_id(self) -> str | None:
+        """Which machine this backend observes, as the host's `external_id` (how the agent
+        finds the host registered for it before), or None when it cannot tell."""
+        ...
+
     def free_mib(self) -> list[int]:
         """Free MiB per pnode (pnode i = the i-th node in ascending number), now."""
         ...

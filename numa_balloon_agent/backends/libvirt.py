@@ -12,16 +12,25 @@
   `{host}` replaced by the destination host's name;
 - release: checks the domain no longer runs here.
 The service's domain id is the libvirt UUID (the `libvirt-domain` export sets it).
+
+Without the binding, or without a daemon to connect to, the backend cannot start
+(`Unavailable`, exit 3, one line); a daemon that stops answering later ends the agent the same
+way, and the service manager starts it again on a fresh connection.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from numa_balloon_agent.backends import libvirt_xml as lx
 from numa_balloon_agent.backends.base import DomainReport, default_distances
 from numa_balloon_agent.steps import KIB_PER_MIB, Outcome, Step, not_ours
+from numa_balloon_client import machine
+from numa_balloon_client.programs.exits import Unavailable
 
 MIB = 1024 * 1024
 
@@ -29,10 +38,12 @@ MIB = 1024 * 1024
 def _binding() -> Any:
     try:
         return importlib.import_module("libvirt")
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "the libvirt backend needs the libvirt Python binding: pip install libvirt-python "
-            "(with libvirt-dev and pkg-config installed)"
+    except ImportError as exc:
+        raise Unavailable(
+            "the libvirt backend needs the libvirt Python binding (libvirt-python): "
+            "`make libvirt-binding` in a numa-balloon checkout, or "
+            "`pip install 'numa-balloon-agent[libvirt]'` (it builds against libvirt-dev, "
+            "with pkg-config and gcc)"
         ) from exc
 
 
@@ -51,17 +62,40 @@ class LibvirtBackend:
         # print each one (a domain looked up and not found is an answer here, not an error).
         self.lv.registerErrorHandler(lambda _ctx, _err: None, None)
         self.uri = uri
-        self.conn = self.lv.open(uri)
+        with self._answering("cannot connect to", " (is its daemon running, its socket ours?)"):
+            self.conn = self.lv.open(uri)
         self.migrate_uri = migrate_uri
         self.migration = migration
+
+    @contextmanager
+    def _answering(self, doing: str, hint: str = "") -> Iterator[None]:
+        """libvirt errors while observing: the hypervisor is not answering (one line)."""
+        try:
+            yield
+        except self.lv.libvirtError as exc:
+            raise Unavailable(f"libvirt: {doing} {self.uri}{hint}: {exc}") from exc
+
+    def external_id(self) -> str | None:
+        """A local hypervisor is this machine (/etc/machine-id, as the CLI's --from-sysfs and
+        the sysfs backend read it); a remote one is named by its capabilities' host UUID.
+        The test driver is no machine at all."""
+        where = urlsplit(self.uri)
+        if where.scheme.split("+")[0] == "test":
+            return None
+        if not where.netloc:
+            return machine.external_id()
+        with self._answering("cannot read the capabilities of"):
+            uuid = lx.host_uuid(self.conn.getCapabilities())
+        return None if uuid is None else f"libvirt:{uuid}"
 
     # --- discovery and observation -----------------------------------------------------------
 
     def _cells(self) -> tuple[list[int], list[int], list[list[int]]]:
-        memory, cpus, slit = lx.host_topology(self.conn.getCapabilities())
-        if not memory:  # no NUMA information: the whole machine is one node
-            info = self.conn.getInfo()
-            return [int(info[1])], [int(info[2])], default_distances(1)
+        with self._answering("cannot read the capabilities of"):
+            memory, cpus, slit = lx.host_topology(self.conn.getCapabilities())
+            if not memory:  # no NUMA information: the whole machine is one node
+                info = self.conn.getInfo()
+                return [int(info[1])], [int(info[2])], default_distances(1)
         return memory, cpus, slit
 
     def discover(self, *, name: str, reserved_mib: int) -> dict[str, Any]:
@@ -74,12 +108,18 @@ class LibvirtBackend:
 
     def free_mib(self) -> list[int]:
         n = len(self._cells()[0])
-        return [int(b) // MIB for b in self.conn.getCellsFreeMemory(0, n)]
+        with self._answering("cannot read the free memory of"):
+            return [int(b) // MIB for b in self.conn.getCellsFreeMemory(0, n)]
 
     def domains(self) -> list[DomainReport]:
         out = []
-        for dom in self.conn.listAllDomains(self.lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            vnodes = self._actual(dom)
+        with self._answering("cannot list the domains of"):
+            running = self.conn.listAllDomains(self.lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        for dom in running:
+            try:
+                vnodes = self._actual(dom)
+            except self.lv.libvirtError:
+                continue  # it stopped between the listing and the look: not running here
             if vnodes:
                 out.append({"domain_id": dom.UUIDString(), "vnodes": vnodes})
         return out

@@ -37,6 +37,12 @@ def host_topology(capabilities: str) -> tuple[list[int], list[int], list[list[in
     return memory, cpus, slit
 
 
+def host_uuid(capabilities: str) -> str | None:
+    """The hypervisor host's UUID (`<host><uuid>`), which some drivers do not publish."""
+    found = ET.fromstring(capabilities).findtext("host/uuid")
+    return found.strip() if found and found.strip() else None
+
+
 @dataclass(frozen=True)
 class VirtioMem:
     node: int

@@ -12,6 +12,8 @@ from typing import Any
 
 from numa_balloon_agent.backends.base import DomainReport
 from numa_balloon_agent.steps import Outcome, Step, not_ours
+from numa_balloon_client.machine import tree_external_id
+from numa_balloon_client.programs.exits import UsageError
 from numa_balloon_client.sysfs import SysfsError, host_from_sysfs, node_indices
 
 _MEMFREE = re.compile(r"^Node\s+\d+\s+MemFree:\s+(\d+)\s*kB\s*$", re.MULTILINE)
@@ -21,7 +23,17 @@ class SysfsBackend:
     name = "sysfs"
 
     def __init__(self, root: Path | str = "/") -> None:
-        self.nodes = Path(root) / "sys/devices/system/node"
+        self.root = Path(root)
+        self.nodes = self.root / "sys/devices/system/node"
+        if not self.nodes.is_dir():
+            raise UsageError(
+                f"sysfs root {root}: {self.nodes} is not a directory (the root of a sysfs "
+                "tree holds sys/devices/system/node; / for this machine)"
+            )
+
+    def external_id(self) -> str | None:
+        """The machine the tree is of: `<root>/etc/machine-id` (/etc/machine-id for /)."""
+        return tree_external_id(self.root)
 
     def discover(self, *, name: str, reserved_mib: int) -> dict[str, Any]:
         return host_from_sysfs(self.nodes, name=name, reserved_mib=reserved_mib)

@@ -11,6 +11,10 @@ scripts with the real argument syntax).
 - migrate: `xl migrate D <destination host>` (xl keeps the domain's vnuma `pnode=` binding; the
   destination re-pools through the settle steps);
 - release: checks the domain left.
+
+No `xl` (not a Xen dom0, or the tools not installed), an `xl info -n` that fails, or a
+`--xl-info` file that is absent or not that output end the agent with one line (exit 3 for what
+is missing on the machine, exit 2 for the file named on the command line).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from numa_balloon_agent.backends.base import DomainReport
-from numa_balloon_agent.backends.xl_info import parse_xl_info, slit
-from numa_balloon_agent.runner import CommandFailed, Runner
+from numa_balloon_agent.backends.xl_info import XenNode, XlInfoError, parse_xl_info, slit
+from numa_balloon_agent.runner import NOT_FOUND, CommandFailed, Runner
 from numa_balloon_agent.steps import KIB_PER_MIB, Outcome, Step, not_ours
+from numa_balloon_client import machine
+from numa_balloon_client.programs.exits import Unavailable, UsageError
 
 
 class XenBackend:
@@ -32,13 +38,41 @@ class XenBackend:
         self.xl_info_file = Path(xl_info) if xl_info is not None else None
         self.run = runner or Runner()
 
-    def _xl_info(self) -> str:
+    def _nodes(self) -> list[XenNode]:
         if self.xl_info_file is not None:
-            return self.xl_info_file.read_text()
-        return self.run(["xl", "info", "-n"])
+            return self._saved_nodes(self.xl_info_file)
+        try:
+            text = self.run(["xl", "info", "-n"])
+        except CommandFailed as exc:
+            if exc.returncode == NOT_FOUND:
+                raise Unavailable(
+                    "the xen backend runs `xl`, which is not installed here (a Xen dom0 with "
+                    "the Xen tools, e.g. xen-utils); or give --xl-info FILE"
+                ) from exc
+            raise Unavailable(str(exc)) from exc
+        try:
+            return parse_xl_info(text)
+        except XlInfoError as exc:
+            raise Unavailable(f"`xl info -n` printed what this agent cannot read: {exc}") from exc
+
+    @staticmethod
+    def _saved_nodes(path: Path) -> list[XenNode]:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise UsageError(f"--xl-info {path}: {reason}") from exc
+        try:
+            return parse_xl_info(text)
+        except XlInfoError as exc:
+            raise UsageError(f"--xl-info {path} is not `xl info -n` output: {exc}") from exc
+
+    def external_id(self) -> str | None:
+        """xl and xenstore run here, in dom0: the host is this machine."""
+        return machine.external_id()
 
     def discover(self, *, name: str, reserved_mib: int) -> dict[str, Any]:
-        nodes = parse_xl_info(self._xl_info())
+        nodes = self._nodes()
         pnodes = [
             {"memory_mib": n.memsize_mib, "reserved_mib": reserved_mib, "cpus": n.cpus}
             for n in nodes
@@ -46,7 +80,7 @@ class XenBackend:
         return {"name": name, "pnodes": pnodes, "distances": slit(nodes)}
 
     def free_mib(self) -> list[int]:
-        return [n.memfree_mib for n in parse_xl_info(self._xl_info())]
+        return [n.memfree_mib for n in self._nodes()]
 
     def _read(self, key: str) -> str | None:
         try:

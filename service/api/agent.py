@@ -58,7 +58,7 @@ def observed(
 @router.post(
     "/report",
     response_model=AgentReportOut,
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 409, 422),
     summary="Batch report: free MiB per pnode and every domain's per-vnode actual size",
 )
 async def batch_report(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import Caller
 from service.api.deps import Now, SessionDep, SettingsDep
+from service.api.idempotency import IdempotencyKey, idempotent_create
 from service.api.pagination import CursorQuery, LimitQuery, next_cursor, page_size
 from service.api.problems import responses
 from service.core import api_keys as core
@@ -30,15 +32,24 @@ def _created(key: core.ApiKey, secret: str) -> ApiKeyCreated:
     summary="Create a named key with one role; its secret is in this response only",
 )
 def create_api_key(
-    body: ApiKeyCreate, session: SessionDep, principal: Caller, now: Now
+    body: ApiKeyCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Caller,
+    now: Now,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    key, secret = core.create_key(session, body, principal.actor, now)
-    out = _created(key, secret)
-    session.commit()
-    return JSONResponse(
-        out.model_dump(mode="json"),
-        status_code=201,
-        headers={"Location": f"/v1/api-keys/{key.id}", "Cache-Control": "no-store"},
+    def create() -> tuple[int, dict[str, Any], dict[str, str]]:
+        key, secret = core.create_key(session, body, principal.actor, now)
+        return (
+            201,
+            _created(key, secret).model_dump(mode="json"),
+            {"Location": f"/v1/api-keys/{key.id}", "Cache-Control": "no-store"},
+        )
+
+    return idempotent_create(
+        session, request, settings, principal.actor, idempotency_key, body, create, now
     )
 
 

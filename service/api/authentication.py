@@ -8,9 +8,11 @@ alone parsed. Only then does the request go on, with the principal in `scope["st
 routes (`service.api.auth.Caller`) and the metrics.
 
 Cost before authentication: a regex match per route (linear in the path), a SHA-256 of the token
-and, for anything but the admin token, one indexed query by digest in the thread pool. Failed
-authentications are counted per source address: past the limit an address gets 429 before any
-lookup; each API key has a request rate limit.
+and, for a token of a known kind other than the admin token, one indexed query by digest in the
+thread pool. Failed authentications (a malformed, unknown, revoked or expired credential) are
+counted per client address (service/api/forwarded.py says which address that is): past the limit
+a failing credential gets 429 instead of 401, a valid one still gets through. Each API key has a
+request rate limit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -30,10 +31,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import ADMIN, Principal, check_access, is_admin, parse_bearer, resolve
 from service.api.authz import access_for
+from service.api.forwarded import client_address
 from service.api.problems import render
 from service.api.ratelimit import Limits, retry_after
 from service.api.session import UI_PREFIX, session_principal, wants_html
-from service.api.ui import login_page
+from service.api.ui import rejection_page
 from service.errors import ServiceError, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.settings import Settings
 
@@ -123,27 +125,23 @@ class Authentication:
 
     async def _authenticate(self, scope: Scope, settings: Settings, limits: Limits) -> Principal:
         headers = Headers(scope=scope)
-        address = _client_address(scope)
-        token = parse_bearer(headers.get("authorization"))
+        try:
+            token = parse_bearer(headers.get("authorization"))
+        except Unauthorized as exc:
+            raise limits.failed_authentication(client_address(scope), exc) from None
         if token is None and scope["path"].startswith(UI_PREFIX):
             cookie_principal = await session_principal(scope, headers, settings)
             if cookie_principal is not None:
                 return cookie_principal
-        if token is None:
+        if token is None:  # no credential at all: nothing failed, nothing is counted
             raise Unauthorized("send 'Authorization: Bearer <token>'")
-        wait = limits.failed_auth.wait_s(address)
-        if wait > 0:
-            raise TooManyRequests(
-                f"too many failed authentications from {address}", retry_after(wait)
-            )
         if is_admin(settings, token):
             return ADMIN
         try:
             app: FastAPI = scope["app"]  # its clock: tests replace it with a fake one
             return await run_in_threadpool(_lookup, app, token, app.state.clock())
-        except Unauthorized:
-            limits.failed_auth.hit(address)
-            raise
+        except Unauthorized as exc:
+            raise limits.failed_authentication(client_address(scope), exc) from None
         except SQLAlchemyError as exc:  # outside the app's handlers: say 503 here
             raise ServiceUnavailable(f"the database did not answer ({type(exc).__name__})") from exc
 
@@ -154,16 +152,11 @@ def _lookup(app: FastAPI, token: str, now: datetime) -> Principal:
         return resolve(session, token, now)
 
 
-def _client_address(scope: Scope) -> str:
-    """The peer address; behind a proxy, uvicorn's --forwarded-allow-ips makes it the client's."""
-    client: Any = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
 async def _reject(scope: Scope, send: Send, exc: ServiceError) -> None:
     """Answer without reading the body; the connection stays usable (the server drains it)."""
-    if scope["path"].startswith(UI_PREFIX) and wants_html(Headers(scope=scope)):
-        response: Response = login_page(exc.status, exc.detail)
+    headers = Headers(scope=scope)
+    if scope["path"].startswith(UI_PREFIX) and wants_html(headers):
+        response: Response = rejection_page(exc, headers)
     else:
         response = render(exc, scope["path"])
 

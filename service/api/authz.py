@@ -73,6 +73,7 @@ READS = frozenset(
         "list_events",
         "stream_events",
         "ui_topology",
+        "ui_events",
         "metrics",
     }
 )

@@ -27,12 +27,20 @@ DOCS: dict[str, tuple[str, str]] = {
     ),
     "metrics": (
         "Export Prometheus metrics.",
-        f"{PUBLIC} Request counts and latencies by route template and status.",
+        "A viewer key or better (any API key role that reads, or the admin token); no token "
+        "when the service runs with NUMA_BALLOON_PUBLIC_METRICS=true. Request counts and "
+        "latencies by route template and status.",
     ),
     "ui_topology": (
         "Show the topology view.",
         f"{ADMIN} Server-rendered HTML, read-only: pnodes, memory by domain, SLIT heat maps, "
-        "migrations in flight.",
+        "migrations in flight; it refreshes itself from `/ui/events` (every 30 s without).",
+    ),
+    "ui_events": (
+        "Stream the topology view's cue to refresh.",
+        f"{ADMIN} The audit log's event stream from now on, under /ui where the view's session "
+        "cookie is sent (a viewer key suffices); unnamed SSE events, `id:` the seq, so a "
+        "reconnect resumes with Last-Event-ID.",
     ),
     "ui_login_form": ("Show the topology view's sign-in form.", f"{PUBLIC} HTML form."),
     "ui_login": (
@@ -42,7 +50,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "observed": (
         "Report the free MiB of each pnode as the hypervisor sees it.",
         f"{AGENT} Status only: updates observed free memory and the drift flag (an event when "
-        "it flips) without moving the host's ETag; also the heartbeat that flags stalled "
+        "it flips) without moving the host's ETag (422, located, for a pnode the host lacks or "
+        "named twice); also the heartbeat that flags stalled "
         "balloon drivers `uncooperative` and expires migrations whose claims timed out.",
     ),
     "steps": (
@@ -215,7 +224,11 @@ DOCS: dict[str, tuple[str, str]] = {
         "Report a host's free memory and every domain's pool sizes in one request.",
         f"{AGENT} One request per host per interval: free MiB per pnode and, per domain on the "
         "host, each vnode's actual size as the hypervisor sees it. Status only: no version or "
-        "ETag moves; pool steps whose target is reached complete; unknown domains are listed.",
+        "ETag moves; pool steps whose target is reached complete; ids numa-balloon does not "
+        "manage and domains migrating to or from here are listed as unknown. 422 (located) for "
+        "a pnode or vnode named twice or unknown, or a size above its vnode's span; 409 with "
+        "`foreign_domain_ids` for a domain of another host not migrating to or from here. "
+        "Nothing is written when refused.",
     ),
     "ui_logout": (
         "Sign out of the topology view.",
@@ -224,7 +237,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "create_api_key": (
         "Create a named API key with one role.",
         f"{KEYS} The secret (`nbk_...`) is in this response only; it is stored as a digest. "
-        "Roles: admin, operator, scheduler, enroll, viewer.",
+        "Roles: admin, operator, scheduler, enroll, viewer. `Idempotency-Key` makes retries "
+        "safe: a replay shows the same secret (kept sealed under the key for its window).",
     ),
     "list_api_keys": ("List the API keys (never their secrets).", f"{KEYS} Paged."),
     "get_api_key": ("Read one API key (never its secret).", f"{KEYS}"),
@@ -297,10 +311,13 @@ ERROR_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def apply(schema: dict[str, Any]) -> None:
-    """Set summaries and descriptions from DOCS, and a per-status example on every problem."""
+def apply(schema: dict[str, Any], *, public_metrics: bool = False) -> None:
+    """Set summaries and descriptions from DOCS, and a per-status example on every problem.
+    With `public_metrics`, /metrics takes a token or none (an empty security requirement)."""
     for item in schema.get("paths", {}).values():
         for op in item.values():
+            if op.get("operationId") == "metrics" and public_metrics:
+                op["security"] = [*op.get("security", []), {}]
             summary, description = DOCS.get(op.get("operationId", ""), (None, ""))
             if summary is not None:
                 op["summary"] = summary

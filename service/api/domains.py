@@ -79,7 +79,7 @@ def create_domain(
         )
 
     return idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create
+        session, request, settings, principal.actor, idempotency_key, body, create, now
     )
 
 

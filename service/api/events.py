@@ -1,24 +1,27 @@
 """The audit log: read by `since` (the last seq seen), waited on, or streamed.
 
-Long-poll (`?wait=`) and the SSE stream hold no database connection while they wait: each read is
-a short session of its own, and `service.api.watch.EventWatcher` tells them when to read again.
+Long-poll (`?wait=`) and the SSE stream hold no database connection while they wait: each
+registers a waiter with the worker's `service.api.watch.EventHub`, reads its first page, and then
+gets the events that match it from the hub's one reader. A waiter counts against a cap per worker
+and per credential (`events_max_waiters`, `events_max_waiters_per_key`; 429 beyond) and leaves
+when its client disconnects: the long-poll watches for it, the stream is cancelled by Starlette.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 
-from service.api.auth import Admin
+from service.api.auth import Admin, Principal
 from service.api.deps import SettingsDep, run_db
 from service.api.pagination import LimitQuery, page_size
 from service.api.problems import responses
-from service.api.watch import EventWatcher
+from service.api.watch import EventHub, LogEvent, Waiter
 from service.db.events import EventFilter, events_after, latest_seq
 from service.db.models import Event
 from service.schemas.common import UUID_PATTERN, Page
@@ -29,9 +32,9 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 MAX_WAIT_S = 60
 # Event.seq is a 32-bit integer column: a larger value is not a position in the log, it is a 422.
 MAX_SEQ = (1 << 31) - 1
-# An idle stream re-reads at least this often (and FastAPI sends keep-alive comments).
-STREAM_IDLE_S = 15.0
 STREAM_BATCH = 100
+# Events a stream holds for a slow client; past that it reads them again from the database.
+STREAM_ROOM = 1000
 
 SubjectQuery = Annotated[
     str | None,
@@ -54,23 +57,50 @@ def _filter(subject_id: str | None, kind: list[str] | None, actor: str | None) -
     return EventFilter(subject_id=subject_id, kinds=tuple(kind or ()), actor=actor)
 
 
-def _watcher(request: Request) -> EventWatcher:
-    watcher: EventWatcher = request.app.state.event_watcher
-    return watcher
+def _hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.event_hub
+    return hub
+
+
+def _cap_key(caller: Principal) -> str:
+    """Whose waiters these are: the API key (by id), else the kind of token (the admin)."""
+    return caller.subject_id or caller.actor
 
 
 async def _read(
     request: Request, after: int, n: int, where: EventFilter
-) -> tuple[list[EventOut], bool, int]:
-    def read(session: Session) -> tuple[list[EventOut], bool, int]:
-        rows, latest = events_after(session, after, n, where)
-        return [_out(e) for e in rows[:n]], len(rows) > n, latest
+) -> tuple[list[EventOut], bool]:
+    def read(session: Session) -> tuple[list[EventOut], bool]:
+        rows = events_after(session, after, n, where)
+        return [_out(e) for e in rows[:n]], len(rows) > n
 
     return await run_db(request, read)
 
 
 def _out(e: Event) -> EventOut:
     return EventOut.model_validate(e, from_attributes=True)
+
+
+def _page(items: list[EventOut], more: bool) -> Page[EventOut]:
+    return Page[EventOut](items=items, next_cursor=str(items[-1].seq) if more and items else None)
+
+
+async def _until_disconnected(request: Request, scope: anyio.CancelScope) -> None:
+    """Cancel `scope` when the client goes. A GET's one body message comes first; the next
+    `receive` returns only with the disconnect (or once the response is complete)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _wait(request: Request, waiter: Waiter, timeout_s: float) -> list[LogEvent]:
+    """What reaches `waiter` within `timeout_s`; nothing if the client goes first."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_until_disconnected, request, tg.cancel_scope)
+        with anyio.move_on_after(timeout_s):
+            await waiter.wait()
+        tg.cancel_scope.cancel()
+    return waiter.take()
 
 
 @router.get(
@@ -82,7 +112,7 @@ def _out(e: Event) -> EventOut:
 async def list_events(
     request: Request,
     settings: SettingsDep,
-    _: Admin,
+    caller: Admin,
     since: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Last seq seen")] = None,
     cursor: Annotated[
         int | None, Query(ge=0, le=MAX_SEQ, description="next_cursor of the last page")
@@ -97,36 +127,44 @@ async def list_events(
             ge=0,
             le=MAX_WAIT_S,
             description="Long-poll: when nothing matches yet, wait up to this many seconds for "
-            "an event and answer as soon as one is written (an empty page after the wait)",
+            "an event and answer as soon as one is written (an empty page after the wait). "
+            "Open long-polls and streams are capped per worker and per credential: 429 with "
+            "Retry-After beyond",
         ),
     ] = None,
 ) -> Page[EventOut]:
     n = page_size(limit, settings)
     after = max(since or 0, cursor or 0)
     where = _filter(subject_id, kind, actor)
-    deadline = _now() + (wait or 0)
-    looked = after
-    while True:
-        items, more, latest = await _read(request, after, n, where)
-        remaining = deadline - _now()
-        if items or remaining <= 0:
-            return Page[EventOut](
-                items=items, next_cursor=str(items[-1].seq) if more and items else None
-            )
-        # Nothing matched up to `latest`: wait for anything newer, then read again.
-        looked = max(looked, latest)
-        await _watcher(request).wait_beyond(looked, remaining)
+    if not wait:
+        return _page(*await _read(request, after, n, where))
+    with _hub(request).reserve(_cap_key(caller), "long_poll") as waiter:
+        # Registered before the first read: whatever that read's snapshot misses reaches it.
+        await waiter.start(where, after, room=n + 1)
+        items, more = await _read(request, after, n, where)
+        if items:
+            return _page(items, more)
+        arrived = [e.out for e in await _wait(request, waiter, wait)]
+        return _page(arrived[:n], len(arrived) > n or waiter.overflowed)
 
 
-def _now() -> float:
-    return asyncio.get_running_loop().time()
-
-
-def _resume_point(last_event_id: str | None, since: int | None, latest: int) -> int:
-    # A seq beyond any this log can hold means "nothing newer yet": resume from the top.
+def _resume_point(last_event_id: str | None, since: int | None) -> int | None:
+    """Where a stream starts; None: from the latest event on."""
     if last_event_id is not None:
+        # A seq beyond any this log can hold means "nothing newer yet": resume from the top.
         return min(int(last_event_id.strip()), MAX_SEQ)
-    return since if since is not None else latest
+    return since
+
+
+async def _stream_waiter(request: Request, caller: Admin) -> AsyncIterator[Waiter]:
+    """Counted against the caps before the stream's 200 is sent (a 429 must come first), until
+    the stream ends or its client goes."""
+    with _hub(request).reserve(_cap_key(caller), "stream") as waiter:
+        yield waiter
+
+
+# A stream's place among the capped waiters, for every route that streams the log (/ui's too).
+StreamWaiter = Annotated[Waiter, Depends(_stream_waiter)]
 
 
 @router.get(
@@ -136,14 +174,15 @@ def _resume_point(last_event_id: str | None, since: int | None, latest: int) -> 
         **responses(401, 403, 422),
         200: {
             "description": "`text/event-stream`: one SSE event per audit event, `id:` its seq, "
-            "`event:` its action, `data:` the event as JSON (the list's item schema)",
+            "`event:` its action, `data:` the event as JSON (the list's item schema). Open "
+            "streams and long-polls are capped per worker and per credential (429 beyond)",
         },
     },
     summary="Stream audit events as Server-Sent Events, resumable with Last-Event-ID.",
 )
 async def stream_events(
     request: Request,
-    _: Admin,
+    waiter: StreamWaiter,
     since: Annotated[
         int | None,
         Query(ge=0, le=MAX_SEQ, description="Start after this seq (default: from now on)"),
@@ -166,24 +205,36 @@ async def stream_events(
     ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     where = _filter(subject_id, kind, actor)
-    watcher = _watcher(request)
-    after = _resume_point(last_event_id, since, await run_db(request, latest_seq))
-    looked, left = after, limit
-    while left != 0 and not await request.is_disconnected():
-        items, more, latest = await _read(request, after, min(STREAM_BATCH, left or 1 << 30), where)
+    start = _resume_point(last_event_id, since)
+    after = start if start is not None else await run_db(request, latest_seq)
+    await waiter.start(where, after, room=STREAM_ROOM)
+    left = limit
+    while left != 0:
+        # From the database until caught up (at the start, and after the client fell behind):
+        # the read covers whatever the waiter held, so drop it first.
+        waiter.take()
+        items, more = await _read(request, after, min(STREAM_BATCH, left or 1 << 30), where)
         for item in items:
-            yield _sse(item)
+            yield _sse(item.seq, item.action, item.model_dump_json())
         if left is not None:
             left -= len(items)
         if items:
-            after = items[-1].seq
+            after = waiter.since = items[-1].seq
         if more:
             continue
-        looked = max(looked, after, latest)
-        await watcher.wait_beyond(looked, STREAM_IDLE_S)
+        # Then from the hub, as events are written, until the client falls too far behind.
+        while left != 0:
+            await waiter.wait()
+            if waiter.overflowed:
+                break
+            for event in waiter.take():
+                if left == 0 or (event.seq <= after and not event.late):
+                    continue
+                yield _sse(event.seq, event.out.action, event.json)
+                after = waiter.since = max(after, event.seq)
+                if left is not None:
+                    left -= 1
 
 
-def _sse(item: EventOut) -> ServerSentEvent:
-    return ServerSentEvent(
-        id=str(item.seq), event=item.action, raw_data=item.model_dump_json(), retry=2000
-    )
+def _sse(seq: int, action: str, data: str) -> ServerSentEvent:
+    return ServerSentEvent(id=str(seq), event=action, raw_data=data, retry=2000)

@@ -4,7 +4,8 @@ Every response: `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer
 the request came over TLS. The HTML pages (/ui, /docs, /redoc) also get a Content-Security-Policy
 with `frame-ancestors 'none'` and no `'unsafe-inline'` for scripts:
 
-- /ui has no script at all: `script-src 'none'`;
+- /ui's pages have no script (`script-src 'none'`), but for the topology view's one inline
+  script, which that page's own policy allows by its hash (service/api/ui.py);
 - the documentation pages are read as served: each inline script is allowed by its SHA-256 hash
   and each external script or stylesheet by its origin, so the policy follows whatever assets the
   docs route serves (from a CDN or, once they are local, from 'self') without a list to maintain.
@@ -88,8 +89,10 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 _common(headers, tls)
-                if path == "/ui" or path.startswith("/ui/"):
-                    headers["Content-Security-Policy"] = UI_CSP
+                if (path == "/ui" or path.startswith("/ui/")) and (
+                    "content-security-policy" not in headers
+                ):
+                    headers["Content-Security-Policy"] = UI_CSP  # the topology page sets its own
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

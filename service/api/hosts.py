@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
 from service.schemas.migrations import (
+    EVACUATE_EXAMPLES,
     EvacuateRequest,
     EvacuationOut,
     RebalanceOut,
@@ -49,6 +50,7 @@ def create_host(
     session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
+    now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     core.validate_topology(body)  # before the idempotency record: a bad body is never stored
@@ -62,7 +64,7 @@ def create_host(
         )
 
     return idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create
+        session, request, settings, principal.actor, idempotency_key, body, create, now
     )
 
 
@@ -166,7 +168,7 @@ def evacuate(
     settings: SettingsDep,
     principal: Admin,
     now: Now,
-    body: EvacuateRequest | None = None,
+    body: Annotated[EvacuateRequest | None, Body(openapi_examples=EVACUATE_EXAMPLES)] = None,
 ) -> EvacuationOut:
     return core.evacuate_host(
         session,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.problems import InvalidInput
@@ -22,7 +22,9 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
-        description="Retry-safe create: the same key and body return the first response",
+        description="Retry-safe create: the same key and body return the first response, the "
+        "secret it showed included (kept sealed under this key for the idempotency window; use "
+        "a random key such as a UUID)",
     ),
 ]
 
@@ -30,8 +32,14 @@ Create = Callable[[], tuple[int, dict[str, Any], dict[str, str]]]
 
 
 def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
-    return JSONResponse(
-        stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+    headers = {**stored.headers, "Idempotent-Replayed": "true"}
+    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+
+
+def _key_reused() -> InvalidInput:
+    return InvalidInput(
+        "this Idempotency-Key was already used with a different request body",
+        errors=[{"loc": ["header", "Idempotency-Key"], "msg": "key reused with another body"}],
     )
 
 
@@ -43,6 +51,7 @@ def idempotent_create(
     key: str | None,
     body: BaseModel,
     create: Create,
+    now: datetime,
 ) -> JSONResponse:
     """The POST that creates `body`, once per Idempotency-Key (see `run_create`)."""
     return run_create(
@@ -54,6 +63,7 @@ def idempotent_create(
         payload=body.model_dump(mode="json"),
         ttl_s=settings.idempotency_ttl_s,
         create=create,
+        now=now,
     )
 
 
@@ -67,43 +77,26 @@ def run_create(
     payload: Any,
     ttl_s: float,
     create: Create,
+    now: datetime,
 ) -> JSONResponse:
-    """Create once per key: commit the result and the idempotency record together."""
+    """Create once per key: commit the result and the idempotency record together. A retry
+    running at the same time waits on the key's lock, then replays the first one's response."""
     if key is None:
         status, body, headers = create()
         session.commit()
         return JSONResponse(body, status_code=status, headers=headers)
 
     req_hash = idempotency.request_hash(method, path, payload)
+    idempotency.lock_key(session, actor, key)
     try:
-        stored = idempotency.lookup(session, actor, key, req_hash)
+        stored = idempotency.lookup(session, actor, key, req_hash, now)
     except idempotency.KeyReused:
-        raise InvalidInput(
-            "this Idempotency-Key was already used with a different request body",
-            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "key reused with another body"}],
-        ) from None
+        raise _key_reused() from None
     if stored is not None:
         return _replay(stored)
 
-    try:
-        # A concurrent twin with the same key blocks on our inserts (unique name, unique key)
-        # until it commits, then fails here: it replays the twin's stored response.
-        status, body, headers = create()
-        idempotency.store(session, actor, key, method, path, req_hash, status, body, ttl_s)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        try:
-            stored = idempotency.lookup(session, actor, key, req_hash)
-        except idempotency.KeyReused:
-            raise InvalidInput(
-                "this Idempotency-Key was already used with a different request body",
-                errors=[
-                    {"loc": ["header", "Idempotency-Key"], "msg": "key reused with another body"}
-                ],
-            ) from None
-        session.rollback()
-        if stored is not None:
-            return _replay(stored)
-        raise
+    status, body, headers = create()
+    response = idempotency.StoredResponse(status, body, headers)
+    idempotency.store(session, actor, key, method, path, req_hash, response, ttl_s, now)
+    session.commit()
     return JSONResponse(body, status_code=status, headers=headers)

@@ -27,6 +27,9 @@ from service.errors import (
 )
 
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# The body an unauthenticated caller may send (only public routes get one: the sign-in form, a
+# key of at most 512 characters). Nothing parses it as JSON.
+ANONYMOUS_MAX_BODY_BYTES = 4096
 # Bodies larger than this are checked in a worker thread, so the event loop keeps answering.
 _OFFLOAD_BYTES = 64 * 1024
 
@@ -38,11 +41,17 @@ def _is_json(content_type: bytes | None) -> bool:
     )
 
 
+def _read_as_json(content_type: bytes | None) -> bool:
+    """Whether FastAPI would parse the body as JSON: JSON media types, and no media type at all."""
+    return content_type is None or _is_json(content_type)
+
+
 class RequestLimits:
     """Body size, media type, nesting depth and string checks, all before FastAPI parses the body.
 
     Every check is linear in the bytes received. It runs inside the authentication middleware, so
-    an unauthenticated request is refused with 401 before its body is even read.
+    an unauthenticated request is refused with 401 before its body is even read; a request that
+    reaches a public route without a principal may send `ANONYMOUS_MAX_BODY_BYTES`, never parsed.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_depth: int) -> None:
@@ -55,17 +64,19 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        known = scope.get("state", {}).get("principal") is not None
+        limit = self.max_body_bytes if known else min(self.max_body_bytes, ANONYMOUS_MAX_BODY_BYTES)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _refuse(scope, send, self._too_large())
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(scope, send, _too_large(limit))
             return
-        body = await self._read(receive)
+        body = await self._read(receive, limit)
         if body is None:
             return
         if isinstance(body, ServiceError):
             await _refuse(scope, send, body)
             return
-        problem = await self._check(scope, headers.get(b"content-type"), body)
+        problem = await self._check(scope, headers.get(b"content-type"), body) if known else None
         if problem is not None:
             await _refuse(scope, send, problem)
             return
@@ -80,7 +91,7 @@ class RequestLimits:
 
         await self.app(scope, replay, send)
 
-    async def _read(self, receive: Receive) -> bytes | ServiceError | None:
+    async def _read(self, receive: Receive, limit: int) -> bytes | ServiceError | None:
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -90,8 +101,8 @@ class RequestLimits:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                return self._too_large()
+            if size > limit:
+                return _too_large(limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
@@ -107,6 +118,8 @@ class RequestLimits:
                 f"the body must be application/json, not {shown}",
                 errors=[{"loc": ["header", "content-type"], "msg": "expected application/json"}],
             )
+        if not _read_as_json(content_type):
+            return None
         if len(body) > _OFFLOAD_BYTES:
             return await anyio.to_thread.run_sync(self._check_json, body)
         return self._check_json(body)
@@ -118,8 +131,9 @@ class RequestLimits:
             return InvalidInput(issue.msg, errors=[{"loc": issue.loc, "msg": issue.msg}])
         return None
 
-    def _too_large(self) -> ServiceError:
-        return PayloadTooLarge(f"the body exceeds {self.max_body_bytes} bytes")
+
+def _too_large(limit: int) -> ServiceError:
+    return PayloadTooLarge(f"the body exceeds {limit} bytes")
 
 
 async def _refuse(scope: Scope, send: Send, error: ServiceError) -> None:

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -25,6 +25,7 @@ from service.db.pagination import fetch_page
 from service.db.retry import retry_transaction
 from service.schemas.common import Page
 from service.schemas.migrations import (
+    ABORT_EXAMPLES,
     AbortRequest,
     MigrationOut,
     MigrationRequest,
@@ -85,7 +86,7 @@ def start(
         )
 
     response = idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create
+        session, request, settings, principal.actor, idempotency_key, body, create, now
     )
     if body.auto_advance and response.status_code == 201:
         # planned -> preparing (and on, while no step blocks) right away, after the create
@@ -160,7 +161,7 @@ def abort(
     settings: SettingsDep,
     principal: Admin,
     now: Now,
-    body: AbortRequest | None = None,
+    body: Annotated[AbortRequest | None, Body(openapi_examples=ABORT_EXAMPLES)] = None,
 ) -> MigrationOut:
     runs_on = body.runs_on if body is not None else None
     migration = core.abort(session, str(migration_id), principal.actor, now, runs_on)

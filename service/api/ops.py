@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.api.auth import bearer_scheme
 from service.api.problems import problem_response, responses
 from service.db.alembic import current_revision, head_revision
 
@@ -53,6 +54,9 @@ def readyz(request: Request) -> JSONResponse:
     summary="Prometheus metrics (a viewer key or better, unless NUMA_BALLOON_PUBLIC_METRICS)",
     response_class=Response,
     responses=responses(401, 403),
+    # The Authentication middleware checks the token (the role table names `metrics`); this only
+    # declares the scheme, so the OpenAPI document says a token is needed.
+    dependencies=[Depends(bearer_scheme)],
 )
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -4,10 +4,17 @@ Core and routers raise `service.errors.ServiceError` subclasses; handlers here t
 FastAPI's validation errors, Starlette's HTTP errors and anything unexpected into
 `application/problem+json`. The catch-all hides
 internals: a 500 says only that something failed and which request id to look for in the logs.
+
+Rendering a problem cannot fail: what it echoes (rejected input, locations, details) is made
+encodable first (lone surrogates escaped, NaN as text, anything else as its `str`), and should
+that ever raise all the same, the bare problem (type, title, status) is sent. A 422 lists at most
+`MAX_ERRORS` located errors and counts the rest in `errors_omitted`, so a body of 90,000 unknown
+keys costs a short answer, not megabytes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,11 +52,13 @@ from service.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from service.schemas.common import MAX_LISTED_ERRORS
 
 log = logging.getLogger("numa_balloon")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "/problems/"
+MAX_ERRORS = MAX_LISTED_ERRORS  # located errors one problem lists; the rest are counted
 
 # Re-exported for the routers: the vocabulary lives in service.errors.
 __all__ = [
@@ -89,10 +98,34 @@ def problem_body(
     }
     if instance is not None:
         body["instance"] = instance
-    if errors is not None:
-        body["errors"] = list(errors)
     body.update(extra)
+    if errors is not None:
+        body["errors"] = list(errors[:MAX_ERRORS])
+        omitted = len(errors) - len(body["errors"]) + int(body.get("errors_omitted") or 0)
+        body.pop("errors_omitted", None)
+        if omitted > 0:
+            body["errors_omitted"] = omitted
     return body
+
+
+class ProblemResponse(JSONResponse):
+    """`application/problem+json` whose rendering cannot raise: an error page that fails would
+    turn a 4xx into a 500 and drop the client's keep-alive connection."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return _dumps(_json_safe(content))
+        except Exception:
+            log.exception("a problem body could not be rendered; sending it without details")
+            return _dumps({k: content[k] for k in ("type", "title", "status") if k in content})
+
+
+def _dumps(content: Any) -> bytes:
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str
+    ).encode("utf-8")
 
 
 def problem_response(
@@ -107,9 +140,7 @@ def problem_response(
 ) -> JSONResponse:
     instance = request.url.path if request is not None else None
     body = problem_body(status, slug, title, detail, instance, errors, **extra)
-    return JSONResponse(
-        _json_safe(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
-    )
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def render(error: ServiceError, instance: str | None = None) -> JSONResponse:
@@ -117,21 +148,33 @@ def render(error: ServiceError, instance: str | None = None) -> JSONResponse:
     body = problem_body(
         error.status, error.slug, error.title, error.detail, instance, error.errors, **error.extra
     )
-    return JSONResponse(
-        _json_safe(body), status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON
-    )
+    return ProblemResponse(body, status_code=error.status, headers=error.headers)
 
 
 def _json_safe(value: Any) -> Any:
-    """Echoed input may hold NaN/inf or bytes; a problem body must still be valid JSON."""
+    """Echoed input may hold NaN/inf, bytes or lone surrogates; a problem body must still be
+    valid UTF-8 JSON."""
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {_text(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    return value
+
+
+def _text(value: str) -> str:
+    """The string itself when it is text; lone surrogates shown as their escapes (`\\udc00`)."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
 
 
@@ -140,9 +183,10 @@ def _short(value: Any, limit: int = 200) -> Any:
     return value if len(text) <= limit else text[:limit] + "..."
 
 
-def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def validation_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
+    """The located errors of a validation failure, as a problem lists them."""
     out: list[dict[str, Any]] = []
-    for err in exc.errors():
+    for err in raw:
         item: dict[str, Any] = {"loc": list(err.get("loc", ())), "msg": err.get("msg", "")}
         if "type" in err:
             item["type"] = err["type"]
@@ -178,9 +222,14 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = validation_errors(exc)
+    raw = exc.errors()
+    errors = validation_errors(raw[:MAX_ERRORS])  # the rest are only counted
     where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
-    error = InvalidInput(f"{len(errors)} invalid field(s): {where}", errors=errors)
+    error = InvalidInput(
+        f"{len(raw)} invalid field(s): {where}",
+        errors=errors,
+        errors_omitted=len(raw) - len(errors),
+    )
     return render(error, request.url.path)
 
 

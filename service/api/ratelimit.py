@@ -1,5 +1,10 @@
 """In-process rate limits (per replica): requests per API key, failed authentications per address.
 
+The failed-authentication limit only ever turns a failure into a slower failure: a credential is
+checked first, and a valid one is let through whatever its address has done (an address is shared
+behind NAT, and before trusted proxies were configured it could be named by anyone). An address
+over its budget gets 429 with `Retry-After` instead of 401 for each credential that fails.
+
 GCRA (the generic cell rate algorithm, a token bucket kept as one timestamp per key): O(1) per
 request, no background thread, and the exact wait for `Retry-After`. The `limits` package's
 in-memory storage would start a timer thread every 10 ms of traffic for its expiry sweep; this is
@@ -13,6 +18,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from service.errors import ServiceError, TooManyRequests
 
 
 class RateLimiter:
@@ -66,3 +73,14 @@ class Limits:
     def __init__(self, key_rate_per_s: float, failed_auth_per_min: int) -> None:
         self.per_key = RateLimiter(key_rate_per_s, burst=max(1, int(2 * key_rate_per_s)))
         self.failed_auth = RateLimiter(failed_auth_per_min / 60.0, burst=failed_auth_per_min)
+
+    def failed_authentication(self, address: str, failure: ServiceError) -> ServiceError:
+        """Count one failed authentication from `address`; the error to answer with: `failure`
+        itself within the budget, 429 beyond it."""
+        wait = self.failed_auth.hit(address)
+        if wait <= 0:
+            return failure
+        return TooManyRequests(
+            f"too many failed authentications from {address} ({failure.detail})",
+            retry_after(wait),
+        )

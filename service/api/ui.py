@@ -1,7 +1,12 @@
-"""A read-only topology view at /ui: server-rendered HTML with inline SVG, no JavaScript.
+"""A read-only topology view at /ui: server-rendered HTML with inline SVG.
 
 For each host: its pnodes as stacked bars (memory of each domain, memory held above target,
-claims, free), and its SLIT as a heat map; then the domains and the migrations in flight.
+claims, free), and its SLIT as a heat map with its distances and a scale; then the domains and
+the migrations in flight. The page keeps itself current: one small inline script (allowed by its
+hash, nothing else runs) listens to the audit log's event stream (`/ui/events`, the same stream
+as `/v1/events/stream`, authenticated by the session cookie) and fetches the page again when
+something happened, at most every 2 s; without the stream it polls every 30 s, and without
+JavaScript a `<noscript>` refresh does.
 A browser signs in with an API key (`viewer` suffices) or the admin token; the service answers
 with a signed session cookie that names the key (never its secret), HttpOnly, SameSite=Strict,
 scoped to /ui and short-lived (service/api/session.py). API clients may send a bearer token.
@@ -10,29 +15,46 @@ The page is built from a fixed number of queries, whatever the size of the clust
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from html import escape
+from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 
 from service.api.auth import Caller, Principal, is_admin, parse_bearer, resolve
 from service.api.authz import role_allows
 from service.api.deps import SessionDep
-from service.api.problems import Forbidden, TooManyRequests, Unauthorized, responses
-from service.api.ratelimit import retry_after
+from service.api.events import MAX_SEQ, StreamWaiter, stream_events
+from service.api.forwarded import client_address
+from service.api.problems import (
+    Forbidden,
+    InvalidInput,
+    TooManyRequests,
+    Unauthorized,
+    responses,
+)
+from service.api.ratelimit import Limits
 from service.api.session import COOKIE, binding_for, session_cookie, wants_html
 from service.db.models import ApiKey, Domain, Host, Migration
 from service.db.overview import Overview, load_overview
+from service.errors import ServiceError
 from service.settings import Settings
 from service.vocabulary import ACTIVE_MIGRATION_STATES
 
 router = APIRouter(prefix="/ui", tags=["ui"])
 
 MAX_HOSTS = 64
+MAX_FORM_FIELDS = 4  # the sign-in form has one (key); a few more are tolerated, not parsed
 RECENT_MIGRATIONS = 8
 FAR = 32
 PALETTE = (
@@ -41,8 +63,8 @@ PALETTE = (
 )  # fmt: skip
 
 
-def login_page(status: int, message: str | None = None) -> HTMLResponse:
-    note = f'<p class="err">{escape(message)}</p>' if message else ""
+def login_page(status: int, message: str | None = None, *, error: bool = True) -> HTMLResponse:
+    note = f'<p class="{"err" if error else "note"}">{escape(message)}</p>' if message else ""
     body = f"""<form method="post" action="/ui/login" class="login">
 <h1>numa-balloon</h1><p>The topology view is read-only. Sign in with an API key (the
 <code>viewer</code> role suffices) or the admin token.</p>{note}
@@ -51,6 +73,21 @@ autofocus required></label> <button type="submit">Sign in</button></form>"""
     return HTMLResponse(
         _page("Sign in", body), status_code=status, headers={"Cache-Control": "no-store"}
     )
+
+
+def rejection_page(exc: ServiceError, headers: Headers) -> HTMLResponse:
+    """The sign-in form a browser gets instead of the view: with no error on a first visit (no
+    credential sent), a plain note when its session cookie ended, and the reason otherwise (a
+    refused bearer token, a role that may not read, too many failures)."""
+    sent_bearer = "authorization" in headers
+    had_session = COOKIE in cookie_parser(headers.get("cookie", ""))
+    if isinstance(exc, Unauthorized) and not sent_bearer:
+        message = "Your session ended; sign in again." if had_session else None
+        page = login_page(exc.status, message, error=False)
+    else:
+        page = login_page(exc.status, str(exc.detail))
+    page.headers.update(exc.headers)
+    return page
 
 
 @router.get("/login", response_class=HTMLResponse, summary="The topology view's sign-in form")
@@ -62,14 +99,14 @@ def ui_login_form() -> HTMLResponse:
     "/login",
     response_class=RedirectResponse,
     status_code=303,
-    responses=responses(401, 403, 429),
+    responses=responses(401, 403, 413, 422, 429),
     summary="Sign in to the topology view with an API key (form field `key`, or bearer)",
 )
 async def ui_login(request: Request) -> Response:
     """Sets a signed session cookie naming the key (not its secret) and redirects to /ui."""
     try:
         principal, secret_hash = await _sign_in(request)
-    except (Unauthorized, Forbidden, TooManyRequests) as exc:
+    except (Unauthorized, Forbidden, TooManyRequests, InvalidInput) as exc:
         if wants_html(request.headers):
             page = login_page(exc.status, str(exc.detail))
             page.headers.update(exc.headers)
@@ -92,33 +129,46 @@ async def ui_login(request: Request) -> Response:
 
 
 async def _sign_in(request: Request) -> tuple[Principal, str | None]:
-    """The principal of the key in the form (or the bearer header), counted as a failed
-    authentication of the client's address when it names none."""
-    settings: Settings = request.app.state.settings
-    limits = request.app.state.limits
-    address = request.client.host if request.client else "unknown"
-    token = parse_bearer(request.headers.get("authorization"))
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        token = ((form.get("key") or form.get("token") or [""])[0].strip()) or token
-    if not token:
-        raise Unauthorized("sign in with an API key")
-    wait = limits.failed_auth.wait_s(address)
-    if wait > 0:
-        raise TooManyRequests(f"too many failed sign-ins from {address}", retry_after(wait))
-    if is_admin(settings, token):
-        principal, secret_hash = Principal("admin", role="admin"), None
-    else:
-        try:
-            principal, secret_hash = await run_in_threadpool(
-                _resolve, request, token, request.app.state.clock()
-            )
-        except Unauthorized:
-            limits.failed_auth.hit(address)
-            raise
+    """The principal of the key in the form (or the bearer header). A sign-in that names no valid
+    key counts as a failed authentication of the client's address; a valid key is never refused
+    by that limit."""
+    limits: Limits = request.app.state.limits
+    try:
+        token = await _offered_key(request)
+        principal, secret_hash = await _verify(request, token)
+    except (Unauthorized, InvalidInput) as exc:
+        raise limits.failed_authentication(client_address(request.scope), exc) from None
     if principal.role is None or not role_allows(principal.role, "ui_topology"):
         raise Forbidden(f"a {principal.role or principal.kind} token cannot use the topology view")
     return principal, secret_hash
+
+
+async def _offered_key(request: Request) -> str:
+    """The key of the form (fields `key` or `token`), else of the bearer header.
+
+    The body is at most `ANONYMOUS_MAX_BODY_BYTES` (service/api/middleware.py) and is parsed only
+    when it holds at most `MAX_FORM_FIELDS` fields."""
+    token = parse_bearer(request.headers.get("authorization"))
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        try:
+            form = parse_qs(
+                (await request.body()).decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS
+            )
+        except ValueError:
+            raise InvalidInput(
+                f"the sign-in form has more than {MAX_FORM_FIELDS} fields",
+                errors=[{"loc": ["body"], "msg": f"at most {MAX_FORM_FIELDS} fields"}],
+            ) from None
+        token = ((form.get("key") or form.get("token") or [""])[0].strip()) or token
+    if not token:
+        raise Unauthorized("sign in with an API key")
+    return token
+
+
+async def _verify(request: Request, token: str) -> tuple[Principal, str | None]:
+    if is_admin(request.app.state.settings, token):
+        return Principal("admin", role="admin"), None
+    return await run_in_threadpool(_resolve, request, token, request.app.state.clock())
 
 
 def _resolve(request: Request, token: str, now: datetime) -> tuple[Principal, str | None]:
@@ -153,8 +203,48 @@ def ui_logout() -> Response:
 def ui_topology(session: SessionDep, principal: Caller) -> Response:
     view = load_overview(session, max_hosts=MAX_HOSTS, recent_migrations=RECENT_MIGRATIONS)
     return HTMLResponse(
-        _page("Topology", _render(view, principal)), headers={"Cache-Control": "no-store"}
+        _page("Topology", _render(view, principal), live=True),
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP},
     )
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    responses={
+        **responses(401, 403),
+        200: {"description": "`text/event-stream`: one unnamed SSE event per audit event"},
+    },
+    summary="The topology view's cue to refresh: the audit log's event stream, from now on",
+)
+async def ui_events(
+    request: Request,
+    waiter: StreamWaiter,
+    since: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="Start after this seq (default: now)")
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=10000, description="End after this many events")
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", max_length=20, pattern=r"^[0-9]{1,19}$"),
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """`/v1/events/stream` under /ui, where the session cookie is sent, with unnamed events (the
+    page listens for `message`): `data:` says which action, `id:` resumes after a reconnect."""
+    stream = stream_events(
+        request,
+        waiter,
+        since=since,
+        subject_id=None,
+        kind=None,
+        actor=None,
+        limit=limit,
+        last_event_id=last_event_id,
+    )
+    async for sse in stream:
+        yield ServerSentEvent(id=sse.id, data={"action": sse.event}, retry=2000)
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -177,16 +267,84 @@ border-bottom:1px solid #eee;font-size:13px} th{color:#556}
 .tag.fly{background:#fff1d6;color:#8a5a00}
 .legend span{margin-right:14px;font-size:12px;color:#445}
 .login{max-width:420px;margin:60px auto;background:#fff;padding:20px;border-radius:6px}
-.err{color:#a3261f}
+.err{color:#a3261f} .note{color:#445;font-size:12px;margin:6px 0 0}
+.live{font-size:12px;color:#cfd6e4} .live.on::before{content:"\\25CF  ";color:#59a14f}
 .who{margin-left:auto;color:#cfd6e4} .out{margin:0} .out button{font-size:12px}
 """
 
 
-def _page(title: str, body: str) -> str:
+# Keeps the view current (see the module docstring): refetch /ui when the event stream says
+# something happened, swapping the totals and the content; poll when there is no stream.
+LIVE_JS = """(function () {
+"use strict";
+var POLL_S = 30, GAP_MS = 2000;
+var live = document.getElementById("live");
+var timer = null, last = 0, busy = false, polling = null, failures = 0;
+function say(text, cls) { live.textContent = text; live.className = "live " + cls; }
+function schedule() {
+  if (timer === null) { timer = setTimeout(refresh, Math.max(0, GAP_MS - (Date.now() - last))); }
+}
+function swap(html) {
+  var doc = new DOMParser().parseFromString(html, "text/html");
+  ["totals", "content"].forEach(function (id) {
+    var fresh = doc.getElementById(id), old = document.getElementById(id);
+    if (fresh && old) { old.replaceWith(fresh); }
+  });
+  document.body.setAttribute("data-refreshed", String(Date.now()));
+}
+function refresh() {
+  timer = null;
+  if (document.hidden) {
+    document.addEventListener("visibilitychange", schedule, {once: true});
+    return;
+  }
+  if (busy) { schedule(); return; }
+  busy = true;
+  last = Date.now();
+  fetch("/ui", {headers: {Accept: "text/html"}, credentials: "same-origin", cache: "no-store"})
+    .then(function (r) {
+      if (r.status === 401 || r.status === 403) { location.assign("/ui/login"); return null; }
+      return r.ok ? r.text() : null;
+    })
+    .then(function (html) { if (html !== null) { swap(html); } })
+    .catch(function () {})
+    .then(function () { busy = false; });
+}
+function poll(why) {
+  if (polling === null) { polling = setInterval(schedule, POLL_S * 1000); }
+  say("refreshing every " + POLL_S + " s (" + why + ")", "poll");
+}
+if (!window.EventSource) { poll("no event stream in this browser"); return; }
+var stream = new EventSource("/ui/events");
+stream.onopen = function () { failures = 0; say("live", "on"); };
+stream.onmessage = schedule;
+stream.onerror = function () {
+  failures += 1;
+  if (stream.readyState === EventSource.CLOSED || failures > 5) {
+    stream.close();
+    poll("event stream unavailable");
+  } else {
+    say("reconnecting\u2026", "poll");
+  }
+};
+})();"""
+LIVE_SHA = base64.b64encode(hashlib.sha256(LIVE_JS.encode()).digest()).decode()
+# The view's policy: its one script by hash, fetches and the stream to this origin only.
+PAGE_CSP = (
+    f"default-src 'none'; script-src 'sha256-{LIVE_SHA}'; connect-src 'self'; "
+    "style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+POLL_S = 30  # the script's fallback, and the refresh without JavaScript
+
+
+def _page(title: str, body: str, *, live: bool = False) -> str:
+    refresh = f'<noscript><meta http-equiv="refresh" content="{POLL_S}"></noscript>' if live else ""
+    script = f"<script>{LIVE_JS}</script>" if live else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>numa-balloon · {escape(title)}</title><style>{CSS}</style></head>"
-        f"<body>{body}</body></html>"
+        f"<title>numa-balloon · {escape(title)}</title><style>{CSS}</style>{refresh}</head>"
+        f"<body>{body}{script}</body></html>"
     )
 
 
@@ -227,7 +385,7 @@ def _bars(host: Host, view: Overview, colors: dict[str, str], names: dict[str, s
         ]
         held = p.allocated_mib - sum(per_domain.values())
         if held > 0:
-            segments.append(("#5b6170", held, "held above target (uncooperative)"))
+            segments.append(("#5b6170", held, "held above target (not given back yet)"))
         if p.claimed_mib:
             segments.append(("url(#hatch)", p.claimed_mib, "claimed for a migration"))
         for fill, mib, label in segments:
@@ -251,30 +409,64 @@ def _bars(host: Host, view: Overview, colors: dict[str, str], names: dict[str, s
     return "".join(out)
 
 
+# The heat map's scale: one colour per SLIT distance, the same for every host.
+SCALE = (10, 12, 16, 21, 32)
+
+
+def _shade(v: int) -> tuple[str, str]:
+    """The fill of distance `v` (10 pale, FAR and beyond darkest) and a legible text colour."""
+    t = min(1.0, max(0.0, (v - 10) / (FAR - 10)))
+    return f"hsl(8,70%,{96 - 58 * t:.0f}%)", "#fff" if t > 0.6 else "#1d2330"
+
+
 def _heat(host: Host) -> str:
-    """The SLIT as a heat map: 10 is pale, 32 (two socket hops) and beyond darkest."""
+    """The SLIT as a heat map: every distance written in its cell, pnode indexes along both
+    axes, and the scale below (10 = local, 32 = two socket hops, darkest beyond)."""
     d = host.distances
     n = len(d)
-    cell = max(8, min(36, 150 // n))
+    cell = max(18, min(36, 288 // n))
+    font = max(8, min(12, int(cell * 0.45)))
+    edge = 14  # room for the axis labels
+    size = edge + n * cell + 1
+    width = max(size, edge + len(SCALE) * 26)  # the scale fits under a small map too
     out = [
-        f'<svg role="img" width="{n * cell + 2}" height="{n * cell + 2}" '
+        f'<svg role="img" width="{width}" height="{size + 34}" '
         f'aria-label="SLIT distances of {escape(host.name)}">'
     ]
+    for i in range(n):
+        middle = edge + i * cell + cell / 2
+        out.append(
+            f'<text x="{middle}" y="10" font-size="9" fill="#667" text-anchor="middle">{i}</text>'
+            f'<text x="{edge - 3}" y="{middle + 3}" font-size="9" fill="#667" '
+            f'text-anchor="end">{i}</text>'
+        )
     for i, row in enumerate(d):
         for j, v in enumerate(row):
-            t = min(1.0, (v - 10) / (FAR - 10))  # one scale for every host
-            light = 96 - 58 * t
+            fill, ink = _shade(v)
+            x, y = edge + j * cell, edge + i * cell
             out.append(
-                f'<rect x="{1 + j * cell}" y="{1 + i * cell}" width="{cell}" height="{cell}" '
-                f'fill="hsl(8,70%,{light:.0f}%)" stroke="#fff" stroke-width="0.5">'
-                f"<title>{i} → {j}: {v}</title></rect>"
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" '
+                f'stroke="#fff" stroke-width="0.5"><title>pnode {i} → pnode {j}: {v}</title></rect>'
+                f'<text x="{x + cell / 2}" y="{y + cell / 2 + font * 0.35:.1f}" font-size="{font}" '
+                f'fill="{ink}" text-anchor="middle">{v}</text>'
             )
-            if n <= 4:
-                out.append(
-                    f'<text x="{1 + j * cell + cell / 2}" y="{1 + i * cell + cell / 2 + 4}" '
-                    f'font-size="11" text-anchor="middle">{v}</text>'
-                )
+    out.append(_scale(edge, size + 6))
     out.append("</svg>")
+    return "".join(out)
+
+
+def _scale(x0: int, y0: int) -> str:
+    """The colour scale under a heat map: a swatch per distance, labelled."""
+    out = []
+    for k, v in enumerate(SCALE):
+        fill, _ = _shade(v)
+        x = x0 + k * 26
+        label = f"{v}+" if v == SCALE[-1] else str(v)
+        out.append(
+            f'<rect x="{x}" y="{y0}" width="24" height="10" fill="{fill}" stroke="#c5cad3" '
+            f'stroke-width="0.5"/><text x="{x + 12}" y="{y0 + 22}" font-size="9" fill="#667" '
+            f'text-anchor="middle">{label}</text>'
+        )
     return "".join(out)
 
 
@@ -295,10 +487,12 @@ def _header(view: Overview, principal: Principal) -> str:
     in_flight = sum(m.state in ACTIVE_MIGRATION_STATES for m in view.migrations)
     return (
         "<header><h1>numa-balloon</h1>"
-        f"<span>{len(view.hosts)} hosts · {len(view.domains)} domains · {_gib(alloc)} allocated"
-        f" · {_gib(claimed)} claimed · {_gib(cap - alloc - claimed)} free of {_gib(cap)}"
+        f'<span id="totals">{len(view.hosts)} hosts · {len(view.domains)} domains · '
+        f"{_gib(alloc)} allocated · {_gib(claimed)} claimed · "
+        f"{_gib(cap - alloc - claimed)} free of {_gib(cap)}"
         f" · {in_flight} migration(s) in flight</span>"
-        f'<a href="/docs">Swagger UI</a>{_signed_in(principal)}</header><main>'
+        f'<span id="live" class="live poll">refreshing every {POLL_S} s</span>'
+        f'<a href="/docs">Swagger UI</a>{_signed_in(principal)}</header><main id="content">'
     )
 
 
@@ -309,21 +503,39 @@ def _host_section(h: Host, view: Overview, colors: dict[str, str], names: dict[s
         f'<span><i class="sw" style="background:{colors[d.id]}"></i>{escape(d.name)}</span>'
         for d in doms
     )
+    held = _held_mib(h, view)
     hatch = (
-        '<span><i class="sw" style="background:#5b6170"></i>held</span>'
-        if any(d.uncooperative for d in doms)
+        '<span><i class="sw" style="background:#5b6170"></i>held above target</span>'
+        if held
+        else ""
+    )
+    why = (
+        f'<p class="note">Held above target: {_gib(held)} that guests still hold although '
+        "their targets are lower. Their balloon drivers have not given it back yet (still "
+        "shrinking, or flagged uncooperative); it stays charged to the pnode until the guest "
+        "reports it freed.</p>"
+        if held
         else ""
     )
     return (
         f"<section><h2>{escape(h.name)} <small>{len(h.pnodes)} pnode(s) · "
         f"{escape(h.state)}{' · drift!' if h.drift_flagged else ''}</small></h2>"
-        '<div style="display:flex;gap:16px;align-items:flex-end">'
+        '<div style="display:flex;flex-wrap:wrap;gap:16px;align-items:flex-end">'
         f"<div>{_bars(h, view, colors, names)}</div>"
-        f'<div><div style="font-size:11px;color:#667">SLIT</div>{_heat(h)}</div></div>'
+        '<div><div style="font-size:11px;color:#667">SLIT distances (10 = local), pnode &times; '
+        f"pnode</div>{_heat(h)}</div></div>"
         f'<div class="legend">{legend}{hatch}'
         '<span><i class="sw" style="background:repeating-linear-gradient(45deg,#777 0 2px,'
         '#fff 2px 4px)"></i>claimed</span><span><i class="sw" style="background:#e8ebf0">'
-        "</i>free</span></div></section>"
+        f"</i>free</span></div>{why}</section>"
+    )
+
+
+def _held_mib(h: Host, view: Overview) -> int:
+    """Memory charged to the host's pnodes beyond its domains' backing: held above target."""
+    return sum(
+        max(0, p.allocated_mib - sum(view.backing.get((h.id, p.index), {}).values()))
+        for p in h.pnodes
     )
 
 

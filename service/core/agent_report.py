@@ -26,23 +26,59 @@ from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, event
 from service.db.loaders import load_host_accounting
-from service.db.report_view import DomainView, ReportView, load_report_view, write_observed_free
-from service.errors import InvalidInput, NotFound
+from service.db.models import Domain
+from service.db.report_view import (
+    DomainView,
+    ReportView,
+    foreign_domains,
+    load_report_view,
+    write_observed_free,
+)
+from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode, ReportVnode
 from service.settings import Settings
 
 
 def pnode_errors(state: HostAccounting, indexes: Sequence[int]) -> list[dict[str, Any]]:
-    """Located errors for reported pnode indexes the host does not have."""
+    """Located errors for reported pnode indexes the host does not have, or that come twice
+    (one pnode has one free size: with two, the last one silently won)."""
     n = state.n_pnodes
-    return [
-        {"loc": ["body", "pnodes", i, "index"], "msg": f"the host has pnodes 0..{n - 1}"}
-        for i, index in enumerate(indexes)
-        if index >= n
-    ]
+    errors: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for i, index in enumerate(indexes):
+        loc = ["body", "pnodes", i, "index"]
+        if index >= n:
+            errors.append({"loc": loc, "msg": f"the host has pnodes 0..{n - 1}"})
+        elif index in seen:
+            errors.append({"loc": loc, "msg": f"pnode {index} reported twice"})
+        seen.add(index)
+    return errors
 
 
-def _validate(state: HostAccounting, body: AgentReportIn) -> None:
+def _vnode_errors(domain: Domain, i: int, vnodes: Sequence[ReportVnode]) -> list[dict[str, Any]]:
+    """Located errors for one reported domain's vnodes: unknown, twice, or larger than the
+    vnode's span (its size: no pool holds more than the memory its vnode spans)."""
+    k = len(domain.vnodes)
+    errors: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for j, vn in enumerate(vnodes):
+        loc: list[str | int] = ["body", "domains", i, "vnodes", j]
+        if vn.index >= k:
+            errors.append({"loc": [*loc, "index"], "msg": f"the domain has vnodes 0..{k - 1}"})
+            continue
+        if vn.index in seen:
+            errors.append({"loc": [*loc, "index"], "msg": f"vnode {vn.index} reported twice"})
+        seen.add(vn.index)
+        size = domain.vnodes[vn.index].size_mib
+        if vn.actual_mib > size:
+            msg = f"above vnode {vn.index}'s size ({size} MiB)"
+            errors.append({"loc": [*loc, "actual_mib"], "msg": msg})
+    return errors
+
+
+def validate_report(state: HostAccounting, body: AgentReportIn) -> None:
+    """422 with every nonsense located: pnodes the host lacks or named twice, a domain twice,
+    vnodes a domain lacks, named twice or reported above their size. Changes nothing."""
     errors = pnode_errors(state, [p.index for p in body.pnodes])
     seen_domains: set[str] = set()
     for i, d in enumerate(body.domains):
@@ -50,21 +86,32 @@ def _validate(state: HostAccounting, body: AgentReportIn) -> None:
             errors.append({"loc": ["body", "domains", i, "domain_id"], "msg": "reported twice"})
         seen_domains.add(d.domain_id)
         domain = state.domain(d.domain_id)
-        if domain is None:
-            continue
-        k = len(domain.vnodes)
-        seen: set[int] = set()
-        for j, vn in enumerate(d.vnodes):
-            loc = ["body", "domains", i, "vnodes", j, "index"]
-            if vn.index >= k:
-                errors.append({"loc": loc, "msg": f"the domain has vnodes 0..{k - 1}"})
-            elif vn.index in seen:
-                errors.append({"loc": loc, "msg": "reported twice"})
-            seen.add(vn.index)
+        if domain is not None:
+            errors.extend(_vnode_errors(domain, i, d.vnodes))
     if errors:
-        raise InvalidInput(
-            "the report names pnodes or vnodes this host does not have", errors=errors
-        )
+        raise InvalidInput("the report does not fit this host and its domains", errors=errors)
+
+
+def refuse_foreign(session: Session, host_id: str, body: AgentReportIn, unknown: list[str]) -> None:
+    """409 when a reported domain is another host's and not migrating to or from this one: the
+    agent sees a guest where numa-balloon says it is not (ids it does not know at all stay
+    listed as unknown: a host may run guests numa-balloon does not manage)."""
+    foreign = foreign_domains(session, host_id, unknown)
+    if not foreign:
+        return
+    errors = [
+        {
+            "loc": ["body", "domains", i, "domain_id"],
+            "msg": f"domain {d.domain_id} is on another host, not migrating to or from this one",
+        }
+        for i, d in enumerate(body.domains)
+        if d.domain_id in foreign
+    ]
+    raise Conflict(
+        f"{len(foreign)} reported domain(s) on another host, not migrating to or from this one",
+        errors=errors,
+        foreign_domain_ids=sorted(foreign),
+    )
 
 
 def drift_rows(
@@ -119,6 +166,8 @@ def settled(view: ReportView, body: AgentReportIn, now: datetime, settings: Sett
     included, takes the full path, which writes it or refuses it."""
     if any(view.claimed_mib) or any(p.index >= len(view.claimed_mib) for p in body.pnodes):
         return False
+    if len({p.index for p in body.pnodes}) != len(body.pnodes):
+        return False
     if len({d.domain_id for d in body.domains}) != len(body.domains):
         return False
     for d in body.domains:
@@ -137,7 +186,7 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
     seen: set[int] = set()
     for vn in vnodes:
         i = vn.index
-        if i >= len(domain.actual_mib) or i in seen:
+        if i >= len(domain.actual_mib) or i in seen or vn.actual_mib > domain.size_mib[i]:
             return False
         seen.add(i)
         held = domain.actual_mib[i]
@@ -191,9 +240,10 @@ def agent_report(
     settings: Settings,
     actor: str,
 ) -> tuple[AgentReportOut, set[str]]:
-    """Record one batch report under the host's lock; unknown domains are listed, not errors
-    (a domain that just migrated away may still be reported once). Also returns the migrations
-    whose pool steps the report completed (to drive on after the commit).
+    """Record one batch report under the host's lock. Ids numa-balloon does not know, and
+    domains migrating to or from this host but placed on the other, are listed as unknown; a
+    domain of another host is refused (409). Also returns the migrations whose pool steps the
+    report completed (to drive on after the commit).
 
     A settled report (the usual one) is answered from plain rows and writes only the
     observation; any other loads the host's accounting and goes through `apply`."""
@@ -207,7 +257,9 @@ def agent_report(
     state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
-    _validate(state, body)
+    validate_report(state, body)
+    not_here = [d.domain_id for d in body.domains if state.domain(d.domain_id) is None]
+    refuse_foreign(session, host_id, body, not_here)
     for p in body.pnodes:
         state.host.pnodes[p.index].observed_free_mib = p.free_mib  # Pnode: no version
     unknown: list[str] = []

@@ -21,6 +21,7 @@ from service.engine.squeeze import SqueezeInput, SqueezePlan, squeeze
 from service.engine.template import worst_case_template
 from service.errors import Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.squeeze import (
+    Phase,
     SqueezedDomain,
     SqueezeRequest,
     SqueezeResult,
@@ -127,7 +128,9 @@ def _result(
     for i, d in enumerate(doms):
         k = len(d.vnodes)
         new, old = int(plan.target_mib[i]), d.target_mib
-        phase = "decrease" if new < old else "increase" if new > old else "unchanged"
+        phase: Phase = "decrease" if new < old else "increase" if new > old else "unchanged"
+        if not inp.active[i]:
+            phase = "held"  # counted at its actual size; its target is not changed
         out.append(
             SqueezedDomain(
                 domain_id=d.id,

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core import migrations
+from service.db.idempotency import purge_expired
 from service.db.retry import run_with_retries
 from service.settings import Settings
 
@@ -46,3 +47,12 @@ def sweep_migrations(
 
         stuck = run_with_retries(session, flag)
     return expired, stuck
+
+
+def purge_idempotency_records(factory: sessionmaker[Session], now: datetime) -> int:
+    """Delete the Idempotency-Key records whose window ended, with the sealed secrets they
+    hold: a secret shown once is kept, sealed, for the idempotency window and no longer."""
+    with factory() as session:
+        count = run_with_retries(session, lambda: purge_expired(session, now))
+        session.commit()
+    return count

@@ -415,18 +415,25 @@ class Event(Base):
 
 
 class IdempotencyRecord(Base):
-    """The stored outcome of a create under an `Idempotency-Key`, replayed on retries."""
+    """The stored outcome of a create under an `Idempotency-Key`, replayed on retries.
+
+    The key itself is not kept, only its SHA-256 digest: the response's secrets (an agent or
+    guest token, an API key's secret) are sealed under a key derived from it, so only the client
+    that holds the Idempotency-Key can get them back (service/db/sealed.py)."""
 
     __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("actor", "key"),)
+    __table_args__ = (UniqueConstraint("actor", "key_digest"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     actor: Mapped[str] = mapped_column(String(80))
-    key: Mapped[str] = mapped_column(String(255))
+    key_digest: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
+    # The response body with its secret fields set to null; the secrets are in `sealed_secrets`.
     response_body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONType, nullable=True)
+    sealed_secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -9,16 +9,17 @@ The observation itself (`observed_at`, each pnode's observed free MiB) is status
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Step
+from service.db.models import Domain, Migration, Step
 from service.db.steps import pending_guest_op
 from service.db.tables import DOMAINS, HOSTS, PNODES, VNODES
+from service.vocabulary import ACTIVE_MIGRATION_STATES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,3 +126,24 @@ def write_observed_free(session: Session, host_id: str, free_mib: Mapping[int, i
     if free_mib:
         rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
         session.connection().execute(_OBSERVED_FREE, rows)
+
+
+def foreign_domains(session: Session, host_id: str, domain_ids: Sequence[str]) -> set[str]:
+    """Of these ids, the domains on another host with no active migration to or from this one
+    (an id numa-balloon does not know is not among them). During a migration both hosts may
+    see the domain: the destination before the switch, the source until its release step.
+    One indexed statement."""
+    if not domain_ids:
+        return set()
+    moving = exists().where(
+        Migration.domain_id == Domain.id,
+        or_(Migration.destination_host_id == host_id, Migration.source_host_id == host_id),
+        Migration.state.in_(ACTIVE_MIGRATION_STATES),
+    )
+    stmt = select(Domain.id).where(
+        Domain.id.in_(sorted(set(domain_ids))),
+        Domain.host_id.is_not(None),
+        Domain.host_id != host_id,
+        ~moving,
+    )
+    return set(session.scalars(stmt))

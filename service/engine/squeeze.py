@@ -6,13 +6,19 @@ for the whole host -- the largest in [0, 1] that keeps every pnode within
 Sharing one gamma is what makes the policy fair: nobody is squeezed harder than anybody else
 relative to its own dynamic range.
 
+A request to free memory (``free_mib``, ``total_free_mib``) only lowers targets: a domain's
+target is ``min(dyn_min + gamma * (dyn_max - dyn_min), current)``, so the domains above the
+shared line come down to it and those below keep what they have. Without that cap a host with
+memory to spare would hand it out while asked to free some (every domain raised toward
+dyn_max, the free memory left just above the request): that is ``balance``, asked for by name.
+
 Where a domain's memory sits as its target moves (integer MiB, exact at three anchors):
 
 * ``P_mid``: the current backing moved to ``clamp(current, dyn_min, dyn_max)``;
 * ``P_0``: ``P_mid`` shrunk to ``dyn_min`` -- every (vnode, pnode) entry scaled down alike;
 * ``P_1``: ``P_mid`` grown to ``dyn_max`` -- vnodes grow in proportion to their free room
   (so no vnode outgrows its span) and inside a vnode the pnodes keep their current shares; an
-  empty vnode grows on its home pnode.
+  empty vnode grows on its home pnode. For a request to free memory ``P_1`` is ``P_mid``.
 
 Between anchors each entry moves linearly with gamma (breakpoint ``gamma_d`` where the domain
 is back at its current size), so each pnode's usage is piecewise linear and monotone in gamma
@@ -268,7 +274,8 @@ class _Anchors:
     """The active domains' three anchor plans on one sparse pattern (see the module docstring).
 
     ``p0``/``pm``/``p1``: entry values at gamma 0, at the breakpoint ``g`` (D,) and at 1;
-    ``mn``/``mx``: the active domains' dynamic range (D,)."""
+    ``mn``/``mx``: the active domains' dynamic range (D,); ``top`` (D,): each one's target at
+    gamma 1 (``mx`` when balancing, its current size clamped to the range when freeing)."""
 
     e: _Entries
     p0: I64
@@ -277,6 +284,7 @@ class _Anchors:
     g: F64
     mn: I64
     mx: I64
+    top: I64
 
     @property
     def rng(self) -> I64:
@@ -297,7 +305,8 @@ def _held_inactive(inp: SqueezeInput, x: I64, rows: I64, ina: B) -> I64:
 
 
 def _anchors(inp: SqueezeInput, x: I64, rows: I64, act: B) -> _Anchors:
-    """P_0, P_mid and P_1 of the active domains and each one's breakpoint gamma."""
+    """P_0, P_mid and P_1 of the active domains and each one's breakpoint gamma; P_1 is P_mid
+    unless the request is to balance (a request to free memory raises no target)."""
     size = np.asarray(inp.size_mib, dtype=np.int64)
     home = np.asarray(inp.home, dtype=np.int64)
     mn = np.asarray(inp.dynamic_min_mib, dtype=np.int64)
@@ -308,7 +317,8 @@ def _anchors(inp: SqueezeInput, x: I64, rows: I64, act: B) -> _Anchors:
     mid = np.clip(cura, mna, mxa)
     pm = grow(e, shrink(e, val, np.maximum(cura - mid, 0)), np.maximum(mid - cura, 0), sa)
     p0 = shrink(e, pm, mid - mna)
-    p1 = grow(e, pm, mxa - mid, sa)
+    top = mxa if inp.balance else mid
+    p1 = grow(e, pm, top - mid, sa)
     rng = mxa - mna
     g = np.divide(
         (mid - mna).astype(np.float64),
@@ -316,7 +326,7 @@ def _anchors(inp: SqueezeInput, x: I64, rows: I64, act: B) -> _Anchors:
         out=np.zeros(mid.shape[0]),
         where=rng > 0,
     )
-    return _Anchors(e=e, p0=p0, pm=pm, p1=p1, g=g, mn=mna, mx=mxa)
+    return _Anchors(e=e, p0=p0, pm=pm, p1=p1, g=g, mn=mna, mx=mxa, top=top)
 
 
 def _infeasible(
@@ -348,19 +358,17 @@ def _infeasible(
 
 
 def _gamma(a: _Anchors, limit: I64, budget: int | None) -> float:
-    """The largest shared gamma in [0, 1] within every pnode's ``limit`` and the budget."""
+    """The largest shared gamma in [0, 1] within every pnode's ``limit`` and the budget (the
+    host-wide total is one more column, with the same piecewise-linear usage)."""
     e = a.e
-    gp = _gamma_per_pnode(
-        a.g,
-        e.col(a.p0).astype(np.float64),
-        e.col(a.pm).astype(np.float64),
-        e.col(a.p1).astype(np.float64),
-        limit.astype(np.float64),
-    )
-    gamma = float(gp.min(initial=1.0))
-    if budget is not None and int(a.mx.sum()) > budget:
-        gamma = min(gamma, (budget - int(a.mn.sum())) / float(a.rng.sum()))
-    return min(max(gamma, 0.0), 1.0)
+    cols = [e.col(a.p0), e.col(a.pm), e.col(a.p1)]
+    limits = limit
+    if budget is not None:
+        cols = [np.column_stack([c, c.sum(axis=1)]) for c in cols]
+        limits = np.append(limit, budget)
+    c0, cm, c1 = (c.astype(np.float64) for c in cols)
+    gp = _gamma_per_pnode(a.g, c0, cm, c1, limits.astype(np.float64))
+    return min(max(float(gp.min(initial=1.0)), 0.0), 1.0)
 
 
 def _integer_usage(
@@ -371,13 +379,13 @@ def _integer_usage(
     Returns gamma, the entry values and their per-pnode usage (P,)."""
     e = a.e
     perm = np.argsort(e.d * p + e.p, kind="stable")
-    ua = _integer_plan(e, perm, gamma, a.g, a.p0, a.pm, a.p1, a.mn, a.rng, limit)
+    ua = _integer_plan(a, perm, gamma, limit)
     for i in range(6):  # float slop only: back gamma off a hair and retry
         ucol = e.col(ua).sum(axis=0)
         if (ucol <= limit).all() and (budget is None or int(ua.sum()) <= budget):
             break
         gamma = max(gamma - 1e-9 * (16**i), 0.0)
-        ua = _integer_plan(e, perm, gamma, a.g, a.p0, a.pm, a.p1, a.mn, a.rng, limit)
+        ua = _integer_plan(a, perm, gamma, limit)
     else:
         gamma, ua = 0.0, a.p0
         ucol = e.col(ua).sum(axis=0)
@@ -446,23 +454,13 @@ def _plan(
     )
 
 
-def _integer_plan(
-    e: _Entries,
-    perm: NDArray[np.intp],
-    gamma: float,
-    g: F64,
-    p0: I64,
-    pm: I64,
-    p1: I64,
-    mn: I64,
-    rng: I64,
-    limit: I64,
-) -> I64:
+def _integer_plan(a: _Anchors, perm: NDArray[np.intp], gamma: float, limit: I64) -> I64:
     """Floor every entry of the real-valued plan, then give rounding MiB back where pnodes
     have slack (domains in index order), never past the real-valued target."""
+    e, p0, pm, p1 = a.e, a.p0, a.pm, a.p1
     if e.n_dom == 0:
         return p0
-    ge = g[e.d]
+    ge = a.g[e.d]
     t1 = np.divide(gamma, ge, out=np.ones_like(ge), where=ge > 0)
     t2 = np.divide(gamma - ge, 1.0 - ge, out=np.zeros_like(ge), where=ge < 1)
     lin = np.where(
@@ -470,7 +468,7 @@ def _integer_plan(
     )
     u = np.clip(np.floor(lin).astype(np.int64), p0, p1)
     frac = ((lin - u) > 1e-9).astype(np.int64)
-    want_t = np.floor(mn + gamma * rng + 1e-9).astype(np.int64)
+    want_t = np.minimum(np.floor(a.mn + gamma * a.rng + 1e-9).astype(np.int64), a.top)
     short = np.maximum(want_t - e.dom(u), 0)
     # k-th fractional entry of its domain (1-based), by a segmented cumulative count.
     cf = np.cumsum(frac)

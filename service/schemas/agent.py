@@ -200,7 +200,9 @@ class AgentReportOut(BaseModel):
     host_id: Id
     domains_accepted: int = Field(description="domains of this host whose sizes were recorded")
     unknown_domains: list[str] = Field(
-        description="reported ids that are not on this host (unknown, or moved away); ignored"
+        description="reported ids numa-balloon does not manage, or domains migrating to or from "
+        "this host but placed on the other; ignored (a domain of another host is refused: 409 "
+        "with `foreign_domain_ids`)"
     )
     drift_flagged: bool
     drift: list[DriftPnode]

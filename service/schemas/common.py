@@ -109,6 +109,10 @@ class Page(BaseModel, Generic[T]):
     )
 
 
+# Located errors a problem lists at most; how many more there were is `errors_omitted`.
+MAX_LISTED_ERRORS = 50
+
+
 class ValidationIssue(BaseModel):
     loc: list[str | int]
     msg: str
@@ -139,7 +143,16 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str | None = None
-    errors: list[ValidationIssue] | None = None
+    errors: list[ValidationIssue] | None = Field(
+        default=None,
+        description=f"Where the input is wrong: at most the first {MAX_LISTED_ERRORS} located "
+        "errors (see errors_omitted)",
+    )
+    errors_omitted: int | None = Field(
+        default=None,
+        description="How many more located errors there were beyond those listed in errors "
+        "(at least 1); absent when errors lists them all",
+    )
     max_feasible_mib: int | None = None
 
 

@@ -240,8 +240,10 @@ class DomainOut(BaseModel):
 
 class DomainCreated(DomainOut):
     guest_token: str | None = Field(
-        description="The guest's bearer token for /v1/guest. Shown once; null on an "
-        "Idempotency-Key replay (rotate it with POST /v1/domains/{id}/guest-token)."
+        description="The guest's bearer token for /v1/guest. Shown once, and again on an "
+        "Idempotency-Key replay within the key's window (rotate it with POST "
+        "/v1/domains/{id}/guest-token); null only on the replay of a record stored before "
+        "secrets were kept."
     )
 
 

@@ -156,8 +156,9 @@ class HostOut(BaseModel):
 
 class HostCreated(HostOut):
     agent_token: str | None = Field(
-        description="The host agent's bearer token. Shown once; null when an Idempotency-Key "
-        "replay returns the stored response (rotate it with POST /v1/hosts/{id}/agent-token)."
+        description="The host agent's bearer token. Shown once, and again on an Idempotency-Key "
+        "replay within the key's window (rotate it with POST /v1/hosts/{id}/agent-token); null "
+        "only on the replay of a record stored before secrets were kept."
     )
 
 

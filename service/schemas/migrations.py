@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -200,6 +200,24 @@ class AbortRequest(StrictModel):
     )
 
 
+# Swagger UI shows no example for an optional body (`Model | None`: an anyOf with null), so the
+# routes that take one list these at the media type (FastAPI `Body(openapi_examples=...)`).
+ABORT_EXAMPLES: dict[str, Any] = {
+    "release": {
+        "summary": "planned or preparing: release the claims, restore the source pools",
+        "value": {},
+    },
+    "source": {
+        "summary": "migrating, the domain still runs on the source: roll back",
+        "value": {"runs_on": "source"},
+    },
+    "destination": {
+        "summary": "migrating, the domain already runs on the destination: settle there",
+        "value": {"runs_on": "destination"},
+    },
+}
+
+
 class RebalanceRequest(StrictModel):
     model_config = strict_example({"budget_mib": 8192, "dry_run": True})
 
@@ -260,6 +278,19 @@ class EvacuateRequest(StrictModel):
         strict=True,
         description="Every migration advances on its own as its steps are acknowledged",
     )
+
+
+EVACUATE_EXAMPLES: dict[str, Any] = {
+    "auto": {
+        "summary": "drain with migrations that advance on their own",
+        "value": {"strategy": "rebalance", "auto_advance": True},
+    },
+    "replug": {
+        "summary": "unplug/replug every domain; advance each migration yourself",
+        "value": {"strategy": "replug", "auto_advance": False},
+    },
+    "defaults": {"summary": "the defaults (rebalance, advanced by hand)", "value": {}},
+}
 
 
 class Unplaced(BaseModel):

@@ -34,12 +34,20 @@ class SqueezeRequest(StrictModel):
         return self
 
 
+Phase = Literal["decrease", "increase", "unchanged", "held"]
+
+
 class SqueezedDomain(BaseModel):
     domain_id: Id
-    target_mib: int
+    target_mib: int = Field(
+        description="The new target; for a held domain, the actual size it is counted at"
+    )
     previous_target_mib: int
     vnode_targets_mib: list[int]
-    phase: Literal["decrease", "increase", "unchanged"]
+    phase: Phase = Field(
+        description="decrease | increase (only when balancing: a request to free memory never "
+        "raises a target) | unchanged | held (left out; its target is not changed)"
+    )
     held: bool = Field(description="Left out (inactive or uncooperative): held at its actual size")
 
 

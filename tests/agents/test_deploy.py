@@ -21,4 +21,6 @@ def test_example_config_parses_into_run_options() -> None:
         == "xen"
     )
     unit = (ROOT / "deploy/numa-balloon-agent.service").read_text()
-    assert "numa-balloon-agent run --config /etc/numa-balloon/agent.toml" in unit
+    # The unit hands /etc/numa-balloon/agent.toml over as a credential (%d is their directory).
+    assert "LoadCredential=agent.toml:/etc/numa-balloon/agent.toml\n" in unit
+    assert "numa-balloon-agent run --config %d/agent.toml" in unit

@@ -128,10 +128,16 @@ def test_run_once_registers_idempotently_and_keeps_a_private_token(
         )
         assert proc.returncode == 0, proc.stderr
         assert "reported" in proc.stderr
+    # s2 got the token s1 holds (the replay of the registration shows it again); an operator
+    # rotates it: s1's token is refused, the agent registers once more, and since the replay
+    # shows the rotated token again it gets a new one.
+    with Client(service.url, ADMIN) as admin:
+        once = next(h.id for h in admin.iter_hosts() if h.name == "once-1")
+        admin.rotate_agent_token(once)
     proc = subprocess.run(
         [*argv[:-1], "json", "--state-dir", str(tmp_path / "s1")], capture_output=True, text=True
     )
-    # s1's token was rotated when s2 registered again: the agent registers once more.
+    assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stderr.splitlines()]  # JSON lines, one per event
     assert [e["event"] for e in lines][:2] == [
         "agent token refused; registering again",

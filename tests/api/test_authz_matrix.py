@@ -73,6 +73,7 @@ REQUESTS: dict[str, Builder] = {
     "ui_login": lambda w, c: ("POST", "/ui/login", None),
     "ui_logout": lambda w, c: ("POST", "/ui/logout", None),
     "ui_topology": lambda w, c: ("GET", "/ui", None),
+    "ui_events": lambda w, c: ("GET", "/ui/events?since=0&limit=1", None),
     "create_host": lambda w, c: ("POST", "/v1/hosts", host_body(f"new-{next(_n)}")),
     "list_hosts": lambda w, c: ("GET", "/v1/hosts", None),
     "get_host": lambda w, c: ("GET", f"/v1/hosts/{w.host_a}", None),

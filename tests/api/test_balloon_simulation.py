@@ -157,6 +157,8 @@ def test_stuck_and_short_drivers_are_flagged_and_squeezes_hold_them(
     assert set(held) == {doms["stuck"]["id"], doms["short"]["id"]}
     assert held[doms["stuck"]["id"]]["target_mib"] == 4096
     assert held[doms["short"]["id"]]["target_mib"] == 2048 + 2 * 256
+    # Counted at their actual size, their targets left as they are: not an "increase".
+    assert {d["phase"] for d in held.values()} == {"held"}
     assert {d["target_mib"] for d in plan["domains"] if not d["held"]} == {1024}
     # Asking for more than the cooperative guests can give fails with the true maximum.
     too_much = client.post(f"/v1/hosts/{host['id']}/squeeze", json={"total_free_mib": 20480})

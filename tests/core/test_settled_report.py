@@ -4,8 +4,9 @@ not have changed anything for (no database).
 `settled` reads plain rows (`ReportView`); the full path reads the same host as ORM rows and runs
 `observe`, `stalled` and `drift`. For hosts drawn at random (targets met or not, first reports,
 flagged drivers, stale and fresh progress, pending pool steps, claims) and reports drawn at
-random (the sizes held, others, invalid indexes), whenever `settled` says yes, the full path's
-change sets must be empty apart from stamping the observation.
+random (the sizes held, others, invalid indexes, sizes above a vnode's span), whenever `settled`
+says yes, the report must be valid and the full path's change sets empty apart from stamping the
+observation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from service.core.agent_report import drift, settled
+from service.core.agent_report import drift, settled, validate_report
 from service.core.balloon import observe, stalled
 from service.db.accounting import HostAccounting
 from service.db.report_view import DomainView, ReportView
@@ -79,7 +80,12 @@ def _report(rng: random.Random, state: HostAccounting) -> AgentReportIn:
         vnodes = []
         for vn in d.vnodes:
             held = vn.actual_mib if vn.actual_mib is not None else vn.target_mib
-            value = held if rng.random() < 0.8 else rng.choice([held - 128, held + 128, 4096])
+            value = (
+                held if rng.random() < 0.8 else rng.choice([held - 128, held + 128, vn.size_mib])
+            )
+            if rng.random() < 0.03:
+                value = vn.size_mib + 1  # above the span: nonsense, refused
+
             vnodes.append({"index": vn.index, "actual_mib": max(value, 0)})
         if rng.random() < 0.05:
             vnodes.append({"index": len(d.vnodes), "actual_mib": 1})
@@ -98,6 +104,7 @@ def test_a_settled_report_is_one_the_full_path_would_not_change() -> None:
             no += 1
             continue
         yes += 1
+        validate_report(state, body)  # a settled report is a valid one
         for d in body.domains:
             domain = state.domain(d.domain_id)
             assert domain is not None and domain.id not in pending

@@ -194,8 +194,11 @@ def ref_squeeze(
     free: list[int] | None = None,
     total_free: int | None = None,
 ) -> RefSqueeze:
-    """Same anchor model as the engine; gamma by 200-step bisection on the float usage."""
+    """Same anchor model as the engine; gamma by 200-step bisection on the float usage. A request
+    to free memory (free or total_free given) raises no target: P_1 is P_mid, top is mid."""
     nd, npn = len(backing), len(capacity)
+    balance = free is None and total_free is None
+    tops: list[int] = list(dmax)
     fixed = [0] * npn
     anchors = []
     for d in range(nd):
@@ -212,7 +215,8 @@ def ref_squeeze(
         mid = min(max(cur, dmin[d]), dmax[d])
         pm = _grow(_shrink(x, max(cur - mid, 0)), max(mid - cur, 0), size[d], pat)
         p0 = _shrink(pm, mid - dmin[d])
-        p1 = _grow(pm, dmax[d] - mid, size[d], pat)
+        tops[d] = dmax[d] if balance else mid
+        p1 = _grow(pm, tops[d] - mid, size[d], pat)
         rng = dmax[d] - dmin[d]
         g = (mid - dmin[d]) / rng if rng else 0.0
         cols = [[sum(row[q] for row in a) for q in range(npn)] for a in (p0, pm, p1)]
@@ -242,7 +246,9 @@ def ref_squeeze(
         if any(u[q] > limit[q] + 1e-6 for q in range(npn)):
             return False
         if budget is not None:
-            tot = sum(dmin[d] + gamma * (dmax[d] - dmin[d]) for d in range(nd) if active[d])
+            tot = sum(
+                min(dmin[d] + gamma * (dmax[d] - dmin[d]), tops[d]) for d in range(nd) if active[d]
+            )
             return tot <= budget + 1e-6
         return True
 
@@ -259,7 +265,7 @@ def ref_squeeze(
             else:
                 hi = mid_g
     targets = [
-        int(dmin[d] + lo * (dmax[d] - dmin[d]) + 1e-9) if active[d] else actual[d]
+        min(int(dmin[d] + lo * (dmax[d] - dmin[d]) + 1e-9), tops[d]) if active[d] else actual[d]
         for d in range(nd)
     ]
     p0_cols = [a[1][0] if a is not None else [0] * npn for a in anchors]

@@ -90,6 +90,9 @@ def _check(inp: SqueezeInput, plan: SqueezePlan) -> None:
         assert (free >= inp.free_mib).all()
     if inp.total_free_mib is not None:
         assert int(free.sum()) >= inp.total_free_mib
+    if not inp.balance:  # freeing memory lowers targets, never raises one
+        current = np.clip(inp.target_mib, inp.dynamic_min_mib, inp.dynamic_max_mib)
+        assert (t[act] <= current[act]).all()
     for i in plan.decreases:
         assert act[i] and t[i] < inp.target_mib[i]
     for i in plan.increases:
@@ -200,6 +203,44 @@ def test_balance_shares_free_memory_with_one_gamma() -> None:
     assert abs(plan.gamma - 3072 / 7168) < 1e-9
     assert plan.target_mib[1] == int(2048 + plan.gamma * 6144)
     assert plan.increases == (0, 1)
+
+
+def test_freeing_memory_lowers_only_the_domains_above_the_shared_line() -> None:
+    """The demo's lab-1node after admitting a guest: web, db and cache sit low in their ranges,
+    the newcomer at its dynamic_max. Freeing 2048 MiB used to share gamma = 0.1875 out to
+    everyone: web, db and cache were raised while the newcomer lost 3328 MiB. Now only the
+    newcomer comes down, to the line where 2048 MiB are free, and nobody is raised."""
+    mn = np.array([4096, 4096, 4096, 4096])
+    mx = np.array([16384, 16384, 8192, 8192])
+    t = np.array([5851, 5851, 4681, 8192])
+    cap = int(t.sum()) + 1  # 1 MiB free
+    inp = SqueezeInput(
+        backing_mib=t.reshape(4, 1, 1).astype(np.int64),
+        size_mib=mx.reshape(4, 1),
+        home=np.zeros((4, 1), np.int64),
+        dynamic_min_mib=mn,
+        dynamic_max_mib=mx,
+        target_mib=t,
+        actual_mib=t,
+        active=np.array([True] * 4),
+        capacity_mib=np.array([cap]),
+        claimed_mib=np.array([0]),
+        total_free_mib=2048,
+    )
+    plan = squeeze(inp)
+    assert plan.increases == () and plan.decreases == (3,)
+    assert plan.target_mib.tolist() == [5851, 5851, 4681, 8192 - 2047]
+    assert plan.free_mib_after.tolist() == [2048]
+    # With memory to spare, a request to free some changes nothing.
+    spare = squeeze(dataclasses.replace(inp, capacity_mib=np.array([cap + 30000])))
+    assert spare.order == () and spare.target_mib.tolist() == t.tolist()
+    # Handing memory out is what `balance` asks for.
+    shared = squeeze(
+        dataclasses.replace(
+            inp, capacity_mib=np.array([cap + 30000]), total_free_mib=None, balance=True
+        )
+    )
+    assert shared.target_mib.tolist() == mx.tolist()
 
 
 def test_infeasible_names_the_pnode() -> None:

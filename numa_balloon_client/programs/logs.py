@@ -1,4 +1,5 @@
-"""Logging as JSON lines (one object per event, the `extra` fields included) or plain text."""
+"""Logging as JSON lines (one object per event, the `extra` fields included) or plain text,
+for the agents, which run under a service manager that keeps stderr."""
 
 from __future__ import annotations
 
@@ -30,10 +31,19 @@ class Text(logging.Formatter):
         return f"{record.levelname.lower():7} {record.getMessage()} {extra}".rstrip()
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so `active()` can tell a program's logging from a test harness's."""
+
+
 def setup(fmt: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(JsonLines() if fmt == "json" else Text())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def active() -> bool:
+    """Whether `setup` configured the root logger (so errors go out as log records)."""
+    return any(isinstance(h, _Handler) for h in logging.getLogger().handlers)
