@@ -145,5 +145,8 @@ def build(layers: Sequence[Layer], cache: Path, say: Say) -> Path:
         partial = Path(tmp) / "initrd.gz"
         partial.write_bytes(gzip.compress(cpio.stdout, compresslevel=6, mtime=0))
         partial.rename(target)
+    for old in cache.glob("initrd-*.gz"):  # images of earlier layers: nothing boots them now
+        if old != target:
+            old.unlink(missing_ok=True)
     say(f"guest image {target.name} built ({target.stat().st_size // 1024} KiB)")
     return target

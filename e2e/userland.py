@@ -5,10 +5,11 @@ packed into the initramfs as layers (see `e2e.image`):
   `apt-get download` and unpacked with `dpkg-deb -x` like the kernel (never installed on the
   host), pruned of what an agent never imports, and compiled once to `.pyc` by that interpreter
   (in a chroot: nothing is mounted);
-- the agent: its dependencies with `pip install --target` (wheels for CPython 3.11 on x86-64,
-  pinned by requirements.lock), and the project's own packages it imports, in the interpreter's
-  local site directory. Its key covers the agent's source, so a change to it rebuilds only
-  this layer.
+- the agent: its own distribution (`packages/numa-balloon-guest`, with the client it depends
+  on) built as wheels, and installed with everything it needs by `pip install --target` into
+  the interpreter's local site directory (wheels for CPython 3.11 on x86-64, pinned by
+  requirements.lock). Its key covers the agent's source, so a change to it rebuilds only this
+  layer.
 
 Before either is used, the guest's interpreter imports the agent in a chroot of the two trees:
 a missing library fails here, not in a guest that boots for a minute first.
@@ -57,11 +58,12 @@ PRUNE = (
 PYTHON = "/usr/bin/python3.11"
 #: Debian's python reads this site directory first (its own site.py).
 SITE = "usr/local/lib/python3.11/dist-packages"
-#: The client's own dependencies (the guest agent needs only the client); pip resolves theirs.
-AGENT_REQUIREMENTS = ("httpx", "httpx-sse", "pydantic")
-#: The project's packages the guest agent imports (pure Python, copied as pip would install
-#: them: the repository's distribution would bring the whole service along).
-AGENT_PACKAGES = ("numa_balloon_guest", "numa_balloon_client", "numa_balloon_agent")
+#: The guest agent's distribution and the one it depends on: (project directory, package).
+AGENT_DISTRIBUTIONS = (
+    ("packages/numa-balloon-guest", "numa_balloon_guest"),
+    ("packages/numa-balloon-client", "numa_balloon_client"),
+)
+AGENT = "numa-balloon-guest"
 _DONE = ".complete"
 
 
@@ -126,40 +128,51 @@ def agent(cache: Path, python: Path, say: Say) -> Path:
     lock = (ROOT / "requirements.lock").read_bytes()
     sources = sorted(
         p
-        for pkg in AGENT_PACKAGES
-        for p in (ROOT / pkg).rglob("*.py")
+        for project, package in AGENT_DISTRIBUTIONS
+        for p in [ROOT / project / "pyproject.toml", *(ROOT / package).rglob("*.py")]
         if "__pycache__" not in p.parts
     )
     key = _digest(
-        [python.name.encode(), lock, " ".join(AGENT_REQUIREMENTS).encode()]
+        [python.name.encode(), lock]
         + [str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes() for p in sources]
     )
     target = cache / f"agent-{key}"
     if (target / _DONE).exists():
         return target
-    say("guest agent: pip install --target (CPython 3.11 wheels), the agent's own packages")
+    say(f"guest agent: pip wheel {AGENT} (and the client), pip install --target")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".agent-") as tmp:
-        built = Path(tmp) / "root"
-        site = built / SITE
+        work = Path(tmp)
+        wheels = _wheels(sources, work)
+        built = work / "root"
         run(
             [
                 sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                "--no-compile", "--target", str(site),
+                "--no-compile", "--target", str(built / SITE), "--find-links", str(wheels),
                 "--constraint", str(ROOT / "requirements.lock"), "--only-binary=:all:",
                 "--implementation", "cp", "--python-version", "3.11",
-                "--platform", "manylinux2014_x86_64", *AGENT_REQUIREMENTS,
+                "--platform", "manylinux2014_x86_64", AGENT,
             ]
         )  # fmt: skip
-        shutil.rmtree(site / "bin", ignore_errors=True)  # scripts for the host's interpreter
-        for p in sources:
-            dest = site / p.relative_to(ROOT)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(p, dest)
-        _compile_and_check(python, built, Path(tmp) / "chroot")
+        shutil.rmtree(built / SITE / "bin", ignore_errors=True)  # scripts for the host's python
+        _compile_and_check(python, built, work / "chroot")
         (built / _DONE).write_text(key + "\n")
         _replace(target, built)
     return target
+
+
+def _wheels(sources: list[Path], work: Path) -> Path:
+    """The distributions' wheels, built from a copy of their sources (their projects point
+    two levels up for the packages; building writes into the tree it builds)."""
+    tree = work / "src"
+    for p in sources:
+        dest = tree / p.relative_to(ROOT)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, dest)
+    out = work / "wheels"
+    projects = [str(tree / project) for project, _ in AGENT_DISTRIBUTIONS]
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), *projects])
+    return out
 
 
 def _compile_and_check(python: Path, built: Path, chroot: Path) -> None:
@@ -197,6 +210,11 @@ def _in_chroot(root: Path, *args: str) -> None:
 
 
 def _replace(target: Path, built: Path) -> None:
+    """`built` becomes `target`; earlier trees of its kind (another key) go."""
     if target.exists():
         shutil.rmtree(target)
     os.replace(built, target)
+    kind = target.name.rsplit("-", 1)[0]
+    for old in target.parent.glob(f"{kind}-*"):
+        if old != target and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
