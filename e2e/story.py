@@ -245,6 +245,9 @@ class Story:
         self.outcome.boot_s = time.monotonic() - start
         init = self.console.first("init")
         ready = self.console.first("ready")
+        param = self.console.first("virtio_mem")
+        if param is None or param.fields.get("unplug_online") != "N":
+            raise StoryFailed(f"virtio_mem's unplug_online is not N in the guest: {param}")
         block = int(ready.fields.get("block_size_bytes", "0")) if ready else 0
         uptime = init.fields.get("uptime", "?") if init else "?"
         self.say(
