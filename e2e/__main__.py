@@ -1,11 +1,12 @@
 """`python -m e2e` (what `make e2e` runs): prepare the machine, then play the real-guest story
-with the private libvirt, the service and the host agent, and print the headline last.
+with two private libvirt daemons (two hosts), the service, the host agents and the guest agent
+in the guest, and print the headline last.
 
 A machine that cannot run it (no QEMU package from apt, not root) fails under CI=true and is
 skipped elsewhere, saying why. Everything started is stopped on the way out, also after a failure
 or Ctrl-C (or SIGTERM); the work directory (logs, console, domain XML) is kept only when the run
-failed or `--keep` asks for it. `var/e2e/` keeps the kernel, the guest image and libvirt's QEMU
-probe for the next run."""
+failed or `--keep` asks for it. `var/e2e/` keeps the kernel, the guest's Python and agent, the
+guest image and libvirt's QEMU probe for the next run."""
 
 from __future__ import annotations
 

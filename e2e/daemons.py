@@ -10,7 +10,9 @@ outside, and the mounts end with the namespace's last process. The capabilities 
 probed once) is the one directory kept between runs, under `var/`.
 
 Clients reach the daemon through the socket it makes in `<workdir>/run`:
-``qemu:///system?socket=<workdir>/run/libvirt-sock``.
+``qemu:///system?socket=<workdir>/run/libvirt-sock``. Two of them are two hosts to libvirt (each
+has its own `host_uuid`), so a guest can migrate from one to the other
+(``qemu+unix:///system?socket=...``, `migrate_uri`).
 """
 
 from __future__ import annotations
