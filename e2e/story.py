@@ -454,18 +454,24 @@ class Story:
             )
         return sorted(out)
 
-    def check_devices(self) -> None:
+    def check_devices(self) -> float:
         """Each device holds what it was asked for, and the service's actual size of each vnode
-        is the boot memory plus the device's `<current>`: the agent's report carried it."""
+        is the boot memory plus the device's `<current>`. libvirt's `<current>` follows QEMU's
+        size-change events (at most one a second per device), so it may lag the guest's report
+        that converged the service: waited for (the seconds it took)."""
+        return wait_for(self._devices_hold, timeout_s=STEP_TIMEOUT_S, what="the devices' <current>")
+
+    def _devices_hold(self) -> str | None:
         dom = self.admin.get_domain(self.domain_id)
         for node, boot, requested, current in self.devices():
             if current != requested:
-                raise StoryFailed(f"vnode {node}: <current> {current} KiB, <requested> {requested}")
+                return f"vnode {node}: <current> {current} KiB, <requested> {requested}"
             actual = dom.vnodes[node].actual_mib
             if actual is None or actual * KIB_PER_MIB != boot + current:
-                raise StoryFailed(
+                return (
                     f"vnode {node}: the service says {actual} MiB, libvirt {boot} + {current} KiB"
                 )
+        return None
 
     def check_saved_definition(self) -> None:
         """The persistent definition follows the live one (issue 27, item 1): a restart of the
