@@ -146,7 +146,7 @@ class HostAgent:
             "--backend", "libvirt",
             "--uri", uri,
             "--url", url,
-            "--token", admin_token,
+            f"--token={admin_token}",  # one word: a token may start with "-"
             "--name", name,
             "--state-dir", str(workdir / "state"),
             "--machine-id-file", str(workdir / "machine-id"),

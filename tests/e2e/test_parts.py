@@ -21,6 +21,8 @@ from e2e.console import Console, parse
 from e2e.image import Layer, image_key
 from e2e.kernel import Kernel, _decompressed_payload
 from e2e.migration import _levels
+from e2e.services import HostAgent
+from numa_balloon_agent import cli as agent_cli
 from service.exports.libvirt_domain import Definition, to_libvirt_kvm_domain
 from tests.exports.conftest import _require_tool, make_domain
 
@@ -231,3 +233,19 @@ def test_a_plans_levels_before_its_migrate_step() -> None:
     }
     assert _levels(plan, "migrate", [256, 768]) == [256, 256]
     assert _levels(plan, "release", [256, 768]) == [512, 256]
+
+
+def test_the_host_agents_command_line_takes_any_token(tmp_path: Path) -> None:
+    """An admin token may begin with "-" (secrets.token_urlsafe): as a separate word argparse
+    took it for an option and the agent exited ("--token: expected one argument")."""
+    agent = HostAgent(
+        tmp_path,
+        url="http://127.0.0.1:1",
+        admin_token="-Zk3_token",
+        uri="qemu:///system?socket=/x",
+        name="h",
+        interval_s=1.0,
+        migrate_uri="qemu+unix:///system?socket=/y",
+    )
+    args = agent_cli.parse(agent.argv[agent.argv.index("run") :])
+    assert (args.token, args.migrate_uri) == ("-Zk3_token", "qemu+unix:///system?socket=/y")
