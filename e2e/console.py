@@ -119,11 +119,13 @@ class Console:
 
     def transitions(self) -> list[tuple[int, bool]]:
         """Every change of a block between online and offline in the kernel's `blocks` lines,
-        in order: (block, now online). A block's device adds it offline and takes it back only
-        once it is offline (virtio-mem with `unplug_online=0`), so a block seen online that is
-        gone by the next line was offlined in between (and taken back within one poll)."""
+        in order: (block, now online). A block's device adds it offline
+        (`memhp_default_state=offline`) and takes it back only once it is offline (virtio-mem
+        with `unplug_online=0`), so between two lines a block that appeared online was onlined,
+        and one seen online that is gone was offlined (and taken back)."""
         out: list[tuple[int, bool]] = []
         known: dict[int, bool] = {}
+        first = True
         for line in self.lines:
             nodes = _blocks(line)
             if nodes is None:
@@ -132,9 +134,10 @@ class Console:
             for b, on in sorted(now.items()):
                 if on is None:
                     continue  # changing: its next line says how it ended
-                if b in known and known[b] != on:
+                if (b in known and known[b] != on) or (b not in known and on and not first):
                     out.append((b, on))
                 known[b] = on
+            first = False
             out += [(b, False) for b, on in sorted(known.items()) if b not in now and on]
             known = {b: on for b, on in known.items() if b in now}  # gone: unplugged
         return out

@@ -140,11 +140,18 @@ def test_block_lines_give_the_kernels_states_and_every_change(tmp_path: Path) ->
         "nb-e2e: blocks node0=0+,1+ node1=2+,38+,39- uptime=1.8\n"
         "nb-e2e: blocks node0=0+,1+ node1=2+,38+ uptime=2.0\n"  # 39 left offline: the device's
         "nb-e2e: blocks node0=0+,1+ node1=2+ uptime=2.2\n"  # 38 offlined and taken back at once
-        "nb-e2e: blocks node0=0+,1+ node1=2+,3 uptime=2.4\n"  # cut short: skipped
+        "nb-e2e: blocks node0=0+,1+,32+ node1=2+ uptime=2.4\n"  # 32 added and onlined at once
+        "nb-e2e: blocks node0=0+,1+ node1=2+,3 uptime=2.6\n"  # cut short: skipped
     )
     console = Console(log)
     console.poll()
-    assert console.transitions() == [(32, True), (38, True), (32, False), (38, False)]
+    assert console.transitions() == [
+        (32, True),
+        (38, True),
+        (32, False),
+        (38, False),
+        (32, True),
+    ]
     now = console.blocks()
     assert now is not None and now.online(1) == [2] and now.offline(0) == []
 
