@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from e2e.console import Console
 from e2e.story import BLOCK_MIB, KIB_PER_MIB, STEP_TIMEOUT_S, Story, StoryFailed, wait_for
 
 BOOT_MIB = 256  # the vnode's share of dynamic_min_mib: its NUMA cell's boot memory
@@ -33,6 +34,9 @@ class Stuck:
 
 
 def unplug_below_boot(story: Story) -> Stuck:
+    """Ask vnode 0 below its boot memory; check the guest gave its device's blocks, the kernel
+    refused a boot block, and the service shows the partial progress and the stuck flag; then
+    set a reachable target again."""
     console = story.serial()
     before = story.targets()
     base = story.settled_guest()
@@ -44,14 +48,16 @@ def unplug_below_boot(story: Story) -> Stuck:
     seen = len(console.agent)
 
     def refused() -> dict[str, str]:
+        """The kernel's refusals of this unplug, as the guest agent logged them."""
         out: dict[str, str] = {}
         for e in console.agent[seen:]:
             if e.get("op") == "unplug" and e.get("vnode") == 0 and e.get("refused"):
                 out.update({str(k): str(v) for k, v in e["refused"].items()})  # type: ignore[attr-defined]
         return out
 
-    def gave_what_it_could(c: object) -> bool:
-        blocks = console.blocks()
+    def gave_what_it_could(c: Console) -> bool:
+        """Refusals logged, and the kernel shows node 0 with its boot blocks only, online."""
+        blocks = c.blocks()
         return (
             bool(refused())
             and blocks is not None
@@ -62,22 +68,19 @@ def unplug_below_boot(story: Story) -> Stuck:
     console.wait(
         gave_what_it_could, timeout_s=STEP_TIMEOUT_S, what="vnode 0 down to its boot memory"
     )
-    flagged_s = wait_for(
+    wait_for(
         lambda: _flagged(story, target), timeout_s=FLAG_TIMEOUT_S, what="the stuck unplug flagged"
     )
     flagged_s = time.monotonic() - start
-    dom = story.admin.get_domain(story.domain_id)
-    actual = dom.vnodes[0].actual_mib
-    now = story.settled_guest()
-    drop = (base[0] - now[0]) / KIB_PER_MIB
-    kept = sorted(refused())
+    actual = story.admin.get_domain(story.domain_id).vnodes[0].actual_mib
+    drop = (base[0] - story.settled_guest()[0]) / KIB_PER_MIB
     story.say(
         f"unplug below boot memory: vnode 0 asked {before[0]} -> {target} MiB; the guest gave "
-        f"{drop:.0f} MiB (its device's blocks) and the kernel refused {refused()}; the service "
-        f"holds vnode 0 at {actual} MiB with its unplug pending, flagged uncooperative "
-        f"{flagged_s:.1f} s after the request; blocks kept: {kept}"
+        f"{drop:.0f} MiB (its device's blocks) and the kernel refused {refused()} (block: "
+        f"errno); the service holds vnode 0 at {actual} MiB with its unplug pending, flagged "
+        f"uncooperative {flagged_s:.1f} s after the request"
     )
-    if abs(drop * KIB_PER_MIB - (before[0] - BOOT_MIB) * KIB_PER_MIB) >= BLOCK_MIB * KIB_PER_MIB:
+    if abs(drop - (before[0] - BOOT_MIB)) >= BLOCK_MIB:
         raise StoryFailed(f"the guest's node 0 dropped {drop:.0f} MiB, not {before[0] - BOOT_MIB}")
     _recover(story, [BOOT_MIB, before[1]])
     return Stuck(target, actual or 0, refused(), flagged_s)
