@@ -63,10 +63,10 @@ libvirt-binding: install system-deps
 test: install system-deps libvirt-binding
 	$(PY) -m pytest
 
-# A real Linux guest under QEMU (TCG) and a private libvirtd, driven by the service and the host
-# agent (docs/real-guest.md). As root it installs what it needs with apt; var/e2e keeps the Debian
-# kernel and the guest image. The last line is the headline. Without QEMU from apt: fails under
-# CI=true, skips elsewhere.
+# A real Linux guest under QEMU (TCG) and two private libvirtds (two hosts), driven by the service,
+# the host agents and the guest agent inside it (docs/real-guest.md). As root it installs what it
+# needs with apt; var/e2e keeps the Debian kernel, the guest's Python and agent, and the guest
+# image. The last line is the headline. Without QEMU from apt: fails under CI=true, skips elsewhere.
 .PHONY: e2e
 e2e: install
 	LIBVIRT_PYTHON='$(LIBVIRT_PYTHON)' $(PY) -m e2e

@@ -1,11 +1,12 @@
 """`python -m e2e` (what `make e2e` runs): prepare the machine, then play the real-guest story
-with the private libvirt, the service and the host agent, and print the headline last.
+with two private libvirt daemons (two hosts), the service, the host agents and the guest agent
+in the guest, and print the headline last.
 
 A machine that cannot run it (no QEMU package from apt, not root) fails under CI=true and is
 skipped elsewhere, saying why. Everything started is stopped on the way out, also after a failure
 or Ctrl-C (or SIGTERM); the work directory (logs, console, domain XML) is kept only when the run
-failed or `--keep` asks for it. `var/e2e/` keeps the kernel, the guest image and libvirt's QEMU
-probe for the next run."""
+failed or `--keep` asks for it. `var/e2e/` keeps the kernel, the guest's Python and agent, the
+guest image and libvirt's QEMU probe for the next run."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from e2e import image, kernel, system
+from e2e import image, kernel, migration, stuck, system, userland
 from e2e.daemons import PrivateLibvirt
+from e2e.migration import Destination
 from e2e.observe import observe
 from e2e.services import HostAgent, Service
 from e2e.story import Story, StoryFailed
@@ -65,7 +67,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def guest_files(var: Path) -> tuple[Path, Path]:
     """The guest's kernel and initramfs, from the cache or made into it."""
     k = kernel.fetch(var / "kernel", say)
-    initrd = image.build(image.default_layers(k), var / "image", say)
+    python = userland.interpreter(var / "userland", say)
+    agent = userland.agent(var / "userland", python, say)
+    initrd = image.build(image.default_layers(k, python, agent), var / "image", say)
     return k.boot_image().resolve(), initrd
 
 
@@ -76,9 +80,11 @@ def play(args: argparse.Namespace, workdir: Path) -> str:
     with contextlib.ExitStack() as stack:
         service = stack.enter_context(Service(workdir / "service"))
         boot, initrd = guest_files(var)
-        say(f"guest: kernel {boot}, initramfs {initrd}")
-        lv = stack.enter_context(PrivateLibvirt(workdir / "libvirt", var / "libvirt-cache"))
-        say(f"libvirtd at {lv.uri}")
+        say(f"guest: kernel {boot}, initramfs {initrd} ({initrd.stat().st_size >> 20} MiB)")
+        cache = var / "libvirt-cache"
+        lv = stack.enter_context(PrivateLibvirt(workdir / "libvirt", cache))
+        lv_b = stack.enter_context(PrivateLibvirt(workdir / "libvirt-b", cache))
+        say(f"libvirtd at {lv.uri}; a second one (another host) at {lv_b.uri}")
         service.wait_ready()
         agent = stack.enter_context(
             HostAgent(
@@ -88,32 +94,55 @@ def play(args: argparse.Namespace, workdir: Path) -> str:
                 uri=lv.uri,
                 name="e2e-host",
                 interval_s=args.interval,
+                migrate_uri=lv_b.migrate_uri,
             )
         )
         say(f"service at {service.url}; numa-balloon-agent every {args.interval} s")
         admin = stack.enter_context(Client(service.url, service.token, timeout_s=30))
         conn = lv.open()
         stack.callback(conn.close)
+        story = Story(admin, conn, agent, workdir, boot, initrd, service.port, say=say)
+        stack.callback(story.close)
+
+        def destination() -> Destination:
+            memory = admin.get_host(story.host_id).pnodes[0].memory_mib
+            host_id, token = migration.register_destination(admin, "e2e-host-b", memory)
+            agent_b = stack.enter_context(
+                HostAgent(
+                    workdir / "agent-b",
+                    url=service.url,
+                    admin_token=service.token,
+                    uri=lv_b.uri,
+                    name="e2e-host-b",
+                    interval_s=args.interval,
+                    host=(host_id, token),
+                )
+            )
+            story.all_agents = [agent, agent_b]
+            conn_b = lv_b.open()
+            stack.callback(conn_b.close)
+            return Destination(conn_b, agent_b, host_id, token)
+
         try:
-            story = Story(admin, conn, agent, workdir, boot, initrd, say=say)
-            stack.callback(story.close)
             outcome = story.play()
+            stuck.unplug_below_boot(story)
+            migration.migrate(story, destination)
+            outcome.migration = "ok"
+            say(f"guest agent: {story.count_agent_ops()} block state changes, each the kernel's")
             if args.observe:
                 observe(story)
         except BaseException:
-            _show_logs(agent, service, workdir)
+            _show_logs(story, service, workdir)
             raise
     return str(outcome.headline())
 
 
-def _show_logs(agent: HostAgent, service: Service, workdir: Path) -> None:
-    for name, path in (
-        ("host agent", agent.log),
-        ("service", service.log),
-        ("guest console", workdir / "console.log"),
-    ):
+def _show_logs(story: Story, service: Service, workdir: Path) -> None:
+    logs = [(f"host agent {a.workdir.name}", a.log) for a in story.agents()]
+    logs += [("service", service.log), ("guest console", workdir / "console.log")]
+    for name, path in logs:
         if path.exists():
-            lines = path.read_text(errors="replace").splitlines()[-12:]
+            lines = path.read_text(errors="replace").splitlines()[-15:]
             print(f"--- {name} ({path})", *lines, sep="\n", file=sys.stderr)
 
 

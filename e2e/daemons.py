@@ -10,7 +10,9 @@ outside, and the mounts end with the namespace's last process. The capabilities 
 probed once) is the one directory kept between runs, under `var/`.
 
 Clients reach the daemon through the socket it makes in `<workdir>/run`:
-``qemu:///system?socket=<workdir>/run/libvirt-sock``.
+``qemu:///system?socket=<workdir>/run/libvirt-sock``. Two of them are two hosts to libvirt (each
+has its own `host_uuid`), so a guest can migrate from one to the other
+(``qemu+unix:///system?socket=...``, `migrate_uri`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,6 +47,9 @@ unix_sock_rw_perms = "0700"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+# Each private daemon is a host of its own: libvirt refuses a migration between two daemons
+# with the same host UUID ("Attempt to migrate guest to the same host").
+host_uuid = "{host_uuid}"
 """
 VIRTLOGD_CONF = 'log_outputs = "3:file:/var/log/libvirt/virtlogd.log"\n'
 QEMU_CONF = """\
@@ -56,6 +62,12 @@ remember_owner = 0
 security_driver = "none"
 cgroup_controllers = [ ]
 namespaces = [ ]
+# The guest's one way out is a user-mode network guestfwd whose `cmd:` QEMU runs for each
+# connection (a relay to the service on 127.0.0.1); libvirt's default seccomp filter forbids
+# QEMU to spawn anything (the chardev form spawns nothing but carries one connection per QEMU).
+seccomp_sandbox = 0
+# Migrations between the daemons go to this machine's hostname (libvirt refuses a loopback
+# address for migration_host and migration_address alike).
 """
 
 UNSHARE = ["unshare", "--mount", "--propagation", "private", "--"]
@@ -82,10 +94,13 @@ class PrivateLibvirt:
     destroyed, both daemons stopped and any QEMU they left killed, also after an error or
     Ctrl-C."""
 
-    def __init__(self, workdir: Path, cache: Path, *, timeout_s: float = 90.0) -> None:
+    def __init__(
+        self, workdir: Path, cache: Path, *, timeout_s: float = 90.0, host_uuid: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.cache = cache
         self.timeout_s = timeout_s
+        self.host_uuid = host_uuid or str(uuid.uuid4())
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,6 +110,13 @@ class PrivateLibvirt:
     @property
     def uri(self) -> str:
         return f"qemu:///system?socket={self.socket}"
+
+    @property
+    def migrate_uri(self) -> str:
+        """The URI another daemon's migration reaches this one by: libvirt refuses a
+        peer-to-peer migration to a URI without a host unless its transport is `unix` with an
+        explicit socket (virDomainMigrateCheckNotLocal)."""
+        return f"qemu+unix:///system?socket={self.socket}"
 
     @property
     def log_dir(self) -> Path:
@@ -123,7 +145,7 @@ class PrivateLibvirt:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.cache.mkdir(parents=True, exist_ok=True)
         etc = self.workdir / "etc"
-        (etc / "libvirtd.conf").write_text(LIBVIRTD_CONF)
+        (etc / "libvirtd.conf").write_text(LIBVIRTD_CONF.format(host_uuid=self.host_uuid))
         (etc / "virtlogd.conf").write_text(VIRTLOGD_CONF)
         (etc / "qemu.conf").write_text(QEMU_CONF)
         # The mount points themselves: the directories libvirt's own packages would create.

@@ -3,13 +3,10 @@
 
 Why an initramfs and not a disk image: the kernel unpacks it into RAM by itself, so the guest
 needs no block device, filesystem module or root= argument, and the host mounts nothing to
-build it (`busybox cpio` packs a plain directory). Its layers today are busybox (a static
-build, Debian's `busybox-static`), the kernel modules virtio-mem needs (with their dependencies
-from modules.dep) and `guest/init.sh`. The guest agent (`numa-balloon-guest`) will come as one
-more layer of the same kind: Debian's python3.11 packages unpacked with `dpkg-deb -x` (as the
-kernel is) plus the agent's wheels installed with `pip install --target`, and the virtio-net
-modules for QEMU's user-mode network; an initramfs of that size (~60 MiB unpacked) still boots
-without a disk."""
+build it (`busybox cpio` packs a plain directory). Its layers: busybox (a static build, Debian's
+`busybox-static`), the kernel modules the guest loads (virtio-mem, virtio-net for QEMU's
+user-mode network, qemu_fw_cfg for the agent's configuration; with their dependencies from
+modules.dep), Debian's Python and the guest agent (`e2e.userland`), and `guest/init.sh`."""
 
 from __future__ import annotations
 
@@ -31,8 +28,9 @@ from e2e.system import Say
 IMAGE_FORMAT = 1
 GUEST = Path(__file__).resolve().parent / "guest"
 BUSYBOX = Path("/bin/busybox")
-#: The PCI transport and the virtio-mem driver; dependencies are resolved from modules.dep.
-MODULES = ["virtio_pci", "virtio_mem"]
+#: The PCI transport, the virtio-mem driver, the network card of QEMU's user-mode network and
+#: the fw_cfg files (the agent's URL and token); dependencies are resolved from modules.dep.
+MODULES = ["virtio_pci", "virtio_mem", "virtio_net", "qemu_fw_cfg"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,27 @@ def init_layer() -> Layer:
     return Layer("init", _digest(script), add)
 
 
-def default_layers(kernel: Kernel) -> list[Layer]:
-    return [busybox_layer(), modules_layer(kernel), init_layer()]
+def tree_layer(name: str, tree: Path) -> Layer:
+    """A directory tree of the cache (`e2e.userland`) copied to the image root; its name is
+    its key (the cache names each tree by a digest of what is in it)."""
+
+    def add(root: Path) -> None:
+        shutil.copytree(tree, root, symlinks=True, dirs_exist_ok=True, ignore=_MARKERS)
+
+    return Layer(name, tree.name.encode(), add)
+
+
+_MARKERS = shutil.ignore_patterns(".complete")
+
+
+def default_layers(kernel: Kernel, python: Path, agent: Path) -> list[Layer]:
+    return [
+        busybox_layer(),
+        modules_layer(kernel),
+        tree_layer("python", python),
+        tree_layer("agent", agent),
+        init_layer(),
+    ]
 
 
 def _digest(data: bytes) -> bytes:
@@ -128,5 +145,8 @@ def build(layers: Sequence[Layer], cache: Path, say: Say) -> Path:
         partial = Path(tmp) / "initrd.gz"
         partial.write_bytes(gzip.compress(cpio.stdout, compresslevel=6, mtime=0))
         partial.rename(target)
+    for old in cache.glob("initrd-*.gz"):  # images of earlier layers: nothing boots them now
+        if old != target:
+            old.unlink(missing_ok=True)
     say(f"guest image {target.name} built ({target.stat().st_size // 1024} KiB)")
     return target

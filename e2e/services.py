@@ -120,7 +120,10 @@ def agent_command() -> list[str]:
 
 class HostAgent:
     """`numa-balloon-agent run` until the context ends; it registers the host with the admin
-    token the first time, then works with its own agent token (kept in `state_dir`)."""
+    token the first time, then works with its own agent token (kept in `state_dir`). With
+    `host`, the host was registered by the operator: the agent starts with that host's id and
+    agent token in its state file, as it would have written them itself. `migrate_uri` is
+    where its migrations go (`--migrate-uri`)."""
 
     def __init__(
         self,
@@ -131,20 +134,25 @@ class HostAgent:
         uri: str,
         name: str,
         interval_s: float,
+        migrate_uri: str | None = None,
+        host: tuple[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.url = url
+        self.host = host
         self.argv = [
             *agent_command(),
             "run",
             "--backend", "libvirt",
             "--uri", uri,
             "--url", url,
-            "--token", admin_token,
+            f"--token={admin_token}",  # one word: a token may start with "-"
             "--name", name,
             "--state-dir", str(workdir / "state"),
             "--machine-id-file", str(workdir / "machine-id"),
             "--interval", str(interval_s),
             "--log-format", "json",
+            *(["--migrate-uri", migrate_uri] if migrate_uri else []),
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -156,6 +164,13 @@ class HostAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Registration is idempotent per (machine id, name): a machine id of the run's own.
         (self.workdir / "machine-id").write_text(secrets.token_hex(16) + "\n")
+        if self.host is not None:
+            host_id, token = self.host
+            state = {"url": self.url, "host_id": host_id, "agent_token": token}
+            (self.workdir / "state").mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.workdir / "state" / "agent.json", os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 self.argv,

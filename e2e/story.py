@@ -2,16 +2,20 @@
 
 1. the host agent discovers the host and registers it (its pnodes are libvirt's cells);
 2. a domain with two vnodes is created on it, defined in libvirt from the service's own
-   `libvirt-domain` export (persistent, the default) and booted;
+   `libvirt-domain` export (persistent, the default) with what the operator adds for the guest
+   agent (`e2e.definition`), and booted; the guest agent in the guest starts and reports;
 3. its targets change: per-vnode targets (`PUT .../target`, one vnode grows while the other
    shrinks), a total target (every device fully plugged), a squeeze of the host; each time the
-   agent sets the virtio-mem devices' `<requested>`, the guest kernel's nodes change, the
-   agent's batch report carries the devices' `<current>`, and the service's accounting
-   converges to the targets.
+   host agent sets the virtio-mem devices' `<requested>` and the guest agent onlines the blocks
+   the device added or offlines the blocks the service named (the guest kernel runs with
+   `memhp_default_state=offline virtio_mem.unplug_online=0`: neither happens without it), the
+   guest kernel's nodes change, both agents' reports carry the pools' sizes, and the service's
+   accounting converges to the targets;
+4. an unplug the guest cannot honour (`e2e.stuck`);
+5. the guest moves to a second host of another shape, unplug/replug (`e2e.migration`).
 
-Each phase asserts on what the guest kernel printed (its per-node MemTotal), on libvirt's live
-and saved definitions and on the service. The guest agent inside the guest and a migration of
-the guest are later phases of the same story (`Outcome.guest_agent_ops`, `Outcome.migration`).
+Each phase asserts on what the guest kernel printed (its per-node MemTotal, its memory blocks),
+on libvirt's live and saved definitions and on the service.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from e2e import definition
 from e2e.console import Console
 from e2e.daemons import binding
 from e2e.headline import Headline
@@ -36,8 +41,11 @@ KIB_PER_MIB = 1024
 BLOCK_MIB = 128  # the guest's memory block on x86-64: one virtio-mem block per memory block
 VNODE_MIB = 1024
 DYNAMIC_MIN_MIB = 512  # boot memory: 256 MiB per vnode, never unplugged
-CMDLINE = "console=ttyS0 memhp_default_state=online_movable"
+#: Hot-plugged blocks stay offline until the guest agent onlines them, and virtio-mem takes back
+#: only blocks the guest offlined: the guest agent is the guest's half of every plug and unplug.
+CMDLINE = "console=ttyS0 memhp_default_state=offline virtio_mem.unplug_online=0"
 BOOT_TIMEOUT_S = 300.0  # TCG on a shared machine: ~8 s when quiet
+AGENT_TIMEOUT_S = 300.0  # Python under TCG: its first report ~20 s after init when quiet
 STEP_TIMEOUT_S = 120.0
 
 
@@ -68,6 +76,7 @@ class Outcome:
     resizes: list[Resize] = field(default_factory=list)
     guest_agent_ops: int = 0
     migration: Literal["ok", "skipped"] = "skipped"
+    agent_s: float = 0.0  # from starting the domain to the guest agent's first report
 
     def headline(self) -> Headline:
         return Headline(
@@ -102,12 +111,15 @@ class Story:
     workdir: Path
     kernel: Path
     initrd: Path
+    service_port: int
     say: Callable[[str], None] = print
     outcome: Outcome = field(default_factory=Outcome)
     console: Console | None = None
     host_id: str = ""
     domain_id: str = ""
     agent_client: Client | None = None
+    clients: list[Client] = field(default_factory=list)
+    all_agents: list[HostAgent] = field(default_factory=list)
 
     def play(self) -> Outcome:
         self.register()
@@ -118,9 +130,40 @@ class Story:
         self.check_saved_definition()
         return self.outcome
 
+    def count_agent_ops(self) -> int:
+        """Block state changes in the guest: each change between online and offline the
+        kernel's block lines show (with `memhp_default_state=offline` and `unplug_online=0`
+        only the guest agent makes them), each one the agent's log also claims."""
+        console = self.serial()
+        console.poll()
+        kernel = sorted(console.transitions())
+        claimed = sorted(
+            (int(b), e.get("op") == "plug")
+            for e in console.agent
+            for b in e.get("changed", []) or []  # type: ignore[attr-defined]
+        )
+        cut = [e for e in console.agent if e.get("unparsed")]
+        if (claimed != kernel and not cut) or not set(claimed) <= set(kernel):
+            raise StoryFailed(
+                f"the guest agent says it changed {claimed} (block, online); the kernel's "
+                f"blocks show {kernel}"
+            )
+        self.outcome.guest_agent_ops = len(kernel)
+        return len(kernel)
+
     def close(self) -> None:
-        if self.agent_client is not None:
-            self.agent_client.close()
+        for client in self.clients:
+            client.close()
+
+    def agents(self) -> list[HostAgent]:
+        """Every host agent of the run (each must stay alive)."""
+        return self.all_agents or [self.agent]
+
+    def moved_to(self, conn: Any, agent: HostAgent, host_id: str, agent_token: str) -> None:
+        """The domain now runs on another host: read its devices, steps and accounting there."""
+        self.conn, self.agent, self.host_id = conn, agent, host_id
+        self.agent_client = Client(str(self.admin.http.base_url), agent_token)
+        self.clients.append(self.agent_client)
 
     # --- 1. the host ---------------------------------------------------------------------------
 
@@ -134,7 +177,8 @@ class Story:
         state = self.agent.state()
         assert state is not None
         self.host_id = str(state["host_id"])
-        self.agent_client = Client(self.admin.http.base_url.__str__(), str(state["agent_token"]))
+        self.agent_client = Client(str(self.admin.http.base_url), str(state["agent_token"]))
+        self.clients.append(self.agent_client)
         host = self.admin.get_host(self.host_id)
         cells = ET.fromstring(self.conn.getCapabilities()).findall("host/topology/cells/cell")
         if len(host.pnodes) != max(len(cells), 1):
@@ -182,6 +226,11 @@ class Story:
                 ),
             )
         )
+        # What the operator adds: the guest's network and its agent's URL and token.
+        config = definition.write_agent_config(
+            self.workdir / "guest-config", str(created.guest_token)
+        )
+        xml = definition.with_guest_agent(xml, service_port=self.service_port, config=config)
         (self.workdir / "domain.xml").write_text(xml)
         dom = self.conn.defineXML(xml)
         if not dom.isPersistent():
@@ -196,6 +245,9 @@ class Story:
         self.outcome.boot_s = time.monotonic() - start
         init = self.console.first("init")
         ready = self.console.first("ready")
+        param = self.console.first("virtio_mem")
+        if param is None or param.fields.get("unplug_online") != "N":
+            raise StoryFailed(f"virtio_mem's unplug_online is not N in the guest: {param}")
         block = int(ready.fields.get("block_size_bytes", "0")) if ready else 0
         uptime = init.fields.get("uptime", "?") if init else "?"
         self.say(
@@ -203,8 +255,16 @@ class Story:
             f"{started_s:.1f} s; the kernel ran init at uptime {uptime} s; memory block "
             f"{block // 2**20} MiB); {self._guest_nodes()}"
         )
+        self.serial().wait(
+            self._agent_settled, timeout_s=AGENT_TIMEOUT_S, what="the guest agent's first report"
+        )
+        self.outcome.agent_s = time.monotonic() - start
+        self.say(
+            f"the guest agent reported {self.outcome.agent_s:.1f} s after the domain started "
+            f"and brought the blocks the devices plugged online: {self.guest_blocks()}"
+        )
         converged = wait_for(
-            self._converged, timeout_s=STEP_TIMEOUT_S, what="the service seeing the booted guest"
+            self.converged, timeout_s=STEP_TIMEOUT_S, what="the service seeing the booted guest"
         )
         guest = ", ".join(f"{kib / KIB_PER_MIB:.0f}" for kib in self.settled_guest())
         self.say(
@@ -238,7 +298,7 @@ class Story:
         self._resize("squeeze the host", lambda: self.admin.squeeze(self.host_id, body))
 
     def _resize(self, label: str, request: Callable[[], object]) -> None:
-        console = self._console()
+        console = self.serial()
         base = self.settled_guest()
         before = self.targets()
         start = time.monotonic()
@@ -251,26 +311,33 @@ class Story:
 
         def guest_followed(c: Console) -> bool:
             now = c.meminfo()
-            return now is not None and all(
-                abs(n - b - e) < BLOCK_MIB * KIB_PER_MIB
-                for n, b, e in zip(now.node_kib, base, expected, strict=True)
+            return (
+                now is not None
+                and all(
+                    abs(n - b - e) < BLOCK_MIB * KIB_PER_MIB
+                    for n, b, e in zip(now.node_kib, base, expected, strict=True)
+                )
+                and self.blocks_at(after) is None
             )
 
         console.wait(guest_followed, timeout_s=STEP_TIMEOUT_S, what=f"{label} in the guest")
         guest_s = time.monotonic() - start
-        wait_for(self._converged, timeout_s=STEP_TIMEOUT_S, what=f"{label}: the service")
+        wait_for(self.converged, timeout_s=STEP_TIMEOUT_S, what=f"{label}: the service")
         converged_s = time.monotonic() - start
         final = self.settled_guest()
         delta = tuple(f - b for f, b in zip(final, base, strict=True))
         if not guest_followed(console):
-            raise StoryFailed(f"{label}: the guest's nodes moved on to {delta} KiB")
-        self._check_devices()
+            raise StoryFailed(
+                f"{label}: the guest's nodes moved on to {delta} KiB; "
+                f"{self.blocks_at(after) or 'blocks at the targets'}"
+            )
+        self.check_devices()
         resize = Resize(label, tuple(before), tuple(after), delta, guest_s, converged_s)
         self.outcome.resizes.append(resize)
         self.say(
             f"{label}: targets {before} -> {after} MiB; guest nodes "
             f"{', '.join(f'{d / KIB_PER_MIB:+.0f}' for d in delta)} MiB after {guest_s:.1f} s; "
-            f"service converged after {converged_s:.1f} s"
+            f"service converged after {converged_s:.1f} s; {self.guest_blocks()}"
         )
 
     def _check_whole_blocks(self, label: str, targets: list[int]) -> None:
@@ -284,12 +351,44 @@ class Story:
 
     # --- what the service, libvirt and the guest say -------------------------------------------
 
-    def _console(self) -> Console:
+    def _agent_settled(self, c: Console) -> bool:
+        """The guest agent has reported, and the kernel shows every node with the blocks its
+        target plugs online and none offline."""
+        self.agent.check_alive()
+        if not any(e.get("event") == "reported" for e in c.agent):
+            if any(line.kind in ("agent-exited", "agent-not-configured") for line in c.lines):
+                raise StoryFailed(f"the guest agent did not start or stopped:\n{c.tail(30)}")
+            return False
+        return self.blocks_at(self.targets()) is None
+
+    def blocks_at(self, targets: list[int]) -> str | None:
+        """None when the kernel's blocks are the targets' (whole blocks, all online), else
+        what they are."""
+        blocks = self.serial().blocks()
+        if blocks is None:
+            return "no block line yet"
+        for node, target in enumerate(targets):
+            online, offline = blocks.online(node), blocks.offline(node)
+            if offline or len(online) * BLOCK_MIB != target:
+                return f"node {node}: online {online}, offline {offline}, target {target} MiB"
+        return None
+
+    def guest_blocks(self) -> str:
+        blocks = self.serial().blocks()
+        if blocks is None:
+            return "no block line yet"
+        return "; ".join(
+            f"node{n} online {blocks.online(n)}"
+            + (f" offline {off}" if (off := blocks.offline(n)) else "")
+            for n in sorted(blocks.nodes)
+        )
+
+    def serial(self) -> Console:
         assert self.console is not None
         return self.console
 
     def _guest_nodes(self) -> str:
-        now = self._console().meminfo()
+        now = self.serial().meminfo()
         if now is None:
             return "no meminfo yet"
         return "guest MemTotal " + ", ".join(
@@ -298,7 +397,7 @@ class Story:
 
     def settled_guest(self, quiet_s: float = 1.0) -> tuple[int, ...]:
         """The guest's MemTotal per node once it has not changed for `quiet_s`."""
-        console = self._console()
+        console = self.serial()
         console.wait(
             lambda c: (m := c.meminfo()) is not None and time.monotonic() - m.seen_at >= quiet_s,
             timeout_s=STEP_TIMEOUT_S,
@@ -311,7 +410,7 @@ class Story:
     def targets(self) -> list[int]:
         return [v.target_mib for v in self.admin.get_domain(self.domain_id).vnodes]
 
-    def _converged(self) -> str | None:
+    def converged(self) -> str | None:
         """None once the service holds every vnode at its target with nothing pending."""
         self.agent.check_alive()
         dom = self.admin.get_domain(self.domain_id)
@@ -355,18 +454,24 @@ class Story:
             )
         return sorted(out)
 
-    def _check_devices(self) -> None:
+    def check_devices(self) -> float:
         """Each device holds what it was asked for, and the service's actual size of each vnode
-        is the boot memory plus the device's `<current>`: the agent's report carried it."""
+        is the boot memory plus the device's `<current>`. libvirt's `<current>` follows QEMU's
+        size-change events (at most one a second per device), so it may lag the guest's report
+        that converged the service: waited for (the seconds it took)."""
+        return wait_for(self._devices_hold, timeout_s=STEP_TIMEOUT_S, what="the devices' <current>")
+
+    def _devices_hold(self) -> str | None:
         dom = self.admin.get_domain(self.domain_id)
         for node, boot, requested, current in self.devices():
             if current != requested:
-                raise StoryFailed(f"vnode {node}: <current> {current} KiB, <requested> {requested}")
+                return f"vnode {node}: <current> {current} KiB, <requested> {requested}"
             actual = dom.vnodes[node].actual_mib
             if actual is None or actual * KIB_PER_MIB != boot + current:
-                raise StoryFailed(
+                return (
                     f"vnode {node}: the service says {actual} MiB, libvirt {boot} + {current} KiB"
                 )
+        return None
 
     def check_saved_definition(self) -> None:
         """The persistent definition follows the live one (issue 27, item 1): a restart of the

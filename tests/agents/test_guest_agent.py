@@ -24,8 +24,9 @@ def test_unplug_then_plug_a_pfn_range(tmp_path: Path) -> None:
     blocks = MemoryBlocks(root)
     # vnode 1 spans PFNs [4 blocks, 8 blocks); unplug its top two blocks
     top = [[6 * PAGES_PER_128_MIB, 8 * PAGES_PER_128_MIB]]
-    assert blocks.blocks_of(top) == [6, 7]
-    progress = blocks.set_state(blocks.blocks_of(top), online=False)
+    span = blocks.span_blocks(1, 4 * PAGES_PER_128_MIB, top)
+    assert span.blocks == [6, 7] and span.absent == []
+    progress = blocks.set_state(span.blocks, online=False)
     assert progress.changed == [6, 7] and not progress.refused
     assert block_states(root)[6] == "offline" and block_states(root)[5] == "online"
     assert blocks.node_mib(1) == 256

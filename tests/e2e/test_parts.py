@@ -1,19 +1,30 @@
-"""The parts of `make e2e` that need no guest: reading the guest's console, the headline, the
-kernel package's module order and boot image, and the guest image's cache key. The real guest
-itself is `make e2e`."""
+"""The parts of `make e2e` that need no guest: reading the guest's console (its MemTotal, its
+memory blocks, the guest agent's log), the headline, the kernel package's module order and boot
+image, the guest image's cache key, the operator's additions to the domain definition, the apt
+versions of the guest's Python and a migration plan's levels. The real guest itself is
+`make e2e`."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import lzma
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from e2e import headline
+from e2e import definition, headline, userland
 from e2e.console import Console, parse
 from e2e.image import Layer, image_key
 from e2e.kernel import Kernel, _decompressed_payload
+from e2e.migration import _levels
+from e2e.services import HostAgent
+from numa_balloon_agent import cli as agent_cli
+from service.exports.libvirt_domain import Definition, to_libvirt_kvm_domain
+from tests.exports.conftest import _require_tool, make_domain
 
 
 def test_console_reads_whole_lines_among_kernel_messages(tmp_path: Path) -> None:
@@ -115,3 +126,133 @@ def test_the_image_key_follows_every_layer() -> None:
     assert image_key(base) == image_key([layer("busybox", b"a"), layer("init", b"b")])
     assert image_key(base) != image_key([layer("busybox", b"a"), layer("init", b"c")])
     assert image_key(base) != image_key([*base, layer("python", b"")])
+
+
+def test_block_lines_give_the_kernels_states_and_every_change(tmp_path: Path) -> None:
+    """`+` online, `-` offline, `~` going-offline; a block the device adds appears offline, one
+    it takes back leaves (and was offline by then, even when no line caught it so)."""
+    log = tmp_path / "console.log"
+    log.write_text(
+        "nb-e2e: blocks node0=0+,1+,32- node1=2+ uptime=1.0\n"
+        "nb-e2e: blocks node0=0+,1+,32+ node1=2+ uptime=1.2\n"  # 32 onlined
+        "nb-e2e: blocks node0=0+,1+,32~ node1=2+,38- uptime=1.4\n"  # 38 added offline
+        "nb-e2e: blocks node0=0+,1+ node1=2+,38+ uptime=1.6\n"  # 32 gone, 38 onlined
+        "nb-e2e: blocks node0=0+,1+ node1=2+,38+,39- uptime=1.8\n"
+        "nb-e2e: blocks node0=0+,1+ node1=2+,38+ uptime=2.0\n"  # 39 left offline: the device's
+        "nb-e2e: blocks node0=0+,1+ node1=2+ uptime=2.2\n"  # 38 offlined and taken back at once
+        "nb-e2e: blocks node0=0+,1+,32+ node1=2+ uptime=2.4\n"  # 32 added and onlined at once
+        "nb-e2e: blocks node0=0+,1+ node1=2+,3 uptime=2.6\n"  # cut short: skipped
+    )
+    console = Console(log)
+    console.poll()
+    assert console.transitions() == [
+        (32, True),
+        (38, True),
+        (32, False),
+        (38, False),
+        (32, True),
+    ]
+    now = console.blocks()
+    assert now is not None and now.online(1) == [2] and now.offline(0) == []
+
+
+def test_agent_lines_are_read_and_a_truncated_console_is_read_anew(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_text(
+        'nb-guest: {"event": "plug: 1 block(s) changed", "op": "plug", "changed": [38]}\n'
+        'nb-guest: {"event": "unplug: 1 blo[  3.1] virtio_mem virtio1: plugged size\n'
+        "nb-e2e: meminfo node0=100 node1=200 uptime=3.0\n"
+    )
+    console = Console(log)
+    console.poll()
+    assert console.agent[0]["changed"] == [38]
+    assert console.agent[1]["unparsed"] is True  # a kernel message cut through it
+    log.write_text("nb-e2e: meminfo node0=100 node1=300 uptime=0.5\n")  # a new QEMU, no append
+    console.poll()
+    now = console.meminfo()
+    assert now is not None and now.node_kib == (100, 300)
+
+
+def test_the_guest_agents_definition_validates_and_has_one_way_out(tmp_path: Path) -> None:
+    """What the operator adds to the export: libvirt's own schema accepts it; the guest's only
+    network is restricted with one forward, to the service on 127.0.0.1; the token reaches QEMU
+    as a file of mode 0600 that the XML names (its value is not in it)."""
+    tool = shutil.which("virt-xml-validate")
+    schema = Path("/usr/share/libvirt/schemas/domain.rng")
+    _require_tool(tool is not None and schema.exists(), "virt-xml-validate")
+    assert tool is not None
+    export = to_libvirt_kvm_domain(
+        dataclasses.replace(make_domain(2), block_mib=128, dynamic_min_mib=512),
+        definition=Definition(
+            domain_type="qemu", kernel="/k", cmdline="console=ttyS0", serial_log="/c.log"
+        ),
+    )
+    config = definition.write_agent_config(tmp_path / "cfg", "the-guest-token")
+    xml = definition.with_guest_agent(export, service_port=41234, config=config)
+    (tmp_path / "d.xml").write_text(xml)
+    proc = subprocess.run([tool, str(tmp_path / "d.xml"), "domain"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the-guest-token" not in xml
+    assert (tmp_path / "cfg" / "guest-token").stat().st_mode & 0o777 == 0o600
+    root = ET.fromstring(xml)
+    args = [a.get("value") for a in root.iter(f"{{{definition.QEMU_NS}}}arg")]
+    netdev = args[args.index("-netdev") + 1]
+    assert netdev is not None and "restrict=on" in netdev
+    assert netdev.count("guestfwd=") == 1 and netdev.endswith("nc 127.0.0.1 41234")
+    entries = {e.get("name"): e.get("file") for e in root.findall("sysinfo[@type='fwcfg']/entry")}
+    assert entries == {
+        "opt/org.numa-balloon/url": str(tmp_path / "cfg" / "url"),
+        "opt/org.numa-balloon/guest-token": str(tmp_path / "cfg" / "guest-token"),
+    }
+    assert root.find("devices/serial/source").get("append") == "on"  # type: ignore[union-attr]
+
+
+def test_apt_candidates_come_from_one_policy_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    policy = (
+        "libc6:\n  Installed: 2.36-9+deb12u13\n  Candidate: 2.36-9+deb12u14\n"
+        "  Version table:\n *** 2.36-9+deb12u14 500\n"
+        "zlib1g:\n  Installed: (none)\n  Candidate: 1:1.2.13.dfsg-1\n"
+    )
+
+    def run(argv: list[str], **_: object) -> str:
+        calls.append(argv)
+        return policy
+
+    monkeypatch.setattr(userland, "run", run)
+    assert userland.candidates(["libc6", "zlib1g"]) == {
+        "libc6": "2.36-9+deb12u14",
+        "zlib1g": "1:1.2.13.dfsg-1",
+    }
+    assert calls == [["apt-cache", "policy", "libc6", "zlib1g"]]
+    with pytest.raises(RuntimeError, match="no candidate for libgcc-s1"):
+        userland.candidates(["libc6", "libgcc-s1"])
+
+
+def test_a_plans_levels_before_its_migrate_step() -> None:
+    plan = {
+        "steps": [
+            {"phase": "claim", "op": "claim", "vnode": None, "target_mib": None},
+            {"phase": "prepare", "op": "unplug", "vnode": 1, "target_mib": 256},
+            {"phase": "migrate", "op": "migrate", "vnode": None, "target_mib": 512},
+            {"phase": "settle", "op": "plug", "vnode": 0, "target_mib": 512},
+        ]
+    }
+    assert _levels(plan, "migrate", [256, 768]) == [256, 256]
+    assert _levels(plan, "release", [256, 768]) == [512, 256]
+
+
+def test_the_host_agents_command_line_takes_any_token(tmp_path: Path) -> None:
+    """An admin token may begin with "-" (secrets.token_urlsafe): as a separate word argparse
+    took it for an option and the agent exited ("--token: expected one argument")."""
+    agent = HostAgent(
+        tmp_path,
+        url="http://127.0.0.1:1",
+        admin_token="-Zk3_token",
+        uri="qemu:///system?socket=/x",
+        name="h",
+        interval_s=1.0,
+        migrate_uri="qemu+unix:///system?socket=/y",
+    )
+    args = agent_cli.parse(agent.argv[agent.argv.index("run") :])
+    assert (args.token, args.migrate_uri) == ("-Zk3_token", "qemu+unix:///system?socket=/y")
