@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -42,15 +41,11 @@ from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
 from service.api.session import make_signer
-from service.api.watch import EventHub, LogSource
+from service.api.watch import EventHub
+from service.core.events import EventLog
 from service.core.sweeper import purge_idempotency_records, sweep_migrations
+from service.core.unit import Database, open_database
 from service.db.base import utcnow
-from service.db.session import (
-    make_engine,
-    make_lookup_sessionmaker,
-    make_read_sessionmaker,
-    make_sessionmaker,
-)
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
 
@@ -87,8 +82,9 @@ async def _sweep_forever(app: FastAPI) -> None:
         await asyncio.sleep(settings.sweep_interval_s)
         try:
             now = app.state.clock()
-            await anyio.to_thread.run_sync(sweep_migrations, app.state.sessionmaker, now, settings)
-            await anyio.to_thread.run_sync(purge_idempotency_records, app.state.sessionmaker, now)
+            factory = app.state.db.write_factory
+            await anyio.to_thread.run_sync(sweep_migrations, factory, now, settings)
+            await anyio.to_thread.run_sync(purge_idempotency_records, factory, now)
         except SQLAlchemyError as exc:  # the database is away: try again next round
             log.warning("sweep failed: %s", exc)
 
@@ -125,16 +121,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
 
 
-def _event_hub(state: Any, settings: Settings) -> EventHub:
+def _event_hub(db: Database, registry: CollectorRegistry, settings: Settings) -> EventHub:
     """One per process; every commit of a write session pokes it (see service.api.watch)."""
     hub = EventHub(
-        LogSource(state.read_sessionmaker, state.db_gate),
+        EventLog(db),
         settings.events_poll_s,
         max_waiters=settings.events_max_waiters,
         max_per_key=settings.events_max_waiters_per_key,
-        registry=state.registry,
+        registry=registry,
     )
-    event.listen(state.sessionmaker, "after_commit", hub.poke)
+    event.listen(db.write_factory, "after_commit", hub.poke)
     return hub
 
 
@@ -151,17 +147,18 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         swagger_ui_parameters={"persistAuthorization": True},
         dependencies=[Depends(reject_unknown_query)],
     )
-    engine = make_engine(settings.database_url)
+    db = open_database(settings.database_url, settings.db_concurrency)
     app.state.settings = settings
     app.state.clock = clock
-    app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.read_sessionmaker = make_read_sessionmaker(engine)
-    app.state.lookup_sessionmaker = make_lookup_sessionmaker(engine)
-    n = settings.db_concurrency
-    app.state.db_gate = threading.BoundedSemaphore(n) if n else None
+    app.state.db = db  # every unit of work opens here (service/core/unit.py)
+    # The same objects under their own names, for tests and tools that read the database.
+    app.state.engine = db.engine
+    app.state.sessionmaker = db.write_factory
+    app.state.read_sessionmaker = db.read_factory
+    app.state.lookup_sessionmaker = db.lookup_factory
+    app.state.db_gate = db.gate
     app.state.registry = CollectorRegistry()
-    app.state.event_hub = _event_hub(app.state, settings)
+    app.state.event_hub = _event_hub(db, app.state.registry, settings)
     app.state.limits = Limits(settings.key_rate_per_s, settings.failed_auth_per_min)
     app.state.ui_signer = make_signer(settings)
 

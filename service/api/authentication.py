@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -29,13 +28,14 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.auth import ADMIN, Principal, check_access, is_admin, parse_bearer, resolve
+from service.api.auth import ADMIN, Principal, check_access, is_admin, parse_bearer
 from service.api.authz import access_for
 from service.api.forwarded import client_address
 from service.api.problems import render
 from service.api.ratelimit import Limits, retry_after
 from service.api.session import UI_PREFIX, session_principal, wants_html
 from service.api.ui import rejection_page
+from service.core import credentials
 from service.errors import ServiceError, ServiceUnavailable, TooManyRequests, Unauthorized
 from service.settings import Settings
 
@@ -138,18 +138,14 @@ class Authentication:
         if is_admin(settings, token):
             return ADMIN
         try:
-            app: FastAPI = scope["app"]  # its clock: tests replace it with a fake one
-            return await run_in_threadpool(_lookup, app, token, app.state.clock())
+            # A lookup session of its own (the route has not opened its unit of work yet); the
+            # app's clock, which tests replace with a fake one.
+            state = scope["app"].state
+            return await run_in_threadpool(credentials.lookup, state.db, token, state.clock())
         except Unauthorized as exc:
             raise limits.failed_authentication(client_address(scope), exc) from None
         except SQLAlchemyError as exc:  # outside the app's handlers: say 503 here
             raise ServiceUnavailable(f"the database did not answer ({type(exc).__name__})") from exc
-
-
-def _lookup(app: FastAPI, token: str, now: datetime) -> Principal:
-    # A short read session of its own: the route has not opened its session yet.
-    with app.state.lookup_sessionmaker() as session:
-        return resolve(session, token, now)
 
 
 async def _reject(scope: Scope, send: Send, exc: ServiceError) -> None:

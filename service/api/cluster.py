@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.auth import Admin
-from service.api.deps import SessionDep
+from service.api.deps import run
 from service.api.problems import responses
 from service.core import cluster as core
 from service.core.squeezing import derive_template
@@ -21,10 +21,8 @@ router = APIRouter(prefix="/v1/cluster", tags=["cluster"])
     responses=responses(401, 403, 409, 422),
     summary="Derive the virtual topology that can represent every host, and store it",
 )
-def post_template(session: SessionDep, principal: Admin) -> WorstCaseTemplateOut:
-    out = derive_template(session, principal.actor)
-    session.commit()
-    return out
+async def post_template(request: Request, principal: Admin) -> WorstCaseTemplateOut:
+    return await run(request, derive_template, principal.actor)
 
 
 @router.get(
@@ -33,17 +31,15 @@ def post_template(session: SessionDep, principal: Admin) -> WorstCaseTemplateOut
     responses=responses(401, 403, 404),
     summary="The stored worst-case template",
 )
-def get_template(session: SessionDep, _: Admin) -> WorstCaseTemplateOut:
-    return core.stored_template(session)
+async def get_template(request: Request, _: Admin) -> WorstCaseTemplateOut:
+    return await run(request, core.stored_template)
 
 
 @router.get("", response_model=ClusterOut, responses=responses(401, 403))
-def get_cluster(session: SessionDep, _: Admin) -> ClusterOut:
-    return core.overview(session)
+async def get_cluster(request: Request, _: Admin) -> ClusterOut:
+    return await run(request, core.overview)
 
 
 @router.put("", response_model=ClusterOut, responses=responses(401, 403, 409, 422))
-def put_cluster(body: ClusterPut, session: SessionDep, principal: Admin) -> ClusterOut:
-    out = core.set_block_size(session, body, principal.actor)
-    session.commit()
-    return out
+async def put_cluster(body: ClusterPut, request: Request, principal: Admin) -> ClusterOut:
+    return await run(request, core.set_block_size, body, principal.actor)

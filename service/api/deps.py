@@ -1,56 +1,36 @@
-"""Dependency aliases shared by the routers.
+"""What routes depend on: the settings, the request's clock, and the way to core.
 
-The trivial ones are `async def`: FastAPI runs a plain `def` dependency in the thread pool, a
-thread hop per dependency per request for no blocking work at all.
+A route reaches the database only by handing a core operation to `run` (one unit of work) or
+`run_operation` (an operation that opens units itself, e.g. one that drives a migration on
+after its commit): either is one hop to the thread pool per request. The unit is opened,
+retried, committed and closed in `service.core.unit`, before the route builds its response, so
+nothing can be written after a client saw a 2xx. Routes never see a session.
+
+The trivial dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread
+pool, a thread hop per dependency per request for no blocking work at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from service.db.retry import run_with_retries
-from service.db.session import session_scope
+from service.core import unit
 from service.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+READS = ("GET", "HEAD")
 
 
 async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """GET and HEAD never write: they get a read session (no SQLite write lock)."""
-    state = request.app.state
-    factory = state.read_sessionmaker if request.method in ("GET", "HEAD") else state.sessionmaker
-    yield from session_scope(factory, state.db_gate)
-
-
-T = TypeVar("T")
-_scope = contextmanager(session_scope)
-
-
-async def run_db(request: Request, work: Callable[[Session], T]) -> T:
-    """Run a unit of work (open, work, commit, close) in one hop to the thread pool.
-
-    The alternative, a `def` endpoint with `SessionDep`, costs a hop to open the session, one for
-    the endpoint, one to validate the response and one to close the session; on the hot routes
-    those hops were a third of the event loop's time. `work` commits; whatever it leaves open is
-    rolled back. GET and HEAD get a read session, as with `SessionDep`."""
-    state = request.app.state
-    factory = state.read_sessionmaker if request.method in ("GET", "HEAD") else state.sessionmaker
-
-    def unit() -> T:
-        with _scope(factory, state.db_gate) as session:
-            return run_with_retries(session, lambda: work(session))
-
-    return await run_in_threadpool(unit)
 
 
 async def get_now(request: Request) -> datetime:
@@ -59,8 +39,39 @@ async def get_now(request: Request) -> datetime:
     return now
 
 
+def database(request: Request) -> unit.Database:
+    db: unit.Database = request.app.state.db
+    return db
+
+
+async def run(
+    request: Request,
+    op: Callable[Concatenate[Session, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`op(session, *args, **kwargs)` as the request's unit of work, in one hop to the thread
+    pool. GET and HEAD get a read session (one snapshot, no write lock) that is rolled back.
+
+    The alternative, a `def` endpoint with a session dependency, cost a hop to open the
+    session, one for the endpoint, one to validate the response and one to close the session;
+    on the hot routes those hops were a third of the event loop's time."""
+    read = request.method in READS
+    return await run_in_threadpool(
+        unit.run, database(request), lambda session: op(session, *args, **kwargs), read=read
+    )
+
+
+async def run_operation(
+    request: Request,
+    op: Callable[Concatenate[unit.Database, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`op(db, *args, **kwargs)`, a core operation that opens its units itself (through
+    `service.core.unit`), in one hop to the thread pool."""
+    return await run_in_threadpool(op, database(request), *args, **kwargs)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Now = Annotated[datetime, Depends(get_now)]
-# scope="function": the session is closed before the response is sent, so nothing can be written
-# after a client already saw a 2xx. Endpoints commit explicitly inside their unit of work.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy.orm import Session
 
 from service.api.auth import Admin
-from service.api.deps import Now, SessionDep, SettingsDep, run_db
+from service.api.deps import Now, SettingsDep, run
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import (
     ExternalIdQuery,
@@ -19,19 +18,15 @@ from service.api.filters import (
     PlacementLimit,
     parse_labels,
 )
-from service.api.idempotency import IdempotencyKey, idempotent_create
+from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
-from service.api.problems import Conflict, InvalidInput, responses
+from service.api.problems import InvalidInput, responses
 from service.api.render import model_response
-from service.core import domains as core
-from service.core import listing, placement
-from service.core.exporting import export_domain
+from service.core import domain_requests as core
+from service.core import domains, listing, placement
+from service.core.idempotent import Reply
 from service.core.placement import DEFAULT_LIMIT
-from service.core.views import domain_out, placement_out
-from service.db.audit import record_event
-from service.db.loaders import load_host_accounting
-from service.db.retry import retry_transaction
-from service.db.tokens import issue_token
+from service.core.views import placement_out
 from service.exports.libvirt_domain import Definition
 from service.schemas.agent import GuestToken
 from service.schemas.common import Page
@@ -47,6 +42,10 @@ from service.schemas.domains import (
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
 
 
+def _created(domain: DomainCreated) -> Reply:
+    return created(domain, f"/v1/domains/{domain.id}", ETag=etag(domain.version))
+
+
 @router.post(
     "",
     status_code=201,
@@ -54,32 +53,16 @@ router = APIRouter(prefix="/v1/domains", tags=["domains"])
     responses=responses(401, 403, 404, 409, 413, 422),
     summary="Create a domain with a virtual NUMA topology and place it on a host",
 )
-@retry_transaction
-def create_domain(
+async def create_domain(
     body: DomainCreate,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
     principal: Admin,
     now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    def create() -> tuple[int, dict[str, Any], dict[str, str]]:
-        domain, state, x = core.create_domain(
-            session, body, principal.actor, placement.admission_advice, now
-        )
-        token = issue_token(session, "guest", domain.id)
-        session.flush()
-        out = domain_out(domain, x, state.n_pnodes)
-        created = DomainCreated(**out.model_dump(), guest_token=token)
-        return (
-            201,
-            created.model_dump(mode="json"),
-            {"Location": f"/v1/domains/{domain.id}", "ETag": etag(domain.version)},
-        )
-
-    return idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create, now
+    actor = principal.actor
+    return await create_once(
+        request, idempotency_key, body, actor, now, _created, core.create, body, actor, now
     )
 
 
@@ -95,42 +78,31 @@ async def list_domains(
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Response:
-    labels, size = parse_labels(label), page_size(limit, settings)
+    page = await run(
+        request,
+        listing.list_domains,
+        cursor,
+        page_size(limit, settings),
+        host_id=None if host_id is None else str(host_id),
+        name=name,
+        external_id=external_id,
+        labels=parse_labels(label),
+    )
+    return model_response(page)
 
-    def read(session: Session) -> Page[DomainOut]:
-        return listing.list_domains(
-            session,
-            cursor,
-            size,
-            host_id=None if host_id is None else str(host_id),
-            name=name,
-            external_id=external_id,
-            labels=labels,
-        )
 
-    return model_response(await run_db(request, read))
+def _with_etag(out: DomainOut) -> Response:
+    return model_response(out, {"ETag": etag(out.version)})
 
 
 @router.get("/by-name/{name}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
 async def get_domain_by_name(name: str, request: Request, _: Admin) -> Response:
-    def read(session: Session) -> DomainOut:
-        domain = core.load_domain_by_name(session, name)
-        x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
-        return domain_out(domain, x, n_pnodes)
-
-    out = await run_db(request, read)
-    return model_response(out, {"ETag": etag(out.version)})
+    return _with_etag(await run(request, core.read_by_name, name))
 
 
 @router.get("/{domain_id}", response_model=DomainOut, responses=responses(401, 403, 404, 422))
 async def get_domain(domain_id: uuid.UUID, request: Request, _: Admin) -> Response:
-    def read(session: Session) -> DomainOut:
-        domain = core.load_domain(session, str(domain_id))
-        x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
-        return domain_out(domain, x, n_pnodes)
-
-    out = await run_db(request, read)
-    return model_response(out, {"ETag": etag(out.version)})
+    return _with_etag(await run(request, core.read, str(domain_id)))
 
 
 @router.put(
@@ -147,22 +119,16 @@ async def put_target(
     now: Now,
     if_match: IfMatch = None,
 ) -> Response:
-    def write(session: Session) -> DomainOut:
-        domain, state, x = core.set_target(
-            session,
-            str(domain_id),
-            body,
-            principal.actor,
-            now,
-            lambda v: check_if_match(if_match, v),
-        )
-        session.flush()
-        out = domain_out(domain, x, state.n_pnodes)
-        session.commit()
-        return out
-
-    out = await run_db(request, write)
-    return model_response(out, {"ETag": etag(out.version)})
+    out = await run(
+        request,
+        core.change_target,
+        str(domain_id),
+        body,
+        principal.actor,
+        now,
+        lambda version: check_if_match(if_match, version),
+    )
+    return _with_etag(out)
 
 
 @router.patch(
@@ -171,20 +137,22 @@ async def put_target(
     responses=responses(401, 403, 404, 409, 412, 422),
     summary="Set a domain's labels or external id.",
 )
-def patch_domain(
+async def patch_domain(
     domain_id: uuid.UUID,
     body: DomainPatch,
-    session: SessionDep,
+    request: Request,
     principal: Admin,
     if_match: IfMatch = None,
 ) -> Response:
-    domain = core.patch_domain(
-        session, str(domain_id), body, principal.actor, lambda v: check_if_match(if_match, v)
+    out = await run(
+        request,
+        core.patch,
+        str(domain_id),
+        body,
+        principal.actor,
+        lambda version: check_if_match(if_match, version),
     )
-    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
-    out = domain_out(domain, x, n_pnodes)
-    session.commit()
-    return model_response(out, {"ETag": etag(out.version)})
+    return _with_etag(out)
 
 
 @router.delete(
@@ -193,18 +161,21 @@ def patch_domain(
     responses=responses(401, 403, 404, 409, 412, 422),
     summary="Destroy a domain and free its memory",
 )
-@retry_transaction
-def delete_domain(
+async def delete_domain(
     domain_id: uuid.UUID,
-    session: SessionDep,
+    request: Request,
     principal: Admin,
     now: Now,
     if_match: IfMatch = None,
 ) -> Response:
-    core.delete_domain(
-        session, str(domain_id), principal.actor, now, lambda v: check_if_match(if_match, v)
+    await run(
+        request,
+        domains.delete_domain,
+        str(domain_id),
+        principal.actor,
+        now,
+        lambda version: check_if_match(if_match, version),
     )
-    session.commit()
     return Response(status_code=204)
 
 
@@ -214,12 +185,10 @@ def delete_domain(
     responses=responses(401, 403, 404, 422),
     summary="Rotate the guest's token: the old one stops working at once",
 )
-def rotate_guest_token(domain_id: uuid.UUID, session: SessionDep, principal: Admin) -> GuestToken:
-    domain, _ = core.lock_domain_host(session, str(domain_id))  # serializes rotations
-    token = issue_token(session, "guest", domain.id)
-    record_event(session, principal.actor, "domain.guest_token_rotated", "domain", domain.id)
-    session.commit()
-    return GuestToken(domain_id=domain.id, guest_token=token)
+async def rotate_guest_token(
+    domain_id: uuid.UUID, request: Request, principal: Admin
+) -> GuestToken:
+    return await run(request, core.rotate_guest_token, str(domain_id), principal.actor)
 
 
 @router.get(
@@ -228,10 +197,10 @@ def rotate_guest_token(domain_id: uuid.UUID, session: SessionDep, principal: Adm
     responses=responses(401, 403, 404, 422),
     summary="Rank the active hosts for this domain: capacity, then distortion, then balance.",
 )
-def get_placements(
-    domain_id: uuid.UUID, session: SessionDep, _: Admin, limit: PlacementLimit = DEFAULT_LIMIT
+async def get_placements(
+    domain_id: uuid.UUID, request: Request, _: Admin, limit: PlacementLimit = DEFAULT_LIMIT
 ) -> Placements:
-    ranked = placement.for_domain(session, str(domain_id), limit)
+    ranked = await run(request, placement.for_domain, str(domain_id), limit)
     return Placements(domain_id=str(domain_id), hosts=[placement_out(r) for r in ranked])
 
 
@@ -316,9 +285,9 @@ def _definition(
     },
     summary="Export the vNUMA configuration for xl, libvirt or xenstore",
 )
-def export(
+async def export(
     domain_id: uuid.UUID,
-    session: SessionDep,
+    request: Request,
     _: Admin,
     format: Annotated[
         ExportFormat, Query(description="xl | libvirt | libvirt-domain | xenstore")
@@ -342,11 +311,5 @@ def export(
     ] = None,
 ) -> PlainTextResponse:
     definition = _definition(format, domain_type, kernel, initrd, cmdline, serial_log)
-    domain = core.load_domain(session, str(domain_id))
-    if domain.host_id is None:
-        raise Conflict("the domain has no host to export a placement for")
-    state = load_host_accounting(session, domain.host_id, lock=False)
-    if state is None:
-        raise Conflict("the domain's host is gone")
-    text = export_domain(domain, state.backing[domain.id], format, definition)
+    text = await run(request, core.export, str(domain_id), format, definition)
     return PlainTextResponse(text, media_type=_MEDIA[format])

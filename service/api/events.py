@@ -15,15 +15,14 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from sqlalchemy.orm import Session
 
 from service.api.auth import Admin, Principal
-from service.api.deps import SettingsDep, run_db
+from service.api.deps import SettingsDep, run
 from service.api.pagination import LimitQuery, page_size
 from service.api.problems import responses
 from service.api.watch import EventHub, LogEvent, Waiter
-from service.db.events import EventFilter, events_after, latest_seq
-from service.db.models import Event
+from service.core import events as core
+from service.core.events import EventFilter
 from service.schemas.common import UUID_PATTERN, Page
 from service.schemas.events import EventOut
 
@@ -70,15 +69,7 @@ def _cap_key(caller: Principal) -> str:
 async def _read(
     request: Request, after: int, n: int, where: EventFilter
 ) -> tuple[list[EventOut], bool]:
-    def read(session: Session) -> tuple[list[EventOut], bool]:
-        rows = events_after(session, after, n, where)
-        return [_out(e) for e in rows[:n]], len(rows) > n
-
-    return await run_db(request, read)
-
-
-def _out(e: Event) -> EventOut:
-    return EventOut.model_validate(e, from_attributes=True)
+    return await run(request, core.page, after, n, where)
 
 
 def _page(items: list[EventOut], more: bool) -> Page[EventOut]:
@@ -206,7 +197,7 @@ async def stream_events(
 ) -> AsyncIterator[ServerSentEvent]:
     where = _filter(subject_id, kind, actor)
     start = _resume_point(last_event_id, since)
-    after = start if start is not None else await run_db(request, latest_seq)
+    after = start if start is not None else await run(request, core.latest_seq)
     await waiter.start(where, after, room=STREAM_ROOM)
     left = limit
     while left != 0:

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from service.api.auth import Admin
-from service.api.deps import Now, SessionDep, SettingsDep, run_db
+from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
-from service.api.idempotency import IdempotencyKey, idempotent_create
+from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
 from service.api.render import model_response
 from service.core import hosts as core
+from service.core.idempotent import Reply
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
-from service.db.retry import retry_transaction
 from service.schemas.agent import AgentToken
 from service.schemas.common import Page
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
@@ -37,6 +36,14 @@ router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 HostId = Annotated[uuid.UUID, "host id"]
 
 
+def _created(host: HostCreated) -> Reply:
+    return created(host, f"/v1/hosts/{host.id}", ETag=etag(host.version))
+
+
+def _with_etag(out: HostOut) -> Response:
+    return model_response(out, {"ETag": etag(out.version)})
+
+
 @router.post(
     "",
     status_code=201,
@@ -44,27 +51,17 @@ HostId = Annotated[uuid.UUID, "host id"]
     responses=responses(401, 403, 409, 413, 422),
     summary="Register a host with its NUMA topology",
 )
-def create_host(
+async def create_host(
     body: HostCreate,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
     principal: Admin,
     now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     core.validate_topology(body)  # before the idempotency record: a bad body is never stored
-
-    def create() -> tuple[int, dict[str, Any], dict[str, str]]:
-        created = core.register_host(session, body, principal.actor)
-        return (
-            201,
-            created.model_dump(mode="json"),
-            {"Location": f"/v1/hosts/{created.id}", "ETag": etag(created.version)},
-        )
-
-    return idempotent_create(
-        session, request, settings, principal.actor, idempotency_key, body, create, now
+    actor = principal.actor
+    return await create_once(
+        request, idempotency_key, body, actor, now, _created, core.register_host, body, actor
     )
 
 
@@ -79,28 +76,26 @@ async def list_hosts(
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Response:
-    labels, size = parse_labels(label), page_size(limit, settings)
-
-    def read(session: Session) -> Page[HostOut]:
-        return core.list_hosts(
-            session, cursor, size, name=name, external_id=external_id, labels=labels
-        )
-
-    return model_response(await run_db(request, read))
+    page = await run(
+        request,
+        core.list_hosts,
+        cursor,
+        page_size(limit, settings),
+        name=name,
+        external_id=external_id,
+        labels=parse_labels(label),
+    )
+    return model_response(page)
 
 
 @router.get("/by-name/{name}", response_model=HostOut, responses=responses(401, 403, 404, 422))
-def get_host_by_name(name: str, response: Response, session: SessionDep, _: Admin) -> HostOut:
-    host = core.get_host_by_name(session, name)
-    response.headers["ETag"] = etag(host.version)
-    return core.host_view(session, host)
+async def get_host_by_name(name: str, request: Request, _: Admin) -> Response:
+    return _with_etag(await run(request, core.read_host_by_name, name))
 
 
 @router.get("/{host_id}", response_model=HostOut, responses=responses(401, 403, 404, 422))
-def get_host(host_id: uuid.UUID, response: Response, session: SessionDep, _: Admin) -> HostOut:
-    host = core.get_host(session, str(host_id))
-    response.headers["ETag"] = etag(host.version)
-    return core.host_view(session, host)
+async def get_host(host_id: uuid.UUID, request: Request, _: Admin) -> Response:
+    return _with_etag(await run(request, core.read_host, str(host_id)))
 
 
 @router.patch(
@@ -109,21 +104,22 @@ def get_host(host_id: uuid.UUID, response: Response, session: SessionDep, _: Adm
     responses=responses(401, 403, 404, 412, 422),
     summary="Change a host's state (active, maintenance, offline)",
 )
-@retry_transaction
-def patch_host(
+async def patch_host(
     host_id: uuid.UUID,
     body: HostPatch,
-    response: Response,
-    session: SessionDep,
+    request: Request,
     principal: Admin,
     if_match: IfMatch = None,
-) -> HostOut:
-    host = core.get_host(session, str(host_id), lock=True)
-    check_if_match(if_match, host.version)
-    out = core.change_host(session, host, body, principal.actor)
-    session.commit()
-    response.headers["ETag"] = etag(out.version)
-    return out
+) -> Response:
+    out = await run(
+        request,
+        core.patch_host,
+        str(host_id),
+        body,
+        principal.actor,
+        lambda version: check_if_match(if_match, version),
+    )
+    return _with_etag(out)
 
 
 @router.delete(
@@ -132,14 +128,16 @@ def patch_host(
     responses=responses(401, 403, 404, 409, 412, 422),
     summary="Remove a host (refused while domains, claims or migrations use it)",
 )
-@retry_transaction
-def delete_host(
-    host_id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None
+async def delete_host(
+    host_id: uuid.UUID, request: Request, principal: Admin, if_match: IfMatch = None
 ) -> Response:
-    host = core.get_host(session, str(host_id), lock=True)
-    check_if_match(if_match, host.version)
-    core.delete_host(session, host, principal.actor)
-    session.commit()
+    await run(
+        request,
+        core.remove_host,
+        str(host_id),
+        principal.actor,
+        lambda version: check_if_match(if_match, version),
+    )
     return Response(status_code=204)
 
 
@@ -160,19 +158,17 @@ again starts migrations only for the domains not already leaving. `PATCH` the ho
 `active` to end the evacuation.
 """,
 )
-@retry_transaction
-def evacuate(
+async def evacuate(
     host_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
     now: Now,
     body: Annotated[EvacuateRequest | None, Body(openapi_examples=EVACUATE_EXAMPLES)] = None,
 ) -> EvacuationOut:
-    return core.evacuate_host(
-        session,
-        request.app.state.sessionmaker,
+    return await run_operation(
+        request,
+        core.evacuate_host,
         str(host_id),
         body or EvacuateRequest(),  # no body: the defaults
         principal.actor,
@@ -187,10 +183,8 @@ def evacuate(
     responses=responses(401, 403, 404, 422),
     summary="Rotate the host agent's token: the old one stops working at once",
 )
-def rotate_agent_token(host_id: uuid.UUID, session: SessionDep, principal: Admin) -> AgentToken:
-    out = core.rotate_agent_token(session, str(host_id), principal.actor)
-    session.commit()
-    return out
+async def rotate_agent_token(host_id: uuid.UUID, request: Request, principal: Admin) -> AgentToken:
+    return await run(request, core.rotate_agent_token, str(host_id), principal.actor)
 
 
 @router.post(
@@ -199,19 +193,15 @@ def rotate_agent_token(host_id: uuid.UUID, session: SessionDep, principal: Admin
     responses=responses(401, 403, 404, 409, 422),
     summary="Free memory per pnode or in total, or balance, by moving every domain's target",
 )
-@retry_transaction
-def post_squeeze(
+async def post_squeeze(
     host_id: uuid.UUID,
     body: SqueezeRequest,
-    session: SessionDep,
+    request: Request,
     settings: SettingsDep,
     principal: Admin,
     now: Now,
 ) -> SqueezeResult:
-    result = squeeze_host(session, str(host_id), body, principal.actor, settings, now)
-    if not body.dry_run:
-        session.commit()
-    return result
+    return await run(request, squeeze_host, str(host_id), body, principal.actor, settings, now)
 
 
 @router.post(
@@ -220,14 +210,10 @@ def post_squeeze(
     responses=responses(401, 403, 404, 409, 422),
     summary="AutoNUMA: block moves within a MiB budget that bring memory where guests expect it",
 )
-@retry_transaction
-def post_rebalance(
-    host_id: uuid.UUID, body: RebalanceRequest, session: SessionDep, principal: Admin, now: Now
+async def post_rebalance(
+    host_id: uuid.UUID, body: RebalanceRequest, request: Request, principal: Admin, now: Now
 ) -> RebalanceOut:
-    result = rebalance_host(session, str(host_id), body, principal.actor, now)
-    if not body.dry_run:
-        session.commit()
-    return result
+    return await run(request, rebalance_host, str(host_id), body, principal.actor, now)
 
 
 @router.get(
@@ -236,5 +222,5 @@ def post_rebalance(
     responses=responses(401, 403, 404, 422),
     summary="Per-pnode capacity, allocated, claimed and free MiB, and every domain's backing",
 )
-def get_accounting(host_id: uuid.UUID, session: SessionDep, _: Admin, now: Now) -> Accounting:
-    return core.accounting(session, str(host_id), now)
+async def get_accounting(host_id: uuid.UUID, request: Request, _: Admin, now: Now) -> Accounting:
+    return await run(request, core.accounting, str(host_id), now)

@@ -1,19 +1,20 @@
-"""Run a create under an optional Idempotency-Key."""
+"""Creates under an optional Idempotency-Key: the header, and the HTTP side of
+`service.core.idempotent` (which runs inside the create's unit of work)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from service.api.problems import InvalidInput
-from service.db import idempotency
-from service.settings import Settings
+from service.api.deps import run
+from service.core import idempotent
+from service.core.idempotent import CreateRequest, Outcome, Reply
 
 IdempotencyKey = Annotated[
     str | None,
@@ -28,75 +29,55 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-Create = Callable[[], tuple[int, dict[str, Any], dict[str, str]]]
+P = ParamSpec("P")
+M = TypeVar("M")
 
 
-def _replay(stored: idempotency.StoredResponse) -> JSONResponse:
-    headers = {**stored.headers, "Idempotent-Replayed": "true"}
-    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
-
-
-def _key_reused() -> InvalidInput:
-    return InvalidInput(
-        "this Idempotency-Key was already used with a different request body",
-        errors=[{"loc": ["header", "Idempotency-Key"], "msg": "key reused with another body"}],
-    )
-
-
-def idempotent_create(
-    session: Session,
-    request: Request,
-    settings: Settings,
-    actor: str,
-    key: str | None,
-    body: BaseModel,
-    create: Create,
-    now: datetime,
-) -> JSONResponse:
-    """The POST that creates `body`, once per Idempotency-Key (see `run_create`)."""
-    return run_create(
-        session,
+def create_request(
+    request: Request, key: str | None, body: BaseModel, actor: str, now: datetime
+) -> CreateRequest:
+    """The create as the idempotency record knows it: who, which key, which request."""
+    return CreateRequest(
         actor=actor,
         key=key,
         method=request.method,
         path=request.url.path,
         payload=body.model_dump(mode="json"),
-        ttl_s=settings.idempotency_ttl_s,
-        create=create,
+        ttl_s=request.app.state.settings.idempotency_ttl_s,
         now=now,
     )
 
 
-def run_create(
-    session: Session,
-    *,
-    actor: str,
+def respond(outcome: Outcome) -> JSONResponse:
+    """The create's response, or the first one's replayed (marked so)."""
+    reply = outcome.reply
+    headers = (
+        {**reply.headers, "Idempotent-Replayed": "true"} if outcome.replayed else reply.headers
+    )
+    return JSONResponse(reply.body, status_code=reply.status_code, headers=headers)
+
+
+async def create_once(
+    request: Request,
     key: str | None,
-    method: str,
-    path: str,
-    payload: Any,
-    ttl_s: float,
-    create: Create,
+    body: BaseModel,
+    actor: str,
     now: datetime,
+    shape: Callable[[M], Reply],
+    op: Callable[Concatenate[Session, P], M],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> JSONResponse:
-    """Create once per key: commit the result and the idempotency record together. A retry
-    running at the same time waits on the key's lock, then replays the first one's response."""
-    if key is None:
-        status, body, headers = create()
-        session.commit()
-        return JSONResponse(body, status_code=status, headers=headers)
+    """The POST that creates `body` with core operation `op`, once per Idempotency-Key, in one
+    unit of work; `shape` turns what `op` made into the reply (status, body, headers)."""
 
-    req_hash = idempotency.request_hash(method, path, payload)
-    idempotency.lock_key(session, actor, key)
-    try:
-        stored = idempotency.lookup(session, actor, key, req_hash, now)
-    except idempotency.KeyReused:
-        raise _key_reused() from None
-    if stored is not None:
-        return _replay(stored)
+    def make(session: Session) -> Reply:
+        return shape(op(session, *args, **kwargs))
 
-    status, body, headers = create()
-    response = idempotency.StoredResponse(status, body, headers)
-    idempotency.store(session, actor, key, method, path, req_hash, response, ttl_s, now)
-    session.commit()
-    return JSONResponse(body, status_code=status, headers=headers)
+    create = create_request(request, key, body, actor, now)
+    return respond(await run(request, idempotent.create, create, make))
+
+
+def created(model: BaseModel, location: str, **headers: str) -> Reply:
+    """A 201 with its Location (and e.g. the ETag) for `model`, as a create's reply."""
+    return Reply(201, model.model_dump(mode="json"), {"Location": location, **headers})

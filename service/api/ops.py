@@ -5,29 +5,25 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.auth import bearer_scheme
+from service.api.deps import run_operation
 from service.api.problems import problem_response, responses
-from service.db.alembic import current_revision, head_revision
+from service.core.readiness import revisions
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="The database answers and is migrated to the latest revision")
-def readyz(request: Request) -> JSONResponse:
-    engine = request.app.state.engine
-    head = head_revision()
+async def readyz(request: Request) -> JSONResponse:
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            current = current_revision(conn)
+        found = await run_operation(request, revisions)
     except SQLAlchemyError as exc:
         return problem_response(
             503,
@@ -37,16 +33,16 @@ def readyz(request: Request) -> JSONResponse:
             request,
             headers={"Retry-After": "2"},
         )
-    if current != head:
+    if not found.migrated:
         return problem_response(
             503,
             "not-migrated",
             "Not ready",
-            f"database at revision {current}, code expects {head}; run the migrations",
+            f"database at revision {found.current}, code expects {found.head}; run the migrations",
             request,
             headers={"Retry-After": "5"},
         )
-    return JSONResponse({"status": "ready", "revision": current})
+    return JSONResponse({"status": "ready", "revision": found.current})
 
 
 @router.get(
@@ -58,5 +54,5 @@ def readyz(request: Request) -> JSONResponse:
     # declares the scheme, so the OpenAPI document says a token is needed.
     dependencies=[Depends(bearer_scheme)],
 )
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

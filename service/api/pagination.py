@@ -1,4 +1,4 @@
-"""Query parameters of paginated lists (the next-cursor helper lives with the pages, in db)."""
+"""Query parameters of paginated lists (core makes the pages and their next cursors)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Query
 
-from service.db.pagination import next_cursor as next_cursor
 from service.settings import Settings
 
 LimitQuery = Annotated[int | None, Query(ge=1, le=1000, description="Page size (capped)")]

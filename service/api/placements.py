@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.auth import Admin
-from service.api.deps import SessionDep
+from service.api.deps import run
 from service.api.filters import PlacementLimit
 from service.api.problems import responses
 from service.core import placement
@@ -30,9 +30,8 @@ cannot take the domain, `free_mib`, and `max_feasible_mib`, the largest target i
 Nothing is written, reserved or claimed: a later create may still find the host taken.
 """,
 )
-def preview(
-    body: PlacementRequest, session: SessionDep, _: Admin, limit: PlacementLimit = DEFAULT_LIMIT
+async def preview(
+    body: PlacementRequest, request: Request, _: Admin, limit: PlacementLimit = DEFAULT_LIMIT
 ) -> PlacementPreview:
-    return PlacementPreview(
-        hosts=[placement_out(r) for r in placement.preview(session, body, limit)]
-    )
+    ranked = await run(request, placement.preview, body, limit)
+    return PlacementPreview(hosts=[placement_out(r) for r in ranked])

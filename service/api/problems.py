@@ -29,11 +29,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.db.pagination import BadCursor
-from service.db.retry import is_retryable
 from service.errors import (
     Conflict,
-    Contended,
     Forbidden,
     HttpError,
     Infeasible,
@@ -252,11 +249,6 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _cursor(request: Request, exc: Exception) -> JSONResponse:
-    error = InvalidInput(str(exc), errors=[{"loc": ["query", "cursor"], "msg": str(exc)}])
-    return render(error, request.url.path)
-
-
 async def _stale(request: Request, exc: Exception) -> JSONResponse:
     error = ResourceChanged("another request modified the resource first; re-read it and retry")
     return render(error, request.url.path)
@@ -270,14 +262,11 @@ async def _integrity(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _operational(request: Request, exc: Exception) -> JSONResponse:
+    # Deadlocks and serialization failures never get here: the unit of work retries them and
+    # says 409 Contended when they persist (service/core/unit.py).
     assert isinstance(exc, OperationalError)
-    if is_retryable(exc):  # still colliding after the retries: the client may try again
-        error: ServiceError = Contended(
-            "concurrent requests on the same hosts kept colliding; nothing was changed, retry"
-        )
-    else:
-        log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
-        error = ServiceUnavailable("the database did not answer; nothing was changed")
+    log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
+    error = ServiceUnavailable("the database did not answer; nothing was changed")
     return render(error, request.url.path)
 
 
@@ -298,7 +287,6 @@ _HANDLERS: tuple[
     (ServiceError, _service_error),
     (RequestValidationError, _validation),
     (StarletteHTTPException, _http),
-    (BadCursor, _cursor),
     (StaleDataError, _stale),
     (IntegrityError, _integrity),
     (OperationalError, _operational),

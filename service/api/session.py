@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -23,8 +22,7 @@ from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from service.api.auth import ADMIN, Principal
-from service.core.api_keys import live_key_by_id
-from service.db.tokens import digest
+from service.core.credentials import admin_binding, session_key
 from service.settings import Settings
 
 UI_PREFIX = "/ui"
@@ -44,11 +42,6 @@ def make_signer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=_SALT)
 
 
-def _admin_binding(settings: Settings) -> str | None:
-    admin = settings.admin_token
-    return digest(admin.get_secret_value())[:16] if admin is not None else None
-
-
 def session_cookie(signer: URLSafeTimedSerializer, principal: Principal, binding: str) -> str:
     """The cookie value for a signed-in principal; `binding` ties it to the current secret."""
     if principal.kind == "admin":
@@ -58,7 +51,7 @@ def session_cookie(signer: URLSafeTimedSerializer, principal: Principal, binding
 
 def binding_for(principal: Principal, secret_hash: str | None, settings: Settings) -> str:
     if principal.kind == "admin":
-        return _admin_binding(settings) or ""
+        return admin_binding(settings) or ""
     return (secret_hash or "")[:16]
 
 
@@ -79,18 +72,13 @@ async def session_principal(scope: Scope, headers: Headers, settings: Settings) 
     if not isinstance(data, dict) or not isinstance(data.get("h"), str):
         return None
     if data.get("k") == "admin":
-        binding = _admin_binding(settings)
+        binding = admin_binding(settings)
         ok = binding is not None and hmac.compare_digest(binding, data["h"])
         return ADMIN if ok else None
     key_id = data.get("id")
     if data.get("k") != "key" or not isinstance(key_id, str):
         return None
-    key = await run_in_threadpool(_live_key, app, key_id, app.state.clock())
+    key = await run_in_threadpool(session_key, app.state.db, key_id, app.state.clock())
     if key is None or not hmac.compare_digest(key.secret_hash[:16], data["h"]):
         return None
     return Principal("key", key.id, key.name, key.role)
-
-
-def _live_key(app: Any, key_id: str, now: datetime) -> Any:
-    with app.state.lookup_sessionmaker() as session:
-        return live_key_by_id(session, key_id, now)

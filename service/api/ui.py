@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import datetime
 from html import escape
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -26,14 +25,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
-from service.api.auth import Caller, Principal, is_admin, parse_bearer, resolve
+from service.api.auth import ADMIN, Caller, Principal, is_admin, parse_bearer
 from service.api.authz import role_allows
-from service.api.deps import SessionDep
+from service.api.deps import run, run_operation
 from service.api.events import MAX_SEQ, StreamWaiter, stream_events
 from service.api.forwarded import client_address
 from service.api.problems import (
@@ -45,8 +42,8 @@ from service.api.problems import (
 )
 from service.api.ratelimit import Limits
 from service.api.session import COOKIE, binding_for, session_cookie, wants_html
-from service.db.models import ApiKey, Domain, Host, Migration
-from service.db.overview import Overview, load_overview
+from service.core import credentials
+from service.core.overview import DomainLine, HostCard, MigrationLine, Topology, topology
 from service.errors import ServiceError
 from service.settings import Settings
 from service.vocabulary import ACTIVE_MIGRATION_STATES
@@ -91,7 +88,7 @@ def rejection_page(exc: ServiceError, headers: Headers) -> HTMLResponse:
 
 
 @router.get("/login", response_class=HTMLResponse, summary="The topology view's sign-in form")
-def ui_login_form() -> HTMLResponse:
+async def ui_login_form() -> HTMLResponse:
     return login_page(200)
 
 
@@ -167,19 +164,8 @@ async def _offered_key(request: Request) -> str:
 
 async def _verify(request: Request, token: str) -> tuple[Principal, str | None]:
     if is_admin(request.app.state.settings, token):
-        return Principal("admin", role="admin"), None
-    return await run_in_threadpool(_resolve, request, token, request.app.state.clock())
-
-
-def _resolve(request: Request, token: str, now: datetime) -> tuple[Principal, str | None]:
-    with request.app.state.read_sessionmaker() as session:
-        principal = resolve(session, token, now)
-        secret_hash = None
-        if principal.kind == "key":
-            secret_hash = session.scalar(
-                select(ApiKey.secret_hash).where(ApiKey.id == principal.subject_id)
-            )
-        return principal, secret_hash
+        return ADMIN, None
+    return await run_operation(request, credentials.sign_in, token, request.app.state.clock())
 
 
 @router.post(
@@ -188,7 +174,7 @@ def _resolve(request: Request, token: str, now: datetime) -> tuple[Principal, st
     response_class=RedirectResponse,
     summary="Sign out of the topology view (clears the session cookie)",
 )
-def ui_logout() -> Response:
+async def ui_logout() -> Response:
     resp = RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
     resp.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return resp
@@ -200,8 +186,8 @@ def ui_logout() -> Response:
     responses=responses(401, 403),
     summary="Topology view: pnodes, memory by domain, SLIT heat maps, migrations (read-only)",
 )
-def ui_topology(session: SessionDep, principal: Caller) -> Response:
-    view = load_overview(session, max_hosts=MAX_HOSTS, recent_migrations=RECENT_MIGRATIONS)
+async def ui_topology(request: Request, principal: Caller) -> Response:
+    view = await run(request, topology, MAX_HOSTS, RECENT_MIGRATIONS)
     return HTMLResponse(
         _page("Topology", _render(view, principal), live=True),
         headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP},
@@ -352,7 +338,7 @@ def _gib(mib: int) -> str:
     return f"{mib / 1024:.1f}".rstrip("0").rstrip(".") + " GiB"
 
 
-def _bars(host: Host, view: Overview, colors: dict[str, str], names: dict[str, str]) -> str:
+def _bars(host: HostCard, view: Topology, colors: dict[str, str], names: dict[str, str]) -> str:
     """One stacked bar per pnode: domains, held above target, claimed, free."""
     n = len(host.pnodes)
     top = max(p.capacity_mib for p in host.pnodes) or 1
@@ -419,7 +405,7 @@ def _shade(v: int) -> tuple[str, str]:
     return f"hsl(8,70%,{96 - 58 * t:.0f}%)", "#fff" if t > 0.6 else "#1d2330"
 
 
-def _heat(host: Host) -> str:
+def _heat(host: HostCard) -> str:
     """The SLIT as a heat map: every distance written in its cell, pnode indexes along both
     axes, and the scale below (10 = local, 32 = two socket hops, darkest beyond)."""
     d = host.distances
@@ -479,7 +465,7 @@ def _signed_in(principal: Principal) -> str:
     )
 
 
-def _header(view: Overview, principal: Principal) -> str:
+def _header(view: Topology, principal: Principal) -> str:
     """The cluster's totals over the hosts shown, and who is signed in."""
     cap = sum(p.capacity_mib for h in view.hosts for p in h.pnodes)
     alloc = sum(p.allocated_mib for h in view.hosts for p in h.pnodes)
@@ -496,7 +482,9 @@ def _header(view: Overview, principal: Principal) -> str:
     )
 
 
-def _host_section(h: Host, view: Overview, colors: dict[str, str], names: dict[str, str]) -> str:
+def _host_section(
+    h: HostCard, view: Topology, colors: dict[str, str], names: dict[str, str]
+) -> str:
     """One host: its pnode bars and SLIT side by side, and a legend of its domains."""
     doms = [d for d in view.domains if d.host_id == h.id]
     legend = "".join(
@@ -531,7 +519,7 @@ def _host_section(h: Host, view: Overview, colors: dict[str, str], names: dict[s
     )
 
 
-def _held_mib(h: Host, view: Overview) -> int:
+def _held_mib(h: HostCard, view: Topology) -> int:
     """Memory charged to the host's pnodes beyond its domains' backing: held above target."""
     return sum(
         max(0, p.allocated_mib - sum(view.backing.get((h.id, p.index), {}).values()))
@@ -539,7 +527,7 @@ def _held_mib(h: Host, view: Overview) -> int:
     )
 
 
-def _domain_row(d: Domain, colors: dict[str, str], host_names: dict[str, str]) -> str:
+def _domain_row(d: DomainLine, colors: dict[str, str], host_names: dict[str, str]) -> str:
     actual = [vn.actual_mib for vn in d.vnodes]
     act = "—" if any(a is None for a in actual) else str(sum(a or 0 for a in actual))
     tags = [f'<span class="tag {"run" if d.state == "running" else "fly"}">{d.state}</span>']
@@ -553,7 +541,7 @@ def _domain_row(d: Domain, colors: dict[str, str], host_names: dict[str, str]) -
     )
 
 
-def _domains(view: Overview, colors: dict[str, str], host_names: dict[str, str]) -> str:
+def _domains(view: Topology, colors: dict[str, str], host_names: dict[str, str]) -> str:
     rows = [_domain_row(d, colors, host_names) for d in view.domains]
     return (
         "<section><h2>Domains</h2><table><tr><th>name</th><th>host</th><th>vnodes</th>"
@@ -564,7 +552,7 @@ def _domains(view: Overview, colors: dict[str, str], host_names: dict[str, str])
 
 
 def _migration_row(
-    m: Migration, view: Overview, names: dict[str, str], host_names: dict[str, str]
+    m: MigrationLine, view: Topology, names: dict[str, str], host_names: dict[str, str]
 ) -> str:
     acked, total = view.steps.get(m.id, (0, 0))
     plan = m.plan or {}
@@ -584,7 +572,7 @@ def _migration_row(
     )
 
 
-def _migrations(view: Overview, names: dict[str, str], host_names: dict[str, str]) -> str:
+def _migrations(view: Topology, names: dict[str, str], host_names: dict[str, str]) -> str:
     mrows = [_migration_row(m, view, names, host_names) for m in view.migrations]
     return (
         "<section><h2>Migrations <small>in flight first, then the latest</small></h2>"
@@ -595,7 +583,7 @@ def _migrations(view: Overview, names: dict[str, str], host_names: dict[str, str
     )
 
 
-def _render(view: Overview, principal: Principal) -> str:
+def _render(view: Topology, principal: Principal) -> str:
     colors = {d.id: PALETTE[i % len(PALETTE)] for i, d in enumerate(view.domains)}
     names = {d.id: d.name for d in view.domains}
     host_names = {h.id: h.name for h in view.hosts}

@@ -27,11 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from types import TracebackType
@@ -40,10 +38,8 @@ from typing import Literal
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.events import EventFilter, new_events, recent_seqs
-from service.db.session import session_scope
+from service.core.events import EventFilter, EventLog
 from service.errors import TooManyRequests
 from service.schemas.events import EventOut
 
@@ -61,7 +57,6 @@ MAX_HOLES = 1000
 CAP_RETRY_AFTER_S = 5
 
 log = logging.getLogger("numa_balloon")
-_scope = contextmanager(session_scope)
 
 
 @dataclass(eq=False)
@@ -119,25 +114,6 @@ class LogCursor:
                 keep = sorted(self._holes)[-MAX_HOLES:]
                 self._holes = {s: self._holes[s] for s in keep}
         return late
-
-
-class LogSource:
-    """The two reads the hub makes, each in a short read session of its own (through the
-    worker's database gate, like any request)."""
-
-    def __init__(self, factory: sessionmaker[Session], gate: threading.BoundedSemaphore | None):
-        self._factory, self._gate = factory, gate
-
-    def new(self, after: int, holes: Sequence[int], limit: int) -> list[EventOut]:
-        """Up to `limit` + 1 events after `after` or among `holes`."""
-        with _scope(self._factory, self._gate) as session:
-            rows = new_events(session, after, holes, limit)
-            return [EventOut.model_validate(e, from_attributes=True) for e in rows]
-
-    def recent(self, count: int) -> list[int]:
-        """The highest seqs, highest first."""
-        with _scope(self._factory, self._gate) as session:
-            return recent_seqs(session, count)
 
 
 class Waiter:
@@ -202,7 +178,7 @@ class EventHub:
 
     def __init__(
         self,
-        source: LogSource,
+        source: EventLog,
         poll_s: float,
         *,
         max_waiters: int,

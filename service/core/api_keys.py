@@ -19,20 +19,25 @@ from sqlalchemy.orm import Session
 
 from service.db.audit import record_event
 from service.db.models import ApiKey
+from service.db.pagination import fetch_page, next_cursor
+from service.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from service.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Role
+from service.schemas.common import Page
 
 __all__ = [
     "ApiKey",
     "create_key",
     "get_key",
     "key_out",
+    "key_page",
     "list_keys",
+    "new_key",
+    "read_key",
     "resolve_key",
     "revoke_key",
     "rotate_key",
+    "rotated_key",
 ]
-from service.db.pagination import fetch_page
-from service.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from service.schemas.api_keys import ApiKeyCreate, ApiKeyOut, Role
 
 KEY_PREFIX = "nbk_"
 
@@ -90,6 +95,24 @@ def create_key(
     return key, secret
 
 
+def created_out(key: ApiKey, secret: str) -> ApiKeyCreated:
+    """The key with its secret: the only response that shows it."""
+    return ApiKeyCreated(**key_out(key).model_dump(), secret=secret)
+
+
+def new_key(session: Session, body: ApiKeyCreate, actor: str, now: datetime) -> ApiKeyCreated:
+    return created_out(*create_key(session, body, actor, now))
+
+
+def key_page(session: Session, cursor: str | None, limit: int) -> Page[ApiKeyOut]:
+    rows, more = list_keys(session, cursor, limit)
+    return Page[ApiKeyOut](items=[key_out(k) for k in rows], next_cursor=next_cursor(rows, more))
+
+
+def read_key(session: Session, key_id: str) -> ApiKeyOut:
+    return key_out(get_key(session, key_id))
+
+
 def list_keys(session: Session, cursor: str | None, limit: int) -> tuple[Sequence[ApiKey], bool]:
     return fetch_page(session, select(ApiKey), ApiKey.created_at, ApiKey.id, cursor, limit)
 
@@ -121,6 +144,10 @@ def rotate_key(session: Session, key_id: str, actor: str, now: datetime) -> tupl
     key.rotated_at = now
     record_event(session, actor, "api_key.rotated", "api_key", key.id, after={"name": key.name})
     return key, secret
+
+
+def rotated_key(session: Session, key_id: str, actor: str, now: datetime) -> ApiKeyCreated:
+    return created_out(*rotate_key(session, key_id, actor, now))
 
 
 def resolve_key(session: Session, secret: str, now: datetime) -> ResolvedKey:

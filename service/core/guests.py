@@ -1,4 +1,9 @@
-"""What a guest's balloon driver reports, recorded under its host's lock."""
+"""The guest's side: its own virtual view, and what its balloon driver reports, recorded under
+its host's lock.
+
+A guest names nothing but itself (its token names the domain), so every answer is built from
+`service.schemas.guest` types only.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,104 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.core import unit
 from service.core.balloon import complete_pool_steps, observe
-from service.core.domains import lock_domain_host
+from service.core.domains import load_domain, lock_domain_host
+from service.core.migration_requests import drive_on
+from service.core.views import memranges
 from service.db.apply import apply
 from service.db.models import Domain
-from service.errors import InvalidInput
-from service.schemas.guest import BalloonReport
+from service.db.steps import pending_guest_steps
+from service.errors import InvalidInput, NotFound
+from service.schemas.guest import (
+    BalloonReport,
+    GuestBalloon,
+    GuestMemRange,
+    GuestOperation,
+    GuestPool,
+    GuestTopology,
+    GuestVnode,
+)
+from service.settings import Settings
+
+
+def _own_domain(session: Session, domain_id: str) -> Domain:
+    try:
+        return load_domain(session, domain_id)
+    except NotFound:
+        raise NotFound("this guest's domain no longer exists") from None
+
+
+def topology(session: Session, domain_id: str) -> GuestTopology:
+    """The vnodes as the guest sees them: sizes, vCPUs, distances, memory ranges."""
+    domain = _own_domain(session, domain_id)
+    ranges = memranges([vn.size_mib for vn in domain.vnodes])
+    return GuestTopology(
+        block_mib=domain.block_mib,
+        vnodes=[
+            GuestVnode(
+                index=vn.index,
+                size_mib=vn.size_mib,
+                vcpus=vn.vcpus,
+                distances=domain.distances[vn.index],
+                memranges=[
+                    GuestMemRange(start_pfn=ranges[vn.index][0], end_pfn=ranges[vn.index][1])
+                ],
+            )
+            for vn in domain.vnodes
+        ],
+    )
+
+
+def _balloon_view(session: Session, domain: Domain) -> GuestBalloon:
+    steps = pending_guest_steps(session, domain.id)
+    return GuestBalloon(
+        target_mib=domain.target_mib,
+        vnodes=[
+            GuestPool(
+                index=vn.index,
+                target_mib=vn.target_mib,
+                actual_mib=vn.actual_mib,
+                plugged_blocks=-(-vn.target_mib // domain.block_mib),
+            )
+            for vn in domain.vnodes
+        ],
+        pending=[
+            GuestOperation(
+                op=s.op,
+                vnode=s.vnode if s.vnode is not None else 0,
+                mib=s.mib,
+                pfn_ranges=s.pfn_ranges,
+                target_mib=s.target_mib,
+            )
+            for s in steps
+        ],
+    )
+
+
+def balloon(session: Session, domain_id: str) -> GuestBalloon:
+    """Targets per pool and the operations waiting on the guest's driver."""
+    return _balloon_view(session, _own_domain(session, domain_id))
+
+
+def report(
+    db: unit.Database,
+    domain_id: str,
+    body: BalloonReport,
+    settings: Settings,
+    now: datetime,
+    actor: str,
+) -> GuestBalloon:
+    """Record the report in its unit of work and answer with the balloon view it leaves; then
+    drive on the migrations whose pool steps it completed."""
+
+    def record(session: Session) -> tuple[GuestBalloon, set[str]]:
+        domain, moved_on = guest_report(session, domain_id, body, now, actor)
+        return _balloon_view(session, domain), moved_on
+
+    out, moved_on = unit.write(db, record)
+    drive_on(db, moved_on, settings, now)
+    return out
 
 
 def guest_report(

@@ -1,22 +1,23 @@
 """Hosts: registration with its pnodes and SLIT, reads, state changes, deletion, the agent's
 token, evacuation results and accounting.
 
-The rules live here so that the router only parses, authorizes, checks If-Match and renders;
-every operation raises `service.errors` kinds and leaves the commit to its caller (the router
-owns the unit of work and its retries).
+The rules live here so that the router only parses, authorizes and renders; every operation
+raises `service.errors` kinds and leaves the commit to its unit of work (`service.core.unit`).
+An evacuation is the exception: it starts each migration in a transaction of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from service.core import evacuation
 from service.core.bookkeeping import set_bookkeeping
 from service.core.migrations import claims_of, migration_out
 from service.core.sweeper import sweep_migrations
+from service.core.unit import Database, several
 from service.core.views import accounting_out, host_out, host_summary
 from service.db import hosts as repo
 from service.db.audit import record_event
@@ -54,6 +55,14 @@ def host_view(session: Session, host: Host) -> HostOut:
     if host.evacuation_requested_at is not None:
         counts = repo.evacuation_counts(session, [host.id])[host.id]
     return host_out(host, counts)
+
+
+def read_host(session: Session, host_id: str) -> HostOut:
+    return host_view(session, get_host(session, host_id))
+
+
+def read_host_by_name(session: Session, name: str) -> HostOut:
+    return host_view(session, get_host_by_name(session, name))
 
 
 def list_hosts(
@@ -161,6 +170,28 @@ def _set_fields(session: Session, host: Host, body: HostPatch, actor: str) -> No
     )
 
 
+def patch_host(
+    session: Session,
+    host_id: str,
+    body: HostPatch,
+    actor: str,
+    precondition: Callable[[int], None],
+) -> HostOut:
+    """Lock the host, check `precondition` (If-Match) against its version, apply the PATCH."""
+    host = get_host(session, host_id, lock=True)
+    precondition(host.version)
+    return change_host(session, host, body, actor)
+
+
+def remove_host(
+    session: Session, host_id: str, actor: str, precondition: Callable[[int], None]
+) -> None:
+    """Lock the host, check `precondition` (If-Match) against its version, delete it."""
+    host = get_host(session, host_id, lock=True)
+    precondition(host.version)
+    delete_host(session, host, actor)
+
+
 def change_host(session: Session, host: Host, body: HostPatch, actor: str) -> HostOut:
     """Apply a PATCH to a host read under its lock (and checked against If-Match)."""
     if body.state is not None and body.state != host.state:
@@ -191,8 +222,7 @@ def rotate_agent_token(session: Session, host_id: str, actor: str) -> AgentToken
 
 
 def evacuate_host(
-    session: Session,
-    factory: sessionmaker[Session],
+    db: Database,
     host_id: str,
     options: EvacuateRequest,
     actor: str,
@@ -200,20 +230,25 @@ def evacuate_host(
     now: datetime,
 ) -> EvacuationOut:
     """Sweep lapsed claims first (they may free room elsewhere), then drain the host: each
-    migration as of `now`, and the domains that fit nowhere with their reasons."""
-    sweep_migrations(factory, now, settings)
-    result = evacuation.evacuate(
-        session, host_id, options.strategy, options.auto_advance, actor, settings, now
-    )
-    by_id = repo.migrations_with_steps(session, result.migration_ids)
-    claims = claims_of(session, result.migration_ids, now)
-    return EvacuationOut(
-        host_id=host_id,
-        migrations=[
-            migration_out(by_id[m], claims[m], now, settings) for m in result.migration_ids
-        ],
-        unplaced=[Unplaced(domain_id=d, reason=r) for d, r in result.unplaced],
-    )
+    migration as of `now`, started in a transaction of its own, and the domains that fit
+    nowhere with their reasons."""
+    sweep_migrations(db.write_factory, now, settings)
+
+    def drain(session: Session) -> EvacuationOut:
+        result = evacuation.evacuate(
+            session, host_id, options.strategy, options.auto_advance, actor, settings, now
+        )
+        by_id = repo.migrations_with_steps(session, result.migration_ids)
+        claims = claims_of(session, result.migration_ids, now)
+        return EvacuationOut(
+            host_id=host_id,
+            migrations=[
+                migration_out(by_id[m], claims[m], now, settings) for m in result.migration_ids
+            ],
+            unplaced=[Unplaced(domain_id=d, reason=r) for d, r in result.unplaced],
+        )
+
+    return several(db, drain)
 
 
 def accounting(session: Session, host_id: str, now: datetime) -> Accounting:

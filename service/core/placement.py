@@ -22,6 +22,7 @@ from service.core.domains import (
     load_domain,
     topology_of,
 )
+from service.core.unit import discard
 from service.db.cluster import ClusterView, get_cluster, load_cluster
 from service.db.models import Domain, Host
 from service.engine.distribute import distribute
@@ -143,7 +144,9 @@ def rank(
 
 
 def preview(session: Session, body: PlacementRequest, limit: int) -> list[Ranked]:
-    """Rank the active hosts (or just `host_id`) for a domain that does not exist yet."""
+    """Rank the active hosts (or just `host_id`) for a domain that does not exist yet.
+    Nothing is written: the unit rolls back."""
+    discard(session)
     cluster = get_cluster(session)
     spec: Spec = build_spec(
         body, cluster.block_mib, cluster.worst_case_template, host_distances_of(session, body)

@@ -7,6 +7,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
+from service.core.unit import discard
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, Row, event, step_row
@@ -47,7 +48,9 @@ def rebalance_host(
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     out, changes = plan_host_rebalance(state, body, actor=actor, now=now)
-    if not body.dry_run and changes:
+    if body.dry_run:
+        discard(session)  # nothing is written: the unit rolls back
+    elif changes:
         apply(session, state, changes)
     return out
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.core.balloon import actual_total, is_active, pool_change_rows, stalled
 from service.core.domains import topology_of
+from service.core.unit import discard
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.audit import record_event
@@ -92,7 +93,9 @@ def squeeze_host(
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     result, changes = plan_squeeze(state, body, settings, actor=actor, now=now)
-    if not body.dry_run:
+    if body.dry_run:
+        discard(session)  # nothing is written: the unit rolls back
+    else:
         apply(session, state, changes)
     return result
 

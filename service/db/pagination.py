@@ -11,11 +11,16 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Row, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from service.errors import InvalidInput
+
 T = TypeVar("T", bound=Any)
 
 
-class BadCursor(ValueError):
-    pass
+class BadCursor(InvalidInput):
+    """A cursor this service did not issue: a 422 that points at the `cursor` query parameter."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, errors=[{"loc": ["query", "cursor"], "msg": detail}])
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:

@@ -7,12 +7,11 @@ this is the second line, for locks taken implicitly (foreign-key checks, index p
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -21,7 +20,6 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 ATTEMPTS = 4
 BACKOFF_S = 0.01
 
-P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger("numa_balloon")
 
@@ -45,14 +43,3 @@ def run_with_retries(session: Session, work: Callable[[], T], attempts: int = AT
             session.expire_all()
             time.sleep(random.uniform(0, BACKOFF_S * 2**attempt))
     raise AssertionError("unreachable")
-
-
-def retry_transaction(fn: Callable[P, T]) -> Callable[P, T]:
-    """Decorate an endpoint whose session is passed as a keyword (FastAPI passes them so)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        session = next(v for v in kwargs.values() if isinstance(v, Session))
-        return run_with_retries(session, lambda: fn(*args, **kwargs))
-
-    return wrapper

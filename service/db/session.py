@@ -106,7 +106,8 @@ def make_lookup_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def session_scope(
     factory: sessionmaker[Session], gate: threading.BoundedSemaphore | None = None
 ) -> Iterator[Session]:
-    """One session per request. The endpoint commits; we only roll back what it left open.
+    """One session per unit of work. The unit (service/core/unit.py) commits; this only rolls
+    back what it left open.
 
     `gate` bounds the sessions open at once; a request waits for it before touching the database
     (so holding no lock while it waits: no deadlock with the holders)."""

@@ -19,6 +19,13 @@ def pending_guest_op() -> ColumnElement[bool]:
     return and_(Step.state == StepState.PENDING, Step.op.in_(GUEST_OPS))
 
 
+def pending_guest_steps(session: Session, domain_id: str) -> Sequence[Step]:
+    """The steps waiting on a domain's balloon driver, in order (one statement)."""
+    return session.scalars(
+        select(Step).where(Step.domain_id == domain_id, pending_guest_op()).order_by(Step.seq)
+    ).all()
+
+
 def pending_steps(session: Session, host_id: str) -> Sequence[Step]:
     """The host's pending steps, oldest first (at most MAX_PENDING, one statement)."""
     return session.scalars(

@@ -1,0 +1,93 @@
+"""The domain routes' units of work: each reads or changes domains through `core.domains` and
+answers with the response it makes, so the router only parses, authorizes and renders.
+
+The guest's token is issued here (at create, and when the toolstack rotates it), in the unit
+that creates or locks its domain, like the agent's token in `core.hosts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from service.core import domains as core
+from service.core import placement
+from service.core.exporting import export_domain
+from service.core.views import domain_out
+from service.db.audit import record_event
+from service.db.loaders import load_host_accounting
+from service.db.models import Domain
+from service.db.tokens import issue_token
+from service.errors import Conflict
+from service.exports.libvirt_domain import Definition
+from service.schemas.agent import GuestToken
+from service.schemas.domains import DomainCreate, DomainCreated, DomainOut, DomainPatch, TargetPut
+
+Precondition = Callable[[int], None]
+
+
+def create(session: Session, body: DomainCreate, actor: str, now: datetime) -> DomainCreated:
+    """Create and place the domain (a 409 with advice when no host takes it) and issue its
+    guest's first token, shown in this response only."""
+    domain, state, x = core.create_domain(session, body, actor, placement.admission_advice, now)
+    token = issue_token(session, "guest", domain.id)
+    session.flush()
+    out = domain_out(domain, x, state.n_pnodes)
+    return DomainCreated(**out.model_dump(), guest_token=token)
+
+
+def _view(session: Session, domain: Domain) -> DomainOut:
+    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
+    return domain_out(domain, x, n_pnodes)
+
+
+def read(session: Session, domain_id: str) -> DomainOut:
+    """The domain with its backing: two statements."""
+    return _view(session, core.load_domain(session, domain_id))
+
+
+def read_by_name(session: Session, name: str) -> DomainOut:
+    return _view(session, core.load_domain_by_name(session, name))
+
+
+def change_target(
+    session: Session,
+    domain_id: str,
+    body: TargetPut,
+    actor: str,
+    now: datetime,
+    precondition: Precondition,
+) -> DomainOut:
+    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all)."""
+    domain, state, x = core.set_target(session, domain_id, body, actor, now, precondition)
+    session.flush()
+    return domain_out(domain, x, state.n_pnodes)
+
+
+def patch(
+    session: Session, domain_id: str, body: DomainPatch, actor: str, precondition: Precondition
+) -> DomainOut:
+    """Labels and external id (the ETag moves)."""
+    return _view(session, core.patch_domain(session, domain_id, body, actor, precondition))
+
+
+def rotate_guest_token(session: Session, domain_id: str, actor: str) -> GuestToken:
+    """A new token for the domain's guest; the old one stops working at once. Rotations of one
+    domain serialize on its host's lock."""
+    domain, _ = core.lock_domain_host(session, domain_id)
+    token = issue_token(session, "guest", domain.id)
+    record_event(session, actor, "domain.guest_token_rotated", "domain", domain.id)
+    return GuestToken(domain_id=domain.id, guest_token=token)
+
+
+def export(session: Session, domain_id: str, fmt: str, definition: Definition | None) -> str:
+    """The domain's placement as xl.cfg, libvirt XML or xenstore keys."""
+    domain = core.load_domain(session, domain_id)
+    if domain.host_id is None:
+        raise Conflict("the domain has no host to export a placement for")
+    state = load_host_accounting(session, domain.host_id, lock=False)
+    if state is None:
+        raise Conflict("the domain's host is gone")
+    return export_domain(domain, state.backing[domain.id], fmt, definition)

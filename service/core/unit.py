@@ -1,0 +1,134 @@
+"""The unit of work: the one place a request's transaction is opened, committed and closed.
+
+`write` opens a session from the write factory (through the worker's database gate), runs the
+work with the deadlock/serialization retries of `service.db.retry`, commits and closes; `read`
+does the same on a read session (one snapshot, no write lock) and rolls back. Work that decides
+it changed nothing (a dry run, a replayed create) calls `discard`, and its unit rolls back
+instead of committing. The commit happens inside the unit, so a failed commit becomes the
+request's error, never a failure after the client already got its 2xx.
+
+Nothing else in core commits a request's work. The operations that legitimately run several
+transactions (a migration's `drive`, an evacuation, the sweeper) take a session from `several`
+(or, the sweeper, the write factory) and commit each step themselves.
+
+Routers never see a session: `service.api.deps.run` hands a core operation to `run` in one hop
+to the thread pool, and `service.api.deps.run_operation` hands operations of several units the
+`Database` they open them from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.retry import is_retryable, run_with_retries
+from service.db.session import (
+    make_engine,
+    make_lookup_sessionmaker,
+    make_read_sessionmaker,
+    make_sessionmaker,
+    session_scope,
+)
+from service.errors import Contended
+
+T = TypeVar("T")
+_DISCARD = "numa_balloon_discard"
+_scope = contextmanager(session_scope)
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where a worker's sessions come from: writes, reads (GET and HEAD: one snapshot, no write
+    lock), one-statement lookups (a token before each request), and the gate that bounds the
+    sessions open at once (None: unbounded)."""
+
+    engine: Engine
+    write_factory: sessionmaker[Session]
+    read_factory: sessionmaker[Session]
+    lookup_factory: sessionmaker[Session]
+    gate: threading.BoundedSemaphore | None = None
+
+
+def open_database(url: str, concurrency: int = 0) -> Database:
+    """The engine and the session factories of one worker; `concurrency` sessions at most open
+    at once (0: no bound)."""
+    engine = make_engine(url)
+    return Database(
+        engine=engine,
+        write_factory=make_sessionmaker(engine),
+        read_factory=make_read_sessionmaker(engine),
+        lookup_factory=make_lookup_sessionmaker(engine),
+        gate=threading.BoundedSemaphore(concurrency) if concurrency else None,
+    )
+
+
+def discard(session: Session) -> None:
+    """The unit changed nothing that should stay (a dry run, a replay): roll back, not commit."""
+    session.info[_DISCARD] = True
+
+
+def run(db: Database, work: Callable[[Session], T], *, read: bool = False) -> T:
+    """`work` as one unit of work: opened, retried on a deadlock or serialization failure,
+    committed (rolled back for a read or a discarded unit), closed. A retry runs `work` again
+    from the start on a rolled-back session; retries exhausted are a 409 `Contended`."""
+    factory = db.read_factory if read else db.write_factory
+    with _scope(factory, db.gate) as session:
+
+        def attempt() -> T:
+            session.info.pop(_DISCARD, None)
+            result = work(session)
+            if read or session.info.pop(_DISCARD, False):
+                session.rollback()
+            else:
+                session.commit()
+            return result
+
+        return _contended_when_exhausted(session, attempt, NOTHING_CHANGED)
+
+
+def write(db: Database, work: Callable[[Session], T]) -> T:
+    """`work` in one committed unit (see `run`)."""
+    return run(db, work)
+
+
+def read(db: Database, work: Callable[[Session], T]) -> T:
+    """`work` in one read unit: a read session, rolled back (see `run`)."""
+    return run(db, work, read=True)
+
+
+def lookup(db: Database, work: Callable[[Session], T]) -> T:
+    """A one-statement read before the request's own unit (a token by its digest): on
+    PostgreSQL in autocommit, one round trip. Not gated: it holds no lock and waits on none."""
+    with db.lookup_factory() as session:
+        return work(session)
+
+
+def several(db: Database, work: Callable[[Session], T]) -> T:
+    """A session for an operation that commits several transactions itself (a migration's
+    `drive`, an evacuation): whatever it leaves open is rolled back. A deadlock or
+    serialization failure runs it again from the start, so it must be safe to repeat (those
+    operations re-read their state under their locks)."""
+    with _scope(db.write_factory, db.gate) as session:
+        return _contended_when_exhausted(session, lambda: work(session), STEPS_KEPT)
+
+
+NOTHING_CHANGED = "nothing was changed, retry"
+STEPS_KEPT = "the steps committed before stay; retry"
+
+
+def _contended_when_exhausted(session: Session, attempt: Callable[[], T], outcome: str) -> T:
+    try:
+        return run_with_retries(session, attempt)
+    except DBAPIError as exc:
+        if is_retryable(exc):  # still colliding after the retries: the client may try again
+            raise Contended(
+                f"concurrent requests on the same hosts kept colliding; {outcome}"
+            ) from exc
+        raise
