@@ -198,7 +198,7 @@ async def ui_topology(request: Request, principal: Caller) -> Response:
     "/events",
     response_class=EventSourceResponse,
     responses={
-        **responses(401, 403),
+        **responses(401, 403, 422),
         200: {"description": "`text/event-stream`: one unnamed SSE event per audit event"},
     },
     summary="The topology view's cue to refresh: the audit log's event stream, from now on",
