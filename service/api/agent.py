@@ -14,10 +14,13 @@ from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.problems import responses
 from service.api.render import model_response
 from service.core import agents as core
+from service.core import leases
 from service.schemas.agent import (
     AckIn,
     AgentReportIn,
     AgentReportOut,
+    LeaseIn,
+    LeaseOut,
     ObservedIn,
     ObservedOut,
     StepList,
@@ -25,6 +28,28 @@ from service.schemas.agent import (
 )
 
 router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
+
+
+@router.put(
+    "/lease",
+    response_model=LeaseOut,
+    responses=responses(401, 403, 404, 422),
+    summary="Renew the host agent's lease; the answer says whether a full report is wanted",
+)
+async def lease(
+    host_id: str,
+    request: Request,
+    settings: SettingsDep,
+    principal: Agent,
+    now: Now,
+    body: LeaseIn | None = None,
+) -> Response:
+    seq = body.seq if body is not None else None
+    booted_at = request.app.state.booted_at
+    out = await run(
+        request, leases.renew_lease, host_id, seq, now, settings, booted_at, principal.actor
+    )
+    return model_response(out)
 
 
 @router.put(

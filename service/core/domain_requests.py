@@ -34,13 +34,14 @@ def create(session: Session, body: DomainCreate, actor: str, now: datetime) -> D
     domain, state, x = core.create_domain(session, body, actor, placement.admission_advice, now)
     token = issue_token(session, "guest", domain.id)
     session.flush()
-    out = domain_out(domain, x, state.n_pnodes)
+    out = domain_out(domain, x, state.n_pnodes, state.host.agent)
     return DomainCreated(**out.model_dump(), guest_token=token)
 
 
 def _view(session: Session, domain: Domain) -> DomainOut:
-    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
-    return domain_out(domain, x, n_pnodes)
+    backing, agents = core.backing_and_agents(session, [domain])
+    x, n_pnodes = backing.get(domain.id, (None, 0))
+    return domain_out(domain, x, n_pnodes, agents.get(domain.host_id or ""))
 
 
 def read(session: Session, domain_id: str) -> DomainOut:
@@ -63,7 +64,7 @@ def change_target(
     """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all)."""
     domain, state, x = core.set_target(session, domain_id, body, actor, now, precondition)
     session.flush()
-    return domain_out(domain, x, state.n_pnodes)
+    return domain_out(domain, x, state.n_pnodes, state.host.agent)
 
 
 def patch(

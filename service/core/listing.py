@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.core.domains import backing_of
+from service.core.domains import backing_and_agents
 from service.core.rows import ListedDomain, ListedVnode
 from service.core.views import domain_out
 from service.db.filters import filtered
@@ -50,8 +50,11 @@ def list_domains(
         for v in session.execute(_VNODE_ROWS.where(VNODES.c.domain_id.in_(ids))):
             vnodes[v[0]].append(ListedVnode(*v[1:]))
     page = [ListedDomain(**r._mapping, vnodes=vnodes[r.id]) for r in rows]
-    backing = backing_of(session, page)
+    backing, agents = backing_and_agents(session, page)
     return Page[DomainOut](
-        items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
+        items=[
+            domain_out(d, *backing.get(d.id, (None, 0)), agents.get(d.host_id or ""))
+            for d in page
+        ],
         next_cursor=next_cursor(page, more),
     )

@@ -232,6 +232,12 @@ class DomainOut(BaseModel):
     policy: Policy
     block_mib: int
     uncooperative: bool
+    host_agent: Literal["connected", "lost"] | None = Field(
+        default=None,
+        description="Its host's agent: connected (lease held), lost (the lease lapsed: what the "
+        "service holds of this domain is no longer observed), null when the host's agent never "
+        "took a lease or the domain has no host",
+    )
     external_id: str | None
     labels: dict[str, str]
     version: int
