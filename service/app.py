@@ -75,8 +75,9 @@ def _operation_id(route: APIRoute) -> str:
 
 
 async def _sweep_forever(app: FastAPI) -> None:
-    """Judge lost the hosts whose agent's lease lapsed, free lapsed claims, flag stuck migrations and delete expired Idempotency-Key records
-    every `sweep_interval_s`, on every replica."""
+    """Judge lost the hosts whose agent's lease lapsed, free lapsed claims, flag stuck
+    migrations and delete expired Idempotency-Key records every `sweep_interval_s`, on every
+    replica."""
     settings: Settings = app.state.settings
     log = logging.getLogger("numa_balloon")
     while True:

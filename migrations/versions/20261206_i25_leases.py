@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from service.db.base import UTCDateTime, UUIDStr
+from service.db.base import UTCDateTime
 
 revision: str = "i25_leases"
 down_revision: str | None = "i22_idempotency_sealed"
@@ -52,7 +52,7 @@ def upgrade() -> None:
         )
     op.create_table(
         "agent_leases",
-        sa.Column("host_id", UUIDStr(), nullable=False),
+        sa.Column("host_id", sa.String(length=36), nullable=False),
         sa.Column("expires_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("renewed_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=True),

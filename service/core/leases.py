@@ -30,7 +30,7 @@ from service.core.unit import Database
 from service.db import leases as repo
 from service.db.audit import record_event
 from service.db.leases import CONNECTED, LOST
-from service.errors import Conflict, NotFound
+from service.errors import NotFound
 from service.schemas.agent import LeaseOut
 from service.settings import Settings
 

@@ -4,7 +4,7 @@ so a field is spelled once whichever route (or core operation) returns it."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,7 +15,14 @@ from service.db.accounting import HostAccounting
 from service.db.models import Host, Step
 from service.engine.topology import PAGES_PER_MIB
 from service.schemas.agent import StepOut
-from service.schemas.domains import DomainOut, MemoryOut, MemRange, PlacementOut, VnodeOut
+from service.schemas.domains import (
+    DomainOut,
+    HostAgentState,
+    MemoryOut,
+    MemRange,
+    PlacementOut,
+    VnodeOut,
+)
 from service.schemas.hosts import (
     Accounting,
     DomainBacking,
@@ -76,7 +83,7 @@ def domain_out(
         policy=domain.policy,
         block_mib=domain.block_mib,
         uncooperative=domain.uncooperative,
-        host_agent=host_agent,  # type: ignore[arg-type]
+        host_agent=cast(HostAgentState | None, host_agent),
         external_id=domain.external_id,
         labels=domain.labels or {},
         version=domain.version,

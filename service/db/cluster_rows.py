@@ -186,11 +186,7 @@ def _changes_stmt() -> Select[Any]:
     state: a host may have left)."""
     header = select(
         _SNAPSHOT,
-        select(func.count())
-        .select_from(Host)
-        .where(ELIGIBLE)
-        .scalar_subquery()
-        .label("active"),
+        select(func.count()).select_from(Host).where(ELIGIBLE).scalar_subquery().label("active"),
         _CLEAN,
     ).subquery()
     # Every transaction a snapshot leaves out has an id at least its xmin: the index narrows

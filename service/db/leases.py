@@ -85,15 +85,16 @@ def _renew(insert: Any) -> Insert:
                 HOSTS.c.drift_flagged,
             )
         )
-        .where(HOSTS.c.id == t.c.host_id)
+        .where(HOSTS.c.id == bindparam("b_host"))
         .scalar_subquery()
     )
     pending = (
         exists()
-        .where(STEPS.c.host_id == t.c.host_id, STEPS.c.state == StepState.PENDING.value)
+        .where(STEPS.c.host_id == bindparam("b_host"), STEPS.c.state == StepState.PENDING.value)
         .label("pending")
     )
-    return upsert.returning(t.c.prior, t.c.report_due, stale, pending)
+    out: Insert = upsert.returning(t.c.prior, t.c.report_due, stale, pending)
+    return out
 
 
 _RENEW = {"postgresql": _renew(postgresql.insert), "sqlite": _renew(sqlite.insert)}
@@ -114,9 +115,9 @@ _MARK_LOST = (
     .values(agent=LOST)
     .returning(HOSTS.c.id, HOSTS.c.name)
 )
-_LEASES_OF = select(
-    AGENT_LEASES.c.host_id, AGENT_LEASES.c.expires_at, AGENT_LEASES.c.lost
-).where(AGENT_LEASES.c.host_id.in_(bindparam("b_hosts", expanding=True)))
+_LEASES_OF = select(AGENT_LEASES.c.host_id, AGENT_LEASES.c.expires_at, AGENT_LEASES.c.lost).where(
+    AGENT_LEASES.c.host_id.in_(bindparam("b_hosts", expanding=True))
+)
 
 
 def renew(

@@ -186,6 +186,9 @@ class VnodeOut(BaseModel):
     plugged_blocks: int
 
 
+HostAgentState = Literal["connected", "lost"]
+
+
 class DomainOut(BaseModel):
     model_config = example(
         {
@@ -232,7 +235,7 @@ class DomainOut(BaseModel):
     policy: Policy
     block_mib: int
     uncooperative: bool
-    host_agent: Literal["connected", "lost"] | None = Field(
+    host_agent: HostAgentState | None = Field(
         default=None,
         description="Its host's agent: connected (lease held), lost (the lease lapsed: what the "
         "service holds of this domain is no longer observed), null when the host's agent never "

@@ -111,7 +111,9 @@ class HostAgent(BaseModel):
         "took a lease (not judged)"
     )
     lease_expires_at: datetime | None = Field(description="When the agent's lease runs out")
-    last_report_at: datetime | None = Field(description="The agent's last report (batch or observed)")
+    last_report_at: datetime | None = Field(
+        description="The agent's last report (batch or observed)"
+    )
 
 
 class HostOut(BaseModel):
