@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
     responses=responses(401, 403, 404, 422),
     summary="Renew the host agent's lease; the answer says whether a full report is wanted",
 )
-async def lease(
+async def renew_lease(
     host_id: str,
     request: Request,
     settings: SettingsDep,
