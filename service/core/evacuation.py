@@ -20,7 +20,7 @@ from service.db import hosts as repo
 from service.db.audit import record_event
 from service.db.cluster import load_cluster
 from service.db.models import Domain, Migration
-from service.engine.place import rank_cluster
+from service.engine.placement import rank_cluster
 from service.errors import Conflict, Infeasible, NotFound
 from service.schemas.migrations import MigrationRequest, Strategy
 from service.settings import Settings

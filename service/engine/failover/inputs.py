@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from service.engine.errors import InputError
 from service.engine.inputs import int_array
-from service.engine.place import ClusterArrays
+from service.engine.placement import ClusterArrays
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
