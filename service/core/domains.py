@@ -399,7 +399,7 @@ def _persist_new(
             "home_pnodes": mapping.tolist(),
         },
     )
-    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]))
+    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]), now=now)
     return domain
 
 
@@ -442,7 +442,7 @@ def set_target(
     """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
-    apply(session, state, retarget(state, domain, body, actor=actor, now=now))
+    apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     return domain, state, state.backing[domain.id]
 
 
@@ -590,7 +590,7 @@ def delete_domain(
     state.backing.pop(domain.id, None)
     revoke_tokens(session, "guest", domain_id)
     deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
-    apply(session, state, ChangeSet(events=[deleted]))
+    apply(session, state, ChangeSet(events=[deleted]), now=now)
 
 
 def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tuple[I64, int]]:

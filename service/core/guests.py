@@ -121,7 +121,7 @@ def guest_report(
     _check_pools(domain, body)
     reported = {p.index: p.actual_mib for p in body.vnodes}
     changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")
-    apply(session, state, changes)
+    apply(session, state, changes, now=now)
     moved_on = complete_pool_steps(session, {domain.id: reported}, now)
     session.flush()
     return domain, moved_on
