@@ -7,10 +7,11 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from service.db.models import AgentLease, Backing, Domain, Event, Host, Pnode, Step, Vnode
+from service.db.models import AgentLease, Backing, Claim, Domain, Event, Host, Pnode, Step, Vnode
 
 AGENT_LEASES = cast(Table, AgentLease.__table__)
 BACKING = cast(Table, Backing.__table__)
+CLAIMS = cast(Table, Claim.__table__)
 DOMAINS = cast(Table, Domain.__table__)
 EVENTS = cast(Table, Event.__table__)
 HOSTS = cast(Table, Host.__table__)

@@ -220,3 +220,36 @@ def test_guest_sees_its_pending_operations_with_pfn_ranges(client: ApiClient) ->
     assert view["vnodes"] == [
         {"index": 0, "target_mib": 1088, "actual_mib": None, "plugged_blocks": 9}
     ]
+
+
+def test_a_guest_report_above_a_vnodes_size_is_refused_located_and_changes_nothing(
+    client: ApiClient,
+) -> None:
+    """A pool can never hold more than its vnode's span: such a report is nonsense, refused
+    like the host agents' (issue #22, item 7), not silently capped."""
+    host = client.post(
+        "/v1/hosts",
+        json={
+            "name": "h",
+            "pnodes": [{"memory_mib": 8192, "cpus": 4}] * 2,
+            "distances": [[10, 20], [20, 10]],
+        },
+    ).json()
+    dom = client.post(
+        "/v1/domains", json=domain_body("d", [2048, 2048], host_id=host["id"], far=20)
+    ).json()
+    token = dom["guest_token"]
+    before = client.get(f"/v1/domains/{dom['id']}").json()
+    size = max(
+        v["size_mib"] for v in client.get("/v1/guest/topology", token=token).json()["vnodes"]
+    )
+    r = client.put(
+        "/v1/guest/balloon",
+        token=token,
+        json={"vnodes": [{"index": 0, "actual_mib": 1024}, {"index": 1, "actual_mib": size + 1}]},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [
+        {"loc": ["body", "vnodes", 1, "actual_mib"], "msg": f"above vnode 1's size of {size} MiB"}
+    ]
+    assert client.get(f"/v1/domains/{dom['id']}").json() == before
