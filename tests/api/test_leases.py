@@ -166,6 +166,11 @@ def test_a_lapsed_lease_makes_the_agent_lost_and_a_renewal_brings_it_back(
     unpinned = a.post("/v1/domains", json=domain_body("vm-3", [1024]))
     assert unpinned.status_code == 201, unpinned.text
     assert unpinned.json()["host_id"] == other["id"]
+    move = {"domain_id": unpinned.json()["id"], "destination_host_id": host["id"]}
+    for path in ("/v1/migrations", "/v1/migrations/plan"):
+        refused = b.post(path, json={**move, "strategy": "replug"})
+        assert refused.status_code == 409, refused.text
+        assert "agent is lost" in refused.json()["detail"]
 
     # The agent comes back (on the other worker): connected again, one returned event, a full
     # report wanted, and placement may use the host again.
@@ -181,6 +186,8 @@ def test_a_lapsed_lease_makes_the_agent_lost_and_a_renewal_brings_it_back(
         assert host["id"] in _preview_hosts(c)
     again = b.post("/v1/domains", json=domain_body("vm-2", [1024], host_id=host["id"]))
     assert again.status_code == 201, again.text
+    moved = a.post("/v1/migrations", json={**move, "strategy": "replug"})
+    assert moved.status_code == 201, moved.text
 
 
 def test_the_lease_refuses_other_hosts_tokens_and_bad_bodies(
