@@ -1,8 +1,9 @@
 """Simulated host agents and guest balloon drivers, each with its own token, over HTTP.
 
 A host agent does what a daemon in dom0 would: it renews its host's lease, reports each pnode's
-free memory (the simulated hypervisor's view) when it moved or the lease asks, and carries out the host-side steps of its queue (the memory copy of
-a migration, releasing the source, moving a block for a rebalance), acknowledging each.
+free memory (the simulated hypervisor's view) when it moved or the lease asks, and carries out
+the host-side steps of its queue (the memory copy of a migration, releasing the source, moving a
+block for a rebalance), acknowledging each.
 
 A guest balloon driver only knows its own virtual topology: it reads its pools' targets and
 pending plug/unplug operations from the guest API and moves each pool toward its target, at its
