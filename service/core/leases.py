@@ -45,6 +45,32 @@ class LostHost:
     lease_expired_at: datetime
 
 
+def renew(
+    db: Database,
+    host_id: str,
+    seq: int | None,
+    now: datetime,
+    settings: Settings,
+    booted_at: datetime,
+    actor: str,
+) -> LeaseOut:
+    """A renewal: the usual one as one statement in autocommit (`unit.one_statement`: one
+    round trip), else (the first lease, a return from lost, SQLite) `renew_lease`'s unit."""
+    expires_at = now + timedelta(seconds=settings.agent_lease_s)
+    stale_before = max(now - timedelta(seconds=settings.agent_full_report_s), booted_at)
+    held = unit.one_statement(
+        db, lambda s: repo.renew_held(s, host_id, seq, now, expires_at, stale_before)
+    )
+    if held is not None:
+        return LeaseOut(
+            host_id=host_id,
+            expires_at=expires_at,
+            report=held.report,
+            steps_pending=held.steps_pending,
+        )
+    return unit.write(db, lambda s: renew_lease(s, host_id, seq, now, settings, booted_at, actor))
+
+
 def renew_lease(
     session: Session,
     host_id: str,
@@ -54,7 +80,8 @@ def renew_lease(
     booted_at: datetime,
     actor: str,
 ) -> LeaseOut:
-    """Renew the host's lease (a unit of work): one statement, a second on a flip."""
+    """Take or renew the host's lease (a unit of work): one statement, more on a flip (the
+    first lease, a return from lost: the host's judgement and the event)."""
     expires_at = now + timedelta(seconds=settings.agent_lease_s)
     stale_before = max(now - timedelta(seconds=settings.agent_full_report_s), booted_at)
     try:

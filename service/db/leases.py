@@ -48,6 +48,26 @@ class Renewal:
     steps_pending: bool
 
 
+# What a renewal returns besides its own row. The last report is the host's `observed_at` (every
+# report stamps it); one older than the worker's start (`b_stale` is the later of that and now -
+# the full-report period) or a host flagged for drift wants a full report; and whether steps
+# are pending on the host (a report completes pool steps, the agent fetches the others).
+_WANTED = (
+    select(
+        or_(
+            HOSTS.c.observed_at.is_(None),
+            HOSTS.c.observed_at < bindparam("b_stale", type_=HOSTS.c.observed_at.type),
+            HOSTS.c.drift_flagged,
+        )
+    )
+    .where(HOSTS.c.id == bindparam("b_host"))
+    .scalar_subquery(),
+    exists()
+    .where(STEPS.c.host_id == bindparam("b_host"), STEPS.c.state == StepState.PENDING.value)
+    .label("pending"),
+)
+
+
 def _renew(insert: Any) -> Insert:
     t = AGENT_LEASES
     ins = insert(t).values(
@@ -98,6 +118,28 @@ def _renew(insert: Any) -> Insert:
 
 
 _RENEW = {"postgresql": _renew(postgresql.insert), "sqlite": _renew(sqlite.insert)}
+
+
+def _renew_held() -> Any:
+    """The usual renewal: the lease exists and is not lost, so nothing but the row moves."""
+    t = AGENT_LEASES
+    seq = bindparam("b_seq", type_=t.c.seq.type)
+    restarted = and_(seq.is_not(None), or_(seq == 0, seq <= func.coalesce(t.c.seq, -1)))
+    return (
+        update(t)
+        .where(t.c.host_id == bindparam("b_host"), ~t.c.lost)
+        .values(
+            expires_at=bindparam("b_expires", type_=t.c.expires_at.type),
+            renewed_at=bindparam("b_now", type_=t.c.renewed_at.type),
+            seq=seq,
+            prior=CONNECTED,
+            report_due=restarted,
+        )
+        .returning(t.c.report_due, *_WANTED)
+    )
+
+
+_RENEW_HELD = _renew_held()
 _JUDGE = (
     update(HOSTS)
     .where(HOSTS.c.id == bindparam("b_host"))
@@ -143,6 +185,32 @@ def renew(
     return Renewal(prior=prior, report=bool(due or stale or pending), steps_pending=bool(pending))
 
 
+def renew_held(
+    session: Session,
+    host_id: str,
+    seq: int | None,
+    now: datetime,
+    expires_at: datetime,
+    stale_before: datetime,
+) -> Renewal | None:
+    """The usual renewal, one UPDATE: None when the host has no lease yet or it was judged lost
+    (`renew` then takes it, and the judgement moves with it)."""
+    params = {
+        "b_host": host_id,
+        "b_expires": expires_at,
+        "b_now": now,
+        "b_seq": seq,
+        "b_stale": stale_before,
+    }
+    row = session.connection().execute(_RENEW_HELD, params).first()
+    if row is None:
+        return None
+    due, stale, pending = row
+    return Renewal(
+        prior=CONNECTED, report=bool(due or stale or pending), steps_pending=bool(pending)
+    )
+
+
 def judge(session: Session, host_id: str, agent: str) -> None:
     """Set the host's agent judgement (status: its version does not move)."""
     session.connection().execute(_JUDGE, {"b_host": host_id, "b_agent": agent})
@@ -169,4 +237,14 @@ def leases_of(session: Session, host_ids: Sequence[str]) -> dict[str, datetime]:
     return {h: at for h, at, _ in rows}
 
 
-__all__ = ["AWAY", "CONNECTED", "LOST", "Renewal", "judge", "lapse", "leases_of", "renew"]
+__all__ = [
+    "AWAY",
+    "CONNECTED",
+    "LOST",
+    "Renewal",
+    "judge",
+    "lapse",
+    "leases_of",
+    "renew",
+    "renew_held",
+]
