@@ -58,7 +58,7 @@ async def renew_lease(
     now: Now,
     body: LeaseIn | None = None,
 ) -> Response:
-    """Documents the route (its parameters, body and answer); `_lease` serves it."""
+    # Declares the route (its parameters, body and answer) for OpenAPI; `_lease` serves it.
     raise NotImplementedError  # pragma: no cover
 
 
