@@ -1,0 +1,185 @@
+"""What the failover planner reads (issue 26): every host as (hosts x pnodes) matrices, what
+squeezing could give back per pnode, and the protected domains with their restart shapes.
+
+Three statements whatever the cluster's size: the pnodes of every host (with its state and
+SLIT), the squeezable MiB per (host, pnode) aggregated in the database, and the vnodes of the
+protected domains. No ORM object per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.orm import Session
+
+from service.db.models import Backing, Domain, Host, Pnode, Vnode
+
+IntArray = NDArray[np.int64]
+
+# The domains a plan protects: those that run (or are on their way to run) on a host.
+PROTECTABLE_STATES = ("running", "migrating", "restarting")
+
+
+@dataclass(frozen=True)
+class HostRows:
+    """Every host in creation order: ids, names, states, and the planner's matrices
+    (zero-padded past a host's pnodes)."""
+
+    ids: list[str]
+    names: list[str]
+    states: list[str]
+    free_mib: IntArray
+    squeezable_mib: IntArray
+    shape: IntArray
+    shapes: list[IntArray]
+
+    def index(self) -> dict[str, int]:
+        return {h: i for i, h in enumerate(self.ids)}
+
+
+@dataclass(frozen=True)
+class ProtectedRows:
+    """The protected domains, in creation order: ids, names, host ids, and per vnode the MiB it
+    runs with, its vCPUs and the domain's virtual distances."""
+
+    ids: list[str]
+    names: list[str]
+    host_ids: list[str]
+    restart_mib: list[list[int]]
+    vcpu_count: list[list[int]]
+    distances: list[list[list[int]]]
+
+
+def load_hosts(session: Session) -> HostRows:
+    """Every host (a failed host may be in maintenance or offline) with its pnode counters."""
+    rows = session.execute(
+        select(
+            Host.id,
+            Host.name,
+            Host.state,
+            cast(Host.distances, Text),
+            Pnode.index,
+            Pnode.memory_mib - Pnode.reserved_mib - Pnode.allocated_mib - Pnode.claimed_mib,
+        )
+        .join(Pnode, Pnode.host_id == Host.id)
+        .order_by(Host.created_at, Host.id, Pnode.index)
+    ).all()
+    ids: list[str] = []
+    names: list[str] = []
+    states: list[str] = []
+    slits: list[str] = []
+    cells: list[tuple[int, int, int]] = []
+    for host_id, name, state, slit, pnode, free in rows:
+        if not ids or ids[-1] != host_id:
+            ids.append(str(host_id))
+            names.append(str(name))
+            states.append(str(state))
+            slits.append(str(slit))
+        cells.append((len(ids) - 1, int(pnode), int(free)))
+    key_of: dict[str, int] = {}
+    shape = np.array([key_of.setdefault(_norm(s), len(key_of)) for s in slits], dtype=np.int64)
+    shapes = [np.array(_parse(k), dtype=np.int64) for k in key_of]
+    width = max((s.shape[0] for s in shapes), default=1)
+    free_mib = np.zeros((len(ids), width), dtype=np.int64)
+    if cells:
+        c = np.array(cells, dtype=np.int64)
+        free_mib[c[:, 0], c[:, 1]] = np.maximum(c[:, 2], 0)
+    squeezable = np.zeros_like(free_mib)
+    index = {h: i for i, h in enumerate(ids)}
+    for host_id, pnode, mib in session.execute(_SQUEEZABLE).all():
+        i = index.get(str(host_id))
+        if i is not None and int(mib or 0) > 0:
+            squeezable[i, int(pnode)] = int(mib)
+    return HostRows(
+        ids=ids,
+        names=names,
+        states=states,
+        free_mib=free_mib,
+        squeezable_mib=squeezable,
+        shape=shape,
+        shapes=shapes,
+    )
+
+
+def _norm(slit: str) -> str:
+    return slit.replace(" ", "")
+
+
+def _parse(key: str) -> list[list[int]]:
+    out: list[list[int]] = json.loads(key)
+    return out
+
+
+# What squeezing every running, cooperative domain down to its dynamic_min gives back per
+# (host, pnode): the engine's squeeze scales every backing cell of a domain alike (shrink), so a
+# cell x gives back x * (target - dynamic_min) / target; floored per cell, never more than the
+# squeeze really frees (its rounding moves each cell by less than one MiB, floor or ceiling).
+_SQUEEZABLE = (
+    select(
+        Backing.host_id,
+        Backing.pnode,
+        func.sum(Backing.mib * (Domain.target_mib - Domain.dynamic_min_mib) // Domain.target_mib),
+    )
+    .join(Domain, Domain.id == Backing.domain_id)
+    .where(
+        Domain.state == "running",
+        Domain.uncooperative.is_(False),
+        Domain.target_mib > Domain.dynamic_min_mib,
+    )
+    .group_by(Backing.host_id, Backing.pnode)
+)
+
+
+def load_protected(
+    session: Session,
+    selector: Sequence[tuple[str, str]],
+    *,
+    host_ids: Sequence[str] | None = None,
+) -> ProtectedRows:
+    """The domains the selector picks (every label must match; empty: every domain) that run on
+    a host, in one statement over their vnodes; only on ``host_ids`` when given."""
+    stmt = (
+        select(
+            Domain.id,
+            Domain.name,
+            Domain.host_id,
+            Domain.distances,
+            Vnode.index,
+            Vnode.target_mib,
+            Vnode.vcpu_count,
+        )
+        .join(Vnode, Vnode.domain_id == Domain.id)
+        .where(Domain.host_id.is_not(None), Domain.state.in_(PROTECTABLE_STATES))
+        .order_by(Domain.created_at, Domain.id, Vnode.index)
+    )
+    for key, value in selector:
+        stmt = stmt.where(Domain.labels[key].as_string() == value)
+    if host_ids is not None:
+        stmt = stmt.where(Domain.host_id.in_(list(host_ids)))
+    out = ProtectedRows(ids=[], names=[], host_ids=[], restart_mib=[], vcpu_count=[], distances=[])
+    for dom_id, name, host_id, dist, _, target, vcpus in session.execute(stmt).all():
+        if not out.ids or out.ids[-1] != dom_id:
+            out.ids.append(str(dom_id))
+            out.names.append(str(name))
+            out.host_ids.append(str(host_id))
+            out.distances.append(dist)
+            out.restart_mib.append([])
+            out.vcpu_count.append([])
+        out.restart_mib[-1].append(int(target))
+        out.vcpu_count[-1].append(int(vcpus))
+    return out
+
+
+def domain_states(session: Session, domain_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """domain id -> (state, host id) for the domains that still exist."""
+    if not domain_ids:
+        return {}
+    rows = session.execute(
+        select(Domain.id, Domain.state, Domain.host_id).where(Domain.id.in_(list(domain_ids)))
+    ).all()
+    return {str(d): (str(s), None if h is None else str(h)) for d, s, h in rows}
