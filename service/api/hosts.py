@@ -12,6 +12,7 @@ from service.api.auth import Admin
 from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
@@ -101,7 +102,7 @@ async def get_host(host_id: uuid.UUID, request: Request, _: Admin) -> Response:
 @router.patch(
     "/{host_id}",
     response_model=HostOut,
-    responses=responses(401, 403, 404, 412, 422),
+    responses=responses(401, 403, 404, 409, 412, 422),
     summary="Change a host's state (active, maintenance, offline)",
 )
 async def patch_host(
@@ -110,6 +111,7 @@ async def patch_host(
     request: Request,
     principal: Admin,
     if_match: IfMatch = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> Response:
     out = await run(
         request,
@@ -118,6 +120,7 @@ async def patch_host(
         body,
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        overcommit(principal, ha_overcommit),
     )
     return _with_etag(out)
 

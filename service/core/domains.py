@@ -434,10 +434,13 @@ def set_target(
     actor: str,
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
+    observe: Callable[[Domain], None] = lambda _domain: None,
 ) -> tuple[Domain, HostAccounting, I64]:
-    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
+    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all. `observe` sees
+    the domain as it was, under the lock."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
+    observe(domain)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now))
     return domain, state, state.backing[domain.id]
 

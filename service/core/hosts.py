@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.core import evacuation
+from service.core import evacuation, failover
 from service.core.bookkeeping import set_bookkeeping
 from service.core.migrations import claims_of, migration_out
 from service.core.sweeper import sweep_migrations
@@ -176,11 +176,18 @@ def patch_host(
     body: HostPatch,
     actor: str,
     precondition: Callable[[int], None],
+    ha: failover.Overcommit = failover.Overcommit(),
 ) -> HostOut:
-    """Lock the host, check `precondition` (If-Match) against its version, apply the PATCH."""
+    """Lock the host, check `precondition` (If-Match) against its version, apply the PATCH.
+    With failover protection on, taking an active host out of service (maintenance, offline)
+    is refused when it breaks the plan (`failover.admit`)."""
     host = get_host(session, host_id, lock=True)
     precondition(host.version)
-    return change_host(session, host, body, actor)
+    leaves = host.state == "active" and body.state not in (None, "active")
+    out = change_host(session, host, body, actor)
+    if leaves:
+        failover.admit(session, f"setting the host {body.state}", "host", host.id, actor, ha)
+    return out
 
 
 def remove_host(

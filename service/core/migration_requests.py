@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.core import idempotent, unit
+from service.core import failover, idempotent, unit
 from service.core import migrations as core
 from service.core.sweeper import sweep_migrations
 from service.db.models import Migration
@@ -46,6 +46,7 @@ def start(
     settings: Settings,
     now: datetime,
     shape: Callable[[MigrationOut], idempotent.Reply],
+    ha: failover.Overcommit = failover.Overcommit(),
 ) -> idempotent.Outcome:
     """Sweep, then claim the destination's memory per pnode atomically (or 409), once per
     Idempotency-Key; `shape` makes the reply. With `auto_advance`, planned -> preparing (and
@@ -55,6 +56,7 @@ def start(
 
     def make(session: Session) -> idempotent.Reply:
         migration = core.start(session, body, actor, settings, now)
+        failover.admit(session, "starting the migration", "migration", migration.id, actor, ha)
         return shape(_out(session, migration, now, settings))
 
     outcome = unit.write(db, lambda session: idempotent.create(session, create, make))

@@ -102,3 +102,131 @@ def test_bad_selector_and_r_are_located_problems(client: ApiClient) -> None:
     assert r.json()["errors"][0]["loc"] == ["body", "host_failures"]
     r = client.post("/v1/cluster/failover-plan", json={"host_failures": -1})
     assert r.status_code == 422
+
+
+def _protect(client: ApiClient, r: int = 1, selector: str | None = "ha=true") -> dict[str, Any]:
+    resp = client.patch("/v1/cluster", json={"ha": {"host_failures": r, "label_selector": selector}})
+    assert resp.status_code == 200, resp.text
+    out: dict[str, Any] = resp.json()
+    return out
+
+
+def _events(client: ApiClient, action: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.get("/v1/events?limit=500").json()["items"]
+    return [e for e in items if e["action"] == action]
+
+
+def _refused(resp: Any) -> dict[str, Any]:
+    assert resp.status_code == 409, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["type"].endswith("/problems/would-break-failover-plan")
+    return body
+
+
+def test_protection_is_shown_and_turned_off(client: ApiClient) -> None:
+    hosts = _hosts(client, n=2)
+    assert client.get("/v1/cluster").json()["ha"] is None
+    _domain(client, "a", [8 * GIB], hosts[0])
+    ha = _protect(client)["ha"]
+    assert ha["holds"] is True and ha["overcommitted"] is False
+    assert ha["protected_domains"] == 1 and ha["host_failures"] == 1
+    assert client.get("/v1/cluster").json()["ha"]["holds"] is True
+    r = client.patch("/v1/cluster", json={"ha": None})
+    assert r.status_code == 200 and r.json()["ha"] is None
+    bad = client.patch("/v1/cluster", json={"ha": {"label_selector": "=x"}})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["loc"] == ["body", "ha", "label_selector"]
+
+
+def test_create_that_breaks_the_plan_is_refused_unless_overcommitted(client: ApiClient) -> None:
+    hosts = _hosts(client, n=2)
+    _domain(client, "a", [8 * GIB, 8 * GIB], hosts[0])
+    _protect(client)
+    # b on h1: if h1 fails, b's 12 GiB vnode needs a pnode of h0 with 12 GiB: both have 8
+    # (if h0 fails, a's two 8 GiB vnodes share h1's free pnode)
+    body = _refused(
+        client.post(
+            "/v1/domains",
+            json={
+                **domain_body("b", [12 * GIB], host_id=hosts[1], dynamic_min_mib=12 * GIB),
+                "labels": {"ha": "true"},
+            },
+        )
+    )
+    assert body["failed_host_ids"] == [hosts[1]]
+    assert [s["domain_name"] for s in body["stranded"]] == ["b"]
+    assert "b" in body["detail"]
+    assert client.get("/v1/domains?name=b").json()["items"] == []  # nothing was created
+    # an unprotected domain of the same size breaks nothing
+    _domain(client, "c", [2 * GIB], hosts[1], ha=False)
+    b = _domain(client, "b", [12 * GIB], hosts[1], query="?ha_overcommit=true")
+    (ev,) = _events(client, "cluster.ha_overcommitted")
+    assert ev["subject_id"] == b["id"] and ev["after"]["failed_host_ids"] == [hosts[1]]
+    ha = client.get("/v1/cluster").json()["ha"]
+    assert ha["holds"] is False and ha["overcommitted"] is True
+    assert [s["domain_name"] for s in ha["stranded"]] == ["b"]
+    # already broken: the next change is not refused; deleting b makes the plan hold again
+    _domain(client, "d", [1 * GIB], hosts[0])
+    assert client.delete(f"/v1/domains/{b['id']}").status_code == 204
+    _domain(client, "e", [1 * GIB], hosts[0])
+    assert _events(client, "cluster.ha_restored")
+    assert client.get("/v1/cluster").json()["ha"]["overcommitted"] is False
+
+
+def test_overcommit_needs_operator_or_admin(client: ApiClient) -> None:
+    hosts = _hosts(client, n=2)
+    key = client.post("/v1/api-keys", json={"name": "sched", "role": "scheduler"}).json()
+    body = domain_body("x", [1024], host_id=hosts[0])
+    r = client.post("/v1/domains?ha_overcommit=true", json=body, token=key["secret"])
+    assert r.status_code == 403, r.text
+    assert client.post("/v1/domains", json=body, token=key["secret"]).status_code == 201
+
+
+def test_maintenance_that_leaves_no_survivor_is_refused(client: ApiClient) -> None:
+    hosts = _hosts(client, n=3)
+    _domain(client, "a", [8 * GIB], hosts[0])
+    _protect(client)
+    r = client.patch(f"/v1/hosts/{hosts[1]}", json={"state": "maintenance"})
+    assert r.status_code == 200, r.text
+    body = _refused(client.patch(f"/v1/hosts/{hosts[2]}", json={"state": "maintenance"}))
+    assert body["failed_host_ids"] == [hosts[0]]
+    assert "no eligible survivor" in body["stranded"][0]["reason"]
+    assert client.get(f"/v1/hosts/{hosts[2]}").json()["state"] == "active"
+    r = client.patch(f"/v1/hosts/{hosts[2]}?ha_overcommit=true", json={"state": "maintenance"})
+    assert r.status_code == 200, r.text
+
+
+def test_target_increase_that_breaks_the_plan(client: ApiClient) -> None:
+    hosts = _hosts(client, n=2)
+    # a protected 2 x 8 GiB domain at 8 GiB (4 GiB a vnode) on h0; h1 has 6 GiB free a pnode
+    body = domain_body("a", [8 * GIB, 8 * GIB], host_id=hosts[0], target_mib=8 * GIB)
+    body["memory"]["dynamic_min_mib"] = 8 * GIB
+    body["labels"] = {"ha": "true"}
+    a = client.post("/v1/domains", json=body).json()
+    _domain(client, "fill", [10 * GIB, 10 * GIB], hosts[1], ha=False)
+    _protect(client)
+    # at 16 GiB each vnode restarts with 8 GiB: no pnode of h1 has it
+    body = _refused(client.put(f"/v1/domains/{a['id']}/target", json={"target_mib": 16 * GIB}))
+    assert body["failed_host_ids"] == [hosts[0]]
+    assert client.get(f"/v1/domains/{a['id']}").json()["memory"]["target_mib"] == 8 * GIB
+    r = client.put(f"/v1/domains/{a['id']}/target", json={"target_mib": 10 * GIB})
+    assert r.status_code == 200, r.text  # 5 GiB a vnode still restarts on h1
+    r = client.put(f"/v1/domains/{a['id']}/target", json={"target_mib": 8 * GIB})
+    assert r.status_code == 200, r.text  # lowering never breaks a plan that holds
+
+
+def test_migration_start_that_breaks_the_plan(client: ApiClient) -> None:
+    hosts = _hosts(client, n=3)
+    _domain(client, "a", [8 * GIB], hosts[0])  # restarts on h1 only (h2 is full)
+    v = _domain(client, "v", [12 * GIB], hosts[0], ha=False)
+    _domain(client, "u", [12 * GIB], hosts[1], ha=False)
+    _domain(client, "fill", [14 * GIB, 14 * GIB], hosts[2], ha=False)
+    _protect(client)
+    move = {"domain_id": v["id"], "destination_host_id": hosts[1]}
+    body = _refused(client.post("/v1/migrations", json=move))
+    assert body["failed_host_ids"] == [hosts[0]]
+    assert [s["domain_name"] for s in body["stranded"]] == ["a"]
+    assert client.get("/v1/migrations").json()["items"] == []  # no claim was left behind
+    r = client.post("/v1/migrations?ha_overcommit=true", json=move)
+    assert r.status_code == 201, r.text
+    assert _events(client, "cluster.ha_overcommitted")[0]["subject_type"] == "migration"
