@@ -38,8 +38,14 @@ def create(
     """Create and place the domain (a 409 with advice when no host takes it) and issue its
     guest's first token, shown in this response only. With failover protection on, a create
     that breaks the plan is refused (`failover.admit`)."""
-    domain, state, x = core.create_domain(session, body, actor, placement.admission_advice, now)
-    failover.admit(session, "creating the domain", "domain", domain.id, actor, ha)
+    domain, state, x = core.create_domain(
+        session,
+        body,
+        actor,
+        placement.admission_advice,
+        now,
+        lambda d: failover.admit(session, "creating the domain", "domain", d.id, actor, ha),
+    )
     token = issue_token(session, "guest", domain.id)
     session.flush()
     out = domain_out(domain, x, state.n_pnodes)

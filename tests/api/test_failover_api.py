@@ -230,3 +230,19 @@ def test_migration_start_that_breaks_the_plan(client: ApiClient) -> None:
     r = client.post("/v1/migrations?ha_overcommit=true", json=move)
     assert r.status_code == 201, r.text
     assert _events(client, "cluster.ha_overcommitted")[0]["subject_type"] == "migration"
+
+
+def test_an_unpinned_create_goes_where_it_keeps_the_plan(client: ApiClient) -> None:
+    hosts = _hosts(client, n=3)
+    _domain(client, "a", [8 * GIB, 8 * GIB], hosts[0])
+    _domain(client, "fill", [14 * GIB, 14 * GIB], hosts[2], ha=False)
+    _protect(client)
+    # a 12 GiB protected vnode: on h1 its host's failure strands it (h0 has 8 + 8, h2 is
+    # full); on h0 it restarts on h1 along with a: the create must pick h0
+    body = {**domain_body("b", [12 * GIB], dynamic_min_mib=12 * GIB), "labels": {"ha": "true"}}
+    r = client.post("/v1/domains", json=body)
+    if r.status_code == 201:
+        assert r.json()["host_id"] != hosts[1]
+    else:  # no host keeps the plan: the refusal names the plan, not memory
+        _refused(r)
+    assert _plan(client, label_selector="ha=true")["tolerated"] is True
