@@ -18,11 +18,13 @@ from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
 from service.api.render import model_response
 from service.core import hosts as core
+from service.core import recovery
 from service.core.idempotent import Reply
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.schemas.agent import AgentToken
 from service.schemas.common import Page
+from service.schemas.failover import FailHost, RecoveryOut
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
 from service.schemas.migrations import (
     EVACUATE_EXAMPLES,
@@ -227,3 +229,16 @@ async def post_rebalance(
 )
 async def get_accounting(host_id: uuid.UUID, request: Request, _: Admin, now: Now) -> Accounting:
     return await run(request, core.accounting, str(host_id), now)
+
+
+@router.post(
+    "/{host_id}/fail",
+    response_model=RecoveryOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Declare a host failed: restart its protected domains on the plan's hosts",
+)
+async def fail_host(
+    host_id: uuid.UUID, request: Request, principal: Admin, now: Now, body: FailHost | None = None
+) -> RecoveryOut:
+    reason = (body or FailHost()).reason
+    return await run(request, recovery.fail_host, str(host_id), reason, principal.actor, now)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from service.core import evacuation, failover
 from service.core.bookkeeping import set_bookkeeping
 from service.core.migrations import claims_of, migration_out
+from service.core.recovery import recovery_out
 from service.core.sweeper import sweep_migrations
 from service.core.unit import Database, several
 from service.core.views import accounting_out, host_out, host_summary
@@ -54,7 +55,10 @@ def host_view(session: Session, host: Host) -> HostOut:
     counts = None
     if host.evacuation_requested_at is not None:
         counts = repo.evacuation_counts(session, [host.id])[host.id]
-    return host_out(host, counts)
+    out = host_out(host, counts)
+    if host.recovery is not None:
+        out.recovery = recovery_out(session, host)
+    return out
 
 
 def read_host(session: Session, host_id: str) -> HostOut:

@@ -246,3 +246,86 @@ def test_an_unpinned_create_goes_where_it_keeps_the_plan(client: ApiClient) -> N
     else:  # no host keeps the plan: the refusal names the plan, not memory
         _refused(r)
     assert _plan(client, label_selector="ha=true")["tolerated"] is True
+
+
+def _agent_steps(client: ApiClient, host_id: str, token: str) -> list[dict[str, Any]]:
+    r = client.get(f"/v1/agent/hosts/{host_id}/steps", token=token)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def test_fail_restarts_protected_domains_and_the_agent_starts_them(client: ApiClient) -> None:
+    made = [
+        client.post("/v1/hosts", json=host_body(f"h{i}", n=2, memory_mib=16 * GIB)).json()
+        for i in range(3)
+    ]
+    hosts = [h["id"] for h in made]
+    tokens = {h["id"]: h["agent_token"] for h in made}
+    a = _domain(client, "a", [8 * GIB, 4 * GIB], hosts[0])
+    b = _domain(client, "b", [6 * GIB], hosts[0])
+    plain = _domain(client, "plain", [2 * GIB], hosts[0], ha=False)
+    _domain(client, "fill", [15 * GIB, 15 * GIB], hosts[2], ha=False)  # h2 cannot take them
+    _protect(client)
+    r = client.post(f"/v1/hosts/{hosts[0]}/fail", json={"reason": "power supply"})
+    assert r.status_code == 200, r.text
+    rec = r.json()
+    assert rec["reason"] == "power supply" and rec["stranded"] == []
+    assert {x["domain_id"]: x["host_id"] for x in rec["restarts"]} == {
+        a["id"]: hosts[1],
+        b["id"]: hosts[1],
+    }
+    assert all(x["state"] == "restarting" for x in rec["restarts"]) and rec["done"] is False
+    host = client.get(f"/v1/hosts/{hosts[0]}").json()
+    assert host["state"] == "offline" and host["recovery"]["restarts"] == rec["restarts"]
+    got = client.get(f"/v1/domains/{a['id']}").json()
+    assert got["state"] == "restarting" and got["host_id"] == hosts[1]
+    assert sum(sum(v["backing_mib"]) for v in got["vnodes"]) == 12 * GIB
+    assert all(max(v["backing_mib"]) == v["target_mib"] for v in got["vnodes"])  # one pnode
+    assert client.get(f"/v1/domains/{plain['id']}").json()["host_id"] == hosts[0]
+    # the failed host keeps only the unprotected domain's memory; h1 holds the restarts
+    acc = client.get(f"/v1/hosts/{hosts[0]}/accounting").json()
+    assert sum(p["allocated_mib"] for p in acc["pnodes"]) == 2 * GIB
+    acc = client.get(f"/v1/hosts/{hosts[1]}/accounting").json()
+    assert sum(p["allocated_mib"] for p in acc["pnodes"]) == 18 * GIB
+    audit(client.app.state.sessionmaker)
+    # calling again places nothing twice
+    again = client.post(f"/v1/hosts/{hosts[0]}/fail", json={}).json()
+    assert sorted(x["domain_id"] for x in again["restarts"]) == sorted([a["id"], b["id"]])
+    # the destination's agent sees one start step per domain and acknowledges them
+    steps = [s for s in _agent_steps(client, hosts[1], tokens[hosts[1]]) if s["op"] == "start"]
+    assert sorted(s["domain_id"] for s in steps) == sorted([a["id"], b["id"]])
+    for s in steps:
+        ok = s["domain_id"] == a["id"]
+        r = client.post(
+            f"/v1/agent/hosts/{hosts[1]}/steps/{s['id']}/ack",
+            json={"ok": ok},
+            token=tokens[hosts[1]],
+        )
+        assert r.status_code == 200, r.text
+    done = client.get(f"/v1/hosts/{hosts[0]}").json()["recovery"]
+    assert done["done"] is True
+    assert {x["domain_id"]: x["state"] for x in done["restarts"]} == {
+        a["id"]: "running",
+        b["id"]: "failed",
+    }
+    actions = [e["action"] for e in client.get("/v1/events?limit=500").json()["items"]]
+    assert "host.failed" in actions and actions.count("domain.restarting") == 2
+    assert "domain.restarted" in actions and "domain.restart_failed" in actions
+    audit(client.app.state.sessionmaker)
+
+
+def test_fail_names_what_cannot_restart(client: ApiClient) -> None:
+    hosts = _hosts(client, n=2)
+    big = _domain(client, "big", [12 * GIB], hosts[0])
+    _domain(client, "fill", [8 * GIB, 8 * GIB], hosts[1], ha=False)
+    r = client.post(f"/v1/hosts/{hosts[0]}/fail")
+    assert r.status_code == 200, r.text
+    rec = r.json()
+    assert rec["restarts"] == []
+    assert [s["domain_id"] for s in rec["stranded"]] == [big["id"]]
+    assert "MiB" in rec["stranded"][0]["reason"]
+    assert client.get(f"/v1/domains/{big['id']}").json()["host_id"] == hosts[0]
+    assert client.post(f"/v1/hosts/{hosts[0]}/fail").status_code == 200
+    assert client.post("/v1/hosts/00000000-0000-0000-0000-000000000000/fail").status_code == 404
+    audit(client.app.state.sessionmaker)
