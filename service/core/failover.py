@@ -106,7 +106,8 @@ def load_inputs(
     hosts = load_hosts(session)
     prot = load_protected(session, selector, host_ids=protected_on)
     index = hosts.index()
-    keep = [i for i, h in enumerate(prot.host_ids) if h in index]
+    # a domain deleted between the two statements has no vnodes left: not protected
+    keep = [i for i, h in enumerate(prot.host_ids) if h in index and prot.restart_mib[i]]
     guests = [
         GuestShape(
             restart_mib=np.array(prot.restart_mib[i], dtype=np.int64),

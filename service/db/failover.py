@@ -142,36 +142,45 @@ def load_protected(
     host_ids: Sequence[str] | None = None,
 ) -> ProtectedRows:
     """The domains the selector picks (every label must match; empty: every domain) that run on
-    a host, in one statement over their vnodes; only on ``host_ids`` when given."""
-    stmt = (
-        select(
-            Domain.id,
-            Domain.name,
-            Domain.host_id,
-            Domain.distances,
-            Vnode.index,
-            Vnode.target_mib,
-            Vnode.vcpu_count,
-        )
-        .join(Vnode, Vnode.domain_id == Domain.id)
-        .where(Domain.host_id.is_not(None), Domain.state.in_(PROTECTABLE_STATES))
-        .order_by(Domain.created_at, Domain.id, Vnode.index)
+    a host: two statements, the domains then their vnodes; only on ``host_ids`` when given.
+    Virtual SLITs are read as text and parsed once per distinct one (a cluster has few)."""
+    picked = select(Domain.id).where(
+        Domain.host_id.is_not(None), Domain.state.in_(PROTECTABLE_STATES)
     )
     for key, value in selector:
-        stmt = stmt.where(Domain.labels[key].as_string() == value)
+        picked = picked.where(Domain.labels[key].as_string() == value)
     if host_ids is not None:
-        stmt = stmt.where(Domain.host_id.in_(list(host_ids)))
+        picked = picked.where(Domain.host_id.in_(list(host_ids)))
+    ids = picked.subquery()
+    doms = session.execute(
+        select(Domain.id, Domain.name, Domain.host_id, cast(Domain.distances, Text))
+        .where(Domain.id.in_(select(ids.c.id)))
+        .order_by(Domain.id)
+    ).all()
+    vnodes = session.execute(
+        select(Vnode.domain_id, Vnode.target_mib, Vnode.vcpu_count)
+        .where(Vnode.domain_id.in_(select(ids.c.id)))
+        .order_by(Vnode.domain_id, Vnode.index)
+    ).all()
     out = ProtectedRows(ids=[], names=[], host_ids=[], restart_mib=[], vcpu_count=[], distances=[])
-    for dom_id, name, host_id, dist, _, target, vcpus in session.execute(stmt).all():
-        if not out.ids or out.ids[-1] != dom_id:
-            out.ids.append(str(dom_id))
-            out.names.append(str(name))
-            out.host_ids.append(str(host_id))
-            out.distances.append(dist)
-            out.restart_mib.append([])
-            out.vcpu_count.append([])
-        out.restart_mib[-1].append(int(target))
-        out.vcpu_count[-1].append(int(vcpus))
+    parsed: dict[str, list[list[int]]] = {}
+    at = {}
+    for dom_id, name, host_id, dist in doms:
+        at[dom_id] = len(out.ids)
+        out.ids.append(str(dom_id))
+        out.names.append(str(name))
+        out.host_ids.append(str(host_id))
+        key = str(dist)
+        if key not in parsed:
+            parsed[key] = json.loads(key)
+        out.distances.append(parsed[key])
+        out.restart_mib.append([])
+        out.vcpu_count.append([])
+    for dom_id, target, vcpus in vnodes:
+        i = at.get(dom_id)
+        if i is not None:
+            out.restart_mib[i].append(int(target))
+            out.vcpu_count[i].append(int(vcpus))
     return out
 
 
