@@ -105,7 +105,9 @@ def test_bad_selector_and_r_are_located_problems(client: ApiClient) -> None:
 
 
 def _protect(client: ApiClient, r: int = 1, selector: str | None = "ha=true") -> dict[str, Any]:
-    resp = client.patch("/v1/cluster", json={"ha": {"host_failures": r, "label_selector": selector}})
+    resp = client.patch(
+        "/v1/cluster", json={"ha": {"host_failures": r, "label_selector": selector}}
+    )
     assert resp.status_code == 200, resp.text
     out: dict[str, Any] = resp.json()
     return out
