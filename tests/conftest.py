@@ -71,8 +71,8 @@ def reset_database(url: str) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
         conn.execute(
             text(
-                "UPDATE cluster_settings SET block_mib = 128, worst_case_template = NULL, ha = NULL, "
-                "version = 1"
+                "UPDATE cluster_settings SET block_mib = 128, worst_case_template = NULL, "
+                "ha = NULL, version = 1"
             )
         )
     engine.dispose()
