@@ -24,7 +24,7 @@ from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.schemas.agent import AgentToken
 from service.schemas.common import Page
-from service.schemas.failover import FailHost, RecoveryOut
+from service.schemas.failover import FAIL_EXAMPLES, FailHost, RecoveryOut
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
 from service.schemas.migrations import (
     EVACUATE_EXAMPLES,
@@ -238,7 +238,11 @@ async def get_accounting(host_id: uuid.UUID, request: Request, _: Admin, now: No
     summary="Declare a host failed: restart its protected domains on the plan's hosts",
 )
 async def fail_host(
-    host_id: uuid.UUID, request: Request, principal: Admin, now: Now, body: FailHost | None = None
+    host_id: uuid.UUID,
+    request: Request,
+    principal: Admin,
+    now: Now,
+    body: Annotated[FailHost | None, Body(openapi_examples=FAIL_EXAMPLES)] = None,
 ) -> RecoveryOut:
     reason = (body or FailHost()).reason
     return await run(request, recovery.fail_host, str(host_id), reason, principal.actor, now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas.common import Id, strict_example
@@ -153,6 +155,12 @@ class RecoveryOut(BaseModel):
     restarts: list[RecoveryRestart]
     stranded: list[UnplacedOut]
     done: bool = Field(description="No restart is still waiting for its destination's agent")
+
+
+FAIL_EXAMPLES: dict[str, Any] = {
+    "reason": {"summary": "say why, for the events", "value": {"reason": "power supply failed"}},
+    "defaults": {"summary": "no body: declared failed by an operator", "value": {}},
+}
 
 
 class FailHost(BaseModel):
