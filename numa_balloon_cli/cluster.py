@@ -55,6 +55,24 @@ def _protection(ha: m.HaOut | None) -> str:
     return f"{what}: BROKEN ({len(ha.stranded)} stranded{flag})"
 
 
+@cluster_app.command("protect")
+def protect(
+    ctx: typer.Context,
+    host_failures: Annotated[
+        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+    ] = 1,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Turn protection off")] = False,
+) -> None:
+    """Protect the failover plan: changes that would break it are refused (409)."""
+    st = state(ctx)
+    ha = None if off else {"host_failures": host_failures, "label_selector": selector}
+    c = st.nb.patch_cluster({"ha": ha})
+    emit(st.output, c, lambda: out.print(f"failover: {_protection(c.ha)}"))
+
+
 @cluster_app.command("failover-plan")
 def failover_plan(
     ctx: typer.Context,

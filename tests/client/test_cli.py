@@ -387,8 +387,12 @@ def test_cluster_failover_plan(server: Server, nb: Client) -> None:
     assert "tolerated: yes" in human and "if one host fails" in human
     assert hosts[0].name in human
     assert "failover: off" in ok(server, "cluster", "show")
-    nb.patch_cluster({"ha": {"host_failures": 1, "label_selector": "ha=true"}})
+    said = ok(server, "cluster", "protect", "-r", "1", "--selector", "ha=true")
+    assert "failover: r=1 ha=true: holds (1 protected)" in said
     assert "failover: r=1 ha=true: holds (1 protected)" in ok(server, "cluster", "show")
+    rec = as_json(server, "hosts", "fail", hosts[0].name, "--reason", "fan")
+    assert [(x["domain_id"], x["host_id"]) for x in rec["restarts"]] == [(dom.id, hosts[1].id)]
+    assert "failover: off" in ok(server, "cluster", "protect", "--off")
     # a bad selector is a refusal: one line, exit 1
     r = run(server, "cluster", "failover-plan", "--selector", "nope")
     assert r.returncode == 1 and "label_selector" in r.stderr
