@@ -11,7 +11,7 @@ server's URL and token replace `http://127.0.0.1:8000` and the token placeholder
 Wrappers record each call of curl (status and body), numa-balloon, numa-balloon-agent and the
 Python snippet (exit code, stdout, stderr), in order. An annotation belongs to the call before
 it: `# -> 201 {...}` (curl) or `# -> exit 1 {...}` (the others; without one, exit 0 is
-expected and curl only needs to answer below 500). The JSON it shows is matched at its exact
+expected and curl needs a 2xx). The JSON it shows is matched at its exact
 paths: every key at the same place in the answer, lists element by element (a last element
 "..." allows more), "..." for any value and "nbh_..." for a prefix. An annotation without JSON
 lists `fragments` in backticks that the body or the output must contain. A command outside the
@@ -216,7 +216,7 @@ def check(calls: list[Call], expected: list[Expected]) -> tuple[list[str], int]:
             problems.append(f"{where}: ran {call.kind}, README has {want.kind} here")
             continue
         if want.status is None:
-            if call.kind == "curl" and call.status >= 500 or call.kind != "curl" and call.status:
+            if call.kind == "curl" and not 200 <= call.status < 300 or call.kind != "curl" and call.status:
                 problems.append(f"{where}: {call.status}\n{text[-800:]}")
             continue
         if call.status != want.status:
