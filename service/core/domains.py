@@ -31,7 +31,7 @@ from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
-from service.engine.place import HostArrays, Placement, place, rank_cluster
+from service.engine.placement import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
@@ -272,13 +272,17 @@ def create_domain(
         candidates = _rank_candidates(session, spec, demand)
     reasons: list[str] = []
     for host_id in candidates[:MAX_HOST_ATTEMPTS]:
+        attempt = session.begin_nested()
         outcome = _try_host(session, host_id, spec, body, demand, actor, now)
         if not isinstance(outcome, str):
+            attempt.commit()
             return outcome
         reasons.append(outcome)
-        # Nothing was written: end the transaction so this host's lock is released before the
-        # next one is taken (two creates trying hosts in different orders cannot deadlock).
-        session.rollback()
+        # Nothing was written: roll back to the savepoint, which releases this host's row lock
+        # before the next one is taken (two creates trying hosts in different orders cannot
+        # deadlock) but keeps what the unit holds from before, the Idempotency-Key's advisory
+        # lock among them (a concurrent retry of this create must wait for our answer).
+        attempt.rollback()
     if advise is not None and (candidates or body.host_id is None):
         raise Infeasible(
             ("no active host can hold this domain" if body.host_id is None else "")
@@ -395,7 +399,7 @@ def _persist_new(
             "home_pnodes": mapping.tolist(),
         },
     )
-    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]))
+    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]), now=now)
     return domain
 
 
@@ -438,7 +442,7 @@ def set_target(
     """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
-    apply(session, state, retarget(state, domain, body, actor=actor, now=now))
+    apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     return domain, state, state.backing[domain.id]
 
 
@@ -586,7 +590,7 @@ def delete_domain(
     state.backing.pop(domain.id, None)
     revoke_tokens(session, "guest", domain_id)
     deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
-    apply(session, state, ChangeSet(events=[deleted]))
+    apply(session, state, ChangeSet(events=[deleted]), now=now)
 
 
 def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tuple[I64, int]]:
