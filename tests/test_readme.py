@@ -216,7 +216,8 @@ def check(calls: list[Call], expected: list[Expected]) -> tuple[list[str], int]:
             problems.append(f"{where}: ran {call.kind}, README has {want.kind} here")
             continue
         if want.status is None:
-            if call.kind == "curl" and not 200 <= call.status < 300 or call.kind != "curl" and call.status:
+            ok = 200 <= call.status < 300 if call.kind == "curl" else call.status == 0
+            if not ok:
                 problems.append(f"{where}: {call.status}\n{text[-800:]}")
             continue
         if call.status != want.status:
