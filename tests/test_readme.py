@@ -6,7 +6,8 @@ the command line's own blocks included, from a fresh database, as a newcomer run
 `make run` (the Python snippet runs with the service's Python). Blocks with another word after
 the language (```sh tls: `tests/test_tls.py` runs it) are not part of it. They run as they are
 in bash with the real curl, jq, numa-balloon, numa-balloon-agent and python3; only the live
-server's URL and token replace `http://127.0.0.1:8000` and the token placeholder.
+server's URL replaces `http://127.0.0.1:8000` (its token reaches `service.cli admin-token` as
+`make run`'s does, through NUMA_BALLOON_ADMIN_TOKEN).
 
 Wrappers record each call of curl (status and body), numa-balloon, numa-balloon-agent and the
 Python snippet (exit code, stdout, stderr), in order. An annotation belongs to the call before
@@ -50,7 +51,6 @@ STORY = (
     "## Agents",
 )
 URL_IN_README = "http://127.0.0.1:8000"
-TOKEN_IN_README = "paste-the-admin-token-make-run-printed"
 CALLS = ("curl", "numa-balloon", "numa-balloon-agent")
 CALL = re.compile(r"(?:^|[\s($|;&])(curl|numa-balloon-agent|numa-balloon)(?=\s)")
 ANNOTATION = re.compile(r"#\s*->\s*(?:(\d{3})|exit (\d+))(.*)$")
@@ -114,14 +114,14 @@ def story_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
-def script_of(blocks: list[tuple[str, str]], url: str, token: str) -> str:
+def script_of(blocks: list[tuple[str, str]], url: str) -> str:
     parts = []
     for lang, code in blocks:
         if lang == "python":
             assert "\nNB_PY\n" not in code
             code = f"{PYTHON_CALL} <<'NB_PY'\n{code}NB_PY\n"
         parts.append(code)
-    return "\n".join(parts).replace(URL_IN_README, url).replace(TOKEN_IN_README, token)
+    return "\n".join(parts).replace(URL_IN_README, url)
 
 
 def code_and_comment(line: str) -> tuple[str, str]:
@@ -246,11 +246,16 @@ def check(calls: list[Call], expected: list[Expected]) -> tuple[list[str], int]:
 
 
 def run_story(url: str, token: str, workdir: Path) -> tuple[str, list[Call], list[str]]:
-    script = script_of(story_blocks(README.read_text()), url, token)
+    script = script_of(story_blocks(README.read_text()), url)
     (workdir / "docs").symlink_to(ROOT / "docs")
+    python = workdir / ".venv" / "bin" / "python"  # the README's .venv/bin/python: this one
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     env = dict(
         os.environ,
         PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        NUMA_BALLOON_ADMIN_TOKEN=token,
         NB_STEP_TIMEOUT_S=os.environ.get("NB_STEP_TIMEOUT_S", str(STEP_TIMEOUT_S)),
     )
     env.pop("NUMA_BALLOON_PROFILE", None)
@@ -306,7 +311,7 @@ def test_every_annotation_is_in_the_story() -> None:
 def test_the_example_files_are_the_walkthroughs_bodies() -> None:
     """docs/examples/compute-07.json is the register walk-through's body, guest.yaml the seed's
     domain body (named guest-2, pinned by the CLI's --host instead of host_id)."""
-    script = script_of(story_blocks(README.read_text()), URL_IN_README, TOKEN_IN_README)
+    script = script_of(story_blocks(README.read_text()), URL_IN_README)
     host = re.search(r"-d '(\{\"name\": \"compute-07\".*?\})'", script, flags=re.S)
     assert host is not None
     examples = ROOT / "docs" / "examples"
