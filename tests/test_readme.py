@@ -316,7 +316,7 @@ def test_the_example_files_are_the_walkthroughs_bodies() -> None:
     assert host is not None
     examples = ROOT / "docs" / "examples"
     assert json.loads(host.group(1)) == json.loads((examples / "compute-07.json").read_text())
-    domain = re.search(r'G=\$\(curl .*?-d "(\{.*?\})"', script, flags=re.S)
+    domain = re.search(r'DOMAIN=\$\(curl .*?-d "(\{.*?\})"', script, flags=re.S)
     assert domain is not None
     body = json.loads(re.sub(r"\\(.)", r"\1", domain.group(1)).replace("$ONE", "one"))
     guest = yaml.safe_load((examples / "guest.yaml").read_text())
