@@ -197,7 +197,7 @@ def advance(
         _fail(session, migration, src, dst, domain, actor, now, "claims expired")
         return migration
     before = migration.state
-    target = next_state(migration)
+    target = next_state(migration, {h.host.id: h.host.name for h in (src, dst)})
     internal = migration.plan["internal"]
     if target == M.PREPARING:
         apply(session, src, _carry(domain, internal["carried_mib"]), now=now)
