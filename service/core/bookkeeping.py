@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ def set_bookkeeping(
     *,
     kind: str,
     actor: str,
+    now: datetime,
     external_id_taken: Callable[[str], bool],
 ) -> bool:
     """Apply the fields the body sets; one `<kind>.updated` event for whatever changed.
@@ -55,5 +57,6 @@ def set_bookkeeping(
             row.id,
             before={k: b for k, (b, _) in changes.items()},
             after={k: a for k, (_, a) in changes.items()},
+            at=now,
         )
     return bool(changes)

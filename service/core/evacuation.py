@@ -51,6 +51,7 @@ def begin(session: Session, host_id: str, actor: str, now: datetime) -> None:
         host.id,
         before={"state": before},
         after={"state": "maintenance"},
+        at=now,
     )
     session.commit()
 

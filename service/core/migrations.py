@@ -126,6 +126,7 @@ def start(
             "claims_mib": plan.claims_mib.tolist(),
             "moved_mib": plan.moved_mib,
         },
+        at=now,
     )
     session.flush()
     return migration
@@ -163,7 +164,7 @@ def load_migration(session: Session, migration_id: str, *, lock: bool = False) -
 
 
 def _locked(
-    session: Session, migration_id: str, now: datetime | None = None
+    session: Session, migration_id: str, now: datetime
 ) -> tuple[Migration, HostAccounting, HostAccounting, Domain]:
     """Lock the migration's hosts first (global order), then read the migration under them."""
     ids = session.execute(
@@ -224,6 +225,7 @@ def advance(
         migration.id,
         before={"state": before},
         after={"state": target},
+        at=now,
     )
     session.flush()
     return migration
@@ -277,7 +279,7 @@ def mark_progress(session: Session, migration: Migration, now: datetime, actor: 
         migration.stuck_at = None
         record_event(
             session, actor, "migration.progressing", "migration", migration.id,
-            after={"state": migration.state},
+            after={"state": migration.state}, at=now,
         )  # fmt: skip
 
 
@@ -303,6 +305,7 @@ def abort(
         migration.id,
         before={"state": before},
         after={"state": "aborted"},
+        at=now,
     )
     session.flush()
     return migration
@@ -334,6 +337,7 @@ def _moved_anyway(
     record_event(
         session, actor, "migration.advanced", "migration", migration.id,
         before={"state": "migrating"}, after={"state": "settling", "reason": migration.reason},
+        at=now,
     )  # fmt: skip
     session.flush()
     return migration
@@ -387,6 +391,7 @@ def _fail(
         migration.id,
         before={"state": before},
         after={"state": "failed", "reason": reason},
+        at=now,
     )
     session.flush()
 
@@ -434,6 +439,7 @@ def flag_stuck(session: Session, now: datetime, settings: Settings, actor: str) 
         record_event(
             session, actor, "migration.stuck", "migration", migration.id,
             after={"state": migration.state, "reason": stuck_reason(migration, now, settings)},
+            at=now,
         )  # fmt: skip
     session.flush()
     return len(rows)
@@ -491,6 +497,7 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
             "migration",
             migration.id,
             after={"state": migration.state, "reason": reason},
+            at=now,
         )
         session.flush()
     state = migration.state

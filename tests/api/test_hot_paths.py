@@ -111,13 +111,13 @@ def test_target_writes_keep_the_version_guard(client: ApiClient, together: int) 
     factory = client.app.state.sessionmaker
 
     def retarget_all(s: Session) -> None:
-        state = load_host_accounting(s, host["id"], lock=False)
+        state = load_host_accounting(s, host["id"], lock=False, now=utcnow())
         assert state is not None
         targets = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
         apply(s, state, ChangeSet(targets=targets), now=utcnow())
 
     with factory() as s:
-        state = load_host_accounting(s, host["id"], lock=False)
+        state = load_host_accounting(s, host["id"], lock=False, now=utcnow())
         s.commit()  # ends the read (SQLite: releases the write lock); the rows stay loaded
         with factory() as other:  # a writer the first session does not see
             other.execute(update(Domain).where(Domain.id == ids[0]).values(version=99))
