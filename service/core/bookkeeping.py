@@ -16,6 +16,7 @@ class Labelled(Protocol):
     id: str
     labels: dict[str, str]
     external_id: str | None
+    updated_at: datetime
 
 
 class BookkeepingPatch(Protocol):
@@ -49,6 +50,7 @@ def set_bookkeeping(
         changes["external_id"] = (row.external_id, body.external_id)
         row.external_id = body.external_id
     if changes:
+        row.updated_at = now
         record_event(
             session,
             actor,

@@ -71,6 +71,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str, now: datetime
     before = row.block_mib
     if body.block_mib != before:
         row.block_mib = body.block_mib
+        row.updated_at = now
         record_event(
             session,
             actor,

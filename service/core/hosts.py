@@ -118,6 +118,8 @@ def register_host(session: Session, body: HostCreate, actor: str, now: datetime)
         name=body.name,
         state="active",
         distances=body.distances,
+        created_at=now,
+        updated_at=now,
         external_id=body.external_id,
         labels=body.labels,
     )
@@ -141,6 +143,7 @@ def register_host(session: Session, body: HostCreate, actor: str, now: datetime)
 def _set_state(session: Session, host: Host, state: str, actor: str, now: datetime) -> None:
     before = host.state
     host.state = state
+    host.updated_at = now
     if state == "active":
         host.evacuation_requested_at = None  # back in service: the evacuation is over
     record_event(

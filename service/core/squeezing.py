@@ -215,6 +215,7 @@ def derive_template(session: Session, actor: str, now: datetime) -> WorstCaseTem
     cluster = get_cluster(session, lock=True)
     before = cluster.worst_case_template
     cluster.worst_case_template = out.model_dump(mode="json")
+    cluster.updated_at = now
     record_event(
         session,
         actor,

@@ -5,6 +5,7 @@ unit that already committed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg.errors
@@ -15,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from service.core import migrations, unit
 from service.db.audit import record_event
-from service.db.base import utcnow
 from service.db.models import Event
 from service.errors import Contended
 from tests.api.client import ApiClient
@@ -33,7 +33,7 @@ def _events(db: unit.Database, action: str) -> int:
 
 
 def _note(session: Session, action: str) -> None:
-    record_event(session, "test", action, "test", None, at=utcnow())
+    record_event(session, "test", action, "test", None, at=datetime.now(UTC))
 
 
 def test_a_unit_commits_and_a_read_or_a_discarded_unit_rolls_back(client: ApiClient) -> None:
