@@ -182,6 +182,7 @@ def record_ack(
         "step",
         step.id,
         after={"op": step.op, "domain_id": step.domain_id, "detail": body.detail},
+        at=now,
     )
     session.flush()
     return step_out(step), step
