@@ -11,12 +11,13 @@ server's URL replaces `http://127.0.0.1:8000` (its token reaches `service.cli ad
 
 Wrappers record each call of curl (status and body), numa-balloon, numa-balloon-agent and the
 Python snippet (exit code, stdout, stderr), in order. An annotation belongs to the call before
-it: `# -> 201 {...}` (curl) or `# -> exit 1 {...}` (the others; without one, exit 0 is
-expected and curl needs a 2xx). The JSON it shows is matched at its exact
-paths: every key at the same place in the answer, lists element by element (a last element
-"..." allows more), "..." for any value and "nbh_..." for a prefix. An annotation without JSON
-lists `fragments` in backticks that the body or the output must contain. A command outside the
-wrappers that fails (jq, an assignment, python3 -c) fails the story too.
+it: `# -> 201 {...}` (curl) or `# -> exit 1 {...}` (the others; without one, exit 0 is expected
+and curl needs a 2xx). The JSON it shows is matched at its exact paths: every key at the same
+place in the answer, lists element by element (a last element "..." allows more), "..." for any
+value and "nbh_..." for a prefix. An annotation without JSON lists `fragments` in backticks that
+the body or the output must contain. A command outside the wrappers that fails (jq, an
+assignment, python3 -c) fails the story too. The story goes on after a failure, so one run lists
+every problem; a step is stopped after STEP_TIMEOUT_S.
 """
 
 from __future__ import annotations
