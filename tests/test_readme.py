@@ -301,6 +301,51 @@ def test_the_readme_runs_as_one_story_and_its_annotations_hold(
     assert {e.kind for e in expected} == {*CALLS, "python3"}
 
 
+def test_annotations_are_matched_at_their_exact_paths() -> None:
+    """The old README's flat `capacity_mib` passed when any nested object had it; now the path
+    must be the answer's."""
+    accounting = {
+        "host_id": "h",
+        "pnodes": [{"index": 0, "capacity_mib": 258048}, {"index": 1, "capacity_mib": 260096}],
+        "domains": [],
+    }
+    assert mismatches({"capacity_mib": 258048}, accounting) == [
+        "$.capacity_mib: missing (keys: host_id, pnodes, domains)"
+    ]
+    assert (
+        mismatches({"pnodes": [{"capacity_mib": 258048}, {"capacity_mib": 260096}]}, accounting)
+        == []
+    )
+    assert mismatches({"pnodes": [{"capacity_mib": 258048}]}, accounting) == [
+        "$.pnodes: 2 items, README shows 1"
+    ]
+    assert mismatches({"pnodes": [{"index": 0}, "..."]}, accounting) == []
+    assert mismatches({"pnodes": [{}, {"index": 0}]}, accounting) == [
+        "$.pnodes[1].index: 1, README says 0"
+    ]
+    assert mismatches({"host_id": "...", "domains": []}, accounting) == []
+    assert mismatches({"token": "nbh_..."}, {"token": "nbk_x"}) != []
+    assert mismatches({"feasible": 1}, {"feasible": True}) != []
+
+
+def test_an_annotation_goes_on_over_its_indented_comment_lines() -> None:
+    script = """curl -sS -X POST $NB/v1/hosts -d '{}'
+# -> 422 {"type": "/problems/validation-error",
+#         "errors": [{"loc": ["body"]}]} (and prose after it)
+# A comment of the next command, not of this annotation.
+numa-balloon hosts list   # -> exit 1 `refused`
+numa-balloon hosts get x
+"""
+    curl, cli, other = expectations(script)
+    assert (curl.kind, curl.status) == ("curl", 422)
+    assert shown(curl.note) == {
+        "type": "/problems/validation-error",
+        "errors": [{"loc": ["body"]}],
+    }
+    assert (cli.kind, cli.status, cli.note) == ("numa-balloon", 1, "`refused`")
+    assert (other.kind, other.status) == ("numa-balloon", None)
+
+
 def test_every_annotation_is_in_the_story() -> None:
     """An `# ->` outside the blocks the story runs would be checked by nothing."""
     text = README.read_text()
