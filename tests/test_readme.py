@@ -290,6 +290,10 @@ def test_the_readme_runs_as_one_story_and_its_annotations_hold(
 ) -> None:
     for tool in ("curl", "jq"):
         _require_tool(shutil.which(tool) is not None, f"{tool} (Debian package {tool})")
+    # The story registers this machine from sysfs, and its host agent finds that host again by
+    # the machine id.
+    _require_tool(Path("/sys/devices/system/node").is_dir(), "sysfs NUMA nodes")
+    _require_tool(Path("/etc/machine-id").is_file(), "/etc/machine-id (systemd-machine-id-setup)")
     with Server(sqlite_url, admin_token=ADMIN_TOKEN) as srv:
         script, calls, failed = run_story(srv.url, ADMIN_TOKEN, tmp_path)
     expected = expectations(script)
