@@ -183,6 +183,22 @@ def test_domains_every_command(server: Server, tmp_path: Path) -> None:
     assert "vnuma" in ok(server, "domains", "export", name, "--format", "xl")
     assert "<numa>" in ok(server, "domains", "export", name, "--format", "libvirt")
     assert "memory/target" in ok(server, "domains", "export", name, "--format", "xenstore")
+    whole = ok(
+        server,
+        "domains",
+        "export",
+        name,
+        "--format",
+        "libvirt-domain",
+        "--domain-type",
+        "qemu",
+        "--kernel",
+        "/boot/vmlinuz",
+        "--serial-log",
+        "/tmp/console.log",
+    )
+    assert '<domain type="qemu">' in whole and "<kernel>/boot/vmlinuz</kernel>" in whole
+    assert "/tmp/console.log" in whole
     assert as_json(server, "domains", "export", name)["format"] == "xl"
 
     assert f"domain {name} deleted" in ok(server, "domains", "delete", name)
