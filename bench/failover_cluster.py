@@ -86,9 +86,9 @@ def admission_ms(url: str, repeats: int) -> tuple[float, float, float]:
     try:
         off, _ = _timed(repeats, lambda: _create(db, now), "create_off")
         on_body = ClusterPatch(ha=HaSettings(host_failures=1))
-        unit.run(db, lambda s: patch_cluster(s, on_body, "bench"))
+        unit.run(db, lambda s: patch_cluster(s, on_body, "bench", now))
         on, _ = _timed(repeats, lambda: _create(db, now), "create_on")
-        unit.run(db, lambda s: patch_cluster(s, ClusterPatch(ha=None), "bench"))
+        unit.run(db, lambda s: patch_cluster(s, ClusterPatch(ha=None), "bench", now))
         return off, on, on - off
     finally:
         db.engine.dispose()

@@ -6,6 +6,8 @@ the domain's error (a conflict: the migrations were not run), said once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
 from service.core import failover
@@ -57,17 +59,17 @@ def stored_template(session: Session) -> WorstCaseTemplateOut:
     return WorstCaseTemplateOut.model_validate(row.worst_case_template)
 
 
-def patch_cluster(session: Session, body: ClusterPatch, actor: str) -> ClusterOut:
+def patch_cluster(session: Session, body: ClusterPatch, actor: str, now: datetime) -> ClusterOut:
     """`PATCH /v1/cluster`: the block size (as PUT) and failover protection, each when given."""
     if body.block_mib is not None:
-        set_block_size(session, ClusterPut(block_mib=body.block_mib), actor)
+        set_block_size(session, ClusterPut(block_mib=body.block_mib), actor, now)
     if "ha" in body.model_fields_set:
-        failover.set_protection(session, body.ha, actor)
+        failover.set_protection(session, body.ha, actor, now)
         session.flush()
     return _overview(session, cluster_settings(session))
 
 
-def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut:
+def set_block_size(session: Session, body: ClusterPut, actor: str, now: datetime) -> ClusterOut:
     """Change the balloon block size: a power of two, and only while no domain exists (every
     domain's pools are counted in blocks of the size it was created with)."""
     if body.block_mib & (body.block_mib - 1):
@@ -81,6 +83,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut
     before = row.block_mib
     if body.block_mib != before:
         row.block_mib = body.block_mib
+        row.updated_at = now
         record_event(
             session,
             actor,
@@ -89,6 +92,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut
             None,
             before={"block_mib": before},
             after={"block_mib": body.block_mib},
+            at=now,
         )
         session.flush()
     return _overview(session, row)

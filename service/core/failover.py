@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -324,20 +325,22 @@ def ha_out(session: Session, row: ClusterSettings) -> HaOut | None:
     )
 
 
-def set_protection(session: Session, ha: HaSettings | None, actor: str) -> None:
+def set_protection(session: Session, ha: HaSettings | None, actor: str, now: datetime) -> None:
     """Turn protection on (or change it), or off with None. Turning it on in a cluster where the
     plan does not hold is allowed: the flag `overcommitted` says so until it holds again."""
     row = cluster_settings(session, lock=True)
     before = row.ha
     if ha is None:
         if before is not None:
-            row.ha = None
-            record_event(session, actor, "cluster.ha_changed", "cluster", None, before=before)
+            row.ha, row.updated_at = None, now
+            record_event(
+                session, actor, "cluster.ha_changed", "cluster", None, before=before, at=now
+            )
         return
     found = check(session, ha)
     after: dict[str, Any] = {**ha.model_dump(), "overcommitted": not found.tolerated}
     if after != before:
-        row.ha = after
+        row.ha, row.updated_at = after, now
         record_event(
             session,
             actor,
@@ -346,6 +349,7 @@ def set_protection(session: Session, ha: HaSettings | None, actor: str) -> None:
             None,
             before=before,
             after={**after, "failed_host_ids": found.failed_host_ids()},
+            at=now,
         )
 
 
@@ -368,6 +372,7 @@ def admit(
     subject_id: str | None,
     actor: str,
     overcommit: Overcommit,
+    now: datetime,
 ) -> None:
     """After a change is written (flushed), before its unit commits: refuse it when protection
     is on and the plan no longer holds (see the module docstring). Costs one statement when
@@ -383,9 +388,15 @@ def admit(
     flagged = bool(row.ha.get("overcommitted", False))
     if found.tolerated:
         if flagged:
-            row.ha = {**row.ha, "overcommitted": False}
+            row.ha, row.updated_at = {**row.ha, "overcommitted": False}, now
             record_event(
-                session, actor, "cluster.ha_restored", "cluster", None, after={"by": action}
+                session,
+                actor,
+                "cluster.ha_restored",
+                "cluster",
+                None,
+                after={"by": action},
+                at=now,
             )
         return
     if flagged:
@@ -393,7 +404,7 @@ def admit(
     stranded = found.stranded()
     scenario = found.failed_host_ids()
     if overcommit.requested:
-        row.ha = {**row.ha, "overcommitted": True}
+        row.ha, row.updated_at = {**row.ha, "overcommitted": True}, now
         record_event(
             session,
             actor,
@@ -405,6 +416,7 @@ def admit(
                 "failed_host_ids": scenario,
                 "stranded": [s.model_dump() for s in stranded],
             },
+            at=now,
         )
         return
     names = ", ".join(s.domain_name for s in stranded[:5]) + (

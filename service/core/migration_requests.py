@@ -33,10 +33,10 @@ def _out(session: Session, migration: Migration, now: datetime, settings: Settin
     return migration_out(migration, claims, now, settings)
 
 
-def plan(session: Session, body: MigrationRequest) -> PlanOut:
+def plan(session: Session, body: MigrationRequest, now: datetime) -> PlanOut:
     """A dry run: mapping, pool levels, ordered steps. Nothing is reserved; the unit rolls back."""
     unit.discard(session)
-    domain, src, dst, engine_plan = compute_plan(session, body, lock=False)
+    domain, src, dst, engine_plan = compute_plan(session, body, lock=False, now=now)
     return plan_out(domain, src, dst, engine_plan)
 
 
@@ -58,7 +58,7 @@ def start(
 
     def make(session: Session) -> idempotent.Reply:
         migration = core.start(session, body, actor, settings, now)
-        failover.admit(session, "starting the migration", "migration", migration.id, actor, ha)
+        failover.admit(session, "starting the migration", "migration", migration.id, actor, ha, now)
         return shape(_out(session, migration, now, settings))
 
     outcome = unit.write(db, lambda session: idempotent.create(session, create, make))

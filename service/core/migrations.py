@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from service.core.balloon import pool_change_rows
@@ -39,11 +39,10 @@ from service.core.migration_rules import (
     stuck_reason,
 )
 from service.db.accounting import HostAccounting
-from service.db.apply import apply, write_counters
+from service.db.apply import apply
 from service.db.audit import record_event
-from service.db.changes import ChangeSet, NewTarget, step_row
-from service.db.loaders import load_host_accounting
-from service.db.models import Claim, Domain, Migration, Step
+from service.db.changes import ChangeSet, NewTarget, Row, claim_row, step_row
+from service.db.models import Domain, Migration, Step
 from service.errors import Conflict, NotFound
 from service.schemas.migrations import (
     MigrationRequest,
@@ -106,14 +105,14 @@ def start(
         expires_at=expires,
         progress_at=now,
         created_at=now,
+        updated_at=now,
         steps=steps,
     )
     session.add(migration)
     session.flush()
-    _add_claims(session, migration, dst.host.id, domain.id, plan.claims_mib, now)
-    dst.claimed_mib += plan.claims_mib
-    domain.state = DomainState.MIGRATING
-    write_counters(session, dst)
+    domain.state, domain.updated_at = DomainState.MIGRATING, now
+    claims = _claim_rows(migration, dst.host.id, domain.id, plan.claims_mib, now)
+    apply(session, dst, ChangeSet(claims=claims), now=now)
     record_event(
         session,
         actor,
@@ -128,33 +127,29 @@ def start(
             "claims_mib": plan.claims_mib.tolist(),
             "moved_mib": plan.moved_mib,
         },
+        at=now,
     )
     session.flush()
     return migration
 
 
-def _add_claims(
-    session: Session,
-    migration: Migration,
-    host_id: str,
-    domain_id: str,
-    claims_mib: I64,
-    now: datetime,
-) -> None:
+def _claim_rows(
+    migration: Migration, host_id: str, domain_id: str, claims_mib: I64, now: datetime
+) -> list[Row]:
     """One claim row per destination pnode with memory to reserve, expiring with the migration."""
-    for pnode, mib in enumerate(claims_mib.tolist()):
-        if mib > 0:
-            session.add(
-                Claim(
-                    host_id=host_id,
-                    pnode=pnode,
-                    mib=int(mib),
-                    domain_id=domain_id,
-                    migration_id=migration.id,
-                    expires_at=migration.expires_at,
-                    created_at=now,
-                )
-            )
+    return [
+        claim_row(
+            host_id=host_id,
+            pnode=pnode,
+            mib=int(mib),
+            domain_id=domain_id,
+            migration_id=migration.id,
+            expires_at=migration.expires_at,
+            created_at=now,
+        )
+        for pnode, mib in enumerate(claims_mib.tolist())
+        if mib > 0
+    ]
 
 
 def load_migration(session: Session, migration_id: str, *, lock: bool = False) -> Migration:
@@ -170,7 +165,7 @@ def load_migration(session: Session, migration_id: str, *, lock: bool = False) -
 
 
 def _locked(
-    session: Session, migration_id: str, now: datetime | None = None
+    session: Session, migration_id: str, now: datetime
 ) -> tuple[Migration, HostAccounting, HostAccounting, Domain]:
     """Lock the migration's hosts first (global order), then read the migration under them."""
     ids = session.execute(
@@ -207,7 +202,7 @@ def advance(
     target = next_state(migration, {h.host.id: h.host.name for h in (src, dst)})
     internal = migration.plan["internal"]
     if target == M.PREPARING:
-        apply(session, src, _carry(domain, internal["carried_mib"]))
+        apply(session, src, _carry(domain, internal["carried_mib"]), now=now)
         _set_phase_steps(migration, ["prepare"], StepState.PENDING)
     elif target == M.MIGRATING:
         _set_phase_steps(migration, ["migrate"], StepState.PENDING)
@@ -215,17 +210,13 @@ def advance(
         _switch_host(session, migration, src, dst, domain, now)
         _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
     else:
-        session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-        dst.claimed_mib = _live_claims(session, dst, now)
-        write_counters(session, dst)
-        domain.state = DomainState.RUNNING
-    migration.state = target
+        domain.state, domain.updated_at = DomainState.RUNNING, now
+        apply(session, dst, ChangeSet(released_claims=[migration.id]), now=now)
+    migration.state, migration.updated_at = target, now
     if before == M.PLANNED:
         # From here on the guest may be copying into the claimed memory: no clock frees it.
         migration.expires_at = None
-        session.execute(
-            update(Claim).where(Claim.migration_id == migration.id).values(expires_at=None)
-        )
+        apply(session, dst, ChangeSet(held_claims=[migration.id]), now=now)
     mark_progress(session, migration, now, actor)
     record_event(
         session,
@@ -235,6 +226,7 @@ def advance(
         migration.id,
         before={"state": before},
         after={"state": target},
+        at=now,
     )
     session.flush()
     return migration
@@ -245,13 +237,6 @@ def _carry(domain: Domain, levels: Sequence[int]) -> ChangeSet:
     carried = [int(t) for t in levels]
     total = NewTarget(domain=domain, target_mib=sum(carried), set_at=domain.target_set_at)
     return ChangeSet(pool_targets={domain.id: carried}, targets=[total])
-
-
-def _live_claims(session: Session, state: HostAccounting, now: datetime) -> I64:
-    """The host's claims live at `now`, read again after this transaction changed them."""
-    fresh = load_host_accounting(session, state.host.id, lock=False, now=now)
-    assert fresh is not None
-    return fresh.claimed_mib
 
 
 def _switch_host(
@@ -267,36 +252,35 @@ def _switch_host(
     after = np.array(plan["backing_after"], dtype=np.int64)
     claims = np.array(plan["claims_mib"], dtype=np.int64)
     spare = np.maximum(claims - after.sum(axis=0), 0)
-    session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-    _add_claims(session, migration, dst.host.id, domain.id, spare, now)
-    session.flush()
     src.domains.remove(domain)
     src.backing.pop(domain.id, None)
-    domain.host_id = dst.host.id
+    domain.host_id, domain.updated_at = dst.host.id, now
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
     dst.domains.append(domain)
-    dst.claimed_mib = _live_claims(session, dst, now)
-    write_counters(session, src)
+    apply(session, src, ChangeSet(), now=now)  # the domain's memory left the source
     arrived = ChangeSet(
         backing={domain.id: after},
+        # the claims shrink to the surplus the guest may still hold while it settles
+        released_claims=[migration.id],
+        claims=_claim_rows(migration, dst.host.id, domain.id, spare, now),
         # re-reported on the new host; never trusted above the target meanwhile
         actual_mib={domain.id: {vn.index: None for vn in domain.vnodes}},
         targets=[
             NewTarget(domain=domain, target_mib=int(after.sum()), set_at=domain.target_set_at)
         ],
     )
-    apply(session, dst, arrived)
+    apply(session, dst, arrived, now=now)
 
 
 def mark_progress(session: Session, migration: Migration, now: datetime, actor: str) -> None:
     """The migration moved (advanced, a step acknowledged): it is not stuck."""
-    migration.progress_at = now
+    migration.progress_at = migration.updated_at = now
     if migration.stuck_at is not None:
         migration.stuck_at = None
         record_event(
             session, actor, "migration.progressing", "migration", migration.id,
-            after={"state": migration.state},
+            after={"state": migration.state}, at=now,
         )  # fmt: skip
 
 
@@ -312,7 +296,7 @@ def abort(
         return _moved_anyway(session, migration, src, dst, domain, actor, now)
     _rollback(session, migration, src, dst, domain, now)
     before = migration.state
-    migration.state = M.ABORTED
+    migration.state, migration.updated_at = M.ABORTED, now
     migration.reason = "aborted by the toolstack"
     record_event(
         session,
@@ -322,6 +306,7 @@ def abort(
         migration.id,
         before={"state": before},
         after={"state": "aborted"},
+        at=now,
     )
     session.flush()
     return migration
@@ -347,12 +332,13 @@ def _moved_anyway(
                 now,
             )
     _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
-    migration.state = M.SETTLING
+    migration.state, migration.updated_at = M.SETTLING, now
     migration.reason = "abort requested after the domain moved: settling on the destination"
     mark_progress(session, migration, now, actor)
     record_event(
         session, actor, "migration.advanced", "migration", migration.id,
         before={"state": "migrating"}, after={"state": "settling", "reason": migration.reason},
+        at=now,
     )  # fmt: skip
     session.flush()
     return migration
@@ -367,24 +353,21 @@ def _rollback(
     now: datetime,
 ) -> None:
     """Release the claims, cancel the steps, and ask the guest's pools back to their levels."""
-    session.execute(delete(Claim).where(Claim.migration_id == migration.id))
     for step in migration.steps:
         if step.state in (StepState.WAITING, StepState.PENDING):
             step.state = StepState.CANCELLED
             step.detail = "migration ended"
     carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
     x_src = src.backing[domain.id]
-    domain.state = DomainState.RUNNING
+    domain.state, domain.updated_at = DomainState.RUNNING, now
     homes = [vn.home_pnode or 0 for vn in domain.vnodes]
     steps = pool_change_rows(
         domain.id, src.host.id, topology_of(domain), carried, x_src.sum(axis=1), homes, now
     )
-    session.flush()
-    dst.claimed_mib = _live_claims(session, dst, now)
-    write_counters(session, dst)
+    apply(session, dst, ChangeSet(released_claims=[migration.id]), now=now)
     restored = NewTarget(domain=domain, target_mib=int(x_src.sum()), set_at=domain.target_set_at)
     back = ChangeSet(backing={domain.id: x_src}, targets=[restored], pool_steps={domain.id: steps})
-    apply(session, src, back)
+    apply(session, src, back, now=now)
 
 
 def _fail(
@@ -399,7 +382,7 @@ def _fail(
 ) -> None:
     before = migration.state
     _rollback(session, migration, src, dst, domain, now)
-    migration.state = M.FAILED
+    migration.state, migration.updated_at = M.FAILED, now
     migration.reason = reason
     record_event(
         session,
@@ -409,6 +392,7 @@ def _fail(
         migration.id,
         before={"state": before},
         after={"state": "failed", "reason": reason},
+        at=now,
     )
     session.flush()
 
@@ -452,10 +436,11 @@ def flag_stuck(session: Session, now: datetime, settings: Settings, actor: str) 
         .with_for_update(of=Migration, skip_locked=True)
     ).all()
     for migration in rows:
-        migration.stuck_at = now
+        migration.stuck_at = migration.updated_at = now
         record_event(
             session, actor, "migration.stuck", "migration", migration.id,
             after={"state": migration.state, "reason": stuck_reason(migration, now, settings)},
+            at=now,
         )  # fmt: skip
     session.flush()
     return len(rows)
@@ -505,7 +490,7 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
     if migration.state in ABORTABLE:
         _fail(session, migration, src, dst, domain, actor, now, reason)
     elif migration.state == M.SETTLING:
-        migration.reason = reason
+        migration.reason, migration.updated_at = reason, now
         record_event(
             session,
             actor,
@@ -513,6 +498,7 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
             "migration",
             migration.id,
             after={"state": migration.state, "reason": reason},
+            at=now,
         )
         session.flush()
     state = migration.state

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from service.core import failover
 from service.core import migrations as migration_core
 from service.db.accounting import I64, HostAccounting
-from service.db.apply import apply, write_counters
+from service.db.apply import apply
 from service.db.audit import record_event
 from service.db.changes import ChangeSet, event, step_row
 from service.db.failover import domain_states
@@ -85,7 +85,7 @@ def recover_host(
         raise NotFound(f"no host with id {host_id}")
     if host.state != "offline":
         before = host.state
-        host.state = "offline"
+        host.state, host.updated_at = "offline", now
         record_event(
             session,
             actor,
@@ -94,6 +94,7 @@ def recover_host(
             host.id,
             before={"state": before},
             after={"state": "offline", "reason": reason},
+            at=now,
         )
     session.flush()
     left = _abort_migrations(session, host_id, actor, now)
@@ -110,7 +111,7 @@ def recover_host(
         "restarts": [*previous.get("restarts", []), *placed],
         "stranded": [s.model_dump() for s in stranded],
     }
-    host.recovery = record
+    host.recovery, host.updated_at = record, now
     session.flush()
     out = recovery_out(session, host)
     assert out is not None
@@ -221,13 +222,12 @@ def _move(
         session.execute(
             update(Step)
             .where(Step.domain_id == domain.id, Step.state.in_(("pending", "waiting")))
-            .values(state="cancelled", detail=f"host {host.name} failed")
+            .values(state="cancelled", detail=f"host {host.name} failed", acked_at=now)
         )
         src.domains.remove(domain)
         src.backing.pop(domain.id, None)
         moved_off = True
-        domain.host_id = dest_id
-        domain.state = "restarting"
+        domain.host_id, domain.state, domain.updated_at = dest_id, "restarting", now
         for vn, home in zip(domain.vnodes, mapping.tolist(), strict=True):
             vn.home_pnode = int(home)
         dst.domains.append(domain)
@@ -255,6 +255,7 @@ def _move(
                 "domain.restarting",
                 "domain",
                 domain.id,
+                at=now,
                 before={"host_id": host.id},
                 after={
                     "host_id": dest_id,
@@ -265,11 +266,11 @@ def _move(
         )
         placed.append({"domain_id": domain.id, "host_id": dest_id})
     session.flush()
-    if moved_off:
-        write_counters(session, src)
+    if moved_off:  # the domains' memory left the failed host
+        apply(session, src, ChangeSet(), now=now)
     for dest_id, change in by_dest.items():
         if change:
-            apply(session, dests[dest_id], change)
+            apply(session, dests[dest_id], change, now=now)
     return placed
 
 
@@ -297,7 +298,7 @@ def recovery_out(session: Session, host: Host) -> RecoveryOut | None:
     )
 
 
-def on_step_acked(session: Session, step: Step, ok: bool, actor: str) -> None:
+def on_step_acked(session: Session, step: Step, ok: bool, actor: str, now: datetime) -> None:
     """A destination's agent acknowledged a restart's `start` step: the domain runs (or its
     start failed). Called by `core.agents.record_ack`; does nothing for other steps."""
     if step.phase != RESTART_PHASE or step.op != START_OP:
@@ -307,7 +308,9 @@ def on_step_acked(session: Session, step: Step, ok: bool, actor: str) -> None:
         select(Domain.state).where(Domain.id == step.domain_id).with_for_update()
     )
     if now_state == "restarting":
-        session.execute(update(Domain).where(Domain.id == step.domain_id).values(state=state))
+        session.execute(
+            update(Domain).where(Domain.id == step.domain_id).values(state=state, updated_at=now)
+        )
         record_event(
             session,
             actor,
@@ -315,6 +318,7 @@ def on_step_acked(session: Session, step: Step, ok: bool, actor: str) -> None:
             "domain",
             step.domain_id,
             after={"host_id": step.host_id, "state": state},
+            at=now,
         )
 
 
