@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from numa_balloon_cli import resolve
 from numa_balloon_cli.output import emit, emit_line, fields, out, table, when
 from numa_balloon_cli.state import State, state
 from numa_balloon_client import models as m
@@ -38,9 +39,108 @@ def show(ctx: typer.Context) -> None:
                 ("claimed MiB", c.claimed_mib),
                 ("free MiB", c.free_mib),
                 ("template", "set" if c.worst_case_template else "not derived yet"),
+                ("failover", _protection(c.ha)),
             ]
         ),
     )
+
+
+def _protection(ha: m.HaOut | None) -> str:
+    """`off`, or `r=1 ha=true: holds` / `r=1: BROKEN (2 stranded)`."""
+    if ha is None:
+        return "off"
+    what = f"r={ha.host_failures}" + (f" {ha.label_selector}" if ha.label_selector else "")
+    if ha.holds:
+        return f"{what}: holds ({ha.protected_domains} protected)"
+    flag = ", overcommitted" if ha.overcommitted else ""
+    return f"{what}: BROKEN ({len(ha.stranded)} stranded{flag})"
+
+
+@cluster_app.command("protect")
+def protect(
+    ctx: typer.Context,
+    host_failures: Annotated[
+        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+    ] = 1,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Turn protection off")] = False,
+) -> None:
+    """Protect the failover plan: changes that would break it are refused (409)."""
+    st = state(ctx)
+    ha = None if off else {"host_failures": host_failures, "label_selector": selector}
+    c = st.nb.patch_cluster({"ha": ha})
+    emit(st.output, c, lambda: out.print(f"failover: {_protection(c.ha)}"))
+
+
+@cluster_app.command("failover-plan")
+def failover_plan(
+    ctx: typer.Context,
+    host_failures: Annotated[
+        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+    ] = 1,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+    ] = None,
+    allow_spread: Annotated[
+        bool, typer.Option(help="A restart may spread a vnode over several pnodes")
+    ] = False,
+) -> None:
+    """Can every protected domain restart, with its vnodes, after any r host failures?
+
+    Nothing changes. The table lists each host's failure (where its domains restart) and the
+    worst scenario's stranded domains with the reason."""
+    st = state(ctx)
+    body: dict[str, Any] = {"host_failures": host_failures, "allow_spread": allow_spread}
+    if selector is not None:
+        body["label_selector"] = selector
+    plan = st.nb.failover_plan(body)
+
+    def human() -> None:
+        mx = f"{plan.max_host_failures}" + ("" if plan.max_host_failures_exact else " (at least)")
+        fields(
+            [
+                ("host failures", plan.host_failures),
+                ("tolerated", "yes" if plan.tolerated else "NO"),
+                ("max host failures", mx),
+                ("exact", f"yes ({plan.method})" if plan.exact else f"no ({plan.method})"),
+                ("scenarios", plan.scenarios),
+                ("protected domains", plan.protected_domains),
+                ("duration ms", f"{plan.duration_ms:.1f}"),
+            ]
+        )
+        per_host: dict[str, list[m.RestartOut]] = {}
+        for r in plan.restarts:
+            per_host.setdefault(r.failed_host_id, []).append(r)
+        rows = [
+            (
+                st.names.host(h) or h,
+                len(rs),
+                ", ".join(sorted({st.names.host(r.host_id) or r.host_id for r in rs})),
+            )
+            for h, rs in per_host.items()
+        ]
+        if rows:
+            table("if one host fails", ["FAILED HOST", "RESTARTS", "ON"], rows)
+        w = plan.worst
+        if w is not None:
+            failed = ", ".join(st.names.host(h) or h for h in w.failed_host_ids)
+            table(
+                "worst scenario",
+                ["FAILED HOSTS", "FREE AFTER MiB", "SQUEEZE MiB", "STRANDED"],
+                [(failed, w.free_after_mib, w.squeeze_mib, len(w.unplaced))],
+            )
+            if w.unplaced:
+                table(
+                    "stranded domains",
+                    ["DOMAIN", "REASON"],
+                    [(u.domain_name, u.reason) for u in w.unplaced],
+                )
+        if plan.note:
+            out.print(Text(plan.note))
+
+    emit(st.output, plan, human)
 
 
 def _hosts(total: int, by_state: dict[str, int]) -> str:
@@ -84,13 +184,20 @@ def _event_line(st: State, e: m.EventOut) -> None:
 
 
 SubjectOpt = Annotated[
-    str | None, typer.Option(metavar="ID", help="Only about this host, domain, migration...")
+    str | None,
+    typer.Option(
+        metavar="SUBJECT", help="Only about this host or domain (name or id), or migration"
+    ),
 ]
 KindOpt = Annotated[
     str | None,
     typer.Option(metavar="KIND", help="An action (migration.advanced) or a type (migration)"),
 ]
 ActorOpt = Annotated[str | None, typer.Option(metavar="ACTOR", help="e.g. admin, key:<name>")]
+
+
+def _subject(st: State, ref: str | None) -> str | None:
+    return None if ref is None else resolve.subject_id(st.nb, ref)
 
 
 @events_app.command("list")
@@ -105,7 +212,9 @@ def list_events(
     """The audit log: who changed what, oldest first."""
     st = state(ctx)
     items: list[m.EventOut] = []
-    for e in st.nb.iter_events(since=since, subject_id=subject, kind=kind, actor=actor):
+    for e in st.nb.iter_events(
+        since=since, subject_id=_subject(st, subject), kind=kind, actor=actor
+    ):
         items.append(e)
         if limit is not None and len(items) >= limit:
             break
@@ -143,13 +252,14 @@ def watch(
     """Follow the audit log from now on, as it grows (--since SEQ: from there; one JSON
     document per line with -o json)."""
     st = state(ctx)
+    subject_id = _subject(st, subject)
     if stream:  # the stream itself starts from now when no seq is given
         events = st.nb.stream_events(
-            last_event_id=since, subject_id=subject, kind=kind, actor=actor
+            last_event_id=since, subject_id=subject_id, kind=kind, actor=actor
         )
     else:
         start = st.nb.latest_event_seq() if since is None else since
-        events = st.nb.watch(since=start, subject_id=subject, kind=kind, actor=actor)
+        events = st.nb.watch(since=start, subject_id=subject_id, kind=kind, actor=actor)
     try:
         for seen, event in enumerate(events, start=1):
             emit_line(st.output, event, functools.partial(_event_line, st, event))

@@ -226,8 +226,11 @@ class AsyncClient:
     async def domain_placements(self, domain_id: str) -> m.Placements:
         return await self.run(ops.domain_placements(domain_id))
 
-    async def export_domain(self, domain_id: str, fmt: ExportFormat) -> str:
-        return await self.run(ops.export_domain(domain_id, fmt))
+    async def export_domain(
+        self, domain_id: str, fmt: ExportFormat, definition: ops.Definition | None = None
+    ) -> str:
+        """`definition` only with `libvirt-domain`: what a definition that boots needs."""
+        return await self.run(ops.export_domain(domain_id, fmt, definition))
 
     async def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
         return await self.run(ops.rotate_guest_token(domain_id))
@@ -295,6 +298,17 @@ class AsyncClient:
 
     async def put_cluster(self, body: Body) -> m.ClusterOut:
         return await self.run(ops.put_cluster(body))
+
+    async def patch_cluster(self, body: Body) -> m.ClusterOut:
+        return await self.run(ops.patch_cluster(body))
+
+    async def failover_plan(self, body: Body) -> m.FailoverPlanOut:
+        """Can every protected domain restart after any r host failures? Nothing changes."""
+        return await self.run(ops.failover_plan(body))
+
+    async def fail_host(self, host_id: str, reason: str | None = None) -> m.RecoveryOut:
+        """Declare the host failed: its protected domains restart on the plan's hosts."""
+        return await self.run(ops.fail_host(host_id, reason))
 
     async def get_template(self) -> m.WorstCaseTemplateOut:
         return await self.run(ops.get_template())

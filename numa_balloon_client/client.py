@@ -217,8 +217,11 @@ class Client:
     def domain_placements(self, domain_id: str) -> m.Placements:
         return self.run(ops.domain_placements(domain_id))
 
-    def export_domain(self, domain_id: str, fmt: ExportFormat) -> str:
-        return self.run(ops.export_domain(domain_id, fmt))
+    def export_domain(
+        self, domain_id: str, fmt: ExportFormat, definition: ops.Definition | None = None
+    ) -> str:
+        """`definition` only with `libvirt-domain`: what a definition that boots needs."""
+        return self.run(ops.export_domain(domain_id, fmt, definition))
 
     def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
         return self.run(ops.rotate_guest_token(domain_id))
@@ -286,6 +289,17 @@ class Client:
 
     def put_cluster(self, body: Body) -> m.ClusterOut:
         return self.run(ops.put_cluster(body))
+
+    def patch_cluster(self, body: Body) -> m.ClusterOut:
+        return self.run(ops.patch_cluster(body))
+
+    def failover_plan(self, body: Body) -> m.FailoverPlanOut:
+        """Can every protected domain restart after any r host failures? Nothing changes."""
+        return self.run(ops.failover_plan(body))
+
+    def fail_host(self, host_id: str, reason: str | None = None) -> m.RecoveryOut:
+        """Declare the host failed: its protected domains restart on the plan's hosts."""
+        return self.run(ops.fail_host(host_id, reason))
 
     def get_template(self) -> m.WorstCaseTemplateOut:
         return self.run(ops.get_template())

@@ -6,7 +6,7 @@
 the hosts trigger now stamps `changed_xid` when the judgement moves, like a state change.
 
 Revision ID: i25_leases
-Revises: i22_idempotency_sealed
+Revises: failover_ha
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from service.db.base import UTCDateTime
 
 revision: str = "i25_leases"
-down_revision: str | None = "i22_idempotency_sealed"
+down_revision: str | None = "failover_ha"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -18,6 +18,7 @@ from service.api.filters import (
     PlacementLimit,
     parse_labels,
 )
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import InvalidInput, responses
@@ -59,10 +60,12 @@ async def create_domain(
     principal: Admin,
     now: Now,
     idempotency_key: IdempotencyKey = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> JSONResponse:
     actor = principal.actor
+    ha = overcommit(principal, ha_overcommit)
     return await create_once(
-        request, idempotency_key, body, actor, now, _created, core.create, body, actor, now
+        request, idempotency_key, body, actor, now, _created, core.create, body, actor, now, ha
     )
 
 
@@ -118,6 +121,7 @@ async def put_target(
     principal: Admin,
     now: Now,
     if_match: IfMatch = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> Response:
     out = await run(
         request,
@@ -127,6 +131,7 @@ async def put_target(
         principal.actor,
         now,
         lambda version: check_if_match(if_match, version),
+        overcommit(principal, ha_overcommit),
     )
     return _with_etag(out)
 
@@ -142,6 +147,7 @@ async def patch_domain(
     body: DomainPatch,
     request: Request,
     principal: Admin,
+    now: Now,
     if_match: IfMatch = None,
 ) -> Response:
     out = await run(
@@ -151,6 +157,7 @@ async def patch_domain(
         body,
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        now,
     )
     return _with_etag(out)
 
@@ -186,9 +193,9 @@ async def delete_domain(
     summary="Rotate the guest's token: the old one stops working at once",
 )
 async def rotate_guest_token(
-    domain_id: uuid.UUID, request: Request, principal: Admin
+    domain_id: uuid.UUID, request: Request, principal: Admin, now: Now
 ) -> GuestToken:
-    return await run(request, core.rotate_guest_token, str(domain_id), principal.actor)
+    return await run(request, core.rotate_guest_token, str(domain_id), principal.actor, now)
 
 
 @router.get(
@@ -289,6 +296,7 @@ async def export(
     domain_id: uuid.UUID,
     request: Request,
     _: Admin,
+    now: Now,
     format: Annotated[
         ExportFormat, Query(description="xl | libvirt | libvirt-domain | xenstore")
     ] = "xl",
@@ -311,5 +319,5 @@ async def export(
     ] = None,
 ) -> PlainTextResponse:
     definition = _definition(format, domain_type, kernel, initrd, cmdline, serial_log)
-    text = await run(request, core.export, str(domain_id), format, definition)
+    text = await run(request, core.export, str(domain_id), format, definition, now)
     return PlainTextResponse(text, media_type=_MEDIA[format])

@@ -12,16 +12,19 @@ from service.api.auth import Admin
 from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
 from service.api.render import model_response
 from service.core import hosts as core
+from service.core import recovery
 from service.core.idempotent import Reply
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.schemas.agent import AgentToken
 from service.schemas.common import Page
+from service.schemas.failover import FAIL_EXAMPLES, FailHost, RecoveryOut
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
 from service.schemas.migrations import (
     EVACUATE_EXAMPLES,
@@ -61,7 +64,7 @@ async def create_host(
     core.validate_topology(body)  # before the idempotency record: a bad body is never stored
     actor = principal.actor
     return await create_once(
-        request, idempotency_key, body, actor, now, _created, core.register_host, body, actor
+        request, idempotency_key, body, actor, now, _created, core.register_host, body, actor, now
     )
 
 
@@ -101,7 +104,7 @@ async def get_host(host_id: uuid.UUID, request: Request, _: Admin) -> Response:
 @router.patch(
     "/{host_id}",
     response_model=HostOut,
-    responses=responses(401, 403, 404, 412, 422),
+    responses=responses(401, 403, 404, 409, 412, 422),
     summary="Change a host's state (active, maintenance, offline)",
 )
 async def patch_host(
@@ -109,7 +112,9 @@ async def patch_host(
     body: HostPatch,
     request: Request,
     principal: Admin,
+    now: Now,
     if_match: IfMatch = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> Response:
     out = await run(
         request,
@@ -118,6 +123,8 @@ async def patch_host(
         body,
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        now,
+        overcommit(principal, ha_overcommit),
     )
     return _with_etag(out)
 
@@ -129,7 +136,7 @@ async def patch_host(
     summary="Remove a host (refused while domains, claims or migrations use it)",
 )
 async def delete_host(
-    host_id: uuid.UUID, request: Request, principal: Admin, if_match: IfMatch = None
+    host_id: uuid.UUID, request: Request, principal: Admin, now: Now, if_match: IfMatch = None
 ) -> Response:
     await run(
         request,
@@ -137,6 +144,7 @@ async def delete_host(
         str(host_id),
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        now,
     )
     return Response(status_code=204)
 
@@ -183,8 +191,10 @@ async def evacuate(
     responses=responses(401, 403, 404, 422),
     summary="Rotate the host agent's token: the old one stops working at once",
 )
-async def rotate_agent_token(host_id: uuid.UUID, request: Request, principal: Admin) -> AgentToken:
-    return await run(request, core.rotate_agent_token, str(host_id), principal.actor)
+async def rotate_agent_token(
+    host_id: uuid.UUID, request: Request, principal: Admin, now: Now
+) -> AgentToken:
+    return await run(request, core.rotate_agent_token, str(host_id), principal.actor, now)
 
 
 @router.post(
@@ -224,3 +234,20 @@ async def post_rebalance(
 )
 async def get_accounting(host_id: uuid.UUID, request: Request, _: Admin, now: Now) -> Accounting:
     return await run(request, core.accounting, str(host_id), now)
+
+
+@router.post(
+    "/{host_id}/fail",
+    response_model=RecoveryOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Declare a host failed: restart its protected domains on the plan's hosts",
+)
+async def fail_host(
+    host_id: uuid.UUID,
+    request: Request,
+    principal: Admin,
+    now: Now,
+    body: Annotated[FailHost | None, Body(openapi_examples=FAIL_EXAMPLES)] = None,
+) -> RecoveryOut:
+    reason = (body or FailHost()).reason
+    return await run(request, recovery.fail_host, str(host_id), reason, principal.actor, now)

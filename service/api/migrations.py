@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from service.api.auth import Admin
 from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.etag import etag
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_request, created, respond
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
@@ -40,8 +41,8 @@ def _created(migration: MigrationOut) -> Reply:
     responses=responses(401, 403, 404, 409, 422),
     summary="Plan a migration (dry run): mapping, pool levels, ordered steps; nothing reserved",
 )
-async def plan(body: MigrationRequest, request: Request, _: Admin) -> PlanOut:
-    return await run(request, core.plan, body)
+async def plan(body: MigrationRequest, request: Request, _: Admin, now: Now) -> PlanOut:
+    return await run(request, core.plan, body, now)
 
 
 @router.post(
@@ -58,10 +59,14 @@ async def start(
     principal: Admin,
     now: Now,
     idempotency_key: IdempotencyKey = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> JSONResponse:
     actor = principal.actor
+    ha = overcommit(principal, ha_overcommit)
     create = create_request(request, idempotency_key, body, actor, now)
-    outcome = await run_operation(request, core.start, create, body, actor, settings, now, _created)
+    outcome = await run_operation(
+        request, core.start, create, body, actor, settings, now, _created, ha
+    )
     return respond(outcome)
 
 

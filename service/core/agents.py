@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.core import unit
+from service.core import recovery, unit
 from service.core.agent_report import agent_report, drift, pnode_errors
 from service.core.balloon import stalled
 from service.core.migration_requests import drive_on
@@ -175,6 +175,7 @@ def record_ack(
     step.acked_at = now
     if migration is not None:
         mark_progress(session, migration, now, actor)
+    recovery.on_step_acked(session, step, body.ok, actor, now)
     record_event(
         session,
         actor,
@@ -182,6 +183,7 @@ def record_ack(
         "step",
         step.id,
         after={"op": step.op, "domain_id": step.domain_id, "detail": body.detail},
+        at=now,
     )
     session.flush()
     return step_out(step), step

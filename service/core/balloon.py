@@ -103,6 +103,7 @@ def stalled(
                 d.id,
                 before={"uncooperative": False},
                 after=after,
+                at=now,
             )
         )
     return changes
@@ -143,6 +144,7 @@ def observe(
                 domain.id,
                 before={"actual_mib": {str(k): v for k, v in before.items()}},
                 after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
+                at=now,
             )
         )
     if progress or (domain.uncooperative and at_target):
@@ -157,6 +159,7 @@ def observe(
                     domain.id,
                     before={"uncooperative": True},
                     after={"uncooperative": False},
+                    at=now,
                 ),
             )
     return changes, progress

@@ -6,14 +6,17 @@ the domain's error (a conflict: the migrations were not run), said once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
+from service.core import failover
 from service.db.audit import record_event
 from service.db.cluster import domain_count, get_cluster, hosts_by_state
 from service.db.hosts import pnode_totals
 from service.db.models import ClusterSettings
 from service.errors import Conflict, InvalidInput, NotFound
-from service.schemas.cluster import ClusterOut, ClusterPut
+from service.schemas.cluster import ClusterOut, ClusterPatch, ClusterPut
 from service.schemas.squeeze import WorstCaseTemplateOut
 
 
@@ -40,6 +43,7 @@ def _overview(session: Session, row: ClusterSettings) -> ClusterOut:
         claimed_mib=claimed,
         free_mib=cap - alloc - claimed,
         version=row.version,
+        ha=failover.ha_out(session, row),
     )
 
 
@@ -55,7 +59,17 @@ def stored_template(session: Session) -> WorstCaseTemplateOut:
     return WorstCaseTemplateOut.model_validate(row.worst_case_template)
 
 
-def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut:
+def patch_cluster(session: Session, body: ClusterPatch, actor: str, now: datetime) -> ClusterOut:
+    """`PATCH /v1/cluster`: the block size (as PUT) and failover protection, each when given."""
+    if body.block_mib is not None:
+        set_block_size(session, ClusterPut(block_mib=body.block_mib), actor, now)
+    if "ha" in body.model_fields_set:
+        failover.set_protection(session, body.ha, actor, now)
+        session.flush()
+    return _overview(session, cluster_settings(session))
+
+
+def set_block_size(session: Session, body: ClusterPut, actor: str, now: datetime) -> ClusterOut:
     """Change the balloon block size: a power of two, and only while no domain exists (every
     domain's pools are counted in blocks of the size it was created with)."""
     if body.block_mib & (body.block_mib - 1):
@@ -69,6 +83,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut
     before = row.block_mib
     if body.block_mib != before:
         row.block_mib = body.block_mib
+        row.updated_at = now
         record_event(
             session,
             actor,
@@ -77,6 +92,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut
             None,
             before={"block_mib": before},
             after={"block_mib": body.block_mib},
+            at=now,
         )
         session.flush()
     return _overview(session, row)

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.core import domains as core
-from service.core import placement
+from service.core import failover, placement
 from service.core.exporting import export_domain
 from service.core.views import domain_out
 from service.db.audit import record_event
@@ -28,11 +28,25 @@ from service.schemas.domains import DomainCreate, DomainCreated, DomainOut, Doma
 Precondition = Callable[[int], None]
 
 
-def create(session: Session, body: DomainCreate, actor: str, now: datetime) -> DomainCreated:
+def create(
+    session: Session,
+    body: DomainCreate,
+    actor: str,
+    now: datetime,
+    ha: failover.Overcommit = failover.Overcommit(),
+) -> DomainCreated:
     """Create and place the domain (a 409 with advice when no host takes it) and issue its
-    guest's first token, shown in this response only."""
-    domain, state, x = core.create_domain(session, body, actor, placement.admission_advice, now)
-    token = issue_token(session, "guest", domain.id)
+    guest's first token, shown in this response only. With failover protection on, a create
+    that breaks the plan is refused (`failover.admit`)."""
+    domain, state, x = core.create_domain(
+        session,
+        body,
+        actor,
+        placement.admission_advice,
+        now,
+        lambda d: failover.admit(session, "creating the domain", "domain", d.id, actor, ha, now),
+    )
+    token = issue_token(session, "guest", domain.id, now)
     session.flush()
     out = domain_out(domain, x, state.n_pnodes, state.host.agent)
     return DomainCreated(**out.model_dump(), guest_token=token)
@@ -60,35 +74,49 @@ def change_target(
     actor: str,
     now: datetime,
     precondition: Precondition,
+    ha: failover.Overcommit = failover.Overcommit(),
 ) -> DomainOut:
-    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all)."""
-    domain, state, x = core.set_target(session, domain_id, body, actor, now, precondition)
+    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all). With
+    failover protection on, a raise that breaks the plan is refused (`failover.admit`)."""
+    before: list[int] = []
+    domain, state, x = core.set_target(
+        session, domain_id, body, actor, now, precondition, lambda d: before.append(d.target_mib)
+    )
     session.flush()
+    if before and domain.target_mib > before[0]:
+        failover.admit(session, "raising the target", "domain", domain.id, actor, ha, now)
     return domain_out(domain, x, state.n_pnodes, state.host.agent)
 
 
 def patch(
-    session: Session, domain_id: str, body: DomainPatch, actor: str, precondition: Precondition
+    session: Session,
+    domain_id: str,
+    body: DomainPatch,
+    actor: str,
+    precondition: Precondition,
+    now: datetime,
 ) -> DomainOut:
     """Labels and external id (the ETag moves)."""
-    return _view(session, core.patch_domain(session, domain_id, body, actor, precondition))
+    return _view(session, core.patch_domain(session, domain_id, body, actor, now, precondition))
 
 
-def rotate_guest_token(session: Session, domain_id: str, actor: str) -> GuestToken:
+def rotate_guest_token(session: Session, domain_id: str, actor: str, now: datetime) -> GuestToken:
     """A new token for the domain's guest; the old one stops working at once. Rotations of one
     domain serialize on its host's lock."""
-    domain, _ = core.lock_domain_host(session, domain_id)
-    token = issue_token(session, "guest", domain.id)
-    record_event(session, actor, "domain.guest_token_rotated", "domain", domain.id)
+    domain, _ = core.lock_domain_host(session, domain_id, now)
+    token = issue_token(session, "guest", domain.id, now)
+    record_event(session, actor, "domain.guest_token_rotated", "domain", domain.id, at=now)
     return GuestToken(domain_id=domain.id, guest_token=token)
 
 
-def export(session: Session, domain_id: str, fmt: str, definition: Definition | None) -> str:
+def export(
+    session: Session, domain_id: str, fmt: str, definition: Definition | None, now: datetime
+) -> str:
     """The domain's placement as xl.cfg, libvirt XML or xenstore keys."""
     domain = core.load_domain(session, domain_id)
     if domain.host_id is None:
         raise Conflict("the domain has no host to export a placement for")
-    state = load_host_accounting(session, domain.host_id, lock=False)
+    state = load_host_accounting(session, domain.host_id, lock=False, now=now)
     if state is None:
         raise Conflict("the domain's host is gone")
     return export_domain(domain, state.backing[domain.id], fmt, definition)

@@ -23,7 +23,6 @@ from service.core.bookkeeping import set_bookkeeping
 from service.core.rows import DomainRow
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
-from service.db.base import utcnow
 from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
 from service.db.leases import AWAY, LOST
@@ -34,7 +33,14 @@ from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
 from service.engine.placement import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
-from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
+from service.errors import (
+    Conflict,
+    Infeasible,
+    InvalidInput,
+    NotFound,
+    WouldBreakFailoverPlan,
+    issues_to_errors,
+)
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
 from service.vocabulary import Policy
 
@@ -250,11 +256,14 @@ def create_domain(
     session: Session,
     body: DomainCreate,
     actor: str,
-    advise: Advise | None = None,
-    now: datetime | None = None,
+    advise: Advise | None,
+    now: datetime,
+    admit: Callable[[Domain], None] | None = None,
 ) -> tuple[Domain, HostAccounting, I64]:
     """`advise` builds the details of the 409 when no host takes an unpinned domain (see
-    `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps)."""
+    `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps).
+    `admit` may refuse the domain where it was placed (failover protection): an unpinned
+    domain then tries the next host, and the first refusal is raised when none takes it."""
     cluster = get_cluster(session)
     spec = build_spec(
         body, cluster.block_mib, cluster.worst_case_template, host_distances_of(session, body)
@@ -272,18 +281,30 @@ def create_domain(
     else:
         candidates = _rank_candidates(session, spec, demand)
     reasons: list[str] = []
+    refused: WouldBreakFailoverPlan | None = None
     for host_id in candidates[:MAX_HOST_ATTEMPTS]:
         attempt = session.begin_nested()
         outcome = _try_host(session, host_id, spec, body, demand, actor, now)
         if not isinstance(outcome, str):
-            attempt.commit()
-            return outcome
+            try:
+                if admit is not None:
+                    admit(outcome[0])
+            except WouldBreakFailoverPlan as exc:
+                if body.host_id is not None:
+                    raise
+                refused = refused or exc
+                outcome = f"host {outcome[1].host.name}: it would break the failover plan"
+            else:
+                attempt.commit()
+                return outcome
         reasons.append(outcome)
         # Nothing was written: roll back to the savepoint, which releases this host's row lock
         # before the next one is taken (two creates trying hosts in different orders cannot
         # deadlock) but keeps what the unit holds from before, the Idempotency-Key's advisory
         # lock among them (a concurrent retry of this create must wait for our answer).
         attempt.rollback()
+    if refused is not None:
+        raise refused
     if advise is not None and (candidates or body.host_id is None):
         raise Infeasible(
             ("no active host can hold this domain" if body.host_id is None else "")
@@ -303,7 +324,7 @@ def _try_host(
     body: DomainCreate,
     demand: I64,
     actor: str,
-    now: datetime | None,
+    now: datetime,
 ) -> tuple[Domain, HostAccounting, I64] | str:
     """Create the domain on this host, or say why not (409 at once when the host was pinned)."""
     state = load_host_accounting(session, host_id, lock=True, now=now)
@@ -331,7 +352,7 @@ def _try_host(
         if body.host_id is not None:
             raise _infeasible(exc, f"host {state.host.name}") from None
         return f"host {state.host.name}: {exc.reason}"
-    domain = _persist_new(session, state, spec, body, placement.mapping, x, actor)
+    domain = _persist_new(session, state, spec, body, placement.mapping, x, actor, now)
     return domain, state, x
 
 
@@ -355,8 +376,8 @@ def _persist_new(
     mapping: I64,
     x: I64,
     actor: str,
+    now: datetime,
 ) -> Domain:
-    now = utcnow()
     targets = x.sum(axis=1)
     domain = Domain(
         name=body.name,
@@ -372,6 +393,7 @@ def _persist_new(
         from_template=spec.from_template,
         target_set_at=now,
         created_at=now,
+        updated_at=now,
         external_id=body.external_id,
         labels=body.labels,
     )
@@ -401,6 +423,7 @@ def _persist_new(
             "vnode_targets_mib": targets.tolist(),
             "home_pnodes": mapping.tolist(),
         },
+        at=now,
     )
     apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]), now=now)
     return domain
@@ -415,7 +438,7 @@ def load_domain(session: Session, domain_id: str) -> Domain:
 
 
 def lock_domain_host(
-    session: Session, domain_id: str, now: datetime | None = None
+    session: Session, domain_id: str, now: datetime
 ) -> tuple[Domain, HostAccounting]:
     """Lock the domain's host and load its state; the domain is then read under the lock.
 
@@ -441,10 +464,13 @@ def set_target(
     actor: str,
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
+    observe: Callable[[Domain], None] = lambda _domain: None,
 ) -> tuple[Domain, HostAccounting, I64]:
-    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
+    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all. `observe` sees
+    the domain as it was, under the lock."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
+    observe(domain)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     return domain, state, state.backing[domain.id]
 
@@ -493,6 +519,7 @@ def retarget(
                 domain.id,
                 before={**old, "vnode_targets_mib": before.sum(axis=1).tolist()},
                 after={**new, "vnode_targets_mib": x.sum(axis=1).tolist()},
+                at=now,
             )
         ],
     )
@@ -541,10 +568,11 @@ def patch_domain(
     domain_id: str,
     body: DomainPatch,
     actor: str,
+    now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
 ) -> Domain:
     """Labels and external id: the orchestrator's own bookkeeping (spec: the ETag moves)."""
-    domain, _ = lock_domain_host(session, domain_id)
+    domain, _ = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     changed = set_bookkeeping(
         session,
@@ -552,6 +580,7 @@ def patch_domain(
         body,
         kind="domain",
         actor=actor,
+        now=now,
         external_id_taken=lambda value: bool(
             session.scalar(
                 select(exists().where(Domain.external_id == value, Domain.id != domain.id))
@@ -591,8 +620,8 @@ def delete_domain(
     session.delete(domain)
     state.domains.remove(domain)
     state.backing.pop(domain.id, None)
-    revoke_tokens(session, "guest", domain_id)
-    deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
+    revoke_tokens(session, "guest", domain_id, now)
+    deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary, at=now)
     apply(session, state, ChangeSet(events=[deleted]), now=now)
 
 

@@ -99,6 +99,7 @@ def renew_lease(
                 host_id,
                 before={"agent": LOST},
                 after={"agent": CONNECTED, "lease_expires_at": expires_at.isoformat()},
+                at=now,
             )
     return LeaseOut(
         host_id=host_id,
@@ -122,6 +123,7 @@ def mark_lapsed(session: Session, now: datetime, actor: str = SWEEPER) -> list[L
             host.host_id,
             before={"agent": CONNECTED},
             after={"agent": LOST, "lease_expired_at": host.lease_expired_at.isoformat()},
+            at=now,
         )
     if lost:
         agent_lost(session, lost, now)

@@ -8,12 +8,15 @@ of the cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.core import failover
 from service.db.models import Domain, Host, Migration
 from service.db.overview import load_overview
+from service.schemas.failover import HaOut
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Topology:
     claims: dict[tuple[str, int], int]
     migrations: list[MigrationLine]
     steps: dict[str, tuple[int, int]]  # migration -> (acked, total)
+    ha: HaOut | None = None  # failover protection and whether it holds (None: off)
 
 
 def _host(h: Host) -> HostCard:
@@ -106,10 +110,10 @@ def _migration(m: Migration) -> MigrationLine:
     )
 
 
-def topology(session: Session, max_hosts: int, recent_migrations: int) -> Topology:
+def topology(session: Session, max_hosts: int, recent_migrations: int, now: datetime) -> Topology:
     """The first `max_hosts` hosts, every domain, and the migrations in flight then the
     `recent_migrations` latest ended ones."""
-    view = load_overview(session, max_hosts=max_hosts, recent_migrations=recent_migrations)
+    view = load_overview(session, max_hosts=max_hosts, recent_migrations=recent_migrations, now=now)
     return Topology(
         hosts=[_host(h) for h in view.hosts],
         domains=[_domain(d) for d in view.domains],
@@ -117,4 +121,5 @@ def topology(session: Session, max_hosts: int, recent_migrations: int) -> Topolo
         claims=view.claims,
         migrations=[_migration(m) for m in view.migrations],
         steps=view.steps,
+        ha=failover.ha_out(session, failover.cluster_settings(session)),
     )

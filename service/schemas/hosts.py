@@ -18,6 +18,7 @@ from service.schemas.common import (
     example,
     strict_example,
 )
+from service.schemas.failover import RecoveryOut
 from service.vocabulary import HostLifecycle
 
 MAX_PNODES = 64
@@ -168,6 +169,11 @@ class HostOut(BaseModel):
         description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
     )
     agent: HostAgent = Field(description="The host agent's lease and its last report")
+    recovery: RecoveryOut | None = Field(
+        default=None,
+        description="Set once the host was declared failed (POST /v1/hosts/{id}/fail): where "
+        "its protected domains restart, and how far they are",
+    )
     version: int
     created_at: datetime
 

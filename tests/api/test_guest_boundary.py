@@ -142,7 +142,8 @@ def test_string_columns_hold_no_token_like_values(client: ApiClient) -> None:
                 assert "nbh_" not in repr(tuple(row)) and "nbg_" not in repr(tuple(row))
 
 
-def test_agent_reports_drift_and_acknowledges_steps(client: ApiClient) -> None:
+def _host_with_domain(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A host of two 8 GiB pnodes and a domain of two 2 GiB vnodes on it."""
     host = client.post(
         "/v1/hosts",
         json={
@@ -154,6 +155,11 @@ def test_agent_reports_drift_and_acknowledges_steps(client: ApiClient) -> None:
     dom = client.post(
         "/v1/domains", json=domain_body("d", [2048, 2048], host_id=host["id"], far=20)
     ).json()
+    return host, dom
+
+
+def test_agent_reports_drift_and_acknowledges_steps(client: ApiClient) -> None:
+    host, dom = _host_with_domain(client)
     agent = host["agent_token"]
     base = f"/v1/agent/hosts/{host['id']}"
     ok = client.put(
@@ -227,17 +233,7 @@ def test_a_guest_report_above_a_vnodes_size_is_refused_located_and_changes_nothi
 ) -> None:
     """A pool can never hold more than its vnode's span: such a report is nonsense, refused
     like the host agents' (issue #22, item 7), not silently capped."""
-    host = client.post(
-        "/v1/hosts",
-        json={
-            "name": "h",
-            "pnodes": [{"memory_mib": 8192, "cpus": 4}] * 2,
-            "distances": [[10, 20], [20, 10]],
-        },
-    ).json()
-    dom = client.post(
-        "/v1/domains", json=domain_body("d", [2048, 2048], host_id=host["id"], far=20)
-    ).json()
+    _, dom = _host_with_domain(client)
     token = dom["guest_token"]
     before = client.get(f"/v1/domains/{dom['id']}").json()
     size = max(
