@@ -12,13 +12,23 @@ own time, no queueing); the agent reports are offered open loop at the agents' n
 its target and its host's agent has reported so before: the steady report is the natural one.
 A report that changes every pool (a host's first, or all its guests moving) is timed apart.
 
-    python -m bench.cluster [--quick] [--hosts N] [--seconds S]
+The agents' channel with leases (issue 25): every host takes a lease first (each host's first
+lease writes its judgement), then a renewal's server CPU (closed loop, 4 clients), renewals
+offered open loop at the agents' natural rate (every host every 10 s), and the cluster's
+natural load: those renewals plus 2 % of the hosts per interval sending a report that changes
+their pools. Leases last an hour in the benchmark (NUMA_BALLOON_AGENT_LEASE_S), so that hosts
+not renewed during the other measurements are not judged lost in the middle of them. On a
+service without the lease route the agents line says so and the rest runs as before.
 
-The last two lines are the headlines:
+    python -m bench.cluster [--quick] [--hosts N] [--seconds S] [--only agents]
+
+The last three lines are the headlines:
 
     rank 8x10000: ms=<float>
     cluster 10000 hosts: placement_p50_ms=... template_ms=... list_p99_ms=... summary_ms=...
         report_cpu_ms=... reports_rps=... reports_p99_ms=...
+    agents 10000 hosts: lease_cpu_ms=... leases_rps=... leases_p99_ms=... natural_rps=...
+        natural_p99_ms=... report_cpu_ms=...
 """
 
 from __future__ import annotations
@@ -326,6 +336,134 @@ def measure_reports(srv: Server, cl: Cluster, seconds: float, rate: float) -> di
     }
 
 
+def lease_request(cl: Cluster, h: int, seq: int) -> bytes:
+    body = f'{{"seq":{seq}}}'
+    return (
+        f"PUT /v1/agent/hosts/{cl.host_ids[h]}/lease HTTP/1.1\r\nHost: bench\r\n"
+        f"Authorization: Bearer {cl.agent_tokens[h]}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def _late(lat: list[float], done: int, total: int) -> tuple[float, float]:
+    """(p99 ms, answered/s basis): unanswered requests count as infinitely late."""
+    lat_ms = np.concatenate([np.array(lat) * 1000, np.full(total - done, np.inf)])
+    return float(np.percentile(lat_ms, 99, method="higher")), float(done)
+
+
+def has_leases(srv: Server, cl: Cluster) -> bool:
+    """Whether the service has the lease route (a branch before issue 25 answers 404/405)."""
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        r = c.put(
+            f"/v1/agent/hosts/{cl.host_ids[0]}/lease",
+            headers={"Authorization": f"Bearer {cl.agent_tokens[0]}"},
+            json={"seq": 0},
+        )
+    if r.status_code in (404, 405):
+        return False
+    r.raise_for_status()
+    return True
+
+
+def measure_agents(srv: Server, cl: Cluster, seconds: float, rate: float) -> dict[str, float]:
+    """Leases: every host takes one (its first renewal writes its judgement), then server CPU
+    per renewal (closed loop, 4 clients), renewals at `rate` offered (open loop), and the
+    natural load: `rate` renewals/s plus 2 % of the hosts per 10 s sending a changed report."""
+    n_hosts = len(cl.host_ids)
+    pids = [srv.proc.pid, *srv.worker_pids()] if srv.proc is not None else []
+    seq = [1] * n_hosts
+
+    def renewal(h: int) -> bytes:
+        seq[h] += 1
+        return lease_request(cl, h, seq[h])
+
+    # Every host's first lease, as the agents would take them on start.
+    asyncio.run(open_loop_fn(srv.port, lambda n: renewal(n), 32, 1e9, n_hosts, drain_s=600))
+    c0 = sum(map(_cpu_s, pids))
+    n, _, _ = asyncio.run(
+        measure(srv.port, lambda i, k: renewal((i * 7919 + k * 13) % n_hosts), 4, 3)
+    )
+    lease_cpu_ms = (sum(map(_cpu_s, pids)) - c0) * 1000 / max(n, 1)
+
+    total = int(rate * seconds)
+    done, elapsed, lat = asyncio.run(
+        open_loop_fn(srv.port, lambda n: renewal((n * 7919) % n_hosts), 64, rate, total, seconds)
+    )
+    leases_p99, _ = _late(lat, done, total)
+
+    # 2 % of the hosts per interval send a report that changes every pool (256 MiB below its
+    # target: unlike any report before), between the renewals.
+    reports_per_s = 0.02 * n_hosts / REPORT_INTERVAL_S
+    every = max(1, round(rate / reports_per_s))
+    changed_hosts = iter(range(n_hosts - 1, -1, -1))
+
+    def natural(n: int) -> bytes:
+        if n % every == every - 1:
+            return report_request(cl, next(changed_hosts), less_mib=256)
+        return renewal((n * 7919 + 1) % n_hosts)
+
+    offered = rate + rate / every
+    total_n = int(offered * seconds)
+    done_n, elapsed_n, lat_n = asyncio.run(
+        open_loop_fn(srv.port, natural, 64, offered, total_n, seconds)
+    )
+    natural_p99, _ = _late(lat_n, done_n, total_n)
+    return {
+        "lease_cpu_ms": lease_cpu_ms,
+        "leases_rps": done / elapsed,
+        "leases_p99_ms": leases_p99,
+        "natural_rps": done_n / elapsed_n,
+        "natural_p99_ms": natural_p99,
+    }
+
+
+async def open_loop_fn(
+    port: int,
+    req: Callable[[int], bytes],
+    connections: int,
+    rate: float,
+    total: int,
+    drain_s: float,
+) -> tuple[int, float, list[float]]:
+    """`total` requests arriving every 1/rate s whatever the server does (latency from the
+    scheduled arrival); the server gets `drain_s` more to answer, then the rest are dropped.
+    Returns (answered, elapsed s, latencies s)."""
+    latencies: list[float] = []
+    queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                n, due = await queue.get()
+                status = await _exchange(reader, writer, req(n))
+                if status >= 300:
+                    raise RuntimeError(f"request {n}: status {status}")
+                latencies.append(time.perf_counter() - due)
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    for n in range(total):
+        due = start + n / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        queue.put_nowait((n, due))
+    deadline = time.perf_counter() + drain_s
+    while len(latencies) < total and time.perf_counter() < deadline:
+        if any(w.done() for w in workers):
+            break
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.cancel()
+    errors = await asyncio.gather(*workers, return_exceptions=True)
+    failed = [e for e in errors if isinstance(e, RuntimeError)]
+    if failed:
+        raise failed[0]
+    return len(latencies), elapsed, latencies
+
+
 async def open_loop(
     port: int, reqs: list[bytes], connections: int, rate: float, seconds: float
 ) -> tuple[int, float, list[float]]:
@@ -386,8 +524,15 @@ class Results:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def measure_http(srv: Server, cl: Cluster, n: int, report_s: float, rate: float) -> Results:
+def measure_http(
+    srv: Server, cl: Cluster, n: int, report_s: float, rate: float, only: str | None = None
+) -> Results:
     res = Results()
+    if only == "agents":
+        res.extra.update(measure_reports(srv, cl, report_s, rate))
+        if has_leases(srv, cl):
+            res.extra.update(measure_agents(srv, cl, report_s, rate))
+        return res
     rng = np.random.default_rng(5)
     auth = {"Authorization": f"Bearer {srv.admin_token}"}
     pids = [srv.proc.pid, *srv.worker_pids()] if srv.proc is not None else []
@@ -430,6 +575,8 @@ def measure_http(srv: Server, cl: Cluster, n: int, report_s: float, rate: float)
             [x for t in lists for x in t.samples_s], sum(t.server_cpu_s for t in lists)
         )
     res.extra.update(measure_reports(srv, cl, report_s, rate))
+    if has_leases(srv, cl):  # last: it takes a lease for every host
+        res.extra.update(measure_agents(srv, cl, report_s, rate))
     return res
 
 
@@ -438,6 +585,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few hundred hosts: a smoke run")
     ap.add_argument("--hosts", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=None, help="of sustained agent reports")
+    ap.add_argument("--only", choices=("agents",), help="only the agents' channel")
     args = ap.parse_args()
     n_hosts = args.hosts or (300 if args.quick else 10_000)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
@@ -450,8 +598,9 @@ def main() -> None:
         load_s = bulk_load(url, rows)
         del rows
         rank_ms, rank_kept_ms = engine_rank_ms(url, 3 if args.quick else 9)
-        with Server(url, workers=2) as srv:
-            res = measure_http(srv, cl, n, seconds, rate)
+        env = {"NUMA_BALLOON_AGENT_LEASE_S": "3600"}
+        with Server(url, workers=2, env=env) as srv:
+            res = measure_http(srv, cl, n, seconds, rate, args.only)
     print(
         f"{n_hosts:,} hosts, {len(cl.domain_ids):,} domains: generated in {gen_s:.1f} s, "
         f"COPY + ANALYZE in {load_s:.1f} s; 2 uvicorn workers on PostgreSQL"
@@ -464,12 +613,25 @@ def main() -> None:
         )
     for name, value in res.extra.items():
         print(f"{name:<26}{'':>6}{value:>10.2f}")
+    e = res.extra
+    agents = (
+        f"agents {n_hosts} hosts: lease_cpu_ms={e['lease_cpu_ms']:.2f} "
+        f"leases_rps={e['leases_rps']:.1f} leases_p99_ms={e['leases_p99_ms']:.1f} "
+        f"natural_rps={e['natural_rps']:.1f} natural_p99_ms={e['natural_p99_ms']:.1f} "
+        f"report_cpu_ms={e['report_cpu_ms']:.2f}"
+        if "lease_cpu_ms" in e
+        else f"agents {n_hosts} hosts: no lease route on this service (every host reports "
+        f"every {REPORT_INTERVAL_S:g} s: report_cpu_ms={e['report_cpu_ms']:.2f} "
+        f"reports_rps={e['reports_rps']:.1f} reports_p99_ms={e['reports_p99_ms']:.1f})"
+    )
+    if args.only == "agents":
+        print(agents)
+        return
     placement = [
         res.rows[k].pct_ms(50)
         for k in ("unpinned create", "placement preview", "placements?limit=10")
         if res.rows[k].samples_s
     ]
-    e = res.extra
     print(f"rank 8x{n_hosts}, the same flavour again (searches kept): ms={rank_kept_ms:.1f}")
     print(f"rank 8x{n_hosts}: ms={rank_ms:.1f}")
     print(
@@ -480,6 +642,7 @@ def main() -> None:
         f"report_cpu_ms={e['report_cpu_ms']:.2f} reports_rps={e['reports_rps']:.1f} "
         f"reports_p99_ms={e['reports_p99_ms']:.1f}"
     )
+    print(agents)
 
 
 if __name__ == "__main__":

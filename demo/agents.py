@@ -1,8 +1,9 @@
 """Simulated host agents and guest balloon drivers, each with its own token, over HTTP.
 
-A host agent does what a daemon in dom0 would: it reports each pnode's free memory (the
-simulated hypervisor's view) and carries out the host-side steps of its queue (the memory copy of
-a migration, releasing the source, moving a block for a rebalance), acknowledging each.
+A host agent does what a daemon in dom0 would: it renews its host's lease, reports each pnode's
+free memory (the simulated hypervisor's view) when it moved or the lease asks, and carries out
+the host-side steps of its queue (the memory copy of a migration, releasing the source, moving a
+block for a rebalance), acknowledging each.
 
 A guest balloon driver only knows its own virtual topology: it reads its pools' targets and
 pending plug/unplug operations from the guest API and moves each pool toward its target, at its
@@ -31,17 +32,28 @@ class HostAgent:
     host_id: str
     name: str
     acked: int = 0
+    seq: int = 0  # lease renewals so far
+    last_free: list[int] | None = None
+    reports: int = 0
 
     def heartbeat(self) -> None:
-        """Report free memory per pnode (also the service's cue to sweep stuck drivers).
+        """Renew the lease; report free memory per pnode when it moved, or when the lease's
+        answer asks (a pending step: the report is also the service's cue to flag stuck
+        drivers), as the real agent does.
 
         The simulated hypervisor has exactly the memory the toolstack accounts for, so the
         report is read from the accounting; a real agent would ask Xen or the kernel.
         """
+        lease = self.agent.agent_lease(self.host_id, self.seq)
+        self.seq += 1
         acc = self.admin.host_accounting(self.host_id)
-        self.agent.agent_observed(
-            self.host_id, [{"index": p.index, "free_mib": p.free_mib} for p in acc.pnodes]
-        )
+        free = [p.free_mib for p in acc.pnodes]
+        if lease.report or free != self.last_free:
+            self.agent.agent_observed(
+                self.host_id, [{"index": i, "free_mib": f} for i, f in enumerate(free)]
+            )
+            self.last_free = free
+            self.reports += 1
 
     def pending(self) -> list[str]:
         """The domains with steps waiting in this host's queue."""

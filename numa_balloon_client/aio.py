@@ -524,6 +524,9 @@ class AsyncClient:
     async def agent_report(self, host_id: str, body: Body) -> m.AgentReportOut:
         return await self.run(ops.agent_report(host_id, body))
 
+    async def agent_lease(self, host_id: str, seq: int | None = None) -> m.LeaseOut:
+        return await self.run(ops.agent_lease(host_id, seq))
+
     # --- guest (with the domain's guest token) ------------------------------------------------
 
     async def guest_topology(self) -> m.GuestTopology:

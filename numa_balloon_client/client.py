@@ -520,6 +520,9 @@ class Client:
     def agent_report(self, host_id: str, body: Body) -> m.AgentReportOut:
         return self.run(ops.agent_report(host_id, body))
 
+    def agent_lease(self, host_id: str, seq: int | None = None) -> m.LeaseOut:
+        return self.run(ops.agent_lease(host_id, seq))
+
     # --- guest (with the domain's guest token) ------------------------------------------------
 
     def guest_topology(self) -> m.GuestTopology:

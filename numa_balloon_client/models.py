@@ -513,6 +513,27 @@ class HaSettings(BaseModel):
     ] = None
 
 
+class HostAgent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    connected: Annotated[
+        bool | None,
+        Field(
+            description="Whether the host agent's lease is held; false once it lapsed (the agent is lost: no domain is placed or migrated here until it renews); null while the agent never took a lease (not judged)",
+            title="Connected",
+        ),
+    ]
+    last_report_at: Annotated[
+        AwareDatetime | None,
+        Field(description="The agent's last report (batch or observed)", title="Last Report At"),
+    ]
+    lease_expires_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When the agent's lease runs out", title="Lease Expires At"),
+    ]
+
+
 class Distance(RootModel[list[int]]):
     root: Annotated[list[int], Field(max_length=64)]
 
@@ -545,6 +566,60 @@ class HostPatch(BaseModel):
             description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves them); offline: takes none. Back to active ends an evacuation."
         ),
     ] = None
+
+
+class Seq(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="The agent's renewals counted from 0 since it started: 0, or a count that went back, tells the service the agent restarted (a full report is then wanted)",
+            ge=0,
+            le=4611686018427388000,
+            title="Seq",
+        ),
+    ]
+
+
+class LeaseIn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    seq: Annotated[
+        Seq | None,
+        Field(
+            description="The agent's renewals counted from 0 since it started: 0, or a count that went back, tells the service the agent restarted (a full report is then wanted)",
+            title="Seq",
+        ),
+    ] = None
+
+
+class LeaseOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    expires_at: Annotated[
+        AwareDatetime,
+        Field(
+            description="Renew before this (NUMA_BALLOON_AGENT_LEASE_S after now); past it the host's agent is judged lost: no domain is placed or migrated to the host until it renews",
+            title="Expires At",
+        ),
+    ]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    report: Annotated[
+        bool,
+        Field(
+            description="The service wants a full batch report now: after a restart of either side, a return from lost, while a step is pending or the host is flagged for drift, and every NUMA_BALLOON_AGENT_FULL_REPORT_S",
+            title="Report",
+        ),
+    ]
+    steps_pending: Annotated[
+        bool, Field(description="Steps are pending on this host: fetch them", title="Steps Pending")
+    ]
 
 
 class MemRange(BaseModel):
@@ -1398,6 +1473,13 @@ class DomainCreated(BaseModel):
             title="Guest Token",
         ),
     ]
+    host_agent: Annotated[
+        Literal["connected", "lost"] | None,
+        Field(
+            description="Its host's agent: connected (lease held), lost (the lease lapsed: what the service holds of this domain is no longer observed), null when the host's agent never took a lease or the domain has no host",
+            title="Host Agent",
+        ),
+    ] = None
     host_id: Annotated[str | None, Field(title="Host Id")]
     id: Annotated[
         str,
@@ -1426,6 +1508,13 @@ class DomainOut(BaseModel):
     block_mib: Annotated[int, Field(title="Block Mib")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     external_id: Annotated[str | None, Field(title="External Id")]
+    host_agent: Annotated[
+        Literal["connected", "lost"] | None,
+        Field(
+            description="Its host's agent: connected (lease held), lost (the lease lapsed: what the service holds of this domain is no longer observed), null when the host's agent never took a lease or the domain has no host",
+            title="Host Agent",
+        ),
+    ] = None
     host_id: Annotated[str | None, Field(title="Host Id")]
     id: Annotated[
         str,
@@ -1917,6 +2006,7 @@ class HostCreated(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    agent: Annotated[HostAgent, Field(description="The host agent's lease and its last report")]
     agent_token: Annotated[
         str | None,
         Field(
@@ -1962,6 +2052,7 @@ class HostOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
+    agent: Annotated[HostAgent, Field(description="The host agent's lease and its last report")]
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     distances: Annotated[list[list[int]], Field(title="Distances")]
     drift_flagged: Annotated[bool, Field(title="Drift Flagged")]

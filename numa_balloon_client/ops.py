@@ -359,6 +359,14 @@ def rotate_api_key(key_id: str) -> Call[m.ApiKeyCreated]:
 # --- host agent (agent token) -------------------------------------------------------------------
 
 
+def agent_lease(host_id: str, seq: int | None = None) -> Call[m.LeaseOut]:
+    """Renew the host agent's lease; the answer says whether a full report is wanted. A
+    renewal repeated changes nothing the agent relies on, so a lost answer may be retried."""
+    path = f"/v1/agent/hosts/{_id(host_id)}/lease"
+    body = None if seq is None else {"seq": seq}
+    return Call("PUT", path, model(m.LeaseOut), body=body, idempotent=True)
+
+
 def agent_observed(host_id: str, body: Body) -> Call[m.ObservedOut]:
     path = f"/v1/agent/hosts/{_id(host_id)}/observed"
     return Call("PUT", path, model(m.ObservedOut), body=dump(body))

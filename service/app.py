@@ -43,6 +43,7 @@ from service.api.ratelimit import Limits
 from service.api.session import make_signer
 from service.api.watch import EventHub
 from service.core.events import EventLog
+from service.core.leases import sweep_leases
 from service.core.sweeper import purge_idempotency_records, sweep_migrations
 from service.core.unit import Database, open_database
 from service.schemas.common import Problem
@@ -73,8 +74,9 @@ def _operation_id(route: APIRoute) -> str:
 
 
 async def _sweep_forever(app: FastAPI) -> None:
-    """Free lapsed claims, flag stuck migrations and delete expired Idempotency-Key records
-    every `sweep_interval_s`, on every replica."""
+    """Judge lost the hosts whose agent's lease lapsed, free lapsed claims, flag stuck
+    migrations and delete expired Idempotency-Key records every `sweep_interval_s`, on every
+    replica."""
     settings: Settings = app.state.settings
     log = logging.getLogger("numa_balloon")
     while True:
@@ -82,6 +84,7 @@ async def _sweep_forever(app: FastAPI) -> None:
         try:
             now = app.state.clock()
             factory = app.state.db.write_factory
+            await anyio.to_thread.run_sync(sweep_leases, app.state.db, now)
             await anyio.to_thread.run_sync(sweep_migrations, factory, now, settings)
             await anyio.to_thread.run_sync(purge_idempotency_records, factory, now)
         except SQLAlchemyError as exc:  # the database is away: try again next round
@@ -158,6 +161,9 @@ def create_app(
     db = open_database(settings.database_url, settings.db_concurrency)
     app.state.settings = settings
     app.state.clock = clock
+    # Reports older than this worker's start are not trusted to match what it holds: the first
+    # lease renewal of each host after a restart asks for a full report (core/leases.py).
+    app.state.booted_at = clock()
     app.state.db = db  # every unit of work opens here (service/core/unit.py)
     # The same objects under their own names, for tests and tools that read the database.
     app.state.engine = db.engine

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(default=300.0, gt=0)
     # How often each replica sweeps expired claims and stuck migrations (0: only on requests).
     sweep_interval_s: float = Field(default=5.0, ge=0)
+    # A host agent's lease (`PUT /v1/agent/hosts/{id}/lease`, renewed every ~10 s): a host whose
+    # lease lapsed is judged lost (an event, no placement or migration to it) until it renews.
+    agent_lease_s: float = Field(default=40.0, gt=0)
+    # A lease renewal asks for a full batch report when the last one is older than this (also
+    # after a restart of either side, a return, a pending step or a drift flag).
+    agent_full_report_s: float = Field(default=300.0, gt=0)
     inactive_after_s: float = Field(default=5.0, gt=0)
     uncooperative_after_s: float = Field(default=20.0, gt=0)
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)

@@ -241,6 +241,17 @@ DOCS: dict[str, tuple[str, str]] = {
         '"source"}` (roll back) or `"destination"` (record the move; the migration settles '
         "there); until then the claims stay held. 409 once settling.",
     ),
+    "renew_lease": (
+        "Renew the host agent's lease; the answer says whether a full report is wanted.",
+        f"{AGENT} The agent's heartbeat, every ~10 s: one statement. The lease lasts "
+        "NUMA_BALLOON_AGENT_LEASE_S (40 s); a host whose lease lapses is judged lost (one "
+        "`host.agent-lost` event; its domains show `host_agent: lost`; no domain is placed or "
+        "migrated to it, 409) until it renews (`host.agent-returned`). A host whose agent never "
+        "took a lease is not judged. `report: true` asks for a full batch report: the first "
+        "lease, a return, an agent restart (`seq` 0 or back), a service restart, a pending step, "
+        "a drift flag, or the last report older than NUMA_BALLOON_AGENT_FULL_REPORT_S (300 s); "
+        "otherwise the agent reports only what changed.",
+    ),
     "batch_report": (
         "Report a host's free memory and every domain's pool sizes in one request.",
         f"{AGENT} One request per host per interval: free MiB per pnode and, per domain on the "

@@ -48,13 +48,14 @@ def create(
     )
     token = issue_token(session, "guest", domain.id, now)
     session.flush()
-    out = domain_out(domain, x, state.n_pnodes)
+    out = domain_out(domain, x, state.n_pnodes, state.host.agent)
     return DomainCreated(**out.model_dump(), guest_token=token)
 
 
 def _view(session: Session, domain: Domain) -> DomainOut:
-    x, n_pnodes = core.backing_of(session, [domain]).get(domain.id, (None, 0))
-    return domain_out(domain, x, n_pnodes)
+    backing, agents = core.backing_and_agents(session, [domain])
+    x, n_pnodes = backing.get(domain.id, (None, 0))
+    return domain_out(domain, x, n_pnodes, agents.get(domain.host_id or ""))
 
 
 def read(session: Session, domain_id: str) -> DomainOut:
@@ -84,7 +85,7 @@ def change_target(
     session.flush()
     if before and domain.target_mib > before[0]:
         failover.admit(session, "raising the target", "domain", domain.id, actor, ha, now)
-    return domain_out(domain, x, state.n_pnodes)
+    return domain_out(domain, x, state.n_pnodes, state.host.agent)
 
 
 def patch(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Integer, bindparam, exists, func, literal, select
+from sqlalchemy import Integer, bindparam, case, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 
 from service.core.balloon import pool_change_rows
@@ -25,6 +25,7 @@ from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
+from service.db.leases import AWAY, LOST
 from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.tokens import revoke_tokens
@@ -331,6 +332,8 @@ def _try_host(
         raise NotFound(f"no host with id {host_id}")
     if state.host.state != "active":
         return f"host {state.host.name} is {state.host.state}"
+    if state.host.agent == LOST:
+        return f"host {state.host.name}'s agent is lost (its lease lapsed): {AWAY}"
     placement = _place_on(state, spec, demand)
     if not placement.feasible:
         return f"host {state.host.name}: {placement.reason}"
@@ -623,21 +626,35 @@ def delete_domain(
 
 
 def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tuple[I64, int]]:
-    """Backing matrices of some domains and their hosts' pnode counts, in one statement: the
-    backing rows and, as (host id, -1, count, 0) rows, the pnode counts."""
+    """Backing matrices of some domains and their hosts' pnode counts, in one statement."""
+    return backing_and_agents(session, domains)[0]
+
+
+_AGENT_CODES = {1: "connected", 2: "lost"}
+
+
+def backing_and_agents(
+    session: Session, domains: Sequence[DomainRow]
+) -> tuple[dict[str, tuple[I64, int]], dict[str, str]]:
+    """Backing matrices of some domains and their hosts' pnode counts, and their hosts' agent
+    judgements (`Host.agent`, for hosts judged), in one statement: the backing rows and, as
+    (host id, -1, count, agent code) rows, the pnode counts and judgements."""
     host_ids = {d.host_id for d in domains if d.host_id is not None}
     if not host_ids:
-        return {}
+        return {}, {}
+    code = case((Host.agent == "connected", 1), (Host.agent == "lost", 2), else_=0)
     rows = session.execute(
         select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib)
         .where(Backing.domain_id.in_([d.id for d in domains if d.host_id is not None]))
         .union_all(
-            select(Pnode.host_id, literal(-1, Integer()), func.count(), literal(0, Integer()))
+            select(Pnode.host_id, literal(-1, Integer()), func.count(), code)
+            .join(Host, Host.id == Pnode.host_id)
             .where(Pnode.host_id.in_(host_ids))
-            .group_by(Pnode.host_id)
+            .group_by(Pnode.host_id, Host.agent)
         )
     ).all()
     n_pnodes = {owner: pnode for owner, vnode, pnode, _ in rows if vnode < 0}
+    agents = {owner: _AGENT_CODES[c] for owner, vnode, _, c in rows if vnode < 0 and c}
     out = {
         d.id: (np.zeros((len(d.vnodes), n_pnodes[d.host_id]), dtype=np.int64), n_pnodes[d.host_id])
         for d in domains
@@ -646,7 +663,7 @@ def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tupl
     for owner, vnode, pnode, mib in rows:
         if vnode >= 0 and owner in out:
             out[owner][0][vnode, pnode] = mib
-    return out
+    return out, agents
 
 
 __all__ = [

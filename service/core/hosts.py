@@ -22,6 +22,7 @@ from service.core.unit import Database, several
 from service.core.views import accounting_out, host_out, host_summary
 from service.db import hosts as repo
 from service.db.audit import record_event
+from service.db.leases import leases_of
 from service.db.loaders import load_host_accounting
 from service.db.models import Host, Pnode
 from service.db.pagination import next_cursor
@@ -55,7 +56,8 @@ def host_view(session: Session, host: Host) -> HostOut:
     counts = None
     if host.evacuation_requested_at is not None:
         counts = repo.evacuation_counts(session, [host.id])[host.id]
-    out = host_out(host, counts)
+    lease = leases_of(session, [host.id]) if host.agent is not None else {}
+    out = host_out(host, counts, lease.get(host.id))
     if host.recovery is not None:
         out.recovery = recovery_out(session, host)
     return out
@@ -84,8 +86,9 @@ def list_hosts(
     )
     evacuating = [h.id for h in rows if h.evacuation_requested_at is not None]
     counts = repo.evacuation_counts(session, evacuating)
+    lease = leases_of(session, [h.id for h in rows if h.agent is not None])
     return Page[HostOut](
-        items=[host_out(h, counts.get(h.id)) for h in rows],
+        items=[host_out(h, counts.get(h.id), lease.get(h.id)) for h in rows],
         next_cursor=next_cursor(rows, more),
     )
 

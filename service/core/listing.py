@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.core.domains import backing_of
+from service.core.domains import backing_and_agents
 from service.core.rows import ListedDomain, ListedVnode
-from service.core.views import domain_out
+from service.core.views import I64, domain_out
 from service.db.filters import filtered
 from service.db.models import Domain
 from service.db.pagination import fetch_row_page, next_cursor
@@ -26,6 +26,11 @@ _DOMAIN_COLUMNS = [DOMAINS.c[f] for f in ListedDomain.__dataclass_fields__ if f 
 _VNODE_ROWS = select(
     VNODES.c.domain_id, *(VNODES.c[f] for f in ListedVnode.__dataclass_fields__)
 ).order_by(VNODES.c.domain_id, VNODES.c.index)
+
+
+def _out(d: ListedDomain, backing: tuple[I64, int] | None, host_agent: str | None) -> DomainOut:
+    x, n_pnodes = backing if backing is not None else (None, 0)
+    return domain_out(d, x, n_pnodes, host_agent)
 
 
 def list_domains(
@@ -50,8 +55,8 @@ def list_domains(
         for v in session.execute(_VNODE_ROWS.where(VNODES.c.domain_id.in_(ids))):
             vnodes[v[0]].append(ListedVnode(*v[1:]))
     page = [ListedDomain(**r._mapping, vnodes=vnodes[r.id]) for r in rows]
-    backing = backing_of(session, page)
+    backing, agents = backing_and_agents(session, page)
     return Page[DomainOut](
-        items=[domain_out(d, *backing.get(d.id, (None, 0))) for d in page],
+        items=[_out(d, backing.get(d.id), agents.get(d.host_id or "")) for d in page],
         next_cursor=next_cursor(page, more),
     )

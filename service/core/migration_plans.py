@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.core.domains import topology_of
 from service.db.accounting import HostAccounting
+from service.db.leases import AWAY, LOST
 from service.db.loaders import load_host_accounting
 from service.db.locks import lock_hosts
 from service.db.models import Domain
@@ -76,6 +77,10 @@ def compute_plan(
         raise Conflict(f"the domain is {domain.state}; one migration at a time")
     if dst.host.state != "active":
         raise Conflict(f"destination host {dst.host.name} is {dst.host.state}")
+    if dst.host.agent == LOST:
+        raise Conflict(
+            f"destination host {dst.host.name}'s agent is lost (its lease lapsed): {AWAY}"
+        )
     topo = topology_of(domain)
     plan = plan_migration(
         size_mib=topo.size_mib,

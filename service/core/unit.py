@@ -110,6 +110,16 @@ def lookup(db: Database, work: Callable[[Session], T]) -> T:
         return work(session)
 
 
+def one_statement(db: Database, work: Callable[[Session], T]) -> T | None:
+    """A unit that is one writing statement, its own transaction: on PostgreSQL in autocommit
+    (one round trip: no BEGIN, no COMMIT), through the worker's gate, retried like `run`. On
+    SQLite None without running `work`: the caller runs its ordinary unit instead."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    with _scope(db.lookup_factory, db.gate) as session:
+        return _contended_when_exhausted(session, lambda: work(session), NOTHING_CHANGED)
+
+
 def several(db: Database, work: Callable[[Session], T]) -> T:
     """A session for an operation that commits several transactions itself (a migration's
     `drive`, an evacuation): whatever it leaves open is rolled back. A deadlock or

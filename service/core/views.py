@@ -3,7 +3,8 @@ so a field is spelled once whichever route (or core operation) returns it."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,11 +15,19 @@ from service.db.accounting import HostAccounting
 from service.db.models import Host, Step
 from service.engine.topology import PAGES_PER_MIB
 from service.schemas.agent import StepOut
-from service.schemas.domains import DomainOut, MemoryOut, MemRange, PlacementOut, VnodeOut
+from service.schemas.domains import (
+    DomainOut,
+    HostAgentState,
+    MemoryOut,
+    MemRange,
+    PlacementOut,
+    VnodeOut,
+)
 from service.schemas.hosts import (
     Accounting,
     DomainBacking,
     Evacuation,
+    HostAgent,
     HostOut,
     MemoryTotals,
     PnodeAccounting,
@@ -38,7 +47,10 @@ def memranges(sizes_mib: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def domain_out(domain: DomainRow, backing: I64 | None, n_pnodes: int) -> DomainOut:
+def domain_out(
+    domain: DomainRow, backing: I64 | None, n_pnodes: int, host_agent: str | None = None
+) -> DomainOut:
+    """`host_agent`: its host's agent judgement (`Host.agent`)."""
     k = len(domain.vnodes)
     x = backing if backing is not None else np.zeros((k, n_pnodes), dtype=np.int64)
     ranges = memranges([vn.size_mib for vn in domain.vnodes])
@@ -71,6 +83,7 @@ def domain_out(domain: DomainRow, backing: I64 | None, n_pnodes: int) -> DomainO
         policy=domain.policy,
         block_mib=domain.block_mib,
         uncooperative=domain.uncooperative,
+        host_agent=cast(HostAgentState | None, host_agent),
         external_id=domain.external_id,
         labels=domain.labels or {},
         version=domain.version,
@@ -125,8 +138,13 @@ def placement_out(r: Ranked) -> PlacementOut:
     )
 
 
-def host_out(host: Host, evacuation: tuple[int, int] | None = None) -> HostOut:
-    """`evacuation`: (domains left, migrations in flight), for a host being evacuated."""
+def host_out(
+    host: Host,
+    evacuation: tuple[int, int] | None = None,
+    lease_expires_at: datetime | None = None,
+) -> HostOut:
+    """`evacuation`: (domains left, migrations in flight), for a host being evacuated;
+    `lease_expires_at`: its agent's lease (None: never taken)."""
     pnodes = [
         PnodeOut(
             index=p.index,
@@ -165,6 +183,11 @@ def host_out(host: Host, evacuation: tuple[int, int] | None = None) -> HostOut:
         external_id=host.external_id,
         labels=host.labels or {},
         evacuation=evac,
+        agent=HostAgent(
+            connected=None if host.agent is None else host.agent == "connected",
+            lease_expires_at=lease_expires_at,
+            last_report_at=host.observed_at,
+        ),
         version=host.version,
         created_at=host.created_at,
     )

@@ -18,10 +18,12 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Text,
+    and_,
     case,
     cast,
     func,
     literal_column,
+    or_,
     select,
     text,
     true,
@@ -34,6 +36,11 @@ from sqlalchemy.sql.functions import FunctionElement
 from service.db.models import Host, Pnode
 
 I64 = NDArray[np.int64]
+# A host placement may use: active, and its agent not judged lost (a host whose agent never
+# took a lease is not judged). `state` below reads "lost" for an active host with a lost agent,
+# so that the feed drops it like a host that left.
+ELIGIBLE = and_(Host.state == "active", or_(Host.agent.is_(None), Host.agent != "lost"))
+_STATE = case((Host.agent == "lost", "lost"), else_=Host.state)
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ def _whole_stmt(snapshot: bool) -> Select[Any]:
     key = slit_key(Host.distances)
     one_per_key = (
         select(key.label("key"), func.min(Host.id).label("id"))
-        .where(Host.state == "active")
+        .where(ELIGIBLE)
         .group_by(key)
         .subquery()
     )
@@ -141,7 +148,7 @@ def _whole_stmt(snapshot: bool) -> Select[Any]:
         )
         .join(per_host, per_host.c.host_id == Host.id)
         .outerjoin(one_per_key, one_per_key.c.id == Host.id)
-        .where(Host.state == "active")
+        .where(ELIGIBLE)
         .order_by(Host.created_at, Host.id)
     )
 
@@ -179,11 +186,7 @@ def _changes_stmt() -> Select[Any]:
     state: a host may have left)."""
     header = select(
         _SNAPSHOT,
-        select(func.count())
-        .select_from(Host)
-        .where(Host.state == "active")
-        .scalar_subquery()
-        .label("active"),
+        select(func.count()).select_from(Host).where(ELIGIBLE).scalar_subquery().label("active"),
         _CLEAN,
     ).subquery()
     # Every transaction a snapshot leaves out has an id at least its xmin: the index narrows
@@ -201,7 +204,7 @@ def _changes_stmt() -> Select[Any]:
             Host.id.label("id"),
             Host.name.label("name"),
             Host.created_at.label("created_at"),
-            Host.state.label("state"),
+            _STATE.label("state"),
             slit_key(Host.distances).label("key"),
             cast(Host.distances, Text).label("slit"),
             _pnodes().label("pnodes"),

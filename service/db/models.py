@@ -58,6 +58,7 @@ class Host(Base):
     __tablename__ = "hosts"
     __table_args__ = (
         CheckConstraint("state IN ('active', 'maintenance', 'offline')", name="state_valid"),
+        CheckConstraint("agent IN ('connected', 'lost')", name="agent_valid"),
         Index("ix_hosts_created_at_id", "created_at", "id"),
         Index("ix_hosts_changed_xid", "changed_xid"),
     )
@@ -76,12 +77,17 @@ class Host(Base):
     # Set when the host is declared failed (POST /v1/hosts/{id}/fail, or its agent lost): the
     # reason, when, and where its protected domains were restarted (service/core/recovery.py).
     recovery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The agent's last report (batch or observation): status the agent owns.
     observed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The service's judgement of the host's agent from its lease (`AgentLease`): None while it
+    # never took one (not judged), "connected", or "lost" (its lease lapsed: no domain is placed
+    # or migrated here until it renews). Status: flipped by `core/leases.py`, no version move.
+    agent: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
     # The transaction that last changed what placement reads of this host (name, state, SLIT,
-    # pnode counters); stamped by triggers on PostgreSQL, never by the service. See
+    # agent judgement, pnode counters); stamped by triggers on PostgreSQL, never by the service. See
     # service/db/cluster_feed.py.
     changed_xid: Mapped[int] = mapped_column(
         BigInteger, server_default="0", deferred=True, deferred_raiseload=True
@@ -353,6 +359,28 @@ def step_actor(phase: str, op: str) -> str:
     if op in GUEST_POOL_OPS and phase != "rebalance":
         return "guest"
     return "agent"
+
+
+class AgentLease(Base):
+    """A host agent's lease (`PUT /v1/agent/hosts/{id}/lease`): liveness apart from state, so
+    that a renewal is one small row written, not a report. Renewed every ~10 s by every agent;
+    nothing else about the host moves with it (no host row lock, no trigger, no version)."""
+
+    __tablename__ = "agent_leases"
+
+    host_id: Mapped[str] = mapped_column(
+        UUIDStr, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    expires_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    # The agent's renewal count since it started (None: it sends none); 0 or a step back is a
+    # restart of the agent, which then owes a full report.
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lost: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Written by each renewal for its RETURNING: the judgement before it (None: the first
+    # lease, "lost": the agent returns) and whether the renewal itself asks for a full report.
+    prior: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    report_due: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class Token(Base):

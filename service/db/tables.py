@@ -7,8 +7,9 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from service.db.models import Backing, Claim, Domain, Event, Host, Pnode, Step, Vnode
+from service.db.models import AgentLease, Backing, Claim, Domain, Event, Host, Pnode, Step, Vnode
 
+AGENT_LEASES = cast(Table, AgentLease.__table__)
 BACKING = cast(Table, Backing.__table__)
 CLAIMS = cast(Table, Claim.__table__)
 DOMAINS = cast(Table, Domain.__table__)

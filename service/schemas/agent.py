@@ -206,3 +206,39 @@ class AgentReportOut(BaseModel):
     )
     drift_flagged: bool
     drift: list[DriftPnode]
+
+
+class LeaseIn(StrictModel):
+    model_config = strict_example({"seq": 42})
+
+    seq: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=2**62,
+        description="The agent's renewals counted from 0 since it started: 0, or a count that "
+        "went back, tells the service the agent restarted (a full report is then wanted)",
+    )
+
+
+class LeaseOut(BaseModel):
+    model_config = example(
+        {
+            "host_id": "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70",
+            "expires_at": "2026-12-06T10:00:40Z",
+            "report": False,
+            "steps_pending": False,
+        }
+    )
+
+    host_id: Id
+    expires_at: datetime = Field(
+        description="Renew before this (NUMA_BALLOON_AGENT_LEASE_S after now); past it the "
+        "host's agent is judged lost: no domain is placed or migrated to the host until it renews"
+    )
+    report: bool = Field(
+        description="The service wants a full batch report now: after a restart of either side, "
+        "a return from lost, while a step is pending or the host is flagged for drift, and every "
+        "NUMA_BALLOON_AGENT_FULL_REPORT_S"
+    )
+    steps_pending: bool = Field(description="Steps are pending on this host: fetch them")

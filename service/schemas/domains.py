@@ -186,6 +186,9 @@ class VnodeOut(BaseModel):
     plugged_blocks: int
 
 
+HostAgentState = Literal["connected", "lost"]
+
+
 class DomainOut(BaseModel):
     model_config = example(
         {
@@ -232,6 +235,12 @@ class DomainOut(BaseModel):
     policy: Policy
     block_mib: int
     uncooperative: bool
+    host_agent: HostAgentState | None = Field(
+        default=None,
+        description="Its host's agent: connected (lease held), lost (the lease lapsed: what the "
+        "service holds of this domain is no longer observed), null when the host's agent never "
+        "took a lease or the domain has no host",
+    )
     external_id: str | None
     labels: dict[str, str]
     version: int

@@ -105,6 +105,18 @@ class Evacuation(BaseModel):
     done: bool = Field(description="No domain is left on the host")
 
 
+class HostAgent(BaseModel):
+    connected: bool | None = Field(
+        description="Whether the host agent's lease is held; false once it lapsed (the agent is "
+        "lost: no domain is placed or migrated here until it renews); null while the agent never "
+        "took a lease (not judged)"
+    )
+    lease_expires_at: datetime | None = Field(description="When the agent's lease runs out")
+    last_report_at: datetime | None = Field(
+        description="The agent's last report (batch or observed)"
+    )
+
+
 class HostOut(BaseModel):
     model_config = example(
         {
@@ -134,6 +146,11 @@ class HostOut(BaseModel):
             "external_id": "compute-07.rack12",
             "labels": {"rack": "r12"},
             "evacuation": None,
+            "agent": {
+                "connected": True,
+                "lease_expires_at": "2026-11-26T08:00:40Z",
+                "last_report_at": "2026-11-26T08:00:00Z",
+            },
             "version": 1,
             "created_at": "2026-11-26T08:00:00Z",
         }
@@ -151,6 +168,7 @@ class HostOut(BaseModel):
     evacuation: Evacuation | None = Field(
         description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
     )
+    agent: HostAgent = Field(description="The host agent's lease and its last report")
     recovery: RecoveryOut | None = Field(
         default=None,
         description="Set once the host was declared failed (POST /v1/hosts/{id}/fail): where "

@@ -147,6 +147,7 @@ REQUESTS: dict[str, Builder] = {
         f"/v1/agent/hosts/{w.host_a}/report",
         {"pnodes": [{"index": 0, "free_mib": 60000}], "domains": []},
     ),
+    "renew_lease": lambda w, c: ("PUT", f"/v1/agent/hosts/{w.host_a}/lease", {"seq": 1}),
     "observed": lambda w, c: (
         "PUT",
         f"/v1/agent/hosts/{w.host_a}/observed",
