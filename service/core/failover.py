@@ -86,9 +86,12 @@ def cluster_settings(session: Session, *, lock: bool = False) -> ClusterSettings
 
 
 def eligible(hosts: HostRows) -> np.ndarray:
-    """Hosts that may receive restarts: active ones. (Connected too, once the agents' leases
-    say which are: issue 25.)"""
-    return np.array([s == "active" for s in hosts.states], dtype=bool)
+    """Hosts that may receive restarts: active ones whose agent is not lost (a host whose agent
+    never took a lease is not judged: see `service.core.leases`)."""
+    return np.array(
+        [s == "active" and a != "lost" for s, a in zip(hosts.states, hosts.agents, strict=True)],
+        dtype=bool,
+    )
 
 
 @dataclass(frozen=True)

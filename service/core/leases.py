@@ -17,6 +17,7 @@ must commit with the mark there), `after_agent_lost` after that commit, with the
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,13 +26,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.core import unit
+from service.core import failover, unit
+from service.core.recovery import recover_host
 from service.core.unit import Database
 from service.db import leases as repo
 from service.db.audit import record_event
 from service.db.leases import CONNECTED, LOST
 from service.errors import NotFound
 from service.schemas.agent import LeaseOut
+from service.schemas.failover import RecoveryOut
 from service.settings import Settings
 
 log = logging.getLogger("numa_balloon")
@@ -111,8 +114,7 @@ def renew_lease(
 
 def mark_lapsed(session: Session, now: datetime, actor: str = SWEEPER) -> list[LostHost]:
     """Judge lost every host whose agent's lease lapsed before `now`, with one
-    `host.agent-lost` event each, then `agent_lost` (the failover hook) in the same
-    transaction. Replicas sweeping at once find each lapse once."""
+    `host.agent-lost` event each. Replicas sweeping at once find each lapse once."""
     lost = [LostHost(h, name, at) for h, name, at in repo.lapse(session, now)]
     for host in lost:
         record_event(
@@ -125,25 +127,33 @@ def mark_lapsed(session: Session, now: datetime, actor: str = SWEEPER) -> list[L
             after={"agent": LOST, "lease_expired_at": host.lease_expired_at.isoformat()},
             at=now,
         )
-    if lost:
-        agent_lost(session, lost, now)
     return lost
 
 
-def agent_lost(session: Session, hosts: Sequence[LostHost], now: datetime) -> None:
-    """Failover hook, inside the transaction that marks `hosts` lost (their events written,
-    nothing committed yet). Today: nothing beyond the mark; placement and migrations already
-    keep away from these hosts."""
-
-
 def after_agent_lost(db: Database, hosts: Sequence[LostHost], now: datetime) -> None:
-    """Failover hook, after the mark committed: where the failover issue starts moving the
-    lost hosts' domains (each migration in units of its own). Today: a log line."""
+    """After the mark committed: with failover protection on, each lost host is declared failed
+    and its protected domains restart on the plan's hosts (`recover_host`, a unit of work per
+    host, as an operator's `POST /v1/hosts/{id}/fail` would). The host stays offline when its
+    agent returns: a person puts it back in service, as XAPI's HA asks. Protection off: the mark
+    alone keeps placements and migrations away."""
     for host in hosts:
+        log.warning("host agent lost", extra={"host_id": host.host_id, "host_name": host.name})
+    if not hosts or unit.read(db, _protection_on) is False:
+        return
+    for host in hosts:
+        out = unit.write(db, functools.partial(_fail_over, host_id=host.host_id, now=now))
         log.warning(
-            "host agent lost",
-            extra={"host_id": host.host_id, "host_name": host.name},
+            "host failed over",
+            extra={"host_id": host.host_id, "restarts": len(out.restarts)},
         )
+
+
+def _fail_over(session: Session, *, host_id: str, now: datetime) -> RecoveryOut:
+    return recover_host(session, host_id, now, "its agent's lease lapsed", "service")
+
+
+def _protection_on(session: Session) -> bool:
+    return failover.settings_of(failover.cluster_settings(session)) is not None
 
 
 def sweep_leases(db: Database, now: datetime) -> list[LostHost]:

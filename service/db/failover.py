@@ -28,12 +28,13 @@ PROTECTABLE_STATES = ("running", "migrating", "restarting")
 
 @dataclass(frozen=True)
 class HostRows:
-    """Every host in creation order: ids, names, states, and the planner's matrices
-    (zero-padded past a host's pnodes)."""
+    """Every host in creation order: ids, names, states, their agents' judgement (None: never
+    took a lease), and the planner's matrices (zero-padded past a host's pnodes)."""
 
     ids: list[str]
     names: list[str]
     states: list[str]
+    agents: list[str | None]
     free_mib: IntArray
     squeezable_mib: IntArray
     shape: IntArray
@@ -59,7 +60,7 @@ class ProtectedRows:
 def load_hosts(session: Session) -> HostRows:
     """Every host (a failed host may be in maintenance or offline) with its pnode counters."""
     hosts = session.execute(
-        select(Host.id, Host.name, Host.state, cast(Host.distances, Text)).order_by(
+        select(Host.id, Host.name, Host.state, cast(Host.distances, Text), Host.agent).order_by(
             Host.created_at, Host.id
         )
     ).all()
@@ -67,6 +68,7 @@ def load_hosts(session: Session) -> HostRows:
     names = [str(h[1]) for h in hosts]
     states = [str(h[2]) for h in hosts]
     slits = [str(h[3]) for h in hosts]
+    agents = [None if h[4] is None else str(h[4]) for h in hosts]
     at = {h: i for i, h in enumerate(ids)}
     cells = [
         (at[str(host_id)], int(pnode), int(free))
@@ -97,6 +99,7 @@ def load_hosts(session: Session) -> HostRows:
         ids=ids,
         names=names,
         states=states,
+        agents=agents,
         free_mib=free_mib,
         squeezable_mib=squeezable,
         shape=shape,

@@ -205,3 +205,43 @@ def test_the_lease_refuses_other_hosts_tokens_and_bad_bodies(
     assert bad.headers["content-type"] == "application/problem+json"
     assert a.put(url, token=host["agent_token"], json={"seq": 1, "x": 1}).status_code == 422
     assert a.put(url, token=host["agent_token"]).status_code == 200  # an empty body is fine
+
+
+def test_with_protection_on_a_lost_agent_fails_its_host_over_to_a_connected_host(
+    workers: tuple[ApiClient, ApiClient], clock: Clock
+) -> None:
+    """Issue 26's recovery on issue 25's trigger: protected domains of a host whose agent is
+    lost restart elsewhere, never on a host whose agent is lost (though still active)."""
+    a, b = workers
+    src, dark, ok = (
+        a.post("/v1/hosts", json=host_body(name, n=2)).json() for name in ("src", "dark", "ok")
+    )
+    protected = {**domain_body("vm-ha", [1024, 1024], host_id=src["id"]), "labels": {"ha": "true"}}
+    dom = a.post("/v1/domains", json=protected).json()
+    plain = a.post("/v1/domains", json=domain_body("vm-plain", [1024], host_id=src["id"])).json()
+    # `dark` would be the planner's choice (the most free memory) were its agent not lost
+    a.post("/v1/domains", json=domain_body("filler", [8192, 8192], host_id=ok["id"]))
+    for host in (src, dark, ok):
+        _lease(a, host, seq=0)
+    clock.advance(30)
+    _lease(b, src, seq=1)
+    _lease(b, ok, seq=1)
+    clock.advance(11)  # dark's agent lapses while protection is off: lost, its host still active
+    assert _sweep_on_both(a, b, clock.now) == 1
+    assert a.get(f"/v1/hosts/{dark['id']}").json()["state"] == "active"
+    r = a.patch("/v1/cluster", json={"ha": {"host_failures": 1, "label_selector": "ha=true"}})
+    assert r.status_code == 200, r.text
+    clock.advance(30)  # now src's agent lapses too; ok's renews
+    _lease(a, ok, seq=2)
+    assert _sweep_on_both(a, b, clock.now) == 1
+
+    for c in (a, b):
+        failed = c.get(f"/v1/hosts/{src['id']}").json()
+        assert failed["state"] == "offline"
+        assert failed["recovery"]["reason"] == "its agent's lease lapsed"
+        moved = c.get(f"/v1/domains/{dom['id']}").json()
+        assert (moved["state"], moved["host_id"]) == ("restarting", ok["id"])
+        assert c.get(f"/v1/domains/{plain['id']}").json()["host_id"] == src["id"]
+    assert len(_events(a, src["id"], "host.failed")) == 1
+    assert _sweep_on_both(a, b, clock.now) == 0  # nothing lapses twice, nothing moves twice
+    assert a.get(f"/v1/domains/{dom['id']}").json()["host_id"] == ok["id"]
