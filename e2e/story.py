@@ -292,9 +292,7 @@ class Story:
     def squeeze(self) -> None:
         """Ask the host for two more blocks per vnode free: the service lowers the domain's
         targets, shared out by its (proportional) policy."""
-        acc = self.admin.host_accounting(self.host_id)
-        free = sum(p.free_mib for p in acc.pnodes)
-        body = {"total_free_mib": free + 2 * BLOCK_MIB * self.outcome.vnodes}
+        body = {"free_more_mib": 2 * BLOCK_MIB * self.outcome.vnodes}
         self._resize("squeeze the host", lambda: self.admin.squeeze(self.host_id, body))
 
     def _resize(self, label: str, request: Callable[[], object]) -> None:

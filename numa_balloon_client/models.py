@@ -827,16 +827,50 @@ class ReportVnode(BaseModel):
     index: Annotated[int, Field(ge=0, lt=32, title="Index")]
 
 
+class FreeMoreMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="MiB to free on the whole host beyond what is free now (the accounting's free MiB at the request, plus this, are left free afterwards)",
+            ge=0,
+            le=2147483648,
+            title="Free More Mib",
+        ),
+    ]
+
+
+class KeepTotalFreeMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="MiB to leave free on the whole host afterwards",
+            ge=0,
+            le=2147483648,
+            title="Keep Total Free Mib",
+        ),
+    ]
+
+
 class TotalFreeMib(RootModel[int]):
     root: Annotated[
         int,
         Field(
-            description="MiB to free on the whole host", ge=0, le=2147483648, title="Total Free Mib"
+            deprecated=True,
+            description="Deprecated name of keep_total_free_mib (MiB left free on the whole host afterwards, not MiB to free)",
+            ge=0,
+            le=2147483648,
+            title="Total Free Mib",
         ),
     ]
 
 
 class SqueezeRequest(BaseModel):
+    """
+    What a squeeze should achieve, in exactly one form. Each says how much memory is free
+    *afterwards* (capacity - claimed - allocated, as the accounting counts it), except
+    ``free_more_mib``, which says how much more than is free now.
+    """
+
     model_config = ConfigDict(
         extra="allow",
     )
@@ -853,12 +887,39 @@ class SqueezeRequest(BaseModel):
     free_mib: Annotated[
         dict[Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,2})$")], int] | None,
         Field(
-            description='MiB to free per pnode, keyed by pnode index: {"0": 8192}', title="Free Mib"
+            deprecated=True,
+            description="Deprecated name of keep_free_mib (MiB left free per pnode afterwards)",
+            title="Free Mib",
+        ),
+    ] = None
+    free_more_mib: Annotated[
+        FreeMoreMib | None,
+        Field(
+            description="MiB to free on the whole host beyond what is free now (the accounting's free MiB at the request, plus this, are left free afterwards)",
+            title="Free More Mib",
+        ),
+    ] = None
+    keep_free_mib: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,2})$")], int] | None,
+        Field(
+            description='MiB to leave free per pnode afterwards, keyed by pnode index: {"0": 8192}',
+            title="Keep Free Mib",
+        ),
+    ] = None
+    keep_total_free_mib: Annotated[
+        KeepTotalFreeMib | None,
+        Field(
+            description="MiB to leave free on the whole host afterwards",
+            title="Keep Total Free Mib",
         ),
     ] = None
     total_free_mib: Annotated[
         TotalFreeMib | None,
-        Field(description="MiB to free on the whole host", title="Total Free Mib"),
+        Field(
+            deprecated=True,
+            description="Deprecated name of keep_total_free_mib (MiB left free on the whole host afterwards, not MiB to free)",
+            title="Total Free Mib",
+        ),
     ] = None
 
 
@@ -1030,17 +1091,6 @@ class Unplaced(BaseModel):
             description="Why no other host takes it (MiB figures, per host tried)", title="Reason"
         ),
     ]
-
-
-class ValidationError(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    ctx: Annotated[dict[str, Any] | None, Field(title="Context")] = None
-    input: Annotated[Any | None, Field(title="Input")] = None
-    loc: Annotated[list[str | int], Field(title="Location")]
-    msg: Annotated[str, Field(title="Message")]
-    type: Annotated[str, Field(title="Error Type")]
 
 
 class ValidationIssue(BaseModel):
@@ -1333,13 +1383,6 @@ class GuestTopology(BaseModel):
     )
     block_mib: Annotated[int, Field(title="Block Mib")]
     vnodes: Annotated[list[GuestVnode], Field(title="Vnodes")]
-
-
-class HTTPValidationError(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    detail: Annotated[list[ValidationError] | None, Field(title="Detail")] = None
 
 
 class HostCreate(BaseModel):
