@@ -9,6 +9,7 @@ domain's or host's ``version`` (ETag) moves: they go through `apply` as the chan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,9 +19,10 @@ from service.core.balloon import (
     capped,
     complete_pool_steps,
     observe,
+    off_target_mib,
     stall_time,
     stalled,
-    total_reported,
+    within_headroom,
 )
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
@@ -174,8 +176,8 @@ def settled(view: ReportView, body: AgentReportIn, now: datetime, settings: Sett
         domain = view.domains.get(d.domain_id)
         if domain is None or domain.pending_pool_steps or not _repeats(domain, d.vnodes):
             return False
-        total = total_reported(domain.actual_mib)
-        if domain.uncooperative and total == domain.target_mib:
+        gap = off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib)
+        if domain.uncooperative and gap == 0:
             return False  # observe clears the flag of a driver found at its target
     limit = timedelta(seconds=settings.uncooperative_after_s)
     return all(d.uncooperative or _stall(d, now) <= limit for d in view.domains.values())
@@ -195,6 +197,7 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
             target_mib=domain.vnode_target_mib[i],
             actual_mib=held,
             size_mib=domain.size_mib[i],
+            block_mib=domain.block_mib,
         )
         if held is None or size != held:
             return False
@@ -203,8 +206,7 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
 
 def _stall(domain: DomainView, now: datetime) -> timedelta:
     return stall_time(
-        total_reported(domain.actual_mib),
-        target_mib=domain.target_mib,
+        off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib),
         last_progress_at=domain.last_progress_at,
         target_set_at=domain.target_set_at,
         now=now,
@@ -265,6 +267,7 @@ def agent_report(
     unknown: list[str] = []
     observed = ChangeSet()
     reports: dict[str, dict[int, int]] = {}
+    headroom = state.capacity_mib - state.claimed_mib - state.allocated_mib()
     for d in body.domains:
         domain = state.domain(d.domain_id)
         if domain is None:
@@ -272,7 +275,17 @@ def agent_report(
             continue
         reports[domain.id] = {v.index: v.actual_mib for v in d.vnodes}
         changes, _ = observe(
-            domain, reports[domain.id], now, actor=actor, action="domain.actual_observed"
+            domain,
+            reports[domain.id],
+            now,
+            actor=actor,
+            action="domain.actual_observed",
+            fit=partial(
+                within_headroom,
+                domain=domain,
+                headroom_mib=headroom,
+                backing=state.backing[domain.id],
+            ),
         )
         observed.extend(changes)
     apply(session, state, observed)

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Integer, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 
-from service.core.balloon import pool_change_rows
+from service.core.balloon import held_levels, pool_change_rows
 from service.core.bookkeeping import set_bookkeeping
 from service.core.rows import DomainRow
 from service.db.accounting import HostAccounting
@@ -476,7 +476,13 @@ def retarget(
     old = {"target_mib": domain.target_mib, "policy": domain.policy}
     new = {"target_mib": body.target_mib, "policy": policy}
     steps = pool_change_rows(
-        domain.id, state.host.id, topo, before.sum(axis=1), x.sum(axis=1), homes, now
+        domain.id,
+        state.host.id,
+        topo,
+        held_levels(domain, before.sum(axis=1)),
+        x.sum(axis=1),
+        homes,
+        now,
     )
     return ChangeSet(
         backing={domain.id: x},

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.core import unit
-from service.core.balloon import complete_pool_steps, observe
+from service.core.balloon import complete_pool_steps, observe, within_headroom
 from service.core.domains import load_domain, lock_domain_host
 from service.core.migration_requests import drive_on
 from service.core.views import memranges
@@ -120,7 +120,16 @@ def guest_report(
     domain, state = lock_domain_host(session, domain_id, now)
     _check_pools(domain, body)
     reported = {p.index: p.actual_mib for p in body.vnodes}
-    changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")
+    headroom = state.headroom_mib(excluding=domain.id) - state.charges()[domain.id].sum(axis=0)
+    backing = state.backing[domain.id]
+    changes, _ = observe(
+        domain,
+        reported,
+        now,
+        actor=actor,
+        action="domain.balloon_reported",
+        fit=lambda taken: within_headroom(taken, domain, headroom, backing),
+    )
     apply(session, state, changes)
     moved_on = complete_pool_steps(session, {domain.id: reported}, now)
     session.flush()

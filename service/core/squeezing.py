@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.core.balloon import actual_total, is_active, pool_change_rows, stalled
+from service.core.balloon import (
+    actual_total,
+    held_levels,
+    is_active,
+    pool_change_rows,
+    stalled,
+)
 from service.core.domains import topology_of
 from service.core.unit import discard
 from service.db.accounting import HostAccounting
@@ -188,7 +194,7 @@ def _changes(
             d.id,
             state.host.id,
             topology_of(d),
-            state.backing[d.id].sum(axis=1),
+            held_levels(d, state.backing[d.id].sum(axis=1)),
             plan.vnode_target_mib[i, :k],
             [vn.home_pnode or 0 for vn in d.vnodes],
             now,

@@ -27,6 +27,7 @@ class DomainView:
     """One domain's balloon state: the domain-level fields, then its vnodes in index order."""
 
     target_mib: int
+    block_mib: int
     uncooperative: bool
     last_progress_at: datetime | None
     target_set_at: datetime
@@ -75,6 +76,7 @@ _VNODE_ROWS = (
         VNODES.c.target_mib,
         VNODES.c.size_mib,
         VNODES.c.actual_mib,
+        DOMAINS.c.block_mib,
     )
     .join(VNODES, VNODES.c.domain_id == DOMAINS.c.id)
     .where(DOMAINS.c.host_id == bindparam("b_host"))
@@ -101,6 +103,7 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
         if view is None:
             view = domains[row[0]] = DomainView(
                 target_mib=row[1],
+                block_mib=row[9],
                 uncooperative=row[2],
                 last_progress_at=row[3],
                 target_set_at=row[4],
