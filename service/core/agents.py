@@ -16,7 +16,8 @@ from service.core import unit
 from service.core.agent_report import agent_report, drift, pnode_errors
 from service.core.balloon import stalled
 from service.core.migration_requests import drive_on
-from service.core.migrations import fail_for_step, mark_progress, migrate_destinations
+from service.core.migration_views import migrate_destinations
+from service.core.migrations import fail_for_step, mark_progress
 from service.core.sweeper import sweep_migrations
 from service.core.unit import Database
 from service.core.views import step_out

@@ -31,7 +31,7 @@ from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
-from service.engine.place import HostArrays, Placement, place, rank_cluster
+from service.engine.placement import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.core import evacuation
 from service.core.bookkeeping import set_bookkeeping
-from service.core.migrations import claims_of, migration_out
+from service.core.migration_views import claims_of, migration_out
 from service.core.sweeper import sweep_migrations
 from service.core.unit import Database, several
 from service.core.views import accounting_out, host_out, host_summary
