@@ -776,12 +776,39 @@ class PnodeOut(BaseModel):
     reserved_mib: Annotated[int, Field(title="Reserved Mib")]
 
 
+class VisibleMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="What the guest kernel shows of the node: its MemTotal (optional)",
+            ge=0,
+            le=2147483648,
+            title="Visible Mib",
+        ),
+    ]
+
+
 class PoolReport(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    actual_mib: Annotated[int, Field(ge=0, le=2147483648, title="Actual Mib")]
+    actual_mib: Annotated[
+        int,
+        Field(
+            description="What the pool holds: the node's memory blocks online, or offline and still the device's (the hypervisor's view once a change is done)",
+            ge=0,
+            le=2147483648,
+            title="Actual Mib",
+        ),
+    ]
     index: Annotated[int, Field(ge=0, lt=32, title="Index")]
+    visible_mib: Annotated[
+        VisibleMib | None,
+        Field(
+            description="What the guest kernel shows of the node: its MemTotal (optional)",
+            title="Visible Mib",
+        ),
+    ] = None
 
 
 class RebalanceOut(BaseModel):
@@ -983,6 +1010,29 @@ class StepDestination(BaseModel):
     ]
 
 
+class StepFailure(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attempt: Annotated[int, Field(description="The attempt that failed, from 1", title="Attempt")]
+    detail: Annotated[str | None, Field(description="What the agent said", title="Detail")]
+    failed_at: Annotated[AwareDatetime, Field(title="Failed At")]
+    max_attempts: Annotated[int, Field(title="Max Attempts")]
+    op: Annotated[str, Field(title="Op")]
+    retry_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When the next attempt is shown to agents", title="Retry At"),
+    ]
+    retry_step_id: Annotated[str | None, Field(title="Retry Step Id")] = None
+    step_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Step Id"
+        ),
+    ]
+    vnode: Annotated[int | None, Field(title="Vnode")]
+
+
 class StepOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -994,6 +1044,9 @@ class StepOut(BaseModel):
             title="Actor",
         ),
     ]
+    attempt: Annotated[
+        int | None, Field(description="1, or the retry's number after failures", title="Attempt")
+    ] = 1
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     destination: Annotated[
         StepDestination | None,
@@ -1132,13 +1185,23 @@ class VnodeOut(BaseModel):
     )
     actual_mib: Annotated[
         int | None,
-        Field(description="Last size the guest's balloon driver reported", title="Actual Mib"),
+        Field(
+            description="Held by the hypervisor for this vnode (boot memory + plugged blocks, or the balloon's size), as the host agent's or the guest agent's last report said; null until one reports. This is what the accounting charges.",
+            title="Actual Mib",
+        ),
     ]
     backing_mib: Annotated[
         list[int],
         Field(description="MiB of this vnode on each pnode of the host", title="Backing Mib"),
     ]
     distances: Annotated[list[int], Field(title="Distances")]
+    guest_visible_mib: Annotated[
+        int | None,
+        Field(
+            description="Visible to the guest: its kernel's MemTotal of this node, as the guest agent last reported it; lower than actual_mib by the kernel's own reservations and by blocks not (yet) online. null without a guest agent that reports it.",
+            title="Guest Visible Mib",
+        ),
+    ] = None
     home_pnode: Annotated[
         int | None, Field(description="The pnode running this vnode's vCPUs", title="Home Pnode")
     ]
@@ -1335,6 +1398,12 @@ class DomainCreated(BaseModel):
         ),
     ]
     state: Annotated[str, Field(title="State")]
+    step_failure: Annotated[
+        StepFailure | None,
+        Field(
+            description="The last failed attempt of one of its pool steps, while it stands: retried after retry_at (null once max_attempts are spent); cleared when a pool step is done or the target changes"
+        ),
+    ] = None
     uncooperative: Annotated[bool, Field(title="Uncooperative")]
     version: Annotated[int, Field(title="Version")]
     vnodes: Annotated[list[VnodeOut], Field(title="Vnodes")]
@@ -1363,6 +1432,12 @@ class DomainOut(BaseModel):
         ),
     ]
     state: Annotated[str, Field(title="State")]
+    step_failure: Annotated[
+        StepFailure | None,
+        Field(
+            description="The last failed attempt of one of its pool steps, while it stands: retried after retry_at (null once max_attempts are spent); cleared when a pool step is done or the target changes"
+        ),
+    ] = None
     uncooperative: Annotated[bool, Field(title="Uncooperative")]
     version: Annotated[int, Field(title="Version")]
     vnodes: Annotated[list[VnodeOut], Field(title="Vnodes")]

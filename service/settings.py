@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=5.0, ge=0)
     inactive_after_s: float = Field(default=5.0, gt=0)
     uncooperative_after_s: float = Field(default=20.0, gt=0)
+    # A pool step an agent reports failed is issued again, as a new step shown to agents after a
+    # backoff (step_retry_backoff_s, doubling each attempt, at most step_retry_max_backoff_s),
+    # up to step_retry_attempts attempts in all; then the domain keeps the failure.
+    step_retry_attempts: int = Field(default=4, ge=1, le=100)
+    step_retry_backoff_s: float = Field(default=2.0, ge=0)
+    step_retry_max_backoff_s: float = Field(default=60.0, ge=0)
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_json_depth: int = Field(default=32, ge=4)

@@ -9,8 +9,8 @@ domain's or host's ``version`` (ETag) moves: they go through `apply` as the chan
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session

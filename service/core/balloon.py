@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from service.db.changes import ChangeSet, Row, event, step_row
 from service.db.models import Domain, Step
-from service.db.steps import pending_guest_op
+from service.db.steps import pending_guest_op, set_step_failure
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
@@ -269,14 +269,17 @@ def complete_pool_steps(
         return set()
     steps = session.scalars(_PENDING_POOL_STEPS, {"b_domains": list(reports)}).all()
     migrations: set[str] = set()
+    done: set[str] = set()
     for step in steps:
         reported = reports[step.domain_id]
         if step.vnode in reported and reached(step, reported[step.vnode]):
             step.state = "acked"
             step.detail = f"{by} reported the pool at its target"
             step.acked_at = now
+            done.add(step.domain_id)
             if step.migration_id is not None:
                 migrations.add(step.migration_id)
+    set_step_failure(session, sorted(done), None)  # a pool step done: no failure to show
     return migrations
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Integer, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.core.balloon import held_levels, pool_change_rows
 from service.core.bookkeeping import set_bookkeeping
@@ -28,6 +29,7 @@ from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
 from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
+from service.db.steps import set_step_failure
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
@@ -443,6 +445,9 @@ def set_target(
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now))
+    if domain.step_failure is not None:  # a new change: its steps start afresh
+        set_step_failure(session, [domain.id], None)
+        set_committed_value(domain, "step_failure", None)
     return domain, state, state.backing[domain.id]
 
 

@@ -150,3 +150,17 @@ def foreign_domains(session: Session, host_id: str, domain_ids: Sequence[str]) -
         ~moving,
     )
     return set(session.scalars(stmt))
+
+
+_GUEST_VISIBLE = (
+    update(VNODES)
+    .where(and_(VNODES.c.domain_id == bindparam("b_domain"), VNODES.c.index == bindparam("b_i")))
+    .values(guest_visible_mib=bindparam("b_mib"))
+)
+
+
+def write_guest_visible(session: Session, domain_id: str, visible_mib: Mapping[int, int]) -> None:
+    """What the guest kernel shows of each reported vnode (status: no version moves)."""
+    if visible_mib:
+        rows = [{"b_domain": domain_id, "b_i": i, "b_mib": m} for i, m in visible_mib.items()]
+        session.connection().execute(_GUEST_VISIBLE, rows)
