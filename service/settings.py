@@ -56,7 +56,20 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=4)
     page_limit_default: int = Field(default=50, ge=1)
     page_limit_max: int = Field(default=500, ge=1)
+    # A host is drift-flagged when a pnode's observed free memory differs from the accounting's
+    # by more than drift_threshold_mib, and cleared only once every pnode is within
+    # drift_clear_mib (default: half the threshold): a drift around one line flapped.
     drift_threshold_mib: int = Field(default=1024, ge=0)
+    drift_clear_mib: int | None = Field(default=None, ge=0)
+
+    @property
+    def drift_clear_below_mib(self) -> int:
+        """The drift under which a flagged host is cleared (at most the threshold)."""
+        clear = (
+            self.drift_threshold_mib // 2 if self.drift_clear_mib is None else self.drift_clear_mib
+        )
+        return min(clear, self.drift_threshold_mib)
+
     # How often a process looks for events other replicas wrote while someone long-polls or
     # streams (its own writes wake waiters at once).
     events_poll_s: float = Field(default=0.5, gt=0, le=10)

@@ -117,10 +117,17 @@ def refuse_foreign(session: Session, host_id: str, body: AgentReportIn, unknown:
 
 
 def drift_rows(
-    accounted_free_mib: Sequence[int], observed_free_mib: Sequence[int | None], threshold_mib: int
+    accounted_free_mib: Sequence[int],
+    observed_free_mib: Sequence[int | None],
+    threshold_mib: int,
+    *,
+    flagged_before: bool = False,
+    clear_below_mib: int | None = None,
 ) -> tuple[bool, list[DriftPnode]]:
-    """Each pnode's observed free memory against the accounting's, and whether one differs by
-    more than the threshold (the host is then flagged)."""
+    """Each pnode's observed free memory against the accounting's, and whether the host is
+    flagged: one pnode differs by more than the threshold; a host flagged before stays flagged
+    until every pnode differs by less than `clear_below_mib` (hysteresis: a drift hovering
+    around the threshold flapped, 6 flags and 5 clears in a few minutes)."""
     rows = [
         DriftPnode(
             index=i,
@@ -132,7 +139,11 @@ def drift_rows(
             zip(accounted_free_mib, observed_free_mib, strict=True)
         )
     ]
-    flagged = any(r.drift_mib is not None and abs(r.drift_mib) > threshold_mib for r in rows)
+    drifts = [abs(r.drift_mib) for r in rows if r.drift_mib is not None]
+    flagged = any(d > threshold_mib for d in drifts)
+    if flagged_before and not flagged:
+        clear = threshold_mib if clear_below_mib is None else clear_below_mib
+        flagged = any(d >= clear for d in drifts)
     return flagged, rows
 
 
@@ -142,8 +153,14 @@ def drift(
     """`drift_rows` of the loaded accounting, with the flag's change and event (pure)."""
     accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
     observed = [p.observed_free_mib for p in state.host.pnodes]
-    flagged, rows = drift_rows(accounted, observed, settings.drift_threshold_mib)
     host = state.host
+    flagged, rows = drift_rows(
+        accounted,
+        observed,
+        settings.drift_threshold_mib,
+        flagged_before=host.drift_flagged,
+        clear_below_mib=settings.drift_clear_below_mib,
+    )
     values: dict[str, Any] = {"observed_at": now}
     changes = ChangeSet(status=[(host, values)])
     if flagged != host.drift_flagged:
@@ -214,13 +231,19 @@ def _stall(domain: DomainView, now: datetime) -> timedelta:
 
 
 def _settled_report(
-    session: Session, view: ReportView, host_id: str, body: AgentReportIn, threshold_mib: int
+    session: Session, view: ReportView, host_id: str, body: AgentReportIn, settings: Settings
 ) -> AgentReportOut | None:
     """The answer to a settled report whose drift flag stays as it is, with the observed free
     memory written; None when the flag would move (the full path writes that and its event)."""
     reported = {p.index: p.free_mib for p in body.pnodes}
     observed = [reported.get(i, was) for i, was in enumerate(view.observed_free_mib)]
-    flagged, rows = drift_rows(view.accounted_free_mib, observed, threshold_mib)
+    flagged, rows = drift_rows(
+        view.accounted_free_mib,
+        observed,
+        settings.drift_threshold_mib,
+        flagged_before=view.drift_flagged,
+        clear_below_mib=settings.drift_clear_below_mib,
+    )
     if flagged != view.drift_flagged:
         return None
     was = view.observed_free_mib
@@ -253,7 +276,7 @@ def agent_report(
     if view is None:
         raise NotFound(f"no host with id {host_id}")
     if settled(view, body, now, settings):
-        out = _settled_report(session, view, host_id, body, settings.drift_threshold_mib)
+        out = _settled_report(session, view, host_id, body, settings)
         if out is not None:
             return out, set()
     state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
