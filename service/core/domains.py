@@ -401,7 +401,7 @@ def _persist_new(
             "home_pnodes": mapping.tolist(),
         },
     )
-    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]))
+    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]), now=now)
     return domain
 
 
@@ -444,7 +444,7 @@ def set_target(
     """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
-    apply(session, state, retarget(state, domain, body, actor=actor, now=now))
+    apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     if domain.step_failure is not None:  # a new change: its steps start afresh
         set_step_failure(session, [domain.id], None)
         set_committed_value(domain, "step_failure", None)
@@ -601,7 +601,7 @@ def delete_domain(
     state.backing.pop(domain.id, None)
     revoke_tokens(session, "guest", domain_id)
     deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
-    apply(session, state, ChangeSet(events=[deleted]))
+    apply(session, state, ChangeSet(events=[deleted]), now=now)
 
 
 def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tuple[I64, int]]:

@@ -9,6 +9,7 @@ from service.db.models import Domain
 from service.errors import Conflict
 from service.exports import ExportDomain, ExportError, ExportVnode, export
 from service.exports.libvirt_domain import Definition, to_libvirt_kvm_domain
+from service.vocabulary import DomainState
 
 
 def export_model(domain: Domain, backing: NDArray[np.int64]) -> ExportDomain:
@@ -45,3 +46,13 @@ def export_domain(
         return export(model, fmt)
     except ExportError as exc:
         raise Conflict(f"cannot export as {fmt}: {exc.reason}") from None
+    except ValueError as exc:
+        # The model refuses a vnode whose backing and target disagree. That is no fault of the
+        # server: a replug migration's prepare phase unplugs the targets while the backing still
+        # carries the memory the guest may be using; the placement is whole again once it ends.
+        if domain.state == DomainState.MIGRATING:
+            raise Conflict(
+                f"cannot export as {fmt} while the domain is migrating: {exc}; "
+                "export once the migration has ended"
+            ) from None
+        raise Conflict(f"cannot export as {fmt}: {exc}") from None

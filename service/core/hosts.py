@@ -127,8 +127,6 @@ def register_host(session: Session, body: HostCreate, actor: str) -> HostCreated
             memory_mib=p.memory_mib,
             reserved_mib=p.reserved_mib,
             cpus=p.cpus,
-            allocated_mib=0,
-            claimed_mib=0,
         )
         for i, p in enumerate(body.pnodes)
     ]

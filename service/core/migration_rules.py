@@ -3,6 +3,7 @@ migration counts as stuck, and what an abort does. No session: tests drive them 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -29,9 +30,10 @@ def _blocking(migration: Migration, phase: str) -> list[Step]:
     return [s for s in migration.steps if s.phase == phase and s.state != StepState.ACKED]
 
 
-def next_state(migration: Migration) -> str:
+def next_state(migration: Migration, host_names: Mapping[str, str] | None = None) -> str:
     """The state an advance moves the migration to, once every step of its gate is
-    acknowledged (pure); a 409 naming the steps, their actor and host, while one is not."""
+    acknowledged (pure); a 409 naming the steps, their actor and host (by name where
+    `host_names` knows it: people read this text), while one is not."""
     if migration.state not in NEXT:
         raise Conflict(f"the migration is {migration.state}; nothing to advance")
     gate = GATE.get(migration.state)
@@ -45,7 +47,7 @@ def next_state(migration: Migration) -> str:
     if blocking:
         raise Conflict(
             f"{len(blocking)} {gate} step(s) not yet acknowledged: "
-            + "; ".join(_who(s) for s in blocking[:5]),
+            + "; ".join(_who(s, host_names or {}) for s in blocking[:5]),
             pending_steps=[s.id for s in blocking],
             pending=[_pending(s) for s in blocking],
         )
@@ -65,9 +67,10 @@ def _pending(step: Step) -> dict[str, Any]:
     }
 
 
-def _who(step: Step) -> str:
+def _who(step: Step, host_names: Mapping[str, str]) -> str:
     vnode = "" if step.vnode is None else f" vnode {step.vnode}"
-    return f"{step.op}{vnode} by the {step.actor} on host {step.host_id}"
+    host = host_names.get(step.host_id or "", step.host_id)
+    return f"{step.op}{vnode} by the {step.actor} on host {host}"
 
 
 def lease_expired(migration: Migration, now: datetime) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from service.core.balloon import pool_change_rows
@@ -39,11 +39,10 @@ from service.core.migration_rules import (
     stuck_reason,
 )
 from service.db.accounting import HostAccounting
-from service.db.apply import apply, write_counters
+from service.db.apply import apply
 from service.db.audit import record_event
-from service.db.changes import ChangeSet, NewTarget, step_row
-from service.db.loaders import load_host_accounting
-from service.db.models import Claim, Domain, Migration, Step
+from service.db.changes import ChangeSet, NewTarget, Row, claim_row, step_row
+from service.db.models import Domain, Migration, Step
 from service.errors import Conflict, NotFound
 from service.schemas.migrations import (
     MigrationRequest,
@@ -110,10 +109,9 @@ def start(
     )
     session.add(migration)
     session.flush()
-    _add_claims(session, migration, dst.host.id, domain.id, plan.claims_mib, now)
-    dst.claimed_mib += plan.claims_mib
     domain.state = DomainState.MIGRATING
-    write_counters(session, dst)
+    claims = _claim_rows(migration, dst.host.id, domain.id, plan.claims_mib, now)
+    apply(session, dst, ChangeSet(claims=claims), now=now)
     record_event(
         session,
         actor,
@@ -133,28 +131,23 @@ def start(
     return migration
 
 
-def _add_claims(
-    session: Session,
-    migration: Migration,
-    host_id: str,
-    domain_id: str,
-    claims_mib: I64,
-    now: datetime,
-) -> None:
+def _claim_rows(
+    migration: Migration, host_id: str, domain_id: str, claims_mib: I64, now: datetime
+) -> list[Row]:
     """One claim row per destination pnode with memory to reserve, expiring with the migration."""
-    for pnode, mib in enumerate(claims_mib.tolist()):
-        if mib > 0:
-            session.add(
-                Claim(
-                    host_id=host_id,
-                    pnode=pnode,
-                    mib=int(mib),
-                    domain_id=domain_id,
-                    migration_id=migration.id,
-                    expires_at=migration.expires_at,
-                    created_at=now,
-                )
-            )
+    return [
+        claim_row(
+            host_id=host_id,
+            pnode=pnode,
+            mib=int(mib),
+            domain_id=domain_id,
+            migration_id=migration.id,
+            expires_at=migration.expires_at,
+            created_at=now,
+        )
+        for pnode, mib in enumerate(claims_mib.tolist())
+        if mib > 0
+    ]
 
 
 def load_migration(session: Session, migration_id: str, *, lock: bool = False) -> Migration:
@@ -204,10 +197,10 @@ def advance(
         _fail(session, migration, src, dst, domain, actor, now, "claims expired")
         return migration
     before = migration.state
-    target = next_state(migration)
+    target = next_state(migration, {h.host.id: h.host.name for h in (src, dst)})
     internal = migration.plan["internal"]
     if target == M.PREPARING:
-        apply(session, src, _carry(domain, internal["carried_mib"]))
+        apply(session, src, _carry(domain, internal["carried_mib"]), now=now)
         _set_phase_steps(migration, ["prepare"], StepState.PENDING)
     elif target == M.MIGRATING:
         _set_phase_steps(migration, ["migrate"], StepState.PENDING)
@@ -215,17 +208,13 @@ def advance(
         _switch_host(session, migration, src, dst, domain, now)
         _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
     else:
-        session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-        dst.claimed_mib = _live_claims(session, dst, now)
-        write_counters(session, dst)
         domain.state = DomainState.RUNNING
+        apply(session, dst, ChangeSet(released_claims=[migration.id]), now=now)
     migration.state = target
     if before == M.PLANNED:
         # From here on the guest may be copying into the claimed memory: no clock frees it.
         migration.expires_at = None
-        session.execute(
-            update(Claim).where(Claim.migration_id == migration.id).values(expires_at=None)
-        )
+        apply(session, dst, ChangeSet(held_claims=[migration.id]), now=now)
     mark_progress(session, migration, now, actor)
     record_event(
         session,
@@ -247,13 +236,6 @@ def _carry(domain: Domain, levels: Sequence[int]) -> ChangeSet:
     return ChangeSet(pool_targets={domain.id: carried}, targets=[total])
 
 
-def _live_claims(session: Session, state: HostAccounting, now: datetime) -> I64:
-    """The host's claims live at `now`, read again after this transaction changed them."""
-    fresh = load_host_accounting(session, state.host.id, lock=False, now=now)
-    assert fresh is not None
-    return fresh.claimed_mib
-
-
 def _switch_host(
     session: Session,
     migration: Migration,
@@ -267,26 +249,25 @@ def _switch_host(
     after = np.array(plan["backing_after"], dtype=np.int64)
     claims = np.array(plan["claims_mib"], dtype=np.int64)
     spare = np.maximum(claims - after.sum(axis=0), 0)
-    session.execute(delete(Claim).where(Claim.migration_id == migration.id))
-    _add_claims(session, migration, dst.host.id, domain.id, spare, now)
-    session.flush()
     src.domains.remove(domain)
     src.backing.pop(domain.id, None)
     domain.host_id = dst.host.id
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
     dst.domains.append(domain)
-    dst.claimed_mib = _live_claims(session, dst, now)
-    write_counters(session, src)
+    apply(session, src, ChangeSet(), now=now)  # the domain's memory left the source
     arrived = ChangeSet(
         backing={domain.id: after},
+        # the claims shrink to the surplus the guest may still hold while it settles
+        released_claims=[migration.id],
+        claims=_claim_rows(migration, dst.host.id, domain.id, spare, now),
         # re-reported on the new host; never trusted above the target meanwhile
         actual_mib={domain.id: {vn.index: None for vn in domain.vnodes}},
         targets=[
             NewTarget(domain=domain, target_mib=int(after.sum()), set_at=domain.target_set_at)
         ],
     )
-    apply(session, dst, arrived)
+    apply(session, dst, arrived, now=now)
 
 
 def mark_progress(session: Session, migration: Migration, now: datetime, actor: str) -> None:
@@ -367,7 +348,6 @@ def _rollback(
     now: datetime,
 ) -> None:
     """Release the claims, cancel the steps, and ask the guest's pools back to their levels."""
-    session.execute(delete(Claim).where(Claim.migration_id == migration.id))
     for step in migration.steps:
         if step.state in (StepState.WAITING, StepState.PENDING):
             step.state = StepState.CANCELLED
@@ -379,12 +359,10 @@ def _rollback(
     steps = pool_change_rows(
         domain.id, src.host.id, topology_of(domain), carried, x_src.sum(axis=1), homes, now
     )
-    session.flush()
-    dst.claimed_mib = _live_claims(session, dst, now)
-    write_counters(session, dst)
+    apply(session, dst, ChangeSet(released_claims=[migration.id]), now=now)
     restored = NewTarget(domain=domain, target_mib=int(x_src.sum()), set_at=domain.target_set_at)
     back = ChangeSet(backing={domain.id: x_src}, targets=[restored], pool_steps={domain.id: steps})
-    apply(session, src, back)
+    apply(session, src, back, now=now)
 
 
 def _fail(

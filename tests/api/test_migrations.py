@@ -102,6 +102,11 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
 
     url = f"/v1/migrations/{m['id']}"
     assert client.post(f"{url}/advance").json()["state"] == "preparing"
+    # Mid-migration the placement is not whole (the prepare phase lowered the targets, the
+    # backing still carries the memory): the export says so with a 409, never a 500.
+    exported = client.get(f"/v1/domains/{guest['id']}/export", params={"format": "xl"})
+    assert exported.status_code == 409, exported.text
+    assert "while the domain is migrating" in exported.json()["detail"]
     # The guest sees its pending pool operations, never a host or pnode.
     view = client.get("/v1/guest/balloon", token=guest["guest_token"]).json()
     if strategy == "replug":
@@ -112,6 +117,9 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
     assert blocked.status_code == 200 and blocked.json()["state"] == "migrating"
     early = client.post(f"{url}/advance")
     assert early.status_code == 409 and early.json()["pending_steps"]
+    # The text names hosts as people know them (issue #22, item 9), the ids stay in `pending`.
+    assert "on host one-node" in early.json()["detail"]
+    assert one["id"] not in early.json()["detail"] and sixteen["id"] not in early.json()["detail"]
     assert ack_phase(client, one, "migrate", m["id"]) == 1
     assert client.post(f"{url}/advance").json()["state"] == "settling"
     audit(client.app.state.sessionmaker)

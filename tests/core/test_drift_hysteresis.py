@@ -38,13 +38,12 @@ def test_the_host_flag_follows_the_settings_lower_line() -> None:
     state = HostAccounting(host=host, domains=[], backing={}, claimed_mib=np.zeros(1, np.int64))
     assert SETTINGS.drift_clear_below_mib == SETTINGS.drift_threshold_mib // 2
     now = T0 + timedelta(seconds=1)
-    host.pnodes[0].observed_free_mib = 16384 - 1500  # the host OS's own memory, unreserved
-    flagged, _, changes = drift(state, now, SETTINGS, "agent")
+    # The host OS's own memory, unreserved:
+    flagged, _, changes = drift(state, {0: 16384 - 1500}, now, SETTINGS, "agent")
     assert flagged and [e["action"] for e in changes.events] == ["host.drift_flagged"]
     host.drift_flagged = True
-    host.pnodes[0].observed_free_mib = 16384 - 900  # below the threshold, above the line
-    flagged, _, changes = drift(state, now, SETTINGS, "agent")
+    # Below the threshold, above the line:
+    flagged, _, changes = drift(state, {0: 16384 - 900}, now, SETTINGS, "agent")
     assert flagged and not changes.events
-    host.pnodes[0].observed_free_mib = 16384 - 300
-    flagged, _, changes = drift(state, now, SETTINGS, "agent")
+    flagged, _, changes = drift(state, {0: 16384 - 300}, now, SETTINGS, "agent")
     assert not flagged and [e["action"] for e in changes.events] == ["host.drift_cleared"]
