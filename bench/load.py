@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -431,7 +431,6 @@ def audit_db(db_url: str) -> list[str]:
     from sqlalchemy import func, select
 
     from service.db.accounting import live_claim
-    from service.db.base import utcnow
     from service.db.models import Backing, Claim, Pnode
     from service.db.session import make_engine, make_sessionmaker
 
@@ -451,7 +450,7 @@ def audit_db(db_url: str) -> list[str]:
                 ((h, p), int(m))
                 for h, p, m in s.execute(
                     select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
-                    .where(live_claim(utcnow()))
+                    .where(live_claim(datetime.now(UTC)))
                     .group_by(Claim.host_id, Claim.pnode)
                 ).all()
             )

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from numa_balloon_cli import resolve
 from numa_balloon_cli.output import emit, emit_line, fields, out, table, when
 from numa_balloon_cli.state import State, state
 from numa_balloon_client import models as m
@@ -84,13 +85,20 @@ def _event_line(st: State, e: m.EventOut) -> None:
 
 
 SubjectOpt = Annotated[
-    str | None, typer.Option(metavar="ID", help="Only about this host, domain, migration...")
+    str | None,
+    typer.Option(
+        metavar="SUBJECT", help="Only about this host or domain (name or id), or migration"
+    ),
 ]
 KindOpt = Annotated[
     str | None,
     typer.Option(metavar="KIND", help="An action (migration.advanced) or a type (migration)"),
 ]
 ActorOpt = Annotated[str | None, typer.Option(metavar="ACTOR", help="e.g. admin, key:<name>")]
+
+
+def _subject(st: State, ref: str | None) -> str | None:
+    return None if ref is None else resolve.subject_id(st.nb, ref)
 
 
 @events_app.command("list")
@@ -105,7 +113,9 @@ def list_events(
     """The audit log: who changed what, oldest first."""
     st = state(ctx)
     items: list[m.EventOut] = []
-    for e in st.nb.iter_events(since=since, subject_id=subject, kind=kind, actor=actor):
+    for e in st.nb.iter_events(
+        since=since, subject_id=_subject(st, subject), kind=kind, actor=actor
+    ):
         items.append(e)
         if limit is not None and len(items) >= limit:
             break
@@ -143,13 +153,14 @@ def watch(
     """Follow the audit log from now on, as it grows (--since SEQ: from there; one JSON
     document per line with -o json)."""
     st = state(ctx)
+    subject_id = _subject(st, subject)
     if stream:  # the stream itself starts from now when no seq is given
         events = st.nb.stream_events(
-            last_event_id=since, subject_id=subject, kind=kind, actor=actor
+            last_event_id=since, subject_id=subject_id, kind=kind, actor=actor
         )
     else:
         start = st.nb.latest_event_seq() if since is None else since
-        events = st.nb.watch(since=start, subject_id=subject, kind=kind, actor=actor)
+        events = st.nb.watch(since=start, subject_id=subject_id, kind=kind, actor=actor)
     try:
         for seen, event in enumerate(events, start=1):
             emit_line(st.output, event, functools.partial(_event_line, st, event))

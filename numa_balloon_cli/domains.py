@@ -13,6 +13,7 @@ from numa_balloon_cli.output import emit, err, labels, out, table, tagged, when
 from numa_balloon_cli.state import Exit, State, state
 from numa_balloon_cli.watching import Listing, follow
 from numa_balloon_client import models as m
+from numa_balloon_client.ops import Definition
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -242,13 +243,31 @@ def export(
     ctx: typer.Context,
     domain: DomainArg,
     fmt: Annotated[
-        Literal["xl", "libvirt", "xenstore"],
-        typer.Option("--format", metavar="FORMAT", help="xl, libvirt or xenstore"),
+        Literal["xl", "libvirt", "libvirt-domain", "xenstore"],
+        typer.Option("--format", metavar="FORMAT", help="xl, libvirt, libvirt-domain or xenstore"),
     ] = "xl",
+    domain_type: Annotated[
+        Literal["kvm", "qemu"] | None,
+        typer.Option("--domain-type", help="libvirt-domain: kvm (default) or qemu (no KVM)"),
+    ] = None,
+    kernel: Annotated[
+        str | None, typer.Option(help="libvirt-domain: a kernel to boot (path on the host)")
+    ] = None,
+    initrd: Annotated[str | None, typer.Option(help="libvirt-domain: its initrd")] = None,
+    cmdline: Annotated[str | None, typer.Option(help="libvirt-domain: its command line")] = None,
+    serial_log: Annotated[
+        str | None, typer.Option("--serial-log", help="libvirt-domain: the console to a file")
+    ] = None,
 ) -> None:
-    """The domain's vNUMA as an xl.cfg block, libvirt XML or xenstore keys (as text)."""
+    """The domain's vNUMA as an xl.cfg block, libvirt XML (the <numa> cell and devices, or with
+    `libvirt-domain` a whole definition) or xenstore keys (as text)."""
     st = state(ctx)
-    text = st.nb.export_domain(resolve.domain_id(st.nb, domain), fmt)
+    definition = Definition(domain_type, kernel, initrd, cmdline, serial_log)
+    text = st.nb.export_domain(
+        resolve.domain_id(st.nb, domain),
+        fmt,
+        definition if definition != Definition() else None,
+    )
     emit(st.output, {"format": fmt, "text": text}, lambda: print(text, end=""))
 
 

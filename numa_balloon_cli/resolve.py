@@ -100,3 +100,16 @@ def host_id(nb: Client, ref: str) -> str:
 
 def domain_id(nb: Client, ref: str) -> str:
     return domain(nb, ref).id
+
+
+def subject_id(nb: Client, ref: str) -> str:
+    """An event subject: a full id as it is (the subject may be gone: its events stay), else a
+    host's or a domain's name (hosts first), else a migration's unique id prefix."""
+    if UUID.match(ref):
+        return ref
+    for read in (host, domain, migration):
+        try:
+            return read(nb, ref).id
+        except Unknown:
+            continue
+    raise Unknown(f"no host, domain or migration named or with id {ref!r}")

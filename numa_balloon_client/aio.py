@@ -226,8 +226,11 @@ class AsyncClient:
     async def domain_placements(self, domain_id: str) -> m.Placements:
         return await self.run(ops.domain_placements(domain_id))
 
-    async def export_domain(self, domain_id: str, fmt: ExportFormat) -> str:
-        return await self.run(ops.export_domain(domain_id, fmt))
+    async def export_domain(
+        self, domain_id: str, fmt: ExportFormat, definition: ops.Definition | None = None
+    ) -> str:
+        """`definition` only with `libvirt-domain`: what a definition that boots needs."""
+        return await self.run(ops.export_domain(domain_id, fmt, definition))
 
     async def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
         return await self.run(ops.rotate_guest_token(domain_id))

@@ -217,8 +217,11 @@ class Client:
     def domain_placements(self, domain_id: str) -> m.Placements:
         return self.run(ops.domain_placements(domain_id))
 
-    def export_domain(self, domain_id: str, fmt: ExportFormat) -> str:
-        return self.run(ops.export_domain(domain_id, fmt))
+    def export_domain(
+        self, domain_id: str, fmt: ExportFormat, definition: ops.Definition | None = None
+    ) -> str:
+        """`definition` only with `libvirt-domain`: what a definition that boots needs."""
+        return self.run(ops.export_domain(domain_id, fmt, definition))
 
     def rotate_guest_token(self, domain_id: str) -> m.GuestToken:
         return self.run(ops.rotate_guest_token(domain_id))

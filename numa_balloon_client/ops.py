@@ -8,6 +8,7 @@ answer with a body parses into the model openapi/openapi.json names for it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -176,8 +177,25 @@ def domain_placements(domain_id: str) -> Call[m.Placements]:
     return Call("GET", f"{domain_path(domain_id)}/placements", model(m.Placements))
 
 
-def export_domain(domain_id: str, fmt: ExportFormat) -> Call[str]:
-    return Call("GET", f"{domain_path(domain_id)}/export", as_text, params=query(format=fmt))
+@dataclass(frozen=True)
+class Definition:
+    """What `libvirt-domain` adds for a definition that boots: the domain type (`qemu` where
+    there is no KVM), a kernel and initrd to boot directly, its command line, a serial log.
+    Paths are on the hypervisor host."""
+
+    domain_type: Literal["kvm", "qemu"] | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    serial_log: str | None = None
+
+
+def export_domain(
+    domain_id: str, fmt: ExportFormat, definition: Definition | None = None
+) -> Call[str]:
+    extra = {} if definition is None else asdict(definition)
+    params = query(format=fmt, **extra)
+    return Call("GET", f"{domain_path(domain_id)}/export", as_text, params=params)
 
 
 def rotate_guest_token(domain_id: str) -> Call[m.GuestToken]:

@@ -8,7 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -45,7 +45,6 @@ from service.api.watch import EventHub
 from service.core.events import EventLog
 from service.core.sweeper import purge_idempotency_records, sweep_migrations
 from service.core.unit import Database, open_database
-from service.db.base import utcnow
 from service.schemas.common import Problem
 from service.settings import Settings, get_settings
 
@@ -134,7 +133,16 @@ def _event_hub(db: Database, registry: CollectorRegistry, settings: Settings) ->
     return hub
 
 
-def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+def wall_clock() -> datetime:
+    """The one read of the wall clock in the service: each request's `now` (`deps.get_now`)
+    and each sweep's come from the app's clock, this one unless a test gives its own. Every
+    decision, row and event of a request is stamped with that one `now`."""
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], datetime] = wall_clock
+) -> FastAPI:
     settings = settings or get_settings()
     # Swagger UI and ReDoc from the assets the fastapi-offline package ships: /docs works with no
     # network (an air-gapped control plane), not only when a CDN is reachable.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from service.api.auth import Admin
-from service.api.deps import run
+from service.api.deps import Now, run
 from service.api.problems import responses
 from service.core import cluster as core
 from service.core.squeezing import derive_template
@@ -21,8 +21,8 @@ router = APIRouter(prefix="/v1/cluster", tags=["cluster"])
     responses=responses(401, 403, 409, 422),
     summary="Derive the virtual topology that can represent every host, and store it",
 )
-async def post_template(request: Request, principal: Admin) -> WorstCaseTemplateOut:
-    return await run(request, derive_template, principal.actor)
+async def post_template(request: Request, principal: Admin, now: Now) -> WorstCaseTemplateOut:
+    return await run(request, derive_template, principal.actor, now)
 
 
 @router.get(
@@ -41,5 +41,5 @@ async def get_cluster(request: Request, _: Admin) -> ClusterOut:
 
 
 @router.put("", response_model=ClusterOut, responses=responses(401, 403, 409, 422))
-async def put_cluster(body: ClusterPut, request: Request, principal: Admin) -> ClusterOut:
-    return await run(request, core.set_block_size, body, principal.actor)
+async def put_cluster(body: ClusterPut, request: Request, principal: Admin, now: Now) -> ClusterOut:
+    return await run(request, core.set_block_size, body, principal.actor, now)

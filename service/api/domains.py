@@ -142,6 +142,7 @@ async def patch_domain(
     body: DomainPatch,
     request: Request,
     principal: Admin,
+    now: Now,
     if_match: IfMatch = None,
 ) -> Response:
     out = await run(
@@ -151,6 +152,7 @@ async def patch_domain(
         body,
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        now,
     )
     return _with_etag(out)
 
@@ -186,9 +188,9 @@ async def delete_domain(
     summary="Rotate the guest's token: the old one stops working at once",
 )
 async def rotate_guest_token(
-    domain_id: uuid.UUID, request: Request, principal: Admin
+    domain_id: uuid.UUID, request: Request, principal: Admin, now: Now
 ) -> GuestToken:
-    return await run(request, core.rotate_guest_token, str(domain_id), principal.actor)
+    return await run(request, core.rotate_guest_token, str(domain_id), principal.actor, now)
 
 
 @router.get(
@@ -289,6 +291,7 @@ async def export(
     domain_id: uuid.UUID,
     request: Request,
     _: Admin,
+    now: Now,
     format: Annotated[
         ExportFormat, Query(description="xl | libvirt | libvirt-domain | xenstore")
     ] = "xl",
@@ -311,5 +314,5 @@ async def export(
     ] = None,
 ) -> PlainTextResponse:
     definition = _definition(format, domain_type, kernel, initrd, cmdline, serial_log)
-    text = await run(request, core.export, str(domain_id), format, definition)
+    text = await run(request, core.export, str(domain_id), format, definition, now)
     return PlainTextResponse(text, media_type=_MEDIA[format])

@@ -61,7 +61,7 @@ async def create_host(
     core.validate_topology(body)  # before the idempotency record: a bad body is never stored
     actor = principal.actor
     return await create_once(
-        request, idempotency_key, body, actor, now, _created, core.register_host, body, actor
+        request, idempotency_key, body, actor, now, _created, core.register_host, body, actor, now
     )
 
 
@@ -109,6 +109,7 @@ async def patch_host(
     body: HostPatch,
     request: Request,
     principal: Admin,
+    now: Now,
     if_match: IfMatch = None,
 ) -> Response:
     out = await run(
@@ -118,6 +119,7 @@ async def patch_host(
         body,
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        now,
     )
     return _with_etag(out)
 
@@ -129,7 +131,7 @@ async def patch_host(
     summary="Remove a host (refused while domains, claims or migrations use it)",
 )
 async def delete_host(
-    host_id: uuid.UUID, request: Request, principal: Admin, if_match: IfMatch = None
+    host_id: uuid.UUID, request: Request, principal: Admin, now: Now, if_match: IfMatch = None
 ) -> Response:
     await run(
         request,
@@ -137,6 +139,7 @@ async def delete_host(
         str(host_id),
         principal.actor,
         lambda version: check_if_match(if_match, version),
+        now,
     )
     return Response(status_code=204)
 
@@ -183,8 +186,10 @@ async def evacuate(
     responses=responses(401, 403, 404, 422),
     summary="Rotate the host agent's token: the old one stops working at once",
 )
-async def rotate_agent_token(host_id: uuid.UUID, request: Request, principal: Admin) -> AgentToken:
-    return await run(request, core.rotate_agent_token, str(host_id), principal.actor)
+async def rotate_agent_token(
+    host_id: uuid.UUID, request: Request, principal: Admin, now: Now
+) -> AgentToken:
+    return await run(request, core.rotate_agent_token, str(host_id), principal.actor, now)
 
 
 @router.post(

@@ -40,8 +40,8 @@ def _created(migration: MigrationOut) -> Reply:
     responses=responses(401, 403, 404, 409, 422),
     summary="Plan a migration (dry run): mapping, pool levels, ordered steps; nothing reserved",
 )
-async def plan(body: MigrationRequest, request: Request, _: Admin) -> PlanOut:
-    return await run(request, core.plan, body)
+async def plan(body: MigrationRequest, request: Request, _: Admin, now: Now) -> PlanOut:
+    return await run(request, core.plan, body, now)
 
 
 @router.post(

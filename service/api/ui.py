@@ -30,7 +30,7 @@ from starlette.requests import cookie_parser
 
 from service.api.auth import ADMIN, Caller, Principal, is_admin, parse_bearer
 from service.api.authz import role_allows
-from service.api.deps import run, run_operation
+from service.api.deps import Now, run, run_operation
 from service.api.events import MAX_SEQ, StreamWaiter, stream_events
 from service.api.forwarded import client_address
 from service.api.problems import (
@@ -186,8 +186,8 @@ async def ui_logout() -> Response:
     responses=responses(401, 403),
     summary="Topology view: pnodes, memory by domain, SLIT heat maps, migrations (read-only)",
 )
-async def ui_topology(request: Request, principal: Caller) -> Response:
-    view = await run(request, topology, MAX_HOSTS, RECENT_MIGRATIONS)
+async def ui_topology(request: Request, principal: Caller, now: Now) -> Response:
+    view = await run(request, topology, MAX_HOSTS, RECENT_MIGRATIONS, now)
     return HTMLResponse(
         _page("Topology", _render(view, principal), live=True),
         headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP},

@@ -177,6 +177,7 @@ def drift(
                 host.id,
                 before={"drift_flagged": not flagged},
                 after={"drift_mib": {str(r.index): r.drift_mib for r in rows}},
+                at=now,
             )
         )
     return flagged, rows, changes

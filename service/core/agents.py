@@ -190,6 +190,7 @@ def record_ack(
             "detail": body.detail,
             "attempt": step.attempt,
         },
+        at=now,
     )
     if step.migration_id is None and step.op in GUEST_OPS:
         if body.ok:
@@ -255,5 +256,6 @@ def retry_failed(
         "domain",
         step.domain_id,
         after=failure,
+        at=now,
     )
     return again

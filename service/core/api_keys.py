@@ -91,6 +91,7 @@ def create_key(
         "api_key",
         key.id,
         after={"name": key.name, "role": key.role, "expires_at": _iso(key.expires_at)},
+        at=now,
     )
     return key, secret
 
@@ -131,7 +132,9 @@ def revoke_key(session: Session, key_id: str, actor: str, now: datetime) -> None
     if key.revoked_at is not None:
         return
     key.revoked_at = now
-    record_event(session, actor, "api_key.revoked", "api_key", key.id, after={"name": key.name})
+    record_event(
+        session, actor, "api_key.revoked", "api_key", key.id, after={"name": key.name}, at=now
+    )
 
 
 def rotate_key(session: Session, key_id: str, actor: str, now: datetime) -> tuple[ApiKey, str]:
@@ -142,7 +145,9 @@ def rotate_key(session: Session, key_id: str, actor: str, now: datetime) -> tupl
     secret = new_secret()
     key.secret_hash = secret_digest(secret)
     key.rotated_at = now
-    record_event(session, actor, "api_key.rotated", "api_key", key.id, after={"name": key.name})
+    record_event(
+        session, actor, "api_key.rotated", "api_key", key.id, after={"name": key.name}, at=now
+    )
     return key, secret
 
 

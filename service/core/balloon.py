@@ -160,6 +160,7 @@ def stalled(
                 d.id,
                 before={"uncooperative": False},
                 after=after,
+                at=now,
             )
         )
     return changes
@@ -210,6 +211,7 @@ def observe(
                 domain.id,
                 before={"actual_mib": {str(k): v for k, v in before.items()}},
                 after={"actual_mib": {str(k): v for k, v in after.items()}, "progress": progress},
+                at=now,
             )
         )
     if progress or (domain.uncooperative and at_target):
@@ -224,6 +226,7 @@ def observe(
                     domain.id,
                     before={"uncooperative": True},
                     after={"uncooperative": False},
+                    at=now,
                 ),
             )
     return changes, progress

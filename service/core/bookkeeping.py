@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ class Labelled(Protocol):
     id: str
     labels: dict[str, str]
     external_id: str | None
+    updated_at: datetime
 
 
 class BookkeepingPatch(Protocol):
@@ -32,6 +34,7 @@ def set_bookkeeping(
     *,
     kind: str,
     actor: str,
+    now: datetime,
     external_id_taken: Callable[[str], bool],
 ) -> bool:
     """Apply the fields the body sets; one `<kind>.updated` event for whatever changed.
@@ -47,6 +50,7 @@ def set_bookkeeping(
         changes["external_id"] = (row.external_id, body.external_id)
         row.external_id = body.external_id
     if changes:
+        row.updated_at = now
         record_event(
             session,
             actor,
@@ -55,5 +59,6 @@ def set_bookkeeping(
             row.id,
             before={k: b for k, (b, _) in changes.items()},
             after={k: a for k, (_, a) in changes.items()},
+            at=now,
         )
     return bool(changes)

@@ -6,6 +6,8 @@ the domain's error (a conflict: the migrations were not run), said once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
 from service.db.audit import record_event
@@ -55,7 +57,7 @@ def stored_template(session: Session) -> WorstCaseTemplateOut:
     return WorstCaseTemplateOut.model_validate(row.worst_case_template)
 
 
-def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut:
+def set_block_size(session: Session, body: ClusterPut, actor: str, now: datetime) -> ClusterOut:
     """Change the balloon block size: a power of two, and only while no domain exists (every
     domain's pools are counted in blocks of the size it was created with)."""
     if body.block_mib & (body.block_mib - 1):
@@ -69,6 +71,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut
     before = row.block_mib
     if body.block_mib != before:
         row.block_mib = body.block_mib
+        row.updated_at = now
         record_event(
             session,
             actor,
@@ -77,6 +80,7 @@ def set_block_size(session: Session, body: ClusterPut, actor: str) -> ClusterOut
             None,
             before={"block_mib": before},
             after={"block_mib": body.block_mib},
+            at=now,
         )
         session.flush()
     return _overview(session, row)

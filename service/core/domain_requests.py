@@ -32,7 +32,7 @@ def create(session: Session, body: DomainCreate, actor: str, now: datetime) -> D
     """Create and place the domain (a 409 with advice when no host takes it) and issue its
     guest's first token, shown in this response only."""
     domain, state, x = core.create_domain(session, body, actor, placement.admission_advice, now)
-    token = issue_token(session, "guest", domain.id)
+    token = issue_token(session, "guest", domain.id, now)
     session.flush()
     out = domain_out(domain, x, state.n_pnodes)
     return DomainCreated(**out.model_dump(), guest_token=token)
@@ -67,27 +67,34 @@ def change_target(
 
 
 def patch(
-    session: Session, domain_id: str, body: DomainPatch, actor: str, precondition: Precondition
+    session: Session,
+    domain_id: str,
+    body: DomainPatch,
+    actor: str,
+    precondition: Precondition,
+    now: datetime,
 ) -> DomainOut:
     """Labels and external id (the ETag moves)."""
-    return _view(session, core.patch_domain(session, domain_id, body, actor, precondition))
+    return _view(session, core.patch_domain(session, domain_id, body, actor, now, precondition))
 
 
-def rotate_guest_token(session: Session, domain_id: str, actor: str) -> GuestToken:
+def rotate_guest_token(session: Session, domain_id: str, actor: str, now: datetime) -> GuestToken:
     """A new token for the domain's guest; the old one stops working at once. Rotations of one
     domain serialize on its host's lock."""
-    domain, _ = core.lock_domain_host(session, domain_id)
-    token = issue_token(session, "guest", domain.id)
-    record_event(session, actor, "domain.guest_token_rotated", "domain", domain.id)
+    domain, _ = core.lock_domain_host(session, domain_id, now)
+    token = issue_token(session, "guest", domain.id, now)
+    record_event(session, actor, "domain.guest_token_rotated", "domain", domain.id, at=now)
     return GuestToken(domain_id=domain.id, guest_token=token)
 
 
-def export(session: Session, domain_id: str, fmt: str, definition: Definition | None) -> str:
+def export(
+    session: Session, domain_id: str, fmt: str, definition: Definition | None, now: datetime
+) -> str:
     """The domain's placement as xl.cfg, libvirt XML or xenstore keys."""
     domain = core.load_domain(session, domain_id)
     if domain.host_id is None:
         raise Conflict("the domain has no host to export a placement for")
-    state = load_host_accounting(session, domain.host_id, lock=False)
+    state = load_host_accounting(session, domain.host_id, lock=False, now=now)
     if state is None:
         raise Conflict("the domain's host is gone")
     return export_domain(domain, state.backing[domain.id], fmt, definition)

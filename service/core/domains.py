@@ -24,7 +24,6 @@ from service.core.bookkeeping import set_bookkeeping
 from service.core.rows import DomainRow
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
-from service.db.base import utcnow
 from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
 from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
@@ -259,8 +258,8 @@ def create_domain(
     session: Session,
     body: DomainCreate,
     actor: str,
-    advise: Advise | None = None,
-    now: datetime | None = None,
+    advise: Advise | None,
+    now: datetime,
 ) -> tuple[Domain, HostAccounting, I64]:
     """`advise` builds the details of the 409 when no host takes an unpinned domain (see
     `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps)."""
@@ -312,7 +311,7 @@ def _try_host(
     body: DomainCreate,
     demand: I64,
     actor: str,
-    now: datetime | None,
+    now: datetime,
 ) -> tuple[Domain, HostAccounting, I64] | str:
     """Create the domain on this host, or say why not (409 at once when the host was pinned)."""
     state = load_host_accounting(session, host_id, lock=True, now=now)
@@ -338,7 +337,7 @@ def _try_host(
         if body.host_id is not None:
             raise _infeasible(exc, f"host {state.host.name}") from None
         return f"host {state.host.name}: {exc.reason}"
-    domain = _persist_new(session, state, spec, body, placement.mapping, x, actor)
+    domain = _persist_new(session, state, spec, body, placement.mapping, x, actor, now)
     return domain, state, x
 
 
@@ -362,8 +361,8 @@ def _persist_new(
     mapping: I64,
     x: I64,
     actor: str,
+    now: datetime,
 ) -> Domain:
-    now = utcnow()
     targets = x.sum(axis=1)
     domain = Domain(
         name=body.name,
@@ -379,6 +378,7 @@ def _persist_new(
         from_template=spec.from_template,
         target_set_at=now,
         created_at=now,
+        updated_at=now,
         external_id=body.external_id,
         labels=body.labels,
     )
@@ -408,6 +408,7 @@ def _persist_new(
             "vnode_targets_mib": targets.tolist(),
             "home_pnodes": mapping.tolist(),
         },
+        at=now,
     )
     apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]), now=now)
     return domain
@@ -422,7 +423,7 @@ def load_domain(session: Session, domain_id: str) -> Domain:
 
 
 def lock_domain_host(
-    session: Session, domain_id: str, now: datetime | None = None
+    session: Session, domain_id: str, now: datetime
 ) -> tuple[Domain, HostAccounting]:
     """Lock the domain's host and load its state; the domain is then read under the lock.
 
@@ -510,6 +511,7 @@ def retarget(
                 domain.id,
                 before={**old, "vnode_targets_mib": before.sum(axis=1).tolist()},
                 after={**new, "vnode_targets_mib": x.sum(axis=1).tolist()},
+                at=now,
             )
         ],
     )
@@ -602,10 +604,11 @@ def patch_domain(
     domain_id: str,
     body: DomainPatch,
     actor: str,
+    now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
 ) -> Domain:
     """Labels and external id: the orchestrator's own bookkeeping (spec: the ETag moves)."""
-    domain, _ = lock_domain_host(session, domain_id)
+    domain, _ = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     changed = set_bookkeeping(
         session,
@@ -613,6 +616,7 @@ def patch_domain(
         body,
         kind="domain",
         actor=actor,
+        now=now,
         external_id_taken=lambda value: bool(
             session.scalar(
                 select(exists().where(Domain.external_id == value, Domain.id != domain.id))
@@ -652,8 +656,8 @@ def delete_domain(
     session.delete(domain)
     state.domains.remove(domain)
     state.backing.pop(domain.id, None)
-    revoke_tokens(session, "guest", domain_id)
-    deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
+    revoke_tokens(session, "guest", domain_id, now)
+    deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary, at=now)
     apply(session, state, ChangeSet(events=[deleted]), now=now)
 
 

@@ -41,6 +41,7 @@ def begin(session: Session, host_id: str, actor: str, now: datetime) -> None:
         raise NotFound(f"no host with id {host_id}")
     before = host.state
     host.state = "maintenance"
+    host.updated_at = now
     if host.evacuation_requested_at is None:
         host.evacuation_requested_at = now
     record_event(
@@ -51,6 +52,7 @@ def begin(session: Session, host_id: str, actor: str, now: datetime) -> None:
         host.id,
         before={"state": before},
         after={"state": "maintenance"},
+        at=now,
     )
     session.commit()
 

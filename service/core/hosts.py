@@ -110,7 +110,7 @@ def _check_unique(session: Session, body: HostCreate) -> None:
         raise Conflict(f"a host with external_id {body.external_id!r} already exists")
 
 
-def register_host(session: Session, body: HostCreate, actor: str) -> HostCreated:
+def register_host(session: Session, body: HostCreate, actor: str, now: datetime) -> HostCreated:
     """A new active host with empty pnodes and its agent's first token (shown once). The
     topology is checked by `validate_topology` before, outside any idempotency record."""
     _check_unique(session, body)
@@ -118,6 +118,8 @@ def register_host(session: Session, body: HostCreate, actor: str) -> HostCreated
         name=body.name,
         state="active",
         distances=body.distances,
+        created_at=now,
+        updated_at=now,
         external_id=body.external_id,
         labels=body.labels,
     )
@@ -132,15 +134,16 @@ def register_host(session: Session, body: HostCreate, actor: str) -> HostCreated
     ]
     session.add(host)
     session.flush()
-    token = issue_token(session, "agent", host.id)
+    token = issue_token(session, "agent", host.id, now)
     out = host_out(host)
-    record_event(session, actor, "host.created", "host", host.id, after=host_summary(out))
+    record_event(session, actor, "host.created", "host", host.id, after=host_summary(out), at=now)
     return HostCreated(**out.model_dump(), agent_token=token)
 
 
-def _set_state(session: Session, host: Host, state: str, actor: str) -> None:
+def _set_state(session: Session, host: Host, state: str, actor: str, now: datetime) -> None:
     before = host.state
     host.state = state
+    host.updated_at = now
     if state == "active":
         host.evacuation_requested_at = None  # back in service: the evacuation is over
     record_event(
@@ -151,10 +154,11 @@ def _set_state(session: Session, host: Host, state: str, actor: str) -> None:
         host.id,
         before={"state": before},
         after={"state": state},
+        at=now,
     )
 
 
-def _set_fields(session: Session, host: Host, body: HostPatch, actor: str) -> None:
+def _set_fields(session: Session, host: Host, body: HostPatch, actor: str, now: datetime) -> None:
     """Labels and external id: one `host.updated` event for whatever changed."""
     set_bookkeeping(
         session,
@@ -162,6 +166,7 @@ def _set_fields(session: Session, host: Host, body: HostPatch, actor: str) -> No
         body,
         kind="host",
         actor=actor,
+        now=now,
         external_id_taken=lambda value: bool(
             session.scalar(repo.external_id_taken(value, other_than=host.id))
         ),
@@ -174,32 +179,39 @@ def patch_host(
     body: HostPatch,
     actor: str,
     precondition: Callable[[int], None],
+    now: datetime,
 ) -> HostOut:
     """Lock the host, check `precondition` (If-Match) against its version, apply the PATCH."""
     host = get_host(session, host_id, lock=True)
     precondition(host.version)
-    return change_host(session, host, body, actor)
+    return change_host(session, host, body, actor, now)
 
 
 def remove_host(
-    session: Session, host_id: str, actor: str, precondition: Callable[[int], None]
+    session: Session,
+    host_id: str,
+    actor: str,
+    precondition: Callable[[int], None],
+    now: datetime,
 ) -> None:
     """Lock the host, check `precondition` (If-Match) against its version, delete it."""
     host = get_host(session, host_id, lock=True)
     precondition(host.version)
-    delete_host(session, host, actor)
+    delete_host(session, host, actor, now)
 
 
-def change_host(session: Session, host: Host, body: HostPatch, actor: str) -> HostOut:
+def change_host(
+    session: Session, host: Host, body: HostPatch, actor: str, now: datetime
+) -> HostOut:
     """Apply a PATCH to a host read under its lock (and checked against If-Match)."""
     if body.state is not None and body.state != host.state:
-        _set_state(session, host, body.state, actor)
-    _set_fields(session, host, body, actor)
+        _set_state(session, host, body.state, actor, now)
+    _set_fields(session, host, body, actor, now)
     session.flush()
     return host_view(session, host)
 
 
-def delete_host(session: Session, host: Host, actor: str) -> None:
+def delete_host(session: Session, host: Host, actor: str, now: datetime) -> None:
     """Remove a locked host, refused while domains, claims or migrations use it; its agent's
     token stops working with it."""
     reason = repo.host_usage_reason(session, host.id)
@@ -207,15 +219,15 @@ def delete_host(session: Session, host: Host, actor: str) -> None:
         raise Conflict(f"host {host.name} is in use: {reason}")
     summary = host_summary(host_out(host))
     session.delete(host)
-    revoke_tokens(session, "agent", host.id)
-    record_event(session, actor, "host.deleted", "host", host.id, before=summary)
+    revoke_tokens(session, "agent", host.id, now)
+    record_event(session, actor, "host.deleted", "host", host.id, before=summary, at=now)
 
 
-def rotate_agent_token(session: Session, host_id: str, actor: str) -> AgentToken:
+def rotate_agent_token(session: Session, host_id: str, actor: str, now: datetime) -> AgentToken:
     """A new token for the host's agent; the old one stops working at once."""
     host = get_host(session, host_id, lock=True)
-    token = issue_token(session, "agent", host.id)
-    record_event(session, actor, "host.agent_token_rotated", "host", host.id)
+    token = issue_token(session, "agent", host.id, now)
+    record_event(session, actor, "host.agent_token_rotated", "host", host.id, at=now)
     return AgentToken(host_id=host.id, agent_token=token)
 
 

@@ -36,7 +36,7 @@ def _policy(domain: Domain, body: MigrationRequest) -> str:
 
 
 def host_states(
-    session: Session, src_id: str, dst_id: str, *, lock: bool, now: datetime | None = None
+    session: Session, src_id: str, dst_id: str, *, lock: bool, now: datetime
 ) -> tuple[HostAccounting, HostAccounting]:
     """Both hosts' states; when writing, both locked in id order (one global lock order)."""
     if lock:
@@ -51,7 +51,7 @@ def host_states(
 
 
 def compute_plan(
-    session: Session, body: MigrationRequest, *, lock: bool, now: datetime | None = None
+    session: Session, body: MigrationRequest, *, lock: bool, now: datetime
 ) -> tuple[Domain, HostAccounting, HostAccounting, MigrationPlan]:
     # Only the host id is read before the hosts are locked: a Domain object loaded here would
     # stay in the identity map with a pre-lock version and fail its update as stale (412).

@@ -33,10 +33,10 @@ def _out(session: Session, migration: Migration, now: datetime, settings: Settin
     return migration_out(migration, claims, now, settings)
 
 
-def plan(session: Session, body: MigrationRequest) -> PlanOut:
+def plan(session: Session, body: MigrationRequest, now: datetime) -> PlanOut:
     """A dry run: mapping, pool levels, ordered steps. Nothing is reserved; the unit rolls back."""
     unit.discard(session)
-    domain, src, dst, engine_plan = compute_plan(session, body, lock=False)
+    domain, src, dst, engine_plan = compute_plan(session, body, lock=False, now=now)
     return plan_out(domain, src, dst, engine_plan)
 
 

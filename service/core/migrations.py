@@ -105,11 +105,12 @@ def start(
         expires_at=expires,
         progress_at=now,
         created_at=now,
+        updated_at=now,
         steps=steps,
     )
     session.add(migration)
     session.flush()
-    domain.state = DomainState.MIGRATING
+    domain.state, domain.updated_at = DomainState.MIGRATING, now
     claims = _claim_rows(migration, dst.host.id, domain.id, plan.claims_mib, now)
     apply(session, dst, ChangeSet(claims=claims), now=now)
     record_event(
@@ -126,6 +127,7 @@ def start(
             "claims_mib": plan.claims_mib.tolist(),
             "moved_mib": plan.moved_mib,
         },
+        at=now,
     )
     session.flush()
     return migration
@@ -163,7 +165,7 @@ def load_migration(session: Session, migration_id: str, *, lock: bool = False) -
 
 
 def _locked(
-    session: Session, migration_id: str, now: datetime | None = None
+    session: Session, migration_id: str, now: datetime
 ) -> tuple[Migration, HostAccounting, HostAccounting, Domain]:
     """Lock the migration's hosts first (global order), then read the migration under them."""
     ids = session.execute(
@@ -208,9 +210,9 @@ def advance(
         _switch_host(session, migration, src, dst, domain, now)
         _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
     else:
-        domain.state = DomainState.RUNNING
+        domain.state, domain.updated_at = DomainState.RUNNING, now
         apply(session, dst, ChangeSet(released_claims=[migration.id]), now=now)
-    migration.state = target
+    migration.state, migration.updated_at = target, now
     if before == M.PLANNED:
         # From here on the guest may be copying into the claimed memory: no clock frees it.
         migration.expires_at = None
@@ -224,6 +226,7 @@ def advance(
         migration.id,
         before={"state": before},
         after={"state": target},
+        at=now,
     )
     session.flush()
     return migration
@@ -251,7 +254,7 @@ def _switch_host(
     spare = np.maximum(claims - after.sum(axis=0), 0)
     src.domains.remove(domain)
     src.backing.pop(domain.id, None)
-    domain.host_id = dst.host.id
+    domain.host_id, domain.updated_at = dst.host.id, now
     for vn, home in zip(domain.vnodes, plan["mapping_after"], strict=True):
         vn.home_pnode = int(home)
     dst.domains.append(domain)
@@ -272,12 +275,12 @@ def _switch_host(
 
 def mark_progress(session: Session, migration: Migration, now: datetime, actor: str) -> None:
     """The migration moved (advanced, a step acknowledged): it is not stuck."""
-    migration.progress_at = now
+    migration.progress_at = migration.updated_at = now
     if migration.stuck_at is not None:
         migration.stuck_at = None
         record_event(
             session, actor, "migration.progressing", "migration", migration.id,
-            after={"state": migration.state},
+            after={"state": migration.state}, at=now,
         )  # fmt: skip
 
 
@@ -293,7 +296,7 @@ def abort(
         return _moved_anyway(session, migration, src, dst, domain, actor, now)
     _rollback(session, migration, src, dst, domain, now)
     before = migration.state
-    migration.state = M.ABORTED
+    migration.state, migration.updated_at = M.ABORTED, now
     migration.reason = "aborted by the toolstack"
     record_event(
         session,
@@ -303,6 +306,7 @@ def abort(
         migration.id,
         before={"state": before},
         after={"state": "aborted"},
+        at=now,
     )
     session.flush()
     return migration
@@ -328,12 +332,13 @@ def _moved_anyway(
                 now,
             )
     _set_phase_steps(migration, ["settle", "release"], StepState.PENDING)
-    migration.state = M.SETTLING
+    migration.state, migration.updated_at = M.SETTLING, now
     migration.reason = "abort requested after the domain moved: settling on the destination"
     mark_progress(session, migration, now, actor)
     record_event(
         session, actor, "migration.advanced", "migration", migration.id,
         before={"state": "migrating"}, after={"state": "settling", "reason": migration.reason},
+        at=now,
     )  # fmt: skip
     session.flush()
     return migration
@@ -354,7 +359,7 @@ def _rollback(
             step.detail = "migration ended"
     carried = np.array([vn.target_mib for vn in domain.vnodes], dtype=np.int64)
     x_src = src.backing[domain.id]
-    domain.state = DomainState.RUNNING
+    domain.state, domain.updated_at = DomainState.RUNNING, now
     homes = [vn.home_pnode or 0 for vn in domain.vnodes]
     steps = pool_change_rows(
         domain.id, src.host.id, topology_of(domain), carried, x_src.sum(axis=1), homes, now
@@ -377,7 +382,7 @@ def _fail(
 ) -> None:
     before = migration.state
     _rollback(session, migration, src, dst, domain, now)
-    migration.state = M.FAILED
+    migration.state, migration.updated_at = M.FAILED, now
     migration.reason = reason
     record_event(
         session,
@@ -387,6 +392,7 @@ def _fail(
         migration.id,
         before={"state": before},
         after={"state": "failed", "reason": reason},
+        at=now,
     )
     session.flush()
 
@@ -430,10 +436,11 @@ def flag_stuck(session: Session, now: datetime, settings: Settings, actor: str) 
         .with_for_update(of=Migration, skip_locked=True)
     ).all()
     for migration in rows:
-        migration.stuck_at = now
+        migration.stuck_at = migration.updated_at = now
         record_event(
             session, actor, "migration.stuck", "migration", migration.id,
             after={"state": migration.state, "reason": stuck_reason(migration, now, settings)},
+            at=now,
         )  # fmt: skip
     session.flush()
     return len(rows)
@@ -483,7 +490,7 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
     if migration.state in ABORTABLE:
         _fail(session, migration, src, dst, domain, actor, now, reason)
     elif migration.state == M.SETTLING:
-        migration.reason = reason
+        migration.reason, migration.updated_at = reason, now
         record_event(
             session,
             actor,
@@ -491,6 +498,7 @@ def fail_for_step(session: Session, step: Step, actor: str, now: datetime) -> st
             "migration",
             migration.id,
             after={"state": migration.state, "reason": reason},
+            at=now,
         )
         session.flush()
     state = migration.state

@@ -8,6 +8,7 @@ of the cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -106,10 +107,10 @@ def _migration(m: Migration) -> MigrationLine:
     )
 
 
-def topology(session: Session, max_hosts: int, recent_migrations: int) -> Topology:
+def topology(session: Session, max_hosts: int, recent_migrations: int, now: datetime) -> Topology:
     """The first `max_hosts` hosts, every domain, and the migrations in flight then the
     `recent_migrations` latest ended ones."""
-    view = load_overview(session, max_hosts=max_hosts, recent_migrations=recent_migrations)
+    view = load_overview(session, max_hosts=max_hosts, recent_migrations=recent_migrations, now=now)
     return Topology(
         hosts=[_host(h) for h in view.hosts],
         domains=[_domain(d) for d in view.domains],

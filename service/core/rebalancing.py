@@ -78,7 +78,7 @@ def plan_host_rebalance(
             doms[i].id: plan.backing_after_mib[i, : len(doms[i].vnodes)].copy() for i in touched
         },
         new_steps=_move_steps(state, plan, now),
-        events=[event(actor, "host.rebalanced", "host", state.host.id, after=after)],
+        events=[event(actor, "host.rebalanced", "host", state.host.id, after=after, at=now)],
     )
     return _out(state, body, plan), changes
 

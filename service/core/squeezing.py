@@ -204,11 +204,11 @@ def _changes(
         "gamma": float(plan.gamma),
         "changed": moved,
     }
-    changes.events.append(event(actor, "host.squeezed", "host", state.host.id, after=after))
+    changes.events.append(event(actor, "host.squeezed", "host", state.host.id, after=after, at=now))
     return changes
 
 
-def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:
+def derive_template(session: Session, actor: str, now: datetime) -> WorstCaseTemplateOut:
     shapes = host_shapes(session)  # one row per distinct topology: ties go to the first host
     if not shapes.hosts:
         raise Infeasible("register at least one host before deriving the template")
@@ -231,6 +231,7 @@ def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:
     cluster = get_cluster(session, lock=True)
     before = cluster.worst_case_template
     cluster.worst_case_template = out.model_dump(mode="json")
+    cluster.updated_at = now
     record_event(
         session,
         actor,
@@ -239,5 +240,6 @@ def derive_template(session: Session, actor: str) -> WorstCaseTemplateOut:
         None,
         before=before,
         after=cluster.worst_case_template,
+        at=now,
     )
     return out

@@ -7,6 +7,7 @@ no memory (keys, labels, tokens, host registration), write theirs here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
@@ -26,6 +27,8 @@ def record_event(
     subject_id: str | None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
+    *,
+    at: datetime,
 ) -> None:
-    row = event(actor, action, subject_type, subject_id, before=before, after=after)
+    row = event(actor, action, subject_type, subject_id, at=at, before=before, after=after)
     session.execute(_INSERT_EVENT, [row])

@@ -21,10 +21,6 @@ NAMING_CONVENTION = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def new_id() -> str:
     return str(uuid.uuid4())
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db.accounting import I64, HostAccounting
-from service.db.base import new_id, utcnow
+from service.db.base import new_id
 from service.db.models import Domain, Host
 
 Row = dict[str, Any]
@@ -107,12 +107,14 @@ def event(
     subject_type: str,
     subject_id: str | None,
     *,
+    at: datetime,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> Row:
-    """An audit event row: the one shape every writer of events uses."""
+    """An audit event row: the one shape every writer of events uses, stamped `at` the
+    request's clock (the decision's `now`, never the wall clock read here)."""
     return {
-        "at": utcnow(),
+        "at": at,
         "actor": actor,
         "action": action,
         "subject_type": subject_type,

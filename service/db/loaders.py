@@ -27,7 +27,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
 from service.db.accounting import HostAccounting, OtherDomains, live_claim
-from service.db.base import utcnow
 from service.db.models import Backing, Claim, Domain, Host, Pnode, Vnode
 from service.engine.accounting import charge_mib
 
@@ -80,15 +79,15 @@ def load_host_accounting(
     host_id: str,
     *,
     lock: bool,
+    now: datetime,
     host: Host | None = None,
-    now: datetime | None = None,
     lean: bool = False,
 ) -> HostAccounting | None:
     """Three statements: the host with its pnodes (locked when writing), the domains with their
-    vnodes, and backing plus the claims live at `now` (the request's clock; default: the wall
-    clock). `host`: already loaded (and locked) by the caller. `lean`: without the JSON columns
-    that only topology and views read (labels, distances, vCPU ids): a report touches 20 domains
-    every 10 s and needs none of them; reading one then raises instead of querying."""
+    vnodes, and backing plus the claims live at `now` (the request's clock). `host`: already
+    loaded (and locked) by the caller. `lean`: without the JSON columns that only topology and
+    views read (labels, distances, vCPU ids): a report touches 20 domains every 10 s and needs
+    none of them; reading one then raises instead of querying."""
     if host is None:
         host = session.scalars(host_stmt(lock).where(Host.id == host_id)).unique().one_or_none()
     if host is None:
@@ -114,7 +113,7 @@ def load_host_accounting(
     rows = session.execute(
         select(Backing.domain_id, Backing.vnode, Backing.pnode, Backing.mib)
         .where(Backing.host_id == host_id)
-        .union_all(_claims_stmt(host_id, utcnow() if now is None else now))
+        .union_all(_claims_stmt(host_id, now))
     ).all()
     for domain_id, vnode, pnode, mib in rows:
         if vnode < 0:
@@ -148,7 +147,7 @@ _DOMAIN_ROWS = union_all(
 
 
 def load_domain_accounting(
-    session: Session, host: Host, domain_id: str, now: datetime | None = None
+    session: Session, host: Host, domain_id: str, now: datetime
 ) -> HostAccounting | None:
     """The state of a locked host for a write to one of its domains, in two more statements.
 
@@ -167,8 +166,7 @@ def load_domain_accounting(
     if domain is None or not domain.vnodes:
         return None
     p, k = len(host.pnodes), len(domain.vnodes)
-    at = utcnow() if now is None else now
-    params = {"b_domain": domain_id, "b_host": host.id, "b_now": at}
+    params = {"b_domain": domain_id, "b_host": host.id, "b_now": now}
     x = np.zeros((k, p), dtype=np.int64)
     claimed = np.zeros(p, dtype=np.int64)
     for vnode, pnode, mib in session.execute(_DOMAIN_ROWS, params).all():
@@ -187,7 +185,7 @@ def load_domain_accounting(
     rest_alloc = stored[:, 0] - own[0].sum(axis=0)
     rest_load = stored[:, 1] - own_load
     if (rest_alloc < 0).any() or (rest_load < 0).any():
-        whole = load_host_accounting(session, host.id, lock=True, host=host, now=at)
+        whole = load_host_accounting(session, host.id, lock=True, host=host, now=now)
         if whole is None or whole.domain(domain_id) is None:
             return None
         return whole

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db.base import JSONType, UUIDStr, new_id, utcnow
+from service.db.base import JSONType, UUIDStr, new_id
 
 from .base import Base
 
@@ -46,7 +46,7 @@ class ClusterSettings(Base):
     block_mib: Mapped[int] = mapped_column(Integer)
     worst_case_template: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column()
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -71,8 +71,8 @@ class Host(Base):
     distances: Mapped[list[list[int]]] = mapped_column(JSONType)
     drift_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     observed_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
     # The transaction that last changed what placement reads of this host (name, state, SLIT,
     # pnode counters); stamped by triggers on PostgreSQL, never by the service. See
@@ -158,10 +158,10 @@ class Domain(Base):
     # attempt, max_attempts, detail, failed_at, retry_at (None once the attempts are spent).
     # Cleared when a pool step of the domain is done or its target changes.
     step_failure: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
-    target_set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    target_set_at: Mapped[datetime] = mapped_column()
     last_progress_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     vnodes: Mapped[list[Vnode]] = relationship(
@@ -246,7 +246,7 @@ class Claim(Base):
     # NULL: held until its migration ends. Only memory nothing may be using yet (a `planned`
     # migration's) is leased by the clock; once a guest may be copying into it, never.
     expires_at: Mapped[datetime | None] = mapped_column(index=True, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
 
 
 class Migration(Base):
@@ -282,10 +282,10 @@ class Migration(Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True, nullable=True)
     # Last sign of progress (created, advanced, a step acknowledged); `stuck_at` is when the
     # sweeper found none for `stuck_after_s` and said so with an event (cleared by progress).
-    progress_at: Mapped[datetime] = mapped_column(default=utcnow)
+    progress_at: Mapped[datetime] = mapped_column()
     stuck_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     steps: Mapped[list[Step]] = relationship(
@@ -336,7 +336,7 @@ class Step(Base):
     # `not_before` (the backoff); None: at once.
     attempt: Mapped[int] = mapped_column(Integer, server_default="1")
     not_before: Mapped[datetime | None] = mapped_column(nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     migration: Mapped[Migration | None] = relationship(back_populates="steps", lazy="raise")
@@ -378,7 +378,7 @@ class Token(Base):
     kind: Mapped[str] = mapped_column(String(8))
     subject_id: Mapped[str] = mapped_column(UUIDStr)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
@@ -403,7 +403,7 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_by: Mapped[str] = mapped_column(String(80))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     rotated_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -417,7 +417,7 @@ class Event(Base):
     __table_args__ = (Index("ix_events_actor_seq", "actor", "seq"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    at: Mapped[datetime] = mapped_column()
     actor: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(64))
     subject_type: Mapped[str] = mapped_column(String(32))
@@ -447,5 +447,5 @@ class IdempotencyRecord(Base):
     response_body: Mapped[dict[str, Any]] = mapped_column(JSONType)
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONType, nullable=True)
     sealed_secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db.accounting import live_claim
-from service.db.base import utcnow
 from service.db.models import Backing, Claim, Domain, Host, Migration, Step
 from service.vocabulary import ACTIVE_MIGRATION_STATES
 
@@ -41,12 +41,12 @@ def _backing(session: Session) -> dict[tuple[str, int], dict[str, int]]:
     return dict(backing)
 
 
-def _claims(session: Session) -> dict[tuple[str, int], int]:
+def _claims(session: Session, now: datetime) -> dict[tuple[str, int], int]:
     return {
         (h, p): int(m)
         for h, p, m in session.execute(
             select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
-            .where(live_claim(utcnow()))
+            .where(live_claim(now))
             .group_by(Claim.host_id, Claim.pnode)
         ).all()
     }
@@ -89,7 +89,9 @@ def _step_progress(session: Session, migrations: Sequence[Migration]) -> dict[st
     return steps
 
 
-def load_overview(session: Session, *, max_hosts: int, recent_migrations: int) -> Overview:
+def load_overview(
+    session: Session, *, max_hosts: int, recent_migrations: int, now: datetime
+) -> Overview:
     """The first `max_hosts` hosts, every domain, and the migrations in flight then the
     `recent_migrations` latest ended ones."""
     hosts = list(
@@ -106,7 +108,7 @@ def load_overview(session: Session, *, max_hosts: int, recent_migrations: int) -
         ).all()
     )
     backing = _backing(session)
-    claims = _claims(session)
+    claims = _claims(session, now)
     migrations = _migrations(session, recent_migrations)
     steps = _step_progress(session, migrations)
     return Overview(

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
 from service.db.models import Token
 
 TOKEN_PREFIX = {"agent": "nbh_", "guest": "nbg_"}
@@ -25,18 +25,21 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue_token(session: Session, kind: Literal["agent", "guest"], subject_id: str) -> str:
+def issue_token(
+    session: Session, kind: Literal["agent", "guest"], subject_id: str, now: datetime
+) -> str:
     """Revoke the subject's current token of this kind and issue a new one (shown once)."""
-    now = utcnow()
-    revoke_tokens(session, kind, subject_id)
+    revoke_tokens(session, kind, subject_id, now)
     token = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32)
     session.add(Token(kind=kind, subject_id=subject_id, token_hash=digest(token), created_at=now))
     return token
 
 
-def revoke_tokens(session: Session, kind: Literal["agent", "guest"], subject_id: str) -> None:
+def revoke_tokens(
+    session: Session, kind: Literal["agent", "guest"], subject_id: str, now: datetime
+) -> None:
     session.execute(
         update(Token)
         .where(Token.kind == kind, Token.subject_id == subject_id, Token.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
     )

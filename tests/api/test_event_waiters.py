@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -31,6 +32,9 @@ from tests.api.test_events_wait import SseReader
 from tests.conftest import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+T = datetime(2026, 12, 1, tzinfo=UTC)  # events carry the writer's clock: no column default
 
 
 def until(check: Callable[[], bool], timeout_s: float = 30, what: str = "") -> None:
@@ -172,7 +176,7 @@ def test_an_event_committed_out_of_seq_order_still_reaches_the_waiter(
         )
         until(lambda: c.hub.waiting() == 1 and c.hub.position is not None, what="the reader")
         engine = c.app.state.engine
-        row = {"actor": "test", "action": "host.created", "subject_type": "host"}
+        row = {"actor": "test", "action": "host.created", "subject_type": "host", "at": T}
         with engine.connect() as slow, engine.connect() as fast:
             mine = slow.execute(
                 insert(Event).values(**row, subject_id=subject)
@@ -203,7 +207,13 @@ def test_the_filter_in_python_says_what_the_filter_in_sql_says(db_url: str) -> N
     """Waiters are matched in Python against events read once; pages in SQL. Same answers."""
     subject = "6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"
     rows = [
-        {"actor": actor, "action": action, "subject_type": action.split(".")[0], "subject_id": sid}
+        {
+            "actor": actor,
+            "action": action,
+            "subject_type": action.split(".")[0],
+            "subject_id": sid,
+            "at": T,
+        }
         for actor in ("admin", "key:ops", "key:ops2")
         for action in ("host.created", "domain.deleted", "domain.created", "migration.started")
         for sid in (subject, None, "0b7c1a2e-0000-4000-8000-000000000001")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from service.db.base import utcnow
 from service.db.models import Domain, Host, Token, Vnode
 from tests.api.client import ApiClient
 from tests.api.conftest import TWO_SOCKET
@@ -135,7 +135,9 @@ def test_delete_host_and_refuse_while_in_use(client: ApiClient) -> None:
             dynamic_max_mib=1024,
             target_mib=1024,
             distances=[[10]],
-            target_set_at=utcnow(),
+            target_set_at=datetime.now(UTC),
+            created_at=datetime.now(UTC),
+            updated_at=datetime.now(UTC),
         )
         d.vnodes = [
             Vnode(index=0, size_mib=1024, vcpus=[0], vcpu_count=1, target_mib=1024, home_pnode=0)

@@ -5,6 +5,7 @@ grow with the domains it retargets."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg._queries as psycopg_queries
@@ -13,7 +14,6 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.db.apply import apply
-from service.db.base import utcnow
 from service.db.changes import ChangeSet, NewTarget
 from service.db.loaders import load_host_accounting
 from service.db.models import Domain, Pnode
@@ -111,21 +111,25 @@ def test_target_writes_keep_the_version_guard(client: ApiClient, together: int) 
     factory = client.app.state.sessionmaker
 
     def retarget_all(s: Session) -> None:
-        state = load_host_accounting(s, host["id"], lock=False)
+        state = load_host_accounting(s, host["id"], lock=False, now=datetime.now(UTC))
         assert state is not None
-        targets = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
-        apply(s, state, ChangeSet(targets=targets), now=utcnow())
+        targets = [
+            NewTarget(domain=d, target_mib=3072, set_at=datetime.now(UTC)) for d in state.domains
+        ]
+        apply(s, state, ChangeSet(targets=targets), now=datetime.now(UTC))
 
     with factory() as s:
-        state = load_host_accounting(s, host["id"], lock=False)
+        state = load_host_accounting(s, host["id"], lock=False, now=datetime.now(UTC))
         s.commit()  # ends the read (SQLite: releases the write lock); the rows stay loaded
         with factory() as other:  # a writer the first session does not see
             other.execute(update(Domain).where(Domain.id == ids[0]).values(version=99))
             other.commit()
         assert state is not None
-        stale = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
+        stale = [
+            NewTarget(domain=d, target_mib=3072, set_at=datetime.now(UTC)) for d in state.domains
+        ]
         with pytest.raises(Conflict):
-            apply(s, state, ChangeSet(targets=stale), now=utcnow())
+            apply(s, state, ChangeSet(targets=stale), now=datetime.now(UTC))
         s.rollback()
     with factory() as s:
         retarget_all(s)

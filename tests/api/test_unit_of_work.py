@@ -5,6 +5,7 @@ unit that already committed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg.errors
@@ -32,7 +33,7 @@ def _events(db: unit.Database, action: str) -> int:
 
 
 def _note(session: Session, action: str) -> None:
-    record_event(session, "test", action, "test", None)
+    record_event(session, "test", action, "test", None, at=datetime.now(UTC))
 
 
 def test_a_unit_commits_and_a_read_or_a_discarded_unit_rolls_back(client: ApiClient) -> None:

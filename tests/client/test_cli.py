@@ -183,6 +183,22 @@ def test_domains_every_command(server: Server, tmp_path: Path) -> None:
     assert "vnuma" in ok(server, "domains", "export", name, "--format", "xl")
     assert "<numa>" in ok(server, "domains", "export", name, "--format", "libvirt")
     assert "memory/target" in ok(server, "domains", "export", name, "--format", "xenstore")
+    whole = ok(
+        server,
+        "domains",
+        "export",
+        name,
+        "--format",
+        "libvirt-domain",
+        "--domain-type",
+        "qemu",
+        "--kernel",
+        "/boot/vmlinuz",
+        "--serial-log",
+        "/tmp/console.log",
+    )
+    assert '<domain type="qemu">' in whole and "<kernel>/boot/vmlinuz</kernel>" in whole
+    assert "/tmp/console.log" in whole
     assert as_json(server, "domains", "export", name)["format"] == "xl"
 
     assert f"domain {name} deleted" in ok(server, "domains", "delete", name)
@@ -311,6 +327,9 @@ def test_cluster_events_and_top(server: Server, tmp_path: Path) -> None:
 
     events = as_json(server, "events", "list", "--subject", host["id"])
     assert [e["action"] for e in events] == ["host.created"]
+    assert as_json(server, "events", "list", "--subject", host["name"]) == events  # by name
+    unknown = run(server, "events", "list", "--subject", "nope")
+    assert unknown.returncode == 1 and "no host, domain or migration named" in unknown.stderr
     assert "host.created" in ok(server, "events", "list", "--limit", "5")
     for i in range(2):  # at least three events in the log, whatever ran before
         _host(server, tmp_path, uniq(f"ct{i}"))

@@ -38,6 +38,7 @@ def test_no_progress_no_status_change_and_a_stall_is_timed_from_the_target() -> 
     flagged = stalled([domain], T0 + timedelta(seconds=21), SETTINGS, actor="a")
     assert flagged.status == [(domain, {"uncooperative": True})]
     assert flagged.events[0]["after"]["stalled_s"] == 21.0
+    assert flagged.events[0]["at"] == T0 + timedelta(seconds=21)
 
 
 def test_progress_of_an_uncooperative_driver_clears_the_flag_with_one_event() -> None:
@@ -47,6 +48,7 @@ def test_progress_of_an_uncooperative_driver_clears_the_flag_with_one_event() ->
     assert progress
     assert changes.status == [(domain, {"last_progress_at": T0, "uncooperative": False})]
     assert [e["action"] for e in changes.events] == ["domain.cooperative", "reported"]
+    assert {e["at"] for e in changes.events} == {T0}  # stamped with the report's now
     # A migrating domain's pools follow its plan: never active for a squeeze.
     domain.uncooperative = False
     domain.state = "migrating"

@@ -27,6 +27,7 @@ def test_a_lower_target_is_new_backing_pool_steps_one_event_and_a_new_version() 
     steps = changes.pool_steps[d.id]
     assert steps and all(s["grow"] is False and s["host_id"] == d.host_id for s in steps)
     assert [e["action"] for e in changes.events] == ["domain.target_changed"]
+    assert [e["at"] for e in changes.events] == [sim.now]  # the decision's clock, not the wall's
     sim.commit(changes)
     assert d.target_mib == 4096 and d.version == 2
     assert [vn.target_mib for vn in d.vnodes] == [2048, 2048]

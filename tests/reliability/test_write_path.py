@@ -483,7 +483,7 @@ def test_one_change_set_may_move_a_backing_and_record_a_report_of_the_same_domai
     engine = make_engine(postgres_db_url)
     try:
         with make_sessionmaker(engine)() as s:
-            domain, state = lock_domain_host(s, dom["id"])
+            domain, state = lock_domain_host(s, dom["id"], clock.now)
             backing = state.backing[domain.id].copy()
             backing[0] = backing[0] * 4 // 5  # same cells, a smaller vnode 0: one UPDATE
             changes = ChangeSet(
