@@ -39,9 +39,108 @@ def show(ctx: typer.Context) -> None:
                 ("claimed MiB", c.claimed_mib),
                 ("free MiB", c.free_mib),
                 ("template", "set" if c.worst_case_template else "not derived yet"),
+                ("failover", _protection(c.ha)),
             ]
         ),
     )
+
+
+def _protection(ha: m.HaOut | None) -> str:
+    """`off`, or `r=1 ha=true: holds` / `r=1: BROKEN (2 stranded)`."""
+    if ha is None:
+        return "off"
+    what = f"r={ha.host_failures}" + (f" {ha.label_selector}" if ha.label_selector else "")
+    if ha.holds:
+        return f"{what}: holds ({ha.protected_domains} protected)"
+    flag = ", overcommitted" if ha.overcommitted else ""
+    return f"{what}: BROKEN ({len(ha.stranded)} stranded{flag})"
+
+
+@cluster_app.command("protect")
+def protect(
+    ctx: typer.Context,
+    host_failures: Annotated[
+        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+    ] = 1,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Turn protection off")] = False,
+) -> None:
+    """Protect the failover plan: changes that would break it are refused (409)."""
+    st = state(ctx)
+    ha = None if off else {"host_failures": host_failures, "label_selector": selector}
+    c = st.nb.patch_cluster({"ha": ha})
+    emit(st.output, c, lambda: out.print(f"failover: {_protection(c.ha)}"))
+
+
+@cluster_app.command("failover-plan")
+def failover_plan(
+    ctx: typer.Context,
+    host_failures: Annotated[
+        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+    ] = 1,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+    ] = None,
+    allow_spread: Annotated[
+        bool, typer.Option(help="A restart may spread a vnode over several pnodes")
+    ] = False,
+) -> None:
+    """Can every protected domain restart, with its vnodes, after any r host failures?
+
+    Nothing changes. The table lists each host's failure (where its domains restart) and the
+    worst scenario's stranded domains with the reason."""
+    st = state(ctx)
+    body: dict[str, Any] = {"host_failures": host_failures, "allow_spread": allow_spread}
+    if selector is not None:
+        body["label_selector"] = selector
+    plan = st.nb.failover_plan(body)
+
+    def human() -> None:
+        mx = f"{plan.max_host_failures}" + ("" if plan.max_host_failures_exact else " (at least)")
+        fields(
+            [
+                ("host failures", plan.host_failures),
+                ("tolerated", "yes" if plan.tolerated else "NO"),
+                ("max host failures", mx),
+                ("exact", f"yes ({plan.method})" if plan.exact else f"no ({plan.method})"),
+                ("scenarios", plan.scenarios),
+                ("protected domains", plan.protected_domains),
+                ("duration ms", f"{plan.duration_ms:.1f}"),
+            ]
+        )
+        per_host: dict[str, list[m.RestartOut]] = {}
+        for r in plan.restarts:
+            per_host.setdefault(r.failed_host_id, []).append(r)
+        rows = [
+            (
+                st.names.host(h) or h,
+                len(rs),
+                ", ".join(sorted({st.names.host(r.host_id) or r.host_id for r in rs})),
+            )
+            for h, rs in per_host.items()
+        ]
+        if rows:
+            table("if one host fails", ["FAILED HOST", "RESTARTS", "ON"], rows)
+        w = plan.worst
+        if w is not None:
+            failed = ", ".join(st.names.host(h) or h for h in w.failed_host_ids)
+            table(
+                "worst scenario",
+                ["FAILED HOSTS", "FREE AFTER MiB", "SQUEEZE MiB", "STRANDED"],
+                [(failed, w.free_after_mib, w.squeeze_mib, len(w.unplaced))],
+            )
+            if w.unplaced:
+                table(
+                    "stranded domains",
+                    ["DOMAIN", "REASON"],
+                    [(u.domain_name, u.reason) for u in w.unplaced],
+                )
+        if plan.note:
+            out.print(Text(plan.note))
+
+    emit(st.output, plan, human)
 
 
 def _hosts(total: int, by_state: dict[str, int]) -> str:

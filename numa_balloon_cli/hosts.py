@@ -203,6 +203,32 @@ def evacuate(ctx: typer.Context, host: HostArg) -> None:
     emit(st.output, result, human)
 
 
+@app.command("fail")
+def fail(
+    ctx: typer.Context,
+    host: HostArg,
+    reason: Annotated[str | None, typer.Option(help="Why, for the events")] = None,
+) -> None:
+    """Declare a host failed: its protected domains restart on the failover plan's hosts."""
+    st = state(ctx)
+    rec = st.nb.fail_host(resolve.host_id(st.nb, host), reason)
+
+    def human() -> None:
+        names = st.names
+        names.domains([x.domain_id for x in rec.restarts])
+        table(
+            "restarts",
+            ["DOMAIN", "ON HOST", "STATE"],
+            [(names.domain(x.domain_id), names.host(x.host_id), x.state) for x in rec.restarts],
+        )
+        if rec.stranded:
+            table(
+                "stranded", ["DOMAIN", "REASON"], [(u.domain_name, u.reason) for u in rec.stranded]
+            )
+
+    emit(st.output, rec, human)
+
+
 @app.command("accounting")
 def accounting(ctx: typer.Context, host: HostArg) -> None:
     """Per pnode: capacity, allocated, claimed, free and what the agent last observed."""

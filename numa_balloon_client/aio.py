@@ -299,6 +299,17 @@ class AsyncClient:
     async def put_cluster(self, body: Body) -> m.ClusterOut:
         return await self.run(ops.put_cluster(body))
 
+    async def patch_cluster(self, body: Body) -> m.ClusterOut:
+        return await self.run(ops.patch_cluster(body))
+
+    async def failover_plan(self, body: Body) -> m.FailoverPlanOut:
+        """Can every protected domain restart after any r host failures? Nothing changes."""
+        return await self.run(ops.failover_plan(body))
+
+    async def fail_host(self, host_id: str, reason: str | None = None) -> m.RecoveryOut:
+        """Declare the host failed: its protected domains restart on the plan's hosts."""
+        return await self.run(ops.fail_host(host_id, reason))
+
     async def get_template(self) -> m.WorstCaseTemplateOut:
         return await self.run(ops.get_template())
 

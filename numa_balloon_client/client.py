@@ -290,6 +290,17 @@ class Client:
     def put_cluster(self, body: Body) -> m.ClusterOut:
         return self.run(ops.put_cluster(body))
 
+    def patch_cluster(self, body: Body) -> m.ClusterOut:
+        return self.run(ops.patch_cluster(body))
+
+    def failover_plan(self, body: Body) -> m.FailoverPlanOut:
+        """Can every protected domain restart after any r host failures? Nothing changes."""
+        return self.run(ops.failover_plan(body))
+
+    def fail_host(self, host_id: str, reason: str | None = None) -> m.RecoveryOut:
+        """Declare the host failed: its protected domains restart on the plan's hosts."""
+        return self.run(ops.fail_host(host_id, reason))
+
     def get_template(self) -> m.WorstCaseTemplateOut:
         return self.run(ops.get_template())
 

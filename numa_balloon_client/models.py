@@ -156,20 +156,10 @@ class ClaimOut(BaseModel):
     pnode: Annotated[int, Field(title="Pnode")]
 
 
-class ClusterOut(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    allocated_mib: Annotated[int, Field(title="Allocated Mib")]
-    block_mib: Annotated[int, Field(title="Block Mib")]
-    capacity_mib: Annotated[int, Field(title="Capacity Mib")]
-    claimed_mib: Annotated[int, Field(title="Claimed Mib")]
-    domains: Annotated[int, Field(description="Number of domains", title="Domains")]
-    free_mib: Annotated[int, Field(title="Free Mib")]
-    hosts: Annotated[int, Field(description="Number of registered hosts", title="Hosts")]
-    hosts_by_state: Annotated[dict[str, int], Field(title="Hosts By State")]
-    version: Annotated[int, Field(title="Version")]
-    worst_case_template: Annotated[dict[str, Any] | None, Field(title="Worst Case Template")]
+class BlockMib(RootModel[int]):
+    root: Annotated[
+        int, Field(description="As PUT /v1/cluster", ge=1, le=1048576, title="Block Mib")
+    ]
 
 
 class ClusterPut(BaseModel):
@@ -216,7 +206,7 @@ class DomainBacking(BaseModel):
     ]
 
 
-class BlockMib(RootModel[int]):
+class BlockMib1(RootModel[int]):
     root: Annotated[
         int,
         Field(
@@ -388,6 +378,62 @@ class EventOut(BaseModel):
     subject_type: Annotated[str, Field(title="Subject Type")]
 
 
+class FailHost(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    reason: Annotated[str | None, Field(max_length=500, min_length=1, title="Reason")] = (
+        "declared failed by an operator"
+    )
+
+
+class LabelSelector(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="Which domains are protected: `key=value` pairs separated by commas, every one must match (`ha=true,tier=gold`); absent or empty: every domain that runs on a host",
+            max_length=1024,
+            title="Label Selector",
+        ),
+    ]
+
+
+class FailoverPlanRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allow_spread: Annotated[
+        bool | None,
+        Field(
+            description="A restart may spread a vnode's memory over several pnodes of its new host (otherwise each vnode must fit on one pnode)",
+            title="Allow Spread",
+        ),
+    ] = False
+    host_failures: Annotated[
+        int | None,
+        Field(
+            description="r: every set of this many hosts failing at once is a scenario",
+            ge=0,
+            le=1024,
+            title="Host Failures",
+        ),
+    ] = 1
+    label_selector: Annotated[
+        LabelSelector | None,
+        Field(
+            description="Which domains are protected: `key=value` pairs separated by commas, every one must match (`ha=true,tier=gold`); absent or empty: every domain that runs on a host",
+            title="Label Selector",
+        ),
+    ] = None
+    restarts: Annotated[
+        bool | None,
+        Field(
+            description="List where each host's protected domains restart when it fails alone",
+            title="Restarts",
+        ),
+    ] = True
+
+
 class GuestMemRange(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -446,6 +492,25 @@ class GuestVnode(BaseModel):
     memranges: Annotated[list[GuestMemRange], Field(title="Memranges")]
     size_mib: Annotated[int, Field(title="Size Mib")]
     vcpus: Annotated[list[int], Field(title="Vcpus")]
+
+
+class HaSettings(BaseModel):
+    """
+    Failover protection: what `PATCH /v1/cluster` sets under `ha`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allow_spread: Annotated[bool | None, Field(title="Allow Spread")] = False
+    host_failures: Annotated[int | None, Field(ge=0, le=1024, title="Host Failures")] = 1
+    label_selector: Annotated[
+        LabelSelector | None,
+        Field(
+            description="Which domains are protected: `key=value` pairs separated by commas, every one must match (`ha=true,tier=gold`); absent or empty: every domain that runs on a host",
+            title="Label Selector",
+        ),
+    ] = None
 
 
 class Distance(RootModel[list[int]]):
@@ -846,6 +911,31 @@ class RebalanceRequest(BaseModel):
     dry_run: Annotated[bool | None, Field(title="Dry Run")] = False
 
 
+class RecoveryRestart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    state: Annotated[
+        str,
+        Field(
+            description="The domain's state now: restarting until the destination's agent acknowledges its start step, then running (failed if it could not)",
+            title="State",
+        ),
+    ]
+
+
 class ReportVnode(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1146,6 +1236,20 @@ class Unplaced(BaseModel):
     ]
 
 
+class UnplacedOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    domain_name: Annotated[str, Field(title="Domain Name")]
+    reason: Annotated[str, Field(title="Reason")]
+
+
 class ValidationIssue(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1153,6 +1257,14 @@ class ValidationIssue(BaseModel):
     loc: Annotated[list[str | int], Field(title="Loc")]
     msg: Annotated[str, Field(title="Msg")]
     type: Annotated[str | None, Field(title="Type")] = None
+
+
+class VnodeHome(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    pnode: Annotated[int, Field(title="Pnode")]
+    vnode: Annotated[int, Field(title="Vnode")]
 
 
 class Vcpu(RootModel[int]):
@@ -1225,6 +1337,19 @@ class WorstCaseTemplateOut(BaseModel):
     vnodes: Annotated[list[TemplateVnode], Field(title="Vnodes")]
 
 
+class WorstOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    failed_host_ids: Annotated[list[str], Field(title="Failed Host Ids")]
+    free_after_mib: Annotated[int, Field(title="Free After Mib")]
+    proven: Annotated[
+        bool, Field(description="Its stranded domains cannot be fewer", title="Proven")
+    ]
+    squeeze_mib: Annotated[int, Field(title="Squeeze Mib")]
+    unplaced: Annotated[list[UnplacedOut], Field(title="Unplaced")]
+
+
 class Accounting(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1273,6 +1398,21 @@ class BalloonReport(BaseModel):
     vnodes: Annotated[list[PoolReport], Field(max_length=32, min_length=1, title="Vnodes")]
 
 
+class ClusterPatch(BaseModel):
+    """
+    `{"ha": {...}}` turns failover protection on (or changes it), `{"ha": null}` off; a
+    field left out is left alone.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    block_mib: Annotated[
+        BlockMib | None, Field(description="As PUT /v1/cluster", title="Block Mib")
+    ] = None
+    ha: HaSettings | None = None
+
+
 class Vnodes(RootModel[list[VnodeIn]]):
     root: Annotated[
         list[VnodeIn],
@@ -1285,7 +1425,7 @@ class DomainCreate(BaseModel):
         extra="allow",
     )
     block_mib: Annotated[
-        BlockMib | None,
+        BlockMib1 | None,
         Field(
             description="The guest's memory hotplug block (power of two); default the cluster's",
             title="Block Mib",
@@ -1460,6 +1600,27 @@ class GuestTopology(BaseModel):
     vnodes: Annotated[list[GuestVnode], Field(title="Vnodes")]
 
 
+class HaOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allow_spread: Annotated[bool, Field(title="Allow Spread")]
+    exact: Annotated[bool, Field(title="Exact")]
+    holds: Annotated[bool, Field(description="The plan is tolerated now", title="Holds")]
+    host_failures: Annotated[int, Field(title="Host Failures")]
+    label_selector: Annotated[str | None, Field(title="Label Selector")]
+    overcommitted: Annotated[
+        bool,
+        Field(
+            description="A change was let through (?ha_overcommit=true) or protection was turned on while the plan did not hold; changes are not refused until it holds again",
+            title="Overcommitted",
+        ),
+    ]
+    protected_domains: Annotated[int, Field(title="Protected Domains")]
+    stranded: Annotated[list[UnplacedOut], Field(title="Stranded")]
+    worst_failed_host_ids: Annotated[list[str], Field(title="Worst Failed Host Ids")]
+
+
 class HostCreate(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1502,77 +1663,6 @@ class HostCreate(BaseModel):
         ),
     ]
     pnodes: Annotated[list[PnodeIn], Field(max_length=64, min_length=1, title="Pnodes")]
-
-
-class HostCreated(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    agent_token: Annotated[
-        str | None,
-        Field(
-            description="The host agent's bearer token. Shown once, and again on an Idempotency-Key replay within the key's window (rotate it with POST /v1/hosts/{id}/agent-token); null only on the replay of a record stored before secrets were kept.",
-            title="Agent Token",
-        ),
-    ]
-    created_at: Annotated[AwareDatetime, Field(title="Created At")]
-    distances: Annotated[list[list[int]], Field(title="Distances")]
-    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
-    evacuation: Annotated[
-        Evacuation | None,
-        Field(
-            description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
-        ),
-    ]
-    external_id: Annotated[str | None, Field(title="External Id")]
-    id: Annotated[
-        str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
-    ]
-    labels: Annotated[dict[str, str], Field(title="Labels")]
-    memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
-    name: Annotated[str, Field(title="Name")]
-    pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
-    state: Annotated[
-        Literal["active", "maintenance", "offline"],
-        Field(
-            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves\nthem); offline: takes none.",
-            title="HostLifecycle",
-        ),
-    ]
-    version: Annotated[int, Field(title="Version")]
-
-
-class HostOut(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    created_at: Annotated[AwareDatetime, Field(title="Created At")]
-    distances: Annotated[list[list[int]], Field(title="Distances")]
-    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
-    evacuation: Annotated[
-        Evacuation | None,
-        Field(
-            description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
-        ),
-    ]
-    external_id: Annotated[str | None, Field(title="External Id")]
-    id: Annotated[
-        str,
-        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
-    ]
-    labels: Annotated[dict[str, str], Field(title="Labels")]
-    memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
-    name: Annotated[str, Field(title="Name")]
-    pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
-    state: Annotated[
-        Literal["active", "maintenance", "offline"],
-        Field(
-            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves\nthem); offline: takes none.",
-            title="HostLifecycle",
-        ),
-    ]
-    version: Annotated[int, Field(title="Version")]
 
 
 class MigrationRequest(BaseModel):
@@ -1640,20 +1730,6 @@ class PageDomainOut(BaseModel):
     ] = None
 
 
-class PageHostOut(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    items: Annotated[list[HostOut], Field(title="Items")]
-    next_cursor: Annotated[
-        str | None,
-        Field(
-            description="Pass as ?cursor= to get the next page; null on the last page",
-            title="Next Cursor",
-        ),
-    ] = None
-
-
 class PlacementRequest(BaseModel):
     """
     A domain's create body with name and host optional: where would it go?
@@ -1663,7 +1739,7 @@ class PlacementRequest(BaseModel):
         extra="allow",
     )
     block_mib: Annotated[
-        BlockMib | None,
+        BlockMib1 | None,
         Field(
             description="The guest's memory hotplug block (power of two); default the cluster's",
             title="Block Mib",
@@ -1814,6 +1890,20 @@ class Problem(BaseModel):
     type: Annotated[str, Field(title="Type")]
 
 
+class RecoveryOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    done: Annotated[
+        bool,
+        Field(description="No restart is still waiting for its destination's agent", title="Done"),
+    ]
+    failed_at: Annotated[str, Field(title="Failed At")]
+    reason: Annotated[str, Field(title="Reason")]
+    restarts: Annotated[list[RecoveryRestart], Field(title="Restarts")]
+    stranded: Annotated[list[UnplacedOut], Field(title="Stranded")]
+
+
 class ReportDomain(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1828,6 +1918,34 @@ class ReportDomain(BaseModel):
         ),
     ]
     vnodes: Annotated[list[ReportVnode], Field(max_length=32, title="Vnodes")]
+
+
+class RestartOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    distortion: Annotated[float, Field(title="Distortion")]
+    domain_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Domain Id"
+        ),
+    ]
+    failed_host_id: Annotated[
+        str,
+        Field(
+            description="UUID",
+            examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"],
+            title="Failed Host Id",
+        ),
+    ]
+    host_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Host Id"
+        ),
+    ]
+    vnodes: Annotated[list[VnodeHome], Field(title="Vnodes")]
 
 
 class SqueezeResult(BaseModel):
@@ -1871,6 +1989,147 @@ class AgentReportIn(BaseModel):
     )
     domains: Annotated[list[ReportDomain] | None, Field(max_length=4096, title="Domains")] = None
     pnodes: Annotated[list[ObservedPnode] | None, Field(max_length=64, title="Pnodes")] = None
+
+
+class ClusterOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    allocated_mib: Annotated[int, Field(title="Allocated Mib")]
+    block_mib: Annotated[int, Field(title="Block Mib")]
+    capacity_mib: Annotated[int, Field(title="Capacity Mib")]
+    claimed_mib: Annotated[int, Field(title="Claimed Mib")]
+    domains: Annotated[int, Field(description="Number of domains", title="Domains")]
+    free_mib: Annotated[int, Field(title="Free Mib")]
+    ha: Annotated[
+        HaOut | None,
+        Field(description="Failover protection (issue 26) and whether it holds now; null when off"),
+    ] = None
+    hosts: Annotated[int, Field(description="Number of registered hosts", title="Hosts")]
+    hosts_by_state: Annotated[dict[str, int], Field(title="Hosts By State")]
+    version: Annotated[int, Field(title="Version")]
+    worst_case_template: Annotated[dict[str, Any] | None, Field(title="Worst Case Template")]
+
+
+class FailoverPlanOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    duration_ms: Annotated[float, Field(title="Duration Ms")]
+    exact: Annotated[
+        bool,
+        Field(description="Every scenario was enumerated and each answer proven", title="Exact"),
+    ]
+    host_failures: Annotated[int, Field(title="Host Failures")]
+    max_host_failures: Annotated[
+        int, Field(description="The largest r proven tolerated", title="Max Host Failures")
+    ]
+    max_host_failures_exact: Annotated[
+        bool, Field(description="r + 1 is proven not tolerated", title="Max Host Failures Exact")
+    ]
+    method: Annotated[
+        str,
+        Field(
+            description="exhaustive; or the bound that decided: slots, reservations, totals, bound",
+            title="Method",
+        ),
+    ]
+    note: Annotated[str, Field(title="Note")]
+    protected_domains: Annotated[int, Field(title="Protected Domains")]
+    restarts: Annotated[list[RestartOut], Field(title="Restarts")]
+    scenarios: Annotated[int, Field(title="Scenarios")]
+    searched: Annotated[int, Field(title="Searched")]
+    tolerated: Annotated[
+        bool,
+        Field(
+            description="Every scenario of host_failures failures restarts every protected domain (never claimed without proof)",
+            title="Tolerated",
+        ),
+    ]
+    worst: WorstOut | None
+
+
+class HostCreated(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_token: Annotated[
+        str | None,
+        Field(
+            description="The host agent's bearer token. Shown once, and again on an Idempotency-Key replay within the key's window (rotate it with POST /v1/hosts/{id}/agent-token); null only on the replay of a record stored before secrets were kept.",
+            title="Agent Token",
+        ),
+    ]
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    distances: Annotated[list[list[int]], Field(title="Distances")]
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    evacuation: Annotated[
+        Evacuation | None,
+        Field(
+            description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
+        ),
+    ]
+    external_id: Annotated[str | None, Field(title="External Id")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    labels: Annotated[dict[str, str], Field(title="Labels")]
+    memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
+    name: Annotated[str, Field(title="Name")]
+    pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
+    recovery: Annotated[
+        RecoveryOut | None,
+        Field(
+            description="Set once the host was declared failed (POST /v1/hosts/{id}/fail): where its protected domains restart, and how far they are"
+        ),
+    ] = None
+    state: Annotated[
+        Literal["active", "maintenance", "offline"],
+        Field(
+            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves\nthem); offline: takes none.",
+            title="HostLifecycle",
+        ),
+    ]
+    version: Annotated[int, Field(title="Version")]
+
+
+class HostOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    distances: Annotated[list[list[int]], Field(title="Distances")]
+    drift_flagged: Annotated[bool, Field(title="Drift Flagged")]
+    evacuation: Annotated[
+        Evacuation | None,
+        Field(
+            description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
+        ),
+    ]
+    external_id: Annotated[str | None, Field(title="External Id")]
+    id: Annotated[
+        str,
+        Field(description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Id"),
+    ]
+    labels: Annotated[dict[str, str], Field(title="Labels")]
+    memory: Annotated[MemoryTotals, Field(description="The pnodes' figures summed")]
+    name: Annotated[str, Field(title="Name")]
+    pnodes: Annotated[list[PnodeOut], Field(title="Pnodes")]
+    recovery: Annotated[
+        RecoveryOut | None,
+        Field(
+            description="Set once the host was declared failed (POST /v1/hosts/{id}/fail): where its protected domains restart, and how far they are"
+        ),
+    ] = None
+    state: Annotated[
+        Literal["active", "maintenance", "offline"],
+        Field(
+            description="active: takes new domains; maintenance: keeps its domains, takes none (evacuate moves\nthem); offline: takes none.",
+            title="HostLifecycle",
+        ),
+    ]
+    version: Annotated[int, Field(title="Version")]
 
 
 class MigrationOut(BaseModel):
@@ -1918,6 +2177,20 @@ class MigrationOut(BaseModel):
     stuck_reason: Annotated[str | None, Field(title="Stuck Reason")]
     updated_at: Annotated[AwareDatetime, Field(title="Updated At")]
     version: Annotated[int, Field(title="Version")]
+
+
+class PageHostOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[list[HostOut], Field(title="Items")]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Pass as ?cursor= to get the next page; null on the last page",
+            title="Next Cursor",
+        ),
+    ] = None
 
 
 class PageMigrationOut(BaseModel):

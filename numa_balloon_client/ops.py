@@ -272,6 +272,19 @@ def put_cluster(body: Body) -> Call[m.ClusterOut]:
     return Call("PUT", "/v1/cluster", model(m.ClusterOut), body=dump(body))
 
 
+def patch_cluster(body: Body) -> Call[m.ClusterOut]:
+    return Call("PATCH", "/v1/cluster", model(m.ClusterOut), body=dump(body))
+
+
+def failover_plan(body: Body) -> Call[m.FailoverPlanOut]:
+    return Call("POST", "/v1/cluster/failover-plan", model(m.FailoverPlanOut), body=dump(body))
+
+
+def fail_host(host_id: str, reason: str | None) -> Call[m.RecoveryOut]:
+    body = None if reason is None else {"reason": reason}
+    return Call("POST", f"{host_path(host_id)}/fail", model(m.RecoveryOut), body=body)
+
+
 def get_template() -> Call[m.WorstCaseTemplateOut]:
     return Call("GET", "/v1/cluster/worst-case-template", model(m.WorstCaseTemplateOut))
 

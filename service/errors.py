@@ -32,6 +32,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WouldBreakFailoverPlan",
     "issues_to_errors",
 ]
 
@@ -89,6 +90,13 @@ class Contended(Conflict):
 
 class Infeasible(ServiceError):
     status, slug, title = 409, "infeasible", "Not enough memory to do that"
+
+
+class WouldBreakFailoverPlan(Conflict):
+    """With failover protection on, the change would leave a scenario of host failures in which
+    some protected domains cannot restart (issue 26); `?ha_overcommit=true` lets it through."""
+
+    slug, title = "would-break-failover-plan", "The change would break the failover plan"
 
 
 class MethodNotAllowed(ServiceError):

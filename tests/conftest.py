@@ -72,7 +72,7 @@ def reset_database(url: str) -> None:
         conn.execute(
             text(
                 "UPDATE cluster_settings SET block_mib = 128, worst_case_template = NULL, "
-                "version = 1"
+                "ha = NULL, version = 1"
             )
         )
     engine.dispose()

@@ -222,6 +222,24 @@ def test_the_page_shows_claims_and_migrations_in_flight(ui: ApiClient) -> None:
     assert "1 migration(s) in flight" in html
 
 
+def test_the_page_says_whether_failover_protection_holds(ui: ApiClient) -> None:
+    seed(ui)
+    assert "failover protection off" in ui.get("/ui", token=ADMIN_TOKEN).text
+    # one host only: its failure leaves no survivor for db-01
+    r = ui.patch("/v1/cluster", token=ADMIN_TOKEN, json={"ha": {"host_failures": 1}})
+    assert r.status_code == 200, r.text
+    html = ui.get("/ui", token=ADMIN_TOKEN).text
+    assert "failover protection BROKEN: 1 domain(s) stranded if 1 host(s) fail" in html
+    ui.post(
+        "/v1/hosts",
+        token=ADMIN_TOKEN,
+        json={"name": "spare", "pnodes": [{"memory_mib": 8192, "cpus": 4}] * 2,
+              "distances": [[10, 21], [21, 10]]},
+    )  # fmt: skip
+    html = ui.get("/ui", token=ADMIN_TOKEN).text
+    assert "failover protection holds: tolerates 1 host failure(s), 1 protected" in html
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -91,6 +91,7 @@ OPERATE = frozenset(
         "evacuate",
         "patch_domain",
         "preview",
+        "failover_plan",
     }
 )
 # An orchestrator's: create and delete domains (and label them), preview placements.
@@ -104,6 +105,8 @@ ADMINISTER = frozenset(
         "rotate_agent_token",
         "rotate_guest_token",
         "put_cluster",
+        "patch_cluster",
+        "fail_host",
         "post_template",
         "create_api_key",
         "list_api_keys",

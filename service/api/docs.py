@@ -74,6 +74,27 @@ DOCS: dict[str, tuple[str, str]] = {
         "Change the cluster's memory hotplug block size.",
         f"{ADMIN} Only while no domain exists (409 otherwise).",
     ),
+    "patch_cluster": (
+        "Change the block size or turn failover protection on or off.",
+        f"{KEYS} `ha: {{host_failures, label_selector, allow_spread}}` protects the failover "
+        "plan (creates, target raises, migration starts and hosts leaving service that break "
+        "it are refused with 409 `/problems/would-break-failover-plan`); `ha: null` turns it "
+        "off. Turning it on while the plan does not hold is allowed and flagged `overcommitted`.",
+    ),
+    "failover_plan": (
+        "Say whether every protected domain restarts, with its vnodes, after any r host failures.",
+        f"{ADMIN} Changes nothing. Each vnode must fit one pnode of an active survivor (unless "
+        "`allow_spread`), survivors squeezed to dynamic_min at most; `exact` when every "
+        "scenario was checked, else a bound that never claims tolerated wrongly; "
+        "`max_host_failures` by galloping and bisection. docs/failover.md.",
+    ),
+    "fail_host": (
+        "Declare a host failed and restart its protected domains elsewhere.",
+        f"{KEYS} The host goes offline, its migrations are aborted, its protected domains "
+        "become `restarting` on the plan's hosts (backing there, a `start` step for that "
+        "agent); those that cannot restart on free memory are listed with the reason. Safe to "
+        "call again: nothing is placed twice.",
+    ),
     "get_template": ("Read the stored worst-case virtual topology.", f"{ADMIN} 404 until derived."),
     "post_template": (
         "Derive and store the virtual topology that covers every host.",

@@ -18,6 +18,7 @@ from service.api.filters import (
     PlacementLimit,
     parse_labels,
 )
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import InvalidInput, responses
@@ -59,10 +60,12 @@ async def create_domain(
     principal: Admin,
     now: Now,
     idempotency_key: IdempotencyKey = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> JSONResponse:
     actor = principal.actor
+    ha = overcommit(principal, ha_overcommit)
     return await create_once(
-        request, idempotency_key, body, actor, now, _created, core.create, body, actor, now
+        request, idempotency_key, body, actor, now, _created, core.create, body, actor, now, ha
     )
 
 
@@ -118,6 +121,7 @@ async def put_target(
     principal: Admin,
     now: Now,
     if_match: IfMatch = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> Response:
     out = await run(
         request,
@@ -127,6 +131,7 @@ async def put_target(
         principal.actor,
         now,
         lambda version: check_if_match(if_match, version),
+        overcommit(principal, ha_overcommit),
     )
     return _with_etag(out)
 

@@ -12,16 +12,19 @@ from service.api.auth import Admin
 from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import ExternalIdQuery, LabelQuery, NameQuery, parse_labels
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
 from service.api.render import model_response
 from service.core import hosts as core
+from service.core import recovery
 from service.core.idempotent import Reply
 from service.core.rebalancing import rebalance_host
 from service.core.squeezing import squeeze_host
 from service.schemas.agent import AgentToken
 from service.schemas.common import Page
+from service.schemas.failover import FAIL_EXAMPLES, FailHost, RecoveryOut
 from service.schemas.hosts import Accounting, HostCreate, HostCreated, HostOut, HostPatch
 from service.schemas.migrations import (
     EVACUATE_EXAMPLES,
@@ -101,7 +104,7 @@ async def get_host(host_id: uuid.UUID, request: Request, _: Admin) -> Response:
 @router.patch(
     "/{host_id}",
     response_model=HostOut,
-    responses=responses(401, 403, 404, 412, 422),
+    responses=responses(401, 403, 404, 409, 412, 422),
     summary="Change a host's state (active, maintenance, offline)",
 )
 async def patch_host(
@@ -111,6 +114,7 @@ async def patch_host(
     principal: Admin,
     now: Now,
     if_match: IfMatch = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> Response:
     out = await run(
         request,
@@ -120,6 +124,7 @@ async def patch_host(
         principal.actor,
         lambda version: check_if_match(if_match, version),
         now,
+        overcommit(principal, ha_overcommit),
     )
     return _with_etag(out)
 
@@ -229,3 +234,20 @@ async def post_rebalance(
 )
 async def get_accounting(host_id: uuid.UUID, request: Request, _: Admin, now: Now) -> Accounting:
     return await run(request, core.accounting, str(host_id), now)
+
+
+@router.post(
+    "/{host_id}/fail",
+    response_model=RecoveryOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Declare a host failed: restart its protected domains on the plan's hosts",
+)
+async def fail_host(
+    host_id: uuid.UUID,
+    request: Request,
+    principal: Admin,
+    now: Now,
+    body: Annotated[FailHost | None, Body(openapi_examples=FAIL_EXAMPLES)] = None,
+) -> RecoveryOut:
+    reason = (body or FailHost()).reason
+    return await run(request, recovery.fail_host, str(host_id), reason, principal.actor, now)

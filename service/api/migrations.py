@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from service.api.auth import Admin
 from service.api.deps import Now, SettingsDep, run, run_operation
 from service.api.etag import etag
+from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_request, created, respond
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import responses
@@ -58,10 +59,14 @@ async def start(
     principal: Admin,
     now: Now,
     idempotency_key: IdempotencyKey = None,
+    ha_overcommit: HaOvercommitQuery = False,
 ) -> JSONResponse:
     actor = principal.actor
+    ha = overcommit(principal, ha_overcommit)
     create = create_request(request, idempotency_key, body, actor, now)
-    outcome = await run_operation(request, core.start, create, body, actor, settings, now, _created)
+    outcome = await run_operation(
+        request, core.start, create, body, actor, settings, now, _created, ha
+    )
     return respond(outcome)
 
 

@@ -476,9 +476,26 @@ def _header(view: Topology, principal: Principal) -> str:
         f'<span id="totals">{len(view.hosts)} hosts · {len(view.domains)} domains · '
         f"{_gib(alloc)} allocated · {_gib(claimed)} claimed · "
         f"{_gib(cap - alloc - claimed)} free of {_gib(cap)}"
-        f" · {in_flight} migration(s) in flight</span>"
+        f" · {in_flight} migration(s) in flight · {_failover(view)}</span>"
         f'<span id="live" class="live poll">refreshing every {POLL_S} s</span>'
         f'<a href="/docs">Swagger UI</a>{_signed_in(principal)}</header><main id="content">'
+    )
+
+
+def _failover(view: Topology) -> str:
+    """Failover protection: off, holds, or broken with the scenario's stranded count."""
+    ha = view.ha
+    if ha is None:
+        return '<span id="failover" class="tag">failover protection off</span>'
+    what = f"tolerates {ha.host_failures} host failure(s)"
+    if ha.holds:
+        return (
+            f'<span id="failover" class="tag run">failover protection holds: {what}, '
+            f"{ha.protected_domains} protected</span>"
+        )
+    return (
+        f'<span id="failover" class="tag bad">failover protection BROKEN: {len(ha.stranded)} '
+        f"domain(s) stranded if {len(ha.worst_failed_host_ids)} host(s) fail</span>"
     )
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from service.core import unit
+from service.core import recovery, unit
 from service.core.agent_report import agent_report, drift, pnode_errors
 from service.core.balloon import stalled
 from service.core.migration_requests import drive_on
@@ -178,6 +178,7 @@ def record_ack(
     step.acked_at = now
     if migration is not None:
         mark_progress(session, migration, now, actor)
+    recovery.on_step_acked(session, step, body.ok, actor, now)
     record_event(
         session,
         actor,

@@ -10,12 +10,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.core import failover
 from service.db.audit import record_event
 from service.db.cluster import domain_count, get_cluster, hosts_by_state
 from service.db.hosts import pnode_totals
 from service.db.models import ClusterSettings
 from service.errors import Conflict, InvalidInput, NotFound
-from service.schemas.cluster import ClusterOut, ClusterPut
+from service.schemas.cluster import ClusterOut, ClusterPatch, ClusterPut
 from service.schemas.squeeze import WorstCaseTemplateOut
 
 
@@ -42,6 +43,7 @@ def _overview(session: Session, row: ClusterSettings) -> ClusterOut:
         claimed_mib=claimed,
         free_mib=cap - alloc - claimed,
         version=row.version,
+        ha=failover.ha_out(session, row),
     )
 
 
@@ -55,6 +57,16 @@ def stored_template(session: Session) -> WorstCaseTemplateOut:
     if row.worst_case_template is None:
         raise NotFound("no template yet; POST /v1/cluster/worst-case-template derives one")
     return WorstCaseTemplateOut.model_validate(row.worst_case_template)
+
+
+def patch_cluster(session: Session, body: ClusterPatch, actor: str, now: datetime) -> ClusterOut:
+    """`PATCH /v1/cluster`: the block size (as PUT) and failover protection, each when given."""
+    if body.block_mib is not None:
+        set_block_size(session, ClusterPut(block_mib=body.block_mib), actor, now)
+    if "ha" in body.model_fields_set:
+        failover.set_protection(session, body.ha, actor, now)
+        session.flush()
+    return _overview(session, cluster_settings(session))
 
 
 def set_block_size(session: Session, body: ClusterPut, actor: str, now: datetime) -> ClusterOut:

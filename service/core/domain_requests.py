@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.core import domains as core
-from service.core import placement
+from service.core import failover, placement
 from service.core.exporting import export_domain
 from service.core.views import domain_out
 from service.db.audit import record_event
@@ -28,10 +28,24 @@ from service.schemas.domains import DomainCreate, DomainCreated, DomainOut, Doma
 Precondition = Callable[[int], None]
 
 
-def create(session: Session, body: DomainCreate, actor: str, now: datetime) -> DomainCreated:
+def create(
+    session: Session,
+    body: DomainCreate,
+    actor: str,
+    now: datetime,
+    ha: failover.Overcommit = failover.Overcommit(),
+) -> DomainCreated:
     """Create and place the domain (a 409 with advice when no host takes it) and issue its
-    guest's first token, shown in this response only."""
-    domain, state, x = core.create_domain(session, body, actor, placement.admission_advice, now)
+    guest's first token, shown in this response only. With failover protection on, a create
+    that breaks the plan is refused (`failover.admit`)."""
+    domain, state, x = core.create_domain(
+        session,
+        body,
+        actor,
+        placement.admission_advice,
+        now,
+        lambda d: failover.admit(session, "creating the domain", "domain", d.id, actor, ha, now),
+    )
     token = issue_token(session, "guest", domain.id, now)
     session.flush()
     out = domain_out(domain, x, state.n_pnodes)
@@ -59,10 +73,17 @@ def change_target(
     actor: str,
     now: datetime,
     precondition: Precondition,
+    ha: failover.Overcommit = failover.Overcommit(),
 ) -> DomainOut:
-    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all)."""
-    domain, state, x = core.set_target(session, domain_id, body, actor, now, precondition)
+    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all). With
+    failover protection on, a raise that breaks the plan is refused (`failover.admit`)."""
+    before: list[int] = []
+    domain, state, x = core.set_target(
+        session, domain_id, body, actor, now, precondition, lambda d: before.append(d.target_mib)
+    )
     session.flush()
+    if before and domain.target_mib > before[0]:
+        failover.admit(session, "raising the target", "domain", domain.id, actor, ha, now)
     return domain_out(domain, x, state.n_pnodes)
 
 

@@ -35,7 +35,14 @@ from service.engine.errors import InfeasibleError, Issue, TopologyError
 from service.engine.floors import vnode_floor_mib
 from service.engine.placement import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
-from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
+from service.errors import (
+    Conflict,
+    Infeasible,
+    InvalidInput,
+    NotFound,
+    WouldBreakFailoverPlan,
+    issues_to_errors,
+)
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
 from service.vocabulary import Policy
 
@@ -260,9 +267,12 @@ def create_domain(
     actor: str,
     advise: Advise | None,
     now: datetime,
+    admit: Callable[[Domain], None] | None = None,
 ) -> tuple[Domain, HostAccounting, I64]:
     """`advise` builds the details of the 409 when no host takes an unpinned domain (see
-    `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps)."""
+    `service.core.placement.admission_advice`: best hosts, their maxima, a squeeze that helps).
+    `admit` may refuse the domain where it was placed (failover protection): an unpinned
+    domain then tries the next host, and the first refusal is raised when none takes it."""
     cluster = get_cluster(session)
     spec = build_spec(
         body, cluster.block_mib, cluster.worst_case_template, host_distances_of(session, body)
@@ -280,18 +290,30 @@ def create_domain(
     else:
         candidates = _rank_candidates(session, spec, demand)
     reasons: list[str] = []
+    refused: WouldBreakFailoverPlan | None = None
     for host_id in candidates[:MAX_HOST_ATTEMPTS]:
         attempt = session.begin_nested()
         outcome = _try_host(session, host_id, spec, body, demand, actor, now)
         if not isinstance(outcome, str):
-            attempt.commit()
-            return outcome
+            try:
+                if admit is not None:
+                    admit(outcome[0])
+            except WouldBreakFailoverPlan as exc:
+                if body.host_id is not None:
+                    raise
+                refused = refused or exc
+                outcome = f"host {outcome[1].host.name}: it would break the failover plan"
+            else:
+                attempt.commit()
+                return outcome
         reasons.append(outcome)
         # Nothing was written: roll back to the savepoint, which releases this host's row lock
         # before the next one is taken (two creates trying hosts in different orders cannot
         # deadlock) but keeps what the unit holds from before, the Idempotency-Key's advisory
         # lock among them (a concurrent retry of this create must wait for our answer).
         attempt.rollback()
+    if refused is not None:
+        raise refused
     if advise is not None and (candidates or body.host_id is None):
         raise Infeasible(
             ("no active host can hold this domain" if body.host_id is None else "")
@@ -449,10 +471,13 @@ def set_target(
     actor: str,
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
+    observe: Callable[[Domain], None] = lambda _domain: None,
 ) -> tuple[Domain, HostAccounting, I64]:
-    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
+    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all. `observe` sees
+    the domain as it was, under the lock."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
+    observe(domain)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     if domain.step_failure is not None:  # a new change: its steps start afresh
         set_step_failure(session, [domain.id], None)

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.core import evacuation
+from service.core import evacuation, failover
 from service.core.bookkeeping import set_bookkeeping
 from service.core.migration_views import claims_of, migration_out
+from service.core.recovery import recovery_out
 from service.core.sweeper import sweep_migrations
 from service.core.unit import Database, several
 from service.core.views import accounting_out, host_out, host_summary
@@ -54,7 +55,10 @@ def host_view(session: Session, host: Host) -> HostOut:
     counts = None
     if host.evacuation_requested_at is not None:
         counts = repo.evacuation_counts(session, [host.id])[host.id]
-    return host_out(host, counts)
+    out = host_out(host, counts)
+    if host.recovery is not None:
+        out.recovery = recovery_out(session, host)
+    return out
 
 
 def read_host(session: Session, host_id: str) -> HostOut:
@@ -180,11 +184,18 @@ def patch_host(
     actor: str,
     precondition: Callable[[int], None],
     now: datetime,
+    ha: failover.Overcommit = failover.Overcommit(),
 ) -> HostOut:
-    """Lock the host, check `precondition` (If-Match) against its version, apply the PATCH."""
+    """Lock the host, check `precondition` (If-Match) against its version, apply the PATCH.
+    With failover protection on, taking an active host out of service (maintenance, offline)
+    is refused when it breaks the plan (`failover.admit`)."""
     host = get_host(session, host_id, lock=True)
     precondition(host.version)
-    return change_host(session, host, body, actor, now)
+    leaves = host.state == "active" and body.state not in (None, "active")
+    out = change_host(session, host, body, actor, now)
+    if leaves:
+        failover.admit(session, f"setting the host {body.state}", "host", host.id, actor, ha, now)
+    return out
 
 
 def remove_host(

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.core import idempotent, unit
+from service.core import failover, idempotent, unit
 from service.core import migrations as core
 from service.core.migration_plans import compute_plan, plan_out
 from service.core.migration_views import claims_of, migration_out
@@ -48,6 +48,7 @@ def start(
     settings: Settings,
     now: datetime,
     shape: Callable[[MigrationOut], idempotent.Reply],
+    ha: failover.Overcommit = failover.Overcommit(),
 ) -> idempotent.Outcome:
     """Sweep, then claim the destination's memory per pnode atomically (or 409), once per
     Idempotency-Key; `shape` makes the reply. With `auto_advance`, planned -> preparing (and
@@ -57,6 +58,7 @@ def start(
 
     def make(session: Session) -> idempotent.Reply:
         migration = core.start(session, body, actor, settings, now)
+        failover.admit(session, "starting the migration", "migration", migration.id, actor, ha, now)
         return shape(_out(session, migration, now, settings))
 
     outcome = unit.write(db, lambda session: idempotent.create(session, create, make))

@@ -13,8 +13,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.core import failover
 from service.db.models import Domain, Host, Migration
 from service.db.overview import load_overview
+from service.schemas.failover import HaOut
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Topology:
     claims: dict[tuple[str, int], int]
     migrations: list[MigrationLine]
     steps: dict[str, tuple[int, int]]  # migration -> (acked, total)
+    ha: HaOut | None = None  # failover protection and whether it holds (None: off)
 
 
 def _host(h: Host) -> HostCard:
@@ -118,4 +121,5 @@ def topology(session: Session, max_hosts: int, recent_migrations: int, now: date
         claims=view.claims,
         migrations=[_migration(m) for m in view.migrations],
         steps=view.steps,
+        ha=failover.ha_out(session, failover.cluster_settings(session)),
     )

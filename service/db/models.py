@@ -45,6 +45,9 @@ class ClusterSettings(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     block_mib: Mapped[int] = mapped_column(Integer)
     worst_case_template: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # Failover protection (issue 26): {host_failures, label_selector, allow_spread,
+    # overcommitted}; NULL when off. See service/core/failover.py.
+    ha: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column()
 
@@ -70,6 +73,9 @@ class Host(Base):
     # The ACPI SLIT as an n x n list of ints; it is one value, read and written whole.
     distances: Mapped[list[list[int]]] = mapped_column(JSONType)
     drift_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the host is declared failed (POST /v1/hosts/{id}/fail, or its agent lost): the
+    # reason, when, and where its protected domains were restarted (service/core/recovery.py).
+    recovery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     observed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()

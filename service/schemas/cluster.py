@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from service.schemas.common import example, strict_example
+from service.schemas.failover import HaOut, HaSettings
 
 
 class ClusterOut(BaseModel):
@@ -35,6 +36,10 @@ class ClusterOut(BaseModel):
     claimed_mib: int
     free_mib: int
     version: int
+    ha: HaOut | None = Field(
+        default=None,
+        description="Failover protection (issue 26) and whether it holds now; null when off",
+    )
 
 
 class ClusterPut(BaseModel):
@@ -43,3 +48,15 @@ class ClusterPut(BaseModel):
     block_mib: int = Field(
         strict=True, ge=1, le=1 << 20, description="Memory hotplug block, a power of two (MiB)"
     )
+
+
+class ClusterPatch(BaseModel):
+    """`{"ha": {...}}` turns failover protection on (or changes it), `{"ha": null}` off; a
+    field left out is left alone."""
+
+    model_config = strict_example({"ha": {"host_failures": 1, "label_selector": "ha=true"}})
+
+    block_mib: int | None = Field(
+        default=None, strict=True, ge=1, le=1 << 20, description="As PUT /v1/cluster"
+    )
+    ha: HaSettings | None = None

@@ -18,6 +18,7 @@ from service.schemas.common import (
     example,
     strict_example,
 )
+from service.schemas.failover import RecoveryOut
 from service.vocabulary import HostLifecycle
 
 MAX_PNODES = 64
@@ -149,6 +150,11 @@ class HostOut(BaseModel):
     labels: dict[str, str]
     evacuation: Evacuation | None = Field(
         description="Set after POST /v1/hosts/{id}/evacuate until the host is made active again"
+    )
+    recovery: RecoveryOut | None = Field(
+        default=None,
+        description="Set once the host was declared failed (POST /v1/hosts/{id}/fail): where "
+        "its protected domains restart, and how far they are",
     )
     version: int
     created_at: datetime

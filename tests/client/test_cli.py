@@ -402,3 +402,26 @@ def test_shell_completion_is_offered() -> None:
         "COMP_WORDS": "numa-balloon hosts set-state compute-07 ",
     }
     assert run(None, env=words).stdout.split() == ["active", "maintenance", "offline"]
+
+
+def test_cluster_failover_plan(server: Server, nb: Client) -> None:
+    hosts = [nb.create_host(two_socket(uniq("fo"))) for _ in range(2)]
+    body = small_domain(uniq("ha"), hosts[0].id)
+    body["labels"] = {"ha": "true"}
+    dom = nb.create_domain(body)
+    plan = as_json(server, "cluster", "failover-plan", "-r", "1", "--selector", "ha=true")
+    assert plan["tolerated"] is True and plan["protected_domains"] == 1
+    assert [r["domain_id"] for r in plan["restarts"]] == [dom.id]
+    human = ok(server, "cluster", "failover-plan", "-r", "1", "-l", "ha=true")
+    assert "tolerated: yes" in human and "if one host fails" in human
+    assert hosts[0].name in human
+    assert "failover: off" in ok(server, "cluster", "show")
+    said = ok(server, "cluster", "protect", "-r", "1", "--selector", "ha=true")
+    assert "failover: r=1 ha=true: holds (1 protected)" in said
+    assert "failover: r=1 ha=true: holds (1 protected)" in ok(server, "cluster", "show")
+    rec = as_json(server, "hosts", "fail", hosts[0].name, "--reason", "fan")
+    assert [(x["domain_id"], x["host_id"]) for x in rec["restarts"]] == [(dom.id, hosts[1].id)]
+    assert "failover: off" in ok(server, "cluster", "protect", "--off")
+    # a bad selector is a refusal: one line, exit 1
+    r = run(server, "cluster", "failover-plan", "--selector", "nope")
+    assert r.returncode == 1 and "label_selector" in r.stderr
