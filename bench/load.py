@@ -257,7 +257,7 @@ class Driver:
         if self.rng.random() < 0.2:
             body["balance"] = True
         else:
-            body["total_free_mib"] = self.rng.choice([512, 1024, 4096, 8192])
+            body["keep_total_free_mib"] = self.rng.choice([512, 1024, 4096, 8192])
         await self.call("squeeze", ops.squeeze(host["id"], body))
 
     async def migrate(self) -> None:

@@ -52,7 +52,10 @@ def balloon_only_domain(export: str, sizes_mib: list[int]) -> str:
 
 
 def _agent(backend: Backend, url: str, token: str, name: str, state: Path) -> Agent:
-    settings = Settings(url=url, admin_token=token, name=name, state_dir=state, interval_s=0)
+    # The demo's machines are made up: nothing of them is the host's own, so nothing is reserved.
+    settings = Settings(
+        url=url, admin_token=token, name=name, state_dir=state, interval_s=0, reserved_mib=0
+    )
     return Agent(backend, settings, sleep=lambda _: None)
 
 

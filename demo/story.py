@@ -181,7 +181,7 @@ class Story:
         host = "lab-1node"
         need = NEWCOMER[5]
         host_id = self.hosts[host].id
-        first = self.nb.squeeze(host_id, {"total_free_mib": need})
+        first = self.nb.squeeze(host_id, {"keep_total_free_mib": need})
         self.summary["squeeze_gamma"] = first.gamma
         stuck = self.guests["batch"].domain_id
         # The stuck driver never shrinks: after uncooperative_after_s the heartbeat flags it.
@@ -190,7 +190,7 @@ class Story:
         self.summary["uncooperative"] = flagged
         freed_first = self.free_on(host)
         # Squeeze again: the uncooperative guest is held at its actual size.
-        second = self.nb.squeeze(host_id, {"total_free_mib": need})
+        second = self.nb.squeeze(host_id, {"keep_total_free_mib": need})
         held = [d.domain_id for d in second.domains if d.held]
         self.summary["held_in_second_squeeze"] = held == [stuck]
         self.run_until(lambda: self.free_on(host) >= need)

@@ -125,7 +125,7 @@ def play(args: argparse.Namespace, workdir: Path) -> str:
 
         try:
             outcome = story.play()
-            stuck.unplug_below_boot(story)
+            stuck.below_the_floor(story)
             migration.migrate(story, destination)
             outcome.migration = "ok"
             say(f"guest agent: {story.count_agent_ops()} block state changes, each the kernel's")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -189,6 +190,15 @@ class HostAgent:
         tb: TracebackType | None,
     ) -> None:
         stop(self.proc)
+
+    def pause(self) -> None:
+        """Hold the agent (SIGSTOP): it reports and fetches nothing until `resume`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:

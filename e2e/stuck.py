@@ -1,114 +1,59 @@
-"""An unplug the guest cannot honour: vnode 0 asked down to one block, below its boot memory.
+"""Below a vnode's floor, and an unplug sized from what the pool holds.
 
-The unplug names vnode 0's span indexes 1 and up: its second boot block (memory1, which holds
-the kernel's own pages: the kernel answers EBUSY) and every block of its virtio-mem device. The
-guest agent offlines the device's blocks, the device takes them back, and the kernel refuses
-the boot block. Both reports (the host agent's view of the device, the guest agent's blocks)
-then say 256 MiB for a 128 MiB target: the step stays pending, the pool stays above its target,
-and after `uncooperative_after_s` without progress the service flags the domain uncooperative
-(its squeezes then hold it at its actual size). Partial progress and a stuck flag, never done.
-Setting a target the guest can reach cancels the step and clears the flag.
-
-Whole blocks on purpose: a target off the block grid sticks for another reason today (issue 27,
-item 3); this phase will take one (say 100 MiB) once that is fixed.
+A vnode of this guest has 256 MiB of boot memory (its share of `dynamic_min_mib`, in whole
+blocks: its NUMA cell's `memory`). No hypervisor call can take it back (only the virtio-mem
+device's memory moves) and the guest kernel refuses its boot blocks (EBUSY on memory1, seen on
+this guest before issue 27): asked to 128 MiB, the unplug stayed pending forever and the domain
+was flagged uncooperative. The service now refuses such a target (422, located at the vnode),
+so the guest is never asked. Then a target at the floor: vnode 0, at 700 MiB (held 768: whole
+blocks) goes to 256 with an unplug of 512 MiB, what the pool holds above the floor (sized from
+the previous target it said 444, issue 27 item 4), while vnode 1 (601, held 640) grows to 768
+with a plug of one block.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from e2e.console import Console
-from e2e.story import BLOCK_MIB, KIB_PER_MIB, STEP_TIMEOUT_S, Story, StoryFailed, wait_for
+from e2e.story import BLOCK_MIB, Story, StoryFailed, level
+from numa_balloon_client.errors import InvalidInput
 
 BOOT_MIB = 256  # the vnode's share of dynamic_min_mib: its NUMA cell's boot memory
-FLAG_TIMEOUT_S = 120.0  # the service's uncooperative_after_s (20 s) and the agents' cycles
 
 
 @dataclass(frozen=True)
-class Stuck:
-    target_mib: int
-    actual_mib: int
-    refused: dict[str, str]  # block -> the kernel's errno, as the guest agent logged it
-    flagged_s: float
+class Floor:
+    refused: list[str]
+    steps: list[str]
 
 
-def unplug_below_boot(story: Story) -> Stuck:
-    """Ask vnode 0 below its boot memory; check the guest gave its device's blocks, the kernel
-    refused a boot block, and the service shows the partial progress and the stuck flag; then
-    set a reachable target again."""
-    console = story.serial()
+def below_the_floor(story: Story) -> Floor:
+    """A target below vnode 0's boot memory is refused, located; then targets at the floor
+    converge, with steps sized from what the pools hold."""
     before = story.targets()
-    base = story.settled_guest()
-    target = BLOCK_MIB
-    body = {"target_mib": target + before[1], "policy": "explicit"}
-    body["vnode_targets_mib"] = [target, before[1]]
-    start = time.monotonic()
-    story.admin.set_target(story.domain_id, body)
-    seen = len(console.agent)
-
-    def refused() -> dict[str, str]:
-        """The kernel's refusals of this unplug, as the guest agent logged them."""
-        out: dict[str, str] = {}
-        for e in console.agent[seen:]:
-            if e.get("op") == "unplug" and e.get("vnode") == 0 and e.get("refused"):
-                out.update({str(k): str(v) for k, v in e["refused"].items()})  # type: ignore[attr-defined]
-        return out
-
-    def gave_what_it_could(c: Console) -> bool:
-        """Refusals logged, and the kernel shows node 0 with its boot blocks only, online."""
-        blocks = c.blocks()
-        return (
-            bool(refused())
-            and blocks is not None
-            and len(blocks.online(0)) * BLOCK_MIB == BOOT_MIB
-            and not blocks.offline(0)
-        )
-
-    console.wait(
-        gave_what_it_could, timeout_s=STEP_TIMEOUT_S, what="vnode 0 down to its boot memory"
-    )
-    wait_for(
-        lambda: _flagged(story, target), timeout_s=FLAG_TIMEOUT_S, what="the stuck unplug flagged"
-    )
-    flagged_s = time.monotonic() - start
-    actual = story.admin.get_domain(story.domain_id).vnodes[0].actual_mib
-    drop = (base[0] - story.settled_guest()[0]) / KIB_PER_MIB
-    story.say(
-        f"unplug below boot memory: vnode 0 asked {before[0]} -> {target} MiB; the guest gave "
-        f"{drop:.0f} MiB (its device's blocks) and the kernel refused {refused()} (block: "
-        f"errno); the service holds vnode 0 at {actual} MiB with its unplug pending, flagged "
-        f"uncooperative {flagged_s:.1f} s after the request"
-    )
-    if abs(drop - (before[0] - BOOT_MIB)) >= BLOCK_MIB:
-        raise StoryFailed(f"the guest's node 0 dropped {drop:.0f} MiB, not {before[0] - BOOT_MIB}")
-    _recover(story, [BOOT_MIB, before[1]])
-    return Stuck(target, actual or 0, refused(), flagged_s)
-
-
-def _flagged(story: Story, target: int) -> str | None:
-    """None once the service shows partial progress and the stuck flag, never done."""
-    story.agent.check_alive()
-    dom = story.admin.get_domain(story.domain_id)
-    vnode = dom.vnodes[0]
-    if vnode.actual_mib != BOOT_MIB:
-        return f"vnode 0 actual {vnode.actual_mib} MiB, not its boot memory {BOOT_MIB}"
-    assert story.agent_client is not None
-    pending = [
-        s
-        for s in story.agent_client.agent_steps(story.host_id).items
-        if s.domain_id == story.domain_id and s.vnode == 0 and s.op == "unplug"
+    low = [BLOCK_MIB, before[1]]
+    body = {"target_mib": sum(low), "policy": "explicit", "vnode_targets_mib": low}
+    try:
+        story.admin.set_target(story.domain_id, body)
+    except InvalidInput as exc:
+        refused = [f"{issue}" for issue in exc.errors]
+        locs = [list(issue.loc) for issue in exc.errors]
+        if locs != [["body", "vnode_targets_mib", 0]]:
+            raise StoryFailed(f"the refusal of {low} MiB is located at {locs}") from None
+    else:
+        raise StoryFailed(f"the service accepted vnode 0 at {low[0]} MiB, below its boot memory")
+    if story.targets() != before:
+        raise StoryFailed("a refused target changed the domain's targets")
+    story.say(f"vnode targets {low} MiB refused (422): {'; '.join(refused)}")
+    after = [BOOT_MIB, 2 * 384]
+    reach = {"target_mib": sum(after), "policy": "explicit", "vnode_targets_mib": after}
+    story._resize("to the floor", lambda: story.admin.set_target(story.domain_id, reach))
+    held = [level(t) for t in before]
+    want = [
+        f"balloon/unplug vnode 0 {held[0] - BOOT_MIB} MiB",
+        f"balloon/plug vnode 1 {after[1] - held[1]} MiB",
     ]
-    if not pending or pending[0].target_mib != target:
-        raise StoryFailed(f"the unplug to {target} MiB is no longer pending: {pending}")
-    if not dom.uncooperative:
-        return "not flagged uncooperative yet"
-    return None
-
-
-def _recover(story: Story, targets: list[int]) -> None:
-    """A target the guest can reach: the stuck step is cancelled, the flag cleared."""
-    body = {"target_mib": sum(targets), "policy": "explicit", "vnode_targets_mib": targets}
-    story.admin.set_target(story.domain_id, body)
-    took = wait_for(story.converged, timeout_s=STEP_TIMEOUT_S, what="back to a reachable target")
-    story.say(f"targets {targets} MiB: converged and cooperative again after {took:.1f} s")
+    missing = [w for w in want if w not in story.last_steps]
+    if missing:
+        raise StoryFailed(f"steps {story.last_steps}; expected {want} (sized from what is held)")
+    return Floor(refused, story.last_steps)

@@ -35,12 +35,40 @@ STATE_FILE = "agent.json"
 SHORT_RETRY = RetryPolicy(attempts=2, cap_s=1.0)
 
 
+#: A proposed reserve is rounded up to this (MiB), so a host's noise does not show in it.
+RESERVE_ROUND_MIB = 64
+
+
+def proposed_reserve_mib(
+    memory_mib: list[int], free_mib: list[int], guests_mib: int = 0
+) -> list[int]:
+    """Per pnode, what the host already uses (memory - free) less the guests running now (their
+    total, spread over the pnodes in proportion to what each uses: the hypervisor does not say
+    where), rounded up to RESERVE_ROUND_MIB, within the pnode's memory. A host registered with
+    `reserved_mib` 0 was drift-flagged at once by its own OS's memory (issue 27 item 6)."""
+    used = [max(m - f, 0) for m, f in zip(memory_mib, free_mib, strict=True)]
+    total = sum(used)
+    out = []
+    for memory, u in zip(memory_mib, used, strict=True):
+        own = u - (guests_mib * u // total if total else 0)
+        rounded = -(-max(own, 0) // RESERVE_ROUND_MIB) * RESERVE_ROUND_MIB
+        out.append(min(rounded, memory))
+    return out
+
+
 def host_body(
-    backend: Backend, name: str, reserved_mib: int, external_id: str | None
+    backend: Backend, name: str, reserved_mib: int | None, external_id: str | None
 ) -> dict[str, Any]:
     """The `POST /v1/hosts` body for the backend's machine, with its external_id: the one
-    given, else the backend's own idea of which machine it observes."""
-    body = backend.discover(name=name, reserved_mib=reserved_mib)
+    given, else the backend's own idea of which machine it observes. `reserved_mib` None:
+    each pnode's reserve proposed from what the host uses now (`proposed_reserve_mib`)."""
+    body = backend.discover(name=name, reserved_mib=reserved_mib or 0)
+    if reserved_mib is None:
+        guests = sum(v["actual_mib"] for d in backend.domains() for v in d["vnodes"])
+        memory = [p["memory_mib"] for p in body["pnodes"]]
+        proposed = proposed_reserve_mib(memory, backend.free_mib(), guests)
+        for pnode, mib in zip(body["pnodes"], proposed, strict=True):
+            pnode["reserved_mib"] = mib
     identity = external_id or backend.external_id()
     if identity:
         body["external_id"] = identity
@@ -53,7 +81,7 @@ class Settings:
     admin_token: str | None
     name: str
     state_dir: Path
-    reserved_mib: int = 0
+    reserved_mib: int | None = None  # None: proposed from what the host uses (`host_body`)
     interval_s: float = 10.0
     dry_run: bool = False
     max_backoff_s: float = 300.0

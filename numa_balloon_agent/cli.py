@@ -51,7 +51,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", default="qemu:///system", help="libvirt connection URI")
     p.add_argument("--xl-info", type=Path, help="read a saved `xl info -n` output")
     p.add_argument("--name", default=None, help="host name (default: this machine's hostname)")
-    p.add_argument("--reserved-mib", type=int, default=0, help="MiB per pnode held back")
+    p.add_argument(
+        "--reserved-mib",
+        type=int,
+        default=None,
+        help="MiB per pnode held back for the host (default: proposed per pnode from what the "
+        "host uses now, less its running guests, rounded up to 64 MiB)",
+    )
     p.add_argument(
         "--migrate-uri",
         default="qemu+ssh://{host}/system",

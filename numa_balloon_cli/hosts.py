@@ -255,19 +255,46 @@ def delete(ctx: typer.Context, host: HostArg) -> None:
 def squeeze(
     ctx: typer.Context,
     host: HostArg,
-    free: Annotated[int, typer.Option("--free", min=1, metavar="MIB", help="MiB to free")],
+    keep_free: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-free", min=1, metavar="MIB", help="Leave this many MiB free afterwards"
+        ),
+    ] = None,
+    free_more: Annotated[
+        int | None,
+        typer.Option(
+            "--free-more",
+            min=1,
+            metavar="MIB",
+            help="Free this many MiB more than are free now (whole host)",
+        ),
+    ] = None,
+    free: Annotated[
+        int | None,
+        typer.Option("--free", min=1, metavar="MIB", hidden=True, help="Deprecated: --keep-free"),
+    ] = None,
     pnode: Annotated[
-        int | None, typer.Option(metavar="N", help="Free it on this pnode (default: any)")
+        int | None,
+        typer.Option(metavar="N", help="With --keep-free: on this pnode (default: whole host)"),
     ] = None,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Free memory on a host by ballooning its domains down inside their ranges."""
+    """Free memory on a host by ballooning its domains down inside their ranges: leave
+    --keep-free MiB free afterwards, or free --free-more MiB beyond what is free now."""
     st = state(ctx)
+    keep = keep_free if keep_free is not None else free
+    if (keep is None) == (free_more is None) or (keep_free is not None and free is not None):
+        raise typer.BadParameter("give one of --keep-free MIB or --free-more MIB")
+    if free_more is not None and pnode is not None:
+        raise typer.BadParameter("--pnode goes with --keep-free (--free-more is host-wide)")
     body: dict[str, Any] = {"dry_run": dry_run}
-    if pnode is None:
-        body["total_free_mib"] = free
+    if free_more is not None:
+        body["free_more_mib"] = free_more
+    elif pnode is None:
+        body["keep_total_free_mib"] = keep
     else:
-        body["free_mib"] = {str(pnode): free}
+        body["keep_free_mib"] = {str(pnode): keep}
     res = st.nb.squeeze(resolve.host_id(st.nb, host), body)
 
     def human() -> None:

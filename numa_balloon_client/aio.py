@@ -535,6 +535,14 @@ class AsyncClient:
     async def guest_balloon(self) -> m.GuestBalloon:
         return await self.run(ops.guest_balloon())
 
-    async def guest_report(self, actual_mib: Mapping[int, int]) -> m.GuestBalloon:
-        vnodes = [{"index": v, "actual_mib": a} for v, a in actual_mib.items()]
+    async def guest_report(
+        self, actual_mib: Mapping[int, int], visible_mib: Mapping[int, int] | None = None
+    ) -> m.GuestBalloon:
+        """Each pool's size (what it holds), and optionally what the guest kernel shows of
+        each node (its MemTotal)."""
+        seen = visible_mib or {}
+        vnodes = [
+            {"index": v, "actual_mib": a, **({"visible_mib": seen[v]} if v in seen else {})}
+            for v, a in actual_mib.items()
+        ]
         return await self.run(ops.guest_report({"vnodes": vnodes}))

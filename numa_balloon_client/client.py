@@ -531,6 +531,14 @@ class Client:
     def guest_balloon(self) -> m.GuestBalloon:
         return self.run(ops.guest_balloon())
 
-    def guest_report(self, actual_mib: Mapping[int, int]) -> m.GuestBalloon:
-        vnodes = [{"index": v, "actual_mib": a} for v, a in actual_mib.items()]
+    def guest_report(
+        self, actual_mib: Mapping[int, int], visible_mib: Mapping[int, int] | None = None
+    ) -> m.GuestBalloon:
+        """Each pool's size (what it holds), and optionally what the guest kernel shows of
+        each node (its MemTotal)."""
+        seen = visible_mib or {}
+        vnodes = [
+            {"index": v, "actual_mib": a, **({"visible_mib": seen[v]} if v in seen else {})}
+            for v, a in actual_mib.items()
+        ]
         return self.run(ops.guest_report({"vnodes": vnodes}))

@@ -916,12 +916,39 @@ class PnodeOut(BaseModel):
     reserved_mib: Annotated[int, Field(title="Reserved Mib")]
 
 
+class VisibleMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="What the guest kernel shows of the node: its MemTotal (optional)",
+            ge=0,
+            le=2147483648,
+            title="Visible Mib",
+        ),
+    ]
+
+
 class PoolReport(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    actual_mib: Annotated[int, Field(ge=0, le=2147483648, title="Actual Mib")]
+    actual_mib: Annotated[
+        int,
+        Field(
+            description="What the pool holds: the node's memory blocks online, or offline and still the device's (the hypervisor's view once a change is done)",
+            ge=0,
+            le=2147483648,
+            title="Actual Mib",
+        ),
+    ]
     index: Annotated[int, Field(ge=0, lt=32, title="Index")]
+    visible_mib: Annotated[
+        VisibleMib | None,
+        Field(
+            description="What the guest kernel shows of the node: its MemTotal (optional)",
+            title="Visible Mib",
+        ),
+    ] = None
 
 
 class RebalanceOut(BaseModel):
@@ -992,16 +1019,50 @@ class ReportVnode(BaseModel):
     index: Annotated[int, Field(ge=0, lt=32, title="Index")]
 
 
+class FreeMoreMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="MiB to free on the whole host beyond what is free now (the accounting's free MiB at the request, plus this, are left free afterwards)",
+            ge=0,
+            le=2147483648,
+            title="Free More Mib",
+        ),
+    ]
+
+
+class KeepTotalFreeMib(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(
+            description="MiB to leave free on the whole host afterwards",
+            ge=0,
+            le=2147483648,
+            title="Keep Total Free Mib",
+        ),
+    ]
+
+
 class TotalFreeMib(RootModel[int]):
     root: Annotated[
         int,
         Field(
-            description="MiB to free on the whole host", ge=0, le=2147483648, title="Total Free Mib"
+            deprecated=True,
+            description="Deprecated name of keep_total_free_mib (MiB left free on the whole host afterwards, not MiB to free)",
+            ge=0,
+            le=2147483648,
+            title="Total Free Mib",
         ),
     ]
 
 
 class SqueezeRequest(BaseModel):
+    """
+    What a squeeze should achieve, in exactly one form. Each says how much memory is free
+    *afterwards* (capacity - claimed - allocated, as the accounting counts it), except
+    ``free_more_mib``, which says how much more than is free now.
+    """
+
     model_config = ConfigDict(
         extra="allow",
     )
@@ -1018,12 +1079,39 @@ class SqueezeRequest(BaseModel):
     free_mib: Annotated[
         dict[Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,2})$")], int] | None,
         Field(
-            description='MiB to free per pnode, keyed by pnode index: {"0": 8192}', title="Free Mib"
+            deprecated=True,
+            description="Deprecated name of keep_free_mib (MiB left free per pnode afterwards)",
+            title="Free Mib",
+        ),
+    ] = None
+    free_more_mib: Annotated[
+        FreeMoreMib | None,
+        Field(
+            description="MiB to free on the whole host beyond what is free now (the accounting's free MiB at the request, plus this, are left free afterwards)",
+            title="Free More Mib",
+        ),
+    ] = None
+    keep_free_mib: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,2})$")], int] | None,
+        Field(
+            description='MiB to leave free per pnode afterwards, keyed by pnode index: {"0": 8192}',
+            title="Keep Free Mib",
+        ),
+    ] = None
+    keep_total_free_mib: Annotated[
+        KeepTotalFreeMib | None,
+        Field(
+            description="MiB to leave free on the whole host afterwards",
+            title="Keep Total Free Mib",
         ),
     ] = None
     total_free_mib: Annotated[
         TotalFreeMib | None,
-        Field(description="MiB to free on the whole host", title="Total Free Mib"),
+        Field(
+            deprecated=True,
+            description="Deprecated name of keep_total_free_mib (MiB left free on the whole host afterwards, not MiB to free)",
+            title="Total Free Mib",
+        ),
     ] = None
 
 
@@ -1087,6 +1175,29 @@ class StepDestination(BaseModel):
     ]
 
 
+class StepFailure(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attempt: Annotated[int, Field(description="The attempt that failed, from 1", title="Attempt")]
+    detail: Annotated[str | None, Field(description="What the agent said", title="Detail")]
+    failed_at: Annotated[AwareDatetime, Field(title="Failed At")]
+    max_attempts: Annotated[int, Field(title="Max Attempts")]
+    op: Annotated[str, Field(title="Op")]
+    retry_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When the next attempt is shown to agents", title="Retry At"),
+    ]
+    retry_step_id: Annotated[str | None, Field(title="Retry Step Id")] = None
+    step_id: Annotated[
+        str,
+        Field(
+            description="UUID", examples=["6f1c2b1e-8d2a-4f7e-9a51-2f3c4d5e6f70"], title="Step Id"
+        ),
+    ]
+    vnode: Annotated[int | None, Field(title="Vnode")]
+
+
 class StepOut(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1098,6 +1209,9 @@ class StepOut(BaseModel):
             title="Actor",
         ),
     ]
+    attempt: Annotated[
+        int | None, Field(description="1, or the retry's number after failures", title="Attempt")
+    ] = 1
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     destination: Annotated[
         StepDestination | None,
@@ -1258,13 +1372,23 @@ class VnodeOut(BaseModel):
     )
     actual_mib: Annotated[
         int | None,
-        Field(description="Last size the guest's balloon driver reported", title="Actual Mib"),
+        Field(
+            description="Held by the hypervisor for this vnode (boot memory + plugged blocks, or the balloon's size), as the host agent's or the guest agent's last report said; null until one reports. This is what the accounting charges.",
+            title="Actual Mib",
+        ),
     ]
     backing_mib: Annotated[
         list[int],
         Field(description="MiB of this vnode on each pnode of the host", title="Backing Mib"),
     ]
     distances: Annotated[list[int], Field(title="Distances")]
+    guest_visible_mib: Annotated[
+        int | None,
+        Field(
+            description="Visible to the guest: its kernel's MemTotal of this node, as the guest agent last reported it; lower than actual_mib by the kernel's own reservations and by blocks not (yet) online. null without a guest agent that reports it.",
+            title="Guest Visible Mib",
+        ),
+    ] = None
     home_pnode: Annotated[
         int | None, Field(description="The pnode running this vnode's vCPUs", title="Home Pnode")
     ]
@@ -1496,6 +1620,12 @@ class DomainCreated(BaseModel):
         ),
     ]
     state: Annotated[str, Field(title="State")]
+    step_failure: Annotated[
+        StepFailure | None,
+        Field(
+            description="The last failed attempt of one of its pool steps, while it stands: retried after retry_at (null once max_attempts are spent); cleared when a pool step is done or the target changes"
+        ),
+    ] = None
     uncooperative: Annotated[bool, Field(title="Uncooperative")]
     version: Annotated[int, Field(title="Version")]
     vnodes: Annotated[list[VnodeOut], Field(title="Vnodes")]
@@ -1531,6 +1661,12 @@ class DomainOut(BaseModel):
         ),
     ]
     state: Annotated[str, Field(title="State")]
+    step_failure: Annotated[
+        StepFailure | None,
+        Field(
+            description="The last failed attempt of one of its pool steps, while it stands: retried after retry_at (null once max_attempts are spent); cleared when a pool step is done or the target changes"
+        ),
+    ] = None
     uncooperative: Annotated[bool, Field(title="Uncooperative")]
     version: Annotated[int, Field(title="Version")]
     vnodes: Annotated[list[VnodeOut], Field(title="Vnodes")]

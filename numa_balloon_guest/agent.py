@@ -45,9 +45,11 @@ class GuestAgent:
         for pool in view.vnodes:
             self._online_plugged(pool.index, pool.plugged_blocks)
         actual = {v: self.blocks.node_mib(v) for v in self.vnodes}
+        seen = {v: self.blocks.visible_mib(v) for v in self.vnodes}
+        visible = {v: mib for v, mib in seen.items() if mib is not None}
         if not self.dry_run:
-            self.client.guest_report(actual)
-        log.info("reported", extra={"actual_mib": actual})
+            self.client.guest_report(actual, visible)
+        log.info("reported", extra={"actual_mib": actual, "visible_mib": visible})
         return actual
 
     def _carry_out(self, op: dict[str, Any]) -> None:

@@ -213,6 +213,14 @@ class MemoryBlocks:
             out.update(range(start // size, end // size))
         return out
 
+    def visible_mib(self, node: int) -> int | None:
+        """What the guest kernel shows of the node: its MemTotal (whole MiB), None if unread."""
+        try:
+            m = _MEMTOTAL.search((self.node_dir(node) / "meminfo").read_text())
+        except OSError:
+            return None
+        return None if m is None else int(m.group(1)) // 1024
+
     def node_mib(self, node: int) -> int:
         """The node's memory in blocks: online ones, and offline ones a virtio-mem device still
         holds (offlining them is only the guest's half of an unplug; the pool shrinks when the

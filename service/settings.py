@@ -51,12 +51,31 @@ class Settings(BaseSettings):
     agent_full_report_s: float = Field(default=300.0, gt=0)
     inactive_after_s: float = Field(default=5.0, gt=0)
     uncooperative_after_s: float = Field(default=20.0, gt=0)
+    # A pool step an agent reports failed is issued again, as a new step shown to agents after a
+    # backoff (step_retry_backoff_s, doubling each attempt, at most step_retry_max_backoff_s),
+    # up to step_retry_attempts attempts in all; then the domain keeps the failure.
+    step_retry_attempts: int = Field(default=4, ge=1, le=100)
+    step_retry_backoff_s: float = Field(default=2.0, ge=0)
+    step_retry_max_backoff_s: float = Field(default=60.0, ge=0)
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_json_depth: int = Field(default=32, ge=4)
     page_limit_default: int = Field(default=50, ge=1)
     page_limit_max: int = Field(default=500, ge=1)
+    # A host is drift-flagged when a pnode's observed free memory differs from the accounting's
+    # by more than drift_threshold_mib, and cleared only once every pnode is within
+    # drift_clear_mib (default: half the threshold): a drift around one line flapped.
     drift_threshold_mib: int = Field(default=1024, ge=0)
+    drift_clear_mib: int | None = Field(default=None, ge=0)
+
+    @property
+    def drift_clear_below_mib(self) -> int:
+        """The drift under which a flagged host is cleared (at most the threshold)."""
+        clear = (
+            self.drift_threshold_mib // 2 if self.drift_clear_mib is None else self.drift_clear_mib
+        )
+        return min(clear, self.drift_threshold_mib)
+
     # How often a process looks for events other replicas wrote while someone long-polls or
     # streams (its own writes wake waiters at once).
     events_poll_s: float = Field(default=0.5, gt=0, le=10)

@@ -20,6 +20,7 @@ way, and the service manager starts it again on a fresh connection.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,10 +168,17 @@ class LibvirtBackend:
         if device is not None:
             requested = lx.requested_kib(device, lay.boot_kib.get(step.vnode, 0), step.target_mib)
             affect = self._affect(dom)
+            if step.op == "balloon" and requested == device.requested_kib:
+                return _whole_blocks(step, device, "already")
             if dry_run:
                 what = f"virtio-mem node {step.vnode}, requested={requested} KiB"
                 return Outcome(False, True, "; ".join(_update(what, a) for a in affect))
-            return self._resize_device(dom, device, requested, affect)
+            outcome = self._resize_device(dom, device, requested, affect)
+            if step.op == "balloon":
+                return _whole_blocks(
+                    step, dataclasses.replace(device, requested_kib=requested), outcome.detail
+                )
+            return outcome
         total = self._balloon_total(step, lay, dom)
         call = f"setMemoryFlags({total} KiB)"
         if not dry_run:
@@ -270,6 +278,16 @@ class LibvirtBackend:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _whole_blocks(step: Step, device: lx.VirtioMem, done: str) -> Outcome:
+    """A `balloon` step on a virtio-mem device: the device plugs whole blocks and the guest has
+    no per-node balloon, so the step is done once the device is asked for the whole blocks its
+    target needs (rounded up: the service counts the top block whole). Acknowledged at once, so
+    it never waits for a report of a size the device cannot take."""
+    size = f"requested={device.requested_kib} KiB"
+    why = f"whole blocks: virtio-mem node {device.node} {size} holds {step.target_mib} MiB"
+    return Outcome(True, True, f"{done}; {why}" if done != "already" else f"{why} already")
 
 
 def _update(what: str, affect: str) -> str:

@@ -120,8 +120,8 @@ async def batch_report(
     responses=responses(401, 403, 422),
     summary="Pending steps for this host, oldest first",
 )
-async def steps(host_id: str, request: Request, _: Agent) -> StepList:
-    return await run(request, core.pending_steps, host_id)
+async def steps(host_id: str, request: Request, _: Agent, now: Now) -> StepList:
+    return await run(request, core.pending_steps, host_id, now)
 
 
 @router.post(

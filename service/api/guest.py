@@ -28,8 +28,8 @@ async def topology(request: Request, principal: Guest) -> GuestTopology:
 
 
 @router.get("/balloon", response_model=GuestBalloon, responses=responses(401, 403))
-async def balloon(request: Request, principal: Guest) -> GuestBalloon:
-    return await run(request, core.balloon, _domain_id(principal))
+async def balloon(request: Request, principal: Guest, now: Now) -> GuestBalloon:
+    return await run(request, core.balloon, _domain_id(principal), now)
 
 
 @router.put(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,9 +19,10 @@ from service.core.balloon import (
     capped,
     complete_pool_steps,
     observe,
+    off_target_mib,
     stall_time,
     stalled,
-    total_reported,
+    within_headroom,
 )
 from service.db.accounting import HostAccounting
 from service.db.apply import apply, write_observed_free
@@ -114,10 +116,17 @@ def refuse_foreign(session: Session, host_id: str, body: AgentReportIn, unknown:
 
 
 def drift_rows(
-    accounted_free_mib: Sequence[int], observed_free_mib: Sequence[int | None], threshold_mib: int
+    accounted_free_mib: Sequence[int],
+    observed_free_mib: Sequence[int | None],
+    threshold_mib: int,
+    *,
+    flagged_before: bool = False,
+    clear_below_mib: int | None = None,
 ) -> tuple[bool, list[DriftPnode]]:
-    """Each pnode's observed free memory against the accounting's, and whether one differs by
-    more than the threshold (the host is then flagged)."""
+    """Each pnode's observed free memory against the accounting's, and whether the host is
+    flagged: one pnode differs by more than the threshold; a host flagged before stays flagged
+    until every pnode differs by less than `clear_below_mib` (hysteresis: a drift hovering
+    around the threshold flapped, 6 flags and 5 clears in a few minutes)."""
     rows = [
         DriftPnode(
             index=i,
@@ -129,7 +138,11 @@ def drift_rows(
             zip(accounted_free_mib, observed_free_mib, strict=True)
         )
     ]
-    flagged = any(r.drift_mib is not None and abs(r.drift_mib) > threshold_mib for r in rows)
+    drifts = [abs(r.drift_mib) for r in rows if r.drift_mib is not None]
+    flagged = any(d > threshold_mib for d in drifts)
+    if flagged_before and not flagged:
+        clear = threshold_mib if clear_below_mib is None else clear_below_mib
+        flagged = any(d >= clear for d in drifts)
     return flagged, rows
 
 
@@ -144,8 +157,14 @@ def drift(
     keep what they held), with the observation, the flag's change and its event (pure)."""
     accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
     observed = [observed_free_mib.get(p.index, p.observed_free_mib) for p in state.host.pnodes]
-    flagged, rows = drift_rows(accounted, observed, settings.drift_threshold_mib)
     host = state.host
+    flagged, rows = drift_rows(
+        accounted,
+        observed,
+        settings.drift_threshold_mib,
+        flagged_before=host.drift_flagged,
+        clear_below_mib=settings.drift_clear_below_mib,
+    )
     values: dict[str, Any] = {"observed_at": now}
     changes = ChangeSet(status=[(host, values)], observed_free_mib=dict(observed_free_mib))
     if flagged != host.drift_flagged:
@@ -179,8 +198,8 @@ def settled(view: ReportView, body: AgentReportIn, now: datetime, settings: Sett
         domain = view.domains.get(d.domain_id)
         if domain is None or domain.pending_pool_steps or not _repeats(domain, d.vnodes):
             return False
-        total = total_reported(domain.actual_mib)
-        if domain.uncooperative and total == domain.target_mib:
+        gap = off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib)
+        if domain.uncooperative and gap == 0:
             return False  # observe clears the flag of a driver found at its target
     limit = timedelta(seconds=settings.uncooperative_after_s)
     return all(d.uncooperative or _stall(d, now) <= limit for d in view.domains.values())
@@ -200,6 +219,7 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
             target_mib=domain.vnode_target_mib[i],
             actual_mib=held,
             size_mib=domain.size_mib[i],
+            block_mib=domain.block_mib,
         )
         if held is None or size != held:
             return False
@@ -208,8 +228,7 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
 
 def _stall(domain: DomainView, now: datetime) -> timedelta:
     return stall_time(
-        total_reported(domain.actual_mib),
-        target_mib=domain.target_mib,
+        off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib),
         last_progress_at=domain.last_progress_at,
         target_set_at=domain.target_set_at,
         now=now,
@@ -217,13 +236,19 @@ def _stall(domain: DomainView, now: datetime) -> timedelta:
 
 
 def _settled_report(
-    session: Session, view: ReportView, host_id: str, body: AgentReportIn, threshold_mib: int
+    session: Session, view: ReportView, host_id: str, body: AgentReportIn, settings: Settings
 ) -> AgentReportOut | None:
     """The answer to a settled report whose drift flag stays as it is, with the observed free
     memory written; None when the flag would move (the full path writes that and its event)."""
     reported = {p.index: p.free_mib for p in body.pnodes}
     observed = [reported.get(i, was) for i, was in enumerate(view.observed_free_mib)]
-    flagged, rows = drift_rows(view.accounted_free_mib, observed, threshold_mib)
+    flagged, rows = drift_rows(
+        view.accounted_free_mib,
+        observed,
+        settings.drift_threshold_mib,
+        flagged_before=view.drift_flagged,
+        clear_below_mib=settings.drift_clear_below_mib,
+    )
     if flagged != view.drift_flagged:
         return None
     was = view.observed_free_mib
@@ -256,7 +281,7 @@ def agent_report(
     if view is None:
         raise NotFound(f"no host with id {host_id}")
     if settled(view, body, now, settings):
-        out = _settled_report(session, view, host_id, body, settings.drift_threshold_mib)
+        out = _settled_report(session, view, host_id, body, settings)
         if out is not None:
             return out, set()
     state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
@@ -268,6 +293,7 @@ def agent_report(
     unknown: list[str] = []
     observed = ChangeSet()
     reports: dict[str, dict[int, int]] = {}
+    headroom = state.capacity_mib - state.claimed_mib - state.allocated_mib()
     for d in body.domains:
         domain = state.domain(d.domain_id)
         if domain is None:
@@ -275,7 +301,17 @@ def agent_report(
             continue
         reports[domain.id] = {v.index: v.actual_mib for v in d.vnodes}
         changes, _ = observe(
-            domain, reports[domain.id], now, actor=actor, action="domain.actual_observed"
+            domain,
+            reports[domain.id],
+            now,
+            actor=actor,
+            action="domain.actual_observed",
+            fit=partial(
+                within_headroom,
+                domain=domain,
+                headroom_mib=headroom,
+                backing=state.backing[domain.id],
+            ),
         )
         observed.extend(changes)
     apply(session, state, observed, now=now)

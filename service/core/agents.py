@@ -8,7 +8,7 @@ two heartbeats cannot disagree about when a host is flagged.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from service.schemas.agent import (
     StepOut,
 )
 from service.settings import Settings
+from service.vocabulary import GUEST_OPS
 
 
 def _check_pnodes(state: HostAccounting, body: ObservedIn) -> None:
@@ -108,9 +109,10 @@ def batch_report(
     return out
 
 
-def pending_steps(session: Session, host_id: str) -> StepList:
-    """The host's pending steps, oldest first; a migrate step names where the memory goes."""
-    rows = repo.pending_steps(session, host_id)
+def pending_steps(session: Session, host_id: str, now: datetime) -> StepList:
+    """The host's pending steps that are due (a retry waits out its backoff), oldest first; a
+    migrate step names where the memory goes."""
+    rows = repo.pending_steps(session, host_id, now)
     items = [step_out(s) for s in rows]
     destinations = migrate_destinations(
         session, [s.migration_id for s in rows if s.op == "migrate"]
@@ -135,7 +137,7 @@ def ack_step(
     its migration, an acked one lets an auto-advance go on. A retried ack gets the same answer
     and changes nothing."""
     out, acked = unit.write(
-        db, lambda session: record_ack(session, host_id, step_id, body, actor, now)
+        db, lambda session: record_ack(session, host_id, step_id, body, actor, now, settings)
     )
     if acked is None or acked.migration_id is None:
         return out
@@ -153,6 +155,7 @@ def record_ack(
     body: AckIn,
     actor: str,
     now: datetime,
+    settings: Settings,
 ) -> tuple[StepOut, Step | None]:
     """`ack_step`'s unit of work: the answer, and the step when this ack changed it (None for
     a retried ack, which changes nothing)."""
@@ -182,8 +185,78 @@ def record_ack(
         f"step.{outcome}",
         "step",
         step.id,
-        after={"op": step.op, "domain_id": step.domain_id, "detail": body.detail},
+        after={
+            "op": step.op,
+            "domain_id": step.domain_id,
+            "detail": body.detail,
+            "attempt": step.attempt,
+        },
         at=now,
     )
+    if step.migration_id is None and step.op in GUEST_OPS:
+        if body.ok:
+            repo.set_step_failure(session, [step.domain_id], None)
+        else:
+            retry_failed(session, step, settings, actor, now)
     session.flush()
     return step_out(step), step
+
+
+def retry_backoff_s(attempt: int, settings: Settings) -> float:
+    """The wait before attempt ``attempt + 1`` of a failed step: doubling, capped."""
+    wait = settings.step_retry_backoff_s * 2.0 ** (attempt - 1)
+    return float(min(wait, settings.step_retry_max_backoff_s))
+
+
+def retry_failed(
+    session: Session, step: Step, settings: Settings, actor: str, now: datetime
+) -> Step | None:
+    """A failed pool step of a target change (not a migration's: a failed step ends its
+    migration) is issued again as a new step, attempt + 1, due after the backoff, while attempts
+    are left; the domain keeps the failure (status) and an event says what happens next.
+    Returns the new step, None once the attempts are spent."""
+    spent = step.attempt >= settings.step_retry_attempts
+    retry_at = None if spent else now + timedelta(seconds=retry_backoff_s(step.attempt, settings))
+    failure = {
+        "step_id": step.id,
+        "op": step.op,
+        "vnode": step.vnode,
+        "attempt": step.attempt,
+        "max_attempts": settings.step_retry_attempts,
+        "detail": step.detail,
+        "failed_at": now.isoformat(),
+        "retry_at": None if retry_at is None else retry_at.isoformat(),
+    }
+    repo.set_step_failure(session, [step.domain_id], failure)
+    again = None
+    if retry_at is not None:
+        again = Step(
+            domain_id=step.domain_id,
+            host_id=step.host_id,
+            seq=step.seq,
+            phase=step.phase,
+            op=step.op,
+            vnode=step.vnode,
+            pnode=step.pnode,
+            mib=step.mib,
+            pfn_ranges=step.pfn_ranges,
+            target_mib=step.target_mib,
+            grow=step.grow,
+            state="pending",
+            attempt=step.attempt + 1,
+            not_before=retry_at,
+            created_at=now,
+        )
+        session.add(again)
+        session.flush()
+        failure["retry_step_id"] = again.id
+    record_event(
+        session,
+        actor,
+        "step.retries_exhausted" if again is None else "step.retry_scheduled",
+        "domain",
+        step.domain_id,
+        after=failure,
+        at=now,
+    )
+    return again

@@ -7,13 +7,17 @@ Squeezed's rules, with the guest's own per-vnode reports as the "actual" size:
   hold it at its actual size and never count on it to give memory back;
 - progress (a report closer to the target) clears the flag.
 
-A report can lower a vnode's charge toward its target but never raise it: memory the guest claims
-to hold beyond what it was given cannot exist, and believing it could overcommit a pnode.
+A report can lower a vnode's charge toward its target, and raise it only to the whole block its
+target or what it held lies in (capped at its span and, by the caller, at the pnodes' free
+memory): a backend that plugs whole blocks (virtio-mem) holds the top block whole, and the service
+must never count less than the hypervisor holds; anything beyond cannot exist, and believing it
+could overcommit a pnode. A vnode counts as at its target anywhere from its target up to that
+target's whole block (`off_target_mib`): a whole-block backend cannot be nearer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -22,10 +26,37 @@ from sqlalchemy.orm import Session
 
 from service.db.changes import ChangeSet, Row, event, step_row
 from service.db.models import Domain, Step
-from service.db.steps import pending_guest_op
+from service.db.steps import pending_guest_op, set_step_failure
 from service.engine.steps import pool_change_ops
 from service.engine.topology import VirtualTopology
 from service.settings import Settings
+
+
+def block_ceil(mib: int, block_mib: int) -> int:
+    """`mib` rounded up to a whole block of the vnode (blocks are laid from the vnode's start)."""
+    return -(-mib // block_mib) * block_mib
+
+
+def off_target_mib(
+    actual_mib: Sequence[int | None], target_mib: Sequence[int], block_mib: int
+) -> int | None:
+    """How far a domain's pools are from their targets, None until every pool has reported: per
+    vnode, below its target or above the whole block its target lies in (a backend that plugs
+    whole blocks holds the top block whole; 0 in between)."""
+    gap = 0
+    for actual, target in zip(actual_mib, target_mib, strict=True):
+        if actual is None:
+            return None
+        gap += max(target - actual, 0) + max(actual - block_ceil(target, block_mib), 0)
+    return gap
+
+
+def domain_off_target(domain: Domain) -> int | None:
+    return off_target_mib(
+        [vn.actual_mib for vn in domain.vnodes],
+        [vn.target_mib for vn in domain.vnodes],
+        domain.block_mib,
+    )
 
 
 def actual_total(domain: Domain) -> int | None:
@@ -42,8 +73,7 @@ def total_reported(sizes: Sequence[int | None]) -> int | None:
 def stalled_for(domain: Domain, now: datetime) -> timedelta:
     """How long the driver has gone without progress toward an unmet target."""
     return stall_time(
-        actual_total(domain),
-        target_mib=domain.target_mib,
+        domain_off_target(domain),
         last_progress_at=domain.last_progress_at,
         target_set_at=domain.target_set_at,
         now=now,
@@ -51,26 +81,53 @@ def stalled_for(domain: Domain, now: datetime) -> timedelta:
 
 
 def stall_time(
-    actual_mib: int | None,
+    off_target: int | None,
     *,
-    target_mib: int,
     last_progress_at: datetime | None,
     target_set_at: datetime,
     now: datetime,
 ) -> timedelta:
-    """`stalled_for` of a domain given as values: its total actual size (None until every pool
-    has reported), its target and when either last moved."""
-    if actual_mib is None or actual_mib == target_mib:
+    """`stalled_for` of a domain given as values: how far its pools are from their targets
+    (`off_target_mib`: None until every pool has reported) and when either last moved."""
+    if off_target is None or off_target == 0:
         return timedelta(0)
     since = max(last_progress_at or target_set_at, target_set_at)
     return max(now - since, timedelta(0))
 
 
-def capped(reported_mib: int, *, target_mib: int, actual_mib: int | None, size_mib: int) -> int:
-    """What a vnode's reported size is taken to be: at most the larger of its target and what
-    it held before (its target when it never reported), and at most its size."""
+def capped(
+    reported_mib: int, *, target_mib: int, actual_mib: int | None, size_mib: int, block_mib: int
+) -> int:
+    """What a vnode's reported size is taken to be: at most the whole block the larger of its
+    target and what it held before lies in (its target when it never reported: a backend that
+    plugs whole blocks holds the top block whole), and at most its size."""
     held = actual_mib if actual_mib is not None else target_mib
-    return min(reported_mib, max(target_mib, held), size_mib)
+    return min(reported_mib, block_ceil(max(target_mib, held), block_mib), size_mib)
+
+
+def within_headroom(
+    changes: dict[int, int], domain: Domain, headroom_mib: np.ndarray, backing: np.ndarray
+) -> dict[int, int]:
+    """Reported sizes above what a vnode held or its target (the top block a whole-block backend
+    holds) charged only where its pnodes have the room: the part that does not fit is left
+    uncounted (``headroom_mib`` (P,), taken from as it is granted; ``backing`` (V, P))."""
+    out = dict(changes)
+    for vn in domain.vnodes:
+        mib = out.get(vn.index)
+        if mib is None:
+            continue
+        counted = max(vn.target_mib, vn.actual_mib if vn.actual_mib is not None else 0)
+        extra = mib - counted
+        if extra <= 0:
+            continue
+        pnodes = np.flatnonzero(backing[vn.index] > 0)
+        if len(pnodes) == 0:
+            pnodes = np.array([vn.home_pnode or 0])
+        room = int(headroom_mib[pnodes].min())
+        granted = max(min(extra, room), 0)
+        headroom_mib[pnodes] -= granted
+        out[vn.index] = counted + granted
+    return out
 
 
 def is_active(domain: Domain, now: datetime, settings: Settings) -> bool:
@@ -110,27 +167,37 @@ def stalled(
 
 
 def observe(
-    domain: Domain, reported: dict[int, int], now: datetime, *, actor: str, action: str
+    domain: Domain,
+    reported: dict[int, int],
+    now: datetime,
+    *,
+    actor: str,
+    action: str,
+    fit: Callable[[dict[int, int]], dict[int, int]] | None = None,
 ) -> tuple[ChangeSet, bool]:
     """A report of the pools' actual sizes (the guest's own, or the host agent's view of the
     hypervisor), as a change set and whether it made progress (pure).
 
-    A vnode's value is capped at the larger of its target and what it held before, and at its
-    size: a report can lower its charge, never raise it (believing otherwise could overcommit)."""
+    A vnode's value is capped at the whole block the larger of its target and what it held
+    before lies in, and at its size (`capped`); `fit` may lower what would be charged above
+    that (the pnodes' free memory: `within_headroom`)."""
     before = {vn.index: vn.actual_mib for vn in domain.vnodes}
-    after = dict(before)
-    for vn in domain.vnodes:
-        if vn.index in reported:
-            after[vn.index] = capped(
-                reported[vn.index],
-                target_mib=vn.target_mib,
-                actual_mib=vn.actual_mib,
-                size_mib=vn.size_mib,
-            )
-    progress = _closer(before, after, domain.target_mib)
+    taken = {
+        vn.index: capped(
+            reported[vn.index],
+            target_mib=vn.target_mib,
+            actual_mib=vn.actual_mib,
+            size_mib=vn.size_mib,
+            block_mib=domain.block_mib,
+        )
+        for vn in domain.vnodes
+        if vn.index in reported
+    }
+    after: dict[int, int | None] = {**before, **(fit(taken) if fit is not None else taken)}
+    targets = {vn.index: vn.target_mib for vn in domain.vnodes}
+    progress = _closer(before, after, targets, domain.block_mib)
     # A flagged driver found at its target cooperates again, moving or not.
-    sizes = [v for v in after.values() if v is not None]
-    at_target = len(sizes) == len(after) and sum(sizes) == domain.target_mib
+    at_target = off_target_mib(list(after.values()), list(targets.values()), domain.block_mib) == 0
     changes = ChangeSet()
     if after != before:
         changes.actual_mib[domain.id] = {
@@ -165,16 +232,21 @@ def observe(
     return changes, progress
 
 
-def _closer(before: dict[int, int | None], after: dict[int, int | None], target_mib: int) -> bool:
-    """Progress: every pool reported, and the total nearer the target than before (or first
-    reported). A driver that stays at its target makes none: it is not stalled either
-    (`stalled_for` is 0 at the target), and its rows need no write every report."""
-    if any(v is None for v in after.values()):
+def _closer(
+    before: dict[int, int | None],
+    after: dict[int, int | None],
+    targets: dict[int, int],
+    block_mib: int,
+) -> bool:
+    """Progress: every pool reported, and the pools nearer their targets than before (or first
+    reported; `off_target_mib`). A driver that stays at its target makes none: it is not stalled
+    either (`stalled_for` is 0 at the target), and its rows need no write every report."""
+    t = list(targets.values())
+    gap_after = off_target_mib(list(after.values()), t, block_mib)
+    if gap_after is None:
         return False
-    gap_after = abs(sum(v for v in after.values() if v is not None) - target_mib)
-    if any(v is None for v in before.values()):
-        return True
-    return gap_after < abs(sum(v for v in before.values() if v is not None) - target_mib)
+    gap_before = off_target_mib(list(before.values()), t, block_mib)
+    return gap_before is None or gap_after < gap_before
 
 
 def reached(step: Step, actual_mib: int) -> bool:
@@ -200,20 +272,34 @@ def complete_pool_steps(
         return set()
     steps = session.scalars(_PENDING_POOL_STEPS, {"b_domains": list(reports)}).all()
     migrations: set[str] = set()
+    done: set[str] = set()
     for step in steps:
         reported = reports[step.domain_id]
         if step.vnode in reported and reached(step, reported[step.vnode]):
             step.state = "acked"
             step.detail = f"{by} reported the pool at its target"
             step.acked_at = now
+            done.add(step.domain_id)
             if step.migration_id is not None:
                 migrations.add(step.migration_id)
+    set_step_failure(session, sorted(done), None)  # a pool step done: no failure to show
     return migrations
 
 
 _PENDING_POOL_STEPS = select(Step).where(
     Step.domain_id.in_(bindparam("b_domains", expanding=True)), pending_guest_op()
 )
+
+
+def held_levels(domain: Domain, targets_mib: np.ndarray) -> np.ndarray:
+    """Each pool's level a change starts from: its reported size, else its target (never
+    reported). Steps sized from the previous target were wrong by what the guest had not done
+    (an unplug of 384 MiB where 128 were needed) and a failed step was never issued again."""
+    out = np.asarray(targets_mib, dtype=np.int64).copy()
+    for vn in domain.vnodes:
+        if vn.actual_mib is not None and vn.index < len(out):
+            out[vn.index] = vn.actual_mib
+    return out
 
 
 def pool_change_rows(

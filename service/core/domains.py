@@ -17,8 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Integer, bindparam, case, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from service.core.balloon import pool_change_rows
+from service.core.balloon import held_levels, pool_change_rows
 from service.core.bookkeeping import set_bookkeeping
 from service.core.rows import DomainRow
 from service.db.accounting import HostAccounting
@@ -28,9 +29,11 @@ from service.db.cluster import get_cluster, load_cluster
 from service.db.leases import AWAY, LOST
 from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
+from service.db.steps import set_step_failure
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
+from service.engine.floors import vnode_floor_mib
 from service.engine.placement import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import (
@@ -171,6 +174,13 @@ def build_spec(
                 for v, (t, s) in enumerate(zip(targets, sizes, strict=True))
                 if t > s
             ]
+            floors = vnode_floor_mib(
+                sizes,
+                dynamic_min_mib=mem.dynamic_min_mib,
+                static_max_mib=sum(sizes),
+                block_mib=topo.block_mib,
+            )
+            errors += _below_floor(targets, floors.tolist())
     if errors:
         raise InvalidInput("the domain's memory settings are not valid", errors=errors)
     return Spec(
@@ -472,6 +482,9 @@ def set_target(
     precondition(domain.version)
     observe(domain)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
+    if domain.step_failure is not None:  # a new change: its steps start afresh
+        set_step_failure(session, [domain.id], None)
+        set_committed_value(domain, "step_failure", None)
     return domain, state, state.backing[domain.id]
 
 
@@ -502,10 +515,17 @@ def retarget(
         )
     except InfeasibleError as exc:
         raise _infeasible(exc, f"host {state.host.name}") from None
+    _check_floors(domain, x.sum(axis=1), policy)
     old = {"target_mib": domain.target_mib, "policy": domain.policy}
     new = {"target_mib": body.target_mib, "policy": policy}
     steps = pool_change_rows(
-        domain.id, state.host.id, topo, before.sum(axis=1), x.sum(axis=1), homes, now
+        domain.id,
+        state.host.id,
+        topo,
+        held_levels(domain, before.sum(axis=1)),
+        x.sum(axis=1),
+        homes,
+        now,
     )
     return ChangeSet(
         backing={domain.id: x},
@@ -551,6 +571,50 @@ def _check_target(domain: Domain, body: TargetPut, policy: str) -> None:
         raise InvalidInput(
             f"vnode_targets_mib needs {k} values within the vnode sizes summing to target_mib",
             errors=[{"loc": ["body", "vnode_targets_mib"], "msg": "invalid per-vnode targets"}],
+        )
+    below = _below_floor(explicit, floors_of(domain).tolist())
+    if below:
+        raise InvalidInput(
+            "a vnode target below what the vnode always keeps (its share of dynamic_min_mib, "
+            "in whole blocks: boot memory the hypervisor cannot unplug) can never be reached",
+            errors=below,
+        )
+
+
+def floors_of(domain: Domain) -> I64:
+    """Each vnode's floor (`engine.floors`): what a target or a plan never goes below."""
+    return vnode_floor_mib(
+        [vn.size_mib for vn in domain.vnodes],
+        dynamic_min_mib=domain.dynamic_min_mib,
+        static_max_mib=domain.static_max_mib,
+        block_mib=domain.block_mib,
+    )
+
+
+def _below_floor(targets: Sequence[int], floors: Sequence[int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": ["body", "vnode_targets_mib", v],
+            "msg": f"below vnode {v}'s floor of {f} MiB (its share of dynamic_min_mib in whole "
+            "blocks, which it always keeps)",
+        }
+        for v, (t, f) in enumerate(zip(targets, floors, strict=True))
+        if t < f
+    ]
+
+
+def _check_floors(domain: Domain, levels: I64, policy: str) -> None:
+    """A policy's distribution that leaves a vnode below its floor is refused, located at the
+    target: that target, with this policy, asks a vnode for what it cannot give."""
+    floors = floors_of(domain)
+    low = [v for v in range(len(floors)) if int(levels[v]) < int(floors[v])]
+    policy = str(getattr(policy, "value", policy))
+    if low:
+        where = ", ".join(f"vnode {v} at {int(levels[v])} < {int(floors[v])} MiB" for v in low)
+        raise InvalidInput(
+            f"policy {policy!r} would put {where}, below what the vnode always keeps; use "
+            "policy 'proportional' or explicit vnode targets at or above the floors",
+            errors=[{"loc": ["body", "target_mib"], "msg": f"policy {policy!r}: {where}"}],
         )
 
 

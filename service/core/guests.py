@@ -10,14 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.core import unit
-from service.core.balloon import complete_pool_steps, observe
+from service.core.balloon import complete_pool_steps, observe, within_headroom
 from service.core.domains import load_domain, lock_domain_host
 from service.core.migration_requests import drive_on
 from service.core.views import memranges
 from service.db.apply import apply
 from service.db.models import Domain
+from service.db.report_view import write_guest_visible
 from service.db.steps import pending_guest_steps
 from service.errors import InvalidInput, NotFound
 from service.schemas.guest import (
@@ -60,8 +62,8 @@ def topology(session: Session, domain_id: str) -> GuestTopology:
     )
 
 
-def _balloon_view(session: Session, domain: Domain) -> GuestBalloon:
-    steps = pending_guest_steps(session, domain.id)
+def _balloon_view(session: Session, domain: Domain, now: datetime) -> GuestBalloon:
+    steps = pending_guest_steps(session, domain.id, now)
     return GuestBalloon(
         target_mib=domain.target_mib,
         vnodes=[
@@ -86,9 +88,9 @@ def _balloon_view(session: Session, domain: Domain) -> GuestBalloon:
     )
 
 
-def balloon(session: Session, domain_id: str) -> GuestBalloon:
-    """Targets per pool and the operations waiting on the guest's driver."""
-    return _balloon_view(session, _own_domain(session, domain_id))
+def balloon(session: Session, domain_id: str, now: datetime) -> GuestBalloon:
+    """Targets per pool and the operations waiting on the guest's driver (due now)."""
+    return _balloon_view(session, _own_domain(session, domain_id), now)
 
 
 def report(
@@ -104,7 +106,7 @@ def report(
 
     def record(session: Session) -> tuple[GuestBalloon, set[str]]:
         domain, moved_on = guest_report(session, domain_id, body, now, actor)
-        return _balloon_view(session, domain), moved_on
+        return _balloon_view(session, domain, now), moved_on
 
     out, moved_on = unit.write(db, record)
     drive_on(db, moved_on, settings, now)
@@ -120,8 +122,22 @@ def guest_report(
     domain, state = lock_domain_host(session, domain_id, now)
     _check_pools(domain, body)
     reported = {p.index: p.actual_mib for p in body.vnodes}
-    changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")
+    headroom = state.headroom_mib(excluding=domain.id) - state.charges()[domain.id].sum(axis=0)
+    backing = state.backing[domain.id]
+    changes, _ = observe(
+        domain,
+        reported,
+        now,
+        actor=actor,
+        action="domain.balloon_reported",
+        fit=lambda taken: within_headroom(taken, domain, headroom, backing),
+    )
     apply(session, state, changes, now=now)
+    seen = {p.index: p.visible_mib for p in body.vnodes if p.visible_mib is not None}
+    changed = {i: mib for i, mib in seen.items() if domain.vnodes[i].guest_visible_mib != mib}
+    write_guest_visible(session, domain.id, changed)
+    for i, mib in changed.items():
+        set_committed_value(domain.vnodes[i], "guest_visible_mib", mib)
     moved_on = complete_pool_steps(session, {domain.id: reported}, now)
     session.flush()
     return domain, moved_on

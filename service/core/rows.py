@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from service.db.models import Domain
 
@@ -20,6 +21,7 @@ class ListedVnode:
     target_mib: int
     actual_mib: int | None
     home_pnode: int | None
+    guest_visible_mib: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +38,7 @@ class ListedDomain:
     target_mib: int
     distances: list[list[int]]
     uncooperative: bool
+    step_failure: dict[str, Any] | None
     external_id: str | None
     labels: dict[str, str]
     version: int

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.core.balloon import actual_total, is_active, pool_change_rows, stalled
+from service.core.balloon import (
+    actual_total,
+    held_levels,
+    is_active,
+    pool_change_rows,
+    stalled,
+)
 from service.core.domains import topology_of
 from service.core.unit import discard
 from service.db.accounting import HostAccounting
@@ -33,20 +39,30 @@ from service.settings import Settings
 
 
 def _request_vector(body: SqueezeRequest, n_pnodes: int) -> np.ndarray | None:
-    if body.free_mib is None:
+    given = body.per_pnode()
+    if given is None:
         return None
+    field, per_pnode = given
     vec = np.zeros(n_pnodes, dtype=np.int64)
     errors = []
-    for key, mib in body.free_mib.items():
+    for key, mib in per_pnode.items():
         if not key.isdigit() or int(key) >= n_pnodes:
             errors.append(
-                {"loc": ["body", "free_mib", key], "msg": f"not a pnode index 0..{n_pnodes - 1}"}
+                {"loc": ["body", field, key], "msg": f"not a pnode index 0..{n_pnodes - 1}"}
             )
             continue
         vec[int(key)] = mib
     if errors:
-        raise InvalidInput("free_mib names pnodes the host does not have", errors=errors)
+        raise InvalidInput(f"{field} names pnodes the host does not have", errors=errors)
     return vec
+
+
+def _total_to_keep(state: HostAccounting, body: SqueezeRequest) -> int | None:
+    """MiB to leave free host-wide: as given, or what is free now plus ``free_more_mib``."""
+    if body.free_more_mib is None:
+        return body.keep_total()
+    free_now = state.capacity_mib - state.claimed_mib - state.allocated_mib()
+    return int(free_now.sum()) + body.free_more_mib
 
 
 def _input(
@@ -76,7 +92,7 @@ def _input(
         capacity_mib=state.capacity_mib,
         claimed_mib=state.claimed_mib,
         free_mib=_request_vector(body, state.n_pnodes),
-        total_free_mib=body.total_free_mib,
+        total_free_mib=_total_to_keep(state, body),
         balance=body.balance,
     )
 
@@ -178,13 +194,13 @@ def _changes(
             d.id,
             state.host.id,
             topology_of(d),
-            state.backing[d.id].sum(axis=1),
+            held_levels(d, state.backing[d.id].sum(axis=1)),
             plan.vnode_target_mib[i, :k],
             [vn.home_pnode or 0 for vn in d.vnodes],
             now,
         )
     after = {
-        "request": body.model_dump(exclude={"dry_run"}),
+        "request": body.model_dump(exclude={"dry_run"}, exclude_none=True),
         "gamma": float(plan.gamma),
         "changed": moved,
     }

@@ -166,6 +166,10 @@ class Domain(Base):
     distances: Mapped[list[list[int]]] = mapped_column(JSONType)
     from_template: Mapped[bool] = mapped_column(Boolean, default=False)
     uncooperative: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The last failed attempt of one of its pool steps (status, like `uncooperative`): op, vnode,
+    # attempt, max_attempts, detail, failed_at, retry_at (None once the attempts are spent).
+    # Cleared when a pool step of the domain is done or its target changes.
+    step_failure: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     target_set_at: Mapped[datetime] = mapped_column()
     last_progress_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column()
@@ -198,8 +202,12 @@ class Vnode(Base):
     # len(vcpus), kept as a column so per-pnode vCPU load is one aggregate query.
     vcpu_count: Mapped[int] = mapped_column(Integer)
     target_mib: Mapped[int] = mapped_column(BigInteger)
-    # What the guest's balloon driver last reported for this pool; None until it reports.
+    # What the hypervisor holds for this pool (boot memory + plugged blocks), as the host
+    # agent's or the guest agent's last report said; None until one reports.
     actual_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # What the guest kernel shows of it (the node's MemTotal: less than held by the kernel's own
+    # reservations and by blocks not yet online), as the guest agent last reported; None without.
+    guest_visible_mib: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     home_pnode: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     domain: Mapped[Domain] = relationship(back_populates="vnodes", lazy="raise")
@@ -336,6 +344,10 @@ class Step(Base):
     grow: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A failed pool step is issued again as a new step (attempt + 1), shown to agents only from
+    # `not_before` (the backoff); None: at once.
+    attempt: Mapped[int] = mapped_column(Integer, server_default="1")
+    not_before: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

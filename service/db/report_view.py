@@ -10,11 +10,11 @@ The observation itself (`observed_at` here, each pnode's observed free MiB throu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Domain, Migration, Step
@@ -28,6 +28,7 @@ class DomainView:
     """One domain's balloon state: the domain-level fields, then its vnodes in index order."""
 
     target_mib: int
+    block_mib: int
     uncooperative: bool
     last_progress_at: datetime | None
     target_set_at: datetime
@@ -76,6 +77,7 @@ _VNODE_ROWS = (
         VNODES.c.target_mib,
         VNODES.c.size_mib,
         VNODES.c.actual_mib,
+        DOMAINS.c.block_mib,
     )
     .join(VNODES, VNODES.c.domain_id == DOMAINS.c.id)
     .where(DOMAINS.c.host_id == bindparam("b_host"))
@@ -97,6 +99,7 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
         if view is None:
             view = domains[row[0]] = DomainView(
                 target_mib=row[1],
+                block_mib=row[9],
                 uncooperative=row[2],
                 last_progress_at=row[3],
                 target_set_at=row[4],
@@ -136,3 +139,17 @@ def foreign_domains(session: Session, host_id: str, domain_ids: Sequence[str]) -
         ~moving,
     )
     return set(session.scalars(stmt))
+
+
+_GUEST_VISIBLE = (
+    update(VNODES)
+    .where(and_(VNODES.c.domain_id == bindparam("b_domain"), VNODES.c.index == bindparam("b_i")))
+    .values(guest_visible_mib=bindparam("b_mib"))
+)
+
+
+def write_guest_visible(session: Session, domain_id: str, visible_mib: Mapping[int, int]) -> None:
+    """What the guest kernel shows of each reported vnode (status: no version moves)."""
+    if visible_mib:
+        rows = [{"b_domain": domain_id, "b_i": i, "b_mib": m} for i, m in visible_mib.items()]
+        session.connection().execute(_GUEST_VISIBLE, rows)

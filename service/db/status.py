@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import Update
 from service.db.models import Domain, Host
 
 _STATUS_COLUMNS = {
-    Domain: frozenset({"uncooperative", "last_progress_at"}),
+    Domain: frozenset({"uncooperative", "last_progress_at", "step_failure"}),
     Host: frozenset({"drift_flagged", "observed_at"}),
 }
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, select
+from sqlalchemy import ColumnElement, Row, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Migration, Step
+from service.db.models import Domain, Migration, Step
 from service.vocabulary import GUEST_OPS, StepState
 
 MAX_PENDING = 1000
@@ -19,21 +21,45 @@ def pending_guest_op() -> ColumnElement[bool]:
     return and_(Step.state == StepState.PENDING, Step.op.in_(GUEST_OPS))
 
 
-def pending_guest_steps(session: Session, domain_id: str) -> Sequence[Step]:
-    """The steps waiting on a domain's balloon driver, in order (one statement)."""
+def due(now: datetime) -> ColumnElement[bool]:
+    """A step an agent may see now: not a retry still backing off (`not_before` ahead)."""
+    return or_(Step.not_before.is_(None), Step.not_before <= now)
+
+
+def pending_guest_steps(session: Session, domain_id: str, now: datetime) -> Sequence[Step]:
+    """The steps waiting on a domain's balloon driver and due, in order (one statement)."""
     return session.scalars(
-        select(Step).where(Step.domain_id == domain_id, pending_guest_op()).order_by(Step.seq)
+        select(Step)
+        .where(Step.domain_id == domain_id, pending_guest_op(), due(now))
+        .order_by(Step.seq)
     ).all()
 
 
-def pending_steps(session: Session, host_id: str) -> Sequence[Step]:
-    """The host's pending steps, oldest first (at most MAX_PENDING, one statement)."""
+def pending_steps(session: Session, host_id: str, now: datetime) -> Sequence[Step]:
+    """The host's pending steps that are due, oldest first (at most MAX_PENDING, one
+    statement)."""
     return session.scalars(
         select(Step)
-        .where(Step.host_id == host_id, Step.state == "pending")
+        .where(Step.host_id == host_id, Step.state == "pending", due(now))
         .order_by(Step.created_at, Step.seq)
         .limit(MAX_PENDING)
     ).all()
+
+
+def set_step_failure(
+    session: Session, domain_ids: list[str], failure: dict[str, Any] | None
+) -> None:
+    """The domains' last step failure (status: their version does not move); None clears it
+    where it is set."""
+    if not domain_ids:
+        return
+    where: ColumnElement[bool] = Domain.id.in_(domain_ids)
+    if failure is None:
+        where = and_(where, Domain.step_failure.is_not(None))
+    session.execute(
+        update(Domain).where(where).values(step_failure=failure),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def step_migration_id(session: Session, host_id: str, step_id: str) -> Row[str | None] | None:

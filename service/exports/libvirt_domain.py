@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Literal
 
+from service.engine.floors import vnode_floor_mib
 from service.exports.libvirt import _check_name, _numatune_element, _serialize
 from service.exports.model import ExportDomain, ExportError, compress_ranges
 
@@ -43,11 +44,13 @@ def boot_mib(domain: ExportDomain) -> list[int]:
     block = domain.block_mib
     if block is None or domain.dynamic_min_mib is None:
         raise ExportError("a libvirt domain with virtio-mem needs the domain's block size")
-    out = []
-    for v in domain.vnodes:
-        share = domain.dynamic_min_mib * v.size_mib // domain.static_max_mib
-        out.append(min(v.size_mib, max(block, share // block * block)))
-    return out
+    floors = vnode_floor_mib(
+        [v.size_mib for v in domain.vnodes],
+        dynamic_min_mib=domain.dynamic_min_mib,
+        static_max_mib=domain.static_max_mib,
+        block_mib=block,
+    )
+    return [int(f) for f in floors.tolist()]
 
 
 def _kib(parent: ET.Element, tag: str, mib: int) -> None:

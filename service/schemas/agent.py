@@ -114,6 +114,7 @@ class StepOut(BaseModel):
     )
     state: str
     detail: str | None
+    attempt: int = Field(default=1, description="1, or the retry's number after failures")
     created_at: datetime
     destination: StepDestination | None = Field(
         default=None, description="migrate steps only: the destination and its binding"

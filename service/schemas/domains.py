@@ -173,13 +173,35 @@ class MemRange(BaseModel):
     end_pfn: int
 
 
+class StepFailure(BaseModel):
+    step_id: Id
+    op: str
+    vnode: int | None
+    attempt: int = Field(description="The attempt that failed, from 1")
+    max_attempts: int
+    detail: str | None = Field(description="What the agent said")
+    failed_at: datetime
+    retry_at: datetime | None = Field(description="When the next attempt is shown to agents")
+    retry_step_id: Id | None = None
+
+
 class VnodeOut(BaseModel):
     index: int
     size_mib: int
     vcpus: list[int]
     distances: list[int]
     target_mib: int
-    actual_mib: int | None = Field(description="Last size the guest's balloon driver reported")
+    actual_mib: int | None = Field(
+        description="Held by the hypervisor for this vnode (boot memory + plugged blocks, or "
+        "the balloon's size), as the host agent's or the guest agent's last report said; null "
+        "until one reports. This is what the accounting charges."
+    )
+    guest_visible_mib: int | None = Field(
+        default=None,
+        description="Visible to the guest: its kernel's MemTotal of this node, as the guest "
+        "agent last reported it; lower than actual_mib by the kernel's own reservations and "
+        "by blocks not (yet) online. null without a guest agent that reports it.",
+    )
     home_pnode: int | None = Field(description="The pnode running this vnode's vCPUs")
     backing_mib: list[int] = Field(description="MiB of this vnode on each pnode of the host")
     memranges: list[MemRange]
@@ -240,6 +262,12 @@ class DomainOut(BaseModel):
         description="Its host's agent: connected (lease held), lost (the lease lapsed: what the "
         "service holds of this domain is no longer observed), null when the host's agent never "
         "took a lease or the domain has no host",
+    )
+    step_failure: StepFailure | None = Field(
+        default=None,
+        description="The last failed attempt of one of its pool steps, while it stands: "
+        "retried after retry_at (null once max_attempts are spent); cleared when a pool step "
+        "is done or the target changes",
     )
     external_id: str | None
     labels: dict[str, str]

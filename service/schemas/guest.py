@@ -106,7 +106,14 @@ class PoolReport(StrictModel):
     model_config = strict_example({"index": 0, "actual_mib": 3072})
 
     index: int = Field(strict=True, ge=0, lt=32)
-    actual_mib: MiB
+    actual_mib: MiB = Field(
+        description="What the pool holds: the node's memory blocks online, or offline and still "
+        "the device's (the hypervisor's view once a change is done)"
+    )
+    visible_mib: MiB | None = Field(
+        default=None,
+        description="What the guest kernel shows of the node: its MemTotal (optional)",
+    )
 
 
 class BalloonReport(StrictModel):

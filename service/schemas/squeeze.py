@@ -13,14 +13,37 @@ PnodeKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,2})$")]
 
 
 class SqueezeRequest(StrictModel):
-    model_config = strict_example({"free_mib": {"0": 8192}, "dry_run": True})
+    """What a squeeze should achieve, in exactly one form. Each says how much memory is free
+    *afterwards* (capacity - claimed - allocated, as the accounting counts it), except
+    ``free_more_mib``, which says how much more than is free now."""
 
+    model_config = strict_example({"keep_free_mib": {"0": 8192}, "dry_run": True})
+
+    keep_free_mib: dict[PnodeKey, MiB] | None = Field(
+        default=None,
+        max_length=64,
+        description='MiB to leave free per pnode afterwards, keyed by pnode index: {"0": 8192}',
+    )
+    keep_total_free_mib: MiB | None = Field(
+        default=None, description="MiB to leave free on the whole host afterwards"
+    )
+    free_more_mib: MiB | None = Field(
+        default=None,
+        description="MiB to free on the whole host beyond what is free now (the accounting's "
+        "free MiB at the request, plus this, are left free afterwards)",
+    )
     free_mib: dict[PnodeKey, MiB] | None = Field(
         default=None,
         max_length=64,
-        description='MiB to free per pnode, keyed by pnode index: {"0": 8192}',
+        deprecated=True,
+        description="Deprecated name of keep_free_mib (MiB left free per pnode afterwards)",
     )
-    total_free_mib: MiB | None = Field(default=None, description="MiB to free on the whole host")
+    total_free_mib: MiB | None = Field(
+        default=None,
+        deprecated=True,
+        description="Deprecated name of keep_total_free_mib (MiB left free on the whole host "
+        "afterwards, not MiB to free)",
+    )
     balance: bool = Field(
         default=False, description="Share all free memory out (every domain toward dynamic_max)"
     )
@@ -28,10 +51,36 @@ class SqueezeRequest(StrictModel):
 
     @model_validator(mode="after")
     def _one_form(self) -> SqueezeRequest:
-        forms = (self.free_mib is not None) + (self.total_free_mib is not None) + self.balance
+        # The deprecated fields are read through __dict__: their attributes warn.
+        given = [
+            self.keep_free_mib,
+            self.keep_total_free_mib,
+            self.free_more_mib,
+            self.__dict__.get("free_mib"),
+            self.__dict__.get("total_free_mib"),
+        ]
+        forms = sum(g is not None for g in given) + self.balance
         if forms != 1:
-            raise ValueError("give exactly one of free_mib, total_free_mib or balance: true")
+            raise ValueError(
+                "give exactly one of keep_free_mib, keep_total_free_mib, free_more_mib or "
+                "balance: true (free_mib and total_free_mib are the deprecated names of the "
+                "first two)"
+            )
         return self
+
+    def per_pnode(self) -> tuple[str, dict[str, int]] | None:
+        """MiB to leave free per pnode and the field they came in (for located errors)."""
+        if self.keep_free_mib is not None:
+            return "keep_free_mib", self.keep_free_mib
+        old: dict[str, int] | None = self.__dict__.get("free_mib")
+        return None if old is None else ("free_mib", old)
+
+    def keep_total(self) -> int | None:
+        """MiB to leave free host-wide, by either name (``free_more_mib`` is not this)."""
+        if self.keep_total_free_mib is not None:
+            return self.keep_total_free_mib
+        old: int | None = self.__dict__.get("total_free_mib")
+        return old
 
 
 Phase = Literal["decrease", "increase", "unchanged", "held"]

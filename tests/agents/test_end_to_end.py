@@ -32,7 +32,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
 
 
 def _agent(backend: object, url: str, name: str, state: Path) -> Agent:
-    settings = Settings(url=url, admin_token=ADMIN, name=name, state_dir=state, interval_s=0)
+    settings = Settings(
+        url=url, admin_token=ADMIN, name=name, state_dir=state, interval_s=0, reserved_mib=0
+    )
     return Agent(backend, settings, sleep=lambda _: None)  # type: ignore[arg-type]
 
 

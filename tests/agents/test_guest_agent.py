@@ -62,3 +62,34 @@ def test_without_memory_blocks_meminfo_is_the_measure(tmp_path: Path) -> None:
     blocks = MemoryBlocks(host_tree(tmp_path, [2048, 1024]))
     assert not blocks.available
     assert [blocks.node_mib(0), blocks.node_mib(1)] == [2048, 1024]
+
+
+def test_the_agent_reports_what_the_guest_kernel_shows_next_to_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Issue 27 item 7: the guest's own per-node MemTotal (here 910 MiB of node 0's 1024 held)
+    goes with the report as `visible_mib`."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from numa_balloon_guest.agent import GuestAgent
+    from tests.agents.trees import NODE
+
+    root = guest_tree(tmp_path, [8, 8])
+    (root / NODE / "node0" / "meminfo").write_text("Node 0 MemTotal:  931840 kB\n")
+    sent: list[tuple[Any, Any]] = []
+
+    class FakeClient:
+        def guest_topology(self) -> Any:
+            vnodes = [SimpleNamespace(index=i, memranges=[]) for i in (0, 1)]
+            return SimpleNamespace(vnodes=vnodes)
+
+        def guest_balloon(self) -> Any:
+            return SimpleNamespace(pending=[], vnodes=[])
+
+        def guest_report(self, actual: Any, visible: Any = None) -> None:
+            sent.append((actual, visible))
+
+    agent = GuestAgent(FakeClient(), MemoryBlocks(root))  # type: ignore[arg-type]
+    agent.cycle()
+    assert sent == [({0: 1024, 1: 1024}, {0: 910, 1: 1024})]

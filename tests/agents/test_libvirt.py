@@ -275,3 +275,24 @@ def test_a_saved_definition_that_cannot_follow_leaves_the_live_resize_standing(
     assert "the saved definition kept its size: disk full" in outcome.detail
     dry = backend.apply(step, dry_run=True).detail
     assert dry.count("updateDeviceFlags") == 2 and len(dom.calls) == 2  # dry run: no call
+
+
+def test_a_balloon_step_on_a_virtio_mem_device_is_whole_blocks_and_acknowledged(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 3: a `balloon` step (the part of a change below a block) became the same
+    rounded-up `<requested>`, was left to a report that could never show it (the device holds
+    whole blocks) and stayed pending: the domain went uncooperative. It is now acknowledged once
+    the device is asked for the whole blocks its target needs."""
+    domain, dom = _qemu_domain(backend, monkeypatch)
+    dom.create()
+    # vnode 0: boot 256 MiB, requested 512 MiB (768 MiB held). 700 MiB lies in the same block.
+    same = Step("b", domain.uuid, "balloon", "balloon", 0, 0, 68, 700, False)
+    outcome = backend.apply(same, dry_run=False)
+    assert (outcome.ack, outcome.ok) == (True, True), outcome.detail
+    assert "whole blocks" in outcome.detail and dom.calls == []
+    # 383 MiB needs one block less above boot: the device is resized, and the step acked.
+    lower = Step("c", domain.uuid, "balloon", "balloon", 0, 0, 129, 383, False)
+    outcome = backend.apply(lower, dry_run=False)
+    assert (outcome.ack, outcome.ok) == (True, True), outcome.detail
+    assert dom.live_requested == {0: 128 * 1024} and "requested=131072 KiB" in outcome.detail

@@ -162,15 +162,30 @@ def test_target_changes_follow_the_policy_and_keep_accounting_exact(client: ApiC
     audit(client.app.state.sessionmaker)
     r = client.put(url, json={"target_mib": 2048})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "target_mib"]
+    # Below a vnode's floor (its share of dynamic_min_mib in whole blocks, 1024 MiB here: the
+    # boot memory no hypervisor can unplug) is refused, located (issue 27).
     r = client.put(
         url,
         json={"target_mib": 8192, "policy": "explicit", "vnode_targets_mib": [4096, 4096, 0, 0]},
     )
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["errors"]] == [
+        ["body", "vnode_targets_mib", 2],
+        ["body", "vnode_targets_mib", 3],
+    ]
+    r = client.put(
+        url,
+        json={
+            "target_mib": 8192,
+            "policy": "explicit",
+            "vnode_targets_mib": [4096, 2048, 1024, 1024],
+        },
+    )
     assert r.status_code == 200 and [v["target_mib"] for v in r.json()["vnodes"]] == [
         4096,
-        4096,
-        0,
-        0,
+        2048,
+        1024,
+        1024,
     ]
     stale = client.put(url, json={"target_mib": 8192}, headers={"If-Match": '"1"'})
     assert stale.status_code == 412

@@ -49,3 +49,32 @@ def test_a_squeeze_that_must_free_memory_takes_it_from_the_domains_above_the_lin
     assert db["phase"] == "decrease" and db["target_mib"] == 16384 - 8192
     assert client.get(f"/v1/domains/{web}").json()["memory"]["target_mib"] == 6144
     assert sum(r.json()["free_mib_after"]) == 43008 + 8192
+
+
+def test_the_squeeze_fields_say_what_they_do(client: ApiClient) -> None:
+    """Issue 27 item 8: `total_free_mib` N left N MiB free while its schema said "MiB to free".
+    `keep_total_free_mib`/`keep_free_mib` leave N free, `free_more_mib` frees N more than is
+    free now; the old names are accepted as deprecated and mean what they did."""
+    host, _web = _host_with_web(client)
+    free_now = 65536 - 6144 - 16384
+    url = f"/v1/hosts/{host}/squeeze"
+    more = client.post(url, json={"free_more_mib": 8192, "dry_run": True})
+    assert more.status_code == 200, more.text
+    assert sum(more.json()["free_mib_after"]) == free_now + 8192
+    keep = client.post(url, json={"keep_total_free_mib": free_now + 8192, "dry_run": True})
+    old = client.post(url, json={"total_free_mib": free_now + 8192, "dry_run": True})
+    assert keep.json()["domains"] == old.json()["domains"] == more.json()["domains"]
+    per_pnode = client.post(url, json={"keep_free_mib": {"0": free_now + 8192}, "dry_run": True})
+    assert sum(per_pnode.json()["free_mib_after"]) == free_now + 8192
+    two = client.post(url, json={"free_more_mib": 1, "total_free_mib": 1})
+    assert two.status_code == 422
+    bad = client.post(url, json={"keep_free_mib": {"7": 1}})
+    assert bad.json()["errors"][0]["loc"] == ["body", "keep_free_mib", "7"]
+    props = client.get("/openapi.json").json()["components"]["schemas"]["SqueezeRequest"][
+        "properties"
+    ]
+    assert props["total_free_mib"]["deprecated"] is True
+    assert props["free_mib"]["deprecated"] is True
+    assert "afterwards" in props["keep_total_free_mib"]["description"]
+    assert "left free" in props["total_free_mib"]["description"]
+    assert "beyond what is free now" in props["free_more_mib"]["description"]

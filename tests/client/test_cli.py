@@ -220,6 +220,16 @@ def test_squeeze_and_rebalance(server: Server, tmp_path: Path) -> None:
     assert done["free_mib_after"][0] >= 8000
     refused = run(server, "squeeze", host["name"], "--free", "10000000")
     assert refused.returncode == 1 and "max feasible" in refused.stderr
+    # Issue 27 item 8: --keep-free leaves N free (--free is its deprecated name), --free-more
+    # frees N more than is free now.
+    free_now = sum(
+        p["free_mib"] for p in as_json(server, "hosts", "accounting", host["name"])["pnodes"]
+    )
+    kept = as_json(server, "squeeze", host["name"], "--keep-free", str(free_now + 512), "--dry-run")
+    more = as_json(server, "squeeze", host["name"], "--free-more", "512", "--dry-run")
+    assert sum(kept["free_mib_after"]) == sum(more["free_mib_after"]) == free_now + 512
+    both = run(server, "squeeze", host["name"], "--keep-free", "1", "--free-more", "1")
+    assert both.returncode == 2
 
     reb = as_json(server, "rebalance", host["name"], "--budget-mib", "2048", "--dry-run")
     assert reb["dry_run"] is True and reb["moved_mib"] <= 2048

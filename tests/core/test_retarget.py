@@ -54,3 +54,24 @@ def test_what_refuses_a_target() -> None:
     d.state = "migrating"
     with pytest.raises(Conflict, match="migrating"):
         retarget(sim.accounting, d, TargetPut(target_mib=4096), actor="t", now=sim.now)
+
+
+def test_a_vnode_target_below_its_floor_is_refused_located() -> None:
+    """Issue 27: a vnode asked below its boot memory (its share of dynamic_min_mib in whole
+    blocks) stuck forever on a real guest; such a target is now a located 422, and a policy
+    whose distribution would do it is refused naming the vnodes."""
+    sim = _sim()  # vm: 2 x 4096, dynamic_min 1024 -> a floor of 512 per vnode
+    d = sim.domain("vm")
+    low = TargetPut(target_mib=4096, policy="explicit", vnode_targets_mib=[3840, 256])
+    with pytest.raises(InvalidInput) as refused:
+        retarget(sim.accounting, d, low, actor="t", now=sim.now)
+    assert [e["loc"] for e in refused.value.errors] == [["body", "vnode_targets_mib", 1]]
+    assert "floor of 512 MiB" in refused.value.errors[0]["msg"]
+    ok = TargetPut(target_mib=4096, policy="explicit", vnode_targets_mib=[3584, 512])
+    assert retarget(sim.accounting, d, ok, actor="t", now=sim.now).targets
+    # faithful mirrors the host: here it would leave a vnode empty.
+    d.vnodes[1].home_pnode = 0
+    with pytest.raises(InvalidInput, match="policy 'faithful' would put vnode 0 at 0 < 512"):
+        retarget(
+            sim.accounting, d, TargetPut(target_mib=1024, policy="faithful"), actor="t", now=sim.now
+        )

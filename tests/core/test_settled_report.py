@@ -35,6 +35,7 @@ def _view(state: HostAccounting, pending: set[str]) -> ReportView:
         domains={
             d.id: DomainView(
                 target_mib=d.target_mib,
+                block_mib=d.block_mib,
                 uncooperative=d.uncooperative,
                 last_progress_at=d.last_progress_at,
                 target_set_at=d.target_set_at,
@@ -55,7 +56,7 @@ def _host(rng: random.Random) -> tuple[HostAccounting, set[str]]:
         sizes = [rng.choice([1024, 2048]) for _ in range(rng.randint(1, 3))]
         domain, backing = make_domain(f"vm{n}", host, sizes, [v % 2 for v in range(len(sizes))])
         for vn in domain.vnodes:
-            vn.target_mib = rng.choice([vn.size_mib, vn.size_mib // 2])
+            vn.target_mib = rng.choice([vn.size_mib, vn.size_mib // 2, vn.size_mib // 2 - 40])
             vn.actual_mib = rng.choice([vn.target_mib, vn.target_mib, vn.size_mib, None])
         domain.target_mib = sum(v.target_mib for v in domain.vnodes)
         domain.uncooperative = rng.random() < 0.2
@@ -81,7 +82,9 @@ def _report(rng: random.Random, state: HostAccounting) -> AgentReportIn:
         for vn in d.vnodes:
             held = vn.actual_mib if vn.actual_mib is not None else vn.target_mib
             value = (
-                held if rng.random() < 0.8 else rng.choice([held - 128, held + 128, vn.size_mib])
+                held
+                if rng.random() < 0.8
+                else rng.choice([held - 128, held + 128, held + 40, vn.size_mib])
             )
             if rng.random() < 0.03:
                 value = vn.size_mib + 1  # above the span: nonsense, refused
@@ -116,7 +119,7 @@ def test_a_settled_report_is_one_the_full_path_would_not_change() -> None:
         assert not state.claimed_mib.any()
         flagged, _, changes = drift(state, {}, now, SETTINGS, "a")
         assert not changes.events and flagged == state.host.drift_flagged
-    assert yes > 300 and no > 300  # both branches were exercised
+    assert yes > 200 and no > 300  # both branches were exercised
 
 
 def test_the_steady_report_of_converged_guests_is_settled() -> None:

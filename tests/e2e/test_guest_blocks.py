@@ -55,7 +55,9 @@ class Guest:
                 "block_mib": 128,
                 "policy": "explicit",
                 "vnode_targets_mib": [512, 384],
-                "memory": {"dynamic_min_mib": 512, "dynamic_max_mib": 2048, "target_mib": 896},
+                # dynamic_min 256: a floor of one block per vnode, so the service asks what the
+                # recorded kernel (boot memory 256 MiB a node) cannot give (its refusals tested).
+                "memory": {"dynamic_min_mib": 256, "dynamic_max_mib": 2048, "target_mib": 896},
                 "vnodes": [
                     {"size_mib": 1024, "vcpus": [0], "distances": [10, 20]},
                     {"size_mib": 1024, "vcpus": [1], "distances": [20, 10]},
