@@ -7,7 +7,7 @@ the node's MemTotal as the guest agent reports it) next to what the hypervisor h
 (`actual_mib`).
 
 Revision ID: realguest_step_retries
-Revises: failover_ha
+Revises: i25_leases
 Create Date: 2026-12-06
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import service.db.base
 
 revision: str = "realguest_step_retries"
-down_revision: str | None = "failover_ha"
+down_revision: str | None = "i25_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
