@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.server import Server, free_port
+from numa_balloon_testing.server import Server, free_port
 from tests.conftest import ADMIN_TOKEN
 from tests.exports.conftest import _require_tool
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.server import Server
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server
 from tests.conftest import ADMIN_TOKEN, reset_database
 
 FAST = {"NUMA_BALLOON_INACTIVE_AFTER_S": "1", "NUMA_BALLOON_UNCOOPERATIVE_AFTER_S": "2"}

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from bench.server import Server, free_port
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server, free_port
 from tests.client.conftest import small_domain, two_socket
 from tests.client.sim import Sim
 from tests.client.sysfs_trees import memory_only

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from bench.server import Server
+from numa_balloon_testing.audit import audit
+from numa_balloon_testing.server import Server
 from service.db.session import make_engine, make_sessionmaker
-from tests.api.audit import audit
 from tests.api.factories import domain_body, host_body
 
 Call = Callable[[httpx.Client], httpx.Response]

@@ -1,19 +1,29 @@
 """The auditor: recompute every pnode's accounting from the rows and compare with what the
-service materialized. Shared by the API, concurrency and crash tests."""
+service materialized. One copy for the tests (`audit`, strict, at rest) and the load benchmark
+(`audit_db`, the checks that hold while claims expire under load)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.accounting import live_claim
+from service.db.base import utcnow
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
+from service.db.session import make_engine, make_sessionmaker
 
 
-def mib_by_pnode(s: Session, model: type[Backing] | type[Claim]) -> dict[tuple[str, int], int]:
-    """Σ MiB of backing or claim rows per (host, pnode), straight from the rows."""
-    rows = s.execute(
-        select(model.host_id, model.pnode, func.sum(model.mib)).group_by(model.host_id, model.pnode)
-    ).all()
+def mib_by_pnode(
+    s: Session, model: type[Backing] | type[Claim], *, live_at: datetime | None = None
+) -> dict[tuple[str, int], int]:
+    """Σ MiB of backing or claim rows per (host, pnode), straight from the rows (claims: only
+    those still live at `live_at`, when given)."""
+    query = select(model.host_id, model.pnode, func.sum(model.mib))
+    if live_at is not None:
+        query = query.where(live_claim(live_at))
+    rows = s.execute(query.group_by(model.host_id, model.pnode)).all()
     return {(h, p): int(m) for h, p, m in rows}
 
 
@@ -49,3 +59,25 @@ def audit_session(s: Session) -> dict[str, int]:
 def audit(factory: sessionmaker[Session]) -> dict[str, int]:
     with factory() as s:
         return audit_session(s)
+
+
+def audit_db(db_url: str) -> list[str]:
+    """The materialized pnode columns against the rows they summarize (backing, live claims),
+    as problems rather than assertions: what the load benchmark reports while it runs."""
+    problems: list[str] = []
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            backing = mib_by_pnode(s, Backing)
+            claims = mib_by_pnode(s, Claim, live_at=utcnow())
+            for pn in s.scalars(select(Pnode)).all():
+                key = (pn.host_id, pn.index)
+                if pn.allocated_mib < backing.get(key, 0):
+                    problems.append(f"{key}: allocated {pn.allocated_mib} < backing {backing[key]}")
+                if pn.claimed_mib != claims.get(key, 0):
+                    problems.append(f"{key}: claimed {pn.claimed_mib} != claims {claims.get(key)}")
+                if pn.allocated_mib + pn.claimed_mib > pn.capacity_mib:
+                    problems.append(f"{key}: overcommitted")
+    finally:
+        engine.dispose()
+    return problems
