@@ -272,13 +272,17 @@ def create_domain(
         candidates = _rank_candidates(session, spec, demand)
     reasons: list[str] = []
     for host_id in candidates[:MAX_HOST_ATTEMPTS]:
+        attempt = session.begin_nested()
         outcome = _try_host(session, host_id, spec, body, demand, actor, now)
         if not isinstance(outcome, str):
+            attempt.commit()
             return outcome
         reasons.append(outcome)
-        # Nothing was written: end the transaction so this host's lock is released before the
-        # next one is taken (two creates trying hosts in different orders cannot deadlock).
-        session.rollback()
+        # Nothing was written: roll back to the savepoint, which releases this host's row lock
+        # before the next one is taken (two creates trying hosts in different orders cannot
+        # deadlock) but keeps what the unit holds from before, the Idempotency-Key's advisory
+        # lock among them (a concurrent retry of this create must wait for our answer).
+        attempt.rollback()
     if advise is not None and (candidates or body.host_id is None):
         raise Infeasible(
             ("no active host can hold this domain" if body.host_id is None else "")

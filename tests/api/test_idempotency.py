@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
+from service.core import domains
 from service.core.sweeper import purge_idempotency_records
 from service.db.idempotency import key_digest
 from service.db.models import ApiKey, Domain, Host, IdempotencyRecord, Migration
@@ -172,6 +173,34 @@ def test_a_retry_that_looked_before_the_first_committed_replays_instead_of_409(
     finally:
         event.remove(engine, "after_cursor_execute", hold_lookups)
     assert len(looked) == 2 and out["guest_token"] is not None
+    assert count(pg_client, Domain) == 1
+
+
+@pytest.mark.postgres
+def test_retries_of_an_unplaced_create_wait_while_it_tries_its_next_host(
+    pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unpinned create whose first host fails tries the next one. It used to end the whole
+    transaction between hosts, releasing the Idempotency-Key's lock with it: a concurrent retry
+    then ran its own create and one of the two got 409 "name exists" instead of the replay."""
+    for name in ("a", "b"):
+        pg_client.post("/v1/hosts", json=host_body(name))
+    first_host_of: set[int] = set()
+    try_host = domains._try_host
+
+    def first_host_fails(session: Any, host_id: str, *args: Any) -> Any:
+        if id(session) not in first_host_of:
+            first_host_of.add(id(session))
+            time.sleep(0.05)  # a retry arrives while this one moves to its next host
+            return f"host {host_id}: refused for the test"
+        return try_host(session, host_id, *args)
+
+    monkeypatch.setattr(domains, "_try_host", first_host_fails)
+    body = domain_body("web", [2048, 2048])
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    _same_201(
+        _race(pg_client, 6, lambda: pg_client.post("/v1/domains", json=body, headers=headers))
+    )
     assert count(pg_client, Domain) == 1
 
 
