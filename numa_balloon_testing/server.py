@@ -73,7 +73,7 @@ class Server:
         cmd = [
             sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level,
-            "--no-access-log", "--timeout-keep-alive", "30",
+            "--no-access-log", "--timeout-keep-alive", "30", "--no-proxy-headers",
         ]  # fmt: skip
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
@@ -83,6 +83,14 @@ class Server:
         finally:
             if not isinstance(log, int):
                 log.close()
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()  # a start that fails leaves no uvicorn behind
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
