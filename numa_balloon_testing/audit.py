@@ -50,8 +50,16 @@ def audit_session(s: Session) -> dict[str, int]:
         assert pn.load_vcpus == load.get(key, 0), f"vCPU load differs on {key}"
         assert pn.claimed_mib == claims.get(key, 0), f"claimed differs on {key}"
         assert pn.allocated_mib + pn.claimed_mib <= pn.capacity_mib, f"overcommitted {key}"
+    targets = dict(
+        s.execute(
+            select(Vnode.domain_id, func.sum(Vnode.target_mib))
+            .join(Domain, Vnode.domain_id == Domain.id)
+            .where(Domain.state == "running")
+            .group_by(Vnode.domain_id)
+        ).all()
+    )
     for d in s.scalars(select(Domain).where(Domain.state == "running")).all():
-        total = s.scalar(select(func.sum(Vnode.target_mib)).where(Vnode.domain_id == d.id))
+        total = targets.get(d.id)
         assert total == d.target_mib, f"domain {d.name}: vnode targets {total} != {d.target_mib}"
     return {"backing": sum(backing.values()), "claims": sum(claims.values())}
 
