@@ -21,10 +21,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): requirements.lock pyproject.toml | $(PY)
+# The service (the root project), then the pieces of packages/ (the client, the `numa-balloon`
+# command, the agents' commands), all editable. Two steps: a root project that still declared the
+# commands removes them when it is replaced, and the pieces install them again.
+PIECES_EDITABLE := $(addprefix -e packages/,numa-balloon-client numa-balloon-cli \
+	numa-balloon-agent numa-balloon-guest)
+$(STAMP): requirements.lock pyproject.toml $(wildcard packages/*/pyproject.toml) | $(PY)
 	$(PY) -m pip install -q -r requirements.lock
-	@# the package itself (the `numa-balloon` command), quietly; verbose again if it fails
+	@# the packages themselves, quietly; verbose again if it fails
 	$(PY) -m pip install -q --no-deps -e . >/dev/null 2>&1 || $(PY) -m pip install --no-deps -e .
+	$(PY) -m pip install -q --no-deps $(PIECES_EDITABLE) >/dev/null 2>&1 || \
+		$(PY) -m pip install --no-deps $(PIECES_EDITABLE)
 	touch $@
 
 install: $(STAMP)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from numa_balloon_testing.server import ROOT, Server, ready
+from numa_balloon_testing.server import ROOT, Server
 
 #: The demo's clock is fast: a driver without progress for 1 s is inactive, for 2 s uncooperative.
 FAST_SETTINGS = {
@@ -16,7 +16,7 @@ FAST_SETTINGS = {
     "NUMA_BALLOON_UNCOOPERATIVE_AFTER_S": "2",
 }
 
-__all__ = ["FAST_SETTINGS", "LocalService", "ready"]
+__all__ = ["FAST_SETTINGS", "LocalService"]
 
 
 class LocalService(Server):
