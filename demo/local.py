@@ -36,7 +36,7 @@ class LocalService(Server):
     def token(self) -> str:
         return self.admin_token
 
-    def start(self, timeout_s: float = 30) -> None:
+    def start(self, timeout_s: float = 120) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "service.cli", "migrate"],

@@ -68,7 +68,7 @@ class Server:
             **self.extra_env,
         )
 
-    def start(self, timeout_s: float = 60) -> None:
+    def start(self, timeout_s: float = 120) -> None:
         env = self.env()
         cmd = [
             sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",

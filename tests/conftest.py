@@ -196,3 +196,23 @@ def _openapi_once(self: FastAPI) -> dict[str, Any]:
 
 
 FastAPI.openapi = _openapi_once  # type: ignore[method-assign]
+
+
+#: Modules bigger than this are split into groups of about this many consecutive tests.
+GROUP_SIZE = 40
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, keep the tests of a module that has a costly module-scoped
+    fixture (a uvicorn, built wheels, a fuzzing world) on one worker, so each such fixture starts
+    once; a big module is split into a few groups so one worker does not carry it alone."""
+    by_module: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d[-1].scope in ("module", "class", "package") for d in defs if d):
+            by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module, members in by_module.items():
+        groups = -(-len(members) // GROUP_SIZE)
+        for i, item in enumerate(members):
+            item.add_marker(pytest.mark.xdist_group(f"{module}#{i * groups // len(members)}"))
