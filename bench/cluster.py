@@ -258,7 +258,7 @@ def engine_rank_ms(db_url: str, repeats: int) -> tuple[float, float]:
     (shortlists and in-depth searches kept, as in a worker placing a flavour again)."""
     from service.db.cluster import load_cluster
     from service.db.session import make_engine, make_sessionmaker
-    from service.engine.place import forget_kept_searches, rank_cluster
+    from service.engine.placement import forget_kept_searches, rank_cluster
 
     engine = make_engine(db_url)
     try:

@@ -1,4 +1,4 @@
-"""Benchmark of service.engine.place against a Nova-style first-fit placement.
+"""Benchmark of service.engine.placement against a Nova-style first-fit placement.
 
 The baseline follows nova/virt/hardware.py ``numa_fit_instance_to_host``: walk
 ``itertools.permutations(host_cells, len(instance_cells))`` and return the first permutation in
@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.timing import median_ms
-from service.engine.place import (
+from service.engine.placement import (
     ClusterRanking,
     HostArrays,
     cluster_arrays,

@@ -8,7 +8,7 @@ domain's or host's ``version`` (ETag) moves: they go through `apply` as the chan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from service.core.balloon import (
     total_reported,
 )
 from service.db.accounting import HostAccounting
-from service.db.apply import apply
+from service.db.apply import apply, write_observed_free
 from service.db.changes import ChangeSet, event
 from service.db.loaders import load_host_accounting
 from service.db.models import Domain
@@ -32,7 +32,6 @@ from service.db.report_view import (
     ReportView,
     foreign_domains,
     load_report_view,
-    write_observed_free,
 )
 from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode, ReportVnode
@@ -135,15 +134,20 @@ def drift_rows(
 
 
 def drift(
-    state: HostAccounting, now: datetime, settings: Settings, actor: str
+    state: HostAccounting,
+    observed_free_mib: Mapping[int, int],
+    now: datetime,
+    settings: Settings,
+    actor: str,
 ) -> tuple[bool, list[DriftPnode], ChangeSet]:
-    """`drift_rows` of the loaded accounting, with the flag's change and event (pure)."""
+    """`drift_rows` of the loaded accounting and the pnodes' newly observed free MiB (the others
+    keep what they held), with the observation, the flag's change and its event (pure)."""
     accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
-    observed = [p.observed_free_mib for p in state.host.pnodes]
+    observed = [observed_free_mib.get(p.index, p.observed_free_mib) for p in state.host.pnodes]
     flagged, rows = drift_rows(accounted, observed, settings.drift_threshold_mib)
     host = state.host
     values: dict[str, Any] = {"observed_at": now}
-    changes = ChangeSet(status=[(host, values)])
+    changes = ChangeSet(status=[(host, values)], observed_free_mib=dict(observed_free_mib))
     if flagged != host.drift_flagged:
         values["drift_flagged"] = flagged
         changes.events.append(
@@ -260,8 +264,6 @@ def agent_report(
     validate_report(state, body)
     not_here = [d.domain_id for d in body.domains if state.domain(d.domain_id) is None]
     refuse_foreign(session, host_id, body, not_here)
-    for p in body.pnodes:
-        state.host.pnodes[p.index].observed_free_mib = p.free_mib  # Pnode: no version
     unknown: list[str] = []
     observed = ChangeSet()
     reports: dict[str, dict[int, int]] = {}
@@ -275,11 +277,13 @@ def agent_report(
             domain, reports[domain.id], now, actor=actor, action="domain.actual_observed"
         )
         observed.extend(changes)
-    apply(session, state, observed)
+    apply(session, state, observed, now=now)
     moved_on = complete_pool_steps(session, reports, now, by="host agent")
     # After the reports: a driver that just made progress is not stalled.
-    flagged, rows, drifted = drift(state, now, settings, actor)
-    apply(session, state, stalled(state.domains, now, settings, actor=actor).merge(drifted))
+    free = {p.index: p.free_mib for p in body.pnodes}
+    flagged, rows, drifted = drift(state, free, now, settings, actor)
+    changes = stalled(state.domains, now, settings, actor=actor).merge(drifted)
+    apply(session, state, changes, now=now)
     out = AgentReportOut(
         host_id=host_id,
         domains_accepted=len(reports),

@@ -16,7 +16,8 @@ from service.core import unit
 from service.core.agent_report import agent_report, drift, pnode_errors
 from service.core.balloon import stalled
 from service.core.migration_requests import drive_on
-from service.core.migrations import fail_for_step, mark_progress, migrate_destinations
+from service.core.migration_views import migrate_destinations
+from service.core.migrations import fail_for_step, mark_progress
 from service.core.sweeper import sweep_migrations
 from service.core.unit import Database
 from service.core.views import step_out
@@ -75,11 +76,11 @@ def observe_host(
     if state is None:
         raise NotFound(f"no host with id {host_id}")
     _check_pnodes(state, body)
-    for p in body.pnodes:
-        state.host.pnodes[p.index].observed_free_mib = p.free_mib  # Pnode: no version
-    flagged, rows, drifted = drift(state, now, settings, actor)
+    free = {p.index: p.free_mib for p in body.pnodes}
+    flagged, rows, drifted = drift(state, free, now, settings, actor)
     # The agent's report is the host's heartbeat: evaluate its balloon drivers now.
-    apply(session, state, drifted.merge(stalled(state.domains, now, settings, actor=actor)))
+    changes = drifted.merge(stalled(state.domains, now, settings, actor=actor))
+    apply(session, state, changes, now=now)
     return ObservedOut(
         host_id=state.host.id,
         drift_flagged=flagged,

@@ -31,7 +31,7 @@ from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
-from service.engine.place import HostArrays, Placement, place, rank_cluster
+from service.engine.placement import HostArrays, Placement, place, rank_cluster
 from service.engine.topology import VirtualTopology, virtual_from_lists
 from service.errors import Conflict, Infeasible, InvalidInput, NotFound, issues_to_errors
 from service.schemas.domains import DomainCreate, DomainPatch, DomainShape, TargetPut
@@ -399,7 +399,7 @@ def _persist_new(
             "home_pnodes": mapping.tolist(),
         },
     )
-    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]))
+    apply(session, state, ChangeSet(backing={domain.id: x}, events=[created]), now=now)
     return domain
 
 
@@ -442,7 +442,7 @@ def set_target(
     """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all."""
     domain, state = lock_domain_host(session, domain_id, now)
     precondition(domain.version)
-    apply(session, state, retarget(state, domain, body, actor=actor, now=now))
+    apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     return domain, state, state.backing[domain.id]
 
 
@@ -590,7 +590,7 @@ def delete_domain(
     state.backing.pop(domain.id, None)
     revoke_tokens(session, "guest", domain_id)
     deleted = event(actor, "domain.deleted", "domain", domain_id, before=summary)
-    apply(session, state, ChangeSet(events=[deleted]))
+    apply(session, state, ChangeSet(events=[deleted]), now=now)
 
 
 def backing_of(session: Session, domains: Sequence[DomainRow]) -> dict[str, tuple[I64, int]]:

@@ -14,13 +14,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.core import migrations
+from service.core import migration_rules, migrations
 from service.core.domains import load_domain, topology_of
 from service.db import hosts as repo
 from service.db.audit import record_event
 from service.db.cluster import load_cluster
 from service.db.models import Domain, Migration
-from service.engine.place import rank_cluster
+from service.engine.placement import rank_cluster
 from service.errors import Conflict, Infeasible, NotFound
 from service.schemas.migrations import MigrationRequest, Strategy
 from service.settings import Settings
@@ -132,7 +132,7 @@ def evacuate(
     in_flight = dict(
         session.execute(
             select(Migration.domain_id, Migration.id).where(
-                Migration.source_host_id == host_id, Migration.state.in_(migrations.ACTIVE)
+                Migration.source_host_id == host_id, Migration.state.in_(migration_rules.ACTIVE)
             )
         ).all()
     )

@@ -121,21 +121,30 @@ def guest_report(
     _check_pools(domain, body)
     reported = {p.index: p.actual_mib for p in body.vnodes}
     changes, _ = observe(domain, reported, now, actor=actor, action="domain.balloon_reported")
-    apply(session, state, changes)
+    apply(session, state, changes, now=now)
     moved_on = complete_pool_steps(session, {domain.id: reported}, now)
     session.flush()
     return domain, moved_on
 
 
 def _check_pools(domain: Domain, body: BalloonReport) -> None:
-    k = len(domain.vnodes)
+    """Refuse, located, what no guest can hold: a pool it does not have, one reported twice, a
+    size above the vnode's span (the host agents' reports are refused alike)."""
+    size_of = {vn.index: vn.size_mib for vn in domain.vnodes}
     seen: set[int] = set()
     errors = []
     for i, pool in enumerate(body.vnodes):
-        if pool.index >= k:
+        if pool.index not in size_of:
             errors.append({"loc": ["body", "vnodes", i, "index"], "msg": f"no vnode {pool.index}"})
+        elif pool.actual_mib > size_of[pool.index]:
+            errors.append(
+                {
+                    "loc": ["body", "vnodes", i, "actual_mib"],
+                    "msg": f"above vnode {pool.index}'s size of {size_of[pool.index]} MiB",
+                }
+            )
         if pool.index in seen:
             errors.append({"loc": ["body", "vnodes", i, "index"], "msg": "reported twice"})
         seen.add(pool.index)
     if errors:
-        raise InvalidInput("the report names pools this guest does not have", errors=errors)
+        raise InvalidInput("the report names pools or sizes this guest cannot have", errors=errors)

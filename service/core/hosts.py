@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.core import evacuation
 from service.core.bookkeeping import set_bookkeeping
-from service.core.migrations import claims_of, migration_out
+from service.core.migration_views import claims_of, migration_out
 from service.core.sweeper import sweep_migrations
 from service.core.unit import Database, several
 from service.core.views import accounting_out, host_out, host_summary
@@ -127,8 +127,6 @@ def register_host(session: Session, body: HostCreate, actor: str) -> HostCreated
             memory_mib=p.memory_mib,
             reserved_mib=p.reserved_mib,
             cpus=p.cpus,
-            allocated_mib=0,
-            claimed_mib=0,
         )
         for i, p in enumerate(body.pnodes)
     ]

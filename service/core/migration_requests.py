@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.core import idempotent, unit
 from service.core import migrations as core
+from service.core.migration_plans import compute_plan, plan_out
+from service.core.migration_views import claims_of, migration_out
 from service.core.sweeper import sweep_migrations
 from service.db.models import Migration
 from service.db.pagination import fetch_page, next_cursor
@@ -27,15 +29,15 @@ from service.vocabulary import MigrationState
 
 
 def _out(session: Session, migration: Migration, now: datetime, settings: Settings) -> MigrationOut:
-    claims = core.claims_of(session, [migration.id], now)[migration.id]
-    return core.migration_out(migration, claims, now, settings)
+    claims = claims_of(session, [migration.id], now)[migration.id]
+    return migration_out(migration, claims, now, settings)
 
 
 def plan(session: Session, body: MigrationRequest) -> PlanOut:
     """A dry run: mapping, pool levels, ordered steps. Nothing is reserved; the unit rolls back."""
     unit.discard(session)
-    domain, src, dst, engine_plan = core.compute_plan(session, body, lock=False)
-    return core.plan_out(domain, src, dst, engine_plan)
+    domain, src, dst, engine_plan = compute_plan(session, body, lock=False)
+    return plan_out(domain, src, dst, engine_plan)
 
 
 def start(
@@ -80,9 +82,9 @@ def list_page(
     if state is not None:
         stmt = stmt.where(Migration.state == state)
     page, more = fetch_page(session, stmt, Migration.created_at, Migration.id, cursor, limit)
-    claims = core.claims_of(session, [m.id for m in page], now)
+    claims = claims_of(session, [m.id for m in page], now)
     return Page[MigrationOut](
-        items=[core.migration_out(m, claims[m.id], now, settings) for m in page],
+        items=[migration_out(m, claims[m.id], now, settings) for m in page],
         next_cursor=next_cursor(page, more),
     )
 

@@ -27,7 +27,7 @@ from service.db.cluster import ClusterView, get_cluster, load_cluster
 from service.db.models import Domain, Host
 from service.engine.distribute import distribute
 from service.engine.errors import InfeasibleError
-from service.engine.place import HostArrays, Placement, rank_cluster
+from service.engine.placement import HostArrays, Placement, rank_cluster
 from service.engine.topology import VirtualTopology
 from service.errors import NotFound
 from service.schemas.domains import PlacementRequest

@@ -51,7 +51,7 @@ def rebalance_host(
     if body.dry_run:
         discard(session)  # nothing is written: the unit rolls back
     elif changes:
-        apply(session, state, changes)
+        apply(session, state, changes, now=now)
     return out
 
 

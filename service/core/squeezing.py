@@ -96,7 +96,7 @@ def squeeze_host(
     if body.dry_run:
         discard(session)  # nothing is written: the unit rolls back
     else:
-        apply(session, state, changes)
+        apply(session, state, changes, now=now)
     return result
 
 

@@ -4,14 +4,16 @@ Every operation that changes a host's memory ends here. `apply` writes the chang
 number of statements (one on PostgreSQL for a retarget: docs/adr/0003-cte-write-batches.md),
 brings the loaded rows up to date, then recomputes the pnode counters from the accounting it now
 holds and refuses an overcommit before writing them. It is the only writer of `allocated_mib`,
-`claimed_mib` and `load_vcpus`: two writers kept in step by hand is how counters drifted under
-concurrent squeezes.
+`claimed_mib` and `load_vcpus`, of the claim rows behind `claimed_mib`, and of the agents'
+`observed_free_mib`: two writers kept in step by hand is how counters drifted under concurrent
+squeezes. `tests/test_write_path.py` fails when any other module of `service/` assigns them.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Set
+from collections.abc import Mapping, Set
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -22,31 +24,38 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     delete,
+    func,
     insert,
+    select,
     update,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import UpdateBase
 
-from service.db.accounting import I64, HostAccounting
-from service.db.base import utcnow
+from service.db.accounting import I64, HostAccounting, live_claim
 from service.db.batch import Build, WriteBatch, alone, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
-from service.db.models import Domain, Host
+from service.db.models import Claim, Domain, Host
 from service.db.status import status_update
-from service.db.tables import BACKING, DOMAINS, EVENTS, PNODES, STEPS, VNODES
+from service.db.tables import BACKING, CLAIMS, DOMAINS, EVENTS, PNODES, STEPS, VNODES
 from service.errors import Conflict
 
 
-def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> None:
-    """Write `changes` to a locked host and recompute its counters in the same transaction.
+def apply(
+    session: Session, accounting: HostAccounting, changes: ChangeSet, *, now: datetime
+) -> None:
+    """Write `changes` to a locked host and recompute its counters in the same transaction;
+    `now` is the request's clock (what `updated_at` says, which claims are live).
 
     Raises `Infeasible` (nothing written that the caller's rollback would not undo) when the
     result would overcommit a pnode, and `Conflict` when a domain's version moved meanwhile.
     """
     session.flush()  # rows the operation added through the ORM (a new domain) come first
+    _write_claims(session, accounting, changes, now)
+    _write_observed(session, accounting, changes.observed_free_mib)
     batch = WriteBatch(session)
     if changes.backing.keys() & changes.pool_targets.keys():
         raise ValueError("a domain's pool levels follow its new backing or are given, not both")
@@ -61,7 +70,7 @@ def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> N
     batch.add_rows(STEPS, changes.new_steps)
     _write_status(session, changes.status)
     batch.add_rows(EVENTS, changes.events)
-    updated_at = utcnow()
+    updated_at = now
     guards = [_target_params(t, updated_at) for t in changes.targets]
     absorb(accounting, changes, updated_at=updated_at)
     _write_counters(batch, accounting)
@@ -76,9 +85,42 @@ def apply(session: Session, accounting: HostAccounting, changes: ChangeSet) -> N
         raise Conflict("the domain changed while this request ran; retry")
 
 
-def write_counters(session: Session, accounting: HostAccounting) -> None:
-    """`apply` of nothing: the counters of a host whose rows changed through the ORM."""
-    apply(session, accounting, ChangeSet())
+def write_observed_free(session: Session, host_id: str, free_mib: Mapping[int, int]) -> None:
+    """Each reported pnode's observed free MiB (status: pnodes carry no version), for a report
+    that changes nothing else (`agent_report`'s settled path: no accounting loaded)."""
+    if free_mib:
+        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
+        session.connection().execute(_OBSERVED_FREE, rows)
+
+
+def _write_observed(session: Session, accounting: HostAccounting, free: dict[int, int]) -> None:
+    """The observations that differ from what the pnodes hold, written and set in memory."""
+    pnodes = accounting.host.pnodes
+    changed = {i: f for i, f in free.items() if pnodes[i].observed_free_mib != f}
+    write_observed_free(session, accounting.host.id, changed)
+    for index, free_mib in changed.items():
+        set_committed_value(pnodes[index], "observed_free_mib", free_mib)
+
+
+def _write_claims(
+    session: Session, accounting: HostAccounting, changes: ChangeSet, now: datetime
+) -> None:
+    """Release, hold and add the host's claims, then read their live sum per pnode again: the
+    `claimed_mib` the counters are written from."""
+    host_id = accounting.host.id
+    if changes.released_claims:
+        session.execute(_RELEASE_CLAIMS, {"b_host": host_id, "b_ids": changes.released_claims})
+    if changes.held_claims:
+        session.execute(_HOLD_CLAIMS, {"b_host": host_id, "b_ids": changes.held_claims})
+    if changes.claims:
+        if any(row["host_id"] != host_id for row in changes.claims):
+            raise ValueError("a change set claims memory of its own host only")
+        session.execute(insert(CLAIMS), changes.claims)
+    if changes.claims_change():
+        claimed = np.zeros(accounting.n_pnodes, dtype=np.int64)
+        for pnode, mib in session.execute(_LIVE_CLAIMS, {"b_host": host_id, "b_now": now}):
+            claimed[pnode] = mib
+        accounting.claimed_mib = claimed
 
 
 def _write_counters(batch: WriteBatch, accounting: HostAccounting) -> None:
@@ -367,3 +409,25 @@ _DELETE_BACKING = delete(BACKING).where(
     BACKING.c.domain_id.in_(bindparam("b_domains", expanding=True))
 )
 _INSERT_BACKING = insert(BACKING)
+_OBSERVED_FREE = (
+    update(PNODES)
+    .where(and_(PNODES.c.host_id == bindparam("b_host"), PNODES.c.index == bindparam("b_i")))
+    .values(observed_free_mib=bindparam("b_free"))
+)
+_RELEASE_CLAIMS = delete(CLAIMS).where(
+    CLAIMS.c.host_id == bindparam("b_host"),
+    CLAIMS.c.migration_id.in_(bindparam("b_ids", expanding=True)),
+)
+_HOLD_CLAIMS = (
+    update(CLAIMS)
+    .where(
+        CLAIMS.c.host_id == bindparam("b_host"),
+        CLAIMS.c.migration_id.in_(bindparam("b_ids", expanding=True)),
+    )
+    .values(expires_at=None)
+)
+_LIVE_CLAIMS = (
+    select(Claim.pnode, cast(func.sum(Claim.mib), BigInteger()))
+    .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
+    .group_by(Claim.pnode)
+)

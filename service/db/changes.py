@@ -47,6 +47,13 @@ class ChangeSet:
     # domain id -> per-vnode pool targets that do not follow its backing (a migration's levels)
     pool_targets: dict[str, list[int]] = field(default_factory=dict)
     status: list[tuple[Domain | Host, Row]] = field(default_factory=list)  # version unchanged
+    # Claims on this host's pnodes: rows to add (`claim_row`), and migrations whose claims are
+    # released (deleted) or held (no longer leased by the clock); `apply` re-reads the live sum.
+    claims: list[Row] = field(default_factory=list)
+    released_claims: list[str] = field(default_factory=list)  # migration ids
+    held_claims: list[str] = field(default_factory=list)  # migration ids
+    # pnode index -> the free MiB its agent observed (status: pnodes carry no version)
+    observed_free_mib: dict[int, int] = field(default_factory=dict)
     events: list[Row] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -59,6 +66,10 @@ class ChangeSet:
                 self.actual_mib,
                 self.pool_targets,
                 self.status,
+                self.claims,
+                self.released_claims,
+                self.held_claims,
+                self.observed_free_mib,
                 self.events,
             )
         )
@@ -79,7 +90,15 @@ class ChangeSet:
         self.actual_mib.update(other.actual_mib)
         self.pool_targets.update(other.pool_targets)
         self.status += other.status
+        self.claims += other.claims
+        self.released_claims += other.released_claims
+        self.held_claims += other.held_claims
+        self.observed_free_mib.update(other.observed_free_mib)
         self.events += other.events
+
+    def claims_change(self) -> bool:
+        """Whether the host's live claims move (then `apply` reads their sum again)."""
+        return bool(self.claims or self.released_claims)
 
 
 def event(
@@ -100,6 +119,29 @@ def event(
         "subject_id": subject_id,
         "before": before,
         "after": after,
+    }
+
+
+def claim_row(
+    *,
+    host_id: str,
+    pnode: int,
+    mib: int,
+    domain_id: str | None,
+    migration_id: str | None,
+    expires_at: datetime | None,
+    created_at: datetime,
+) -> Row:
+    """A claim's row, every column present: memory reserved on one pnode."""
+    return {
+        "id": new_id(),
+        "host_id": host_id,
+        "pnode": pnode,
+        "mib": mib,
+        "domain_id": domain_id,
+        "migration_id": migration_id,
+        "expires_at": expires_at,
+        "created_at": created_at,
     }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.db.cluster_feed import feed_for
 from service.db.cluster_rows import read_whole, slit_key
 from service.db.models import Backing, ClusterSettings, Domain, Host
-from service.engine.place import ClusterArrays
+from service.engine.placement import ClusterArrays
 
 
 def get_cluster(session: Session, *, lock: bool = False) -> ClusterSettings:

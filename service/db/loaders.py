@@ -9,7 +9,6 @@ Everything the engine needs is then numpy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -199,7 +198,3 @@ def load_domain_accounting(
         claimed_mib=claimed,
         others=OtherDomains(allocated_mib=rest_alloc, load_vcpus=rest_load),
     )
-
-
-def domains_of(states: Sequence[HostAccounting]) -> list[Domain]:
-    return [d for s in states for d in s.domains]

@@ -4,16 +4,17 @@ At the agents' natural rate (every host every 10 s) nearly every report repeats 
 already holds. Telling so takes the host's lock and two reads of plain rows; the full path
 (`load_host_accounting`, `observe`, `apply`) with its ORM rows runs only when the report would
 change something. Nothing here writes memory: `apply` stays the only writer of the accounting.
-The observation itself (`observed_at`, each pnode's observed free MiB) is status the agent owns.
+The observation itself (`observed_at` here, each pnode's observed free MiB through `apply`'s
+`write_observed_free`) is status the agent owns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Domain, Migration, Step
@@ -80,11 +81,6 @@ _VNODE_ROWS = (
     .where(DOMAINS.c.host_id == bindparam("b_host"))
     .order_by(DOMAINS.c.id, VNODES.c.index)
 )
-_OBSERVED_FREE = (
-    update(PNODES)
-    .where(and_(PNODES.c.host_id == bindparam("b_host"), PNODES.c.index == bindparam("b_i")))
-    .values(observed_free_mib=bindparam("b_free"))
-)
 
 
 def load_report_view(session: Session, host_id: str, now: datetime) -> ReportView | None:
@@ -119,13 +115,6 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
         observed_free_mib=[p[2] for p in pnodes],
         domains=domains,
     )
-
-
-def write_observed_free(session: Session, host_id: str, free_mib: Mapping[int, int]) -> None:
-    """Each reported pnode's observed free MiB (status: pnodes carry no version)."""
-    if free_mib:
-        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
-        session.connection().execute(_OBSERVED_FREE, rows)
 
 
 def foreign_domains(session: Session, host_id: str, domain_ids: Sequence[str]) -> set[str]:

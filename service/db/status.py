@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, update
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
 from service.db.models import Domain, Host
@@ -36,10 +34,3 @@ def status_update(rows: Sequence[Domain | Host], values: dict[str, Any]) -> Upda
     ids = [row.id for row in rows]
     where = table.c.id == ids[0] if len(ids) == 1 else table.c.id.in_(ids)
     return update(table).where(where).values(**values)
-
-
-def write_status(session: Session, row: Domain | Host, **values: Any) -> None:
-    """Write status columns of a host or domain without touching its version."""
-    session.execute(status_update([row], values))
-    for name, value in values.items():
-        set_committed_value(row, name, value)

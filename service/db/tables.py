@@ -7,9 +7,10 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from service.db.models import Backing, Domain, Event, Host, Pnode, Step, Vnode
+from service.db.models import Backing, Claim, Domain, Event, Host, Pnode, Step, Vnode
 
 BACKING = cast(Table, Backing.__table__)
+CLAIMS = cast(Table, Claim.__table__)
 DOMAINS = cast(Table, Domain.__table__)
 EVENTS = cast(Table, Event.__table__)
 HOSTS = cast(Table, Host.__table__)

@@ -53,7 +53,7 @@ from .distribute import POLICIES, Policy, apportion, distribute
 from .errors import InfeasibleError, InputError
 from .inputs import int_array
 from .metrics import distortion, remote_fraction
-from .place import place
+from .placement import place
 from .topology import VirtualTopology
 
 __all__ = [

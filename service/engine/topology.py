@@ -131,20 +131,6 @@ class PhysicalTopology:
         """Memory guests may use: the hypervisor and dom0 keep ``reserved_mib``."""
         return self.memory_mib - self.reserved_mib
 
-    @classmethod
-    def from_lists(
-        cls,
-        *,
-        memory_mib: object,
-        reserved_mib: object,
-        cpus: object,
-        distances: object,
-    ) -> PhysicalTopology:
-        """``physical_from_lists`` as a constructor."""
-        return physical_from_lists(
-            memory_mib=memory_mib, reserved_mib=reserved_mib, cpus=cpus, distances=distances
-        )
-
 
 def physical_from_lists(
     *, memory_mib: object, reserved_mib: object, cpus: object, distances: object
@@ -208,15 +194,6 @@ class VirtualTopology:
     @property
     def static_max_mib(self) -> int:
         return int(self.size_mib.sum())
-
-    @classmethod
-    def from_lists(
-        cls, *, size_mib: object, vcpus: object, distances: object, block_mib: object = 128
-    ) -> VirtualTopology:
-        """``virtual_from_lists`` as a constructor."""
-        return virtual_from_lists(
-            size_mib=size_mib, vcpus=vcpus, distances=distances, block_mib=block_mib
-        )
 
     def vcpu_count(self) -> I64:
         """vCPU counts weight the distortion metric: more vCPUs, more accesses from that vnode."""

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db.models import Backing, Domain, Host
-from service.engine.place import HostArrays
+from service.engine.placement import HostArrays
 
 
 @dataclass(frozen=True)

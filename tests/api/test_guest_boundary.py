@@ -142,7 +142,8 @@ def test_string_columns_hold_no_token_like_values(client: ApiClient) -> None:
                 assert "nbh_" not in repr(tuple(row)) and "nbg_" not in repr(tuple(row))
 
 
-def test_agent_reports_drift_and_acknowledges_steps(client: ApiClient) -> None:
+def _host_with_domain(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A host of two 8 GiB pnodes and a domain of two 2 GiB vnodes on it."""
     host = client.post(
         "/v1/hosts",
         json={
@@ -154,6 +155,11 @@ def test_agent_reports_drift_and_acknowledges_steps(client: ApiClient) -> None:
     dom = client.post(
         "/v1/domains", json=domain_body("d", [2048, 2048], host_id=host["id"], far=20)
     ).json()
+    return host, dom
+
+
+def test_agent_reports_drift_and_acknowledges_steps(client: ApiClient) -> None:
+    host, dom = _host_with_domain(client)
     agent = host["agent_token"]
     base = f"/v1/agent/hosts/{host['id']}"
     ok = client.put(
@@ -220,3 +226,26 @@ def test_guest_sees_its_pending_operations_with_pfn_ranges(client: ApiClient) ->
     assert view["vnodes"] == [
         {"index": 0, "target_mib": 1088, "actual_mib": None, "plugged_blocks": 9}
     ]
+
+
+def test_a_guest_report_above_a_vnodes_size_is_refused_located_and_changes_nothing(
+    client: ApiClient,
+) -> None:
+    """A pool can never hold more than its vnode's span: such a report is nonsense, refused
+    like the host agents' (issue #22, item 7), not silently capped."""
+    _, dom = _host_with_domain(client)
+    token = dom["guest_token"]
+    before = client.get(f"/v1/domains/{dom['id']}").json()
+    size = max(
+        v["size_mib"] for v in client.get("/v1/guest/topology", token=token).json()["vnodes"]
+    )
+    r = client.put(
+        "/v1/guest/balloon",
+        token=token,
+        json={"vnodes": [{"index": 0, "actual_mib": 1024}, {"index": 1, "actual_mib": size + 1}]},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [
+        {"loc": ["body", "vnodes", 1, "actual_mib"], "msg": f"above vnode 1's size of {size} MiB"}
+    ]
+    assert client.get(f"/v1/domains/{dom['id']}").json() == before

@@ -114,7 +114,7 @@ def test_target_writes_keep_the_version_guard(client: ApiClient, together: int) 
         state = load_host_accounting(s, host["id"], lock=False)
         assert state is not None
         targets = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
-        apply(s, state, ChangeSet(targets=targets))
+        apply(s, state, ChangeSet(targets=targets), now=utcnow())
 
     with factory() as s:
         state = load_host_accounting(s, host["id"], lock=False)
@@ -125,7 +125,7 @@ def test_target_writes_keep_the_version_guard(client: ApiClient, together: int) 
         assert state is not None
         stale = [NewTarget(domain=d, target_mib=3072, set_at=utcnow()) for d in state.domains]
         with pytest.raises(Conflict):
-            apply(s, state, ChangeSet(targets=stale))
+            apply(s, state, ChangeSet(targets=stale), now=utcnow())
         s.rollback()
     with factory() as s:
         retarget_all(s)

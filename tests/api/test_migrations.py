@@ -112,6 +112,9 @@ def test_seed_guest_moves_from_the_1_node_host_to_the_16_node_host(
     assert blocked.status_code == 200 and blocked.json()["state"] == "migrating"
     early = client.post(f"{url}/advance")
     assert early.status_code == 409 and early.json()["pending_steps"]
+    # The text names hosts as people know them (issue #22, item 9), the ids stay in `pending`.
+    assert "on host one-node" in early.json()["detail"]
+    assert one["id"] not in early.json()["detail"] and sixteen["id"] not in early.json()["detail"]
     assert ack_phase(client, one, "migrate", m["id"]) == 1
     assert client.post(f"{url}/advance").json()["state"] == "settling"
     audit(client.app.state.sessionmaker)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from service.core.migrations import _expired, abort_outcome, next_state, stuck_reason
+from service.core.migration_rules import abort_outcome, lease_expired, next_state, stuck_reason
 from service.db.base import new_id
 from service.db.models import Migration, Step
 from service.errors import Conflict
@@ -87,9 +87,9 @@ def test_abort_in_migrating_must_say_where_the_domain_runs() -> None:
 def test_only_a_planned_migrations_claims_expire_and_a_running_one_turns_stuck() -> None:
     m = _migration()
     after_ttl = T0 + timedelta(seconds=SETTINGS.claim_ttl_s)
-    assert _expired(m, after_ttl) and not _expired(m, after_ttl - timedelta(seconds=1))
+    assert lease_expired(m, after_ttl) and not lease_expired(m, after_ttl - timedelta(seconds=1))
     m.state, m.expires_at = "migrating", None  # past planned: held, whatever the clock says
-    assert not _expired(m, after_ttl + timedelta(days=1))
+    assert not lease_expired(m, after_ttl + timedelta(days=1))
     _walk(m, "migrate", "pending")
     quiet = timedelta(seconds=SETTINGS.stuck_after_s)
     assert stuck_reason(m, T0 + quiet - timedelta(seconds=1), SETTINGS) is None

@@ -114,7 +114,7 @@ def test_a_settled_report_is_one_the_full_path_would_not_change() -> None:
             assert not changes and not changes.status and not progress
         assert not stalled(state.domains, now, SETTINGS, actor="a")
         assert not state.claimed_mib.any()
-        flagged, _, changes = drift(state, now, SETTINGS, "a")
+        flagged, _, changes = drift(state, {}, now, SETTINGS, "a")
         assert not changes.events and flagged == state.host.drift_flagged
     assert yes > 300 and no > 300  # both branches were exercised
 

@@ -1,4 +1,4 @@
-"""Reference oracle for cluster ranking: ``rank_hosts``, formerly ``service.engine.place``.
+"""Reference oracle for cluster ranking: ``rank_hosts``, formerly in ``service.engine``.
 
 Production ranks with ``rank_cluster`` (padded matrices, one pass per topology); this per-host
 version is kept here only so ``test_place.py`` can compare the two against ``place``. It reuses
@@ -13,30 +13,27 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from service.engine.place import (
+from service.engine.placement.cluster import (
     _BATCH_STARTS,
     _REFINE_TOP,
+    DEFAULT_POOL_SIZE,
+    _rowwise,
+    _topology_pool,
+)
+from service.engine.placement.host import HostArrays, Placement, _finish, _fmt_mib
+from service.engine.placement.scoring import (
     _TOL,
     BALANCE_WEIGHT,
-    DEFAULT_BUDGET_EVALS,
-    DEFAULT_POOL_SIZE,
-    HostArrays,
     IntArray,
-    Placement,
     _best_lexicographic,
     _exact_distortion,
-    _finish,
-    _fmt_mib,
-    _greedy,
     _Guest,
     _Host,
     _host_terms,
     _make_guest,
     _make_host,
-    _rowwise,
-    _search,
-    _topology_pool,
 )
+from service.engine.placement.search import DEFAULT_BUDGET_EVALS, _greedy, _search
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Tests for service.engine.place: properties against brute force, and worked examples."""
+"""Tests for service.engine.placement (one host): properties against brute force, examples."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.engine import place as pl
-from service.engine.place import BALANCE_WEIGHT, HostArrays, Placement
+from service.engine.placement import BALANCE_WEIGHT, HostArrays, Placement, scoring, search
+from service.engine.placement import host as pl
 from tests.engine import rank_reference
 
 
@@ -202,11 +202,11 @@ def test_local_search_ends_in_a_true_local_optimum(
     inst: dict[str, np.ndarray], data: st.DataObject
 ) -> None:
     """Move and swap deltas are derived algebraically; recheck them by full evaluation."""
-    g = pl._make_guest(inst["demand_mib"], inst["vcpus"], inst["vdist"])
-    h = pl._make_host(inst["free_mib"], inst["cpus"], inst["pdist"], inst["load_vcpus"])
+    g = scoring._make_guest(inst["demand_mib"], inst["vcpus"], inst["vdist"])
+    h = scoring._make_host(inst["free_mib"], inst["cpus"], inst["pdist"], inst["load_vcpus"])
     v, p = len(inst["demand_mib"]), len(inst["free_mib"])
     start = np.array(data.draw(st.lists(st.integers(0, p - 1), min_size=v, max_size=v)), I64)
-    m, _ = pl._local_search(g, h, start, 10_000)
+    m, _ = search._local_search(g, h, start, 10_000)
     cands = []
     for a in range(v):
         for q in range(p):
@@ -217,10 +217,10 @@ def test_local_search_ends_in_a_true_local_optimum(
         c = m.copy()
         c[a], c[b] = c[b], c[a]
         cands.append(c)
-    over, score = pl._evaluate(g, h, np.array(cands))
-    o0, s0 = pl._evaluate(g, h, m[None])
-    key = over * pl._OVERFLOW_KEY + score
-    assert key.min() >= o0[0] * pl._OVERFLOW_KEY + s0[0] - 1e-7
+    over, score = search._evaluate(g, h, np.array(cands))
+    o0, s0 = search._evaluate(g, h, m[None])
+    key = over * scoring._OVERFLOW_KEY + score
+    assert key.min() >= o0[0] * scoring._OVERFLOW_KEY + s0[0] - 1e-7
 
 
 def test_asymmetric_distances_are_priced_exactly() -> None:
@@ -231,12 +231,12 @@ def test_asymmetric_distances_are_priced_exactly() -> None:
         pd = rng.integers(11, 60, (p, p))
         np.fill_diagonal(vd, 10)
         np.fill_diagonal(pd, 10)
-        g = pl._make_guest(rng.integers(1, 9, v), rng.integers(1, 5, v), vd)
-        h = pl._make_host(np.full(p, 100), np.full(p, 4), pd, np.zeros(p, I64))
-        m, _ = pl._local_search(g, h, rng.integers(0, p, v), 10_000)
+        g = scoring._make_guest(rng.integers(1, 9, v), rng.integers(1, 5, v), vd)
+        h = scoring._make_host(np.full(p, 100), np.full(p, 4), pd, np.zeros(p, I64))
+        m, _ = search._local_search(g, h, rng.integers(0, p, v), 10_000)
         cands = [np.where(np.arange(v) == a, q, m) for a in range(v) for q in range(p)]
-        _, score = pl._evaluate(g, h, np.array(cands))
-        assert score.min() >= pl._evaluate(g, h, m[None])[1][0] - 1e-9
+        _, score = search._evaluate(g, h, np.array(cands))
+        assert score.min() >= search._evaluate(g, h, m[None])[1][0] - 1e-9
 
 
 # --------------------------------------------------------------------------- symmetric hosts

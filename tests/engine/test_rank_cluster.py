@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.engine.place import (
+from service.engine.placement import (
     BALANCE_WEIGHT,
     SEARCHES,
     SHORTLISTS,

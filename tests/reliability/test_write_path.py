@@ -492,7 +492,7 @@ def test_one_change_set_may_move_a_backing_and_record_a_report_of_the_same_domai
                 targets=[NewTarget(domain=domain, target_mib=int(backing.sum()), set_at=clock.now)],
                 actual_mib={domain.id: {0: 600}},
             )
-            apply(s, state, changes)
+            apply(s, state, changes, now=clock.now)
             s.commit()
     finally:
         engine.dispose()

@@ -27,7 +27,6 @@ from numpy.typing import NDArray
 
 from service.engine.errors import InputError
 from service.engine.inputs import int_array
-from service.engine.place import ClusterArrays
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -116,20 +115,6 @@ class FailoverHosts:
     eligible: BoolArray
     shape: IntArray
     shapes: tuple[IntArray, ...]
-
-    @classmethod
-    def from_cluster(
-        cls, cluster: ClusterArrays, *, squeezable_mib: IntArray, eligible: BoolArray
-    ) -> FailoverHosts:
-        """The placement matrices of ``load_cluster`` plus what squeezing frees and who may
-        receive restarts."""
-        return cls(
-            free_mib=cluster.free_mib,
-            squeezable_mib=squeezable_mib,
-            eligible=eligible,
-            shape=cluster.shape,
-            shapes=cluster.shapes,
-        )
 
     @property
     def n_hosts(self) -> int:
