@@ -9,10 +9,11 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock ./
 COPY service ./service
-# the client and the CLI (`numa-balloon`) too: the demo simulator speaks through the client
+# the client too (its own distribution, packages/numa-balloon-client): the demo simulator
+# speaks through it
 COPY numa_balloon_client ./numa_balloon_client
-COPY numa_balloon_cli ./numa_balloon_cli
-RUN /opt/venv/bin/pip install -c requirements.lock .
+COPY packages/numa-balloon-client ./packages/numa-balloon-client
+RUN /opt/venv/bin/pip install -c requirements.lock . ./packages/numa-balloon-client
 
 # -- runtime: the venv and the code only, as an unprivileged user ------------------------------
 FROM python:3.11-slim-bookworm

@@ -14,17 +14,24 @@ SYSTEM_PACKAGES := libvirt-clients libxml2-utils libxenmisc4.17 docker-compose c
 	fonts-dejavu-core libvirt-dev pkg-config gcc curl jq systemd
 LIBVIRT_PYTHON := libvirt-python==12.8.0
 
-.PHONY: install run migrate test lint openapi bench system-deps clean fuzz load bench-http demo client \
+.PHONY: install run migrate test test-all lint openapi bench system-deps clean fuzz load bench-http demo client \
 	libvirt-binding dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): requirements.lock pyproject.toml | $(PY)
+# The service (the root project), then the pieces of packages/ (the client, the `numa-balloon`
+# command, the agents' commands), all editable. Two steps: a root project that still declared the
+# commands removes them when it is replaced, and the pieces install them again.
+PIECES_EDITABLE := $(addprefix -e packages/,numa-balloon-client numa-balloon-cli \
+	numa-balloon-agent numa-balloon-guest)
+$(STAMP): requirements.lock pyproject.toml $(wildcard packages/*/pyproject.toml) | $(PY)
 	$(PY) -m pip install -q -r requirements.lock
-	@# the package itself (the `numa-balloon` command), quietly; verbose again if it fails
+	@# the packages themselves, quietly; verbose again if it fails
 	$(PY) -m pip install -q --no-deps -e . >/dev/null 2>&1 || $(PY) -m pip install --no-deps -e .
+	$(PY) -m pip install -q --no-deps $(PIECES_EDITABLE) >/dev/null 2>&1 || \
+		$(PY) -m pip install --no-deps $(PIECES_EDITABLE)
 	touch $@
 
 install: $(STAMP)
@@ -60,8 +67,17 @@ libvirt-binding: install system-deps
 		$(PY) -m pip install -q $(LIBVIRT_PYTHON); } || \
 		echo "note: install libvirt-dev pkg-config gcc for the libvirt binding"
 
+# `make test`: every check on PostgreSQL, the production database, in parallel (a database per
+# xdist worker, cloned from a migrated template). `make test-all`: what `make test` leaves out,
+# the SQLite leg of the tests that run on both backends and the long soak rounds (CI runs both).
+# TEST_WORKERS=0 runs serially; PYTEST_ARGS passes more options (e.g. -x, -k).
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 test: install system-deps libvirt-binding
-	$(PY) -m pytest
+	$(PYTEST) -m "not sqlite and not soak"
+
+test-all: install system-deps libvirt-binding
+	$(PYTEST) -m "sqlite or soak"
 
 # A real Linux guest under QEMU (TCG) and two private libvirtds (two hosts), driven by the service,
 # the host agents and the guest agent inside it (docs/real-guest.md). As root it installs what it

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 
 from bench.load import scratch_postgres
-from bench.server import BENCH_ADMIN_TOKEN, Server
+from numa_balloon_testing.server import BENCH_ADMIN_TOKEN, Server
 
 HOSTILE = b'"' + b'\\"' * ((1 << 20) // 2 - 1)
 

@@ -26,8 +26,8 @@ from statistics import median
 
 import httpx
 
-from bench.server import ROOT, Server
 from numa_balloon_client import AsyncClient, Client
+from numa_balloon_testing.server import ROOT, Server
 
 ROUNDS = 3
 DOMAIN = {

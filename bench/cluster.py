@@ -49,8 +49,8 @@ import psycopg
 
 from bench.http import _cpu_s, _exchange, measure
 from bench.load import scratch_postgres
-from bench.server import Server
 from bench.timing import median_ms
+from numa_balloon_testing.server import Server
 
 DOMAINS_PER_HOST = 20
 VCPUS_PER_VNODE = 2

@@ -14,8 +14,8 @@ import os
 import numpy as np
 
 from bench.timing import median_ms
+from numa_balloon_testing.reference import ref_distribute, ref_squeeze
 from service.engine import SqueezeInput, distribute_many, squeeze
-from tests.engine.reference import ref_distribute, ref_squeeze
 
 
 def _host(d: int, v: int, p: int, seed: int = 0) -> dict[str, np.ndarray]:

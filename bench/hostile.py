@@ -17,7 +17,7 @@ import time
 
 import httpx
 
-from bench.server import Server
+from numa_balloon_testing.server import Server
 from service.db.alembic import upgrade
 
 HOSTILE = b'"' + b'\\"' * ((1 << 19) - 1)

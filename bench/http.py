@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.load import scratch_postgres
-from bench.server import Server
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server
 
 OPEN_LOOP_RPS = 100.0  # what an orchestrator offers a busy but not saturated service
 OPEN = f"open{OPEN_LOOP_RPS:.0f}"

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
-from bench.server import Server
 from numa_balloon_client import (
     ApiError,
     AsyncClient,
@@ -41,6 +40,8 @@ from numa_balloon_client import (
     ops,
     with_status,
 )
+from numa_balloon_testing.audit import audit_db
+from numa_balloon_testing.server import Server
 from service.engine.accounting import charge_mib
 
 T = TypeVar("T")
@@ -424,47 +425,6 @@ async def audit_api(url: str, token: str) -> Audit:
     names = Counter(d["name"] for d in domains)
     out.duplicates += [f"domain name {n} x{k}" for n, k in names.items() if k > 1]
     return out
-
-
-def audit_db(db_url: str) -> list[str]:
-    """The materialized pnode columns against the rows they summarize (backing, live claims)."""
-    from sqlalchemy import func, select
-
-    from service.db.accounting import live_claim
-    from service.db.models import Backing, Claim, Pnode
-    from service.db.session import make_engine, make_sessionmaker
-
-    problems: list[str] = []
-    engine = make_engine(db_url)
-    try:
-        with make_sessionmaker(engine)() as s:
-            backing = dict(
-                ((h, p), int(m))
-                for h, p, m in s.execute(
-                    select(Backing.host_id, Backing.pnode, func.sum(Backing.mib)).group_by(
-                        Backing.host_id, Backing.pnode
-                    )
-                ).all()
-            )
-            claims = dict(
-                ((h, p), int(m))
-                for h, p, m in s.execute(
-                    select(Claim.host_id, Claim.pnode, func.sum(Claim.mib))
-                    .where(live_claim(datetime.now(UTC)))
-                    .group_by(Claim.host_id, Claim.pnode)
-                ).all()
-            )
-            for pn in s.scalars(select(Pnode)).all():
-                key = (pn.host_id, pn.index)
-                if pn.allocated_mib < backing.get(key, 0):
-                    problems.append(f"{key}: allocated {pn.allocated_mib} < backing {backing[key]}")
-                if pn.claimed_mib != claims.get(key, 0):
-                    problems.append(f"{key}: claimed {pn.claimed_mib} != claims {claims.get(key)}")
-                if pn.allocated_mib + pn.claimed_mib > pn.capacity_mib:
-                    problems.append(f"{key}: overcommitted")
-    finally:
-        engine.dispose()
-    return problems
 
 
 @dataclass

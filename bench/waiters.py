@@ -38,7 +38,7 @@ import httpx
 
 from bench.http import _cpu_s
 from bench.load import scratch_postgres
-from bench.server import Server
+from numa_balloon_testing.server import Server
 
 T = TypeVar("T")
 KEYS = 20

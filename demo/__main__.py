@@ -9,10 +9,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from demo.local import LocalService, ready
 from demo.story import Story
-from numa_balloon_client import Client
+from numa_balloon_client import Client, NumaBalloonError, RetryPolicy
+
+if TYPE_CHECKING:  # --local only: the image runs `--url` and has no launcher (numa_balloon_testing)
+    from demo.local import LocalService
+
+
+def ready(url: str) -> bool:
+    """`GET /readyz` answered 200 (one attempt: the caller polls)."""
+    with Client(url, timeout_s=2, retry=RetryPolicy(attempts=1)) as nb:
+        try:
+            nb.readyz()
+        except NumaBalloonError:
+            return False
+    return True
 
 
 def wait_ready(url: str, timeout_s: float) -> None:
@@ -57,6 +70,7 @@ def serve(svc: LocalService) -> None:
 def play_real_local(
     workdir: str | None, summary_json: str | None, port: int | None, stay: bool
 ) -> int:
+    from demo.local import LocalService
     from demo.real_agents import play_real
 
     with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
@@ -103,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.agents == "real":
         return play_real_local(args.workdir, args.summary_json, args.port, args.serve)
     if args.local:
+        from demo.local import LocalService
+
         with tempfile.TemporaryDirectory(prefix="numa-balloon-demo-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
             with LocalService(workdir, port=args.port) as svc:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from numa_balloon_testing.audit import mib_by_pnode
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
 from service.db.session import make_engine, make_sessionmaker
-from tests.api.audit import mib_by_pnode
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import Server
+from numa_balloon_testing.server import Server
 from tests.conftest import ADMIN_TOKEN
 from tests.exports.conftest import _require_tool
 from tests.test_ui import CHROMIUM_FLAGS, chromium

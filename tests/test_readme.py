@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.server import Server, free_port
+from numa_balloon_testing.server import Server, free_port
 from tests.conftest import ADMIN_TOKEN
 from tests.exports.conftest import _require_tool
 

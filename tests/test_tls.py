@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.server import free_port
+from numa_balloon_testing.server import free_port
 from service.db.alembic import upgrade
 from tests.conftest import ADMIN_TOKEN
 

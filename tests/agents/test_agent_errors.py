@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from demo.local import LocalService, free_port
+from demo.local import LocalService
 from numa_balloon_agent.cli import main as agent_main
 from numa_balloon_client import Client
 from numa_balloon_guest.cli import main as guest_main
+from numa_balloon_testing.server import free_port
 from tests.agents.trees import guest_tree, host_tree
 from tests.libvirt_env import require_binding
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from demo.local import free_port
+from numa_balloon_testing.server import free_port
 from tests.agents.systemd_units import exec_start, lay_out, missing, verify
 from tests.agents.trees import guest_tree, host_tree
 

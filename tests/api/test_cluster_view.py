@@ -6,9 +6,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from numa_balloon_testing.audit import audit
 from service.db.cluster import load_cluster
 from service.db.models import Domain
-from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.cluster_reference import cluster_hosts
 from tests.api.factories import created, domain_body, host_body

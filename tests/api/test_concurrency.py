@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
+from numa_balloon_testing.audit import audit
 from service.core import domains as core
 from service.db.models import Backing, Domain, Pnode
-from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 

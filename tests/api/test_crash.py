@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.server import Server
+from numa_balloon_testing.audit import audit as audit_rows
+from numa_balloon_testing.server import Server
 from service.db.session import make_engine, make_sessionmaker
-from tests.api.audit import audit as audit_rows
 from tests.api.factories import slit
 from tests.conftest import ADMIN_TOKEN
 

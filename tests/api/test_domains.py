@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from numa_balloon_testing.audit import audit
 from service.db.models import Backing, Domain, Event, Token
-from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body, slit
 from tests.api.statements import count_statements

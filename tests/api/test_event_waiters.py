@@ -21,7 +21,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 from sqlalchemy import event, insert
 
-from bench.server import Server
+from numa_balloon_testing.server import Server
 from service.api.watch import HOLE_GRACE_S, MAX_HOLES, EventHub, LogCursor
 from service.app import create_app
 from service.db.events import EventFilter, events_after

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.server import Server
+from numa_balloon_testing.server import Server
 from tests.api.factories import host_body
 from tests.conftest import ADMIN_TOKEN
 

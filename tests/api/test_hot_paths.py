@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from numa_balloon_testing.audit import audit
 from service.db.apply import apply
 from service.db.changes import ChangeSet, NewTarget
 from service.db.loaders import load_host_accounting
 from service.db.models import Domain, Pnode
 from service.errors import Conflict
-from tests.api.audit import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 from tests.api.statements import count_statements

@@ -6,16 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.server import Server
 from numa_balloon_client import Client
-from tests.conftest import ADMIN_TOKEN, reset_database
+from numa_balloon_testing.server import Server
+from tests.conftest import ADMIN_TOKEN, BACKENDS, reset_database
 
 FAST = {"NUMA_BALLOON_INACTIVE_AFTER_S": "1", "NUMA_BALLOON_UNCOOPERATIVE_AFTER_S": "2"}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     url: str = request.getfixturevalue("pg_url" if request.param == "postgres" else "sqlite_url")
     reset_database(url)

@@ -14,8 +14,8 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from bench.server import Server
 from numa_balloon_cli.main import app
+from numa_balloon_testing.server import Server
 from tests.conftest import ADMIN_TOKEN
 
 

@@ -1,4 +1,6 @@
-"""`numa-balloon` as a user runs it: a subprocess against a real uvicorn (SQLite, PostgreSQL).
+"""`numa-balloon` as a user runs it, against a real uvicorn (SQLite, PostgreSQL): in this process
+through Typer's CliRunner, and as the installed script in a subprocess for the exit codes and the
+shell completion (the process boundary itself).
 
 Each test checks the human output and the JSON document, and the exit codes scripts rely on:
 0 ok, 1 refused (4xx, unknown name), 2 usage, 3 unavailable, 4 the operation failed.
@@ -11,13 +13,16 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from typer.testing import CliRunner
 
-from bench.server import Server, free_port
+from numa_balloon_cli.main import app as cli_app
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server, free_port
 from tests.client.conftest import small_domain, two_socket
 from tests.client.sim import Sim
 from tests.client.sysfs_trees import memory_only
@@ -31,7 +36,34 @@ def uniq(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def run(
+    server: Server | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> Ran:
+    """`numa-balloon` in this process, configured through the environment as a user would."""
+    base: dict[str, str | None] = {k: None for k in os.environ if k.startswith("NUMA_BALLOON_")}
+    base.update(COLUMNS="200", XDG_CONFIG_HOME=os.environ.get("NB_TEST_XDG", "/nonexistent"))
+    if server is not None:
+        base.update(NUMA_BALLOON_URL=server.url, NUMA_BALLOON_TOKEN=ADMIN_TOKEN)
+    base.update(env or {})
+    r = CliRunner().invoke(
+        cli_app,
+        list(args),
+        input=stdin,
+        env=base,
+        prog_name="numa-balloon",
+        catch_exceptions=False,  # a traceback is a failure, never "exit 1"
+    )
+    return Ran(r.exit_code, r.stdout, r.stderr)
+
+
+def run_process(
     server: Server | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The installed `numa-balloon` script, configured through the environment as a user would."""
@@ -367,7 +399,11 @@ def test_exit_codes_for_usage_refusal_and_unavailable(server: Server, tmp_path: 
     r = run(server, "hosts", "list", env={"NUMA_BALLOON_TOKEN": "wrong-token-0123456789"})
     assert r.returncode == 1 and "401" in r.stderr
 
-    down = run(None, "--url", f"http://127.0.0.1:{free_port()}", "--token", "t", "hosts", "list")
+    # The process boundary itself: the installed script's exit status, as scripts see it.
+    assert run_process(server, "hosts", "get").returncode == 2
+    down = run_process(
+        None, "--url", f"http://127.0.0.1:{free_port()}", "--token", "t", "hosts", "list"
+    )
     assert down.returncode == 3 and "unavailable" in down.stderr
 
 
@@ -393,7 +429,7 @@ def test_profile_env_and_flags_precedence(server: Server, tmp_path: Path) -> Non
 
 def test_shell_completion_is_offered() -> None:
     """`numa-balloon --show-completion bash` prints the script the README tells people to source."""
-    r = run(None, "--show-completion", "bash")
+    r = run_process(None, "--show-completion", "bash")
     assert r.returncode == 0, r.stderr
     assert "complete" in r.stdout and "numa-balloon" in r.stdout
     words = {
@@ -401,7 +437,7 @@ def test_shell_completion_is_offered() -> None:
         "COMP_CWORD": "4",
         "COMP_WORDS": "numa-balloon hosts set-state compute-07 ",
     }
-    assert run(None, env=words).stdout.split() == ["active", "maintenance", "offline"]
+    assert run_process(None, env=words).stdout.split() == ["active", "maintenance", "offline"]
 
 
 def test_cluster_failover_plan(server: Server, nb: Client) -> None:

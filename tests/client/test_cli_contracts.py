@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.server import Server
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server
 from tests.client.conftest import small_domain, two_socket
 from tests.client.test_cli import SCRIPT, as_json, ok, run
 from tests.conftest import ADMIN_TOKEN

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.server import Server
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server
 from tests.client.conftest import small_domain, two_socket
 from tests.client.incli import InCli, meanwhile, uniq
 

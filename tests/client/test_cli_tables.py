@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import typer
 
-from bench.server import Server
 from numa_balloon_cli.main import app
 from numa_balloon_client import Client
 from numa_balloon_client import models as m
+from numa_balloon_testing.server import Server
 from tests.client.conftest import small_domain, two_socket
 from tests.client.incli import InCli, meanwhile, uniq
 

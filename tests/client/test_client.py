@@ -15,7 +15,6 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from bench.server import Server, free_port
 from numa_balloon_client import (
     AsyncClient,
     Client,
@@ -27,6 +26,7 @@ from numa_balloon_client import (
     RetryPolicy,
     StepFailed,
 )
+from numa_balloon_testing.server import Server, free_port
 from tests.client.conftest import small_domain, two_socket
 from tests.client.sim import Sim
 from tests.conftest import ADMIN_TOKEN

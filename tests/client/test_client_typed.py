@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from bench.server import Server
 from numa_balloon_client import AsyncClient, Client
 from numa_balloon_client import models as m
+from numa_balloon_testing.server import Server
 from tests.client.conftest import small_domain, two_socket
 from tests.client.incli import uniq
 from tests.conftest import ADMIN_TOKEN

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from numa_balloon_testing.reference import ref_distribute
 from service.engine import InfeasibleError, InputError, distribute, distribute_many
 from tests.engine.gen import DomainCase, domain_cases
-from tests.engine.reference import ref_distribute
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DETERMINISTIC = ("proportional", "round-robin", "nearest")

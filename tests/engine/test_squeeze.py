@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from numa_balloon_testing.reference import ref_squeeze
 from service.engine import InfeasibleError, InputError, SqueezeInput, SqueezePlan, squeeze
-from tests.engine.reference import ref_squeeze
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

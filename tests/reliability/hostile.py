@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 
-from bench.server import Server
-from service.db.session import make_engine, make_sessionmaker
-from tests.api.audit import audit
+from numa_balloon_testing.audit import audit
+from numa_balloon_testing.server import Server
+from service.db.session import make_sessionmaker
 from tests.api.factories import domain_body, host_body
+from tests.conftest import engine_for
 
 Call = Callable[[httpx.Client], httpx.Response]
 
@@ -67,8 +68,4 @@ def squeeze_host_with_domains(
 
 
 def audit_db(db_url: str) -> dict[str, Any]:
-    engine = make_engine(db_url)
-    try:
-        return audit(make_sessionmaker(engine))
-    finally:
-        engine.dispose()
+    return audit(make_sessionmaker(engine_for(db_url)))

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from bench.http import BadResponse, _make_domain, _make_host, measure, measure_open
-from bench.server import Server
 from numa_balloon_client import Client
+from numa_balloon_testing.server import Server
 from tests.conftest import ADMIN_TOKEN, reset_database
 
 

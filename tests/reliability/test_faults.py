@@ -21,8 +21,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from bench.load import audit_api, audit_db
-from bench.server import Server
+from bench.load import audit_api
+from numa_balloon_testing.audit import audit_db
+from numa_balloon_testing.server import Server
 from service.app import create_app
 from service.settings import Settings
 from tests.api.client import api_client

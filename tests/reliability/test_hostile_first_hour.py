@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bench.server import Server
+from numa_balloon_testing.server import Server
 from service.api.forwarded import TrustedProxies
 from service.api.problems import MAX_ERRORS, ProblemResponse, render
 from service.app import create_app

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from numa_balloon_testing.audit import audit
 from service.app import create_app
 from service.settings import Settings
-from tests.api.audit import audit
 from tests.api.client import ApiClient, api_client
 from tests.api.factories import domain_body, host_body
 from tests.api.test_migrations import ack_phase

@@ -22,6 +22,14 @@ from tests.reliability.hostile import (
 pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
 ROUNDS = int(os.environ.get("NUMA_BALLOON_HOSTILE_ROUNDS", "200"))
+#: `make test` runs a tenth of the rounds; the full soak runs in `make test-all` (marker `soak`).
+SHORT_OR_SOAK = pytest.mark.parametrize(
+    "rounds",
+    [
+        pytest.param(max(ROUNDS // 10, 1), id="short"),
+        pytest.param(ROUNDS, id="soak", marks=pytest.mark.soak),
+    ],
+)
 OK = {200, 201, 409, 412}
 
 
@@ -46,10 +54,13 @@ def _create(host_id: str, name: str):  # type: ignore[no-untyped-def]
     return call
 
 
-def test_concurrent_squeeze_pairs_keep_counters_equal_to_charges(postgres_db_url: str) -> None:
+@SHORT_OR_SOAK
+def test_concurrent_squeeze_pairs_keep_counters_equal_to_charges(
+    postgres_db_url: str, rounds: int
+) -> None:
     with live_server(postgres_db_url) as server, client(server) as http:
         host_id, _ = squeeze_host_with_domains(http, "sq")
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             answers = at_once(server, [_squeeze(host_id, 1024), _squeeze(host_id, 2048)])
             assert {a.status_code for a in answers} <= OK, [a.text for a in answers]
             audit_db(postgres_db_url)  # raises on the first difference, naming the pnode
@@ -58,12 +69,13 @@ def test_concurrent_squeeze_pairs_keep_counters_equal_to_charges(postgres_db_url
             assert r.status_code == 200, r.text
 
 
+@SHORT_OR_SOAK
 def test_squeezes_mixed_with_targets_and_creates_keep_counters_exact(
-    postgres_db_url: str,
+    postgres_db_url: str, rounds: int
 ) -> None:
     with live_server(postgres_db_url) as server, client(server) as http:
         host_id, ids = squeeze_host_with_domains(http, "mix")
-        for r in range(ROUNDS):
+        for r in range(rounds):
             calls = [
                 _squeeze(host_id, 1024 + 128 * (r % 8)),
                 _target(ids[r % len(ids)], 640 + 128 * (r % 5)),
@@ -79,8 +91,15 @@ def test_squeezes_mixed_with_targets_and_creates_keep_counters_exact(
             assert r_.status_code == 200, r_.text
 
 
+@pytest.mark.parametrize(
+    "rounds",
+    [
+        pytest.param(2, id="short"),  # one each way round
+        pytest.param(max(ROUNDS // 20, 4), id="soak", marks=pytest.mark.soak),
+    ],
+)
 def test_sweeps_and_starts_in_opposite_directions_never_deadlock_into_a_5xx(
-    postgres_db_url: str,
+    postgres_db_url: str, rounds: int
 ) -> None:
     """Lapsed migrations around a ring of hosts, swept by many concurrent starts that go the
     other way round: each sweep locks one pair per transaction, so no 503, no leaked claim."""
@@ -100,7 +119,7 @@ def test_sweeps_and_starts_in_opposite_directions_never_deadlock_into_a_5xx(
             r = http.post("/v1/domains", json=body)
             assert r.status_code == 201, r.text
             doms.append(r.json()["id"])
-        for rnd in range(max(ROUNDS // 20, 4)):
+        for rnd in range(rounds):
             step = 1 if rnd % 2 == 0 else -1
             for i in range(hosts):  # planned migrations whose lease will lapse
                 http.post(

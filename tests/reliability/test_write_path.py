@@ -3,7 +3,8 @@
 `apply` is the only writer of the pnode counters and `absorb` puts what it wrote into the loaded
 rows as committed values, so the rows and the counters can only disagree if a write is skipped
 that was needed (an "unchanged" check against a stale row), or two writes of one statement hit
-the same row. Every round is audited from the rows, more strictly than `tests/api/audit.py`:
+the same row. Every round is audited from the rows, more strictly than
+`numa_balloon_testing/audit.py`:
 allocated is the sum of the charges (a guest's actual size counts when larger than its backing),
 claimed the sum of the live claims, load the vCPUs homed on the pnode, a running domain's vnode
 targets are its backing rows' sums and add up to its target, and reports never move a version.
@@ -21,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from bench.server import Server
+from numa_balloon_testing.server import Server
 from service.app import create_app
 from service.core.domains import lock_domain_host
 from service.db.apply import apply

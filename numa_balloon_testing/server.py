@@ -1,4 +1,5 @@
-"""A real uvicorn (optionally with several workers) on a given database, for load and benchmarks."""
+"""The one uvicorn launcher of the tests, the benchmarks and the demo: a real uvicorn (optionally
+with several workers) on a given database, ready when `GET /readyz` answers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ready(url: str, timeout_s: float = 1) -> bool:
+    """`GET /readyz` answered 200 (one attempt: the caller polls)."""
+    with Client(url, timeout_s=timeout_s, retry=RetryPolicy(attempts=1)) as nb:
+        try:
+            nb.readyz()
+        except NumaBalloonError:
+            return False
+    return True
+
+
 class Server:
     def __init__(
         self,
@@ -33,6 +44,7 @@ class Server:
         env: dict[str, str] | None = None,
         log_level: str = "warning",
         log_path: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.db_url = db_url
         self.workers = workers
@@ -40,24 +52,28 @@ class Server:
         self.extra_env = env or {}
         self.log_level = log_level
         self.log_path = log_path
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60) -> None:
-        env = dict(
+    def env(self) -> dict[str, str]:
+        """The environment of the service's processes."""
+        return dict(
             os.environ,
             NUMA_BALLOON_DATABASE_URL=self.db_url,
             NUMA_BALLOON_ADMIN_TOKEN=self.admin_token,
             **self.extra_env,
         )
+
+    def start(self, timeout_s: float = 120) -> None:
+        env = self.env()
         cmd = [
             sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level,
-            "--no-access-log", "--timeout-keep-alive", "30",
+            "--no-access-log", "--timeout-keep-alive", "30", "--no-proxy-headers",
         ]  # fmt: skip
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
@@ -67,23 +83,27 @@ class Server:
         finally:
             if not isinstance(log, int):
                 log.close()
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()  # a start that fails leaves no uvicorn behind
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.proc.returncode}")
+                where = f"; see {self.log_path}" if self.log_path else ""
+                raise RuntimeError(f"uvicorn exited with {self.proc.returncode}{where}")
             if self.ready() and (self.workers <= 1 or len(self.worker_pids()) >= self.workers):
                 return
             time.sleep(0.1)
-        raise RuntimeError("uvicorn did not become ready")
+        raise RuntimeError(f"uvicorn did not become ready in {timeout_s:g} s")
 
     def ready(self) -> bool:
         """`GET /readyz` answers 200 (one attempt: start() polls)."""
-        with Client(self.url, timeout_s=1, retry=RetryPolicy(attempts=1)) as nb:
-            try:
-                nb.readyz()
-            except NumaBalloonError:
-                return False
-        return True
+        return ready(self.url)
 
     def worker_pids(self) -> list[int]:
         """The worker processes of a multi-worker server (children of the supervisor)."""
