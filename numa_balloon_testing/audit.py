@@ -4,13 +4,12 @@ service materialized. One copy for the tests (`audit`, strict, at rest) and the 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.accounting import live_claim
-from service.db.base import utcnow
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
 from service.db.session import make_engine, make_sessionmaker
 
@@ -77,7 +76,7 @@ def audit_db(db_url: str) -> list[str]:
     try:
         with make_sessionmaker(engine)() as s:
             backing = mib_by_pnode(s, Backing)
-            claims = mib_by_pnode(s, Claim, live_at=utcnow())
+            claims = mib_by_pnode(s, Claim, live_at=datetime.now(UTC))
             for pn in s.scalars(select(Pnode)).all():
                 key = (pn.host_id, pn.index)
                 if pn.allocated_mib < backing.get(key, 0):

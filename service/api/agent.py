@@ -6,8 +6,9 @@ An agent token is bound to one host; every route takes that host's id and refuse
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from service.api.auth import Agent
 from service.api.deps import Now, SettingsDep, run, run_operation
@@ -17,6 +18,7 @@ from service.api.render import model_response
 from service.core import agents as core
 from service.core import leases
 from service.schemas.agent import (
+    LEASE_EXAMPLES,
     AckIn,
     AgentReportIn,
     AgentReportOut,
@@ -56,7 +58,7 @@ async def renew_lease(
     settings: SettingsDep,
     principal: Agent,
     now: Now,
-    body: LeaseIn | None = None,
+    body: Annotated[LeaseIn | None, Body(openapi_examples=LEASE_EXAMPLES)] = None,
 ) -> Response:
     # Declares the route (its parameters, body and answer) for OpenAPI; `_lease` serves it.
     raise NotImplementedError  # pragma: no cover

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -243,3 +243,12 @@ class LeaseOut(BaseModel):
         "NUMA_BALLOON_AGENT_FULL_REPORT_S"
     )
     steps_pending: bool = Field(description="Steps are pending on this host: fetch them")
+
+
+LEASE_EXAMPLES: dict[str, Any] = {
+    "renew": {"summary": "a renewal: no body", "value": {}},
+    "seq": {
+        "summary": "with the agent's cycle number (0 after it restarted: a full report is asked)",
+        "value": {"seq": 42},
+    },
+}
