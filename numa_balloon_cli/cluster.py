@@ -60,10 +60,13 @@ def _protection(ha: m.HaOut | None) -> str:
 def protect(
     ctx: typer.Context,
     host_failures: Annotated[
-        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+        int, typer.Option("-r", "--host-failures", metavar="N", help="Hosts failing at once")
     ] = 1,
     selector: Annotated[
-        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+        str | None,
+        typer.Option(
+            "--selector", "-l", metavar="SELECTOR", help="Protected domains: key=value[,...]"
+        ),
     ] = None,
     off: Annotated[bool, typer.Option("--off", help="Turn protection off")] = False,
 ) -> None:
@@ -78,10 +81,13 @@ def protect(
 def failover_plan(
     ctx: typer.Context,
     host_failures: Annotated[
-        int, typer.Option("-r", "--host-failures", help="Hosts failing at once")
+        int, typer.Option("-r", "--host-failures", metavar="N", help="Hosts failing at once")
     ] = 1,
     selector: Annotated[
-        str | None, typer.Option("--selector", "-l", help="Protected domains: key=value[,...]")
+        str | None,
+        typer.Option(
+            "--selector", "-l", metavar="SELECTOR", help="Protected domains: key=value[,...]"
+        ),
     ] = None,
     allow_spread: Annotated[
         bool, typer.Option(help="A restart may spread a vnode over several pnodes")

@@ -248,15 +248,23 @@ def export(
     ] = "xl",
     domain_type: Annotated[
         Literal["kvm", "qemu"] | None,
-        typer.Option("--domain-type", help="libvirt-domain: kvm (default) or qemu (no KVM)"),
+        typer.Option(
+            "--domain-type", metavar="TYPE", help="libvirt-domain: kvm (default) or qemu (no KVM)"
+        ),
     ] = None,
     kernel: Annotated[
-        str | None, typer.Option(help="libvirt-domain: a kernel to boot (path on the host)")
+        str | None,
+        typer.Option(metavar="PATH", help="libvirt-domain: a kernel to boot (path on the host)"),
     ] = None,
-    initrd: Annotated[str | None, typer.Option(help="libvirt-domain: its initrd")] = None,
-    cmdline: Annotated[str | None, typer.Option(help="libvirt-domain: its command line")] = None,
+    initrd: Annotated[
+        str | None, typer.Option(metavar="PATH", help="libvirt-domain: its initrd")
+    ] = None,
+    cmdline: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="libvirt-domain: its command line")
+    ] = None,
     serial_log: Annotated[
-        str | None, typer.Option("--serial-log", help="libvirt-domain: the console to a file")
+        str | None,
+        typer.Option("--serial-log", metavar="PATH", help="libvirt-domain: the console to a file"),
     ] = None,
 ) -> None:
     """The domain's vNUMA as an xl.cfg block, libvirt XML (the <numa> cell and devices, or with

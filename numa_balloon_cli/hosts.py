@@ -207,7 +207,7 @@ def evacuate(ctx: typer.Context, host: HostArg) -> None:
 def fail(
     ctx: typer.Context,
     host: HostArg,
-    reason: Annotated[str | None, typer.Option(help="Why, for the events")] = None,
+    reason: Annotated[str | None, typer.Option(metavar="TEXT", help="Why, for the events")] = None,
 ) -> None:
     """Declare a host failed: its protected domains restart on the failover plan's hosts."""
     st = state(ctx)

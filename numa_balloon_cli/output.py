@@ -22,7 +22,7 @@ HUMAN = ("table", "wide")
 
 # No markup anywhere: names, details and tokens print as they are ("[lab]" stays "[lab]", and a
 # problem's "outside [dynamic_min, dynamic_max]" keeps its brackets). Styles go through Text.
-out = Console(highlight=False, soft_wrap=False, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # a line stays one line, piped too
 # Errors are one line each, whatever the terminal's width: never wrapped.
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 

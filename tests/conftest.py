@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, text
 
+from service.db import models  # noqa: F401  (every table on Base.metadata, for the resets)
 from service.db.alembic import upgrade
 from service.db.base import Base
 from service.db.session import make_engine

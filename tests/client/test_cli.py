@@ -456,7 +456,9 @@ def test_cluster_failover_plan(server: Server, nb: Client) -> None:
     assert "failover: r=1 ha=true: holds (1 protected)" in said
     assert "failover: r=1 ha=true: holds (1 protected)" in ok(server, "cluster", "show")
     rec = as_json(server, "hosts", "fail", hosts[0].name, "--reason", "fan")
-    assert [(x["domain_id"], x["host_id"]) for x in rec["restarts"]] == [(dom.id, hosts[1].id)]
+    # restarted elsewhere: on hosts[1] or another active host of this module's shared server
+    assert [x["domain_id"] for x in rec["restarts"]] == [dom.id]
+    assert rec["restarts"][0]["host_id"] != hosts[0].id and rec["stranded"] == []
     assert "failover: off" in ok(server, "cluster", "protect", "--off")
     # a bad selector is a refusal: one line, exit 1
     r = run(server, "cluster", "failover-plan", "--selector", "nope")
