@@ -56,18 +56,20 @@ def _protection(ha: m.HaOut | None) -> str:
     return f"{what}: BROKEN ({len(ha.stranded)} stranded{flag})"
 
 
+HostFailuresOpt = Annotated[
+    int, typer.Option("-r", "--host-failures", metavar="N", help="Hosts failing at once")
+]
+SelectorOpt = Annotated[
+    str | None,
+    typer.Option("--selector", "-l", metavar="SELECTOR", help="Protected domains: key=value[,...]"),
+]
+
+
 @cluster_app.command("protect")
 def protect(
     ctx: typer.Context,
-    host_failures: Annotated[
-        int, typer.Option("-r", "--host-failures", metavar="N", help="Hosts failing at once")
-    ] = 1,
-    selector: Annotated[
-        str | None,
-        typer.Option(
-            "--selector", "-l", metavar="SELECTOR", help="Protected domains: key=value[,...]"
-        ),
-    ] = None,
+    host_failures: HostFailuresOpt = 1,
+    selector: SelectorOpt = None,
     off: Annotated[bool, typer.Option("--off", help="Turn protection off")] = False,
 ) -> None:
     """Protect the failover plan: changes that would break it are refused (409)."""
@@ -80,15 +82,8 @@ def protect(
 @cluster_app.command("failover-plan")
 def failover_plan(
     ctx: typer.Context,
-    host_failures: Annotated[
-        int, typer.Option("-r", "--host-failures", metavar="N", help="Hosts failing at once")
-    ] = 1,
-    selector: Annotated[
-        str | None,
-        typer.Option(
-            "--selector", "-l", metavar="SELECTOR", help="Protected domains: key=value[,...]"
-        ),
-    ] = None,
+    host_failures: HostFailuresOpt = 1,
+    selector: SelectorOpt = None,
     allow_spread: Annotated[
         bool, typer.Option(help="A restart may spread a vnode over several pnodes")
     ] = False,

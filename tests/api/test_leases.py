@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from numa_balloon_testing.clock import ManualClock as Clock
 from service.app import create_app
 from service.core.leases import sweep_leases
 from service.settings import Settings
@@ -23,20 +24,9 @@ T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 LEASE_S = 40
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ that expired under a running migration). Driven on a fake clock, on SQLite and P
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
 from numa_balloon_testing.audit import audit
+from numa_balloon_testing.clock import ManualClock as Clock
 from service.app import create_app
 from service.settings import Settings
 from tests.api.client import ApiClient, api_client
@@ -21,20 +22,9 @@ from tests.conftest import ADMIN_TOKEN
 pytestmark = pytest.mark.reliability
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from numa_balloon_testing.clock import ManualClock as Clock
 from numa_balloon_testing.server import Server
 from service.app import create_app
 from service.core.domains import lock_domain_host
@@ -182,17 +183,6 @@ def make_domain(http: Any, name: str, host_id: str, vnode_mib: int = 640) -> Jso
     assert r.status_code == 201, r.text
     out: Json = r.json()
     return out
-
-
-class Clock:
-    def __init__(self, offset_s: float = 0) -> None:
-        self.now = datetime.now(UTC) + timedelta(seconds=offset_s)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -505,7 +495,7 @@ def test_one_change_set_may_move_a_backing_and_record_a_report_of_the_same_domai
 @pytest.fixture
 def late_clock() -> Clock:
     """An hour behind the wall clock: a planned claim's lease has lapsed by the wall clock only."""
-    return Clock(offset_s=-3600)
+    return Clock(datetime.now(UTC) - timedelta(hours=1))
 
 
 @pytest.fixture
