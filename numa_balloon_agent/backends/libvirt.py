@@ -153,6 +153,8 @@ class LibvirtBackend:
                 return self._migrate(step, dry_run)
             if step.op == "release":
                 return self._release(step)
+            if step.op == "start":
+                return self._start(step, dry_run)
         except self.lv.libvirtError as exc:
             return Outcome(True, False, f"libvirt: {exc}")
         return Outcome(True, False, f"libvirt backend: unsupported op {step.op}")
@@ -269,6 +271,25 @@ class LibvirtBackend:
         finally:
             dconn.close()
         return Outcome(True, True, call + " = 0")
+
+    def _start(self, step: Step, dry_run: bool) -> Outcome:
+        """A failover's restart (`POST /v1/hosts/{id}/fail`, or a lost agent with protection
+        on): the domain's definition on this host is started. A host that has none cannot
+        start it: the operator (or the orchestrator) defines it from the service's
+        `export?format=libvirt-domain` first, and the failed step says so."""
+        dom = self._lookup(step.domain_id)
+        if dom is None:
+            return Outcome(
+                True,
+                False,
+                f"domain {step.domain_id} is not defined on {self.uri}: define it from "
+                f"/v1/domains/{step.domain_id}/export?format=libvirt-domain, then start it",
+            )
+        if dom.isActive():
+            return Outcome(True, True, f"domain {step.domain_id} already runs on {self.uri}")
+        if not dry_run:
+            dom.create()
+        return Outcome(True, True, "create() = 0")
 
     def _release(self, step: Step) -> Outcome:
         dom = self._lookup(step.domain_id)

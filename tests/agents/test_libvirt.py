@@ -296,3 +296,22 @@ def test_a_balloon_step_on_a_virtio_mem_device_is_whole_blocks_and_acknowledged(
     outcome = backend.apply(lower, dry_run=False)
     assert (outcome.ack, outcome.ok) == (True, True), outcome.detail
     assert dom.live_requested == {0: 128 * 1024} and "requested=131072 KiB" in outcome.detail
+
+
+def test_a_restart_step_starts_the_defined_domain_and_says_what_an_undefined_one_needs(
+    backend: Any,
+) -> None:
+    """A failover's `start` step (issue #26): the destination's definition is started; one the
+    host does not have is a failed step that names the export to define it from."""
+    domain, xml = _kvm_domain(2)
+    dom = backend.conn.defineXML(xml)
+    start = Step("r", domain.uuid, "start", "restart", None, None, 0, None, False)
+    assert not dom.isActive()
+    done = backend.apply(start, dry_run=False)
+    assert (done.ack, done.ok) == (True, True) and dom.isActive()
+    again = backend.apply(start, dry_run=False)  # a retried step finds it running: done
+    assert again.ok and "already runs" in again.detail
+    missing = Step("m", str(uuid.uuid4()), "start", "restart", None, None, 0, None, False)
+    refused = backend.apply(missing, dry_run=False)
+    assert (refused.ack, refused.ok) == (True, False)
+    assert "export?format=libvirt-domain" in refused.detail
