@@ -141,7 +141,11 @@ def after_agent_lost(db: Database, hosts: Sequence[LostHost], now: datetime) -> 
     if not hosts or unit.read(db, _protection_on) is False:
         return
     for host in hosts:
-        out = unit.write(db, functools.partial(_fail_over, host_id=host.host_id, now=now))
+        try:
+            out = unit.write(db, functools.partial(_fail_over, host_id=host.host_id, now=now))
+        except Exception:  # one host's recovery failing must not stop the others'
+            log.exception("host failover failed", extra={"host_id": host.host_id})
+            continue
         log.warning(
             "host failed over",
             extra={"host_id": host.host_id, "restarts": len(out.restarts)},
