@@ -40,8 +40,8 @@ from numa_balloon_client import (
     ops,
     with_status,
 )
-from numa_balloon_testing.audit import audit_db
 from numa_balloon_testing.server import Server
+from service.db.invariants import audit_db
 from service.engine.accounting import charge_mib
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from numa_balloon_testing.audit import mib_by_pnode
+from service.db.invariants import mib_by_pnode
 from service.db.models import Backing, Claim, Domain, Pnode, Vnode
 from service.db.session import make_engine, make_sessionmaker
 

@@ -6,8 +6,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from numa_balloon_testing.audit import audit
 from service.db.cluster import load_cluster
+from service.db.invariants import audit
 from service.db.models import Domain
 from tests.api.client import ApiClient
 from tests.api.cluster_reference import cluster_hosts

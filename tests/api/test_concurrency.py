@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from numa_balloon_testing.audit import audit
 from service.core import domains as core
+from service.db.invariants import audit
 from service.db.models import Backing, Domain, Pnode
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body

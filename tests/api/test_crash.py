@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from numa_balloon_testing.audit import audit as audit_rows
 from numa_balloon_testing.server import Server
+from service.db.invariants import audit as audit_rows
 from service.db.session import make_engine, make_sessionmaker
 from tests.api.factories import slit
 from tests.conftest import ADMIN_TOKEN

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from numa_balloon_testing.audit import audit
+from service.db.invariants import audit
 from service.db.models import Backing, Domain, Event, Token
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body, slit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from numa_balloon_testing.audit import audit
+from service.db.invariants import audit
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 from tests.api.test_auto_advance import _do_pending

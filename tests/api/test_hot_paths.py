@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from numa_balloon_testing.audit import audit
 from service.db.apply import apply
 from service.db.changes import ChangeSet, NewTarget
+from service.db.invariants import audit
 from service.db.loaders import load_host_accounting
 from service.db.models import Domain, Pnode
 from service.errors import Conflict

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from numa_balloon_testing.audit import audit
+from service.db.invariants import audit
 from tests.api.client import ApiClient
 from tests.api.factories import slit
 from tests.api.statements import count_statements

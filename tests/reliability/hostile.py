@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from numa_balloon_testing.audit import audit
 from numa_balloon_testing.server import Server
+from service.db.invariants import audit
 from service.db.session import make_sessionmaker
 from tests.api.factories import domain_body, host_body
 from tests.conftest import engine_for

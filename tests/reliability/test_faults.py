@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from bench.load import audit_api
-from numa_balloon_testing.audit import audit_db
 from numa_balloon_testing.server import Server
 from service.app import create_app
+from service.db.invariants import audit_db
 from service.settings import Settings
 from tests.api.client import api_client
 from tests.api.factories import domain_body, host_body

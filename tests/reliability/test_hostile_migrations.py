@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from numa_balloon_testing.audit import audit
 from numa_balloon_testing.clock import ManualClock as Clock
 from service.app import create_app
+from service.db.invariants import audit
 from service.settings import Settings
 from tests.api.client import ApiClient, api_client
 from tests.api.factories import domain_body, host_body

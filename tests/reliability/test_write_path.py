@@ -4,7 +4,7 @@
 rows as committed values, so the rows and the counters can only disagree if a write is skipped
 that was needed (an "unchanged" check against a stale row), or two writes of one statement hit
 the same row. Every round is audited from the rows, more strictly than
-`numa_balloon_testing/audit.py`:
+`service/db/invariants.py`:
 allocated is the sum of the charges (a guest's actual size counts when larger than its backing),
 claimed the sum of the live claims, load the vCPUs homed on the pnode, a running domain's vnode
 targets are its backing rows' sums and add up to its target, and reports never move a version.

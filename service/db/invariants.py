@@ -1,6 +1,8 @@
-"""The auditor: recompute every pnode's accounting from the rows and compare with what the
-service materialized. One copy for the tests (`audit`, strict, at rest) and the load benchmark
-(`audit_db`, the checks that hold while claims expire under load)."""
+"""The accounting invariants, checked against the rows: recompute every pnode's accounting from
+the backing and claims and compare with what `apply` materialized. It reads the database, so it
+lives with the service's persistence (the tests' and benchmarks' shared helpers never import the
+service). One copy for the tests (`audit`, strict, at rest) and the load benchmark (`audit_db`,
+the checks that hold while claims expire under load)."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def vcpus_by_home(s: Session) -> dict[tuple[str, int], int]:
         .where(Domain.host_id.is_not(None), Vnode.home_pnode.is_not(None))
         .group_by(Domain.host_id, Vnode.home_pnode)
     ).all()
-    return {(str(h), int(p)): int(n) for h, p, n in rows}
+    return {(str(h), int(p)): int(n) for h, p, n in rows if p is not None}
 
 
 def audit_session(s: Session) -> dict[str, int]:
