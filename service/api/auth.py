@@ -88,6 +88,12 @@ async def authorize(
 ) -> Principal:
     """Route dependency: the middleware's principal, checked against the role table again for
     the route actually selected (defence in depth: fails closed without the middleware)."""
+    return route_principal(request)
+
+
+def route_principal(request: Request) -> Principal:
+    """The middleware's principal, allowed for the route the request was routed to (the body of
+    `authorize`, for routes served without FastAPI's dependencies: `service.api.lean`)."""
     principal: Principal | None = request.scope.get("state", {}).get("principal")
     if principal is None:
         raise Unauthorized("send 'Authorization: Bearer <token>'")

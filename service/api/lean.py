@@ -23,10 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from service.api.auth import check_access
+from service.api.auth import route_principal
 from service.api.filters import reject_unknown_query
 from service.core.credentials import Principal
-from service.errors import Unauthorized
 
 Handler = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
@@ -47,15 +46,7 @@ async def principal_for(request: Request) -> Principal:
     against the role table for this route (fails closed without the middleware), and the
     app-wide refusal of unknown query parameters."""
     await reject_unknown_query(request)
-    principal: Principal | None = request.scope.get("state", {}).get("principal")
-    if principal is None:
-        raise Unauthorized("send 'Authorization: Bearer <token>'")
-    route = request.scope.get("route")
-    operation = getattr(route, "name", "")
-    template = str(getattr(route, "path_format", None) or getattr(route, "path", ""))
-    params = {k: str(v) for k, v in request.path_params.items()}
-    check_access(principal, operation, template, params, request.app.state.settings)
-    return principal
+    return route_principal(request)
 
 
 async def optional_body(request: Request, model: type[M]) -> M | None:
