@@ -132,7 +132,7 @@ def _signed_in(browser: Browser, svc: LocalService, http: httpx.Client) -> str:
 
 
 def test_the_page_refreshes_itself_from_the_event_stream(
-    browser: Browser, service: LocalService
+    service: LocalService, browser: Browser
 ) -> None:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -164,7 +164,7 @@ def test_the_page_refreshes_itself_from_the_event_stream(
         assert page.eval("document.getElementById('live').textContent") == "live"
 
 
-def test_without_an_event_stream_the_page_polls(browser: Browser, service: LocalService) -> None:
+def test_without_an_event_stream_the_page_polls(service: LocalService, browser: Browser) -> None:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         from tests.cdp import Page
 
