@@ -157,3 +157,74 @@ def test_migrate_and_release(xen: tuple[XenBackend, Path, Path]) -> None:
     (store / "local/domain/7/memory/target").unlink()
     os.rename(store / "local/domain/7", store / "gone")
     assert backend.apply(release, dry_run=False).ok
+
+
+# A restart's `start`: the domain's xl.cfg found by uuid, created with the new host's pnodes.
+OTHER = "5d2f0a9e-7c41-4b8e-9f3a-1e2d3c4b5a69"
+CONFIG = f"""# {OTHER}: not this one (a comment)
+name = "web-1"; uuid = "{OTHER.upper()}"   # upper case is the same uuid
+memory = 3072
+maxmem = 3072
+vcpus = 4
+disk = [ 'phy:/dev/vg0/web-1,xvda,w' ]
+vnuma = [ [ "pnode=0", "size=2048", "vcpus=0-1", "vdistances=10,21" ],
+          [ "pnode=0", "size=1024", "vcpus=2-3", "vdistances=21,10" ], ]
+"""
+NEW_VNUMA = (
+    'vnuma=[["pnode=1", "size=2048", "vcpus=0-1", "vdistances=10,21"], '
+    '["pnode=0", "size=1024", "vcpus=2-3", "vdistances=21,10"]]'
+)
+
+
+def _start(domain_id: str, nodesets: list[list[int]] | None) -> Step:
+    dest = None if nodesets is None else {"host_id": "h", "host_name": "x", "nodesets": nodesets}
+    return Step("s", domain_id, "start", "restart", None, None, 3072, 3072, None, [], dest)
+
+
+def test_start_creates_the_config_with_the_new_pnodes(
+    xen: tuple[XenBackend, Path, Path], tmp_path: Path
+) -> None:
+    backend, _, log = xen
+    backend.config_dir = tmp_path / "etc-xen"
+    (backend.config_dir / "auto").mkdir(parents=True)
+    (backend.config_dir / "xl.conf").write_text('autoballoon = "off"\n')
+    (backend.config_dir / "other.cfg").write_text(f'name = "db"\nuuid = "{UUID}"\n')
+    (backend.config_dir / "web-1.cfg").write_text(CONFIG)
+    (backend.config_dir / "auto/web-1.cfg").symlink_to(backend.config_dir / "web-1.cfg")
+    outcome = backend.apply(_start(OTHER, [[1], [0]]), dry_run=True)
+    assert outcome.ok and "xl create" in outcome.detail and "pnode=1" in outcome.detail
+    assert not any(c[0] == "xl" for c in _calls(log))  # dry run: printed, not run
+    outcome = backend.apply(_start(OTHER, [[1], [0]]), dry_run=False)
+    assert outcome.ack and outcome.ok, outcome.detail
+    assert _calls(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg"), NEW_VNUMA]
+    # no pnodes in the step (an older service): the file as it is
+    assert backend.apply(_start(OTHER, None), dry_run=False).ok
+    assert _calls(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg")]
+    # the file's vnuma is not the domain's (three vnodes in the service): not started
+    outcome = backend.apply(_start(OTHER, [[1], [0], [1]]), dry_run=False)
+    assert not outcome.ok and "2 vnode spec(s) but the domain has 3" in outcome.detail
+
+
+def test_start_of_a_running_domain_or_one_without_a_config(
+    xen: tuple[XenBackend, Path, Path], tmp_path: Path
+) -> None:
+    backend, _, log = xen
+    backend.config_dir = tmp_path / "etc-xen"
+    backend.config_dir.mkdir()
+    (backend.config_dir / "broken.cfg").write_text('name = "x\n')
+    running = backend.apply(_start(UUID, [[0], [1]]), dry_run=False)
+    assert running.ack and running.ok and "already runs here" in running.detail
+    missing = backend.apply(_start(OTHER, [[0]]), dry_run=False)
+    assert missing.ack and not missing.ok
+    assert f"no xl.cfg with uuid {OTHER} in {backend.config_dir}" in missing.detail
+    assert f"/v1/domains/{OTHER}/export?format=xl" in missing.detail
+    assert "broken.cfg: line 1" in missing.detail  # the file it could not read is named
+    assert not any(c[0] == "xl" for c in _calls(log))
+    (backend.config_dir / "web-1.cfg").write_text(CONFIG)
+    fail = FAKE.format(python=sys.executable) + "\nif name == 'xl': sys.exit('libxl: cannot')\n"
+    xl = tmp_path / "bin/xl"  # the fixture's recording script, now one that fails
+    xl.unlink()
+    xl.write_text(fail)
+    xl.chmod(0o755)
+    failed = backend.apply(_start(OTHER, [[0], [1]]), dry_run=False)
+    assert failed.ack and not failed.ok and "libxl: cannot" in failed.detail
