@@ -12,6 +12,7 @@ import pytest
 
 from numa_balloon_agent.backends.xen import XenBackend
 from numa_balloon_agent.backends.xl_info import XlInfoError, parse_xl_info
+from numa_balloon_agent.cli import make_backend, parse
 from numa_balloon_agent.runner import Runner
 from numa_balloon_agent.steps import Step
 
@@ -86,8 +87,9 @@ def test_gaps_in_node_numbers_and_bad_outputs() -> None:
         parse_xl_info("host : x\n")
 
 
-@pytest.fixture
-def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
+def fake_xen_tools(tmp_path: Path) -> tuple[Runner, Path, Path]:
+    """`xl` and `xenstore-*` as the recording script in `tmp_path/bin`, first on the runner's
+    PATH; xenstore holds dom0 only. Returns the runner, the store's root and the log."""
     bin_dir, store, log = tmp_path / "bin", tmp_path / "store", tmp_path / "log"
     bin_dir.mkdir()
     script = bin_dir / "fake"
@@ -95,28 +97,34 @@ def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
     script.chmod(0o755)
     for tool in ("xl", "xenstore-read", "xenstore-list", "xenstore-write"):
         (bin_dir / tool).symlink_to(script)
+    (store / "local/domain/0").mkdir(parents=True)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env.update(FAKE_XENSTORE=str(store), FAKE_LOG=str(log))
+    return Runner(env), store, log
+
+
+@pytest.fixture
+def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
+    runner, store, log = fake_xen_tools(tmp_path)
     dom = store / "local/domain/7"
     (dom / "memory/vnode0").mkdir(parents=True)
     (dom / "memory/vnode1").mkdir(parents=True)
-    (store / "local/domain/0").mkdir(parents=True)
     (dom / "vm").write_text(f"/vm/{UUID}")
     (dom / "memory/target").write_text(str(3072 * 1024))
     (dom / "memory/vnode0/target").write_text(str(2048 * 1024))
     (dom / "memory/vnode1/target").write_text(str(1024 * 1024))
     (dom / "memory/vnode0/actual").write_text(str(2040 * 1024))
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    env.update(FAKE_XENSTORE=str(store), FAKE_LOG=str(log))
-    return XenBackend(xl_info=SAVED / "two_socket.txt", runner=Runner(env)), store, log
+    return XenBackend(xl_info=SAVED / "two_socket.txt", runner=runner), store, log
 
 
-def _calls(log: Path) -> list[list[str]]:
+def recorded(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def test_domains_report_vnode_actuals(xen: tuple[XenBackend, Path, Path]) -> None:
     backend, _, log = xen
     assert backend.domains() == [{"domain_id": UUID, "vnodes": [{"index": 0, "actual_mib": 2040}]}]
-    assert ["xenstore-read", "/local/domain/7/vm"] in _calls(log)
+    assert ["xenstore-read", "/local/domain/7/vm"] in recorded(log)
 
 
 def test_pool_step_writes_the_vnode_target_then_mem_sets_the_total(
@@ -129,7 +137,7 @@ def test_pool_step_writes_the_vnode_target_then_mem_sets_the_total(
     )  # fmt: skip
     outcome = backend.apply(step, dry_run=False)
     assert not outcome.ack and outcome.ok  # the reports complete pool steps
-    calls = _calls(log)
+    calls = recorded(log)
     assert ["xenstore-write", "/local/domain/7/memory/vnode1/target", str(512 * 1024)] in calls
     assert calls[-1] == ["xl", "mem-set", "7", "2560m"]  # 2048 + 512
     assert (store / "local/domain/7/memory/vnode1/target").read_text() == str(512 * 1024)
@@ -141,7 +149,7 @@ def test_dry_run_changes_nothing(xen: tuple[XenBackend, Path, Path]) -> None:
     step = Step("s1", UUID, "plug", "balloon", 0, 0, 512, 2048, True)
     outcome = backend.apply(step, dry_run=True)
     assert "xenstore-write" in outcome.detail
-    assert not any(c[0] in ("xl", "xenstore-write") for c in _calls(log))
+    assert not any(c[0] in ("xl", "xenstore-write") for c in recorded(log))
 
 
 def test_migrate_and_release(xen: tuple[XenBackend, Path, Path]) -> None:
@@ -150,7 +158,7 @@ def test_migrate_and_release(xen: tuple[XenBackend, Path, Path]) -> None:
     step = Step("m", UUID, "migrate", "migrate", None, None, 3072, 3072, None, [], dest)
     outcome = backend.apply(step, dry_run=False)
     assert outcome.ack and outcome.ok
-    assert _calls(log)[-1] == ["xl", "migrate", "7", "xen-2"]
+    assert recorded(log)[-1] == ["xl", "migrate", "7", "xen-2"]
     release = Step("r", UUID, "release", "release", None, 0, 2048, None, None)
     assert not backend.apply(release, dry_run=False).ok  # still in xenstore: not released
     (store / "local/domain/7/vm").unlink()
@@ -193,13 +201,13 @@ def test_start_creates_the_config_with_the_new_pnodes(
     (backend.config_dir / "auto/web-1.cfg").symlink_to(backend.config_dir / "web-1.cfg")
     outcome = backend.apply(_start(OTHER, [[1], [0]]), dry_run=True)
     assert outcome.ok and "xl create" in outcome.detail and "pnode=1" in outcome.detail
-    assert not any(c[0] == "xl" for c in _calls(log))  # dry run: printed, not run
+    assert not any(c[0] == "xl" for c in recorded(log))  # dry run: printed, not run
     outcome = backend.apply(_start(OTHER, [[1], [0]]), dry_run=False)
     assert outcome.ack and outcome.ok, outcome.detail
-    assert _calls(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg"), NEW_VNUMA]
+    assert recorded(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg"), NEW_VNUMA]
     # no pnodes in the step (an older service): the file as it is
     assert backend.apply(_start(OTHER, None), dry_run=False).ok
-    assert _calls(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg")]
+    assert recorded(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg")]
     # the file's vnuma is not the domain's (three vnodes in the service): not started
     outcome = backend.apply(_start(OTHER, [[1], [0], [1]]), dry_run=False)
     assert not outcome.ok and "2 vnode spec(s) but the domain has 3" in outcome.detail
@@ -219,7 +227,7 @@ def test_start_of_a_running_domain_or_one_without_a_config(
     assert f"no xl.cfg with uuid {OTHER} in {backend.config_dir}" in missing.detail
     assert f"/v1/domains/{OTHER}/export?format=xl" in missing.detail
     assert "broken.cfg: line 1" in missing.detail  # the file it could not read is named
-    assert not any(c[0] == "xl" for c in _calls(log))
+    assert not any(c[0] == "xl" for c in recorded(log))
     (backend.config_dir / "web-1.cfg").write_text(CONFIG)
     fail = FAKE.format(python=sys.executable) + "\nif name == 'xl': sys.exit('libxl: cannot')\n"
     xl = tmp_path / "bin/xl"  # the fixture's recording script, now one that fails
@@ -228,3 +236,14 @@ def test_start_of_a_running_domain_or_one_without_a_config(
     xl.chmod(0o755)
     failed = backend.apply(_start(OTHER, [[0], [1]]), dry_run=False)
     assert failed.ack and not failed.ok and "libxl: cannot" in failed.detail
+
+
+def test_the_config_dir_from_the_command_line_or_the_config_file(tmp_path: Path) -> None:
+    saved = ["discover", "--backend", "xen", "--xl-info", str(SAVED / "one_node.txt")]
+    backend = make_backend(parse([*saved, "--xl-config-dir", str(tmp_path)]))
+    assert isinstance(backend, XenBackend) and backend.config_dir == tmp_path
+    default = make_backend(parse(saved))
+    assert isinstance(default, XenBackend) and default.config_dir == Path("/etc/xen")
+    toml = tmp_path / "agent.toml"
+    toml.write_text('backend = "xen"\nxl_config_dir = "/srv/xen"\n')
+    assert parse(["discover", "--config", str(toml)]).xl_config_dir == Path("/srv/xen")

@@ -16,6 +16,11 @@ from tests.exports.test_xl import XlConfig, _libs
 UUID = "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b"
 
 
+def _need_libxlutil() -> None:
+    """Skip locally (fail in CI) without Xen's parser, as the export tests do."""
+    _require_tool(_libs() is not None, "libxlutil (Xen's xl config parser)")
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -27,8 +32,12 @@ UUID = "0b7e5c1a-3f8d-4a52-b0e4-6c1d2e3f4a5b"
         f'extra = "uuid = \\"x\\" # no comment"\ndisk = [\n  "a",\n  "b",\n]\nuuid = "{UUID}"\n',
     ],
 )
-def test_the_uuid_is_read_as_xl_reads_it(text: str) -> None:
-    assert xl_cfg.same_uuid(parse(text).get("uuid"), UUID)
+def test_the_uuid_is_read_as_xl_reads_it(text: str, tmp_path: Path) -> None:
+    value = parse(text).get("uuid")
+    assert xl_cfg.same_uuid(value, UUID)
+    _need_libxlutil()
+    with XlConfig(text, tmp_path / "report.txt") as cfg:
+        assert cfg.get_string("uuid") == value  # what Xen's own parser reads
 
 
 @pytest.mark.parametrize(
@@ -48,9 +57,12 @@ def test_no_uuid_or_not_this_one(text: str) -> None:
     ("text", "where"),
     [('name = "open\n', "line 1"), ("a = 1\nb = = 2\n", "line 2"), ("a = [1, 2\n", "line 2")],
 )
-def test_what_xl_would_not_read_is_an_error(text: str, where: str) -> None:
+def test_what_xl_would_not_read_is_an_error(text: str, where: str, tmp_path: Path) -> None:
     with pytest.raises(XlCfgError, match=where):
         parse(text)
+    _need_libxlutil()
+    with pytest.raises(AssertionError, match="libxlutil rejected"):
+        XlConfig(text, tmp_path / "report.txt")
 
 
 def test_plus_equals_appends_to_a_list() -> None:
@@ -91,8 +103,7 @@ def test_find_config_searches_cfg_files_then_auto(tmp_path: Path) -> None:
 def test_libxlutil_takes_the_override_xl_create_appends(tmp_path: Path) -> None:
     """`xl create FILE 'vnuma=[...]'`: xl reads FILE, appends "\\n" + the pair + "\\n" and
     parses the whole; the override's vnuma is the one xl's parse_vnuma_config gets."""
-    if _libs() is None:
-        _require_tool(False, "libxlutil (Xen's xl config parser)")
+    _need_libxlutil()
     text = (
         f'name = "g"\nuuid = "{UUID}"\nmemory = 2048\nmaxmem = 2048\nvcpus = 2\n'
         "vnuma = [ [ 'pnode=0', 'size=1024', 'vcpus=0', 'vdistances=10,21' ],\n"
