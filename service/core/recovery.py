@@ -24,9 +24,9 @@ of work (`service.core.unit.write`); it commits nothing itself. It
 The destination's agent sees the restart as a step of its host (`GET /v1/agent/hosts/{id}/steps`:
 `op: start`, `phase: restart`, the domain's id, `mib` its memory, `destination` this host and
 each vnode's pnode, from `start_destinations`): it boots the guest with the domain's topology
-bound there and acknowledges the step; the ack
-makes the domain `running` (`domain.restarted`), a failed ack `failed` (its memory stays
-charged until the domain is deleted or restarted by the operator).
+bound there and acknowledges the step; the ack makes the domain `running` (`domain.restarted`),
+a failed ack `failed` (its memory stays charged until the domain is deleted or restarted by the
+operator).
 
 Calling it again is safe: domains already moved are no longer on the host, so nothing is placed
 twice; domains stranded the first time are tried again (after a squeeze, or when room appears).
