@@ -27,7 +27,7 @@ from numa_balloon_client.programs import logs
 from numa_balloon_client.programs.exits import UsageError, guarded
 
 PROG = "numa-balloon-agent"
-PATH_KEYS = ("state_dir", "xl_info", "machine_id_file", "config")
+PATH_KEYS = ("state_dir", "xl_info", "xl_config_dir", "machine_id_file", "config")
 
 
 def make_backend(args: argparse.Namespace) -> Backend:
@@ -41,7 +41,7 @@ def make_backend(args: argparse.Namespace) -> Backend:
         return LibvirtBackend(args.uri, migrate_uri=args.migrate_uri, migration=args.migration)
     from numa_balloon_agent.backends.xen import XenBackend
 
-    return XenBackend(xl_info=args.xl_info)
+    return XenBackend(xl_info=args.xl_info, config_dir=args.xl_config_dir)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -50,6 +50,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sysfs-root", default="/", help="root of the sysfs tree (default /)")
     p.add_argument("--uri", default="qemu:///system", help="libvirt connection URI")
     p.add_argument("--xl-info", type=Path, help="read a saved `xl info -n` output")
+    p.add_argument(
+        "--xl-config-dir",
+        type=Path,
+        default=Path("/etc/xen"),
+        help="xen: where the domains' xl.cfg files are (*.cfg and auto/), for a restart's "
+        "`xl create` (default /etc/xen)",
+    )
     p.add_argument("--name", default=None, help="host name (default: this machine's hostname)")
     p.add_argument(
         "--reserved-mib",

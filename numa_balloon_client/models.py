@@ -1153,7 +1153,9 @@ class SqueezedDomain(BaseModel):
 class StepDestination(BaseModel):
     """
     Where a migrate step takes the domain: what the source host's agent needs to build the
-    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>).
+    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>). A
+    recovery's start step carries the same for the host it restarts on (this one): each vnode's
+    pnode there, where its memory is charged (xl's vnuma `pnode=`).
     """
 
     model_config = ConfigDict(
@@ -1215,7 +1217,9 @@ class StepOut(BaseModel):
     created_at: Annotated[AwareDatetime, Field(title="Created At")]
     destination: Annotated[
         StepDestination | None,
-        Field(description="migrate steps only: the destination and its binding"),
+        Field(
+            description="migrate steps: the destination and its binding; a recovery's start steps (phase restart): this host and each vnode's pnode on it"
+        ),
     ] = None
     detail: Annotated[str | None, Field(title="Detail")]
     domain_id: Annotated[

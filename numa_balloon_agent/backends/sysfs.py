@@ -1,7 +1,8 @@
 """Linux sysfs: any Linux host. Topology and free memory from `/sys/devices/system/node`.
 
 It drives no hypervisor: pool operations are the guests' own drivers' work (the guest agent
-offlines and onlines memory blocks), migrations need the libvirt or xen backend.
+offlines and onlines memory blocks), migrations and a failover's restarts (`start`) need the
+libvirt or xen backend.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ class SysfsBackend:
             return not_ours("sysfs backend: the guest's driver carries out pool operations")
         if step.op == "release":
             return Outcome(True, True, "sysfs backend: no hypervisor holds memory for it here")
+        if step.op == "start":
+            return Outcome(
+                True,
+                False,
+                f"sysfs backend: this agent observes the machine's NUMA nodes and runs no "
+                f"hypervisor, so it cannot start domain {step.domain_id} after its host failed; "
+                "a host that receives restarts needs its agent run with --backend libvirt or xen",
+            )
         return Outcome(
             True,
             False,

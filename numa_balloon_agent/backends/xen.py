@@ -10,7 +10,11 @@ scripts with the real argument syntax).
   writes `memory/target` for the stock balloon driver;
 - migrate: `xl migrate D <destination host>` (xl keeps the domain's vnuma `pnode=` binding; the
   destination re-pools through the settle steps);
-- release: checks the domain left.
+- release: checks the domain left;
+- start (a recovery's restart here): already running (xenstore) is done; else the xl.cfg file in
+  `--xl-config-dir` (default /etc/xen, and its `auto/`) whose `uuid` is the domain's is created,
+  `xl create FILE 'vnuma=[...]'`, its vnode specs' `pnode=` set to where the step says each
+  vnode's memory now lives (xl appends a `KEY=VALUE` argument after the file, so it wins).
 
 No `xl` (not a Xen dom0, or the tools not installed), an `xl info -n` that fails, or a
 `--xl-info` file that is absent or not that output end the agent with one line (exit 3 for what
@@ -23,6 +27,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from numa_balloon_agent.backends import xl_cfg
 from numa_balloon_agent.backends.base import DomainReport
 from numa_balloon_agent.backends.xl_info import XenNode, XlInfoError, parse_xl_info, slit
 from numa_balloon_agent.runner import NOT_FOUND, CommandFailed, Runner
@@ -30,13 +35,22 @@ from numa_balloon_agent.steps import KIB_PER_MIB, Outcome, Step, not_ours
 from numa_balloon_client import machine
 from numa_balloon_client.programs.exits import Unavailable, UsageError
 
+DEFAULT_CONFIG_DIR = Path("/etc/xen")
+
 
 class XenBackend:
     name = "xen"
 
-    def __init__(self, *, xl_info: Path | str | None = None, runner: Runner | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        xl_info: Path | str | None = None,
+        runner: Runner | None = None,
+        config_dir: Path | str = DEFAULT_CONFIG_DIR,
+    ) -> None:
         self.xl_info_file = Path(xl_info) if xl_info is not None else None
         self.run = runner or Runner()
+        self.config_dir = Path(config_dir)
 
     def _nodes(self) -> list[XenNode]:
         if self.xl_info_file is not None:
@@ -127,6 +141,8 @@ class XenBackend:
                 return self._pool(step, dry_run)
             if step.op == "migrate":
                 return self._migrate(step, dry_run)
+            if step.op == "start":
+                return self._start(step, dry_run)
             if step.op == "release":
                 gone = step.domain_id not in self._domids()
                 where = "no longer runs here" if gone else "still runs here"
@@ -166,5 +182,52 @@ class XenBackend:
             return Outcome(True, False, "the domain is not here or the step names no destination")
         return Outcome(True, True, self._execute([["xl", "migrate", domid, dest]], dry_run))
 
+    def _start(self, step: Step, dry_run: bool) -> Outcome:
+        """A failover's restart: the domain's xl.cfg is created here with the new host's vnode
+        binding. The definition (disks, network) is the operator's: a host without one fails
+        the step naming where it looked and the export that gives its memory and vNUMA part."""
+        if step.domain_id in self._domids():
+            return Outcome(True, True, f"domain {step.domain_id} already runs here (xenstore)")
+        found = xl_cfg.find_config(self.config_dir, step.domain_id)
+        if found.path is None:
+            return Outcome(True, False, _no_config(step.domain_id, self.config_dir, found.skipped))
+        pnodes = _step_pnodes(step)
+        try:
+            specs = None if pnodes is None else xl_cfg.vnuma_with_pnodes(found.settings, pnodes)
+        except xl_cfg.XlCfgError as exc:
+            return Outcome(True, False, f"{found.path}: {exc}")
+        path = str(found.path)
+        argv = ["xl", "create", *(["-f", path] if "=" in path else [path])]
+        if specs is not None:
+            argv.append(xl_cfg.vnuma_setting(specs))
+        detail = self._execute([argv], dry_run)
+        if pnodes is None:
+            detail += " (the step names no pnodes: the file's binding is kept)"
+        elif specs is None:
+            detail += f" (no vnuma in {path}: xl places the memory, not on pnodes {pnodes})"
+        return Outcome(True, True, detail)
+
     def close(self) -> None:
         pass
+
+
+def _step_pnodes(step: Step) -> list[int | None] | None:
+    """Per vnode, the one pnode that backs it on this host (None: several or unknown, the
+    file's `pnode=` stays), from the step's destination; None when the step names none."""
+    nodesets = (step.destination or {}).get("nodesets")
+    if not isinstance(nodesets, list):
+        return None
+    out: list[int | None] = []
+    for ns in nodesets:
+        one = isinstance(ns, list) and len(ns) == 1 and isinstance(ns[0], int)
+        out.append(ns[0] if one else None)
+    return out
+
+
+def _no_config(domain_id: str, directory: Path, skipped: list[str]) -> str:
+    why = f"; not read: {'; '.join(skipped)}" if skipped else ""
+    return (
+        f"no xl.cfg with uuid {domain_id} in {directory} (*.cfg) or {directory / 'auto'}{why}: "
+        f"write one there (/v1/domains/{domain_id}/export?format=xl gives its memory and vNUMA "
+        "part; its disks and network are the operator's)"
+    )

@@ -111,16 +111,25 @@ def batch_report(
 
 def pending_steps(session: Session, host_id: str, now: datetime) -> StepList:
     """The host's pending steps that are due (a retry waits out its backoff), oldest first; a
-    migrate step names where the memory goes."""
+    migrate step names where the memory goes, a restart's start step the pnodes it is on."""
     rows = repo.pending_steps(session, host_id, now)
     items = [step_out(s) for s in rows]
     destinations = migrate_destinations(
         session, [s.migration_id for s in rows if s.op == "migrate"]
     )
+    starts = recovery.start_destinations(
+        session, host_id, [s.domain_id for s in rows if _is_restart(s.op, s.phase)]
+    )
     for item in items:
         if item.op == "migrate" and item.migration_id in destinations:
             item.destination = destinations[item.migration_id]
+        elif _is_restart(item.op, item.phase) and item.domain_id in starts:
+            item.destination = starts[item.domain_id]
     return StepList(items=items)
+
+
+def _is_restart(op: str, phase: str) -> bool:
+    return op == recovery.START_OP and phase == recovery.RESTART_PHASE
 
 
 def ack_step(

@@ -22,10 +22,11 @@ of work (`service.core.unit.write`); it commits nothing itself. It
    `domain.restarting` per domain.
 
 The destination's agent sees the restart as a step of its host (`GET /v1/agent/hosts/{id}/steps`:
-`op: start`, `phase: restart`, the domain's id, `mib` its memory): it boots the guest with the
-domain's topology (exports give the vnode-to-pnode mapping) and acknowledges the step; the ack
-makes the domain `running` (`domain.restarted`), a failed ack `failed` (its memory stays
-charged until the domain is deleted or restarted by the operator).
+`op: start`, `phase: restart`, the domain's id, `mib` its memory, `destination` this host and
+each vnode's pnode, from `start_destinations`): it boots the guest with the domain's topology
+bound there and acknowledges the step; the ack makes the domain `running` (`domain.restarted`),
+a failed ack `failed` (its memory stays charged until the domain is deleted or restarted by the
+operator).
 
 Calling it again is safe: domains already moved are no longer on the host, so nothing is placed
 twice; domains stranded the first time are tried again (after a squeeze, or when room appears).
@@ -33,6 +34,7 @@ twice; domains stranded the first time are tried again (after a squeeze, or when
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,9 +50,10 @@ from service.db.audit import record_event
 from service.db.changes import ChangeSet, event, step_row
 from service.db.failover import domain_states
 from service.db.loaders import load_host_accounting
-from service.db.models import Domain, Host, Migration, Step
+from service.db.models import Domain, Host, Migration, Step, Vnode
 from service.engine.failover import plan_failover
 from service.errors import Conflict, NotFound
+from service.schemas.agent import StepDestination
 from service.schemas.failover import RecoveryOut, RecoveryRestart, UnplacedOut
 from service.vocabulary import ACTIVE_MIGRATION_STATES
 
@@ -320,6 +323,33 @@ def on_step_acked(session: Session, step: Step, ok: bool, actor: str, now: datet
             after={"host_id": step.host_id, "state": state},
             at=now,
         )
+
+
+def start_destinations(
+    session: Session, host_id: str, domain_ids: Sequence[str]
+) -> dict[str, StepDestination]:
+    """For the agent's restart steps: this host and, per vnode, the pnode the recovery backed it
+    on (its home), so the agent binds the guest where its memory is charged (xl's vnuma
+    `pnode=`). One statement, however many steps; a domain no longer on the host is left out."""
+    ids = sorted(set(domain_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Vnode.domain_id, Vnode.home_pnode, Host.name)
+        .join(Domain, Domain.id == Vnode.domain_id)
+        .join(Host, Host.id == Domain.host_id)
+        .where(Vnode.domain_id.in_(ids), Domain.host_id == host_id)
+        .order_by(Vnode.domain_id, Vnode.index)
+    ).all()
+    out: dict[str, StepDestination] = {}
+    for domain_id, home, host_name in rows:
+        dest = out.get(domain_id)
+        if dest is None:
+            dest = out[domain_id] = StepDestination(
+                host_id=host_id, host_name=host_name, nodesets=[]
+            )
+        dest.nodesets.append([] if home is None else [int(home)])
+    return out
 
 
 def fail_host(

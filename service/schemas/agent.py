@@ -65,7 +65,9 @@ StepActor = Annotated[
 
 class StepDestination(BaseModel):
     """Where a migrate step takes the domain: what the source host's agent needs to build the
-    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>)."""
+    destination configuration (the new vnode -> pnode binding, e.g. libvirt's <numatune>). A
+    recovery's start step carries the same for the host it restarts on (this one): each vnode's
+    pnode there, where its memory is charged (xl's vnuma `pnode=`)."""
 
     host_id: Id
     host_name: str
@@ -117,7 +119,9 @@ class StepOut(BaseModel):
     attempt: int = Field(default=1, description="1, or the retry's number after failures")
     created_at: datetime
     destination: StepDestination | None = Field(
-        default=None, description="migrate steps only: the destination and its binding"
+        default=None,
+        description="migrate steps: the destination and its binding; a recovery's start steps "
+        "(phase restart): this host and each vnode's pnode on it",
     )
 
 

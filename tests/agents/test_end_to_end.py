@@ -7,6 +7,7 @@ new <numatune>, and releases the source."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,12 @@ from demo.local import LocalService
 from demo.real_agents import DESTINATION_NODE, balloon_only_domain
 from numa_balloon_agent.agent import Agent, Settings
 from numa_balloon_agent.backends.sysfs import SysfsBackend
+from numa_balloon_agent.backends.xen import XenBackend
 from numa_balloon_client import Client, Conflict
 from numa_balloon_guest.agent import GuestAgent
 from numa_balloon_guest.blocks import MemoryBlocks
+from tests.agents.test_xen import SAVED as XL_INFO
+from tests.agents.test_xen import fake_xen_tools, recorded
 from tests.agents.trees import block_states, guest_tree, host_tree
 from tests.libvirt_env import require_binding
 
@@ -154,3 +158,61 @@ def test_run_once_registers_idempotently_and_keeps_a_private_token(
         host_id = next(h.id for h in admin.iter_hosts() if h.name == "once-1")
         acc = admin.host_accounting(host_id)
     assert [p.observed_free_mib for p in acc.pnodes] == [4096] * 4  # MemFree, half of each
+
+
+def test_recovery_restarted_by_the_xen_agent(service: LocalService, tmp_path: Path) -> None:
+    """A failed host's protected domain restarts on a Xen host: its start step names the pnodes
+    the service charged there, the Xen agent (xl and xenstore as recording scripts) creates the
+    domain's xl.cfg (written from the xl export) with those pnodes and acknowledges: it runs."""
+    runner, _store, log = fake_xen_tools(tmp_path)
+    config_dir = tmp_path / "etc-xen"
+    config_dir.mkdir()
+    backend = XenBackend(xl_info=XL_INFO / "two_socket.txt", runner=runner, config_dir=config_dir)
+    settings = Settings(
+        url=service.url,
+        admin_token=ADMIN,
+        name="xen-restarts",
+        state_dir=tmp_path / "x",
+        interval_s=0,
+        reserved_mib=0,
+        external_id="e2e-xen-restarts",
+    )
+    xen = Agent(backend, settings, sleep=lambda _: None)
+    linux = _agent(
+        SysfsBackend(host_tree(tmp_path / "f-root", [4096, 4096])),
+        service.url,
+        "fails",
+        tmp_path / "f",
+    )
+    assert xen.run(once=True) == 0 and linux.run(once=True) == 0
+    admin = Client(service.url, ADMIN)
+    dom = admin.create_domain(
+        {
+            "name": "vm-restarts-on-xen",
+            "host_id": linux.host_id,
+            "labels": {"ha": "true"},
+            "memory": {"dynamic_min_mib": 3072, "dynamic_max_mib": 3072, "target_mib": 3072},
+            "vnodes": [
+                {"size_mib": 2048, "vcpus": [0, 1], "distances": [10, 21]},
+                {"size_mib": 1024, "vcpus": [2, 3], "distances": [21, 10]},
+            ],
+        }
+    )
+    (config_dir / "vm.cfg").write_text(admin.export_domain(dom.id, "xl"))
+    admin.patch_cluster({"ha": {"host_failures": 1, "label_selector": "ha=true"}})
+    assert linux.host_id is not None
+    recovery = admin.fail_host(linux.host_id, "e2e")
+    assert [(r.domain_id, r.host_id) for r in recovery.restarts] == [(dom.id, xen.host_id)]
+    assert xen.cycle()["acked"] == 1
+    restarted = admin.get_domain(dom.id)
+    assert restarted.state == "running"
+    homes = [v.home_pnode for v in restarted.vnodes]
+    create = [c for c in recorded(log) if c[:2] == ["xl", "create"]]
+    assert len(create) == 1 and create[0][2] == str(config_dir / "vm.cfg")
+    vnuma = create[0][3]
+    assert (
+        vnuma.startswith("vnuma=[")
+        and [int(p) for p in re.findall(r'"pnode=(\d+)"', vnuma)] == homes
+    )
+    for closing in (xen, linux, admin):
+        closing.close()

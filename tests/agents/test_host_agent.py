@@ -11,8 +11,9 @@ import pytest
 from demo.local import LocalService
 from numa_balloon_agent.agent import Agent, Settings
 from numa_balloon_agent.backends.sysfs import SysfsBackend
+from numa_balloon_agent.steps import Step
 from numa_balloon_client import Client, InvalidInput
-from tests.agents.trees import NODE, guest_tree
+from tests.agents.trees import NODE, guest_tree, host_tree
 from tests.client.sysfs_trees import four_node, make_tree, memory_only, two_socket
 
 ADMIN = "host-agent-admin-token-0123456789ab"
@@ -77,6 +78,15 @@ def test_kernel_shaped_trees(shape: object, service: LocalService, tmp_path: Pat
         acc = admin.host_accounting(str(agent.host_id))
     assert [p.observed_free_mib for p in acc.pnodes] == agent.backend.free_mib()
     agent.close()
+
+
+def test_sysfs_fails_a_restart_saying_why(tmp_path: Path) -> None:
+    """A failover's `start` step sent to a sysfs agent: failed, with the reason and the fix."""
+    step = Step("s", "d-1", "start", "restart", None, None, 1024, 1024, None)
+    out = SysfsBackend(host_tree(tmp_path, [1024])).apply(step, dry_run=False)
+    assert out.ack and not out.ok
+    assert "runs no hypervisor" in out.detail and "cannot start domain d-1" in out.detail
+    assert "--backend libvirt or xen" in out.detail
 
 
 def test_dry_run_reports_but_acknowledges_nothing(service: LocalService, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from numa_balloon_agent.backends.xen import XenBackend
 from numa_balloon_agent.backends.xl_info import XlInfoError, parse_xl_info
+from numa_balloon_agent.cli import make_backend, parse
 from numa_balloon_agent.runner import Runner
 from numa_balloon_agent.steps import Step
 
@@ -86,8 +87,9 @@ def test_gaps_in_node_numbers_and_bad_outputs() -> None:
         parse_xl_info("host : x\n")
 
 
-@pytest.fixture
-def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
+def fake_xen_tools(tmp_path: Path) -> tuple[Runner, Path, Path]:
+    """`xl` and `xenstore-*` as the recording script in `tmp_path/bin`, first on the runner's
+    PATH; xenstore holds dom0 only. Returns the runner, the store's root and the log."""
     bin_dir, store, log = tmp_path / "bin", tmp_path / "store", tmp_path / "log"
     bin_dir.mkdir()
     script = bin_dir / "fake"
@@ -95,28 +97,34 @@ def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
     script.chmod(0o755)
     for tool in ("xl", "xenstore-read", "xenstore-list", "xenstore-write"):
         (bin_dir / tool).symlink_to(script)
+    (store / "local/domain/0").mkdir(parents=True)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env.update(FAKE_XENSTORE=str(store), FAKE_LOG=str(log))
+    return Runner(env), store, log
+
+
+@pytest.fixture
+def xen(tmp_path: Path) -> tuple[XenBackend, Path, Path]:
+    runner, store, log = fake_xen_tools(tmp_path)
     dom = store / "local/domain/7"
     (dom / "memory/vnode0").mkdir(parents=True)
     (dom / "memory/vnode1").mkdir(parents=True)
-    (store / "local/domain/0").mkdir(parents=True)
     (dom / "vm").write_text(f"/vm/{UUID}")
     (dom / "memory/target").write_text(str(3072 * 1024))
     (dom / "memory/vnode0/target").write_text(str(2048 * 1024))
     (dom / "memory/vnode1/target").write_text(str(1024 * 1024))
     (dom / "memory/vnode0/actual").write_text(str(2040 * 1024))
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    env.update(FAKE_XENSTORE=str(store), FAKE_LOG=str(log))
-    return XenBackend(xl_info=SAVED / "two_socket.txt", runner=Runner(env)), store, log
+    return XenBackend(xl_info=SAVED / "two_socket.txt", runner=runner), store, log
 
 
-def _calls(log: Path) -> list[list[str]]:
+def recorded(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def test_domains_report_vnode_actuals(xen: tuple[XenBackend, Path, Path]) -> None:
     backend, _, log = xen
     assert backend.domains() == [{"domain_id": UUID, "vnodes": [{"index": 0, "actual_mib": 2040}]}]
-    assert ["xenstore-read", "/local/domain/7/vm"] in _calls(log)
+    assert ["xenstore-read", "/local/domain/7/vm"] in recorded(log)
 
 
 def test_pool_step_writes_the_vnode_target_then_mem_sets_the_total(
@@ -129,7 +137,7 @@ def test_pool_step_writes_the_vnode_target_then_mem_sets_the_total(
     )  # fmt: skip
     outcome = backend.apply(step, dry_run=False)
     assert not outcome.ack and outcome.ok  # the reports complete pool steps
-    calls = _calls(log)
+    calls = recorded(log)
     assert ["xenstore-write", "/local/domain/7/memory/vnode1/target", str(512 * 1024)] in calls
     assert calls[-1] == ["xl", "mem-set", "7", "2560m"]  # 2048 + 512
     assert (store / "local/domain/7/memory/vnode1/target").read_text() == str(512 * 1024)
@@ -141,7 +149,7 @@ def test_dry_run_changes_nothing(xen: tuple[XenBackend, Path, Path]) -> None:
     step = Step("s1", UUID, "plug", "balloon", 0, 0, 512, 2048, True)
     outcome = backend.apply(step, dry_run=True)
     assert "xenstore-write" in outcome.detail
-    assert not any(c[0] in ("xl", "xenstore-write") for c in _calls(log))
+    assert not any(c[0] in ("xl", "xenstore-write") for c in recorded(log))
 
 
 def test_migrate_and_release(xen: tuple[XenBackend, Path, Path]) -> None:
@@ -150,10 +158,92 @@ def test_migrate_and_release(xen: tuple[XenBackend, Path, Path]) -> None:
     step = Step("m", UUID, "migrate", "migrate", None, None, 3072, 3072, None, [], dest)
     outcome = backend.apply(step, dry_run=False)
     assert outcome.ack and outcome.ok
-    assert _calls(log)[-1] == ["xl", "migrate", "7", "xen-2"]
+    assert recorded(log)[-1] == ["xl", "migrate", "7", "xen-2"]
     release = Step("r", UUID, "release", "release", None, 0, 2048, None, None)
     assert not backend.apply(release, dry_run=False).ok  # still in xenstore: not released
     (store / "local/domain/7/vm").unlink()
     (store / "local/domain/7/memory/target").unlink()
     os.rename(store / "local/domain/7", store / "gone")
     assert backend.apply(release, dry_run=False).ok
+
+
+# A restart's `start`: the domain's xl.cfg found by uuid, created with the new host's pnodes.
+OTHER = "5d2f0a9e-7c41-4b8e-9f3a-1e2d3c4b5a69"
+CONFIG = f"""# {OTHER}: not this one (a comment)
+name = "web-1"; uuid = "{OTHER.upper()}"   # upper case is the same uuid
+memory = 3072
+maxmem = 3072
+vcpus = 4
+disk = [ 'phy:/dev/vg0/web-1,xvda,w' ]
+vnuma = [ [ "pnode=0", "size=2048", "vcpus=0-1", "vdistances=10,21" ],
+          [ "pnode=0", "size=1024", "vcpus=2-3", "vdistances=21,10" ], ]
+"""
+NEW_VNUMA = (
+    'vnuma=[["pnode=1", "size=2048", "vcpus=0-1", "vdistances=10,21"], '
+    '["pnode=0", "size=1024", "vcpus=2-3", "vdistances=21,10"]]'
+)
+
+
+def _start(domain_id: str, nodesets: list[list[int]] | None) -> Step:
+    dest = None if nodesets is None else {"host_id": "h", "host_name": "x", "nodesets": nodesets}
+    return Step("s", domain_id, "start", "restart", None, None, 3072, 3072, None, [], dest)
+
+
+def test_start_creates_the_config_with_the_new_pnodes(
+    xen: tuple[XenBackend, Path, Path], tmp_path: Path
+) -> None:
+    backend, _, log = xen
+    backend.config_dir = tmp_path / "etc-xen"
+    (backend.config_dir / "auto").mkdir(parents=True)
+    (backend.config_dir / "xl.conf").write_text('autoballoon = "off"\n')
+    (backend.config_dir / "other.cfg").write_text(f'name = "db"\nuuid = "{UUID}"\n')
+    (backend.config_dir / "web-1.cfg").write_text(CONFIG)
+    (backend.config_dir / "auto/web-1.cfg").symlink_to(backend.config_dir / "web-1.cfg")
+    outcome = backend.apply(_start(OTHER, [[1], [0]]), dry_run=True)
+    assert outcome.ok and "xl create" in outcome.detail and "pnode=1" in outcome.detail
+    assert not any(c[0] == "xl" for c in recorded(log))  # dry run: printed, not run
+    outcome = backend.apply(_start(OTHER, [[1], [0]]), dry_run=False)
+    assert outcome.ack and outcome.ok, outcome.detail
+    assert recorded(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg"), NEW_VNUMA]
+    # no pnodes in the step (an older service): the file as it is
+    assert backend.apply(_start(OTHER, None), dry_run=False).ok
+    assert recorded(log)[-1] == ["xl", "create", str(backend.config_dir / "web-1.cfg")]
+    # the file's vnuma is not the domain's (three vnodes in the service): not started
+    outcome = backend.apply(_start(OTHER, [[1], [0], [1]]), dry_run=False)
+    assert not outcome.ok and "2 vnode spec(s) but the domain has 3" in outcome.detail
+
+
+def test_start_of_a_running_domain_or_one_without_a_config(
+    xen: tuple[XenBackend, Path, Path], tmp_path: Path
+) -> None:
+    backend, _, log = xen
+    backend.config_dir = tmp_path / "etc-xen"
+    backend.config_dir.mkdir()
+    (backend.config_dir / "broken.cfg").write_text('name = "x\n')
+    running = backend.apply(_start(UUID, [[0], [1]]), dry_run=False)
+    assert running.ack and running.ok and "already runs here" in running.detail
+    missing = backend.apply(_start(OTHER, [[0]]), dry_run=False)
+    assert missing.ack and not missing.ok
+    assert f"no xl.cfg with uuid {OTHER} in {backend.config_dir}" in missing.detail
+    assert f"/v1/domains/{OTHER}/export?format=xl" in missing.detail
+    assert "broken.cfg: line 1" in missing.detail  # the file it could not read is named
+    assert not any(c[0] == "xl" for c in recorded(log))
+    (backend.config_dir / "web-1.cfg").write_text(CONFIG)
+    fail = FAKE.format(python=sys.executable) + "\nif name == 'xl': sys.exit('libxl: cannot')\n"
+    xl = tmp_path / "bin/xl"  # the fixture's recording script, now one that fails
+    xl.unlink()
+    xl.write_text(fail)
+    xl.chmod(0o755)
+    failed = backend.apply(_start(OTHER, [[0], [1]]), dry_run=False)
+    assert failed.ack and not failed.ok and "libxl: cannot" in failed.detail
+
+
+def test_the_config_dir_from_the_command_line_or_the_config_file(tmp_path: Path) -> None:
+    saved = ["discover", "--backend", "xen", "--xl-info", str(SAVED / "one_node.txt")]
+    backend = make_backend(parse([*saved, "--xl-config-dir", str(tmp_path)]))
+    assert isinstance(backend, XenBackend) and backend.config_dir == tmp_path
+    default = make_backend(parse(saved))
+    assert isinstance(default, XenBackend) and default.config_dir == Path("/etc/xen")
+    toml = tmp_path / "agent.toml"
+    toml.write_text('backend = "xen"\nxl_config_dir = "/srv/xen"\n')
+    assert parse(["discover", "--config", str(toml)]).xl_config_dir == Path("/srv/xen")

@@ -297,6 +297,12 @@ def test_fail_restarts_protected_domains_and_the_agent_starts_them(client: ApiCl
     # the destination's agent sees one start step per domain and acknowledges them
     steps = [s for s in _agent_steps(client, hosts[1], tokens[hosts[1]]) if s["op"] == "start"]
     assert sorted(s["domain_id"] for s in steps) == sorted([a["id"], b["id"]])
+    # each names this host and where each vnode's memory is charged here (xl's vnuma pnode=)
+    for s in steps:
+        vnodes = client.get(f"/v1/domains/{s['domain_id']}").json()["vnodes"]
+        homes = [[v["backing_mib"].index(v["target_mib"])] for v in vnodes]
+        assert [[v["home_pnode"]] for v in vnodes] == homes
+        assert s["destination"] == {"host_id": hosts[1], "host_name": "h1", "nodesets": homes}
     for s in steps:
         ok = s["domain_id"] == a["id"]
         r = client.post(
