@@ -26,23 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
+from service.core.failover_inputs import Inputs, Selector, eligible, load_inputs
+from service.core.failover_kept import Settings, Verdict, verdict
 from service.core.unit import discard
 from service.db.audit import record_event
 from service.db.cluster import get_cluster
-from service.db.failover import HostRows, ProtectedRows, load_hosts, load_protected
 from service.db.models import ClusterSettings
 from service.engine.errors import InputError
-from service.engine.failover import (
-    FailoverHosts,
-    FailoverPlan,
-    GuestShape,
-    ProtectedDomains,
-    plan_failover,
-    protected_domains,
-)
+from service.engine.failover import FailoverPlan, plan_failover
 from service.errors import Conflict, Forbidden, InvalidInput, WouldBreakFailoverPlan
 from service.schemas.common import LABEL_KEY_PATTERN
 from service.schemas.failover import (
@@ -56,7 +49,8 @@ from service.schemas.failover import (
     WorstOut,
 )
 
-Selector = list[tuple[str, str]]
+__all__ = ["Inputs", "eligible", "load_inputs"]
+
 _KEY = re.compile(LABEL_KEY_PATTERN)
 # Roles that may let a change through a broken plan (`?ha_overcommit=true`).
 OVERCOMMIT_ROLES = ("admin", "operator")
@@ -85,64 +79,6 @@ def cluster_settings(session: Session, *, lock: bool = False) -> ClusterSettings
         raise Conflict(str(exc)) from exc
 
 
-def eligible(hosts: HostRows) -> np.ndarray:
-    """Hosts that may receive restarts: active ones whose agent is not lost (a host whose agent
-    never took a lease is not judged: see `service.core.leases`)."""
-    return np.array(
-        [s == "active" and a != "lost" for s, a in zip(hosts.states, hosts.agents, strict=True)],
-        dtype=bool,
-    )
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What one plan read: the rows (for ids and names) and the engine's arrays."""
-
-    hosts: HostRows
-    protected: ProtectedRows
-    engine_hosts: FailoverHosts
-    engine_domains: ProtectedDomains
-
-
-def load_inputs(
-    session: Session, selector: Selector, *, protected_on: Sequence[str] | None = None
-) -> Inputs:
-    hosts = load_hosts(session)
-    prot = load_protected(session, selector, host_ids=protected_on)
-    index = hosts.index()
-    # a domain deleted between the two statements has no vnodes left: not protected
-    keep = [i for i, h in enumerate(prot.host_ids) if h in index and prot.restart_mib[i]]
-    guests = [
-        GuestShape(
-            restart_mib=np.array(prot.restart_mib[i], dtype=np.int64),
-            vcpu_count=np.array(prot.vcpu_count[i], dtype=np.int64),
-            vdist=np.array(prot.distances[i], dtype=np.int64),
-        )
-        for i in keep
-    ]
-    if len(keep) != len(prot.ids):
-        prot = ProtectedRows(
-            ids=[prot.ids[i] for i in keep],
-            names=[prot.names[i] for i in keep],
-            host_ids=[prot.host_ids[i] for i in keep],
-            restart_mib=[prot.restart_mib[i] for i in keep],
-            vcpu_count=[prot.vcpu_count[i] for i in keep],
-            distances=[prot.distances[i] for i in keep],
-        )
-    return Inputs(
-        hosts=hosts,
-        protected=prot,
-        engine_hosts=FailoverHosts(
-            free_mib=hosts.free_mib,
-            squeezable_mib=hosts.squeezable_mib,
-            eligible=eligible(hosts),
-            shape=hosts.shape,
-            shapes=tuple(hosts.shapes),
-        ),
-        engine_domains=protected_domains(host=[index[h] for h in prot.host_ids], guests=guests),
-    )
-
-
 def run_plan(
     inputs: Inputs,
     host_failures: int,
@@ -164,13 +100,7 @@ def run_plan(
     )
 
 
-def _unplaced(inputs: Inputs, plan: FailoverPlan | None) -> list[UnplacedOut]:
-    if plan is None:
-        prot = inputs.protected
-        return [
-            UnplacedOut(domain_id=d, domain_name=n, reason="every host fails: none survives")
-            for d, n in zip(prot.ids, prot.names, strict=True)
-        ]
+def _unplaced(inputs: Inputs, plan: FailoverPlan) -> list[UnplacedOut]:
     if plan.worst is None:
         return []
     return [
@@ -181,14 +111,6 @@ def _unplaced(inputs: Inputs, plan: FailoverPlan | None) -> list[UnplacedOut]:
         )
         for u in plan.worst.unplaced
     ]
-
-
-def _worst_hosts(inputs: Inputs, plan: FailoverPlan | None) -> list[str]:
-    if plan is None:
-        return list(inputs.hosts.ids)
-    if plan.worst is None:
-        return []
-    return [inputs.hosts.ids[h] for h in plan.worst.failed_hosts]
 
 
 def plan_out(inputs: Inputs, plan: FailoverPlan, duration_ms: float) -> FailoverPlanOut:
@@ -269,47 +191,23 @@ def settings_of(row: ClusterSettings) -> HaSettings | None:
     )
 
 
-@dataclass(frozen=True)
-class Check:
-    """A plan of the protection's r, without max_host_failures or restarts."""
-
-    inputs: Inputs
-    plan: FailoverPlan | None
-
-    @property
-    def tolerated(self) -> bool:
-        if self.plan is None:
-            return not self.inputs.protected.ids
-        return self.plan.tolerated
-
-    @property
-    def exact(self) -> bool:
-        return self.plan is None or self.plan.exact
-
-    def stranded(self) -> list[UnplacedOut]:
-        return _unplaced(self.inputs, self.plan)
-
-    def failed_host_ids(self) -> list[str]:
-        return _worst_hosts(self.inputs, self.plan)
-
-
-def check(session: Session, ha: HaSettings) -> Check:
+def check(session: Session, ha: HaSettings) -> Verdict:
+    """Whether the protection's plan holds over the rows ``session`` sees, from the worker's
+    kept plan and what changed since (`service.core.failover_kept`)."""
     selector = parse_selector(ha.label_selector, ("body", "ha", "label_selector"))
-    inputs = load_inputs(session, selector)
-    return Check(
-        inputs,
-        run_plan(
-            inputs,
-            ha.host_failures,
+    return verdict(
+        session,
+        Settings(
+            host_failures=ha.host_failures,
+            selector=tuple(selector),
             allow_spread=ha.allow_spread,
-            find_max=False,
-            with_restarts=False,
         ),
     )
 
 
 def ha_out(session: Session, row: ClusterSettings) -> HaOut | None:
-    """The protection and whether it holds now (planned again: see docs/failover.md)."""
+    """The protection and whether it holds now (the kept plan brought up to date: see
+    `service.core.failover_kept`)."""
     ha = settings_of(row)
     if ha is None:
         return None
@@ -322,9 +220,9 @@ def ha_out(session: Session, row: ClusterSettings) -> HaOut | None:
         holds=found.tolerated,
         overcommitted=bool(row.ha.get("overcommitted", False)),
         exact=found.exact,
-        protected_domains=len(found.inputs.protected.ids),
-        worst_failed_host_ids=found.failed_host_ids(),
-        stranded=found.stranded(),
+        protected_domains=found.protected_domains,
+        worst_failed_host_ids=found.failed_host_ids,
+        stranded=found.stranded,
     )
 
 
@@ -351,7 +249,7 @@ def set_protection(session: Session, ha: HaSettings | None, actor: str, now: dat
             "cluster",
             None,
             before=before,
-            after={**after, "failed_host_ids": found.failed_host_ids()},
+            after={**after, "failed_host_ids": found.failed_host_ids},
             at=now,
         )
 
@@ -404,8 +302,8 @@ def admit(
         return
     if flagged:
         return
-    stranded = found.stranded()
-    scenario = found.failed_host_ids()
+    stranded = found.stranded
+    scenario = found.failed_host_ids
     if overcommit.requested:
         row.ha, row.updated_at = {**row.ha, "overcommitted": True}, now
         record_event(

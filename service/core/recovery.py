@@ -155,7 +155,7 @@ def _plan(
         d = int(r.domain[i])
         if int(r.failed_host[i]) != h or prot.ids[d] in left:
             continue
-        n_v = len(prot.restart_mib[d])
+        n_v = prot.n_vnodes(d)
         out.append((d, int(r.host[i]), r.mapping[i, :n_v].copy()))
     if plan.worst is not None:
         stranded += [

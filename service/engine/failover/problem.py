@@ -299,8 +299,11 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
             doms = np.delete(doms, int(at[0]) + int(start[old]))
             start = start.copy()
             start[old + 1 :] -= 1
+    # the searches' caches are keyed by guest index: a copy each, so that two changes made
+    # from the same problem (an admission kept apart from another) never share a new index
+    own = {"home_cache": dict(prob.home_cache), "alone_cache": dict(prob.alone_cache)}
     if guest is None:
-        out = dataclasses.replace(prob, host_start=start, host_doms=doms)
+        out = dataclasses.replace(prob, host_start=start, host_doms=doms, **own)
         _carry_all_caches(prob, out)
         return out
     g = make_guest(guest, prob.spread)
@@ -325,6 +328,7 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
         guests=guests,
         host_start=start,
         host_doms=doms,
+        **own,
     )
     _carry_all_caches(prob, out)
     return out
