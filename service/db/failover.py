@@ -34,11 +34,11 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal_column,
     select,
     text,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from service.db.cluster_rows import slit_key
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
@@ -266,10 +266,12 @@ def load_protected(
 # --------------------------------------------------------------------------- what changed
 
 # The statement's snapshot, and whether its transaction has written nothing.
-_SNAPSHOT = cast(text("pg_current_snapshot()"), Text)
-_CLEAN = text("pg_current_xact_id_if_assigned() IS NULL")
+_SNAPSHOT = cast(literal_column("pg_current_snapshot()"), Text)
+_CLEAN: ColumnElement[bool] = literal_column("pg_current_xact_id_if_assigned() IS NULL")
 # Which database this is: a database dropped and created again under the same name is another.
-_DB = text("(SELECT oid FROM pg_database WHERE datname = current_database())")
+_DB: ColumnElement[int] = literal_column(
+    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 _RECENT = text(
     "hosts.changed_xid >= CAST(CAST(pg_snapshot_xmin(CAST(:b_snap AS pg_snapshot)) AS text)"
     " AS bigint)"
@@ -345,15 +347,15 @@ _CLEAN_LOCK = threading.Lock()
 @contextmanager
 def clean_session(bind: Engine | Connection) -> Iterator[Session]:
     """A session of its own on the same database, outside the caller's transaction, for reads
-    of committed rows only (rolled back at the end). Its connection is opened for it and closed
-    after (no pool): it is taken while the caller may hold locks others wait on, so it must not
-    wait for a pooled connection those others hold."""
+    of committed rows only (rolled back at the end). Its connection is not the worker's pool's:
+    it is taken while the caller may hold locks others wait on, so it must not wait for a pooled
+    connection those others hold. One connection, kept (callers take it one at a time)."""
     engine = bind if isinstance(bind, Engine) else bind.engine
     url = engine.url.render_as_string(hide_password=False)
     with _CLEAN_LOCK:
         own = _CLEAN_ENGINES.get(url)
         if own is None:
-            own = _CLEAN_ENGINES[url] = make_engine(url, poolclass=NullPool)
+            own = _CLEAN_ENGINES[url] = make_engine(url, pool_size=1, max_overflow=0)
     with Session(own) as session:
         try:
             yield session

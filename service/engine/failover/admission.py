@@ -277,12 +277,15 @@ def _to_redo(
 def _verdict(
     ctx: Context, lvl: Level, stranded: IntArray
 ) -> tuple[tuple[int, ...], tuple[Unplaced, ...]]:
-    """The scenario that strands the most, and why each of its stranded domains is."""
+    """The scenario that strands the most (then, as the plan's worst, squeezes the most and
+    leaves the least free), and why each of its stranded domains is."""
     if not stranded.any():
         return (), ()
     assert lvl.packed is not None
-    sigma = int(np.lexsort((np.arange(stranded.shape[0]), -stranded))[0])
-    plan = lvl.packed[sigma] if sigma in lvl.packed else swept_plan(ctx, lvl, sigma)
+    packed = lvl.packed
+    tied = np.flatnonzero(stranded == stranded.max()).tolist()  # each one searched one by one
+    sigma = min(tied, key=lambda s: (-packed[s].squeeze_mib, packed[s].free_after_mib, s))
+    plan = packed[sigma] if sigma in packed else swept_plan(ctx, lvl, sigma)
     prob = ctx.prob
     placed_mib = sum(int(load_of(prob, d, m).sum()) for d, (_, m) in plan.placed.items())
     why = tuple(

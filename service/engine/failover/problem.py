@@ -301,9 +301,11 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
             start[old + 1 :] -= 1
     # the searches' caches are keyed by guest index: a copy each, so that two changes made
     # from the same problem (an admission kept apart from another) never share a new index
-    own = {"home_cache": dict(prob.home_cache), "alone_cache": dict(prob.alone_cache)}
+    home, alone = dict(prob.home_cache), dict(prob.alone_cache)
     if guest is None:
-        out = dataclasses.replace(prob, host_start=start, host_doms=doms, **own)
+        out = dataclasses.replace(
+            prob, host_start=start, host_doms=doms, home_cache=home, alone_cache=alone
+        )
         _carry_all_caches(prob, out)
         return out
     g = make_guest(guest, prob.spread)
@@ -328,7 +330,8 @@ def with_domain(prob: Problem, domain: int | None, host: int, guest: GuestShape 
         guests=guests,
         host_start=start,
         host_doms=doms,
-        **own,
+        home_cache=home,
+        alone_cache=alone,
     )
     _carry_all_caches(prob, out)
     return out
