@@ -106,6 +106,9 @@ class Kept:
 
 
 _KEPT: dict[str, Kept] = {}
+# How often a plan was built from scratch, and how often a check was answered by the engine's
+# check_change (tests and benchmarks look).
+COUNTS = {"built": 0, "changes": 0}
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCK = threading.Lock()
 
@@ -174,6 +177,7 @@ def plan_verdict(inputs: Inputs, plan: FailoverPlan | None) -> Verdict:
 def _build(session: Session, s: Settings) -> tuple[Kept | None, Verdict]:
     """Plan from scratch; the kept state when the session's rows are committed ones."""
     snap, database = snapshot(session)
+    COUNTS["built"] += 1
     inputs = load_inputs(session, list(s.selector))
     plan = plan_inputs(inputs, s)
     verdict = plan_verdict(inputs, plan)
@@ -379,6 +383,7 @@ def _check(session: Session, kept: Kept, host_ids: list[str]) -> tuple[Verdict, 
     if not diff.hosts and not diff.domains:
         return kept.verdict, diff, kept.state
     adm = check_change(kept.state, hosts=diff.hosts, domains=diff.domains)
+    COUNTS["changes"] += 1
     v = _admission_verdict(kept, diff, adm.tolerated, adm.exact, adm.failed_hosts, adm.stranded)
     return v, diff, adm.state
 
