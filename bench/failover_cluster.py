@@ -4,15 +4,16 @@ protected), then the core operations timed in this process on real sessions, as 
 unit of work runs them (no HTTP: the router only hands the operation over).
 
 * ``r1_exact_ms``: `POST /v1/cluster/failover-plan`'s operation (`core.failover.plan`), r = 1,
-  without the restart list (200,000 rows of JSON), at 10,000 hosts: the three statements that
+  without the restart list (200,000 rows of JSON), at 10,000 hosts: the two statements that
   read every host and protected domain, and the engine.
 * ``r1_1000_ms``, ``r2_100_ms``: the same at r = 1 on 1,000 hosts and r = 2 on 100 (clusters
   generated alike, loaded apart).
 * ``admission_ms``: what failover protection (r = 1, every domain) adds to one domain create
   (`core.domain_requests.create`, an 8 x 8 GiB guest placed by the ranking, rolled back each
   time): median with protection on minus median with it off, at 10,000 hosts. The admission
-  plans the cluster again after the change (`core.failover.admit`); the engine's incremental
-  check (`check_change`, bench/failover.py) is not used by the core yet.
+  (`core.failover.admit`) answers from the worker's kept plan (built once, when protection is
+  turned on, in a session of its own): it reads the hosts changed since the kept snapshot (here
+  the create's own host) and their protected domains, and calls the engine's `check_change`.
 
     python -m bench.failover_cluster [--quick] [--hosts N] [--repeats K]
 

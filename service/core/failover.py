@@ -1,14 +1,16 @@
 """Failover planning, protection and admission (issue 26; model and proofs: docs/failover.md).
 
 `plan` answers `POST /v1/cluster/failover-plan`: it loads every host and the protected domains
-as arrays (`service.db.failover`, three statements), calls the engine's `plan_failover` once
+as arrays (`service.db.failover`, two statements), calls the engine's `plan_failover` once
 and maps indices to ids. Nothing is written.
 
 Protection (`PATCH /v1/cluster` `{"ha": {...}}`) is stored in `cluster_settings.ha`. With it on,
 `admit` is called by every change that could break the plan (a domain created, a target
 raised, a migration started, a host set to maintenance) after the change is written and before
 its unit commits: it locks the settings row (so two such changes are checked one after the
-other: each sees the other's memory, no write skew), plans again and refuses with
+other: each sees the other's memory, no write skew), checks whether the plan still holds (the
+worker's kept plan and `check_change` over what changed since: `service.core.failover_kept`,
+exactly what planning again would say) and refuses with
 `WouldBreakFailoverPlan` (409 `/problems/would-break-failover-plan`) naming the scenario and
 the domains it strands, unless the caller asked for `ha_overcommit` (an event records it).
 
