@@ -169,6 +169,8 @@ def load_hosts(
 ) -> HostRows:
     """Every host (a failed host may be in maintenance or offline), or only ``host_ids``, with
     its pnodes' free and squeezable MiB (at least ``width`` columns)."""
+    if host_ids is None:
+        _tune(session)
     rows = session.execute(_hosts_stmt(host_ids)).all()
     slits = {str(r[4]): str(r[5]) for r in rows if r[5] is not None}
     packed_free = [str(r[6]) for r in rows]
@@ -195,15 +197,40 @@ def parse_slit(text_: str) -> IntArray:
     return np.array(out, dtype=np.int64)
 
 
-def _picked(selector: Sequence[tuple[str, str]], host_ids: Sequence[str] | None) -> Any:
-    picked = select(Domain.id).where(
-        Domain.host_id.is_not(None), Domain.state.in_(PROTECTABLE_STATES)
-    )
-    for key, value in selector:
-        picked = picked.where(Domain.labels[key].as_string() == value)
+def _picked(selector: Sequence[tuple[str, str]], host_ids: Sequence[str] | None) -> list[Any]:
+    """The conditions on a domain to be protected."""
+    out: list[Any] = [Domain.host_id.is_not(None), Domain.state.in_(PROTECTABLE_STATES)]
+    out += [Domain.labels[key].as_string() == value for key, value in selector]
     if host_ids is not None:
-        picked = picked.where(Domain.host_id.in_(list(host_ids)))
-    return picked
+        out.append(Domain.host_id.in_(list(host_ids)))
+    return out
+
+
+# Parsed virtual SLITs by key, shared by the worker's reads (a cluster has a few dozen).
+_SLITS: dict[str, IntArray] = {}
+
+
+def _slits(session: Session, wanted: dict[str, str]) -> dict[str, IntArray]:
+    """The parsed SLIT of each key in ``wanted`` (key -> a domain that has it): those not seen
+    yet are read by primary key, one statement."""
+    missing = {k: d for k, d in wanted.items() if k not in _SLITS}
+    if missing:
+        if len(_SLITS) > 10_000:
+            _SLITS.clear()
+        key = slit_key(Domain.distances)
+        for k, t in session.execute(
+            select(key, cast(Domain.distances, Text)).where(Domain.id.in_(list(missing.values())))
+        ).all():
+            _SLITS[str(k)] = parse_slit(str(t))
+    return {k: _SLITS[k] for k in wanted}
+
+
+def _tune(session: Session) -> None:
+    """For this transaction's big reads (PostgreSQL): sorts and aggregates in memory, and no
+    JIT compilation (it costs more than it saves on these statements)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+        session.execute(text("SET LOCAL jit = off"))
 
 
 def load_protected(
@@ -217,43 +244,31 @@ def load_protected(
     a host, only on ``host_ids`` when given: one statement. A domain's shape key is its SLIT's
     key and its vnodes' packed text; each distinct key is parsed once (``known``: keys already
     parsed, which the answer shares)."""
-    ids = _picked(selector, host_ids).subquery()
     key = slit_key(Domain.distances)
-    vn = (
+    stmt = (
         select(
-            Vnode.domain_id.label("domain_id"),
-            _packed(Vnode.index, Vnode.target_mib, Vnode.vcpu_count).label("packed"),
+            Domain.id,
+            Domain.name,
+            Domain.host_id,
+            key,
+            _packed(Vnode.index, Vnode.target_mib, Vnode.vcpu_count),
         )
-        .where(Vnode.domain_id.in_(select(ids.c.id)))
-        .group_by(Vnode.domain_id)
-        .subquery()
-    )
-    first = (
-        select(key.label("key"), func.min(Domain.id).label("id"))
-        .where(Domain.id.in_(select(ids.c.id)))
-        .group_by(key)
-        .subquery()
-    )
-    slit = case((first.c.id.is_not(None), cast(Domain.distances, Text)), else_=None)
-    rows = session.execute(
-        select(Domain.id, Domain.name, Domain.host_id, key, slit, vn.c.packed)
-        .join(vn, vn.c.domain_id == Domain.id)
-        .outerjoin(first, first.c.id == Domain.id)
+        .join(Vnode, Vnode.domain_id == Domain.id)
+        .where(*_picked(selector, host_ids))
+        .group_by(Domain.id)
         .order_by(Domain.id)
-    ).all()
-    slits = {str(r[3]): str(r[4]) for r in rows if r[4] is not None}
+    )
+    if host_ids is None:
+        _tune(session)
+    rows = session.execute(stmt).all()
     shapes = dict(known or {})
-    keys = [f"{r[3]}|{r[5]}" for r in rows]
-    parsed_slits: dict[str, IntArray] = {}
-    for r, k in zip(rows, keys, strict=True):
-        if k in shapes:
-            continue
-        sk = str(r[3])
-        if sk not in parsed_slits:
-            parsed_slits[sk] = parse_slit(slits[sk])
-        cells = np.fromstring(str(r[5]), dtype=np.int64, sep=" ").reshape(-1, 3)
+    keys = [f"{r[3]}|{r[4]}" for r in rows]
+    new = {k: i for i, k in enumerate(keys) if k not in shapes}
+    slits = _slits(session, {str(rows[i][3]): str(rows[i][0]) for i in new.values()})
+    for k, i in new.items():
+        cells = np.fromstring(str(rows[i][4]), dtype=np.int64, sep=" ").reshape(-1, 3)
         cells = cells[np.argsort(cells[:, 0], kind="stable")]
-        shapes[k] = (cells[:, 1].copy(), cells[:, 2].copy(), parsed_slits[sk])
+        shapes[k] = (cells[:, 1].copy(), cells[:, 2].copy(), slits[str(rows[i][3])])
     return ProtectedRows(
         ids=[str(r[0]) for r in rows],
         names=[str(r[1]) for r in rows],
