@@ -338,13 +338,6 @@ def changed_since(session: Session, snap: str) -> Changed:
     )
 
 
-def domain_names(session: Session, domain_ids: Sequence[str]) -> dict[str, str]:
-    if not domain_ids:
-        return {}
-    rows = session.execute(select(Domain.id, Domain.name).where(Domain.id.in_(list(domain_ids))))
-    return {str(d): str(n) for d, n in rows.all()}
-
-
 def domain_states(session: Session, domain_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
     """domain id -> (state, host id) for the domains that still exist."""
     if not domain_ids:
