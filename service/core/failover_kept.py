@@ -48,6 +48,7 @@ from service.db.failover import (
     load_protected,
     snapshot,
 )
+from service.engine.errors import InputError
 from service.engine.failover import (
     DomainChange,
     FailoverPlan,
@@ -59,7 +60,8 @@ from service.engine.failover import (
 )
 from service.schemas.failover import UnplacedOut
 
-# Beyond this many changed hosts, the kept state is moved forward before a check.
+# Beyond this many changed hosts, the kept state is moved forward before a check (and beyond a
+# quarter of the hosts, built again: so many changes cost more than a plan).
 DIFF_HOSTS = 64
 
 
@@ -382,7 +384,10 @@ def _check(session: Session, kept: Kept, host_ids: list[str]) -> tuple[Verdict, 
         return None
     if not diff.hosts and not diff.domains:
         return kept.verdict, diff, kept.state
-    adm = check_change(kept.state, hosts=diff.hosts, domains=diff.domains)
+    try:
+        adm = check_change(kept.state, hosts=diff.hosts, domains=diff.domains)
+    except InputError:  # a row the engine refuses: planning from scratch says which
+        return None
     COUNTS["changes"] += 1
     v = _admission_verdict(kept, diff, adm.tolerated, adm.exact, adm.failed_hosts, adm.stranded)
     return v, diff, adm.state
@@ -402,7 +407,9 @@ def _refresh(session: Session, where: str, s: Settings) -> Kept | None:
         kept = _KEPT.get(where)
         if kept is not None and kept.settings == s:
             ch = changed_since(own, kept.snapshot)
-            if ch.database == kept.database and ch.n_hosts == len(kept.hosts.ids):
+            n = len(kept.hosts.ids)
+            small = len(ch.host_ids) <= max(DIFF_HOSTS, n // 4)
+            if ch.database == kept.database and ch.n_hosts == n and small:
                 found = _check(own, kept, ch.host_ids)
                 if found is not None:
                     moved = _forward(kept, found[1], found[2], ch.snapshot, found[0])

@@ -106,9 +106,13 @@ def _change(client: ApiClient, rng: random.Random, hosts: list[str], n: int) -> 
     return {"kind": kind, "status": r.status_code, "body": r.text}
 
 
+@pytest.mark.parametrize("diff_hosts", [64, 0], ids=["checked", "moved-forward-first"])
 def test_kept_plan_agrees_with_planning_from_scratch(
-    pg_client: ApiClient, postgres_db_url: str
+    pg_client: ApiClient, postgres_db_url: str, diff_hosts: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``diff_hosts`` 0: every check first moves the kept plan forward in a session of its own
+    (or builds it again), as a worker does when many hosts changed."""
+    monkeypatch.setattr(kept, "DIFF_HOSTS", diff_hosts)
     kept.forget()
     rng = random.Random(26)
     hosts = []
