@@ -20,7 +20,6 @@ from service.db.cluster_rows import read_whole, slit_key
 from service.db.models import Backing, ClusterSettings, Domain, Host
 from service.engine.placement import ClusterArrays
 
-
 # Built once: every target raise reads the settings row (failover admission), and building the
 # statement and its cache key anew each time cost as much as executing it.
 _SETTINGS = select(ClusterSettings).where(ClusterSettings.id == 1)
