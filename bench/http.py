@@ -22,7 +22,7 @@ headlines:
     http put-target postgres open100: p99_ms=<float> server_cpu_ms=<float>
     http put-target postgres c16: rps=<float> p99_ms=<float> healthz_rps=<float> ratio=<float>
 
-    python -m bench.http [--seconds 4] [--rounds 3] [--clients 16]
+    python -m bench.http [--seconds 4] [--rounds 3] [--clients 16] [--backend postgres]
 """
 
 from __future__ import annotations
@@ -266,16 +266,25 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="per route and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        action="append",
+        help="only these backends (repeatable; default both): the headlines are PostgreSQL's",
+    )
     args = ap.parse_args()
+    backends = args.backend or ["sqlite", "postgres"]
     results: dict[str, dict[str, RouteStats]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        from service.db.alembic import upgrade
+    if "sqlite" in backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            from service.db.alembic import upgrade
 
-        sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        upgrade(sqlite_url)
-        results["sqlite"] = bench_backend(sqlite_url, args.clients, args.seconds, args.rounds)
-    with scratch_postgres() as pg_url:
-        results["postgres"] = bench_backend(pg_url, args.clients, args.seconds, args.rounds)
+            sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            upgrade(sqlite_url)
+            results["sqlite"] = bench_backend(sqlite_url, args.clients, args.seconds, args.rounds)
+    if "postgres" in backends:
+        with scratch_postgres() as pg_url:
+            results["postgres"] = bench_backend(pg_url, args.clients, args.seconds, args.rounds)
     c = args.clients
     print(
         f"{'backend':<10}{'route':<16}{'clients':>8}{'rps':>9}{'p50_ms':>9}{'p99_ms':>9}"
@@ -289,7 +298,7 @@ def main() -> None:
                 f"{st.cpu_ms('client'):>15.3f}"
             )
     last = ""
-    for backend in ("sqlite", "postgres"):
+    for backend in results:
         h = results[backend]["healthz"].rps
         for route in ("put-spread", "put-target"):
             st = results[backend][route]
@@ -301,6 +310,8 @@ def main() -> None:
                 last = line
             else:
                 print(line)
+    if "postgres" not in results:
+        return
     st = results["postgres"][OPEN]
     print(
         f"http put-target postgres {OPEN}: p99_ms={st.percentile_ms(99):.2f} "

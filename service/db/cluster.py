@@ -20,12 +20,14 @@ from service.db.cluster_rows import read_whole, slit_key
 from service.db.models import Backing, ClusterSettings, Domain, Host
 from service.engine.placement import ClusterArrays
 
+# Built once: every target raise reads the settings row (failover admission), and building the
+# statement and its cache key anew each time cost as much as executing it.
+_SETTINGS = select(ClusterSettings).where(ClusterSettings.id == 1)
+_SETTINGS_LOCKED = _SETTINGS.with_for_update()
+
 
 def get_cluster(session: Session, *, lock: bool = False) -> ClusterSettings:
-    stmt = select(ClusterSettings).where(ClusterSettings.id == 1)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = session.scalars(stmt).first()
+    row = session.scalars(_SETTINGS_LOCKED if lock else _SETTINGS).first()
     if row is None:
         raise LookupError("cluster settings are missing; run the migrations")
     return row
