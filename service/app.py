@@ -37,6 +37,7 @@ from service.api.authentication import Authentication
 from service.api.filters import reject_unknown_query
 from service.api.forwarded import ForwardedHeaders, TrustedProxies
 from service.api.headers import SecurityHeaders
+from service.api.lean import LeanRoutes
 from service.api.middleware import MethodRules, Metrics, RequestLimits
 from service.api.problems import install_problem_handlers
 from service.api.ratelimit import Limits
@@ -181,6 +182,7 @@ def create_app(
     for module in (*modules, api_keys):
         app.include_router(module.router)
 
+    app.add_middleware(LeanRoutes)  # innermost: serves the lean routes Authentication matched
     app.add_middleware(
         RequestLimits,
         max_body_bytes=settings.max_body_bytes,
