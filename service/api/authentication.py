@@ -153,7 +153,7 @@ class Authentication:
         if op is not None and access_for(op.name, template, settings) == "public":
             await self.app(scope, receive, send)
             return
-        plain = op is not None and op.lean is not None
+        plain = op is not None and getattr(op.route, "lean_plain_lookup", False)
         try:
             principal = await self._authenticate(scope, settings, limits, plain)
             scope.setdefault("state", {})["principal"] = principal  # for routes and metrics

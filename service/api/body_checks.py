@@ -64,19 +64,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def check_json_body(body: bytes, max_depth: int) -> None:
+def check_json_body(body: bytes, max_depth: int) -> Any:
     """Refuse what is not UTF-8 JSON, nesting deeper than `max_depth`, objects of more than
     `MAX_OBJECT_MEMBERS` members, duplicate keys, lone surrogates and NUL.
 
     RFC 8259 leaves duplicate keys to the implementation; taking the last one silently would let a
     body say two things at once. Lone surrogates cannot be stored as UTF-8 and NUL cannot be stored
     in PostgreSQL text: either would otherwise fail deep in the database as a 5xx.
+    Returns the parsed value (what `json.loads` makes of the body), for a route to reuse.
     """
     value = _parse(body, max_depth)
     if json_depth(body) > max_depth:
         raise _too_deep(max_depth)
     if _SUSPECT.search(body):
         _check_strings(value)
+    return value
 
 
 def _parse(body: bytes, max_depth: int) -> Any:
