@@ -18,7 +18,9 @@ request rate limit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -31,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.auth import ADMIN, Principal, check_access, is_admin, parse_bearer
 from service.api.authz import access_for
 from service.api.forwarded import client_address
+from service.api.lean import LEAN_SCOPE_KEY, Handler, LeanMatch, lean_handler
 from service.api.problems import render
 from service.api.ratelimit import Limits, retry_after
 from service.api.session import UI_PREFIX, session_principal, wants_html
@@ -46,9 +49,53 @@ class Operation:
     path_template: str
     methods: frozenset[str] | None  # None: any method (a mount)
     regex: re.Pattern[str]
+    route: Any = None  # the router's route object
+    lean: Handler | None = None  # a lean route's handler (`api/lean.py`)
 
 
-def route_table(app: FastAPI) -> list[Operation]:
+# Routes are indexed by the first two segments of their template when both are literal (every
+# API route: `/v1/hosts/...`); a path is matched against its key's routes and the others only.
+_KEY_SEGMENTS = 2
+
+
+def _key(path: str) -> tuple[str, ...] | None:
+    parts = path.split("/", _KEY_SEGMENTS + 1)[1 : _KEY_SEGMENTS + 1]
+    if len(parts) < _KEY_SEGMENTS or any("{" in p for p in parts):
+        return None
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """The routes in the router's order, and the same order cut down by path prefix: a route
+    whose template starts with two literal segments can only match paths that start with them,
+    so a request is matched against a few routes, not all (the router's linear scan of every
+    route's regex was a tenth of a lease renewal's CPU, counting both of them)."""
+
+    operations: list[Operation]
+    by_key: dict[tuple[str, ...], list[Operation]]
+    unkeyed: list[Operation]
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(self.operations)
+
+    def candidates(self, path: str) -> list[Operation]:
+        key = _key(path)
+        return self.unkeyed if key is None else self.by_key.get(key, self.unkeyed)
+
+
+def index(operations: list[Operation]) -> RouteTable:
+    keys = [_key(op.path_template) for op in operations]
+    by_key = {
+        k: [op for op, kk in zip(operations, keys, strict=True) if kk in (k, None)]
+        for k in set(keys)
+        if k is not None
+    }
+    unkeyed = [op for op, k in zip(operations, keys, strict=True) if k is None]
+    return RouteTable(operations, by_key, unkeyed)
+
+
+def route_table(app: FastAPI) -> RouteTable:
     """Every route of the app with its operation id, in the router's order."""
     out = []
     for ctx in iter_route_contexts(app.routes):
@@ -57,23 +104,24 @@ def route_table(app: FastAPI) -> list[Operation]:
         if regex is None or template is None:
             continue
         methods = getattr(ctx, "methods", None)
+        route = getattr(ctx, "original_route", None)
         out.append(
             Operation(
                 str(ctx.name or template),
                 template,
                 frozenset(methods) if methods else None,
                 regex,
+                route,
+                lean_handler(route),
             )
         )
-    return out
+    return index(out)
 
 
-def match(
-    table: list[Operation], method: str, path: str
-) -> tuple[Operation | None, dict[str, str]]:
+def match(table: RouteTable, method: str, path: str) -> tuple[Operation | None, dict[str, str]]:
     """The operation a request names, as the router will pick it; None when none matches its
     method (the router then answers 404 or 405). HEAD is the GET of the same path."""
-    for op in table:
+    for op in table.candidates(path):
         found = op.regex.match(path)
         if found is None:
             continue
@@ -85,7 +133,7 @@ def match(
 class Authentication:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._table: list[Operation] | None = None
+        self._table: RouteTable | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,8 +153,9 @@ class Authentication:
         if op is not None and access_for(op.name, template, settings) == "public":
             await self.app(scope, receive, send)
             return
+        plain = op is not None and getattr(op.route, "lean_plain_lookup", False)
         try:
-            principal = await self._authenticate(scope, settings, limits)
+            principal = await self._authenticate(scope, settings, limits, plain)
             scope.setdefault("state", {})["principal"] = principal  # for routes and metrics
             if op is not None:
                 check_access(principal, op.name, template, params, settings)
@@ -121,9 +170,13 @@ class Authentication:
         except ServiceError as exc:
             await _reject(scope, send, exc)
             return
+        if op is not None and op.lean is not None:
+            scope[LEAN_SCOPE_KEY] = LeanMatch(op.route, params, op.lean)
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope, settings: Settings, limits: Limits) -> Principal:
+    async def _authenticate(
+        self, scope: Scope, settings: Settings, limits: Limits, plain: bool = False
+    ) -> Principal:
         headers = Headers(scope=scope)
         try:
             token = parse_bearer(headers.get("authorization"))
@@ -140,8 +193,10 @@ class Authentication:
         try:
             # A lookup session of its own (the route has not opened its unit of work yet); the
             # app's clock, which tests replace with a fake one.
+            # A lean route's agent or guest token: on a plain connection (`lookup_plain`).
             state = scope["app"].state
-            return await run_in_threadpool(credentials.lookup, state.db, token, state.clock())
+            lookup = credentials.lookup_plain if plain else credentials.lookup
+            return await run_in_threadpool(lookup, state.db, token, state.clock())
         except Unauthorized as exc:
             raise limits.failed_authentication(client_address(scope), exc) from None
         except SQLAlchemyError as exc:  # outside the app's handlers: say 503 here

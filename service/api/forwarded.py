@@ -36,6 +36,8 @@ class TrustedProxies:
         return bool(self.networks)
 
     def trusts(self, address: str) -> bool:
+        if not self.networks:  # the default: no address to parse on every request
+            return False
         ip = _ip(address)
         return ip is not None and any(ip in net for net in self.networks)
 

@@ -30,6 +30,9 @@ _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 # The body an unauthenticated caller may send (only public routes get one: the sign-in form, a
 # key of at most 512 characters). Nothing parses it as JSON.
 ANONYMOUS_MAX_BODY_BYTES = 4096
+# The JSON value of a body these checks parsed, for a lean route to validate without parsing
+# the body again (`service.api.lean.required_body`).
+PARSED_BODY = "numa_balloon.parsed_body"
 # Bodies larger than this are checked in a worker thread, so the event loop keeps answering.
 _OFFLOAD_BYTES = 64 * 1024
 
@@ -121,12 +124,12 @@ class RequestLimits:
         if not _read_as_json(content_type):
             return None
         if len(body) > _OFFLOAD_BYTES:
-            return await anyio.to_thread.run_sync(self._check_json, body)
-        return self._check_json(body)
+            return await anyio.to_thread.run_sync(self._check_json, scope, body)
+        return self._check_json(scope, body)
 
-    def _check_json(self, body: bytes) -> ServiceError | None:
+    def _check_json(self, scope: Scope, body: bytes) -> ServiceError | None:
         try:
-            check_json_body(body, self.max_json_depth)
+            scope[PARSED_BODY] = check_json_body(body, self.max_json_depth)
         except BodyIssue as issue:
             return InvalidInput(issue.msg, errors=[{"loc": issue.loc, "msg": issue.msg}])
         return None

@@ -198,11 +198,10 @@ def settled(view: ReportView, body: AgentReportIn, now: datetime, settings: Sett
         domain = view.domains.get(d.domain_id)
         if domain is None or domain.pending_pool_steps or not _repeats(domain, d.vnodes):
             return False
-        gap = off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib)
-        if domain.uncooperative and gap == 0:
+        if domain.uncooperative and _gap(domain) == 0:
             return False  # observe clears the flag of a driver found at its target
     limit = timedelta(seconds=settings.uncooperative_after_s)
-    return all(d.uncooperative or _stall(d, now) <= limit for d in view.domains.values())
+    return not any(_stalls(d, now, limit) for d in view.domains.values() if not d.uncooperative)
 
 
 def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
@@ -226,13 +225,23 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
     return True
 
 
-def _stall(domain: DomainView, now: datetime) -> timedelta:
-    return stall_time(
-        off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib),
+def _gap(domain: DomainView) -> int | None:
+    return off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib)
+
+
+def _stalls(domain: DomainView, now: datetime, limit: timedelta) -> bool:
+    """Whether the domain's `stall_time` is beyond `limit`. One whose target or progress is
+    more recent than that cannot be, so its pools are not compared (the usual case)."""
+    since = max(domain.last_progress_at or domain.target_set_at, domain.target_set_at)
+    if now - since <= limit:
+        return False
+    stall = stall_time(
+        _gap(domain),
         last_progress_at=domain.last_progress_at,
         target_set_at=domain.target_set_at,
         now=now,
     )
+    return stall > limit
 
 
 def _settled_report(

@@ -30,6 +30,7 @@ from service.core import failover, unit
 from service.core.recovery import recover_host
 from service.core.unit import Database
 from service.db import leases as repo
+from service.db import raw
 from service.db.audit import record_event
 from service.db.leases import CONNECTED, LOST
 from service.errors import NotFound
@@ -57,13 +58,16 @@ def renew(
     booted_at: datetime,
     actor: str,
 ) -> LeaseOut:
-    """A renewal: the usual one as one statement in autocommit (`unit.one_statement`: one
-    round trip), else (the first lease, a return from lost, SQLite) `renew_lease`'s unit."""
+    """A renewal: the usual one as one statement in autocommit (on a plain connection,
+    `db/raw.py`, else `unit.one_statement`: one round trip either way), else (the first lease,
+    a return from lost, SQLite) `renew_lease`'s unit."""
     expires_at = now + timedelta(seconds=settings.agent_lease_s)
     stale_before = max(now - timedelta(seconds=settings.agent_full_report_s), booted_at)
-    held = unit.one_statement(
-        db, lambda s: repo.renew_held(s, host_id, seq, now, expires_at, stale_before)
-    )
+    held = _renew_plain(db, host_id, seq, now, expires_at, stale_before)
+    if held is _UNAVAILABLE:
+        held = unit.one_statement(
+            db, lambda s: repo.renew_held(s, host_id, seq, now, expires_at, stale_before)
+        )
     if held is not None:
         return LeaseOut(
             host_id=host_id,
@@ -72,6 +76,33 @@ def renew(
             steps_pending=held.steps_pending,
         )
     return unit.write(db, lambda s: renew_lease(s, host_id, seq, now, settings, booted_at, actor))
+
+
+_UNAVAILABLE = repo.Renewal(prior=None, report=True, steps_pending=False)
+
+
+def _renew_plain(
+    db: Database,
+    host_id: str,
+    seq: int | None,
+    now: datetime,
+    expires_at: datetime,
+    stale_before: datetime,
+) -> repo.Renewal | None:
+    """`repo.renew_held_raw` through the worker's gate; `_UNAVAILABLE` without PostgreSQL or
+    when the plain connection fails (the caller takes the session's path then)."""
+    pool = raw.pool_for(db.engine)
+    if pool is None:
+        return _UNAVAILABLE
+    if db.gate is not None:
+        db.gate.acquire()
+    try:
+        return repo.renew_held_raw(pool, host_id, seq, now, expires_at, stale_before)
+    except raw.Unavailable:
+        return _UNAVAILABLE
+    finally:
+        if db.gate is not None:
+            db.gate.release()
 
 
 def renew_lease(

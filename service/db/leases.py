@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.db.raw import RawPool, one_row
 from service.db.tables import AGENT_LEASES, HOSTS, STEPS
 from service.vocabulary import StepState
 
@@ -211,6 +212,32 @@ def renew_held(
     )
 
 
+def renew_held_raw(
+    pool: RawPool,
+    host_id: str,
+    seq: int | None,
+    now: datetime,
+    expires_at: datetime,
+    stale_before: datetime,
+) -> Renewal | None:
+    """`renew_held` on a plain connection (`db/raw.py`): the same statement, without the
+    session around it. Raises `raw.Unavailable` when the connection fails."""
+    params = {
+        "b_host": host_id,
+        "b_expires": expires_at,
+        "b_now": now,
+        "b_seq": seq,
+        "b_stale": stale_before,
+    }
+    row = one_row(pool, _RENEW_HELD, params)
+    if row is None:
+        return None
+    due, stale, pending = row
+    return Renewal(
+        prior=CONNECTED, report=bool(due or stale or pending), steps_pending=bool(pending)
+    )
+
+
 def judge(session: Session, host_id: str, agent: str) -> None:
     """Set the host's agent judgement (status: its version does not move)."""
     session.connection().execute(_JUDGE, {"b_host": host_id, "b_agent": agent})
@@ -247,4 +274,5 @@ __all__ = [
     "leases_of",
     "renew",
     "renew_held",
+    "renew_held_raw",
 ]

@@ -13,16 +13,30 @@ import secrets
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Token
+from service.db.raw import RawPool, one_row
 
 TOKEN_PREFIX = {"agent": "nbh_", "guest": "nbg_"}
 
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# A live token by its digest: the lookup before every agent and guest request.
+TOKEN_BY_DIGEST = select(Token.kind, Token.subject_id, Token.token_hash).where(
+    Token.token_hash == bindparam("b_hash"), Token.revoked_at.is_(None)
+)
+
+
+def token_by_digest_raw(pool: RawPool, token_hash: str) -> tuple[str, str, str] | None:
+    """(kind, subject id, digest) of the live token with this digest, on a plain connection
+    (`db/raw.py`); raises `raw.Unavailable` when the connection fails."""
+    row = one_row(pool, TOKEN_BY_DIGEST, {"b_hash": token_hash})
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def issue_token(
