@@ -7,10 +7,11 @@ statement: ~100 us of CPU per statement against ~15 us for psycopg alone. The st
 SQLAlchemy Core (compiled once here, for the engine's dialect, to their SQL text and their
 constant parameters); only their execution skips the layers.
 
-Each engine gets a small pool of autocommit connections of its own (`pool_for`): a connection
-that raised anything is closed, never reused; the idle ones are closed when the engine is
-disposed or collected. A failing connection raises `Unavailable` ("this path is not available
-now"): the caller takes the ordinary path, which reports a database that is away as it always did.
+Each engine gets a small pool of autocommit connections of its own (`pool_for`, psycopg_pool's
+`ConnectionPool`: a connection that broke is replaced, never lent again), closed when the engine
+is disposed or collected. A failing connection, or none free within CHECKOUT_TIMEOUT_S, raises
+`Unavailable` ("this path is not available now"): the caller takes the ordinary path, which
+reports a database that is away as it always did.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import Engine, event
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-# Idle connections a pool keeps (more may be open at once; the extra ones are closed after use).
-IDLE_CONNECTIONS = 4
+# At most this many plain connections per worker (the thread pool's requests beyond wait for
+# one); an idle one is closed after IDLE_S; a request that waits longer than CHECKOUT_TIMEOUT_S
+# (the database away, every connection busy) takes the ordinary path instead.
+MAX_CONNECTIONS = 8
+IDLE_S = 300.0
+CHECKOUT_TIMEOUT_S = 2.0
 _DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 
 
@@ -64,34 +70,28 @@ def compiled(stmt: ClauseElement) -> Compiled:
 
 
 class RawPool:
-    def __init__(self, conninfo: str, idle: int = IDLE_CONNECTIONS) -> None:
-        self._conninfo = conninfo
-        self._max_idle = idle
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
+    """A small pool of autocommit connections (psycopg_pool's, which returns a connection that
+    broke to nobody and replaces it) kept beside the engine's own."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=MAX_CONNECTIONS,
+            max_idle=IDLE_S,
+            kwargs={"autocommit": True},
+            timeout=CHECKOUT_TIMEOUT_S,
+            open=True,
+            name="numa-balloon-raw",
+        )
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = psycopg.connect(self._conninfo, autocommit=True)
-        try:
+        with self._pool.connection() as conn:
             yield conn
-        except BaseException:
-            conn.close()  # whatever went wrong, the connection is not trusted again
-            raise
-        with self._lock:
-            if len(self._idle) < self._max_idle and not conn.closed:
-                self._idle.append(conn)
-                return
-        conn.close()
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
 
 _POOLS: weakref.WeakKeyDictionary[Engine, RawPool] = weakref.WeakKeyDictionary()
@@ -126,5 +126,5 @@ def one_row(
         with pool.connection() as conn:
             row: tuple[Any, ...] | None = conn.execute(c.sql, c.params(values)).fetchone()
             return row
-    except psycopg.Error as exc:
+    except (psycopg.Error, PoolTimeout) as exc:
         raise Unavailable(str(exc)) from exc
