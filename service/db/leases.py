@@ -95,26 +95,7 @@ def _renew(insert: Any) -> Insert:
             "report_due": or_(t.c.lost, restarted),
         },
     )
-    # The last report is the host's `observed_at` (every report stamps it); one older than the
-    # worker's start (`b_stale` is the later of that and now - the full-report period) or a
-    # host flagged for drift wants a full report too.
-    stale = (
-        select(
-            or_(
-                HOSTS.c.observed_at.is_(None),
-                HOSTS.c.observed_at < bindparam("b_stale"),
-                HOSTS.c.drift_flagged,
-            )
-        )
-        .where(HOSTS.c.id == bindparam("b_host"))
-        .scalar_subquery()
-    )
-    pending = (
-        exists()
-        .where(STEPS.c.host_id == bindparam("b_host"), STEPS.c.state == StepState.PENDING.value)
-        .label("pending")
-    )
-    out: Insert = upsert.returning(t.c.prior, t.c.report_due, stale, pending)
+    out: Insert = upsert.returning(t.c.prior, t.c.report_due, *_WANTED)
     return out
 
 
@@ -163,6 +144,26 @@ _LEASES_OF = select(AGENT_LEASES.c.host_id, AGENT_LEASES.c.expires_at, AGENT_LEA
 )
 
 
+def _params(
+    host_id: str, seq: int | None, now: datetime, expires_at: datetime, stale_before: datetime
+) -> dict[str, Any]:
+    return {
+        "b_host": host_id,
+        "b_expires": expires_at,
+        "b_now": now,
+        "b_seq": seq,
+        "b_stale": stale_before,
+    }
+
+
+def _held(row: Sequence[Any]) -> Renewal:
+    """A held lease's renewal from `_RENEW_HELD`'s row (report due, stale, steps pending)."""
+    due, stale, pending = row
+    return Renewal(
+        prior=CONNECTED, report=bool(due or stale or pending), steps_pending=bool(pending)
+    )
+
+
 def renew(
     session: Session,
     host_id: str,
@@ -175,13 +176,7 @@ def renew(
     violation otherwise: the caller checks the host first only when it must)."""
     conn = session.connection()
     stmt = _RENEW[conn.dialect.name]
-    params = {
-        "b_host": host_id,
-        "b_expires": expires_at,
-        "b_now": now,
-        "b_seq": seq,
-        "b_stale": stale_before,
-    }
+    params = _params(host_id, seq, now, expires_at, stale_before)
     prior, due, stale, pending = conn.execute(stmt, params).one()
     return Renewal(prior=prior, report=bool(due or stale or pending), steps_pending=bool(pending))
 
@@ -196,20 +191,9 @@ def renew_held(
 ) -> Renewal | None:
     """The usual renewal, one UPDATE: None when the host has no lease yet or it was judged lost
     (`renew` then takes it, and the judgement moves with it)."""
-    params = {
-        "b_host": host_id,
-        "b_expires": expires_at,
-        "b_now": now,
-        "b_seq": seq,
-        "b_stale": stale_before,
-    }
+    params = _params(host_id, seq, now, expires_at, stale_before)
     row = session.connection().execute(_RENEW_HELD, params).first()
-    if row is None:
-        return None
-    due, stale, pending = row
-    return Renewal(
-        prior=CONNECTED, report=bool(due or stale or pending), steps_pending=bool(pending)
-    )
+    return None if row is None else _held(row)
 
 
 def renew_held_raw(
@@ -222,20 +206,9 @@ def renew_held_raw(
 ) -> Renewal | None:
     """`renew_held` on a plain connection (`db/raw.py`): the same statement, without the
     session around it. Raises `raw.Unavailable` when the connection fails."""
-    params = {
-        "b_host": host_id,
-        "b_expires": expires_at,
-        "b_now": now,
-        "b_seq": seq,
-        "b_stale": stale_before,
-    }
+    params = _params(host_id, seq, now, expires_at, stale_before)
     row = one_row(pool, _RENEW_HELD, params)
-    if row is None:
-        return None
-    due, stale, pending = row
-    return Renewal(
-        prior=CONNECTED, report=bool(due or stale or pending), steps_pending=bool(pending)
-    )
+    return None if row is None else _held(row)
 
 
 def judge(session: Session, host_id: str, agent: str) -> None:

@@ -68,14 +68,18 @@ _PNODE_ROWS = (
     .order_by(PNODES.c.index)
 )
 _PENDING = exists().where(Step.domain_id == DOMAINS.c.id, pending_guest_op())
+# A domain's columns that a settled report reads, before its vnodes' (the two forms below).
+_DOMAIN_COLS = (
+    DOMAINS.c.id,
+    DOMAINS.c.target_mib,
+    DOMAINS.c.uncooperative,
+    DOMAINS.c.last_progress_at,
+    DOMAINS.c.target_set_at,
+    _PENDING,
+)
 _VNODE_ROWS = (
     select(
-        DOMAINS.c.id,
-        DOMAINS.c.target_mib,
-        DOMAINS.c.uncooperative,
-        DOMAINS.c.last_progress_at,
-        DOMAINS.c.target_set_at,
-        _PENDING,
+        *_DOMAIN_COLS,
         VNODES.c.target_mib,
         VNODES.c.size_mib,
         VNODES.c.actual_mib,
@@ -95,12 +99,7 @@ def _per_vnode(arrays: Any) -> Any:
 # vnode rows cost more to fetch one by one than the rest of a steady report).
 _DOMAIN_ROWS = (
     select(
-        DOMAINS.c.id,
-        DOMAINS.c.target_mib,
-        DOMAINS.c.uncooperative,
-        DOMAINS.c.last_progress_at,
-        DOMAINS.c.target_set_at,
-        _PENDING,
+        *_DOMAIN_COLS,
         _per_vnode(VNODES.c.target_mib),
         _per_vnode(VNODES.c.size_mib),
         _per_vnode(VNODES.c.actual_mib),
