@@ -201,12 +201,30 @@ FastAPI.openapi = _openapi_once  # type: ignore[method-assign]
 
 #: Modules bigger than this are split into groups of about this many consecutive tests.
 GROUP_SIZE = 40
+#: The modules whose tests take longest (`--durations`, 2026-12-06), collected first so the
+#: workers start them first: last in line, one of them kept the others idle for a minute.
+LONG_FIRST = (
+    "tests/test_readme.py",
+    "tests/test_bench.py",
+    "tests/api/test_event_waiters.py",
+    "tests/reliability/test_write_path.py",
+    "tests/reliability/test_hostile_races.py",
+    "tests/test_ui.py",
+    "tests/test_ui_live.py",
+    "tests/test_demo.py",
+    "tests/reliability/test_hostile_recovery.py",
+    "tests/reliability/test_load.py",
+    "tests/client/test_client.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`, keep the tests of a module that has a costly module-scoped
     fixture (a uvicorn, built wheels, a fuzzing world) on one worker, so each such fixture starts
-    once; a big module is split into a few groups so one worker does not carry it alone."""
+    once; a big module is split into a few groups so one worker does not carry it alone. The
+    longest modules go first, whole (a module's tests stay together for its fixtures)."""
+    rank = {m: i for i, m in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
     by_module: dict[str, list[pytest.Item]] = {}
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
