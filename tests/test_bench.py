@@ -38,6 +38,9 @@ HEADLINES = {
     "bench.waiters": rf"^waiters \d+: healthz_p50_ratio={NUM} put_target_p50_ratio={NUM}$",
 }
 ON_POSTGRES = {"bench.cluster", "bench.waiters"}
+# Each serves a bulk-loaded PostgreSQL with 2 uvicorn workers for half a minute or more: they run
+# in `make test-all` with the soak rounds.
+LONG = {"bench.cluster", "bench.waiters"}
 # A smoke run needs each open-loop phase to run, not to run long.
 EXTRA_ARGS = {"bench.cluster": ["--seconds", "1"]}
 
@@ -54,7 +57,13 @@ BEFORE_LAST = {
 @pytest.mark.parametrize(
     "module",
     [
-        pytest.param(m, marks=pytest.mark.postgres) if m in ON_POSTGRES else m
+        pytest.param(
+            m,
+            marks=[
+                *([pytest.mark.postgres] if m in ON_POSTGRES else []),
+                *([pytest.mark.soak] if m in LONG else []),
+            ],
+        )
         for m in sorted(HEADLINES)
     ],
 )
