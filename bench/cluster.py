@@ -467,38 +467,11 @@ async def open_loop_fn(
 async def open_loop(
     port: int, reqs: list[bytes], connections: int, rate: float, seconds: float
 ) -> tuple[int, float, list[float]]:
-    """Reports arrive every 1/rate s for `seconds` whatever the server does (latency from the
-    scheduled arrival); the server gets `seconds` more to drain, then the rest are dropped.
-    Returns (answered, elapsed s, latencies s)."""
-    latencies: list[float] = []
-    queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while True:
-                n, due = await queue.get()
-                status = await _exchange(reader, writer, reqs[n % len(reqs)])
-                if status >= 300:
-                    raise RuntimeError(f"report {n}: status {status}")
-                latencies.append(time.perf_counter() - due)
-        finally:
-            writer.close()
-
-    workers = [asyncio.create_task(worker()) for _ in range(connections)]
-    start = time.perf_counter()
-    for n in range(int(rate * seconds)):
-        due = start + n / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        queue.put_nowait((n, due))
-    deadline = time.perf_counter() + seconds
-    while len(latencies) < int(rate * seconds) and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - start
-    for w in workers:
-        w.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
-    return len(latencies), elapsed, latencies
+    """`open_loop_fn` over `reqs` in turn for `seconds`, with `seconds` more to drain."""
+    total = int(rate * seconds)
+    return await open_loop_fn(
+        port, lambda n: reqs[n % len(reqs)], connections, rate, total, seconds
+    )
 
 
 def pages(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
+from pydantic import StringConstraints, TypeAdapter
 
 from service.api.auth import Admin
 from service.api.deps import Now, SettingsDep, run
@@ -23,7 +22,7 @@ from service.api.filters import (
 )
 from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
-from service.api.lean import lean_route, principal_for
+from service.api.lean import body_and_errors, lean_route, parameter, principal_for
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import InvalidInput, responses
 from service.api.render import model_response
@@ -45,7 +44,6 @@ from service.schemas.domains import (
 )
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
-M = TypeVar("M", bound=BaseModel)
 
 
 def _created(domain: DomainCreated) -> Reply:
@@ -118,46 +116,18 @@ _BOOL = TypeAdapter(bool)
 _IF_MATCH = TypeAdapter(Annotated[str, StringConstraints(max_length=128)])
 
 
-def _param(
-    adapter: TypeAdapter[Any], raw: str | None, loc: tuple[str, str], errors: list[Any]
-) -> Any:
-    """`raw` validated as FastAPI validates a path, query or header parameter (its errors, with
-    their locations, collected in `errors`); None when absent."""
-    if raw is None:
-        return None
-    try:
-        return adapter.validate_python(raw)
-    except ValidationError as exc:
-        errors += [{**e, "loc": loc} for e in exc.errors(include_url=False)]
-        return None
-
-
-async def _json_body(request: Request, model: type[M], errors: list[Any]) -> M | None:
-    """The body as FastAPI validates a required one: absent is "missing"; else the parsed JSON
-    (RequestLimits has refused what is not JSON) validated in Python mode, located under
-    "body"; None with the errors collected."""
-    raw = await request.body()
-    if not raw:
-        errors.append({"type": "missing", "loc": ("body",), "msg": "Field required", "input": None})
-        return None
-    try:
-        return model.model_validate(json.loads(raw), from_attributes=True)
-    except ValidationError as exc:
-        errors += [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        return None
-
-
 async def _target(request: Request) -> Response:
     """The target route's lean handler (`api/lean.py`, issue 25): the orchestrators' hot write.
     In FastAPI's order: the query refusal and the principal, then the path, query and header
     parameters and the body (their 422s together), then the role's right to overcommit."""
     principal = await principal_for(request)
     errors: list[Any] = []
-    domain_id = _param(_UUID, request.path_params["domain_id"], ("path", "domain_id"), errors)
+    domain_id = parameter(_UUID, request.path_params["domain_id"], ("path", "domain_id"), errors)
     query = request.query_params.get("ha_overcommit")
-    ha_overcommit = _param(_BOOL, query, ("query", "ha_overcommit"), errors)
-    if_match = _param(_IF_MATCH, request.headers.get("if-match"), ("header", "If-Match"), errors)
-    body = await _json_body(request, TargetPut, errors)
+    ha_overcommit = parameter(_BOOL, query, ("query", "ha_overcommit"), errors)
+    if_match = parameter(_IF_MATCH, request.headers.get("if-match"), ("header", "If-Match"), errors)
+    body, body_errors = await body_and_errors(request)
+    errors += body_errors
     if errors or body is None:
         raise RequestValidationError(errors)
     app = request.app

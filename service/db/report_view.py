@@ -121,17 +121,7 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
     pnodes = conn.execute(_PNODE_ROWS, {"b_host": host_id}).all()
     if conn.dialect.name == "postgresql":
         domains = {
-            row[0]: DomainView(
-                target_mib=row[1],
-                block_mib=row[9],
-                uncooperative=row[2],
-                last_progress_at=row[3],
-                target_set_at=row[4],
-                pending_pool_steps=row[5],
-                vnode_target_mib=row[6],
-                size_mib=row[7],
-                actual_mib=row[8],
-            )
+            row[0]: _view(row, row[6], row[7], row[8])
             for row in conn.execute(_DOMAIN_ROWS, {"b_host": host_id})
         }
     else:
@@ -145,23 +135,28 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
     )
 
 
+def _view(row: Any, targets: list[int], sizes: list[int], actuals: list[int | None]) -> DomainView:
+    """A domain's view from a row of `_DOMAIN_COLS` (then its vnodes' columns, then block_mib)."""
+    return DomainView(
+        target_mib=row[1],
+        block_mib=row[9],
+        uncooperative=row[2],
+        last_progress_at=row[3],
+        target_set_at=row[4],
+        pending_pool_steps=row[5],
+        vnode_target_mib=targets,
+        size_mib=sizes,
+        actual_mib=actuals,
+    )
+
+
 def _domains_by_vnode(conn: Connection, host_id: str) -> dict[str, DomainView]:
     """The domains of the host from one row per vnode (SQLite: no arrays)."""
     domains: dict[str, DomainView] = {}
     for row in conn.execute(_VNODE_ROWS, {"b_host": host_id}):
         view = domains.get(row[0])
         if view is None:
-            view = domains[row[0]] = DomainView(
-                target_mib=row[1],
-                block_mib=row[9],
-                uncooperative=row[2],
-                last_progress_at=row[3],
-                target_set_at=row[4],
-                pending_pool_steps=row[5],
-                vnode_target_mib=[],
-                size_mib=[],
-                actual_mib=[],
-            )
+            view = domains[row[0]] = _view(row, [], [], [])
         view.vnode_target_mib.append(row[6])
         view.size_mib.append(row[7])
         view.actual_mib.append(row[8])
