@@ -115,6 +115,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # request, not during it: ~200 ms of CPU that stalled each worker's first request.
     app.openapi()
     _tune_gc()
+    db: Database = app.state.db
+    # The hottest statements' plain connections belong to this worker's event loop.
+    await db.plain.open()
     task = None
     if app.state.settings.sweep_interval_s > 0:
         task = asyncio.create_task(_sweep_forever(app), name="numa-balloon-sweeper")
@@ -125,6 +128,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await db.plain.close()
 
 
 def _event_hub(db: Database, registry: CollectorRegistry, settings: Settings) -> EventHub:

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response
 
 from service.api.auth import Agent
-from service.api.deps import Now, SettingsDep, run, run_operation
+from service.api.deps import Now, SettingsDep, database, run, run_operation
 from service.api.lean import lean_route, optional_body, principal_for, required_body
 from service.api.problems import responses
 from service.api.render import model_response
@@ -35,20 +35,19 @@ router = APIRouter(prefix="/v1/agent/hosts/{host_id}", tags=["agent"])
 
 async def _lease(request: Request) -> Response:
     """The lease route's lean handler (`api/lean.py`): the renewal is one statement, so the
-    framework's per-request work was most of its cost."""
+    framework's per-request work was most of its cost. The usual renewal is awaited on the
+    event loop (`leases.renew_on_loop`); anything else runs `leases.renew` in the thread pool."""
     principal = await principal_for(request)
     body = await optional_body(request, LeaseIn)
     app = request.app
-    out = await run_operation(
-        request,
-        leases.renew,
-        request.path_params["host_id"],
-        body.seq if body is not None else None,
-        app.state.clock(),
-        app.state.settings,
-        app.state.booted_at,
-        principal.actor,
-    )
+    host_id = request.path_params["host_id"]
+    seq = body.seq if body is not None else None
+    now, settings, booted_at = app.state.clock(), app.state.settings, app.state.booted_at
+    out = await leases.renew_on_loop(database(request), host_id, seq, now, settings, booted_at)
+    if out is None:
+        out = await run_operation(
+            request, leases.renew, host_id, seq, now, settings, booted_at, principal.actor
+        )
     return model_response(out)
 
 

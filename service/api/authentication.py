@@ -195,8 +195,10 @@ class Authentication:
             # app's clock, which tests replace with a fake one.
             # A lean route's agent or guest token: on a plain connection (`lookup_plain`).
             state = scope["app"].state
-            lookup = credentials.lookup_plain if plain else credentials.lookup
-            return await run_in_threadpool(lookup, state.db, token, state.clock())
+            found = await credentials.lookup_plain(state.db, token) if plain else None
+            if found is not None:
+                return found
+            return await run_in_threadpool(credentials.lookup, state.db, token, state.clock())
         except Unauthorized as exc:
             raise limits.failed_authentication(client_address(scope), exc) from None
         except SQLAlchemyError as exc:  # outside the app's handlers: say 503 here

@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.core import unit
 from service.core.api_keys import KEY_PREFIX, ResolvedKey, live_key_by_id, resolve_key
-from service.db import raw
-from service.db.tokens import TOKEN_BY_DIGEST, TOKEN_PREFIX, digest, token_by_digest_raw
+from service.db.tokens import TOKEN_BY_DIGEST, TOKEN_PREFIX, digest, token_by_digest_plain
 from service.errors import Unauthorized
 from service.schemas.api_keys import Role
 from service.settings import Settings
@@ -93,19 +92,18 @@ def lookup(db: unit.Database, token: str, now: datetime) -> Principal:
     return unit.lookup(db, lambda session: resolve(session, token, now))
 
 
-def lookup_plain(db: unit.Database, token: str, now: datetime) -> Principal:
-    """`lookup` of an agent or guest token on a plain connection (`db/raw.py`: the same
-    statement, a fifth of the CPU), for the hottest routes; anything else, a database other
-    than PostgreSQL or a plain connection that fails, takes `lookup`."""
-    pool = raw.pool_for(db.engine)
-    if pool is not None and token.startswith(tuple(TOKEN_PREFIX.values())):
-        token_hash = digest(token)
-        try:
-            row = token_by_digest_raw(pool, token_hash)
-        except raw.Unavailable:
-            return lookup(db, token, now)
-        return _token_principal(row, token_hash)
-    return lookup(db, token, now)
+async def lookup_plain(db: unit.Database, token: str) -> Principal | None:
+    """`lookup` of an agent or guest token on a plain connection, awaited on the event loop
+    (`unit.on_plain`: the same statement, a fifth of the CPU, no thread hop), for the hottest
+    routes. None for anything else, or when that path is not available now: the caller then
+    takes `lookup`."""
+    if not token.startswith(tuple(TOKEN_PREFIX.values())):
+        return None
+    token_hash = digest(token)
+    row = await unit.on_plain(db, lambda plain: token_by_digest_plain(plain, token_hash))
+    if isinstance(row, unit.NotNow):
+        return None
+    return _token_principal(row, token_hash)
 
 
 def session_key(db: unit.Database, key_id: str, now: datetime) -> ResolvedKey | None:

@@ -30,7 +30,6 @@ from service.core import failover, unit
 from service.core.recovery import recover_host
 from service.core.unit import Database
 from service.db import leases as repo
-from service.db import raw
 from service.db.audit import record_event
 from service.db.leases import CONNECTED, LOST
 from service.errors import NotFound
@@ -49,6 +48,44 @@ class LostHost:
     lease_expired_at: datetime
 
 
+def _window(now: datetime, settings: Settings, booted_at: datetime) -> tuple[datetime, datetime]:
+    """(when a lease renewed now expires, before when a report is stale)."""
+    expires_at = now + timedelta(seconds=settings.agent_lease_s)
+    return expires_at, max(now - timedelta(seconds=settings.agent_full_report_s), booted_at)
+
+
+def _out(host_id: str, expires_at: datetime, held: repo.Renewal) -> LeaseOut:
+    return LeaseOut(
+        host_id=host_id,
+        expires_at=expires_at,
+        report=held.report,
+        steps_pending=held.steps_pending,
+    )
+
+
+async def renew_on_loop(
+    db: Database,
+    host_id: str,
+    seq: int | None,
+    now: datetime,
+    settings: Settings,
+    booted_at: datetime,
+) -> LeaseOut | None:
+    """The usual renewal: one statement in autocommit on a plain connection, awaited on the
+    event loop (`unit.on_plain`: no thread hop). None when it does not apply (the first lease,
+    a return from lost) or that path is not available now: the caller then runs `renew` in the
+    thread pool (for a first lease or a return, the held renewal runs there once more and again
+    changes nothing)."""
+    expires_at, stale_before = _window(now, settings, booted_at)
+    held = await unit.on_plain(
+        db,
+        lambda plain: repo.renew_held_plain(plain, host_id, seq, now, expires_at, stale_before),
+    )
+    if held is None or isinstance(held, unit.NotNow):
+        return None
+    return _out(host_id, expires_at, held)
+
+
 def renew(
     db: Database,
     host_id: str,
@@ -58,51 +95,16 @@ def renew(
     booted_at: datetime,
     actor: str,
 ) -> LeaseOut:
-    """A renewal: the usual one as one statement in autocommit (on a plain connection,
-    `db/raw.py`, else `unit.one_statement`: one round trip either way), else (the first lease,
-    a return from lost, SQLite) `renew_lease`'s unit."""
-    expires_at = now + timedelta(seconds=settings.agent_lease_s)
-    stale_before = max(now - timedelta(seconds=settings.agent_full_report_s), booted_at)
-    held = _renew_plain(db, host_id, seq, now, expires_at, stale_before)
-    if held is _UNAVAILABLE:
-        held = unit.one_statement(
-            db, lambda s: repo.renew_held(s, host_id, seq, now, expires_at, stale_before)
-        )
+    """A renewal on sessions: the usual one as one statement in autocommit
+    (`unit.one_statement`: one round trip), else (the first lease, a return from lost, SQLite)
+    `renew_lease`'s unit."""
+    expires_at, stale_before = _window(now, settings, booted_at)
+    held = unit.one_statement(
+        db, lambda s: repo.renew_held(s, host_id, seq, now, expires_at, stale_before)
+    )
     if held is not None:
-        return LeaseOut(
-            host_id=host_id,
-            expires_at=expires_at,
-            report=held.report,
-            steps_pending=held.steps_pending,
-        )
+        return _out(host_id, expires_at, held)
     return unit.write(db, lambda s: renew_lease(s, host_id, seq, now, settings, booted_at, actor))
-
-
-_UNAVAILABLE = repo.Renewal(prior=None, report=True, steps_pending=False)
-
-
-def _renew_plain(
-    db: Database,
-    host_id: str,
-    seq: int | None,
-    now: datetime,
-    expires_at: datetime,
-    stale_before: datetime,
-) -> repo.Renewal | None:
-    """`repo.renew_held_raw` through the worker's gate; `_UNAVAILABLE` without PostgreSQL or
-    when the plain connection fails (the caller takes the session's path then)."""
-    pool = raw.pool_for(db.engine)
-    if pool is None:
-        return _UNAVAILABLE
-    if db.gate is not None:
-        db.gate.acquire()
-    try:
-        return repo.renew_held_raw(pool, host_id, seq, now, expires_at, stale_before)
-    except raw.Unavailable:
-        return _UNAVAILABLE
-    finally:
-        if db.gate is not None:
-            db.gate.release()
 
 
 def renew_lease(
@@ -116,8 +118,7 @@ def renew_lease(
 ) -> LeaseOut:
     """Take or renew the host's lease (a unit of work): one statement, more on a flip (the
     first lease, a return from lost: the host's judgement and the event)."""
-    expires_at = now + timedelta(seconds=settings.agent_lease_s)
-    stale_before = max(now - timedelta(seconds=settings.agent_full_report_s), booted_at)
+    expires_at, stale_before = _window(now, settings, booted_at)
     try:
         got = repo.renew(session, host_id, seq, now, expires_at, stale_before)
     except IntegrityError as exc:  # the host was deleted while its token still worked

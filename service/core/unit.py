@@ -19,15 +19,16 @@ to the thread pool, and `service.api.deps.run_operation` hands operations of sev
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.raw import PlainConnections, Unavailable
 from service.db.retry import is_retryable, run_with_retries
 from service.db.session import (
     make_engine,
@@ -46,13 +47,15 @@ _scope = contextmanager(session_scope)
 @dataclass(frozen=True)
 class Database:
     """Where a worker's sessions come from: writes, reads (GET and HEAD: one snapshot, no write
-    lock), one-statement lookups (a token before each request), and the gate that bounds the
-    sessions open at once (None: unbounded)."""
+    lock), one-statement lookups (a token before each request), the plain connections of the
+    hottest statements (`on_plain`), and the gate that bounds the sessions and plain statements
+    open at once (None: unbounded)."""
 
     engine: Engine
     write_factory: sessionmaker[Session]
     read_factory: sessionmaker[Session]
     lookup_factory: sessionmaker[Session]
+    plain: PlainConnections
     gate: threading.BoundedSemaphore | None = None
 
 
@@ -65,6 +68,7 @@ def open_database(url: str, concurrency: int = 0) -> Database:
         write_factory=make_sessionmaker(engine),
         read_factory=make_read_sessionmaker(engine),
         lookup_factory=make_lookup_sessionmaker(engine),
+        plain=PlainConnections(engine),
         gate=threading.BoundedSemaphore(concurrency) if concurrency else None,
     )
 
@@ -127,6 +131,32 @@ def several(db: Database, work: Callable[[Session], T]) -> T:
     operations re-read their state under their locks)."""
     with _scope(db.write_factory, db.gate) as session:
         return _contended_when_exhausted(session, lambda: work(session), STEPS_KEPT)
+
+
+class NotNow:
+    """`on_plain`'s answer when the plain path is not available now."""
+
+
+NOT_NOW: Final = NotNow()
+
+
+async def on_plain(db: Database, work: Callable[[PlainConnections], Awaitable[T]]) -> T | NotNow:
+    """`work`, one statement on the worker's plain connections awaited on the event loop (no
+    hop to the thread pool: `db/raw.py`), within the worker's gate. `NOT_NOW` when that path is
+    not available now (no PostgreSQL, no pool opened on this loop, the gate full, the
+    connection failing): the caller then takes its ordinary path, in the thread pool, which
+    waits for the gate and reports a database that is away as it always did."""
+    if not db.plain.available:
+        return NOT_NOW
+    if db.gate is not None and not db.gate.acquire(blocking=False):
+        return NOT_NOW
+    try:
+        return await work(db.plain)
+    except Unavailable:
+        return NOT_NOW
+    finally:
+        if db.gate is not None:
+            db.gate.release()
 
 
 NOTHING_CHANGED = "nothing was changed, retry"

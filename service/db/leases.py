@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.raw import RawPool, one_row
+from service.db.raw import PlainConnections
 from service.db.tables import AGENT_LEASES, HOSTS, STEPS
 from service.vocabulary import StepState
 
@@ -196,8 +196,8 @@ def renew_held(
     return None if row is None else _held(row)
 
 
-def renew_held_raw(
-    pool: RawPool,
+async def renew_held_plain(
+    plain: PlainConnections,
     host_id: str,
     seq: int | None,
     now: datetime,
@@ -207,7 +207,7 @@ def renew_held_raw(
     """`renew_held` on a plain connection (`db/raw.py`): the same statement, without the
     session around it. Raises `raw.Unavailable` when the connection fails."""
     params = _params(host_id, seq, now, expires_at, stale_before)
-    row = one_row(pool, _RENEW_HELD, params)
+    row = await plain.one_row(_RENEW_HELD, params)
     return None if row is None else _held(row)
 
 
@@ -247,5 +247,5 @@ __all__ = [
     "leases_of",
     "renew",
     "renew_held",
-    "renew_held_raw",
+    "renew_held_plain",
 ]

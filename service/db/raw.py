@@ -1,38 +1,39 @@
-"""Plain psycopg connections for the hottest one-statement round trips (PostgreSQL only).
+"""Plain psycopg connections on the event loop for the hottest one-statement round trips
+(PostgreSQL only).
 
 Why (issue 25): an agent's lease renewal and the token lookup before it are one indexed
-statement each, and SQLAlchemy's machinery around a statement (a session, the pool's checkout
-with its pre-ping round trip, the ORM's compile and result steps) cost several times the
-statement: ~100 us of CPU per statement against ~15 us for psycopg alone. The statements stay
-SQLAlchemy Core (compiled once here, for the engine's dialect, to their SQL text and their
-constant parameters); only their execution skips the layers.
+statement each, and what surrounded each statement cost several times the statement itself:
+SQLAlchemy's machinery (a session, the pool's checkout with its pre-ping round trip, the ORM's
+compile and result steps: ~100 us of CPU against ~15 us for psycopg alone), then the hop to the
+thread pool and back (~40 us more, twice a renewal, and the GIL handed over each time). Here the
+statements stay SQLAlchemy Core (compiled once, for the engine's dialect, to their SQL text and
+their constant parameters) and run on psycopg's asyncio connections, awaited on the request's
+own event loop.
 
-Each engine gets a small pool of autocommit connections of its own (`pool_for`, psycopg_pool's
-`ConnectionPool`: a connection that broke is replaced, never lent again), closed when the engine
-is disposed or collected. A failing connection, or none free within CHECKOUT_TIMEOUT_S, raises
-`Unavailable` ("this path is not available now"): the caller takes the ordinary path, which
-reports a database that is away as it always did.
+`PlainConnections` belongs to one worker's `Database`; the app's lifespan opens its pool on the
+worker's event loop and closes it on shutdown (psycopg_pool's `AsyncConnectionPool`: a
+connection that broke is replaced, never lent again). Until it is open (an app run without its
+lifespan, SQLite), or when a connection fails or none is free within CHECKOUT_TIMEOUT_S, a call
+raises `Unavailable` ("this path is not available now"): the caller takes the ordinary path in
+the thread pool, which reports a database that is away as it always did.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
-from sqlalchemy import Engine, event
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-# At most this many plain connections per worker (the thread pool's requests beyond wait for
-# one); an idle one is closed after IDLE_S; a request that waits longer than CHECKOUT_TIMEOUT_S
-# (the database away, every connection busy) takes the ordinary path instead.
+# At most this many plain connections per worker (requests beyond wait for one); an idle one is
+# closed after IDLE_S; a request that waits longer than CHECKOUT_TIMEOUT_S (the database away,
+# every connection busy) takes the ordinary path instead.
 MAX_CONNECTIONS = 8
 IDLE_S = 300.0
 CHECKOUT_TIMEOUT_S = 2.0
@@ -40,8 +41,9 @@ _DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 
 
 class Unavailable(Exception):
-    """The plain connection failed (the database is away, the connection broke, a statement
-    timed out): the caller takes the ordinary path, which reports it as it always did."""
+    """No plain connection now (not opened on this loop, the database away, the connection
+    broke, a statement timed out): the caller takes the ordinary path, which reports it as it
+    always did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,62 +71,58 @@ def compiled(stmt: ClauseElement) -> Compiled:
     return hit[1]
 
 
-class RawPool:
-    """A small pool of autocommit connections (psycopg_pool's, which returns a connection that
-    broke to nobody and replaces it) kept beside the engine's own."""
+class PlainConnections:
+    """A worker's small pool of autocommit asyncio connections, beside its engine's own."""
 
-    def __init__(self, conninfo: str) -> None:
-        self._pool = ConnectionPool(
-            conninfo,
+    def __init__(self, engine: Engine) -> None:
+        url = engine.url.set(drivername="postgresql")
+        self._conninfo = (
+            url.render_as_string(hide_password=False)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        self._pool: AsyncConnectionPool | None = None
+
+    @property
+    def available(self) -> bool:
+        return self._pool is not None
+
+    async def open(self) -> None:
+        """Open the pool on the running event loop (the worker's: its connections belong to it);
+        nothing for a database other than PostgreSQL."""
+        if self._conninfo is None or self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self._conninfo,
             min_size=0,
             max_size=MAX_CONNECTIONS,
             max_idle=IDLE_S,
             kwargs={"autocommit": True},
             timeout=CHECKOUT_TIMEOUT_S,
-            open=True,
-            name="numa-balloon-raw",
+            open=False,
+            name="numa-balloon-plain",
         )
+        await pool.open()
+        self._pool = pool
 
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn:
-            yield conn
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
-    def close(self) -> None:
-        self._pool.close()
-
-
-_POOLS: weakref.WeakKeyDictionary[Engine, RawPool] = weakref.WeakKeyDictionary()
-_POOLS_LOCK = threading.Lock()
-
-
-def pool_for(engine: Engine) -> RawPool | None:
-    """The engine's pool of plain connections; None when the engine is not PostgreSQL."""
-    if engine.dialect.name != "postgresql":
-        return None
-    pool = _POOLS.get(engine)
-    if pool is not None:
-        return pool
-    with _POOLS_LOCK:
-        pool = _POOLS.get(engine)
+    async def one_row(
+        self, stmt: ClauseElement, values: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row `stmt` returns (None: no row), in one round trip (psycopg prepares it
+        on the server once a connection has run it a few times)."""
+        pool = self._pool
         if pool is None:
-            url = engine.url.set(drivername="postgresql")
-            pool = RawPool(url.render_as_string(hide_password=False))
-            _POOLS[engine] = pool
-            event.listen(engine, "engine_disposed", lambda _engine: pool.close())
-            weakref.finalize(engine, pool.close)
-    return pool
-
-
-def one_row(
-    pool: RawPool, stmt: ClauseElement, values: Mapping[str, Any]
-) -> tuple[Any, ...] | None:
-    """The first row `stmt` returns (None: no row), in one round trip (psycopg prepares it on
-    the server once a connection has run it a few times)."""
-    c = compiled(stmt)
-    try:
-        with pool.connection() as conn:
-            row: tuple[Any, ...] | None = conn.execute(c.sql, c.params(values)).fetchone()
-            return row
-    except (psycopg.Error, PoolTimeout) as exc:
-        raise Unavailable(str(exc)) from exc
+            raise Unavailable("no plain connections on this worker's event loop")
+        c = compiled(stmt)
+        try:
+            async with pool.connection() as conn:
+                cursor = await conn.execute(c.sql, c.params(values))
+                row: tuple[Any, ...] | None = await cursor.fetchone()
+                return row
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(str(exc)) from exc

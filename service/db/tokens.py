@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Token
-from service.db.raw import RawPool, one_row
+from service.db.raw import PlainConnections
 
 TOKEN_PREFIX = {"agent": "nbh_", "guest": "nbg_"}
 
@@ -32,10 +32,12 @@ TOKEN_BY_DIGEST = select(Token.kind, Token.subject_id, Token.token_hash).where(
 )
 
 
-def token_by_digest_raw(pool: RawPool, token_hash: str) -> tuple[str, str, str] | None:
+async def token_by_digest_plain(
+    plain: PlainConnections, token_hash: str
+) -> tuple[str, str, str] | None:
     """(kind, subject id, digest) of the live token with this digest, on a plain connection
     (`db/raw.py`); raises `raw.Unavailable` when the connection fails."""
-    row = one_row(pool, TOKEN_BY_DIGEST, {"b_hash": token_hash})
+    row = await plain.one_row(TOKEN_BY_DIGEST, {"b_hash": token_hash})
     return None if row is None else (row[0], row[1], row[2])
 
 

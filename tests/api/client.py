@@ -6,13 +6,15 @@ app runs exactly as under uvicorn (same middleware, same thread pool for sync en
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
+
+T = TypeVar("T")
 
 
 class ApiClient:
@@ -49,6 +51,10 @@ class ApiClient:
 
     def delete(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("DELETE", url, **kwargs)
+
+    def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """`fn()` awaited on the app's event loop (what uvicorn's lifespan would do there)."""
+        return self._portal.call(fn)
 
     def close(self) -> None:
         self._portal.call(self._client.aclose)

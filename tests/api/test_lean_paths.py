@@ -4,12 +4,16 @@ path does."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
 from service.api.authentication import match, route_table
+from service.core import unit
 from service.db import raw
 from tests.api.client import ApiClient
 from tests.api.factories import host_body
@@ -46,28 +50,54 @@ def test_a_renewal_whose_plain_connection_fails_takes_the_sessions_path(
     url = f"/v1/agent/hosts/{host['id']}/lease"
     first = pg_client.put(url, token=host["agent_token"], json={"seq": 0})
     assert first.status_code == 200, first.text
-    used: list[str] = []
-    plain = raw.one_row
+    plain = pg_client.app.state.db.plain
+    pg_client.call(plain.open)  # as a worker's lifespan does, on the app's event loop
+    try:
+        used: list[str] = []
+        one_row = raw.PlainConnections.one_row
 
-    def counted(pool: raw.RawPool, stmt: object, values: dict[str, object]) -> object:
-        used.append(type(stmt).__name__)
-        return plain(pool, stmt, values)  # type: ignore[arg-type]
+        async def counted(
+            self: raw.PlainConnections, stmt: Any, values: dict[str, Any]
+        ) -> tuple[Any, ...] | None:
+            used.append(type(stmt).__name__)
+            return await one_row(self, stmt, values)
 
-    monkeypatch.setattr("service.db.leases.one_row", counted)
-    monkeypatch.setattr("service.db.tokens.one_row", counted)
-    ok = pg_client.put(url, token=host["agent_token"], json={"seq": 1})
-    assert ok.status_code == 200, ok.text
-    assert used == ["Select", "Update"]  # the token, the renewal: both on plain connections
+        monkeypatch.setattr(raw.PlainConnections, "one_row", counted)
+        ok = pg_client.put(url, token=host["agent_token"], json={"seq": 1})
+        assert ok.status_code == 200, ok.text
+        assert used == ["Select", "Update"]  # the token, the renewal: both on plain connections
 
-    def away(*_: object, **__: object) -> None:
-        raise raw.Unavailable("the plain connection is away")
+        async def away(*_: object) -> None:
+            raise raw.Unavailable("the plain connection is away")
 
-    monkeypatch.setattr(raw, "one_row", away)
-    monkeypatch.setattr("service.db.leases.one_row", away)
-    monkeypatch.setattr("service.db.tokens.one_row", away)
-    again = pg_client.put(url, token=host["agent_token"], json={"seq": 2})
-    assert again.status_code == 200, again.text
-    assert again.json()["report"] == ok.json()["report"] is True  # nothing reported yet
-    other = pg_client.post("/v1/hosts", json=host_body("other", n=1)).json()
-    assert pg_client.put(url, token=other["agent_token"]).status_code == 403
-    assert pg_client.put(url, token="nbh_unknown").status_code == 401
+        monkeypatch.setattr(raw.PlainConnections, "one_row", away)
+        again = pg_client.put(url, token=host["agent_token"], json={"seq": 2})
+        assert again.status_code == 200, again.text
+        assert again.json()["report"] == ok.json()["report"] is True  # nothing reported yet
+        other = pg_client.post("/v1/hosts", json=host_body("other", n=1)).json()
+        assert pg_client.put(url, token=other["agent_token"]).status_code == 403
+        assert pg_client.put(url, token="nbh_unknown").status_code == 401
+    finally:
+        pg_client.call(plain.close)
+
+
+def test_the_plain_path_never_waits_for_the_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the event loop a full gate is not waited for: the caller's thread-pool path is."""
+    db = unit.open_database(f"sqlite:///{tmp_path / 'gate.db'}", concurrency=1)
+    monkeypatch.setattr(raw.PlainConnections, "available", property(lambda _self: True))
+    ran: list[raw.PlainConnections] = []
+
+    async def work(plain: raw.PlainConnections) -> int:
+        ran.append(plain)
+        return 5
+
+    assert db.gate is not None and db.gate.acquire(blocking=False)
+    assert asyncio.run(unit.on_plain(db, work)) is unit.NOT_NOW
+    assert ran == []
+    db.gate.release()
+    assert asyncio.run(unit.on_plain(db, work)) == 5
+    assert db.gate.acquire(blocking=False)  # the slot it took is back
+    db.gate.release()
+    db.engine.dispose()
