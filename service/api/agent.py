@@ -132,7 +132,7 @@ router.add_api_route(
     response_model=AgentReportOut,
     responses=responses(401, 403, 404, 409, 422),
     summary="Batch report: free MiB per pnode and every domain's per-vnode actual size",
-    route_class_override=lean_route(_report),
+    route_class_override=lean_route(_report, plain_lookup=True),
 )
 
 
