@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from service.api.authentication import match, route_table
 from service.core import unit
@@ -53,6 +54,9 @@ def test_a_renewal_whose_plain_connection_fails_takes_the_sessions_path(
     plain = pg_client.app.state.db.plain
     pg_client.call(plain.open)  # as a worker's lifespan does, on the app's event loop
     try:
+        # Renewals there commit without waiting for the WAL flush (ADR 0009).
+        shown = pg_client.call(lambda: plain.one_row(text("SHOW synchronous_commit"), {}))
+        assert shown == ("off",)
         used: list[str] = []
         one_row = raw.PlainConnections.one_row
 
