@@ -296,6 +296,7 @@ def agent_report(
     state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
+    state.keep_arrays()  # the rows change only through `apply` below
     validate_report(state, body)
     not_here = [d.domain_id for d in body.domains if state.domain(d.domain_id) is None]
     refuse_foreign(session, host_id, body, not_here)

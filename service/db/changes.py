@@ -192,6 +192,7 @@ def step_row(
 def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: datetime) -> None:
     """Bring the loaded rows and arrays up to date with `changes`, as already-committed values:
     the ORM's unit of work must not write them a second time, `apply` writes them."""
+    accounting.absorbed(changes.backing, changes.actual_mib)
     for domain_id, backing in changes.backing.items():
         accounting.backing[domain_id] = backing
         domain = accounting.domain(domain_id)
