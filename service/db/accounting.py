@@ -98,8 +98,7 @@ class HostAccounting:
             return
         shapes = {d: (int(kept.vnode_count[i]), self.n_pnodes) for d, i in rows.items()}
         if any(shapes.get(d) != x.shape for d, x in backing.items()) or any(
-            d not in shapes or not set(r) <= set(range(shapes[d][0]))
-            for d, r in actual_mib.items()
+            d not in shapes or not set(r) <= set(range(shapes[d][0])) for d, r in actual_mib.items()
         ):
             self._kept = self._rows = self._load = None
             return

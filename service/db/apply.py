@@ -12,6 +12,7 @@ squeezes. `tests/test_write_path.py` fails when any other module of `service/` a
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Set
 from datetime import datetime
 from typing import Any
@@ -32,12 +33,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import UpdateBase
 
 from service.db.accounting import I64, HostAccounting, live_claim
+from service.db.base import Base
 from service.db.batch import Build, WriteBatch, alone, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
 from service.db.models import Claim, Domain, Host
@@ -250,15 +252,17 @@ def _write_actual_arrays(
     actual: dict[str, dict[int, int | None]],
     targeted: Set[str],
 ) -> None:
-    """Several domains' actual sizes on PostgreSQL: one UPDATE joined to the unnested arrays
-    of (domain, vnode, MiB), in the batch (an executemany of one row each cost a batch
-    report more than the rest of its writes). On its own when one of the domains' targets
-    moves in this batch (one snapshot: the batch would keep one of the two UPDATEs)."""
-    params: dict[str, Any] = {
-        "domains": [domain_id for domain_id, reported in actual.items() for _ in reported],
-        "vnodes": [v for reported in actual.values() for v in reported],
-        "mibs": [mib for reported in actual.values() for mib in reported.values()],
-    }
+    """Several domains' actual sizes on PostgreSQL: one UPDATE joined to the (domain, vnode,
+    MiB) rows of one JSON parameter, in the batch (an executemany of one row each cost a batch
+    report more than the rest of its writes; arrays cost psycopg a Python loop per element to
+    send). On its own when one of the domains' targets moves in this batch (one snapshot: the
+    batch would keep one of the two UPDATEs)."""
+    rows = [
+        {"d": domain_id, "v": v, "m": mib}
+        for domain_id, reported in actual.items()
+        for v, mib in reported.items()
+    ]
+    params: dict[str, Any] = {"rows": json.dumps(rows)}
     if targeted.isdisjoint(actual):
         batch.add(_vnode_actuals_w, params)
     else:
@@ -283,6 +287,7 @@ def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> 
     A row named twice ends with its later values, as `absorb` leaves it in memory."""
     latest: dict[tuple[type, str], tuple[Domain | Host, Row]] = {}
     for row, values in status:
+        row = _mapped(row)
         key = (type(row), row.id)
         latest[key] = (row, {**latest[key][1], **values} if key in latest else dict(values))
     groups: dict[tuple[type, tuple[tuple[str, Any], ...]], list[Domain | Host]] = {}
@@ -290,6 +295,12 @@ def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> 
         groups.setdefault((type(row), tuple(sorted(values.items()))), []).append(row)
     for (_, items), rows in groups.items():
         session.execute(status_update(rows, dict(items)))
+
+
+def _mapped(row: Domain | Host) -> Domain | Host:
+    """A plain domain row (`db/report_rows.py`) as a key-only Domain, never added to the
+    session: `status_update` reads its model and id."""
+    return row if isinstance(row, Base) else Domain(id=row.id)
 
 
 def _target_params(t: NewTarget, updated_at: Any) -> dict[str, Any]:
@@ -404,20 +415,16 @@ def _pnode_counters_w(p: int) -> Build:
 
 
 def _vnode_actuals_w(x: str) -> UpdateBase:
-    """Actual sizes of vnodes of several domains from three arrays (PostgreSQL only)."""
+    """Actual sizes of vnodes of several domains from a JSON list of {d, v, m} (PostgreSQL)."""
     c = VNODES.c
-    reported = func.unnest(
-        param(x, "domains", ARRAY(String())),
-        param(x, "vnodes", ARRAY(Integer())),
-        param(x, "mibs", ARRAY(BigInteger())),
-    ).table_valued(
-        column("domain_id", String()), column("vnode", Integer()), column("mib", BigInteger())
+    reported = func.jsonb_to_recordset(cast(param(x, "rows", String()), JSONB)).table_valued(
+        column("d", String()), column("v", Integer()), column("m", BigInteger())
     )
-    rows = reported.render_derived(name="reported")
+    rows = reported.render_derived(name="reported", with_types=True)
     return (
         update(VNODES)
-        .where(c.domain_id == rows.c.domain_id, c.index == rows.c.vnode)
-        .values(actual_mib=rows.c.mib)
+        .where(c.domain_id == rows.c.d, c.index == rows.c.v)
+        .values(actual_mib=rows.c.m)
     )
 
 
