@@ -27,8 +27,8 @@ from service.core.balloon import (
 from service.db.accounting import HostAccounting
 from service.db.apply import apply, write_observed_free
 from service.db.changes import ChangeSet, event
-from service.db.loaders import load_host_accounting
 from service.db.models import Domain
+from service.db.report_rows import load_report_accounting
 from service.db.report_view import (
     DomainView,
     ReportView,
@@ -293,9 +293,10 @@ def agent_report(
         out = _settled_report(session, view, host_id, body, settings)
         if out is not None:
             return out, set()
-    state = load_host_accounting(session, host_id, lock=True, now=now, lean=True)
+    state = load_report_accounting(session, host_id, now)
     if state is None:
         raise NotFound(f"no host with id {host_id}")
+    state.keep_arrays()  # the rows change only through `apply` below
     validate_report(state, body)
     not_here = [d.domain_id for d in body.domains if state.domain(d.domain_id) is None]
     refuse_foreign(session, host_id, body, not_here)

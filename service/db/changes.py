@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db.accounting import I64, HostAccounting
-from service.db.base import new_id
+from service.db.base import Base, new_id
 from service.db.models import Domain, Host
 
 Row = dict[str, Any]
@@ -192,22 +192,23 @@ def step_row(
 def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: datetime) -> None:
     """Bring the loaded rows and arrays up to date with `changes`, as already-committed values:
     the ORM's unit of work must not write them a second time, `apply` writes them."""
+    accounting.absorbed(changes.backing, changes.actual_mib)
     for domain_id, backing in changes.backing.items():
         accounting.backing[domain_id] = backing
         domain = accounting.domain(domain_id)
         if domain is not None:
             targets = backing.sum(axis=1).tolist()
             for vn in domain.vnodes:
-                set_committed_value(vn, "target_mib", int(targets[vn.index]))
+                _committed(vn, "target_mib", int(targets[vn.index]))
     for domain_id, levels in changes.pool_targets.items():
         domain = accounting.domain(domain_id)
         for vn in domain.vnodes if domain is not None else []:
-            set_committed_value(vn, "target_mib", levels[vn.index])
+            _committed(vn, "target_mib", levels[vn.index])
     for domain_id, reported in changes.actual_mib.items():
         domain = accounting.domain(domain_id)
         for vn in domain.vnodes if domain is not None else []:
             if vn.index in reported:
-                set_committed_value(vn, "actual_mib", reported[vn.index])
+                _committed(vn, "actual_mib", reported[vn.index])
     for t in changes.targets:
         values: Row = {"target_mib": t.target_mib, "target_set_at": t.set_at}
         values["updated_at"] = updated_at
@@ -218,4 +219,13 @@ def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: dateti
             set_committed_value(t.domain, name, value)
     for row, values in changes.status:
         for name, value in values.items():
-            set_committed_value(row, name, value)
+            _committed(row, name, value)
+
+
+def _committed(row: object, name: str, value: Any) -> None:
+    """A mapped row's attribute set as already committed; a plain row's (`db/report_rows.py`)
+    simply set: nothing would write it again."""
+    if isinstance(row, Base):
+        set_committed_value(row, name, value)
+    else:
+        setattr(row, name, value)
