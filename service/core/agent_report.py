@@ -213,6 +213,8 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
             return False
         seen.add(i)
         held = domain.actual_mib[i]
+        if vn.actual_mib == held:
+            continue  # what it holds, at most its size: taken as it is (`capped`)
         size = capped(
             vn.actual_mib,
             target_mib=domain.vnode_target_mib[i],
