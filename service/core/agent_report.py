@@ -228,6 +228,8 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
 
 
 def _gap(domain: DomainView) -> int | None:
+    if domain.actual_mib == domain.vnode_target_mib:
+        return 0  # every pool reported at its target (the usual case): nothing to measure
     return off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib)
 
 
