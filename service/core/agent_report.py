@@ -152,9 +152,12 @@ def drift(
     now: datetime,
     settings: Settings,
     actor: str,
+    *,
+    stamped: bool = False,
 ) -> tuple[bool, list[DriftPnode], ChangeSet]:
     """`drift_rows` of the loaded accounting and the pnodes' newly observed free MiB (the others
-    keep what they held), with the observation, the flag's change and its event (pure)."""
+    keep what they held), with the observation, the flag's change and its event (pure).
+    `stamped`: the host's `observed_at` already says `now` (the report's lock wrote it)."""
     accounted = (state.capacity_mib - state.claimed_mib - state.allocated_mib()).tolist()
     observed = [observed_free_mib.get(p.index, p.observed_free_mib) for p in state.host.pnodes]
     host = state.host
@@ -165,8 +168,8 @@ def drift(
         flagged_before=host.drift_flagged,
         clear_below_mib=settings.drift_clear_below_mib,
     )
-    values: dict[str, Any] = {"observed_at": now}
-    changes = ChangeSet(status=[(host, values)], observed_free_mib=dict(observed_free_mib))
+    values: dict[str, Any] = {} if stamped else {"observed_at": now}
+    changes = ChangeSet(observed_free_mib=dict(observed_free_mib))
     if flagged != host.drift_flagged:
         values["drift_flagged"] = flagged
         changes.events.append(
@@ -180,6 +183,8 @@ def drift(
                 at=now,
             )
         )
+    if values:
+        changes.status.append((host, values))
     return flagged, rows, changes
 
 
@@ -213,6 +218,8 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
             return False
         seen.add(i)
         held = domain.actual_mib[i]
+        if vn.actual_mib == held:
+            continue  # what it holds, at most its size: taken as it is (`capped`)
         size = capped(
             vn.actual_mib,
             target_mib=domain.vnode_target_mib[i],
@@ -226,6 +233,8 @@ def _repeats(domain: DomainView, vnodes: Sequence[ReportVnode]) -> bool:
 
 
 def _gap(domain: DomainView) -> int | None:
+    if domain.actual_mib == domain.vnode_target_mib:
+        return 0  # every pool reported at its target (the usual case): nothing to measure
     return off_target_mib(domain.actual_mib, domain.vnode_target_mib, domain.block_mib)
 
 
@@ -328,7 +337,7 @@ def agent_report(
     moved_on = complete_pool_steps(session, reports, now, by="host agent")
     # After the reports: a driver that just made progress is not stalled.
     free = {p.index: p.free_mib for p in body.pnodes}
-    flagged, rows, drifted = drift(state, free, now, settings, actor)
+    flagged, rows, drifted = drift(state, free, now, settings, actor, stamped=True)
     changes = stalled(state.domains, now, settings, actor=actor).merge(drifted)
     apply(session, state, changes, now=now)
     out = AgentReportOut(

@@ -194,10 +194,11 @@ def observe(
         if vn.index in reported
     }
     after: dict[int, int | None] = {**before, **(fit(taken) if fit is not None else taken)}
-    targets = {vn.index: vn.target_mib for vn in domain.vnodes}
-    progress = _closer(before, after, targets, domain.block_mib)
+    targets = [vn.target_mib for vn in domain.vnodes]
+    gap_after = off_target_mib(list(after.values()), targets, domain.block_mib)
+    progress = _closer(before, gap_after, targets, domain.block_mib)
     # A flagged driver found at its target cooperates again, moving or not.
-    at_target = off_target_mib(list(after.values()), list(targets.values()), domain.block_mib) == 0
+    at_target = gap_after == 0
     changes = ChangeSet()
     if after != before:
         changes.actual_mib[domain.id] = {
@@ -233,19 +234,15 @@ def observe(
 
 
 def _closer(
-    before: dict[int, int | None],
-    after: dict[int, int | None],
-    targets: dict[int, int],
-    block_mib: int,
+    before: dict[int, int | None], gap_after: int | None, targets: list[int], block_mib: int
 ) -> bool:
-    """Progress: every pool reported, and the pools nearer their targets than before (or first
-    reported; `off_target_mib`). A driver that stays at its target makes none: it is not stalled
-    either (`stalled_for` is 0 at the target), and its rows need no write every report."""
-    t = list(targets.values())
-    gap_after = off_target_mib(list(after.values()), t, block_mib)
+    """Progress: every pool reported (`gap_after`: how far they are now, `off_target_mib`), and
+    the pools nearer their targets than before (or first reported). A driver that stays at its
+    target makes none: it is not stalled either (`stalled_for` is 0 at the target), and its rows
+    need no write every report."""
     if gap_after is None:
         return False
-    gap_before = off_target_mib(list(before.values()), t, block_mib)
+    gap_before = off_target_mib(list(before.values()), targets, block_mib)
     return gap_before is None or gap_after < gap_before
 
 

@@ -7,8 +7,8 @@ retarget costs the same on a host with one domain or five hundred.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np

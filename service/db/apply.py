@@ -44,7 +44,7 @@ from service.db.batch import Build, WriteBatch, alone, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
 from service.db.models import Claim, Domain, Host
 from service.db.status import status_update
-from service.db.tables import BACKING, CLAIMS, DOMAINS, EVENTS, PNODES, STEPS, VNODES
+from service.db.tables import BACKING, CLAIMS, DOMAINS, EVENTS, HOSTS, PNODES, STEPS, VNODES
 from service.errors import Conflict
 
 
@@ -285,22 +285,37 @@ def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list
 def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> None:
     """One UPDATE per distinct (model, values): a batch report's progress marks are one.
     A row named twice ends with its later values, as `absorb` leaves it in memory."""
-    latest: dict[tuple[type, str], tuple[Domain | Host, Row]] = {}
+    latest: dict[tuple[type[Domain] | type[Host], str], Row] = {}
     for row, values in status:
-        row = _mapped(row)
-        key = (type(row), row.id)
-        latest[key] = (row, {**latest[key][1], **values} if key in latest else dict(values))
-    groups: dict[tuple[type, tuple[tuple[str, Any], ...]], list[Domain | Host]] = {}
-    for row, values in latest.values():
-        groups.setdefault((type(row), tuple(sorted(values.items()))), []).append(row)
-    for (_, items), rows in groups.items():
-        session.execute(status_update(rows, dict(items)))
+        key = (_model(row), row.id)
+        latest[key] = {**latest[key], **values} if key in latest else dict(values)
+    groups: dict[tuple[type[Domain] | type[Host], tuple[tuple[str, Any], ...]], list[str]] = {}
+    for (model, row_id), values in latest.items():
+        groups.setdefault((model, tuple(sorted(values.items()))), []).append(row_id)
+    for (model, items), ids in groups.items():
+        params = {f"b_{name}": value for name, value in items}
+        session.execute(
+            _status_w(model, tuple(name for name, _ in items)), {"b_ids": ids, **params}
+        )
 
 
-def _mapped(row: Domain | Host) -> Domain | Host:
-    """A plain domain row (`db/report_rows.py`) as a key-only Domain, never added to the
-    session: `status_update` reads its model and id."""
-    return row if isinstance(row, Base) else Domain(id=row.id)
+def _model(row: Domain | Host) -> type[Domain] | type[Host]:
+    """A row's model; a plain domain row (`db/report_rows.py`) is a Domain's."""
+    return type(row) if isinstance(row, Base) else Domain
+
+
+@functools.lru_cache(maxsize=32)
+def _status_w(model: type[Domain] | type[Host], names: tuple[str, ...]) -> UpdateBase:
+    """`status_update` of the rows whose ids are `b_ids`, its values parameters `b_<name>`:
+    built once per model and columns (building it on every report cost more than running it).
+    `status_update` refuses any column that is not status."""
+    status_update([model()], dict.fromkeys(names))
+    table = HOSTS if model is Host else DOMAINS
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("b_ids", expanding=True)))
+        .values({name: bindparam(f"b_{name}", type_=table.c[name].type) for name in names})
+    )
 
 
 def _target_params(t: NewTarget, updated_at: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ raises AttributeError, as the lean loader's deferred columns raise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -138,7 +139,7 @@ def load_report_accounting(session: Session, host_id: str, now: datetime) -> Hos
 def _domains(conn: Connection, host_id: str) -> list[DomainRow]:
     if conn.dialect.name == "postgresql":
         return [
-            _domain(row, [_vnode(*v) for v in zip(*row[6:], strict=True)])
+            _domain(row, [_vnode(v) for v in zip(*row[6:], strict=True)])
             for row in conn.execute(_DOMAIN_ROWS, {"b_host": host_id})
         ]
     domains: dict[str, DomainRow] = {}
@@ -146,7 +147,7 @@ def _domains(conn: Connection, host_id: str) -> list[DomainRow]:
         domain = domains.get(row[0])
         if domain is None:
             domain = domains[row[0]] = _domain(row, [])
-        domain.vnodes.append(_vnode(*row[6:]))
+        domain.vnodes.append(_vnode(row[6:]))
     return list(domains.values())
 
 
@@ -162,14 +163,9 @@ def _domain(row: Any, vnodes: list[VnodeRow]) -> DomainRow:
     )
 
 
-def _vnode(
-    index: int,
-    size_mib: int,
-    target_mib: int,
-    actual_mib: int | None,
-    home_pnode: int | None,
-    vcpu_count: int,
-) -> VnodeRow:
+def _vnode(values: Sequence[Any]) -> VnodeRow:
+    """A vnode from its `_VNODE_COLS`, in that order."""
+    index, size_mib, target_mib, actual_mib, home_pnode, vcpu_count = values
     return VnodeRow(
         index=index,
         size_mib=size_mib,

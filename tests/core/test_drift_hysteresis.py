@@ -47,3 +47,17 @@ def test_the_host_flag_follows_the_settings_lower_line() -> None:
     assert flagged and not changes.events
     flagged, _, changes = drift(state, {0: 16384 - 300}, now, SETTINGS, "agent")
     assert not flagged and [e["action"] for e in changes.events] == ["host.drift_cleared"]
+
+
+def test_a_stamped_observation_writes_only_a_moved_flag() -> None:
+    """The batch report's lock already stamped `observed_at`: drift then writes the host's
+    status only when the flag moves (the heartbeat, unstamped, always stamps it)."""
+    host = make_host([16384])
+    state = HostAccounting(host=host, domains=[], backing={}, claimed_mib=np.zeros(1, np.int64))
+    now = T0 + timedelta(seconds=1)
+    _, _, changes = drift(state, {0: 16384}, now, SETTINGS, "agent", stamped=True)
+    assert not changes.status and changes.observed_free_mib == {0: 16384}
+    _, _, changes = drift(state, {0: 16384}, now, SETTINGS, "agent")
+    assert changes.status == [(host, {"observed_at": now})]
+    _, _, changes = drift(state, {0: 16384 - 1500}, now, SETTINGS, "agent", stamped=True)
+    assert changes.status == [(host, {"drift_flagged": True})]
