@@ -21,15 +21,16 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from service.core.balloon import held_levels, pool_change_rows
 from service.core.bookkeeping import set_bookkeeping
-from service.core.rows import DomainRow
+from service.core.rows import DomainRow, ListedDomain, ListedVnode
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
 from service.db.leases import AWAY, LOST
-from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
+from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_state, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.steps import set_step_failure
+from service.db.tables import DOMAINS, VNODES
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
@@ -447,6 +448,47 @@ def load_domain(session: Session, domain_id: str) -> Domain:
     return domain
 
 
+_VIEW_FIELDS = [f for f in ListedDomain.__dataclass_fields__ if f != "vnodes"]
+_VIEW_DOMAIN = [DOMAINS.c[f] for f in _VIEW_FIELDS]
+_VIEW_VNODE = [VNODES.c[f] for f in ListedVnode.__dataclass_fields__]
+# The domain's columns on each of its vnodes' rows (one row without a vnode when it has none).
+_VIEW_ROWS = (
+    select(*_VIEW_DOMAIN, *_VIEW_VNODE)
+    .select_from(DOMAINS.outerjoin(VNODES, VNODES.c.domain_id == DOMAINS.c.id))
+    .order_by(VNODES.c.index)
+)
+_VIEW_BY_ID = _VIEW_ROWS.where(DOMAINS.c.id == bindparam("b_key"))
+_VIEW_BY_NAME = _VIEW_ROWS.where(DOMAINS.c.name == bindparam("b_key"))
+_N_DOMAIN = len(_VIEW_DOMAIN)
+
+
+def _view_row(session: Session, by_name: bool, key: str) -> ListedDomain | None:
+    """The domain with its vnodes as plain records (`core/rows.py`), in one statement: what a
+    read builds its view from, without the ORM's objects and identity map."""
+    rows = session.execute(_VIEW_BY_NAME if by_name else _VIEW_BY_ID, {"b_key": key}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    fields = dict(zip(_VIEW_FIELDS, first[:_N_DOMAIN], strict=True))
+    vnodes = [ListedVnode(*r[_N_DOMAIN:]) for r in rows if r[_N_DOMAIN] is not None]
+    return ListedDomain(**fields, vnodes=vnodes)
+
+
+def view_domain(session: Session, domain_id: str) -> ListedDomain:
+    """The domain with its vnodes as read-only records, in one statement (a GET's view)."""
+    found = _view_row(session, False, domain_id)
+    if found is None:
+        raise NotFound(f"no domain with id {domain_id}")
+    return found
+
+
+def view_domain_by_name(session: Session, name: str) -> ListedDomain:
+    found = _view_row(session, True, name)
+    if found is None:
+        raise NotFound(f"no domain named {name!r}")
+    return found
+
+
 def lock_domain_host(
     session: Session, domain_id: str, now: datetime
 ) -> tuple[Domain, HostAccounting]:
@@ -454,17 +496,25 @@ def lock_domain_host(
 
     The state holds this domain as ORM rows and the host's other domains as per-pnode sums
     (the locked counters less this domain's charges)."""
+    domain, state, _ = _lock_domain_host(session, domain_id, now)
+    return domain, state
+
+
+def _lock_domain_host(
+    session: Session, domain_id: str, now: datetime
+) -> tuple[Domain, HostAccounting, bool]:
+    """`lock_domain_host`, and whether failover protection was off under the lock."""
     # One statement finds and locks the host; the domain is re-read under the lock below.
     host = session.scalars(LOCK_DOMAIN_HOST, {"b_domain": domain_id}).unique().one_or_none()
     if host is None:
         if session.scalar(select(exists().where(Domain.id == domain_id))):
             raise Conflict("the domain has no host")
         raise NotFound(f"no domain with id {domain_id}")
-    state = load_domain_accounting(session, host, domain_id, now)
+    state, protection_off = load_domain_state(session, host, domain_id, now)
     domain = None if state is None else state.domain(domain_id)
     if state is None or domain is None:  # moved by a concurrent migration: the caller retries
         raise Conflict("the domain moved while this request ran; retry")
-    return domain, state
+    return domain, state, protection_off
 
 
 def set_target(
@@ -475,17 +525,18 @@ def set_target(
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
     observe: Callable[[Domain], None] = lambda _domain: None,
-) -> tuple[Domain, HostAccounting, I64]:
+) -> tuple[Domain, HostAccounting, I64, bool]:
     """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all. `observe` sees
-    the domain as it was, under the lock."""
-    domain, state = lock_domain_host(session, domain_id, now)
+    the domain as it was, under the lock. The last value: whether failover protection was off
+    when read under the lock (`failover.admit`'s `protection_off`)."""
+    domain, state, protection_off = _lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     observe(domain)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     if domain.step_failure is not None:  # a new change: its steps start afresh
         set_step_failure(session, [domain.id], None)
         set_committed_value(domain, "step_failure", None)
-    return domain, state, state.backing[domain.id]
+    return domain, state, state.backing[domain.id], protection_off
 
 
 def retarget(
@@ -653,19 +704,6 @@ def patch_domain(
     )
     if changed:
         session.flush()
-    return domain
-
-
-def load_domain_by_name(session: Session, name: str) -> Domain:
-    domain = (
-        session.scalars(
-            select(Domain).where(Domain.name == name).options(joinedload(Domain.vnodes))
-        )
-        .unique()
-        .one_or_none()
-    )
-    if domain is None:
-        raise NotFound(f"no domain named {name!r}")
     return domain
 
 

@@ -17,7 +17,9 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Text,
     bindparam,
+    case,
     cast,
     func,
     literal,
@@ -27,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
 from service.db.accounting import HostAccounting, OtherDomains, live_claim
-from service.db.models import Backing, Claim, Domain, Host, Pnode, Vnode
+from service.db.models import Backing, Claim, ClusterSettings, Domain, Host, Pnode, Vnode
 from service.engine.accounting import charge_mib
 
 
@@ -135,7 +137,13 @@ _DOMAIN_ON_HOST = (
     .options(joinedload(Domain.vnodes))
     .execution_options(populate_existing=True)
 )
-# The domain's backing cells (vnode, pnode, MiB) and the host's live claims (-1, pnode, MiB).
+# Whether failover protection may be on: 0 only when `cluster_settings.ha` is SQL NULL or JSON
+# null (what `failover.admit` reads as off), 1 for anything else.
+_HA_SET = case(
+    (ClusterSettings.ha.is_(None), 0), (cast(ClusterSettings.ha, Text()) == "null", 0), else_=1
+)
+# The domain's backing cells (vnode, pnode, MiB), the host's live claims (-1, pnode, MiB) and
+# the protection's state (-2, 0, 0 or 1).
 _DOMAIN_ROWS = union_all(
     select(Backing.vnode, Backing.pnode, Backing.mib).where(
         Backing.domain_id == bindparam("b_domain"), Backing.host_id == bindparam("b_host")
@@ -143,13 +151,26 @@ _DOMAIN_ROWS = union_all(
     select(literal(-1, Integer()), Claim.pnode, cast(func.sum(Claim.mib), BigInteger()))
     .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
     .group_by(Claim.pnode),
+    select(literal(-2, Integer()), literal(0, Integer()), cast(_HA_SET, BigInteger())).where(
+        ClusterSettings.id == 1
+    ),
 )
 
 
 def load_domain_accounting(
     session: Session, host: Host, domain_id: str, now: datetime
 ) -> HostAccounting | None:
-    """The state of a locked host for a write to one of its domains, in two more statements.
+    """The state of a locked host for a write to one of its domains (`load_domain_state`)."""
+    return load_domain_state(session, host, domain_id, now)[0]
+
+
+def load_domain_state(
+    session: Session, host: Host, domain_id: str, now: datetime
+) -> tuple[HostAccounting | None, bool]:
+    """The state of a locked host for a write to one of its domains, in two more statements,
+    and whether failover protection was off when the second of them ran (under the host lock,
+    in the write's transaction): a raise then needs no statement of its own to learn it
+    (`failover.admit`'s `protection_off`).
 
     Only that domain is loaded, as ORM rows with its backing. The host's other domains are the
     locked pnode counters less this domain's own charges and vCPUs: `apply` keeps the counters
@@ -164,13 +185,16 @@ def load_domain_accounting(
         .one_or_none()
     )
     if domain is None or not domain.vnodes:
-        return None
+        return None, False
     p, k = len(host.pnodes), len(domain.vnodes)
     params = {"b_domain": domain_id, "b_host": host.id, "b_now": now}
     x = np.zeros((k, p), dtype=np.int64)
     claimed = np.zeros(p, dtype=np.int64)
+    protection_off = False
     for vnode, pnode, mib in session.execute(_DOMAIN_ROWS, params).all():
-        if vnode < 0:
+        if vnode == -2:
+            protection_off = mib == 0
+        elif vnode < 0:
             claimed[pnode] = mib
         elif vnode < k:
             x[vnode, pnode] = mib
@@ -187,12 +211,13 @@ def load_domain_accounting(
     if (rest_alloc < 0).any() or (rest_load < 0).any():
         whole = load_host_accounting(session, host.id, lock=True, host=host, now=now)
         if whole is None or whole.domain(domain_id) is None:
-            return None
-        return whole
-    return HostAccounting(
+            return None, False
+        return whole, protection_off
+    state = HostAccounting(
         host=host,
         domains=[domain],
         backing={domain.id: x},
         claimed_mib=claimed,
         others=OtherDomains(allocated_mib=rest_alloc, load_vcpus=rest_load),
     )
+    return state, protection_off
