@@ -18,11 +18,13 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    and_,
     bindparam,
     case,
     cast,
     func,
     literal,
+    or_,
     select,
     union_all,
 )
@@ -131,12 +133,6 @@ LOCK_DOMAIN_HOST = (
     .join(Domain, Domain.host_id == Host.id)
     .where(Domain.id == bindparam("b_domain"))
 )
-_DOMAIN_ON_HOST = (
-    select(Domain)
-    .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
-    .options(joinedload(Domain.vnodes))
-    .execution_options(populate_existing=True)
-)
 # Whether failover protection may be on: 0 only when `cluster_settings.ha` is SQL NULL or JSON
 # null (what `failover.admit` reads as off), 1 for anything else.
 _HA_SET = case(
@@ -154,6 +150,25 @@ _DOMAIN_ROWS = union_all(
     select(literal(-2, Integer()), literal(0, Integer()), cast(_HA_SET, BigInteger())).where(
         ClusterSettings.id == 1
     ),
+).subquery("cells")
+# The domain with its vnodes (ORM rows, refreshed) and, beside them, the rows above: each on its
+# vnode's row (backing cells) or on vnode 0's (the host's rows), a vnode without cells on a
+# row of its own. One statement under the lock, so one snapshot for the domain and its cells.
+_DOMAIN_ON_HOST = (
+    select(Domain)
+    .join(Domain.vnodes)
+    .outerjoin(
+        _DOMAIN_ROWS,
+        or_(
+            _DOMAIN_ROWS.c.vnode == Vnode.index,
+            and_(_DOMAIN_ROWS.c.vnode < 0, Vnode.index == 0),
+        ),
+    )
+    .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
+    .options(contains_eager(Domain.vnodes))
+    .add_columns(_DOMAIN_ROWS.c.vnode, _DOMAIN_ROWS.c.pnode, _DOMAIN_ROWS.c.mib)
+    .order_by(Vnode.index)
+    .execution_options(populate_existing=True)
 )
 
 
@@ -167,8 +182,8 @@ def load_domain_accounting(
 def load_domain_state(
     session: Session, host: Host, domain_id: str, now: datetime
 ) -> tuple[HostAccounting | None, bool]:
-    """The state of a locked host for a write to one of its domains, in two more statements,
-    and whether failover protection was off when the second of them ran (under the host lock,
+    """The state of a locked host for a write to one of its domains, in one more statement,
+    and whether failover protection was off when it ran (under the host lock,
     in the write's transaction): a raise then needs no statement of its own to learn it
     (`failover.admit`'s `protection_off`).
 
@@ -179,19 +194,19 @@ def load_domain_state(
     the others are then read row by row (`load_host_accounting`).
     None when the domain is not (or no longer) on this host.
     """
-    domain = (
-        session.scalars(_DOMAIN_ON_HOST, {"b_domain": domain_id, "b_host": host.id})
-        .unique()
-        .one_or_none()
-    )
-    if domain is None or not domain.vnodes:
-        return None, False
-    p, k = len(host.pnodes), len(domain.vnodes)
     params = {"b_domain": domain_id, "b_host": host.id, "b_now": now}
+    # unique(): rows are distinct but for vnodes without cells (all NULL beside the domain).
+    rows = session.execute(_DOMAIN_ON_HOST, params).unique().all()
+    if not rows:
+        return None, False
+    domain: Domain = rows[0][0]
+    p, k = len(host.pnodes), len(domain.vnodes)
     x = np.zeros((k, p), dtype=np.int64)
     claimed = np.zeros(p, dtype=np.int64)
     protection_off = False
-    for vnode, pnode, mib in session.execute(_DOMAIN_ROWS, params).all():
+    for _, vnode, pnode, mib in rows:
+        if vnode is None:
+            continue
         if vnode == -2:
             protection_off = mib == 0
         elif vnode < 0:

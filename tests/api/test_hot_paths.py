@@ -45,8 +45,39 @@ def test_get_domain_is_two_statements_and_matches_the_put(client: ApiClient) -> 
     assert got.headers["content-type"] == "application/json"
     assert sum(sum(v["backing_mib"]) for v in got.json()["vnodes"]) == 3072
     if client.app.state.engine.dialect.name == "postgresql":
-        # lock the host; the domain; the host's other rows; every write as one statement
-        assert n_put == 4
+        # lock the host; the domain with its backing, the host's claims and whether failover
+        # protection is on, in one snapshot under the lock; every write as one statement
+        assert n_put == 3
+
+
+def test_a_target_raise_with_protection_off_reads_no_settings_of_its_own(
+    client: ApiClient,
+) -> None:
+    """A raise learns that failover protection is off from the statement that reads the
+    domain's backing under the host lock: no cluster-settings SELECT of its own. With
+    protection on it still checks the plan (`failover.admit`); turned off again (the setting
+    then reads as null), it costs what a lowering costs again."""
+    d = _domain(client)
+
+    def lower_then_raise() -> tuple[int, int]:
+        assert client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3584}).is_success
+        n_lower, low = count_statements(
+            client, lambda: client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 2560})
+        )
+        n_raise, high = count_statements(
+            client, lambda: client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3584})
+        )
+        assert low.status_code == high.status_code == 200, (low.text, high.text)
+        return n_lower, n_raise
+
+    n_lower, n_raise = lower_then_raise()
+    assert n_raise == n_lower
+    assert client.patch("/v1/cluster", json={"ha": {"host_failures": 1}}).status_code == 200
+    n_lower, n_raise = lower_then_raise()
+    assert n_raise > n_lower  # the settings row, locked, and the plan's check
+    assert client.patch("/v1/cluster", json={"ha": None}).status_code == 200
+    n_lower, n_raise = lower_then_raise()
+    assert n_raise == n_lower
 
 
 @pytest.mark.postgres
