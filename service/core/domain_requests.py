@@ -59,12 +59,16 @@ def _view(session: Session, domain: DomainRow) -> DomainOut:
 
 
 def read(session: Session, domain_id: str) -> DomainOut:
-    """The domain with its backing: two statements, read as plain rows."""
-    return _view(session, core.view_domain(session, domain_id))
+    """The domain with its backing: one statement, read as plain rows."""
+    return _view_of(core.view_domain(session, domain_id))
 
 
 def read_by_name(session: Session, name: str) -> DomainOut:
-    return _view(session, core.view_domain_by_name(session, name))
+    return _view_of(core.view_domain_by_name(session, name))
+
+
+def _view_of(v: core.DomainView) -> DomainOut:
+    return domain_out(v.domain, v.backing, v.n_pnodes, v.host_agent)
 
 
 def change_target(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Integer, bindparam, case, exists, func, literal, select
+from sqlalchemy import Integer, and_, bindparam, case, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,7 +30,7 @@ from service.db.leases import AWAY, LOST
 from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_state, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.steps import set_step_failure
-from service.db.tables import DOMAINS, VNODES
+from service.db.tables import BACKING, DOMAINS, HOSTS, PNODES, VNODES
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
@@ -451,39 +451,73 @@ def load_domain(session: Session, domain_id: str) -> Domain:
 _VIEW_FIELDS = [f for f in ListedDomain.__dataclass_fields__ if f != "vnodes"]
 _VIEW_DOMAIN = [DOMAINS.c[f] for f in _VIEW_FIELDS]
 _VIEW_VNODE = [VNODES.c[f] for f in ListedVnode.__dataclass_fields__]
-# The domain's columns on each of its vnodes' rows (one row without a vnode when it has none).
+_N_DOMAIN, _N_VNODE = len(_VIEW_DOMAIN), len(_VIEW_VNODE)
+_HOST_PNODES = select(func.count()).where(PNODES.c.host_id == DOMAINS.c.host_id).scalar_subquery()
+# The domain's columns on each of its backing cells' rows, with the cell's vnode, its pnode and
+# MiB, the host's pnode count and agent judgement (a vnode without cells: one row, no cell; a
+# domain without vnodes: one row, no vnode).
 _VIEW_ROWS = (
-    select(*_VIEW_DOMAIN, *_VIEW_VNODE)
-    .select_from(DOMAINS.outerjoin(VNODES, VNODES.c.domain_id == DOMAINS.c.id))
+    select(*_VIEW_DOMAIN, *_VIEW_VNODE, BACKING.c.pnode, BACKING.c.mib, _HOST_PNODES, HOSTS.c.agent)
+    .select_from(
+        DOMAINS.outerjoin(VNODES, VNODES.c.domain_id == DOMAINS.c.id)
+        .outerjoin(
+            BACKING,
+            and_(BACKING.c.domain_id == DOMAINS.c.id, BACKING.c.vnode == VNODES.c.index),
+        )
+        .outerjoin(HOSTS, HOSTS.c.id == DOMAINS.c.host_id)
+    )
     .order_by(VNODES.c.index)
 )
 _VIEW_BY_ID = _VIEW_ROWS.where(DOMAINS.c.id == bindparam("b_key"))
 _VIEW_BY_NAME = _VIEW_ROWS.where(DOMAINS.c.name == bindparam("b_key"))
-_N_DOMAIN = len(_VIEW_DOMAIN)
 
 
-def _view_row(session: Session, by_name: bool, key: str) -> ListedDomain | None:
-    """The domain with its vnodes as plain records (`core/rows.py`), in one statement: what a
-    read builds its view from, without the ORM's objects and identity map."""
+@dataclass(frozen=True)
+class DomainView:
+    """What a domain's view is built from: the domain and its vnodes as plain records, its
+    backing (None without a host with pnodes), its host's pnode count and agent judgement."""
+
+    domain: ListedDomain
+    backing: I64 | None
+    n_pnodes: int
+    host_agent: str | None
+
+
+def _view_rows(session: Session, by_name: bool, key: str) -> DomainView | None:
+    """One statement, no ORM objects: what `backing_and_agents` says of the domain, with it."""
     rows = session.execute(_VIEW_BY_NAME if by_name else _VIEW_BY_ID, {"b_key": key}).all()
     if not rows:
         return None
     first = rows[0]
     fields = dict(zip(_VIEW_FIELDS, first[:_N_DOMAIN], strict=True))
-    vnodes = [ListedVnode(*r[_N_DOMAIN:]) for r in rows if r[_N_DOMAIN] is not None]
-    return ListedDomain(**fields, vnodes=vnodes)
+    vnodes: dict[int, ListedVnode] = {}
+    for r in rows:
+        index = r[_N_DOMAIN]
+        if index is not None and index not in vnodes:
+            vnodes[index] = ListedVnode(*r[_N_DOMAIN : _N_DOMAIN + _N_VNODE])
+    domain = ListedDomain(**fields, vnodes=list(vnodes.values()))
+    n_pnodes, agent = first[-2], first[-1]
+    if domain.host_id is None or not n_pnodes:
+        return DomainView(domain=domain, backing=None, n_pnodes=0, host_agent=None)
+    x = np.zeros((len(domain.vnodes), n_pnodes), dtype=np.int64)
+    for r in rows:
+        pnode, mib = r[_N_DOMAIN + _N_VNODE], r[_N_DOMAIN + _N_VNODE + 1]
+        if pnode is not None:
+            x[r[_N_DOMAIN], pnode] = mib
+    judged = agent if agent in _AGENT_CODES.values() else None
+    return DomainView(domain=domain, backing=x, n_pnodes=n_pnodes, host_agent=judged)
 
 
-def view_domain(session: Session, domain_id: str) -> ListedDomain:
-    """The domain with its vnodes as read-only records, in one statement (a GET's view)."""
-    found = _view_row(session, False, domain_id)
+def view_domain(session: Session, domain_id: str) -> DomainView:
+    """The domain read for its view, in one statement."""
+    found = _view_rows(session, False, domain_id)
     if found is None:
         raise NotFound(f"no domain with id {domain_id}")
     return found
 
 
-def view_domain_by_name(session: Session, name: str) -> ListedDomain:
-    found = _view_row(session, True, name)
+def view_domain_by_name(session: Session, name: str) -> DomainView:
+    found = _view_rows(session, True, name)
     if found is None:
         raise NotFound(f"no domain named {name!r}")
     return found
