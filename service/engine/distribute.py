@@ -160,6 +160,13 @@ def vnode_targets_many(
     return out
 
 
+def _clip(a: I64, low: int, high: I64) -> I64:
+    """`np.clip` for integer arrays (its definition: the minimum of the maximum), without the
+    Python-level dispatch that costs more than the arithmetic on a small domain's arrays."""
+    out: I64 = np.minimum(np.maximum(a, low), high)
+    return out
+
+
 def assign_many(
     *,
     t_mib: I64,
@@ -186,12 +193,13 @@ def assign_many(
         cur = np.maximum(current_mib, 0)
         cur_o = cur[cell_n, cell_v, ordv]
         before = np.cumsum(cur_o, axis=2) - cur_o
-        keep_o = np.clip(t_mib[:, :, None] - before, 0, cur_o)  # drop farthest first
+        keep_o = _clip(t_mib[:, :, None] - before, 0, cur_o)  # drop farthest first
         x[cell_n, cell_v, ordv] = keep_o  # each row of `ordv` is a permutation of the pnodes
         excess = np.maximum(x.sum(axis=1) - hcap, 0)  # headroom shrank under us
-        rev = x[:, ::-1, :]
-        rb = np.cumsum(rev, axis=1) - rev
-        x -= np.clip(excess[:, None, :] - rb, 0, rev)[:, ::-1, :]
+        if excess.any():  # (without excess the trim below is zero everywhere)
+            rev = x[:, ::-1, :]
+            rb = np.cumsum(rev, axis=1) - rev
+            x -= _clip(excess[:, None, :] - rb, 0, rev)[:, ::-1, :]
     r = t_mib - x.sum(axis=2)
     hrem = hcap - x.sum(axis=1)
     for k in range(p):
@@ -203,7 +211,7 @@ def assign_many(
         dem = np.zeros((idx.size, v, p), dtype=np.int64)
         dem[cell_n[: idx.size, :, 0], cell_v[:, :, 0], q] = r[idx]
         before = np.cumsum(dem, axis=1) - dem
-        grant = np.clip(hrem[idx][:, None, :] - before, 0, dem)
+        grant = _clip(hrem[idx][:, None, :] - before, 0, dem)
         x[idx] += grant
         r[idx] -= grant.sum(axis=2)
         hrem[idx] -= grant.sum(axis=1)
