@@ -188,3 +188,25 @@ def test_a_target_change_reads_nothing_of_the_other_domains_and_mends_bad_counte
     totals = audit(client.app.state.sessionmaker)  # counters == charges of both domains
     assert totals["backing"] == 3072 + 1024, totals
     assert client.get(f"/v1/domains/{other['id']}").json()["memory"]["target_mib"] == 1024
+
+
+def test_a_target_change_of_vnodes_backed_on_several_pnodes_reads_each_vnode_once(
+    client: ApiClient,
+) -> None:
+    """The write reads the domain's vnodes with their backing cells, a vnode on the row of
+    each of its cells: a vnode backed on two pnodes is still one vnode, with both cells."""
+    host = client.post("/v1/hosts", json=host_body("split", n=2, memory_mib=4096)).json()
+    r = client.post("/v1/domains", json=domain_body("split", [6144, 2048], host_id=host["id"]))
+    assert r.status_code == 201, r.text
+    d = r.json()
+
+    def cells(out: dict[str, Any]) -> list[int]:
+        return [sum(1 for m in v["backing_mib"] if m) for v in out["vnodes"]]
+
+    for target in (7168, 8192):
+        put = client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": target})
+        assert put.status_code == 200, put.text
+        assert client.get(f"/v1/domains/{d['id']}").json() == put.json()
+        assert [v["index"] for v in put.json()["vnodes"]] == [0, 1]
+        assert sum(sum(v["backing_mib"]) for v in put.json()["vnodes"]) == target
+        assert max(cells(put.json())) == 2  # vnode 0 spills onto the other pnode
