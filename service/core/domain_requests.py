@@ -80,7 +80,7 @@ def change_target(
     precondition: Precondition,
     ha: failover.Overcommit = failover.Overcommit(),
 ) -> DomainOut:
-    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all, a raise
+    """Set the balloon target (`core.set_target`: on PostgreSQL three statements in all, a raise
     too). With failover protection on, a raise that breaks the plan is refused
     (`failover.admit`); whether it is on was read under the host lock by `set_target`."""
     before: list[int] = []

@@ -561,7 +561,7 @@ def set_target(
     precondition: Callable[[int], None] = lambda _version: None,
     observe: Callable[[Domain], None] = lambda _domain: None,
 ) -> tuple[Domain, HostAccounting, I64, bool]:
-    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all. `observe` sees
+    """Lock, decide (`retarget`), apply: on PostgreSQL three statements in all. `observe` sees
     the domain as it was, under the lock. The last value: whether failover protection was off
     when read under the lock (`failover.admit`'s `protection_off`)."""
     domain, state, protection_off = _lock_domain_host(session, domain_id, now)
