@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from service.core import domains as core
 from service.core import failover, placement
 from service.core.exporting import export_domain
+from service.core.rows import DomainRow
 from service.core.views import domain_out
 from service.db.audit import record_event
 from service.db.loaders import load_host_accounting
-from service.db.models import Domain
 from service.db.tokens import issue_token
 from service.errors import Conflict
 from service.exports.libvirt_domain import Definition
@@ -52,19 +52,23 @@ def create(
     return DomainCreated(**out.model_dump(), guest_token=token)
 
 
-def _view(session: Session, domain: Domain) -> DomainOut:
+def _view(session: Session, domain: DomainRow) -> DomainOut:
     backing, agents = core.backing_and_agents(session, [domain])
     x, n_pnodes = backing.get(domain.id, (None, 0))
     return domain_out(domain, x, n_pnodes, agents.get(domain.host_id or ""))
 
 
 def read(session: Session, domain_id: str) -> DomainOut:
-    """The domain with its backing: two statements."""
-    return _view(session, core.load_domain(session, domain_id))
+    """The domain with its backing: one statement, read as plain rows."""
+    return _view_of(core.view_domain(session, domain_id))
 
 
 def read_by_name(session: Session, name: str) -> DomainOut:
-    return _view(session, core.load_domain_by_name(session, name))
+    return _view_of(core.view_domain_by_name(session, name))
+
+
+def _view_of(v: core.DomainView) -> DomainOut:
+    return domain_out(v.domain, v.backing, v.n_pnodes, v.host_agent)
 
 
 def change_target(
@@ -76,15 +80,25 @@ def change_target(
     precondition: Precondition,
     ha: failover.Overcommit = failover.Overcommit(),
 ) -> DomainOut:
-    """Set the balloon target (`core.set_target`: on PostgreSQL four statements in all). With
-    failover protection on, a raise that breaks the plan is refused (`failover.admit`)."""
+    """Set the balloon target (`core.set_target`: on PostgreSQL three statements in all, a raise
+    too). With failover protection on, a raise that breaks the plan is refused
+    (`failover.admit`); whether it is on was read under the host lock by `set_target`."""
     before: list[int] = []
-    domain, state, x = core.set_target(
+    domain, state, x, protection_off = core.set_target(
         session, domain_id, body, actor, now, precondition, lambda d: before.append(d.target_mib)
     )
     session.flush()
     if before and domain.target_mib > before[0]:
-        failover.admit(session, "raising the target", "domain", domain.id, actor, ha, now)
+        failover.admit(
+            session,
+            "raising the target",
+            "domain",
+            domain.id,
+            actor,
+            ha,
+            now,
+            protection_off=protection_off,
+        )
     return domain_out(domain, x, state.n_pnodes, state.host.agent)
 
 

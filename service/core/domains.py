@@ -8,6 +8,7 @@ writes it with the per-pnode counters in the same transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,21 +16,22 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Integer, bindparam, case, exists, func, literal, select
+from sqlalchemy import Integer, and_, bindparam, case, exists, func, literal, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.core.balloon import held_levels, pool_change_rows
 from service.core.bookkeeping import set_bookkeeping
-from service.core.rows import DomainRow
+from service.core.rows import DomainRow, ListedDomain, ListedVnode
 from service.db.accounting import HostAccounting
 from service.db.apply import apply
 from service.db.changes import ChangeSet, NewTarget, event
 from service.db.cluster import get_cluster, load_cluster
 from service.db.leases import AWAY, LOST
-from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_accounting, load_host_accounting
+from service.db.loaders import LOCK_DOMAIN_HOST, load_domain_state, load_host_accounting
 from service.db.models import Backing, Domain, Host, Pnode, Vnode
 from service.db.steps import set_step_failure
+from service.db.tables import BACKING, DOMAINS, HOSTS, PNODES, VNODES
 from service.db.tokens import revoke_tokens
 from service.engine.distribute import apportion, distribute
 from service.engine.errors import InfeasibleError, Issue, TopologyError
@@ -447,6 +449,81 @@ def load_domain(session: Session, domain_id: str) -> Domain:
     return domain
 
 
+_VIEW_FIELDS = [f for f in ListedDomain.__dataclass_fields__ if f != "vnodes"]
+_VIEW_DOMAIN = [DOMAINS.c[f] for f in _VIEW_FIELDS]
+_VIEW_VNODE = [VNODES.c[f] for f in ListedVnode.__dataclass_fields__]
+_N_DOMAIN, _N_VNODE = len(_VIEW_DOMAIN), len(_VIEW_VNODE)
+_HOST_PNODES = select(func.count()).where(PNODES.c.host_id == DOMAINS.c.host_id).scalar_subquery()
+# The domain's columns on each of its backing cells' rows, with the cell's vnode, its pnode and
+# MiB, the host's pnode count and agent judgement (a vnode without cells: one row, no cell; a
+# domain without vnodes: one row, no vnode).
+_VIEW_ROWS = (
+    select(*_VIEW_DOMAIN, *_VIEW_VNODE, BACKING.c.pnode, BACKING.c.mib, _HOST_PNODES, HOSTS.c.agent)
+    .select_from(
+        DOMAINS.outerjoin(VNODES, VNODES.c.domain_id == DOMAINS.c.id)
+        .outerjoin(
+            BACKING,
+            and_(BACKING.c.domain_id == DOMAINS.c.id, BACKING.c.vnode == VNODES.c.index),
+        )
+        .outerjoin(HOSTS, HOSTS.c.id == DOMAINS.c.host_id)
+    )
+    .order_by(VNODES.c.index)
+)
+_VIEW_BY_ID = _VIEW_ROWS.where(DOMAINS.c.id == bindparam("b_key"))
+_VIEW_BY_NAME = _VIEW_ROWS.where(DOMAINS.c.name == bindparam("b_key"))
+
+
+@dataclass(frozen=True)
+class DomainView:
+    """What a domain's view is built from: the domain and its vnodes as plain records, its
+    backing (None without a host with pnodes), its host's pnode count and agent judgement."""
+
+    domain: ListedDomain
+    backing: I64 | None
+    n_pnodes: int
+    host_agent: str | None
+
+
+def _view_rows(session: Session, by_name: bool, key: str) -> DomainView | None:
+    """One statement, no ORM objects: what `backing_and_agents` says of the domain, with it."""
+    rows = session.execute(_VIEW_BY_NAME if by_name else _VIEW_BY_ID, {"b_key": key}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    fields = dict(zip(_VIEW_FIELDS, first[:_N_DOMAIN], strict=True))
+    vnodes: dict[int, ListedVnode] = {}
+    for r in rows:
+        index = r[_N_DOMAIN]
+        if index is not None and index not in vnodes:
+            vnodes[index] = ListedVnode(*r[_N_DOMAIN : _N_DOMAIN + _N_VNODE])
+    domain = ListedDomain(**fields, vnodes=list(vnodes.values()))
+    n_pnodes, agent = first[-2], first[-1]
+    if domain.host_id is None or not n_pnodes:
+        return DomainView(domain=domain, backing=None, n_pnodes=0, host_agent=None)
+    x = np.zeros((len(domain.vnodes), n_pnodes), dtype=np.int64)
+    for r in rows:
+        pnode, mib = r[_N_DOMAIN + _N_VNODE], r[_N_DOMAIN + _N_VNODE + 1]
+        if pnode is not None:
+            x[r[_N_DOMAIN], pnode] = mib
+    judged = agent if agent in _AGENT_CODES.values() else None
+    return DomainView(domain=domain, backing=x, n_pnodes=n_pnodes, host_agent=judged)
+
+
+def view_domain(session: Session, domain_id: str) -> DomainView:
+    """The domain read for its view, in one statement."""
+    found = _view_rows(session, False, domain_id)
+    if found is None:
+        raise NotFound(f"no domain with id {domain_id}")
+    return found
+
+
+def view_domain_by_name(session: Session, name: str) -> DomainView:
+    found = _view_rows(session, True, name)
+    if found is None:
+        raise NotFound(f"no domain named {name!r}")
+    return found
+
+
 def lock_domain_host(
     session: Session, domain_id: str, now: datetime
 ) -> tuple[Domain, HostAccounting]:
@@ -454,17 +531,25 @@ def lock_domain_host(
 
     The state holds this domain as ORM rows and the host's other domains as per-pnode sums
     (the locked counters less this domain's charges)."""
+    domain, state, _ = _lock_domain_host(session, domain_id, now)
+    return domain, state
+
+
+def _lock_domain_host(
+    session: Session, domain_id: str, now: datetime
+) -> tuple[Domain, HostAccounting, bool]:
+    """`lock_domain_host`, and whether failover protection was off under the lock."""
     # One statement finds and locks the host; the domain is re-read under the lock below.
     host = session.scalars(LOCK_DOMAIN_HOST, {"b_domain": domain_id}).unique().one_or_none()
     if host is None:
         if session.scalar(select(exists().where(Domain.id == domain_id))):
             raise Conflict("the domain has no host")
         raise NotFound(f"no domain with id {domain_id}")
-    state = load_domain_accounting(session, host, domain_id, now)
+    state, protection_off = load_domain_state(session, host, domain_id, now)
     domain = None if state is None else state.domain(domain_id)
     if state is None or domain is None:  # moved by a concurrent migration: the caller retries
         raise Conflict("the domain moved while this request ran; retry")
-    return domain, state
+    return domain, state, protection_off
 
 
 def set_target(
@@ -475,17 +560,18 @@ def set_target(
     now: datetime,
     precondition: Callable[[int], None] = lambda _version: None,
     observe: Callable[[Domain], None] = lambda _domain: None,
-) -> tuple[Domain, HostAccounting, I64]:
-    """Lock, decide (`retarget`), apply: on PostgreSQL four statements in all. `observe` sees
-    the domain as it was, under the lock."""
-    domain, state = lock_domain_host(session, domain_id, now)
+) -> tuple[Domain, HostAccounting, I64, bool]:
+    """Lock, decide (`retarget`), apply: on PostgreSQL three statements in all. `observe` sees
+    the domain as it was, under the lock. The last value: whether failover protection was off
+    when read under the lock (`failover.admit`'s `protection_off`)."""
+    domain, state, protection_off = _lock_domain_host(session, domain_id, now)
     precondition(domain.version)
     observe(domain)
     apply(session, state, retarget(state, domain, body, actor=actor, now=now), now=now)
     if domain.step_failure is not None:  # a new change: its steps start afresh
         set_step_failure(session, [domain.id], None)
         set_committed_value(domain, "step_failure", None)
-    return domain, state, state.backing[domain.id]
+    return domain, state, state.backing[domain.id], protection_off
 
 
 def retarget(
@@ -619,11 +705,29 @@ def _check_floors(domain: Domain, levels: I64, policy: str) -> None:
 
 
 def topology_of(domain: Domain) -> VirtualTopology:
+    """The domain's validated topology. It never changes in the guest's lifetime, and a
+    `VirtualTopology` is immutable (frozen arrays), so one built from the same lists is reused:
+    validating it again was about a fifth of a retarget's decision."""
+    return _topology(
+        tuple(vn.size_mib for vn in domain.vnodes),
+        tuple(tuple(vn.vcpus) for vn in domain.vnodes),
+        tuple(tuple(row) for row in domain.distances),
+        domain.block_mib,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _topology(
+    sizes: tuple[int, ...],
+    vcpus: tuple[tuple[int, ...], ...],
+    distances: tuple[tuple[int, ...], ...],
+    block_mib: int,
+) -> VirtualTopology:
     return virtual_from_lists(
-        size_mib=[vn.size_mib for vn in domain.vnodes],
-        vcpus=[vn.vcpus for vn in domain.vnodes],
-        distances=domain.distances,
-        block_mib=domain.block_mib,
+        size_mib=list(sizes),
+        vcpus=[list(v) for v in vcpus],
+        distances=[list(row) for row in distances],
+        block_mib=block_mib,
     )
 
 
@@ -653,19 +757,6 @@ def patch_domain(
     )
     if changed:
         session.flush()
-    return domain
-
-
-def load_domain_by_name(session: Session, name: str) -> Domain:
-    domain = (
-        session.scalars(
-            select(Domain).where(Domain.name == name).options(joinedload(Domain.vnodes))
-        )
-        .unique()
-        .one_or_none()
-    )
-    if domain is None:
-        raise NotFound(f"no domain named {name!r}")
     return domain
 
 

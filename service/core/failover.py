@@ -276,10 +276,17 @@ def admit(
     actor: str,
     overcommit: Overcommit,
     now: datetime,
+    *,
+    protection_off: bool = False,
 ) -> None:
     """After a change is written (flushed), before its unit commits: refuse it when protection
     is on and the plan no longer holds (see the module docstring). Costs one statement when
-    protection is off."""
+    protection is off, none when the caller already read it off in this transaction after
+    taking the host lock (`protection_off`: a target raise reads it with the domain's backing).
+    A protection turned on since is the race an earlier read had too: it commits with a check
+    that does not see this uncommitted change, whenever this change read the setting."""
+    if protection_off:
+        return
     row = cluster_settings(session)
     if row.ha is None:
         return

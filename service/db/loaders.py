@@ -17,17 +17,21 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Text,
+    and_,
     bindparam,
+    case,
     cast,
     func,
     literal,
+    or_,
     select,
     union_all,
 )
 from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
 from service.db.accounting import HostAccounting, OtherDomains, live_claim
-from service.db.models import Backing, Claim, Domain, Host, Pnode, Vnode
+from service.db.models import Backing, Claim, ClusterSettings, Domain, Host, Pnode, Vnode
 from service.engine.accounting import charge_mib
 
 
@@ -129,13 +133,13 @@ LOCK_DOMAIN_HOST = (
     .join(Domain, Domain.host_id == Host.id)
     .where(Domain.id == bindparam("b_domain"))
 )
-_DOMAIN_ON_HOST = (
-    select(Domain)
-    .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
-    .options(joinedload(Domain.vnodes))
-    .execution_options(populate_existing=True)
+# Whether failover protection may be on: 0 only when `cluster_settings.ha` is SQL NULL or JSON
+# null (what `failover.admit` reads as off), 1 for anything else.
+_HA_SET = case(
+    (ClusterSettings.ha.is_(None), 0), (cast(ClusterSettings.ha, Text()) == "null", 0), else_=1
 )
-# The domain's backing cells (vnode, pnode, MiB) and the host's live claims (-1, pnode, MiB).
+# The domain's backing cells (vnode, pnode, MiB), the host's live claims (-1, pnode, MiB) and
+# the protection's state (-2, 0, 0 or 1).
 _DOMAIN_ROWS = union_all(
     select(Backing.vnode, Backing.pnode, Backing.mib).where(
         Backing.domain_id == bindparam("b_domain"), Backing.host_id == bindparam("b_host")
@@ -143,13 +147,45 @@ _DOMAIN_ROWS = union_all(
     select(literal(-1, Integer()), Claim.pnode, cast(func.sum(Claim.mib), BigInteger()))
     .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
     .group_by(Claim.pnode),
+    select(literal(-2, Integer()), literal(0, Integer()), cast(_HA_SET, BigInteger())).where(
+        ClusterSettings.id == 1
+    ),
+).subquery("cells")
+# The domain with its vnodes (ORM rows, refreshed) and, beside them, the rows above: each on its
+# vnode's row (backing cells) or on vnode 0's (the host's rows), a vnode without cells on a
+# row of its own. One statement under the lock, so one snapshot for the domain and its cells.
+_DOMAIN_ON_HOST = (
+    select(Domain)
+    .join(Domain.vnodes)
+    .outerjoin(
+        _DOMAIN_ROWS,
+        or_(
+            _DOMAIN_ROWS.c.vnode == Vnode.index,
+            and_(_DOMAIN_ROWS.c.vnode < 0, Vnode.index == 0),
+        ),
+    )
+    .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
+    .options(contains_eager(Domain.vnodes))
+    .add_columns(_DOMAIN_ROWS.c.vnode, _DOMAIN_ROWS.c.pnode, _DOMAIN_ROWS.c.mib)
+    .order_by(Vnode.index)
+    .execution_options(populate_existing=True)
 )
 
 
 def load_domain_accounting(
     session: Session, host: Host, domain_id: str, now: datetime
 ) -> HostAccounting | None:
-    """The state of a locked host for a write to one of its domains, in two more statements.
+    """The state of a locked host for a write to one of its domains (`load_domain_state`)."""
+    return load_domain_state(session, host, domain_id, now)[0]
+
+
+def load_domain_state(
+    session: Session, host: Host, domain_id: str, now: datetime
+) -> tuple[HostAccounting | None, bool]:
+    """The state of a locked host for a write to one of its domains, in one more statement,
+    and whether failover protection was off when it ran (under the host lock,
+    in the write's transaction): a raise then needs no statement of its own to learn it
+    (`failover.admit`'s `protection_off`).
 
     Only that domain is loaded, as ORM rows with its backing. The host's other domains are the
     locked pnode counters less this domain's own charges and vCPUs: `apply` keeps the counters
@@ -158,19 +194,22 @@ def load_domain_accounting(
     the others are then read row by row (`load_host_accounting`).
     None when the domain is not (or no longer) on this host.
     """
-    domain = (
-        session.scalars(_DOMAIN_ON_HOST, {"b_domain": domain_id, "b_host": host.id})
-        .unique()
-        .one_or_none()
-    )
-    if domain is None or not domain.vnodes:
-        return None
-    p, k = len(host.pnodes), len(domain.vnodes)
     params = {"b_domain": domain_id, "b_host": host.id, "b_now": now}
+    # unique(): rows are distinct but for vnodes without cells (all NULL beside the domain).
+    rows = session.execute(_DOMAIN_ON_HOST, params).unique().all()
+    if not rows:
+        return None, False
+    domain: Domain = rows[0][0]
+    p, k = len(host.pnodes), len(domain.vnodes)
     x = np.zeros((k, p), dtype=np.int64)
     claimed = np.zeros(p, dtype=np.int64)
-    for vnode, pnode, mib in session.execute(_DOMAIN_ROWS, params).all():
-        if vnode < 0:
+    protection_off = False
+    for _, vnode, pnode, mib in rows:
+        if vnode is None:
+            continue
+        if vnode == -2:
+            protection_off = mib == 0
+        elif vnode < 0:
             claimed[pnode] = mib
         elif vnode < k:
             x[vnode, pnode] = mib
@@ -187,12 +226,13 @@ def load_domain_accounting(
     if (rest_alloc < 0).any() or (rest_load < 0).any():
         whole = load_host_accounting(session, host.id, lock=True, host=host, now=now)
         if whole is None or whole.domain(domain_id) is None:
-            return None
-        return whole
-    return HostAccounting(
+            return None, False
+        return whole, protection_off
+    state = HostAccounting(
         host=host,
         domains=[domain],
         backing={domain.id: x},
         claimed_mib=claimed,
         others=OtherDomains(allocated_mib=rest_alloc, load_vcpus=rest_load),
     )
+    return state, protection_off

@@ -58,6 +58,17 @@ POLICIES: tuple[str, ...] = tuple(Policy)
 
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
+_INT64 = np.dtype(np.int64)
+
+
+def _ints(a: object, name: str, ndim: int) -> I64:
+    """`int_array`, without its checks for what already is a plain int64 array of ``ndim``
+    dimensions (its result then is ``a`` itself): `distribute` coerces its arguments and hands
+    them to `distribute_many`, which coerces them again, and the checks cost more than the
+    arithmetic of a small domain."""
+    if type(a) is np.ndarray and a.dtype == _INT64 and a.ndim == ndim:
+        return a
+    return int_array(a, name, ndim)
 
 
 def apportion(*, total_mib: I64, weights: I64) -> I64:
@@ -75,8 +86,7 @@ def apportion(*, total_mib: I64, weights: I64) -> I64:
     rem = prod - q * safe[:, None]
     left = total_mib - q.sum(axis=1)
     order = np.argsort(-rem, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(w.shape[1])[None, :], axis=1)
+    rank = np.argsort(order, axis=1)  # each row of `order` is a permutation: its inverse
     out: I64 = q + (rank < left[:, None])
     return out
 
@@ -150,6 +160,13 @@ def vnode_targets_many(
     return out
 
 
+def _clip(a: I64, low: int, high: I64) -> I64:
+    """`np.clip` for integer arrays (its definition: the minimum of the maximum), without the
+    Python-level dispatch that costs more than the arithmetic on a small domain's arrays."""
+    out: I64 = np.minimum(np.maximum(a, low), high)
+    return out
+
+
 def assign_many(
     *,
     t_mib: I64,
@@ -169,16 +186,20 @@ def assign_many(
     ordv = order[home]  # (N, V, P) pnodes by distance from each vnode's home
     hcap = np.maximum(headroom_mib, 0)
     x = np.zeros((n, v, p), dtype=np.int64)
+    # Index arrays for (domain, vnode) cells: fancy indexing with them is `take_along_axis` /
+    # `put_along_axis` on the last axis without those helpers' per-call overhead.
+    cell_n, cell_v = np.arange(n)[:, None, None], np.arange(v)[None, :, None]
     if current_mib is not None:
         cur = np.maximum(current_mib, 0)
-        cur_o = np.take_along_axis(cur, ordv, axis=2)
+        cur_o = cur[cell_n, cell_v, ordv]
         before = np.cumsum(cur_o, axis=2) - cur_o
-        keep_o = np.clip(t_mib[:, :, None] - before, 0, cur_o)  # drop farthest first
-        np.put_along_axis(x, ordv, keep_o, axis=2)
+        keep_o = _clip(t_mib[:, :, None] - before, 0, cur_o)  # drop farthest first
+        x[cell_n, cell_v, ordv] = keep_o  # each row of `ordv` is a permutation of the pnodes
         excess = np.maximum(x.sum(axis=1) - hcap, 0)  # headroom shrank under us
-        rev = x[:, ::-1, :]
-        rb = np.cumsum(rev, axis=1) - rev
-        x -= np.clip(excess[:, None, :] - rb, 0, rev)[:, ::-1, :]
+        if excess.any():  # (without excess the trim below is zero everywhere)
+            rev = x[:, ::-1, :]
+            rb = np.cumsum(rev, axis=1) - rev
+            x -= _clip(excess[:, None, :] - rb, 0, rev)[:, ::-1, :]
     r = t_mib - x.sum(axis=2)
     hrem = hcap - x.sum(axis=1)
     for k in range(p):
@@ -188,9 +209,9 @@ def assign_many(
         idx = np.flatnonzero(need)
         q = ordv[idx, :, k]
         dem = np.zeros((idx.size, v, p), dtype=np.int64)
-        np.put_along_axis(dem, q[:, :, None], r[idx][:, :, None], axis=2)
+        dem[cell_n[: idx.size, :, 0], cell_v[:, :, 0], q] = r[idx]
         before = np.cumsum(dem, axis=1) - dem
-        grant = np.clip(hrem[idx][:, None, :] - before, 0, dem)
+        grant = _clip(hrem[idx][:, None, :] - before, 0, dem)
         x[idx] += grant
         r[idx] -= grant.sum(axis=2)
         hrem[idx] -= grant.sum(axis=1)
@@ -321,12 +342,12 @@ def _batch(
     vcpu_count: object | None,
 ) -> _Batch:
     """Coerce and check ``distribute_many``'s arrays; InputError names the bad one."""
-    t = int_array(target_mib, "target_mib", 1)
-    size = int_array(size_mib, "size_mib", 2)
-    head = int_array(headroom_mib, "headroom_mib", 2)
-    hm = int_array(home, "home", 2)
-    vd = int_array(vdist, "vdist", 3)
-    pd = int_array(pdist, "pdist", 2)
+    t = _ints(target_mib, "target_mib", 1)
+    size = _ints(size_mib, "size_mib", 2)
+    head = _ints(headroom_mib, "headroom_mib", 2)
+    hm = _ints(home, "home", 2)
+    vd = _ints(vdist, "vdist", 3)
+    pd = _ints(pdist, "pdist", 2)
     n, v = size.shape
     p = pd.shape[0]
     if t.shape != (n,) or head.shape != (n, p) or hm.shape != (n, v) or vd.shape != (n, v, v):
@@ -341,20 +362,16 @@ def _batch(
     if v and ((hm < 0) | (hm >= p)).any():
         raise InputError("home must index a pnode")
     blk_arr = np.asarray(block_mib)
-    blk = np.broadcast_to(int_array(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
+    blk = np.broadcast_to(_ints(blk_arr, "block_mib", blk_arr.ndim), (n,)).astype(np.int64)
     if (blk <= 0).any():
         raise InputError("block_mib must be positive")
     # Without vCPU counts every non-empty vnode weighs the same.
-    cw = (
-        (size > 0).astype(np.int64)
-        if vcpu_count is None
-        else int_array(vcpu_count, "vcpu_count", 2)
-    )
+    cw = (size > 0).astype(np.int64) if vcpu_count is None else _ints(vcpu_count, "vcpu_count", 2)
     if cw.shape != (n, v) or (cw < 0).any():
         raise InputError("vcpu_count must be (N,V) and non-negative")
     cur = None
     if current_mib is not None:
-        cur = int_array(current_mib, "current_mib", 3)
+        cur = _ints(current_mib, "current_mib", 3)
         if cur.shape != (n, v, p) or (cur < 0).any():
             raise InputError("current_mib must be a non-negative (N,V,P) array")
     return _Batch(
@@ -389,7 +406,7 @@ def _explicit_targets(b: _Batch, explicit_targets_mib: object | None) -> I64:
     """The caller's per-vnode targets, checked against sizes and the domain targets."""
     if explicit_targets_mib is None:
         raise InputError("explicit policy needs explicit_targets_mib")
-    tv = int_array(explicit_targets_mib, "explicit_targets_mib", 2)
+    tv = _ints(explicit_targets_mib, "explicit_targets_mib", 2)
     if tv.shape != b.size.shape:
         raise InputError("explicit_targets_mib must be (N,V)")
     if (tv < 0).any() or (tv > b.size).any():
@@ -490,20 +507,20 @@ def distribute(
     """
     if isinstance(target_mib, bool) or not isinstance(target_mib, int | np.integer):
         raise InputError("target_mib must be an integer")
-    size = int_array(size_mib, "size_mib", 1)
-    vd = int_array(vdist, "vdist", 2)
-    cur = None if current_mib is None else int_array(current_mib, "current_mib", 2)[None]
+    size = _ints(size_mib, "size_mib", 1)
+    vd = _ints(vdist, "vdist", 2)
+    cur = None if current_mib is None else _ints(current_mib, "current_mib", 2)[None]
     exp = (
         None
         if explicit_targets_mib is None
-        else int_array(explicit_targets_mib, "explicit_targets_mib", 1)[None]
+        else _ints(explicit_targets_mib, "explicit_targets_mib", 1)[None]
     )
-    cw = None if vcpu_count is None else int_array(vcpu_count, "vcpu_count", 1)[None]
+    cw = None if vcpu_count is None else _ints(vcpu_count, "vcpu_count", 1)[None]
     out = distribute_many(
         target_mib=np.array([int(target_mib)], dtype=np.int64),
         size_mib=size[None],
-        headroom_mib=int_array(headroom_mib, "headroom_mib", 1)[None],
-        home=int_array(home, "home", 1)[None],
+        headroom_mib=_ints(headroom_mib, "headroom_mib", 1)[None],
+        home=_ints(home, "home", 1)[None],
         vdist=vd[None],
         pdist=pdist,
         policy=policy,

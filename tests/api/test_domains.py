@@ -333,7 +333,7 @@ def _statements(client: ApiClient, route: str, host_id: str, first: str, n: int)
     if route == "delete":
         victim = mk_domain(client, domain_body(f"victim{n}", [1024], host_id=host_id))["id"]
     calls = {
-        # lowered both times: a raise reads the failover protection too (one statement more)
+        # lowered both times: a raise with failover protection on also checks the plan
         "target": lambda: client.put(f"/v1/domains/{first}/target", json={"target_mib": 2048 - n}),
         "accounting": lambda: client.get(f"/v1/hosts/{host_id}/accounting"),
         "squeeze": lambda: client.post(f"/v1/hosts/{host_id}/squeeze", json={"total_free_mib": 1}),

@@ -32,21 +32,53 @@ def _domain(client: ApiClient) -> dict[str, Any]:
     return out
 
 
-def test_get_domain_is_two_statements_and_matches_the_put(client: ApiClient) -> None:
+def test_get_domain_is_one_statement_and_matches_the_put(client: ApiClient) -> None:
     d = _domain(client)
     n_put, put = count_statements(
         client, lambda: client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3072})
     )
     assert put.status_code == 200, put.text
     n_get, got = count_statements(client, lambda: client.get(f"/v1/domains/{d['id']}"))
-    assert n_get == 2  # the domain with its vnodes; its backing with the host's pnode count
+    # the domain, its vnodes, their backing and the host's pnode count and agent: one snapshot
+    assert n_get == 1
     assert got.json() == put.json()
     assert got.headers["etag"] == put.headers["etag"] == f'"{put.json()["version"]}"'
     assert got.headers["content-type"] == "application/json"
     assert sum(sum(v["backing_mib"]) for v in got.json()["vnodes"]) == 3072
     if client.app.state.engine.dialect.name == "postgresql":
-        # lock the host; the domain; the host's other rows; every write as one statement
-        assert n_put == 4
+        # lock the host; the domain with its backing, the host's claims and whether failover
+        # protection is on, in one snapshot under the lock; every write as one statement
+        assert n_put == 3
+
+
+def test_a_target_raise_with_protection_off_reads_no_settings_of_its_own(
+    client: ApiClient,
+) -> None:
+    """A raise learns that failover protection is off from the statement that reads the
+    domain's backing under the host lock: no cluster-settings SELECT of its own. With
+    protection on it still checks the plan (`failover.admit`); turned off again (the setting
+    then reads as null), it costs what a lowering costs again."""
+    d = _domain(client)
+
+    def lower_then_raise() -> tuple[int, int]:
+        assert client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3584}).is_success
+        n_lower, low = count_statements(
+            client, lambda: client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 2560})
+        )
+        n_raise, high = count_statements(
+            client, lambda: client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": 3584})
+        )
+        assert low.status_code == high.status_code == 200, (low.text, high.text)
+        return n_lower, n_raise
+
+    n_lower, n_raise = lower_then_raise()
+    assert n_raise == n_lower
+    assert client.patch("/v1/cluster", json={"ha": {"host_failures": 1}}).status_code == 200
+    n_lower, n_raise = lower_then_raise()
+    assert n_raise > n_lower  # the settings row, locked, and the plan's check
+    assert client.patch("/v1/cluster", json={"ha": None}).status_code == 200
+    n_lower, n_raise = lower_then_raise()
+    assert n_raise == n_lower
 
 
 @pytest.mark.postgres
@@ -156,3 +188,25 @@ def test_a_target_change_reads_nothing_of_the_other_domains_and_mends_bad_counte
     totals = audit(client.app.state.sessionmaker)  # counters == charges of both domains
     assert totals["backing"] == 3072 + 1024, totals
     assert client.get(f"/v1/domains/{other['id']}").json()["memory"]["target_mib"] == 1024
+
+
+def test_a_target_change_of_vnodes_backed_on_several_pnodes_reads_each_vnode_once(
+    client: ApiClient,
+) -> None:
+    """The write reads the domain's vnodes with their backing cells, a vnode on the row of
+    each of its cells: a vnode backed on two pnodes is still one vnode, with both cells."""
+    host = client.post("/v1/hosts", json=host_body("split", n=2, memory_mib=4096)).json()
+    r = client.post("/v1/domains", json=domain_body("split", [6144, 2048], host_id=host["id"]))
+    assert r.status_code == 201, r.text
+    d = r.json()
+
+    def cells(out: dict[str, Any]) -> list[int]:
+        return [sum(1 for m in v["backing_mib"] if m) for v in out["vnodes"]]
+
+    for target in (7168, 8192):
+        put = client.put(f"/v1/domains/{d['id']}/target", json={"target_mib": target})
+        assert put.status_code == 200, put.text
+        assert client.get(f"/v1/domains/{d['id']}").json() == put.json()
+        assert [v["index"] for v in put.json()["vnodes"]] == [0, 1]
+        assert sum(sum(v["backing_mib"]) for v in put.json()["vnodes"]) == target
+        assert max(cells(put.json())) == 2  # vnode 0 spills onto the other pnode

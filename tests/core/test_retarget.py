@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
-from service.core.domains import retarget
+from service.core.domains import retarget, topology_of
+from service.engine.errors import TopologyError
 from service.errors import Conflict, Infeasible, InvalidInput
 from service.schemas.domains import TargetPut
 from tests.core.sim import Driver, Sim, make_domain, make_host
@@ -75,3 +78,19 @@ def test_a_vnode_target_below_its_floor_is_refused_located() -> None:
         retarget(
             sim.accounting, d, TargetPut(target_mib=1024, policy="faithful"), actor="t", now=sim.now
         )
+
+
+def test_a_domains_topology_is_built_once_and_a_bad_one_still_refused() -> None:
+    """`topology_of` reuses the topology built from the same lists (it is immutable); lists
+    that are not a valid topology raise every time, as when it was built anew each call."""
+    sim = _sim()
+    d = sim.domain("vm")
+    first, again = topology_of(d), topology_of(d)
+    assert again is first
+    assert np.array_equal(first.size_mib, [4096, 4096]) and not first.size_mib.flags.writeable
+    bad = types.SimpleNamespace(
+        vnodes=d.vnodes, distances=[[10, 5], [5, 10]], block_mib=d.block_mib
+    )
+    for _ in range(2):
+        with pytest.raises(TopologyError):
+            topology_of(bad)  # type: ignore[arg-type]
