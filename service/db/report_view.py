@@ -15,7 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -57,9 +71,10 @@ _LOCK = (
     .values(observed_at=bindparam("b_now"))
     .returning(HOSTS.c.drift_flagged)
 )
+_FREE = PNODES.c.memory_mib - PNODES.c.reserved_mib - PNODES.c.claimed_mib - PNODES.c.allocated_mib
 _PNODE_ROWS = (
     select(
-        PNODES.c.memory_mib - PNODES.c.reserved_mib - PNODES.c.claimed_mib - PNODES.c.allocated_mib,
+        _FREE,
         PNODES.c.claimed_mib,
         PNODES.c.observed_free_mib,
     )
@@ -116,6 +131,29 @@ _DOMAIN_ROWS = (
 )
 
 
+def _per_pnode(values: Any) -> Any:
+    return func.array_agg(aggregate_order_by(values, PNODES.c.index))
+
+
+def _no(column: Any) -> Any:
+    return cast(null(), column.type)
+
+
+# PostgreSQL: the domains' rows and, after them, one row of the pnodes' columns as arrays in
+# place of the vnodes' (its domain columns NULL): a round trip fewer on every steady report.
+_HOST_ROWS = union_all(
+    _DOMAIN_ROWS,
+    select(
+        *(_no(c) for c in _DOMAIN_COLS[:5]),
+        cast(null(), Boolean()),
+        _per_pnode(_FREE),
+        _per_pnode(PNODES.c.claimed_mib),
+        _per_pnode(PNODES.c.observed_free_mib),
+        _no(DOMAINS.c.block_mib),
+    ).where(PNODES.c.host_id == bindparam("b_host")),
+)
+
+
 def load_report_view(session: Session, host_id: str, now: datetime) -> ReportView | None:
     """Lock the host by stamping its `observed_at` (status: the version does not move), then
     read its pnode counters and its domains' vnodes. None when there is no such host."""
@@ -123,19 +161,27 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
     flagged = conn.execute(_LOCK, {"b_host": host_id, "b_now": now}).scalar_one_or_none()
     if flagged is None:
         return None
-    pnodes = conn.execute(_PNODE_ROWS, {"b_host": host_id}).all()
-    if conn.dialect.name == "postgresql":
-        domains = {
-            row[0]: _view(row, row[6], row[7], row[8])
-            for row in conn.execute(_DOMAIN_ROWS, {"b_host": host_id})
-        }
-    else:
-        domains = _domains_by_vnode(conn, host_id)
+    if conn.dialect.name != "postgresql":
+        pnodes = conn.execute(_PNODE_ROWS, {"b_host": host_id}).all()
+        return ReportView(
+            drift_flagged=flagged,
+            accounted_free_mib=[p[0] for p in pnodes],
+            claimed_mib=[p[1] for p in pnodes],
+            observed_free_mib=[p[2] for p in pnodes],
+            domains=_domains_by_vnode(conn, host_id),
+        )
+    domains: dict[str, DomainView] = {}
+    per_pnode: tuple[list[int], list[int], list[int | None]] = ([], [], [])
+    for row in conn.execute(_HOST_ROWS, {"b_host": host_id}):
+        if row[0] is None:
+            per_pnode = (row[6] or [], row[7] or [], row[8] or [])
+        else:
+            domains[row[0]] = _view(row, row[6], row[7], row[8])
     return ReportView(
         drift_flagged=flagged,
-        accounted_free_mib=[p[0] for p in pnodes],
-        claimed_mib=[p[1] for p in pnodes],
-        observed_free_mib=[p[2] for p in pnodes],
+        accounted_free_mib=per_pnode[0],
+        claimed_mib=per_pnode[1],
+        observed_free_mib=per_pnode[2],
         domains=domains,
     )
 

@@ -157,8 +157,10 @@ def test_a_settled_report_writes_only_the_observation(client: ApiClient) -> None
     steady = dict(first, pnodes=[{"index": 0, "free_mib": free[0] - 100}])
     n, r = count_statements(client, lambda: _report(client, host, steady))
     assert r.status_code == 200, r.text
-    # the token; the host stamped (its lock), its pnodes, its vnodes; one observed free MiB
-    assert n == 5, n
+    # the token; the host stamped (its lock), its pnodes, its vnodes; one observed free MiB.
+    # PostgreSQL reads the pnodes and the vnodes in one statement (as arrays): one fewer.
+    postgres = client.app.state.engine.dialect.name == "postgresql"
+    assert n == (4 if postgres else 5), n
     out = r.json()
     assert out["domains_accepted"] == 1 and not out["drift_flagged"]
     assert [p["drift_mib"] for p in out["drift"]] == [-100, 0]
