@@ -48,8 +48,8 @@ _scope = contextmanager(session_scope)
 class Database:
     """Where a worker's sessions come from: writes, reads (GET and HEAD: one snapshot, no write
     lock), one-statement lookups (a token before each request), the plain connections of the
-    hottest statements (`on_plain`), and the gate that bounds the sessions and plain statements
-    open at once (None: unbounded)."""
+    hottest statements (`on_plain`), and the gate that bounds the sessions open at once (None:
+    unbounded)."""
 
     engine: Engine
     write_factory: sessionmaker[Session]
@@ -142,21 +142,21 @@ NOT_NOW: Final = NotNow()
 
 async def on_plain(db: Database, work: Callable[[PlainConnections], Awaitable[T]]) -> T | NotNow:
     """`work`, one statement on the worker's plain connections awaited on the event loop (no
-    hop to the thread pool: `db/raw.py`), within the worker's gate. `NOT_NOW` when that path is
-    not available now (no PostgreSQL, no pool opened on this loop, the gate full, the
-    connection failing): the caller then takes its ordinary path, in the thread pool, which
-    waits for the gate and reports a database that is away as it always did."""
+    hop to the thread pool: `db/raw.py`). `NOT_NOW` when that path is not available now (no
+    PostgreSQL, no pool opened on this loop, no connection free within its checkout timeout,
+    the connection failing): the caller then takes its ordinary path, in the thread pool, which
+    reports a database that is away as it always did.
+
+    It does not take the worker's gate: the gate bounds threads that would fight over the GIL,
+    and a statement awaited on the loop holds no thread; the pool's own size bounds its
+    connections. (Taking a slot without waiting sent a burst of renewals to the slower thread
+    path once four were in flight, which made the burst last longer.)"""
     if not db.plain.available:
-        return NOT_NOW
-    if db.gate is not None and not db.gate.acquire(blocking=False):
         return NOT_NOW
     try:
         return await work(db.plain)
     except Unavailable:
         return NOT_NOW
-    finally:
-        if db.gate is not None:
-            db.gate.release()
 
 
 NOTHING_CHANGED = "nothing was changed, retry"

@@ -4,9 +4,7 @@ path does."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from service.api.authentication import match, route_table
-from service.core import unit
 from service.db import raw
 from tests.api.client import ApiClient
 from tests.api.factories import host_body
@@ -83,25 +80,3 @@ def test_a_renewal_whose_plain_connection_fails_takes_the_sessions_path(
         assert pg_client.put(url, token="nbh_unknown").status_code == 401
     finally:
         pg_client.call(plain.close)
-
-
-def test_the_plain_path_never_waits_for_the_gate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On the event loop a full gate is not waited for: the caller's thread-pool path is."""
-    db = unit.open_database(f"sqlite:///{tmp_path / 'gate.db'}", concurrency=1)
-    monkeypatch.setattr(raw.PlainConnections, "available", property(lambda _self: True))
-    ran: list[raw.PlainConnections] = []
-
-    async def work(plain: raw.PlainConnections) -> int:
-        ran.append(plain)
-        return 5
-
-    assert db.gate is not None and db.gate.acquire(blocking=False)
-    assert asyncio.run(unit.on_plain(db, work)) is unit.NOT_NOW
-    assert ran == []
-    db.gate.release()
-    assert asyncio.run(unit.on_plain(db, work)) == 5
-    assert db.gate.acquire(blocking=False)  # the slot it took is back
-    db.gate.release()
-    db.engine.dispose()
