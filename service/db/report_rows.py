@@ -3,10 +3,10 @@
 A report that moves the pools' sizes reads every domain of the host with its vnodes. Loaded as
 ORM rows (`load_host_accounting`) they were a third of such a report's CPU: two hundred mapped
 instances built, and every attribute read through the ORM afterwards. A report reads a few
-columns of them and writes them only through `apply`, so here they are plain objects with those
-columns (`DomainRow`, `VnodeRow`), read by Core statements; the host and its pnodes stay mapped
-rows, locked as the loader locks them. Any other column of a domain is not there: reading one
-raises AttributeError, as the lean loader's deferred columns raise.
+columns of them and writes them only through `apply`, so here they are plain objects with
+those columns (`ReportedDomain`, `ReportedVnode`), read by Core statements; the host and its
+pnodes stay mapped rows, locked as the loader locks them. Any other column of a domain is not
+there: reading one raises AttributeError, as the lean loader's deferred columns raise.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from service.db.tables import BACKING, CLAIMS, DOMAINS, VNODES
 
 
 @dataclass(slots=True, kw_only=True)
-class VnodeRow:
+class ReportedVnode:
     """The columns of a vnode that a report reads (and `absorb` sets: `actual_mib`)."""
 
     index: int
@@ -52,7 +52,7 @@ class VnodeRow:
 
 
 @dataclass(slots=True, kw_only=True)
-class DomainRow:
+class ReportedDomain:
     """The columns of a domain that a report reads, and its vnodes in index order."""
 
     id: str
@@ -61,7 +61,7 @@ class DomainRow:
     uncooperative: bool
     last_progress_at: datetime | None
     target_set_at: datetime
-    vnodes: list[VnodeRow] = field(default_factory=list)
+    vnodes: list[ReportedVnode] = field(default_factory=list)
 
 
 _HOST = host_stmt(lock=True).where(Host.id == bindparam("b_host"))
@@ -136,13 +136,13 @@ def load_report_accounting(session: Session, host_id: str, now: datetime) -> Hos
     return HostAccounting(host=host, domains=rows, backing=backing, claimed_mib=claimed)
 
 
-def _domains(conn: Connection, host_id: str) -> list[DomainRow]:
+def _domains(conn: Connection, host_id: str) -> list[ReportedDomain]:
     if conn.dialect.name == "postgresql":
         return [
             _domain(row, [_vnode(v) for v in zip(*row[6:], strict=True)])
             for row in conn.execute(_DOMAIN_ROWS, {"b_host": host_id})
         ]
-    domains: dict[str, DomainRow] = {}
+    domains: dict[str, ReportedDomain] = {}
     for row in conn.execute(_VNODE_ROWS, {"b_host": host_id}):
         domain = domains.get(row[0])
         if domain is None:
@@ -151,8 +151,8 @@ def _domains(conn: Connection, host_id: str) -> list[DomainRow]:
     return list(domains.values())
 
 
-def _domain(row: Any, vnodes: list[VnodeRow]) -> DomainRow:
-    return DomainRow(
+def _domain(row: Any, vnodes: list[ReportedVnode]) -> ReportedDomain:
+    return ReportedDomain(
         id=row[0],
         block_mib=row[1],
         target_mib=row[2],
@@ -163,10 +163,10 @@ def _domain(row: Any, vnodes: list[VnodeRow]) -> DomainRow:
     )
 
 
-def _vnode(values: Sequence[Any]) -> VnodeRow:
+def _vnode(values: Sequence[Any]) -> ReportedVnode:
     """A vnode from its `_VNODE_COLS`, in that order."""
     index, size_mib, target_mib, actual_mib, home_pnode, vcpu_count = values
-    return VnodeRow(
+    return ReportedVnode(
         index=index,
         size_mib=size_mib,
         target_mib=target_mib,
