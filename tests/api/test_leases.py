@@ -32,13 +32,21 @@ def clock() -> Clock:
 @pytest.fixture
 def workers(db_url: str, clock: Clock) -> Iterator[tuple[ApiClient, ApiClient]]:
     """Two app instances on one database: what two uvicorn workers are to each other (each has
-    its own engine, cluster feed and event hub). No background sweeper: the test sweeps."""
+    its own engine, cluster feed, event hub and, on PostgreSQL, the plain connections its
+    lifespan opens on its event loop, which renewals take). No background sweeper: the test
+    sweeps."""
     settings = Settings(
         database_url=db_url, admin_token=ADMIN_TOKEN, sweep_interval_s=0, agent_lease_s=LEASE_S
     )
     apps: list[FastAPI] = [create_app(settings, clock=clock) for _ in range(2)]
     with api_client(apps[0], ADMIN_TOKEN) as a, api_client(apps[1], ADMIN_TOKEN) as b:
-        yield a, b
+        for c in (a, b):
+            c.call(c.app.state.db.plain.open)
+        try:
+            yield a, b
+        finally:
+            for c in (a, b):
+                c.call(c.app.state.db.plain.close)
     for app in apps:
         app.state.engine.dispose()
 
