@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.core import unit
 from service.core.balloon import (
     capped,
     complete_pool_steps,
@@ -24,16 +25,19 @@ from service.core.balloon import (
     stalled,
     within_headroom,
 )
+from service.core.unit import Database
 from service.db.accounting import HostAccounting
-from service.db.apply import apply, write_observed_free
+from service.db.apply import apply, write_observed_free, write_observed_free_plain
 from service.db.changes import ChangeSet, event
 from service.db.models import Domain
+from service.db.raw import PlainTransaction
 from service.db.report_rows import load_report_accounting
 from service.db.report_view import (
     DomainView,
     ReportView,
     foreign_domains,
     load_report_view,
+    load_report_view_plain,
 )
 from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas.agent import AgentReportIn, AgentReportOut, DriftPnode, ReportVnode
@@ -258,6 +262,19 @@ def _settled_report(
 ) -> AgentReportOut | None:
     """The answer to a settled report whose drift flag stays as it is, with the observed free
     memory written; None when the flag would move (the full path writes that and its event)."""
+    answer = settled_answer(view, host_id, body, settings)
+    if answer is None:
+        return None
+    out, free_mib = answer
+    write_observed_free(session, host_id, free_mib)
+    return out
+
+
+def settled_answer(
+    view: ReportView, host_id: str, body: AgentReportIn, settings: Settings
+) -> tuple[AgentReportOut, dict[int, int]] | None:
+    """A settled report's answer and the observed free MiB to write (the pnodes whose value
+    moved), when its drift flag stays as it is (pure); None when it would move."""
     reported = {p.index: p.free_mib for p in body.pnodes}
     observed = [reported.get(i, was) for i, was in enumerate(view.observed_free_mib)]
     flagged, rows = drift_rows(
@@ -270,14 +287,40 @@ def _settled_report(
     if flagged != view.drift_flagged:
         return None
     was = view.observed_free_mib
-    write_observed_free(session, host_id, {i: f for i, f in reported.items() if f != was[i]})
-    return AgentReportOut(
+    out = AgentReportOut(
         host_id=host_id,
         domains_accepted=len(body.domains),
         unknown_domains=[],
         drift_flagged=flagged,
         drift=rows,
     )
+    return out, {i: f for i, f in reported.items() if f != was[i]}
+
+
+async def settled_on_loop(
+    db: Database, host_id: str, body: AgentReportIn, now: datetime, settings: Settings
+) -> AgentReportOut | None:
+    """A settled report (the usual one), its unit awaited on the event loop on a plain
+    connection (`unit.on_plain`): the host locked and read as `agent_report` does, the
+    observation written, committed. None when the report is not settled (rolled back: nothing
+    written) or that path is not available now: the caller then runs `batch_report` in the
+    thread pool, which reads the host again. The commit does not wait for the WAL flush
+    (ADR 0009): a settled report writes only the observation, never memory, a flag or an
+    event."""
+
+    async def work(tx: PlainTransaction) -> AgentReportOut | None:
+        view = await load_report_view_plain(tx, host_id, now)
+        if view is None or not settled(view, body, now, settings):
+            return None
+        answer = settled_answer(view, host_id, body, settings)
+        if answer is None:
+            return None
+        out, free_mib = answer
+        await write_observed_free_plain(tx, host_id, free_mib)
+        return out
+
+    got = await unit.on_plain(db, lambda plain: plain.transaction(work))
+    return None if isinstance(got, unit.NotNow) else got
 
 
 def agent_report(

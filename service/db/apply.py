@@ -43,6 +43,7 @@ from service.db.base import Base
 from service.db.batch import Build, WriteBatch, alone, param
 from service.db.changes import ChangeSet, NewTarget, Row, absorb
 from service.db.models import Claim, Domain, Host
+from service.db.raw import PlainTransaction
 from service.db.status import status_update
 from service.db.tables import BACKING, CLAIMS, DOMAINS, EVENTS, HOSTS, PNODES, STEPS, VNODES
 from service.errors import Conflict
@@ -95,6 +96,16 @@ def write_observed_free(session: Session, host_id: str, free_mib: Mapping[int, i
     if free_mib:
         rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
         session.connection().execute(_OBSERVED_FREE, rows)
+
+
+async def write_observed_free_plain(
+    tx: PlainTransaction, host_id: str, free_mib: Mapping[int, int]
+) -> None:
+    """`write_observed_free` in a transaction on a plain connection (a settled report's, on
+    the event loop: `core/agent_report.settled_on_loop`)."""
+    if free_mib:
+        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
+        await tx.execute_many(_OBSERVED_FREE, rows)
 
 
 def _write_observed(session: Session, accounting: HostAccounting, free: dict[int, int]) -> None:

@@ -27,9 +27,9 @@ the thread pool, which reports a database that is away as it always did.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -45,6 +45,7 @@ MAX_CONNECTIONS = 8
 IDLE_S = 300.0
 CHECKOUT_TIMEOUT_S = 2.0
 _DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
+T = TypeVar("T")
 
 
 class Unavailable(Exception):
@@ -76,6 +77,23 @@ def compiled(stmt: ClauseElement) -> Compiled:
         constants = {k: v for k, v in params.items() if v is not None}
         hit = _COMPILED[id(stmt)] = (stmt, Compiled(str(c), constants))
     return hit[1]
+
+
+class PlainTransaction:
+    """The statements of one transaction on a plain connection (`PlainConnections.transaction`)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def rows(self, stmt: ClauseElement, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        c = compiled(stmt)
+        cursor = await self._conn.execute(c.sql, c.params(values))
+        return await cursor.fetchall()
+
+    async def execute_many(self, stmt: ClauseElement, values: Sequence[Mapping[str, Any]]) -> None:
+        c = compiled(stmt)
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(c.sql, [c.params(v) for v in values])
 
 
 class PlainConnections:
@@ -131,5 +149,23 @@ class PlainConnections:
                 cursor = await conn.execute(c.sql, c.params(values))
                 row: tuple[Any, ...] | None = await cursor.fetchone()
                 return row
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable(str(exc)) from exc
+
+    async def transaction(
+        self, work: Callable[[PlainTransaction], Awaitable[T | None]]
+    ) -> T | None:
+        """`work`'s statements in one transaction: committed when it answers, rolled back when
+        it answers None (it found the path does not apply: the caller takes its ordinary one)."""
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("no plain connections on this worker's event loop")
+        try:
+            async with pool.connection() as conn:
+                async with conn.transaction():
+                    out = await work(PlainTransaction(conn))
+                    if out is None:
+                        raise psycopg.Rollback
+                return out
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(str(exc)) from exc

@@ -10,7 +10,7 @@ The observation itself (`observed_at` here, each pnode's observed free MiB throu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from service.db.models import Domain, Migration, Step
+from service.db.raw import PlainTransaction
 from service.db.tables import DOMAINS, HOSTS, PNODES, VNODES
 from service.vocabulary import ACTIVE_MIGRATION_STATES, GUEST_OPS, StepState
 
@@ -170,9 +171,25 @@ def load_report_view(session: Session, host_id: str, now: datetime) -> ReportVie
             observed_free_mib=[p[2] for p in pnodes],
             domains=_domains_by_vnode(conn, host_id),
         )
+    return _from_host_rows(flagged, conn.execute(_HOST_ROWS, {"b_host": host_id}))
+
+
+async def load_report_view_plain(
+    tx: PlainTransaction, host_id: str, now: datetime
+) -> ReportView | None:
+    """`load_report_view` on a plain connection (PostgreSQL, `db/raw.py`): the same lock and
+    the same rows, awaited on the event loop."""
+    locked = await tx.rows(_LOCK, {"b_host": host_id, "b_now": now})
+    if not locked:
+        return None
+    return _from_host_rows(locked[0][0], await tx.rows(_HOST_ROWS, {"b_host": host_id}))
+
+
+def _from_host_rows(flagged: bool, rows: Iterable[Sequence[Any]]) -> ReportView:
+    """The view from `_HOST_ROWS`' rows: one per domain, then the host's pnodes as arrays."""
     domains: dict[str, DomainView] = {}
     per_pnode: tuple[list[int], list[int], list[int | None]] = ([], [], [])
-    for row in conn.execute(_HOST_ROWS, {"b_host": host_id}):
+    for row in rows:
         if row[0] is None:
             per_pnode = (row[6] or [], row[7] or [], row[8] or [])
         else:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
+from service.db import raw
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
 from tests.api.statements import count_statements
@@ -176,3 +179,63 @@ def test_a_settled_report_writes_only_the_observation(client: ApiClient) -> None
     assert out["drift_flagged"] and out["drift"][1]["drift_mib"] == -5000
     actions = [e["action"] for e in client.get("/v1/events?since=0&limit=500").json()["items"]]
     assert actions[-1] == "host.drift_flagged"
+
+
+@pytest.mark.postgres
+def test_a_settled_report_on_the_event_loop_answers_as_the_sessions_path(
+    pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the worker's plain connections open (as its lifespan opens them), a settled report
+    is answered on the event loop with what the sessions' path answers and writes; a report
+    that is not settled and a drift that moves the flag are rolled back there and take the
+    sessions' path."""
+    client = pg_client
+    host, _, dom = _setup(client)
+    sizes = {"domain_id": dom["id"], "vnodes": [{"index": i, "actual_mib": 4096} for i in (0, 1)]}
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    free = [p["capacity_mib"] - p["allocated_mib"] for p in acc["pnodes"]]
+    first = {
+        "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
+        "domains": [sizes],
+    }
+    steady = dict(first, pnodes=[{"index": 0, "free_mib": free[0] - 100}])
+    assert _report(client, host, first).status_code == 200  # sessions: the pool is not open
+    on_sessions = _report(client, host, steady)
+    assert on_sessions.status_code == 200, on_sessions.text
+    plain = client.app.state.db.plain
+    client.call(plain.open)
+    try:
+        outcomes: list[object] = []
+        transaction = raw.PlainConnections.transaction
+
+        async def counted(self: raw.PlainConnections, work: Any) -> Any:
+            out = await transaction(self, work)
+            outcomes.append(None if out is None else type(out).__name__)
+            return out
+
+        monkeypatch.setattr(raw.PlainConnections, "transaction", counted)
+        events = len(client.get("/v1/events?since=0&limit=500").json()["items"])
+        etag = client.get(f"/v1/domains/{dom['id']}").headers["etag"]
+        again = _report(client, host, steady)
+        assert again.status_code == 200, again.text
+        assert again.json() == on_sessions.json()
+        moved = dict(steady, pnodes=[{"index": 0, "free_mib": free[0] - 300}])
+        assert _report(client, host, moved).json()["drift"][0]["drift_mib"] == -300
+        assert outcomes == ["AgentReportOut", "AgentReportOut"]  # both on the event loop
+        acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+        assert [p["observed_free_mib"] for p in acc["pnodes"]] == [free[0] - 300, free[1]]
+        assert len(client.get("/v1/events?since=0&limit=500").json()["items"]) == events
+        assert client.get(f"/v1/domains/{dom['id']}").headers["etag"] == etag
+        # Not settled: a pool moved; the flag moves. Each rolled back, then answered by the
+        # sessions' path.
+        smaller = dict(steady, domains=[dict(sizes, vnodes=[{"index": 0, "actual_mib": 3072}])])
+        assert _report(client, host, smaller).status_code == 200
+        vnodes = client.get(f"/v1/domains/{dom['id']}").json()["vnodes"]
+        assert [v["actual_mib"] for v in vnodes] == [3072, 4096]
+        off = dict(steady, domains=[], pnodes=[{"index": 1, "free_mib": free[1] - 5000}])
+        assert _report(client, host, off).json()["drift_flagged"]
+        actions = [e["action"] for e in client.get("/v1/events?since=0&limit=500").json()["items"]]
+        assert actions[-1] == "host.drift_flagged"
+        assert outcomes[2:] == [None, None]
+    finally:
+        client.call(plain.close)
