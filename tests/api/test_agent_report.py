@@ -24,6 +24,20 @@ def _setup(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     return host, other, dom
 
 
+def _settling(client: ApiClient) -> tuple[dict[str, Any], dict[str, Any], list[int], Any]:
+    """A host with one 2-vnode domain, each pnode's free MiB as accounted, and the first report
+    of the domain's sizes (every pool at its target, every pnode as accounted)."""
+    host, _, dom = _setup(client)
+    sizes = {"domain_id": dom["id"], "vnodes": [{"index": i, "actual_mib": 4096} for i in (0, 1)]}
+    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
+    free = [p["capacity_mib"] - p["allocated_mib"] for p in acc["pnodes"]]
+    first = {
+        "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
+        "domains": [sizes],
+    }
+    return host, dom, free, first
+
+
 def _report(client: ApiClient, host: dict[str, Any], body: dict[str, Any]) -> Any:
     return client.post(f"/v1/agent/hosts/{host['id']}/report", token=host["agent_token"], json=body)
 
@@ -146,14 +160,7 @@ def test_a_settled_report_writes_only_the_observation(client: ApiClient) -> None
     """The report an agent sends every 10 s once its guests are at their targets: answered from
     plain rows in a fixed number of statements, with no event and no version moved, while a
     report that moves the drift flag still takes the full path and records it."""
-    host, _, dom = _setup(client)
-    sizes = {"domain_id": dom["id"], "vnodes": [{"index": i, "actual_mib": 4096} for i in (0, 1)]}
-    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
-    free = [p["capacity_mib"] - p["allocated_mib"] for p in acc["pnodes"]]
-    first = {
-        "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
-        "domains": [sizes],
-    }
+    host, dom, free, first = _settling(client)
     assert _report(client, host, first).status_code == 200  # the first report of the sizes
     events = len(client.get("/v1/events?since=0&limit=500").json()["items"])
     before = client.get(f"/v1/domains/{dom['id']}")
@@ -190,14 +197,7 @@ def test_a_settled_report_on_the_event_loop_answers_as_the_sessions_path(
     that is not settled and a drift that moves the flag are rolled back there and take the
     sessions' path."""
     client = pg_client
-    host, _, dom = _setup(client)
-    sizes = {"domain_id": dom["id"], "vnodes": [{"index": i, "actual_mib": 4096} for i in (0, 1)]}
-    acc = client.get(f"/v1/hosts/{host['id']}/accounting").json()
-    free = [p["capacity_mib"] - p["allocated_mib"] for p in acc["pnodes"]]
-    first = {
-        "pnodes": [{"index": i, "free_mib": f} for i, f in enumerate(free)],
-        "domains": [sizes],
-    }
+    host, dom, free, first = _settling(client)
     steady = dict(first, pnodes=[{"index": 0, "free_mib": free[0] - 100}])
     assert _report(client, host, first).status_code == 200  # sessions: the pool is not open
     on_sessions = _report(client, host, steady)
@@ -228,7 +228,9 @@ def test_a_settled_report_on_the_event_loop_answers_as_the_sessions_path(
         assert client.get(f"/v1/domains/{dom['id']}").headers["etag"] == etag
         # Not settled: a pool moved; the flag moves. Each rolled back, then answered by the
         # sessions' path.
-        smaller = dict(steady, domains=[dict(sizes, vnodes=[{"index": 0, "actual_mib": 3072}])])
+        smaller = dict(
+            steady, domains=[dict(first["domains"][0], vnodes=[{"index": 0, "actual_mib": 3072}])]
+        )
         assert _report(client, host, smaller).status_code == 200
         vnodes = client.get(f"/v1/domains/{dom['id']}").json()["vnodes"]
         assert [v["actual_mib"] for v in vnodes] == [3072, 4096]
