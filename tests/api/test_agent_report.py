@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from service.core import agent_report
 from service.db import raw
 from tests.api.client import ApiClient
 from tests.api.factories import domain_body, host_body
@@ -239,5 +240,10 @@ def test_a_settled_report_on_the_event_loop_answers_as_the_sessions_path(
         actions = [e["action"] for e in client.get("/v1/events?since=0&limit=500").json()["items"]]
         assert actions[-1] == "host.drift_flagged"
         assert outcomes[2:] == [None, None]
+        # A report of more domains than the loop decides goes straight to the thread pool.
+        monkeypatch.setattr(agent_report, "LOOP_MAX_DOMAINS", 0)
+        settled_again = _report(client, host, steady)
+        assert settled_again.status_code == 200, settled_again.text
+        assert len(outcomes) == 4
     finally:
         client.call(plain.close)
