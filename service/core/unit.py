@@ -141,11 +141,11 @@ NOT_NOW: Final = NotNow()
 
 
 async def on_plain(db: Database, work: Callable[[PlainConnections], Awaitable[T]]) -> T | NotNow:
-    """`work`, one statement on the worker's plain connections awaited on the event loop (no
-    hop to the thread pool: `db/raw.py`). `NOT_NOW` when that path is not available now (no
-    PostgreSQL, no pool opened on this loop, no connection free within its checkout timeout,
-    the connection failing): the caller then takes its ordinary path, in the thread pool, which
-    reports a database that is away as it always did.
+    """`work` on the worker's plain connections (one statement, or a short transaction),
+    awaited on the event loop (no hop to the thread pool: `db/raw.py`). `NOT_NOW` when that
+    path is not available now (no PostgreSQL, no pool opened on this loop, no connection free
+    within its checkout timeout, the connection failing): the caller then takes its ordinary
+    path, in the thread pool, which reports a database that is away as it always did.
 
     It does not take the worker's gate: the gate bounds threads that would fight over the GIL,
     and a statement awaited on the loop holds no thread; the pool's own size bounds its

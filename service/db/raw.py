@@ -1,5 +1,5 @@
-"""Plain psycopg connections on the event loop for the hottest one-statement round trips
-(PostgreSQL only).
+"""Plain psycopg connections on the event loop for the hottest round trips (PostgreSQL only):
+a lease renewal, the token lookup before it, and a settled batch report's short transaction.
 
 Why (issue 25): an agent's lease renewal and the token lookup before it are one indexed
 statement each, and what surrounded each statement cost several times the statement itself:
