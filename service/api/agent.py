@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Request, Response
 
 from service.api.auth import Agent
 from service.api.deps import Now, SettingsDep, database, run, run_operation
-from service.api.lean import lean_route, optional_body, principal_for, required_body
+from service.api.lean import lean_endpoint, optional_body, principal_for, required_body
 from service.api.problems import responses
 from service.api.render import model_response
 from service.core import agent_report, leases
@@ -51,6 +51,16 @@ async def _lease(request: Request) -> Response:
     return model_response(out)
 
 
+@lean_endpoint(
+    router,
+    "/lease",
+    _lease,
+    method="PUT",
+    plain_lookup=True,
+    response_model=LeaseOut,
+    responses=responses(401, 403, 404, 422),
+    summary="Renew the host agent's lease; the answer says whether a full report is wanted",
+)
 async def renew_lease(
     host_id: str,
     request: Request,
@@ -59,19 +69,8 @@ async def renew_lease(
     now: Now,
     body: Annotated[LeaseIn | None, Body(openapi_examples=LEASE_EXAMPLES)] = None,
 ) -> Response:
-    # Declares the route (its parameters, body and answer) for OpenAPI; `_lease` serves it.
+    # The declaration (`lean_endpoint`): `_lease` serves the route.
     raise NotImplementedError  # pragma: no cover
-
-
-router.add_api_route(
-    "/lease",
-    renew_lease,
-    methods=["PUT"],
-    response_model=LeaseOut,
-    responses=responses(401, 403, 404, 422),
-    summary="Renew the host agent's lease; the answer says whether a full report is wanted",
-    route_class_override=lean_route(_lease, plain_lookup=True),
-)
 
 
 @router.put(
@@ -112,6 +111,16 @@ async def _report(request: Request) -> Response:
     return model_response(out)
 
 
+@lean_endpoint(
+    router,
+    "/report",
+    _report,
+    method="POST",
+    plain_lookup=True,
+    response_model=AgentReportOut,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Batch report: free MiB per pnode and every domain's per-vnode actual size",
+)
 async def batch_report(
     host_id: str,
     body: AgentReportIn,
@@ -120,19 +129,8 @@ async def batch_report(
     principal: Agent,
     now: Now,
 ) -> Response:
-    # Declares the route (its parameters, body and answer) for OpenAPI; `_report` serves it.
+    # The declaration (`lean_endpoint`): `_report` serves the route.
     raise NotImplementedError  # pragma: no cover
-
-
-router.add_api_route(
-    "/report",
-    batch_report,
-    methods=["POST"],
-    response_model=AgentReportOut,
-    responses=responses(401, 403, 404, 409, 422),
-    summary="Batch report: free MiB per pnode and every domain's per-vnode actual size",
-    route_class_override=lean_route(_report, plain_lookup=True),
-)
 
 
 @router.get(

@@ -22,7 +22,7 @@ from service.api.filters import (
 )
 from service.api.ha import HaOvercommitQuery, overcommit
 from service.api.idempotency import IdempotencyKey, create_once, created
-from service.api.lean import body_and_errors, lean_route, parameter, principal_for
+from service.api.lean import body_and_errors, lean_endpoint, parameter, principal_for
 from service.api.pagination import CursorQuery, LimitQuery, page_size
 from service.api.problems import InvalidInput, responses
 from service.api.render import model_response
@@ -144,6 +144,15 @@ async def _target(request: Request) -> Response:
     return _with_etag(out)
 
 
+@lean_endpoint(
+    router,
+    "/{domain_id}/target",
+    _target,
+    method="PUT",
+    response_model=DomainOut,
+    responses=responses(401, 403, 404, 409, 412, 422),
+    summary="Set the balloon target; per-vnode targets follow the policy",
+)
 async def put_target(
     domain_id: uuid.UUID,
     body: TargetPut,
@@ -153,19 +162,8 @@ async def put_target(
     if_match: IfMatch = None,
     ha_overcommit: HaOvercommitQuery = False,
 ) -> Response:
-    # Declares the route (its parameters, body and answer) for OpenAPI; `_target` serves it.
+    # The declaration (`lean_endpoint`): `_target` serves the route.
     raise NotImplementedError  # pragma: no cover
-
-
-router.add_api_route(
-    "/{domain_id}/target",
-    put_target,
-    methods=["PUT"],
-    response_model=DomainOut,
-    responses=responses(401, 403, 404, 409, 412, 422),
-    summary="Set the balloon target; per-vnode targets follow the policy",
-    route_class_override=lean_route(_target),
-)
 
 
 @router.patch(

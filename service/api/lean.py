@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi._compat.v2 import get_missing_field_error
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -35,6 +35,7 @@ from service.core.credentials import Principal
 
 Handler = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Callable[..., Any])
 
 
 def lean_route(handler: Handler, *, plain_lookup: bool = False) -> type[APIRoute]:
@@ -51,6 +52,32 @@ def lean_route(handler: Handler, *, plain_lookup: bool = False) -> type[APIRoute
             return handler
 
     return LeanRoute
+
+
+def lean_endpoint(
+    router: APIRouter,
+    path: str,
+    handler: Handler,
+    *,
+    method: str,
+    plain_lookup: bool = False,
+    **route: Any,
+) -> Callable[[E], E]:
+    """Register the decorated endpoint as the declaration of a lean route (its parameters, body
+    and answer, for OpenAPI and the route table) that `handler` serves; `route` are
+    `add_api_route`'s documentation arguments. The endpoint's body never runs."""
+
+    def register(endpoint: E) -> E:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            route_class_override=lean_route(handler, plain_lookup=plain_lookup),
+            **route,
+        )
+        return endpoint
+
+    return register
 
 
 def lean_handler(route: object) -> Handler | None:
