@@ -138,18 +138,20 @@ LOCK_DOMAIN_HOST = (
 _HA_SET = case(
     (ClusterSettings.ha.is_(None), 0), (cast(ClusterSettings.ha, Text()) == "null", 0), else_=1
 )
-# The domain's backing cells (vnode, pnode, MiB), the host's live claims (-1, pnode, MiB) and
-# the protection's state (-2, 0, 0 or 1).
+# The domain's backing cells (vnode, pnode, MiB), the host's live claims (_CLAIM_ROW, pnode,
+# MiB) and the protection's state (_PROTECTION_ROW, 0, 0 or 1).
+_CLAIM_ROW = -1
+_PROTECTION_ROW = -2
 _DOMAIN_ROWS = union_all(
     select(Backing.vnode, Backing.pnode, Backing.mib).where(
         Backing.domain_id == bindparam("b_domain"), Backing.host_id == bindparam("b_host")
     ),
-    select(literal(-1, Integer()), Claim.pnode, cast(func.sum(Claim.mib), BigInteger()))
+    select(literal(_CLAIM_ROW, Integer()), Claim.pnode, cast(func.sum(Claim.mib), BigInteger()))
     .where(Claim.host_id == bindparam("b_host"), live_claim(bindparam("b_now")))
     .group_by(Claim.pnode),
-    select(literal(-2, Integer()), literal(0, Integer()), cast(_HA_SET, BigInteger())).where(
-        ClusterSettings.id == 1
-    ),
+    select(
+        literal(_PROTECTION_ROW, Integer()), literal(0, Integer()), cast(_HA_SET, BigInteger())
+    ).where(ClusterSettings.id == 1),
 ).subquery("cells")
 # The domain with its vnodes (ORM rows, refreshed) and, beside them, the rows above: each on its
 # vnode's row (backing cells) or on vnode 0's (the host's rows), a vnode without cells on a
@@ -170,13 +172,6 @@ _DOMAIN_ON_HOST = (
     .order_by(Vnode.index)
     .execution_options(populate_existing=True)
 )
-
-
-def load_domain_accounting(
-    session: Session, host: Host, domain_id: str, now: datetime
-) -> HostAccounting | None:
-    """The state of a locked host for a write to one of its domains (`load_domain_state`)."""
-    return load_domain_state(session, host, domain_id, now)[0]
 
 
 def load_domain_state(
@@ -207,9 +202,9 @@ def load_domain_state(
     for _, vnode, pnode, mib in rows:
         if vnode is None:
             continue
-        if vnode == -2:
+        if vnode == _PROTECTION_ROW:
             protection_off = mib == 0
-        elif vnode < 0:
+        elif vnode == _CLAIM_ROW:
             claimed[pnode] = mib
         elif vnode < k:
             x[vnode, pnode] = mib
