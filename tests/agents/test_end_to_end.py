@@ -42,6 +42,12 @@ def _agent(backend: object, url: str, name: str, state: Path) -> Agent:
     return Agent(backend, settings, sleep=lambda _: None)  # type: ignore[arg-type]
 
 
+def _sysfs_agent(url: str, name: str, where: Path) -> Agent:
+    """An agent of a two-node sysfs host whose tree is at `where`-root, its state at `where`."""
+    root = where.with_name(f"{where.name}-root")
+    return _agent(SysfsBackend(host_tree(root, [4096, 4096])), url, name, where)
+
+
 def test_migration_done_by_the_agents(service: LocalService, tmp_path: Path) -> None:
     libvirt = require_binding()
     from numa_balloon_agent.backends.libvirt import LibvirtBackend
@@ -52,12 +58,7 @@ def test_migration_done_by_the_agents(service: LocalService, tmp_path: Path) -> 
     elsewhere.write_text(DESTINATION_NODE)
     source = LibvirtBackend("test:///default", migrate_uri=f"test://{elsewhere}", migration="cold")
     kvm = _agent(source, service.url, "kvm-test-driver", tmp_path / "a")
-    linux = _agent(
-        SysfsBackend(host_tree(tmp_path / "b-root", [4096, 4096])),
-        service.url,
-        "linux-sysfs",
-        tmp_path / "b",
-    )
+    linux = _sysfs_agent(service.url, "linux-sysfs", tmp_path / "b")
     assert kvm.run(once=True) == 0 and linux.run(once=True) == 0
     admin = Client(service.url, ADMIN)
     assert kvm.host_id is not None and linux.host_id is not None
@@ -178,12 +179,7 @@ def test_recovery_restarted_by_the_xen_agent(service: LocalService, tmp_path: Pa
         external_id="e2e-xen-restarts",
     )
     xen = Agent(backend, settings, sleep=lambda _: None)
-    linux = _agent(
-        SysfsBackend(host_tree(tmp_path / "f-root", [4096, 4096])),
-        service.url,
-        "fails",
-        tmp_path / "f",
-    )
+    linux = _sysfs_agent(service.url, "fails", tmp_path / "f")
     assert xen.run(once=True) == 0 and linux.run(once=True) == 0
     admin = Client(service.url, ADMIN)
     dom = admin.create_domain(
