@@ -118,6 +118,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     db: Database = app.state.db
     # The hottest statements' plain connections belong to this worker's event loop.
     await db.plain.open()
+    await db.plain_writes.open()
     task = None
     if app.state.settings.sweep_interval_s > 0:
         task = asyncio.create_task(_sweep_forever(app), name="numa-balloon-sweeper")
@@ -129,6 +130,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await db.plain.close()
+        await db.plain_writes.close()
 
 
 def _event_hub(db: Database, registry: CollectorRegistry, settings: Settings) -> EventHub:
@@ -141,6 +143,7 @@ def _event_hub(db: Database, registry: CollectorRegistry, settings: Settings) ->
         registry=registry,
     )
     event.listen(db.write_factory, "after_commit", hub.poke)
+    db.plain_writes.after_commit.append(hub.poke)  # the target writes on the event loop
     return hub
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import StringConstraints, TypeAdapter
 
 from service.api.auth import Admin
-from service.api.deps import Now, SettingsDep, run
+from service.api.deps import Now, SettingsDep, database, run
 from service.api.etag import IfMatch, check_if_match, etag
 from service.api.filters import (
     ExternalIdQuery,
@@ -30,6 +30,7 @@ from service.core import domain_requests as core
 from service.core import domains, listing, placement
 from service.core.idempotent import Reply
 from service.core.placement import DEFAULT_LIMIT
+from service.core.target_on_loop import change_target_on_loop
 from service.core.views import placement_out
 from service.exports.libvirt_domain import Definition
 from service.schemas.agent import GuestToken
@@ -119,7 +120,9 @@ _IF_MATCH = TypeAdapter(Annotated[str, StringConstraints(max_length=128)])
 async def _target(request: Request) -> Response:
     """The target route's lean handler (`api/lean.py`, issue 25): the orchestrators' hot write.
     In FastAPI's order: the query refusal and the principal, then the path, query and header
-    parameters and the body (their 422s together), then the role's right to overcommit."""
+    parameters and the body (their 422s together), then the role's right to overcommit. The
+    unit is awaited on the event loop (`target_on_loop`); what that path leaves takes one hop
+    to the thread pool."""
     principal = await principal_for(request)
     errors: list[Any] = []
     domain_id = parameter(_UUID, request.path_params["domain_id"], ("path", "domain_id"), errors)
@@ -130,17 +133,16 @@ async def _target(request: Request) -> Response:
     errors += body_errors
     if errors or body is None:
         raise RequestValidationError(errors)
-    app = request.app
-    out = await run(
-        request,
-        core.change_target,
-        str(domain_id),
-        body,
-        principal.actor,
-        app.state.clock(),
-        lambda version: check_if_match(if_match, version),
-        overcommit(principal, bool(ha_overcommit)),
-    )
+    ha = overcommit(principal, bool(ha_overcommit))
+    now = request.app.state.clock()
+
+    def precondition(version: int) -> None:
+        check_if_match(if_match, version)
+
+    args = (str(domain_id), body, principal.actor, now, precondition)
+    out = await change_target_on_loop(database(request), *args)
+    if out is None:
+        out = await run(request, core.change_target, *args, ha)
     return _with_etag(out)
 
 

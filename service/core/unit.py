@@ -40,6 +40,10 @@ from service.db.session import (
 from service.errors import Contended
 
 T = TypeVar("T")
+# The target writes' plain connections per worker: a host's writes serialize on its lock, so
+# more would mostly wait there; past them a write waits for one (`raw.CHECKOUT_TIMEOUT_S`), then
+# takes the thread pool's path.
+WRITE_CONNECTIONS = 4
 _DISCARD = "numa_balloon_discard"
 _scope = contextmanager(session_scope)
 
@@ -48,7 +52,8 @@ _scope = contextmanager(session_scope)
 class Database:
     """Where a worker's sessions come from: writes, reads (GET and HEAD: one snapshot, no write
     lock), one-statement lookups (a token before each request), the plain connections of the
-    hottest statements (`on_plain`), and the gate that bounds the sessions open at once (None:
+    hottest statements (`on_plain`: the renewals' and settled reports', and the target writes'
+    whose commits wait for the WAL flush), and the gate that bounds the sessions open at once (None:
     unbounded)."""
 
     engine: Engine
@@ -56,6 +61,7 @@ class Database:
     read_factory: sessionmaker[Session]
     lookup_factory: sessionmaker[Session]
     plain: PlainConnections
+    plain_writes: PlainConnections
     gate: threading.BoundedSemaphore | None = None
 
 
@@ -69,6 +75,12 @@ def open_database(url: str, concurrency: int = 0) -> Database:
         read_factory=make_read_sessionmaker(engine),
         lookup_factory=make_lookup_sessionmaker(engine),
         plain=PlainConnections(engine),
+        plain_writes=PlainConnections(
+            engine,
+            name="numa-balloon-plain-writes",
+            max_connections=WRITE_CONNECTIONS,
+            durable=True,
+        ),
         gate=threading.BoundedSemaphore(concurrency) if concurrency else None,
     )
 
@@ -140,7 +152,9 @@ class NotNow:
 NOT_NOW: Final = NotNow()
 
 
-async def on_plain(db: Database, work: Callable[[PlainConnections], Awaitable[T]]) -> T | NotNow:
+async def on_plain(
+    db: Database, work: Callable[[PlainConnections], Awaitable[T]], *, durable: bool = False
+) -> T | NotNow:
     """`work` on the worker's plain connections (one statement, or a short transaction),
     awaited on the event loop (no hop to the thread pool: `db/raw.py`). `NOT_NOW` when that
     path is not available now (no PostgreSQL, no pool opened on this loop, no connection free
@@ -150,11 +164,15 @@ async def on_plain(db: Database, work: Callable[[PlainConnections], Awaitable[T]
     It does not take the worker's gate: the gate bounds threads that would fight over the GIL,
     and a statement awaited on the loop holds no thread; the pool's own size bounds its
     connections. (Taking a slot without waiting sent a burst of renewals to the slower thread
-    path once four were in flight, which made the burst last longer.)"""
-    if not db.plain.available:
+    path once four were in flight, which made the burst last longer.)
+
+    `durable`: on the target writes' connections, whose commits wait for the WAL flush; a write
+    waiting there on a host's lock holds none of the renewals' connections."""
+    plain = db.plain_writes if durable else db.plain
+    if not plain.available:
         return NOT_NOW
     try:
-        return await work(db.plain)
+        return await work(plain)
     except Unavailable:
         return NOT_NOW
 

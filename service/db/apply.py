@@ -35,13 +35,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import UpdateBase
 
 from service.db.accounting import I64, HostAccounting, live_claim
 from service.db.base import Base
 from service.db.batch import Build, WriteBatch, alone, param
-from service.db.changes import ChangeSet, NewTarget, Row, absorb
+from service.db.changes import ChangeSet, NewTarget, Row, absorb, committed
 from service.db.models import Claim, Domain, Host
 from service.db.raw import PlainTransaction
 from service.db.status import status_update
@@ -60,20 +59,42 @@ def apply(
     """
     session.flush()  # rows the operation added through the ORM (a new domain) come first
     _write_claims(session, accounting, changes, now)
-    _write_observed(session, accounting, changes.observed_free_mib)
-    batch = WriteBatch(session)
+    conn = session.connection()
+    batch = _writes(accounting, changes, now, conn.dialect.name)
+    _found_target(batch.execute(conn), changes)
+
+
+async def apply_plain(
+    tx: PlainTransaction, accounting: HostAccounting, changes: ChangeSet, *, now: datetime
+) -> None:
+    """`apply` in a transaction on a plain connection (PostgreSQL, on the event loop: a target
+    write, `core/target_on_loop.py`): the same statements, sent there. A change set that moves
+    claims is refused: their live sums are read back between the writes, through the session."""
+    if changes.claims_change():
+        raise ValueError("a change set that moves claims is applied through a session")
+    batch = _writes(accounting, changes, now, "postgresql")
+    _found_target(await batch.execute_plain(tx), changes)
+
+
+def _writes(
+    accounting: HostAccounting, changes: ChangeSet, now: datetime, dialect: str
+) -> WriteBatch:
+    """Every write of `changes` but the claims', in the order they are sent, with the counters
+    they imply; the loaded rows and arrays brought up to date (`absorb`)."""
+    batch = WriteBatch(dialect)
+    _write_observed(batch, accounting, changes.observed_free_mib)
     if changes.backing.keys() & changes.pool_targets.keys():
         raise ValueError("a domain's pool levels follow its new backing or are given, not both")
-    _write_backing(batch, session, accounting, changes.backing)
+    _write_backing(batch, accounting, changes.backing)
     for domain_id, levels in changes.pool_targets.items():
         _write_vnode_targets(batch, accounting, domain_id, levels)
     # A batch's statements share one snapshot: two UPDATEs of the same vnode rows in it would
     # keep one. Actual sizes of a domain whose targets move go in a statement of their own.
     targeted = changes.backing.keys() | changes.pool_targets.keys()
-    _write_actual(batch, session, changes.actual_mib, targeted)
-    _write_pool_steps(batch, session, changes.pool_steps)
+    _write_actual(batch, changes.actual_mib, targeted)
+    _write_pool_steps(batch, changes.pool_steps)
     batch.add_rows(STEPS, changes.new_steps)
-    _write_status(session, changes.status)
+    _write_status(batch, changes.status)
     batch.add_rows(EVENTS, changes.events)
     updated_at = now
     guards = [_target_params(t, updated_at) for t in changes.targets]
@@ -81,12 +102,15 @@ def apply(
     _write_counters(batch, accounting)
     if len(guards) > 1:
         many = [{f"b_{k}": v for k, v in g.items()} for g in guards]
-        result = session.connection().execute(_DOMAIN_TARGET, many)
-        if result.supports_sane_multi_rowcount() and result.rowcount != len(guards):
-            raise Conflict("a domain changed while its host was being written; retry")
+        batch.send(_DOMAIN_TARGET, many, expect=len(guards))
     if len(guards) == 1:
         batch.add(_domain_target_w, guards[0])  # last: the batch returns its row count
-    if batch.execute() != 1 and len(guards) == 1:
+    return batch
+
+
+def _found_target(rowcount: int, changes: ChangeSet) -> None:
+    """One domain's new target: its guarded UPDATE, the batch's last, found its row."""
+    if len(changes.targets) == 1 and rowcount != 1:
         raise Conflict("the domain changed while this request ran; retry")
 
 
@@ -108,13 +132,16 @@ async def write_observed_free_plain(
         await tx.execute_many(_OBSERVED_FREE, rows)
 
 
-def _write_observed(session: Session, accounting: HostAccounting, free: dict[int, int]) -> None:
+def _write_observed(batch: WriteBatch, accounting: HostAccounting, free: dict[int, int]) -> None:
     """The observations that differ from what the pnodes hold, written and set in memory."""
     pnodes = accounting.host.pnodes
     changed = {i: f for i, f in free.items() if pnodes[i].observed_free_mib != f}
-    write_observed_free(session, accounting.host.id, changed)
+    if changed:
+        host_id = accounting.host.id
+        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in changed.items()]
+        batch.send(_OBSERVED_FREE, rows)
     for index, free_mib in changed.items():
-        set_committed_value(pnodes[index], "observed_free_mib", free_mib)
+        committed(pnodes[index], "observed_free_mib", free_mib)
 
 
 def _write_claims(
@@ -154,14 +181,12 @@ def _write_counters(batch: WriteBatch, accounting: HostAccounting) -> None:
         params.update({f"{name}{i}": v for i, v in enumerate(values)})
     batch.add(_pnode_counters_w(len(pnodes)), params)
     for pn in pnodes:
-        set_committed_value(pn, "allocated_mib", allocated[pn.index])
-        set_committed_value(pn, "claimed_mib", claimed[pn.index])
-        set_committed_value(pn, "load_vcpus", load[pn.index])
+        committed(pn, "allocated_mib", allocated[pn.index])
+        committed(pn, "claimed_mib", claimed[pn.index])
+        committed(pn, "load_vcpus", load[pn.index])
 
 
-def _write_backing(
-    batch: WriteBatch, session: Session, accounting: HostAccounting, new: dict[str, I64]
-) -> None:
+def _write_backing(batch: WriteBatch, accounting: HostAccounting, new: dict[str, I64]) -> None:
     """One domain whose cells keep their places (the usual retarget): one UPDATE in the batch;
     otherwise the rows are replaced (DELETE and INSERT, sent now: a batch's CTEs share one
     snapshot, so an INSERT there would collide with the rows its sibling deletes)."""
@@ -174,18 +199,18 @@ def _write_backing(
             elif np.array_equal(before != 0, backing != 0):
                 batch.add(*_cells_update(domain_id, backing))
             else:
-                _replace_backing(session, accounting.host.id, new)
+                _replace_backing(batch, accounting.host.id, new)
             _write_vnode_targets(batch, accounting, domain_id, backing)
             return
     if not new:
         return
-    _replace_backing(session, accounting.host.id, new)
+    _replace_backing(batch, accounting.host.id, new)
     targets = [
         {"b_domain": domain_id, "b_index": v, "b_target": int(t)}
         for domain_id, backing in new.items()
         for v, t in enumerate(backing.sum(axis=1).tolist())
     ]
-    session.execute(_VNODE_TARGET, targets)  # one executemany, however many domains
+    batch.send(_VNODE_TARGET, targets)  # one executemany, however many domains
 
 
 def _cells_update(domain_id: str, backing: I64) -> tuple[Build, dict[str, Any]]:
@@ -197,9 +222,9 @@ def _cells_update(domain_id: str, backing: I64) -> tuple[Build, dict[str, Any]]:
     return _backing_cells_w(len(v_idx)), params
 
 
-def _replace_backing(session: Session, host_id: str, new: dict[str, I64]) -> None:
+def _replace_backing(batch: WriteBatch, host_id: str, new: dict[str, I64]) -> None:
     """Replace the backing rows of some domains of one host: two statements, however many."""
-    session.execute(_DELETE_BACKING, {"b_domains": list(new)})
+    batch.send(_DELETE_BACKING, {"b_domains": list(new)})
     rows = []
     for domain_id, backing in new.items():
         v_idx, p_idx = np.nonzero(backing)
@@ -209,7 +234,7 @@ def _replace_backing(session: Session, host_id: str, new: dict[str, I64]) -> Non
             for v, p, m in cells
         ]
     if rows:
-        session.execute(_INSERT_BACKING, rows)
+        batch.send(_INSERT_BACKING, rows)
 
 
 def _write_vnode_targets(
@@ -226,17 +251,14 @@ def _write_vnode_targets(
 
 
 def _write_actual(
-    batch: WriteBatch,
-    session: Session,
-    actual: dict[str, dict[int, int | None]],
-    targeted: Set[str],
+    batch: WriteBatch, actual: dict[str, dict[int, int | None]], targeted: Set[str]
 ) -> None:
     """One domain (a guest's report, a move): in the batch. Several (an agent's batch report):
     one executemany of one fixed statement, so that 10,000 hosts of different shapes do not
     each compile a statement of their own."""
     actual = {domain_id: reported for domain_id, reported in actual.items() if reported}
-    if len(actual) > 1 and session.connection().dialect.name == "postgresql":
-        _write_actual_arrays(batch, session, actual, targeted)
+    if len(actual) > 1 and batch.dialect == "postgresql":
+        _write_actual_arrays(batch, actual, targeted)
         return
     if len(actual) > 1:
         rows = [
@@ -244,7 +266,7 @@ def _write_actual(
             for domain_id, reported in actual.items()
             for v, mib in reported.items()
         ]
-        session.execute(_VNODE_ACTUAL, rows)
+        batch.send(_VNODE_ACTUAL, rows)
         return
     for domain_id, reported in actual.items():
         params: dict[str, Any] = {"domain": domain_id}
@@ -252,16 +274,13 @@ def _write_actual(
             params.update({f"v{i}": v, f"m{i}": mib})
         build = _vnode_actual_w(len(reported))
         if domain_id in targeted:
-            session.execute(alone(build), {f"w_{k}": v for k, v in params.items()})
+            batch.send(alone(build), {f"w_{k}": v for k, v in params.items()})
         else:
             batch.add(build, params)
 
 
 def _write_actual_arrays(
-    batch: WriteBatch,
-    session: Session,
-    actual: dict[str, dict[int, int | None]],
-    targeted: Set[str],
+    batch: WriteBatch, actual: dict[str, dict[int, int | None]], targeted: Set[str]
 ) -> None:
     """Several domains' actual sizes on PostgreSQL: one UPDATE joined to the (domain, vnode,
     MiB) rows of one JSON parameter, in the batch (an executemany of one row each cost a batch
@@ -277,10 +296,10 @@ def _write_actual_arrays(
     if targeted.isdisjoint(actual):
         batch.add(_vnode_actuals_w, params)
     else:
-        session.execute(alone(_vnode_actuals_w), {f"w_{k}": v for k, v in params.items()})
+        batch.send(alone(_vnode_actuals_w), {f"w_{k}": v for k, v in params.items()})
 
 
-def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list[Row]]) -> None:
+def _write_pool_steps(batch: WriteBatch, steps: dict[str, list[Row]]) -> None:
     """Cancel the domains' pending pool steps and queue the new ones: in the batch for one
     domain (a retarget), two statements for many (a squeeze)."""
     rows = [row for domain_rows in steps.values() for row in domain_rows]
@@ -288,12 +307,12 @@ def _write_pool_steps(batch: WriteBatch, session: Session, steps: dict[str, list
         batch.add(_cancel_pool_steps_w, {"domain": next(iter(steps))})
         batch.add_rows(STEPS, rows)
     elif steps:
-        session.execute(_CANCEL_MANY, {"b_domains": list(steps)})
+        batch.send(_CANCEL_MANY, {"b_domains": list(steps)})
         if rows:
-            session.execute(_INSERT_STEPS, rows)
+            batch.send(_INSERT_STEPS, rows)
 
 
-def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> None:
+def _write_status(batch: WriteBatch, status: list[tuple[Domain | Host, Row]]) -> None:
     """One UPDATE per distinct (model, values): a batch report's progress marks are one.
     A row named twice ends with its later values, as `absorb` leaves it in memory."""
     latest: dict[tuple[type[Domain] | type[Host], str], Row] = {}
@@ -305,9 +324,7 @@ def _write_status(session: Session, status: list[tuple[Domain | Host, Row]]) -> 
         groups.setdefault((model, tuple(sorted(values.items()))), []).append(row_id)
     for (model, items), ids in groups.items():
         params = {f"b_{name}": value for name, value in items}
-        session.execute(
-            _status_w(model, tuple(name for name, _ in items)), {"b_ids": ids, **params}
-        )
+        batch.send(_status_w(model, tuple(name for name, _ in items)), {"b_ids": ids, **params})
 
 
 def _model(row: Domain | Host) -> type[Domain] | type[Host]:

@@ -13,11 +13,17 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Table, bindparam, cast, insert, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import BindParameter, Connection, Table, bindparam, cast, insert, select, union_all
 from sqlalchemy.sql.dml import UpdateBase
 
+from service.db.raw import PlainTransaction
+from service.errors import Conflict
+
 Build = Callable[[str], UpdateBase]
+Params = dict[str, Any]
+# A statement sent on its own: its parameters (a list: one executemany) and the row count it
+# must find (None: any).
+Sent = tuple[UpdateBase, Params | list[Params], int | None]
 
 
 def param(prefix: str, name: str, type_: Any = None) -> BindParameter[Any]:
@@ -43,33 +49,45 @@ def _insert_rows_w(table: Table, columns: tuple[str, ...], n: int) -> Build:
 
 
 class WriteBatch:
-    """Writes collected in order and sent together by `execute` (see above)."""
+    """Writes collected in order and sent together by `execute` (see above), after the
+    statements that must go on their own (`send`: an INSERT whose rows a sibling CTE would
+    delete, an executemany, an IN list), in the order they were collected.
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.items: list[tuple[Build, dict[str, Any], Table | None, Sequence[dict[str, Any]]]] = []
+    The same writes go through a session's connection (`execute`) or a plain connection on the
+    event loop (`execute_plain`, PostgreSQL only: `core/target_on_loop.py`)."""
 
-    def add(self, build: Build, params: dict[str, Any]) -> None:
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.sent: list[Sent] = []
+        self.items: list[tuple[Build, Params, Table | None, Sequence[Params]]] = []
+
+    def send(
+        self, stmt: UpdateBase, params: Params | list[Params], *, expect: int | None = None
+    ) -> None:
+        """A statement sent on its own before the batch; `expect`: the rows it must find, else
+        `Conflict` (a row changed while its host was being written)."""
+        self.sent.append((stmt, params, expect))
+
+    def add(self, build: Build, params: Params) -> None:
         self.items.append((build, params, None, ()))
 
-    def add_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    def add_rows(self, table: Table, rows: Sequence[Params]) -> None:
         """Rows for one table, all with the same keys."""
         if rows:
             columns = tuple(rows[0])
             params = {f"r{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns}
             self.items.append((_insert_rows_w(table, columns, len(rows)), params, table, rows))
 
-    def execute(self) -> int:
+    def execute(self, conn: Connection) -> int:
         """Send the writes; returns the row count of the last one."""
+        for stmt, params, expect in self.sent:
+            result = conn.execute(stmt, params)
+            if expect is not None and result.supports_sane_multi_rowcount():
+                _expect(result.rowcount, expect)
         if not self.items:
             return 0
-        conn = self.session.connection()
-        if conn.dialect.name == "postgresql":
-            stmt = _combined(tuple(item[0] for item in self.items))
-            params = {
-                f"w{i}_{k}": v for i, (_, p, _t, _r) in enumerate(self.items) for k, v in p.items()
-            }
-            return int(conn.execute(stmt, params).rowcount)
+        if self.dialect == "postgresql":
+            return int(conn.execute(*self._combined()).rowcount)
         rowcount = 0
         for build, p, table, rows in self.items:
             if table is not None:
@@ -78,6 +96,31 @@ class WriteBatch:
                 params = {f"w_{k}": v for k, v in p.items()}
                 rowcount = int(conn.execute(alone(build), params).rowcount)
         return rowcount
+
+    async def execute_plain(self, tx: PlainTransaction) -> int:
+        """`execute` on a plain connection (PostgreSQL)."""
+        for stmt, params, expect in self.sent:
+            if isinstance(params, list):
+                count = await tx.execute_many(stmt, params)
+            else:
+                count = await tx.execute(stmt, params)
+            if expect is not None:
+                _expect(count, expect)
+        if not self.items:
+            return 0
+        return await tx.execute(*self._combined())
+
+    def _combined(self) -> tuple[UpdateBase, Params]:
+        stmt = _combined(tuple(item[0] for item in self.items))
+        params = {
+            f"w{i}_{k}": v for i, (_, p, _t, _r) in enumerate(self.items) for k, v in p.items()
+        }
+        return stmt, params
+
+
+def _expect(count: int, expected: int) -> None:
+    if count != expected:
+        raise Conflict("a domain changed while its host was being written; retry")
 
 
 @functools.lru_cache(maxsize=16)

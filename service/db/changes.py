@@ -199,16 +199,16 @@ def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: dateti
         if domain is not None:
             targets = backing.sum(axis=1).tolist()
             for vn in domain.vnodes:
-                _committed(vn, "target_mib", int(targets[vn.index]))
+                committed(vn, "target_mib", int(targets[vn.index]))
     for domain_id, levels in changes.pool_targets.items():
         domain = accounting.domain(domain_id)
         for vn in domain.vnodes if domain is not None else []:
-            _committed(vn, "target_mib", levels[vn.index])
+            committed(vn, "target_mib", levels[vn.index])
     for domain_id, reported in changes.actual_mib.items():
         domain = accounting.domain(domain_id)
         for vn in domain.vnodes if domain is not None else []:
             if vn.index in reported:
-                _committed(vn, "actual_mib", reported[vn.index])
+                committed(vn, "actual_mib", reported[vn.index])
     for t in changes.targets:
         values: Row = {"target_mib": t.target_mib, "target_set_at": t.set_at}
         values["updated_at"] = updated_at
@@ -216,15 +216,15 @@ def absorb(accounting: HostAccounting, changes: ChangeSet, *, updated_at: dateti
             values["policy"] = t.policy
         values["version"] = t.domain.version + 1
         for name, value in values.items():
-            set_committed_value(t.domain, name, value)
+            committed(t.domain, name, value)
     for row, values in changes.status:
         for name, value in values.items():
-            _committed(row, name, value)
+            committed(row, name, value)
 
 
-def _committed(row: object, name: str, value: Any) -> None:
-    """A mapped row's attribute set as already committed; a plain row's (`db/report_rows.py`)
-    simply set: nothing would write it again."""
+def committed(row: object, name: str, value: Any) -> None:
+    """A mapped row's attribute set as already committed; a plain row's (`db/report_rows.py`,
+    `db/plain_rows.py`) simply set: nothing would write it again."""
     if isinstance(row, Base):
         set_committed_value(row, name, value)
     else:

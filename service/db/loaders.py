@@ -9,6 +9,7 @@ Everything the engine needs is then numpy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
@@ -142,7 +143,7 @@ _HA_SET = case(
 # MiB) and the protection's state (_PROTECTION_ROW, 0, 0 or 1).
 _CLAIM_ROW = -1
 _PROTECTION_ROW = -2
-_DOMAIN_ROWS = union_all(
+DOMAIN_CELLS = union_all(
     select(Backing.vnode, Backing.pnode, Backing.mib).where(
         Backing.domain_id == bindparam("b_domain"), Backing.host_id == bindparam("b_host")
     ),
@@ -160,15 +161,15 @@ _DOMAIN_ON_HOST = (
     select(Domain)
     .join(Domain.vnodes)
     .outerjoin(
-        _DOMAIN_ROWS,
+        DOMAIN_CELLS,
         or_(
-            _DOMAIN_ROWS.c.vnode == Vnode.index,
-            and_(_DOMAIN_ROWS.c.vnode < 0, Vnode.index == 0),
+            DOMAIN_CELLS.c.vnode == Vnode.index,
+            and_(DOMAIN_CELLS.c.vnode < 0, Vnode.index == 0),
         ),
     )
     .where(Domain.id == bindparam("b_domain"), Domain.host_id == bindparam("b_host"))
     .options(contains_eager(Domain.vnodes))
-    .add_columns(_DOMAIN_ROWS.c.vnode, _DOMAIN_ROWS.c.pnode, _DOMAIN_ROWS.c.mib)
+    .add_columns(DOMAIN_CELLS.c.vnode, DOMAIN_CELLS.c.pnode, DOMAIN_CELLS.c.mib)
     .order_by(Vnode.index)
     .execution_options(populate_existing=True)
 )
@@ -195,12 +196,28 @@ def load_domain_state(
     if not rows:
         return None, False
     domain: Domain = rows[0][0]
+    state, protection_off = domain_state(host, domain, (row[1:] for row in rows))
+    if state is None:
+        whole = load_host_accounting(session, host.id, lock=True, host=host, now=now)
+        if whole is None or whole.domain(domain_id) is None:
+            return None, False
+        return whole, protection_off
+    return state, protection_off
+
+
+def domain_state(
+    host: Host, domain: Domain, cells: Iterable[tuple[int | None, int | None, int | None]]
+) -> tuple[HostAccounting | None, bool]:
+    """A write's state from the locked host and the domain's cells (`DOMAIN_CELLS`: backing
+    cells, live claims, the protection's state), and whether failover protection was off. The
+    state is None when the stored counters cannot be trusted (the others would be negative):
+    the caller then reads the whole host."""
     p, k = len(host.pnodes), len(domain.vnodes)
     x = np.zeros((k, p), dtype=np.int64)
     claimed = np.zeros(p, dtype=np.int64)
     protection_off = False
-    for _, vnode, pnode, mib in rows:
-        if vnode is None:
+    for vnode, pnode, mib in cells:
+        if vnode is None or pnode is None or mib is None:
             continue
         if vnode == _PROTECTION_ROW:
             protection_off = mib == 0
@@ -219,10 +236,7 @@ def load_domain_state(
     rest_alloc = stored[:, 0] - own[0].sum(axis=0)
     rest_load = stored[:, 1] - own_load
     if (rest_alloc < 0).any() or (rest_load < 0).any():
-        whole = load_host_accounting(session, host.id, lock=True, host=host, now=now)
-        if whole is None or whole.domain(domain_id) is None:
-            return None, False
-        return whole, protection_off
+        return None, protection_off
     state = HostAccounting(
         host=host,
         domains=[domain],

@@ -44,6 +44,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 MAX_CONNECTIONS = 8
 IDLE_S = 300.0
 CHECKOUT_TIMEOUT_S = 2.0
+_ASYNC_COMMIT = {"options": "-c synchronous_commit=off"}
 _DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 T = TypeVar("T")
 
@@ -56,26 +57,57 @@ class Unavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """A Core statement as the SQL text psycopg runs and the parameters it fixes itself."""
+    """A Core statement as the SQL text psycopg runs, the parameters it fixes itself and the
+    bind processors of its typed parameters (a JSON value wrapped for psycopg, a timestamp made
+    aware), as SQLAlchemy's execution would apply them."""
 
     sql: str
     constants: Mapping[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+    compiler: SQLCompiler | None  # kept only for a statement with expanding (IN) parameters
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {**self.constants, **values}
+        out = {**self.constants, **values}
+        for name, process in self.processors.items():
+            if name in out:
+                out[name] = process(out[name])
+        return out
+
+    def expanded(self, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The SQL and parameters for these values: an IN list's values as one parameter each."""
+        if self.compiler is None:
+            return self.sql, self.params(values)
+        state = self.compiler.construct_expanded_state({**self.constants, **values})
+        params = dict(state.parameters)
+        for name, process in state.processors.items():
+            params[name] = process(params[name])
+        return state.statement, params
 
 
+# At most this many statements compiled (a batch's statements are built per shape and cached
+# with a bound, so a long-lived worker meets new ones; the oldest compilations are forgotten).
+_COMPILED_MAX = 512
 _COMPILED: dict[int, tuple[ClauseElement, Compiled]] = {}
 
 
 def compiled(stmt: ClauseElement) -> Compiled:
-    """`stmt` (a module constant) compiled once for psycopg's PostgreSQL dialect."""
+    """`stmt` (a module constant, or a statement cached per shape) compiled once for psycopg's
+    PostgreSQL dialect."""
     hit = _COMPILED.get(id(stmt))
     if hit is None or hit[0] is not stmt:
         c = cast(SQLCompiler, stmt.compile(dialect=_DIALECT))
         params = c.construct_params(_check=False) or {}
         constants = {k: v for k, v in params.items() if v is not None}
-        hit = _COMPILED[id(stmt)] = (stmt, Compiled(str(c), constants))
+        processors = {
+            name: process
+            for name, bind in c.binds.items()
+            if (process := bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)) is not None
+        }
+        expanding = any(bind.expanding for bind in c.binds.values())
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        done = Compiled(str(c), constants, processors, c if expanding else None)
+        hit = _COMPILED[id(stmt)] = (stmt, done)
     return hit[1]
 
 
@@ -86,20 +118,43 @@ class PlainTransaction:
         self._conn = conn
 
     async def rows(self, stmt: ClauseElement, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        c = compiled(stmt)
-        cursor = await self._conn.execute(c.sql, c.params(values))
+        sql, params = compiled(stmt).expanded(values)
+        cursor = await self._conn.execute(sql, params)
         return await cursor.fetchall()
 
-    async def execute_many(self, stmt: ClauseElement, values: Sequence[Mapping[str, Any]]) -> None:
+    async def execute(self, stmt: ClauseElement, values: Mapping[str, Any]) -> int:
+        """A statement that returns no rows; its row count."""
+        sql, params = compiled(stmt).expanded(values)
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def execute_many(self, stmt: ClauseElement, values: Sequence[Mapping[str, Any]]) -> int:
+        """One statement for each set of values (psycopg pipelines them); the rows it counted."""
         c = compiled(stmt)
+        if c.compiler is not None:
+            raise ValueError("an IN list's values cannot vary between a batch's rows")
         async with self._conn.cursor() as cursor:
             await cursor.executemany(c.sql, [c.params(v) for v in values])
+            return cursor.rowcount
 
 
 class PlainConnections:
-    """A worker's small pool of autocommit asyncio connections, beside its engine's own."""
+    """A worker's small pool of autocommit asyncio connections, beside its engine's own.
 
-    def __init__(self, engine: Engine) -> None:
+    `durable`: commits wait for the WAL flush (the target writes' pool: memory moves there);
+    otherwise they do not (the renewals' and settled reports' pool, ADR 0009)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        name: str = "numa-balloon-plain",
+        max_connections: int = MAX_CONNECTIONS,
+        durable: bool = False,
+    ) -> None:
+        self._name, self._max, self._durable = name, max_connections, durable
+        # Called after each commit of `transaction` (the app's event hub: waiters read the log).
+        self.after_commit: list[Callable[[], None]] = []
         url = engine.url.set(drivername="postgresql")
         self._conninfo = (
             url.render_as_string(hide_password=False)
@@ -120,12 +175,12 @@ class PlainConnections:
         pool = AsyncConnectionPool(
             self._conninfo,
             min_size=0,
-            max_size=MAX_CONNECTIONS,
+            max_size=self._max,
             max_idle=IDLE_S,
-            kwargs={"autocommit": True, "options": "-c synchronous_commit=off"},
+            kwargs={"autocommit": True, **({} if self._durable else _ASYNC_COMMIT)},
             timeout=CHECKOUT_TIMEOUT_S,
             open=False,
-            name="numa-balloon-plain",
+            name=self._name,
         )
         await pool.open()
         self._pool = pool
@@ -161,11 +216,13 @@ class PlainConnections:
         if pool is None:
             raise Unavailable("no plain connections on this worker's event loop")
         try:
-            async with pool.connection() as conn:
-                async with conn.transaction():
-                    out = await work(PlainTransaction(conn))
-                    if out is None:
-                        raise psycopg.Rollback
-                return out
+            async with pool.connection() as conn, conn.transaction():
+                out = await work(PlainTransaction(conn))
+                if out is None:
+                    raise psycopg.Rollback
         except (psycopg.Error, PoolTimeout) as exc:
             raise Unavailable(str(exc)) from exc
+        if out is not None:
+            for hook in self.after_commit:
+                hook()
+        return out

@@ -1,7 +1,8 @@
 """A synchronous in-process client: httpx over ASGITransport, driven through an anyio portal.
 
 Starlette's TestClient is deprecated with httpx here; this keeps tests plain functions while the
-app runs exactly as under uvicorn (same middleware, same thread pool for sync endpoints).
+app runs exactly as under uvicorn (same middleware, same thread pool for sync endpoints, the
+plain connections its lifespan opens).
 """
 
 from __future__ import annotations
@@ -64,7 +65,14 @@ class ApiClient:
 def api_client(app: FastAPI, token: str | None) -> Iterator[ApiClient]:
     with start_blocking_portal() as portal:
         client = ApiClient(app, portal, token)
+        db = app.state.db
+        # As a worker's lifespan does: the plain connections of the hot routes open on the app's
+        # event loop (PostgreSQL), so that the tests take the paths the service takes.
+        portal.call(db.plain.open)
+        portal.call(db.plain_writes.open)
         try:
             yield client
         finally:
+            portal.call(db.plain_writes.close)
+            portal.call(db.plain.close)
             client.close()

@@ -83,6 +83,12 @@ def test_retries_exhausted_are_a_409_that_changed_nothing(
     def collide(*_: Any, **__: Any) -> None:
         raise _deadlock()
 
+    async def collide_on_loop(*_: Any, **__: Any) -> None:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    # On the event loop (PostgreSQL) the plain connection's deadlock hands the write to the
+    # sessions' path, whose retries it then exhausts.
+    monkeypatch.setattr("service.core.target_on_loop.load_target_state", collide_on_loop)
     monkeypatch.setattr("service.core.domains.set_target", collide)
     r = client.put(f"/v1/domains/{domain['id']}/target", json={"target_mib": 3072})
     assert r.status_code == 409, r.text

@@ -1,0 +1,125 @@
+"""A host, its pnodes, a domain and its vnodes as plain objects: rows read on a plain connection.
+
+A target write on the event loop (`core/target_on_loop.py`) reads these rows with Core
+statements, then hands them to the same rules (`retarget`), the same `apply` and the same view
+as the sessions' path. Mapped instances built by hand cost ~60 us a domain in SQLAlchemy's
+attribute events; these cost a few. Each class carries every column of its table, under the
+same name (`tests/api/test_target_on_loop.py` fails when a table gains one that is not here),
+and the model's few derived values; the relationships the rules follow (`pnodes`, `vnodes`) are
+plain lists. The callers cast them to the models: reading anything else raises AttributeError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A timestamp as the ORM's `UTCDateTime` reads it back: in UTC."""
+    return None if value is None else value.astimezone(UTC)
+
+
+@dataclass(slots=True, kw_only=True)
+class PlainPnode:
+    host_id: str
+    index: int
+    memory_mib: int
+    reserved_mib: int
+    cpus: int
+    allocated_mib: int
+    claimed_mib: int
+    observed_free_mib: int | None
+    load_vcpus: int
+
+    @property
+    def capacity_mib(self) -> int:  # as `Pnode.capacity_mib`
+        return self.memory_mib - self.reserved_mib
+
+
+@dataclass(slots=True, kw_only=True)
+class PlainHost:
+    """A host's columns but `changed_xid` (deferred with raiseload on the model, too)."""
+
+    id: str
+    name: str
+    state: str
+    external_id: str | None
+    labels: dict[str, str]
+    evacuation_requested_at: datetime | None
+    distances: list[list[int]]
+    drift_flagged: bool
+    recovery: dict[str, Any] | None
+    observed_at: datetime | None
+    agent: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    pnodes: list[PlainPnode] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class PlainVnode:
+    domain_id: str
+    index: int
+    size_mib: int
+    vcpus: list[int]
+    vcpu_count: int
+    target_mib: int
+    actual_mib: int | None
+    guest_visible_mib: int | None
+    home_pnode: int | None
+
+
+@dataclass(slots=True, kw_only=True)
+class PlainDomain:
+    id: str
+    name: str
+    external_id: str | None
+    labels: dict[str, str]
+    host_id: str | None
+    state: str
+    policy: str
+    block_mib: int
+    static_max_mib: int
+    dynamic_min_mib: int
+    dynamic_max_mib: int
+    target_mib: int
+    distances: list[list[int]]
+    from_template: bool
+    uncooperative: bool
+    step_failure: dict[str, Any] | None
+    target_set_at: datetime
+    last_progress_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    vnodes: list[PlainVnode] = field(default_factory=list)
+
+
+HOST_TIMES = ("evacuation_requested_at", "observed_at", "created_at", "updated_at")
+DOMAIN_TIMES = ("target_set_at", "last_progress_at", "created_at", "updated_at")
+
+
+def plain_host(names: Sequence[str], row: Sequence[Any]) -> PlainHost:
+    values = dict(zip(names, row, strict=True))
+    for name in HOST_TIMES:
+        values[name] = aware(values[name])
+    return PlainHost(**values)
+
+
+def plain_domain(names: Sequence[str], row: Sequence[Any]) -> PlainDomain:
+    values = dict(zip(names, row, strict=True))
+    for name in DOMAIN_TIMES:
+        values[name] = aware(values[name])
+    return PlainDomain(**values)
+
+
+def plain_pnode(names: Sequence[str], row: Sequence[Any]) -> PlainPnode:
+    return PlainPnode(**dict(zip(names, row, strict=True)))
+
+
+def plain_vnode(names: Sequence[str], row: Sequence[Any]) -> PlainVnode:
+    return PlainVnode(**dict(zip(names, row, strict=True)))

@@ -1,0 +1,187 @@
+"""`PUT /v1/domains/{id}/target` on the event loop (`core/target_on_loop.py`, issue 25).
+
+With the worker's durable plain connections open, a target write is one transaction there: it
+answers and writes what the sessions' path answers and writes, its commit waits for the WAL
+flush, and what it leaves (a raise under failover protection, a domain whose steps failed, no
+such domain) is rolled back there and answered by the sessions' path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from service.db import raw
+from service.db.plain_rows import PlainDomain, PlainHost, PlainPnode, PlainVnode
+from service.db.tables import DOMAINS, HOSTS, PNODES, VNODES
+from tests.api.client import ApiClient
+from tests.api.factories import created, domain_body, host_body
+
+GIB = 1024
+
+
+@pytest.mark.parametrize(
+    ("plain", "table", "skipped"),
+    [
+        (PlainHost, HOSTS, {"changed_xid"}),
+        (PlainPnode, PNODES, set()),
+        (PlainDomain, DOMAINS, set()),
+        (PlainVnode, VNODES, set()),
+    ],
+)
+def test_the_plain_rows_carry_every_column(plain: Any, table: Any, skipped: set[str]) -> None:
+    """A column added to a table must be added to its plain row: the rules read any of them."""
+    fields = {f.name for f in dataclasses.fields(plain)} - {"pnodes", "vnodes"}
+    assert fields == {c.name for c in table.c} - skipped
+
+
+@pytest.fixture
+def on_loop(pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The target writes' plain connections open (as a worker's lifespan opens them); yields
+    what each of their transactions answered (a class name, or None: rolled back, the
+    sessions' path answers)."""
+    plain = pg_client.app.state.db.plain_writes
+    pg_client.call(plain.open)
+    outcomes: list[object] = []
+    transaction = raw.PlainConnections.transaction
+
+    async def counted(self: raw.PlainConnections, work: Any) -> Any:
+        out = await transaction(self, work)
+        outcomes.append(None if out is None else type(out).__name__)
+        return out
+
+    monkeypatch.setattr(raw.PlainConnections, "transaction", counted)
+    try:
+        yield outcomes
+    finally:
+        pg_client.call(plain.close)
+
+
+def _pair(client: ApiClient, name: str) -> dict[str, Any]:
+    """A host with a two-vnode domain on it."""
+    host = created(client, "/v1/hosts", host_body(name, n=2, memory_mib=64 * GIB))
+    body = domain_body(f"{name}-vm", [8 * GIB, 8 * GIB], host_id=host["id"], dynamic_min_mib=GIB)
+    return {"host": host, "domain": created(client, "/v1/domains", body)}
+
+
+def _state(client: ApiClient, pair: dict[str, Any]) -> dict[str, Any]:
+    """What a write changed, without the ids, names and clocks that differ between hosts."""
+    dom = client.get(f"/v1/domains/{pair['domain']['id']}").json()
+    acc = client.get(f"/v1/hosts/{pair['host']['id']}/accounting").json()
+    events = client.get(f"/v1/events?subject_id={dom['id']}&limit=100").json()["items"]
+    steps = client.get(
+        f"/v1/agent/hosts/{pair['host']['id']}/steps", token=pair["host"]["agent_token"]
+    )
+    return {
+        "domain": _without(dom),
+        "pnodes": acc["pnodes"],
+        "events": [(e["action"], e["before"], e["after"]) for e in events[1:]],  # not created
+        "steps": _without(steps.json()) if steps.status_code == 200 else steps.status_code,
+    }
+
+
+_VARY = {"id", "name", "host_id", "domain_id", "created_at", "updated_at", "target_set_at", "at"}
+
+
+def _without(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v) for k, v in value.items() if k not in _VARY}
+    if isinstance(value, list):
+        return [_without(v) for v in value]
+    return value
+
+
+def _target(client: ApiClient, pair: dict[str, Any], mib: int, **headers: str) -> Any:
+    url = f"/v1/domains/{pair['domain']['id']}/target"
+    return client.put(url, json={"target_mib": mib}, headers=headers)
+
+
+@pytest.mark.postgres
+def test_a_target_write_on_the_loop_answers_and_writes_as_the_sessions_path(
+    pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = pg_client
+    sessions, loop = _pair(client, "sessions"), _pair(client, "loop")
+    answers = []
+    for mib in (12 * GIB, 4 * GIB, 16 * GIB):  # a raise, a cut, a raise to the maximum
+        r = _target(client, sessions, mib)
+        assert r.status_code == 200, r.text
+        answers.append((_without(r.json()), r.headers["etag"]))
+    before = _state(client, sessions)
+    assert [e[0] for e in before["events"]] == ["domain.target_changed"] * 3
+    plain = client.app.state.db.plain_writes
+    client.call(plain.open)
+    try:
+        outcomes: list[object] = []
+        transaction = raw.PlainConnections.transaction
+
+        async def counted(self: raw.PlainConnections, work: Any) -> Any:
+            out = await transaction(self, work)
+            outcomes.append(None if out is None else type(out).__name__)
+            return out
+
+        monkeypatch.setattr(raw.PlainConnections, "transaction", counted)
+        # Its commits wait for the WAL flush: a target moves memory.
+        shown = client.call(lambda: plain.one_row(text("SHOW synchronous_commit"), {}))
+        assert shown == ("on",)
+        for (answer, etag), mib in zip(answers, (12 * GIB, 4 * GIB, 16 * GIB), strict=True):
+            r = _target(client, loop, mib)
+            assert r.status_code == 200, r.text
+            assert (_without(r.json()), r.headers["etag"]) == (answer, etag)
+        assert outcomes == ["DomainOut"] * 3
+        assert _state(client, loop) == before
+    finally:
+        client.call(plain.close)
+
+
+@pytest.mark.postgres
+def test_what_the_loop_leaves_is_answered_by_the_sessions_path(
+    pg_client: ApiClient, on_loop: list[object]
+) -> None:
+    client = pg_client
+    pair = _pair(client, "left")
+    etag = client.get(f"/v1/domains/{pair['domain']['id']}").headers["etag"]
+    # Refusals decided on the loop: rolled back there, nothing written, the same problems.
+    stale = _target(client, pair, 8 * GIB, **{"If-Match": '"99"'})
+    assert stale.status_code == 412, stale.text
+    below = _target(client, pair, 512)
+    assert below.status_code == 422, below.text
+    assert below.headers["content-type"].startswith("application/problem+json")
+    assert on_loop == []  # raised inside the transaction: neither committed nor handed on
+    assert client.get(f"/v1/domains/{pair['domain']['id']}").headers["etag"] == etag
+    # No such domain: the sessions' path says so.
+    missing = client.put(
+        "/v1/domains/00000000-0000-4000-8000-000000000000/target", json={"target_mib": 4096}
+    )
+    assert missing.status_code == 404, missing.text
+    assert on_loop == [None]
+    # A raise while failover protection is on: `failover.admit` runs in the sessions' path.
+    protect = client.patch("/v1/cluster", json={"ha": {"host_failures": 1}})
+    assert protect.status_code == 200, protect.text
+    cut = _target(client, pair, 8 * GIB)
+    assert cut.status_code == 200, cut.text
+    raised = _target(client, pair, 10 * GIB)
+    assert raised.status_code in (200, 409), raised.text
+    assert on_loop == [None, "DomainOut", None]
+
+
+@pytest.mark.postgres
+def test_a_commit_on_the_loop_wakes_the_event_waiters(
+    pg_client: ApiClient, on_loop: list[object]
+) -> None:
+    client = pg_client
+    pair = _pair(client, "woken")
+    pokes: list[int] = []
+    plain = client.app.state.db.plain_writes
+    assert client.app.state.event_hub.poke in plain.after_commit
+    plain.after_commit.append(lambda: pokes.append(1))
+    try:
+        assert _target(client, pair, 4 * GIB).status_code == 200
+        assert _target(client, pair, 512).status_code == 422  # rolled back: no poke
+    finally:
+        plain.after_commit.pop()
+    assert on_loop == ["DomainOut"] and pokes == [1]
