@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -321,6 +322,14 @@ class Step(Base):
             "state IN ('waiting', 'pending', 'acked', 'failed', 'cancelled')", name="state_valid"
         ),
         Index("ix_steps_host_id_state", "host_id", "state"),
+        # A new target cancels the domain's pending steps: found here, not among every step
+        # the domain ever had (cancelled and acked ones stay for the events' window).
+        Index(
+            "ix_steps_domain_id_pending",
+            "domain_id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
