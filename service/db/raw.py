@@ -38,12 +38,18 @@ from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from service.errors import ServiceUnavailable
+
 # At most this many plain connections per worker (requests beyond wait for one); an idle one is
 # closed after IDLE_S; a request that waits longer than CHECKOUT_TIMEOUT_S (the database away,
 # every connection busy) takes the ordinary path instead.
 MAX_CONNECTIONS = 8
 IDLE_S = 300.0
 CHECKOUT_TIMEOUT_S = 2.0
+COMMIT_UNKNOWN = (
+    "the database connection failed while the change was committing: it may or may not have "
+    "been applied; read it before retrying"
+)
 _ASYNC_COMMIT = {"options": "-c synchronous_commit=off"}
 _DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 T = TypeVar("T")
@@ -211,16 +217,24 @@ class PlainConnections:
         self, work: Callable[[PlainTransaction], Awaitable[T | None]]
     ) -> T | None:
         """`work`'s statements in one transaction: committed when it answers, rolled back when
-        it answers None (it found the path does not apply: the caller takes its ordinary one)."""
+        it answers None (it found the path does not apply: the caller takes its ordinary one).
+        A failure before the commit is `Unavailable` (nothing was written: the caller may take
+        its ordinary path); on a durable pool, a failure during the commit is a 503 that says
+        the write may have been applied."""
         pool = self._pool
         if pool is None:
             raise Unavailable("no plain connections on this worker's event loop")
+        committing = False
         try:
             async with pool.connection() as conn, conn.transaction():
                 out = await work(PlainTransaction(conn))
                 if out is None:
                     raise psycopg.Rollback
+                committing = True
         except (psycopg.Error, PoolTimeout) as exc:
+            if committing and self._durable:
+                # The write may have committed: taking the other path would write it twice.
+                raise ServiceUnavailable(COMMIT_UNKNOWN) from exc
             raise Unavailable(str(exc)) from exc
         if out is not None:
             for hook in self.after_commit:

@@ -24,6 +24,7 @@ from sqlalchemy import event
 from bench.load import audit_api
 from numa_balloon_testing.server import Server
 from service.app import create_app
+from service.db import raw
 from service.db.invariants import audit_db
 from service.settings import Settings
 from tests.api.client import api_client
@@ -50,6 +51,8 @@ def test_backend_terminated_mid_transaction_is_503_and_nothing_is_half_written(
 ) -> None:
     app, ctx = _pg_client(postgres_db_url)
     with ctx as c:
+        # The sessions' path (a write the event loop's path left to it): see below for that one.
+        c.call(app.state.db.plain_writes.close)
         host = c.post("/v1/hosts", json=host_body("h", n=2, memory_mib=16384)).json()
         dom = c.post("/v1/domains", json=domain_body("vm", [4096, 4096], host_id=host["id"]))
         did = dom.json()["id"]
@@ -76,6 +79,68 @@ def test_backend_terminated_mid_transaction_is_503_and_nothing_is_half_written(
         assert got.status_code == 200 and got.json()["memory"]["target_mib"] == 8192
         r = c.put(f"/v1/domains/{did}/target", json={"target_mib": 5120})
         assert r.status_code == 200 and r.json()["memory"]["target_mib"] == 5120
+    app.state.engine.dispose()
+    _db_audit_clean(postgres_db_url)
+
+
+def _kill_plain_backend(monkeypatch: pytest.MonkeyPatch, when: str) -> list[int]:
+    """Terminate the backend of the target write on the event loop, once: right after its lock
+    (`when="locked"`), or once its statements are sent, before the commit (`"commit"`)."""
+    killed: list[int] = []
+
+    def kill(conn: psycopg.AsyncConnection[Any]) -> None:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        killed.append(conn.info.backend_pid)
+
+    rows, execute = raw.PlainTransaction.rows, raw.PlainTransaction.execute
+
+    async def locked(self: raw.PlainTransaction, stmt: Any, values: Any) -> Any:
+        out = await rows(self, stmt, values)
+        if when == "locked" and not killed and "FOR UPDATE" in str(stmt):
+            kill(self._conn)
+        return out
+
+    async def written(self: raw.PlainTransaction, stmt: Any, values: Any) -> int:
+        out = await execute(self, stmt, values)
+        if when == "commit" and not killed and "UPDATE domains" in str(stmt):
+            kill(self._conn)
+        return out
+
+    monkeypatch.setattr(raw.PlainTransaction, "rows", locked)
+    monkeypatch.setattr(raw.PlainTransaction, "execute", written)
+    return killed
+
+
+def test_a_target_write_whose_backend_dies_on_the_loop_is_written_once(
+    postgres_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its lock, the write on the event loop wrote nothing: the sessions' path
+    answers it, and it is written once. Killed before its commit, the write may or may not
+    have committed as far as the service can tell: a 503 says so, and nothing writes it again."""
+    app, ctx = _pg_client(postgres_db_url)
+    with ctx as c:
+        host = c.post("/v1/hosts", json=host_body("h", n=2, memory_mib=16384)).json()
+        did = c.post(
+            "/v1/domains", json=domain_body("vm", [4096, 4096], host_id=host["id"])
+        ).json()["id"]
+        killed = _kill_plain_backend(monkeypatch, "locked")
+        r = c.put(f"/v1/domains/{did}/target", json={"target_mib": 5120})
+        assert killed and r.status_code == 200, r.text
+        assert r.json()["memory"]["target_mib"] == 5120 and r.json()["version"] == 2
+        events = c.get(f"/v1/events?subject_id={did}&limit=100").json()["items"]
+        assert [e["action"] for e in events].count("domain.target_changed") == 1
+        monkeypatch.undo()
+        killed = _kill_plain_backend(monkeypatch, "commit")
+        r = c.put(f"/v1/domains/{did}/target", json={"target_mib": 6144})
+        assert killed and r.status_code == 503, r.text
+        assert r.json()["type"] == "/problems/unavailable"
+        assert "may or may not" in r.json()["detail"]
+        monkeypatch.undo()
+        got = c.get(f"/v1/domains/{did}").json()  # the backend died before COMMIT reached it
+        assert got["memory"]["target_mib"] == 5120 and got["version"] == 2
+        r = c.put(f"/v1/domains/{did}/target", json={"target_mib": 6144})
+        assert r.status_code == 200 and r.json()["version"] == 3
     app.state.engine.dispose()
     _db_audit_clean(postgres_db_url)
 
