@@ -118,8 +118,7 @@ def write_observed_free(session: Session, host_id: str, free_mib: Mapping[int, i
     """Each reported pnode's observed free MiB (status: pnodes carry no version), for a report
     that changes nothing else (`agent_report`'s settled path: no accounting loaded)."""
     if free_mib:
-        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
-        session.connection().execute(_OBSERVED_FREE, rows)
+        session.connection().execute(_OBSERVED_FREE, _observed_rows(host_id, free_mib))
 
 
 async def write_observed_free_plain(
@@ -128,8 +127,11 @@ async def write_observed_free_plain(
     """`write_observed_free` in a transaction on a plain connection (a settled report's, on
     the event loop: `core/agent_report.settled_on_loop`)."""
     if free_mib:
-        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
-        await tx.execute_many(_OBSERVED_FREE, rows)
+        await tx.execute_many(_OBSERVED_FREE, _observed_rows(host_id, free_mib))
+
+
+def _observed_rows(host_id: str, free_mib: Mapping[int, int]) -> list[dict[str, Any]]:
+    return [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in free_mib.items()]
 
 
 def _write_observed(batch: WriteBatch, accounting: HostAccounting, free: dict[int, int]) -> None:
@@ -137,9 +139,7 @@ def _write_observed(batch: WriteBatch, accounting: HostAccounting, free: dict[in
     pnodes = accounting.host.pnodes
     changed = {i: f for i, f in free.items() if pnodes[i].observed_free_mib != f}
     if changed:
-        host_id = accounting.host.id
-        rows = [{"b_host": host_id, "b_i": i, "b_free": f} for i, f in changed.items()]
-        batch.send(_OBSERVED_FREE, rows)
+        batch.send(_OBSERVED_FREE, _observed_rows(accounting.host.id, changed))
     for index, free_mib in changed.items():
         committed(pnodes[index], "observed_free_mib", free_mib)
 

@@ -1,5 +1,6 @@
 """Plain psycopg connections on the event loop for the hottest round trips (PostgreSQL only):
-a lease renewal, the token lookup before it, and a settled batch report's short transaction.
+a lease renewal, the token lookup before it, a settled batch report's short transaction, and
+(on a pool of their own, whose commits wait for the WAL flush) the target writes.
 
 Why (issue 25): an agent's lease renewal and the token lookup before it are one indexed
 statement each, and what surrounded each statement cost several times the statement itself:
@@ -10,12 +11,14 @@ statements stay SQLAlchemy Core (compiled once, for the engine's dialect, to the
 their constant parameters) and run on psycopg's asyncio connections, awaited on the request's
 own event loop.
 
-Their commits are asynchronous (`synchronous_commit=off`, docs/adr/0009): the statements here
-are a token lookup (a read) and a held lease's renewal, which the agent's next renewal replaces
+The renewals' pool commits asynchronously (`synchronous_commit=off`, docs/adr/0009): its
+statements are a token lookup (a read), a settled report's observation and a held lease's
+renewal, which the agent's next renewal replaces
 within ~10 s. Waiting for the WAL flush cost a renewal 0.6 ms at the median and 10-50 ms in the
 tail on this machine's disk, against 0.04 ms without; a database crash can lose at most the
 last ~0.6 s of renewals (3 x wal_writer_delay), which leaves each such lease one renewal
-shorter, never inconsistent. Nothing that moves memory, a judgement or an event runs here.
+shorter, never inconsistent. Nothing that moves memory, a judgement or an event runs there: the
+target writes run on a durable pool (`durable=True`, docs/adr/0010).
 
 `PlainConnections` belongs to one worker's `Database`; the app's lifespan opens its pool on the
 worker's event loop and closes it on shutdown (psycopg_pool's `AsyncConnectionPool`: a
@@ -85,8 +88,10 @@ class Compiled:
             return self.sql, self.params(values)
         state = self.compiler.construct_expanded_state({**self.constants, **values})
         params = dict(state.parameters)
-        for name, process in state.processors.items():
-            params[name] = process(params[name])
+        # The state's processors are the expanded parameters'; the others keep their names.
+        for name, process in (*self.processors.items(), *state.processors.items()):
+            if name in params:
+                params[name] = process(params[name])
         return state.statement, params
 
 

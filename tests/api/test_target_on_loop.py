@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from psycopg.types.json import Json
+from sqlalchemy import bindparam, text, update
 
 from service.db import raw
 from service.db.plain_rows import PlainDomain, PlainHost, PlainPnode, PlainVnode
-from service.db.tables import DOMAINS, HOSTS, PNODES, VNODES
+from service.db.tables import DOMAINS, EVENTS, HOSTS, PNODES, VNODES
 from tests.api.client import ApiClient
 from tests.api.factories import created, domain_body, host_body
 
@@ -37,6 +39,27 @@ def test_the_plain_rows_carry_every_column(plain: Any, table: Any, skipped: set[
     """A column added to a table must be added to its plain row: the rules read any of them."""
     fields = {f.name for f in dataclasses.fields(plain)} - {"pnodes", "vnodes"}
     assert fields == {c.name for c in table.c} - skipped
+
+
+def test_plain_statements_bind_as_sqlalchemy_would() -> None:
+    """JSON values wrapped for psycopg, timestamps in UTC, an IN list one parameter per value:
+    with or without an IN list in the same statement."""
+    stmt = (
+        update(EVENTS)
+        .where(EVENTS.c.subject_id.in_(bindparam("b_ids", expanding=True)))
+        .values(after=bindparam("b_after", type_=EVENTS.c.after.type))
+    )
+    when = datetime(2026, 12, 6, 12, tzinfo=timezone(timedelta(hours=2)))
+    plain = update(EVENTS).values(after=bindparam("b_after", type_=EVENTS.c.after.type), at=when)
+    for statement, values in ((stmt, {"b_ids": ["a", "b"]}), (plain, {})):
+        _, params = raw.compiled(statement).expanded({"b_after": {"x": 1}, **values})
+        after = next(v for k, v in params.items() if k.startswith("b_after"))
+        assert isinstance(after, Json) and after.obj == {"x": 1}
+    _, params = raw.compiled(stmt).expanded({"b_after": None, "b_ids": ["a", "b"]})
+    assert (params["b_ids_1"], params["b_ids_2"]) == ("a", "b")
+    _, params = raw.compiled(plain).expanded({"b_after": None})
+    stamped = next(v for v in params.values() if isinstance(v, datetime))
+    assert stamped == when and stamped.utcoffset() == timedelta(0)
 
 
 @pytest.fixture
