@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Integer,
     String,
     and_,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -471,13 +473,19 @@ def _vnode_actuals_w(x: str) -> UpdateBase:
     )
 
 
+# In the SQL text, not a parameter: the partial index of pending steps (ix_steps_domain_id_pending)
+# serves only a query whose plan knows the state is 'pending', and a prepared statement's generic
+# plan would not.
+_PENDING: ColumnElement[str] = literal_column("'pending'", String())
+
+
 def _cancel_pool_steps_w(x: str) -> UpdateBase:
     """The domain's pending steps outside migrations, cancelled."""
     c = STEPS.c
     return (
         update(STEPS)
         .where(c.domain_id == param(x, "domain", String()))
-        .where(c.state == "pending", c.migration_id.is_(None))
+        .where(c.state == _PENDING, c.migration_id.is_(None))
         .values(state="cancelled", detail="superseded by a newer target")
     )
 
@@ -485,7 +493,7 @@ def _cancel_pool_steps_w(x: str) -> UpdateBase:
 _CANCEL_MANY = (
     update(STEPS)
     .where(STEPS.c.domain_id.in_(bindparam("b_domains", expanding=True)))
-    .where(STEPS.c.state == "pending", STEPS.c.migration_id.is_(None))
+    .where(STEPS.c.state == _PENDING, STEPS.c.migration_id.is_(None))
     .values(state="cancelled", detail="superseded by a newer target")
 )
 _INSERT_STEPS = insert(STEPS)

@@ -30,6 +30,7 @@ the thread pool, which reports a database that is away as it always did.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -54,8 +55,13 @@ COMMIT_UNKNOWN = (
     "been applied; read it before retrying"
 )
 _ASYNC_COMMIT = {"options": "-c synchronous_commit=off"}
+# A durable write waits at most this long for a host's lock, then takes the ordinary path (in
+# a thread, where it may wait on): a busy host does not hold the few durable connections.
+LOCK_TIMEOUT_MS = 1000
+_DURABLE = {"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"}
 _DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Unavailable(Exception):
@@ -120,6 +126,16 @@ def compiled(stmt: ClauseElement) -> Compiled:
         done = Compiled(str(c), constants, processors, c if expanding else None)
         hit = _COMPILED[id(stmt)] = (stmt, done)
     return hit[1]
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    """The error that sends a request to its ordinary path. The database away, a lock or a
+    connection not had in time, a deadlock: expected, and the ordinary path reports or retries
+    them. Anything else (a statement the server refused) is a defect that the fallback would
+    hide: logged."""
+    if not isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+        log.warning("a plain connection's statement failed: %r; taking the ordinary path", exc)
+    return Unavailable(str(exc))
 
 
 class PlainTransaction:
@@ -188,7 +204,7 @@ class PlainConnections:
             min_size=0,
             max_size=self._max,
             max_idle=IDLE_S,
-            kwargs={"autocommit": True, **({} if self._durable else _ASYNC_COMMIT)},
+            kwargs={"autocommit": True, **(_DURABLE if self._durable else _ASYNC_COMMIT)},
             timeout=CHECKOUT_TIMEOUT_S,
             open=False,
             name=self._name,
@@ -216,7 +232,7 @@ class PlainConnections:
                 row: tuple[Any, ...] | None = await cursor.fetchone()
                 return row
         except (psycopg.Error, PoolTimeout) as exc:
-            raise Unavailable(str(exc)) from exc
+            raise _unavailable(exc) from exc
 
     async def transaction(
         self, work: Callable[[PlainTransaction], Awaitable[T | None]]
@@ -240,8 +256,11 @@ class PlainConnections:
             if committing and self._durable:
                 # The write may have committed: taking the other path would write it twice.
                 raise ServiceUnavailable(COMMIT_UNKNOWN) from exc
-            raise Unavailable(str(exc)) from exc
+            raise _unavailable(exc) from exc
         if out is not None:
             for hook in self.after_commit:
-                hook()
+                try:
+                    hook()
+                except Exception:  # the write committed: its answer must not become a 500
+                    log.exception("an after-commit hook of %s failed", self._name)
         return out

@@ -9,10 +9,12 @@ such domain) is rolled back there and answered by the sessions' path.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import re
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg.types.json import Json
 from sqlalchemy import bindparam, text, update
@@ -62,26 +64,31 @@ def test_plain_statements_bind_as_sqlalchemy_would() -> None:
     assert stamped == when and stamped.utcoffset() == timedelta(0)
 
 
-@pytest.fixture
-def on_loop(pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """The target writes' plain connections open (as a worker's lifespan opens them); yields
-    what each of their transactions answered (a class name, or None: rolled back, the
-    sessions' path answers)."""
-    plain = pg_client.app.state.db.plain_writes
-    pg_client.call(plain.open)
+def _record(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What each transaction on a plain connection answered from now on: a class name, None
+    (rolled back: the sessions' path answers), or the name of the exception it raised."""
     outcomes: list[object] = []
     transaction = raw.PlainConnections.transaction
 
     async def counted(self: raw.PlainConnections, work: Any) -> Any:
-        out = await transaction(self, work)
+        try:
+            out = await transaction(self, work)
+        except Exception as exc:
+            outcomes.append(f"raised {type(exc).__name__}")
+            raise
         outcomes.append(None if out is None else type(out).__name__)
         return out
 
     monkeypatch.setattr(raw.PlainConnections, "transaction", counted)
-    try:
-        yield outcomes
-    finally:
-        pg_client.call(plain.close)
+    return outcomes
+
+
+@pytest.fixture
+def on_loop(pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """With the target writes' plain connections open (the client opens them as a worker's
+    lifespan does): what each of their transactions answered (`_record`)."""
+    assert pg_client.app.state.db.plain_writes.available
+    return _record(monkeypatch)
 
 
 def _pair(client: ApiClient, name: str) -> dict[str, Any]:
@@ -107,14 +114,19 @@ def _state(client: ApiClient, pair: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_VARY = {"id", "name", "host_id", "domain_id", "created_at", "updated_at", "target_set_at", "at"}
+_VARY = {"id", "name", "host_id", "domain_id"}
+_TIMES = {"created_at", "updated_at", "target_set_at", "at", "set_at"}
 
 
-def _without(value: Any) -> Any:
+def _without(value: Any, key: str = "") -> Any:
+    """Ids and names dropped; a timestamp's clock dropped, its offset kept (UTC on both
+    paths)."""
     if isinstance(value, dict):
-        return {k: _without(v) for k, v in value.items() if k not in _VARY}
+        return {k: _without(v, k) for k, v in value.items() if k not in _VARY}
     if isinstance(value, list):
         return [_without(v) for v in value]
+    if key in _TIMES and isinstance(value, str):
+        return re.search(r"(Z|[+-]\d\d:\d\d)$", value).group(1)  # type: ignore[union-attr]
     return value
 
 
@@ -128,37 +140,29 @@ def test_a_target_write_on_the_loop_answers_and_writes_as_the_sessions_path(
     pg_client: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = pg_client
+    outcomes = _record(monkeypatch)
+    plain = client.app.state.db.plain_writes
     sessions, loop = _pair(client, "sessions"), _pair(client, "loop")
+    targets = (12 * GIB, 4 * GIB, 16 * GIB)  # a raise, a cut, a raise to the maximum
+    client.call(plain.close)  # the sessions' path, as without the worker's lifespan
     answers = []
-    for mib in (12 * GIB, 4 * GIB, 16 * GIB):  # a raise, a cut, a raise to the maximum
+    for mib in targets:
         r = _target(client, sessions, mib)
         assert r.status_code == 200, r.text
         answers.append((_without(r.json()), r.headers["etag"]))
+    assert outcomes == []
     before = _state(client, sessions)
     assert [e[0] for e in before["events"]] == ["domain.target_changed"] * 3
-    plain = client.app.state.db.plain_writes
     client.call(plain.open)
-    try:
-        outcomes: list[object] = []
-        transaction = raw.PlainConnections.transaction
-
-        async def counted(self: raw.PlainConnections, work: Any) -> Any:
-            out = await transaction(self, work)
-            outcomes.append(None if out is None else type(out).__name__)
-            return out
-
-        monkeypatch.setattr(raw.PlainConnections, "transaction", counted)
-        # Its commits wait for the WAL flush: a target moves memory.
-        shown = client.call(lambda: plain.one_row(text("SHOW synchronous_commit"), {}))
-        assert shown == ("on",)
-        for (answer, etag), mib in zip(answers, (12 * GIB, 4 * GIB, 16 * GIB), strict=True):
-            r = _target(client, loop, mib)
-            assert r.status_code == 200, r.text
-            assert (_without(r.json()), r.headers["etag"]) == (answer, etag)
-        assert outcomes == ["DomainOut"] * 3
-        assert _state(client, loop) == before
-    finally:
-        client.call(plain.close)
+    # Its commits wait for the WAL flush: a target moves memory.
+    shown = client.call(lambda: plain.one_row(text("SHOW synchronous_commit"), {}))
+    assert shown == ("on",)
+    for (answer, etag), mib in zip(answers, targets, strict=True):
+        r = _target(client, loop, mib)
+        assert r.status_code == 200, r.text
+        assert (_without(r.json()), r.headers["etag"]) == (answer, etag)
+    assert outcomes == ["DomainOut"] * 3
+    assert _state(client, loop) == before
 
 
 @pytest.mark.postgres
@@ -174,14 +178,15 @@ def test_what_the_loop_leaves_is_answered_by_the_sessions_path(
     below = _target(client, pair, 512)
     assert below.status_code == 422, below.text
     assert below.headers["content-type"].startswith("application/problem+json")
-    assert on_loop == []  # raised inside the transaction: neither committed nor handed on
+    # raised inside the transaction: neither committed nor handed on
+    assert on_loop == ["raised PreconditionFailed", "raised InvalidInput"]
     assert client.get(f"/v1/domains/{pair['domain']['id']}").headers["etag"] == etag
     # No such domain: the sessions' path says so.
     missing = client.put(
         "/v1/domains/00000000-0000-4000-8000-000000000000/target", json={"target_mib": 4096}
     )
     assert missing.status_code == 404, missing.text
-    assert on_loop == [None]
+    assert on_loop[2:] == [None]
     # A raise while failover protection is on: `failover.admit` runs in the sessions' path.
     protect = client.patch("/v1/cluster", json={"ha": {"host_failures": 1}})
     assert protect.status_code == 200, protect.text
@@ -189,7 +194,7 @@ def test_what_the_loop_leaves_is_answered_by_the_sessions_path(
     assert cut.status_code == 200, cut.text
     raised = _target(client, pair, 10 * GIB)
     assert raised.status_code in (200, 409), raised.text
-    assert on_loop == [None, "DomainOut", None]
+    assert on_loop[2:] == [None, "DomainOut", None]
 
 
 @pytest.mark.postgres
@@ -207,4 +212,27 @@ def test_a_commit_on_the_loop_wakes_the_event_waiters(
         assert _target(client, pair, 512).status_code == 422  # rolled back: no poke
     finally:
         plain.after_commit.pop()
-    assert on_loop == ["DomainOut"] and pokes == [1]
+    assert on_loop == ["DomainOut", "raised InvalidInput"] and pokes == [1]
+
+
+@pytest.mark.postgres
+def test_a_write_that_waits_too_long_for_a_host_lock_takes_the_sessions_path(
+    pg_client: ApiClient, on_loop: list[object]
+) -> None:
+    """A host held by another transaction: the write on the loop gives up after the durable
+    pool's lock timeout (its connection is free again), and the sessions' path waits, then
+    writes."""
+    client = pg_client
+    pair = _pair(client, "held")
+    url = client.app.state.engine.url.set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False)) as holder:
+        holder.execute("SELECT 1 FROM hosts WHERE id = %s FOR UPDATE", (pair["host"]["id"],))
+        release = threading.Timer(raw.LOCK_TIMEOUT_MS / 1000 + 0.5, holder.rollback)
+        release.start()
+        try:
+            r = _target(client, pair, 4 * GIB)
+        finally:
+            release.join()
+    assert r.status_code == 200, r.text
+    assert r.json()["memory"]["target_mib"] == 4 * GIB
+    assert on_loop == ["raised Unavailable"]

@@ -90,7 +90,8 @@ def _kill_plain_backend(monkeypatch: pytest.MonkeyPatch, when: str) -> list[int]
 
     def kill(conn: psycopg.AsyncConnection[Any]) -> None:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            # Waits (up to 5 s) until the backend has exited: the next statement finds it gone.
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,))
         killed.append(conn.info.backend_pid)
 
     rows, execute = raw.PlainTransaction.rows, raw.PlainTransaction.execute
