@@ -14,12 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """A timestamp as the ORM's `UTCDateTime` reads it back: in UTC."""
-    return None if value is None else value.astimezone(UTC)
+from typing import Any, TypeVar
 
 
 @dataclass(slots=True, kw_only=True)
@@ -99,27 +94,14 @@ class PlainDomain:
     vnodes: list[PlainVnode] = field(default_factory=list)
 
 
-HOST_TIMES = ("evacuation_requested_at", "observed_at", "created_at", "updated_at")
-DOMAIN_TIMES = ("target_set_at", "last_progress_at", "created_at", "updated_at")
+R = TypeVar("R", PlainHost, PlainPnode, PlainDomain, PlainVnode)
 
 
-def plain_host(names: Sequence[str], row: Sequence[Any]) -> PlainHost:
-    values = dict(zip(names, row, strict=True))
-    for name in HOST_TIMES:
-        values[name] = aware(values[name])
-    return PlainHost(**values)
-
-
-def plain_domain(names: Sequence[str], row: Sequence[Any]) -> PlainDomain:
-    values = dict(zip(names, row, strict=True))
-    for name in DOMAIN_TIMES:
-        values[name] = aware(values[name])
-    return PlainDomain(**values)
-
-
-def plain_pnode(names: Sequence[str], row: Sequence[Any]) -> PlainPnode:
-    return PlainPnode(**dict(zip(names, row, strict=True)))
-
-
-def plain_vnode(names: Sequence[str], row: Sequence[Any]) -> PlainVnode:
-    return PlainVnode(**dict(zip(names, row, strict=True)))
+def plain(cls: type[R], names: Sequence[str], row: Sequence[Any]) -> R:
+    """A plain row from a row of its table's columns (`names`, in order): timestamps in UTC, as
+    the ORM's `UTCDateTime` reads them back."""
+    values: dict[str, Any] = {
+        n: v.astimezone(UTC) if isinstance(v, datetime) else v
+        for n, v in zip(names, row, strict=True)
+    }
+    return cls(**values)

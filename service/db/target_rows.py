@@ -17,24 +17,17 @@ from sqlalchemy import and_, bindparam, or_, select
 from service.db.accounting import HostAccounting
 from service.db.loaders import DOMAIN_CELLS, domain_state
 from service.db.models import Domain, Host
-from service.db.plain_rows import (
-    PlainDomain,
-    PlainHost,
-    plain_domain,
-    plain_host,
-    plain_pnode,
-    plain_vnode,
-)
+from service.db.plain_rows import PlainDomain, PlainHost, PlainPnode, PlainVnode, plain
 from service.db.raw import PlainTransaction
 from service.db.tables import DOMAINS, HOSTS, PNODES, VNODES
 
 _HOST_COLS = [c for c in HOSTS.c if c.name != "changed_xid"]
-HOST_NAMES = [c.name for c in _HOST_COLS]
-PNODE_NAMES = [c.name for c in PNODES.c]
-DOMAIN_NAMES = [c.name for c in DOMAINS.c]
-VNODE_NAMES = [c.name for c in VNODES.c]
-_H, _P = len(HOST_NAMES), len(PNODE_NAMES)
-_D, _V = len(DOMAIN_NAMES), len(VNODE_NAMES)
+_HOST_NAMES = [c.name for c in _HOST_COLS]
+_PNODE_NAMES = [c.name for c in PNODES.c]
+_DOMAIN_NAMES = [c.name for c in DOMAINS.c]
+_VNODE_NAMES = [c.name for c in VNODES.c]
+_H, _P = len(_HOST_NAMES), len(_PNODE_NAMES)
+_D, _V = len(_DOMAIN_NAMES), len(_VNODE_NAMES)
 
 # The domain's host with its pnodes, both locked, in the order the sessions' path locks them.
 _LOCK = (
@@ -83,17 +76,17 @@ async def load_target_state(
 
 
 def _host(rows: list[tuple[object, ...]]) -> PlainHost:
-    host = plain_host(HOST_NAMES, rows[0][:_H])
-    host.pnodes = [plain_pnode(PNODE_NAMES, row[_H : _H + _P]) for row in rows]
+    host = plain(PlainHost, _HOST_NAMES, rows[0][:_H])
+    host.pnodes = [plain(PlainPnode, _PNODE_NAMES, row[_H : _H + _P]) for row in rows]
     return host
 
 
 def _domain(rows: list[tuple[object, ...]]) -> PlainDomain:
     """The domain from the first row, its vnodes once each (a vnode's row repeats per cell)."""
-    domain = plain_domain(DOMAIN_NAMES, rows[0][:_D])
+    domain = plain(PlainDomain, _DOMAIN_NAMES, rows[0][:_D])
     last = -1
     for row in rows:
         if row[_D + 1] != last:  # the vnode's index: a new vnode
-            domain.vnodes.append(plain_vnode(VNODE_NAMES, row[_D : _D + _V]))
+            domain.vnodes.append(plain(PlainVnode, _VNODE_NAMES, row[_D : _D + _V]))
             last = domain.vnodes[-1].index
     return domain
