@@ -236,3 +236,25 @@ def test_a_write_that_waits_too_long_for_a_host_lock_takes_the_sessions_path(
     assert r.status_code == 200, r.text
     assert r.json()["memory"]["target_mib"] == 4 * GIB
     assert on_loop == ["raised Unavailable"]
+
+
+@pytest.mark.postgres
+def test_counters_the_loop_cannot_trust_send_the_write_to_the_whole_host(
+    pg_client: ApiClient, on_loop: list[object]
+) -> None:
+    """Stored counters below the domain's own charges: the loop rolls back, and the sessions'
+    path reads the host row by row and writes the counters its domains imply."""
+    client = pg_client
+    pair = _pair(client, "drifted")
+    fair = client.get(f"/v1/hosts/{pair['host']['id']}/accounting").json()["pnodes"]
+    with client.app.state.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE pnodes SET allocated_mib = 0 WHERE host_id = :h"),
+            {"h": pair["host"]["id"]},
+        )
+    r = _target(client, pair, 16 * GIB)  # its own target: the charges stay as they were
+    assert r.status_code == 200, r.text
+    assert on_loop == [None]
+    after = client.get(f"/v1/hosts/{pair['host']['id']}/accounting").json()["pnodes"]
+    assert [p["allocated_mib"] for p in after] == [p["allocated_mib"] for p in fair]
+    assert all(p["allocated_mib"] > 0 for p in after)
